@@ -1,0 +1,62 @@
+"""Domain errors raised by services; the API maps each class to one HTTP status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FieldProblem:
+    """One thing wrong with one part of the input: where it is and why."""
+
+    field: str
+    message: str
+    location: dict[str, Any] = field(default_factory=dict)
+
+
+class GridsvcError(Exception):
+    """Base of every error gridsvc raises on purpose."""
+
+    title = "gridsvc error"
+
+    def __init__(self, detail: str, *, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.problems = problems or []
+
+
+class InvalidInputError(GridsvcError):
+    """The caller sent something that cannot be accepted as it is."""
+
+    title = "Invalid input"
+
+
+class NotFoundError(GridsvcError):
+    """The thing asked for does not exist."""
+
+    title = "Not found"
+
+
+class ConflictError(GridsvcError):
+    """The request collides with the current state (a duplicate, a concurrent change)."""
+
+    title = "Conflict"
+
+
+class AuthenticationError(GridsvcError):
+    """No API key, or one that is unknown or revoked."""
+
+    title = "Unauthorized"
+
+
+class PermissionDeniedError(GridsvcError):
+    """A valid API key whose role may not do this."""
+
+    title = "Forbidden"
+
+
+class EnvironmentProblem(GridsvcError):
+    """The machine lacks something gridsvc needs (PostgreSQL, PostGIS, a free port)."""
+
+    title = "Environment problem"

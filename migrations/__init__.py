@@ -1,0 +1,1 @@
+"""Alembic migrations of the gridsvc database (a package so the installed CLI can find them)."""
