@@ -1,0 +1,276 @@
+"""The ``gridsvc`` command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gridsvc import __version__
+from gridsvc.errors import GridsvcError
+from gridsvc.settings import Settings, get_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    help=(
+        "gridsvc: urban-management grids, components and cases on PostGIS.\n\n"
+        "Start here: `gridsvc quickstart` brings up the embedded PostGIS, loads the small demo city and "
+        "serves the API. Settings come from GRIDSVC_* environment variables (see README)."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+db_app = typer.Typer(help="The database: the embedded PostGIS, or the server GRIDSVC_DATABASE_URL names.")
+keys_app = typer.Typer(help="API keys: make, list and revoke. A key is shown once, when it is made.")
+crs_app = typer.Typer(help="Coordinates: convert between WGS 84, CGCS2000, Gauss-Krüger, GCJ-02 and BD-09.")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(crs_app, name="crs")
+
+
+def friendly(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn domain errors into one red line and exit code 1 instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except GridsvcError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.detail}", highlight=False)
+            for problem in exc.problems:
+                err_console.print(f"  - {problem.field}: {problem.message}", highlight=False)
+            raise typer.Exit(1) from exc
+
+    return wrapper
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _sessions(settings: Settings) -> Any:
+    from gridsvc.db.engine import make_engine, make_session_factory
+    from gridsvc.services.database import database_url
+
+    return make_session_factory(make_engine(database_url(settings)))
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens underneath.")] = False,
+) -> None:
+    """gridsvc command line."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def version() -> None:
+    """Print the gridsvc version."""
+    console.print(__version__)
+
+
+# --- db --------------------------------------------------------------------------------------------
+
+
+@db_app.command("up")
+@friendly
+def db_up() -> None:
+    """Start the embedded PostGIS (creating it the first time) and run the migrations.
+
+    Idempotent: when it already runs, only the migrations are checked. With GRIDSVC_DATABASE_URL set,
+    nothing is started; the migrations run against that server.
+    """
+    from gridsvc.services.database import bring_up
+
+    settings = _settings()
+    with console.status("bringing the database up..."):
+        report = bring_up(settings)
+    if report.mode == "external":
+        console.print(f"using the external database {report.url} (nothing started)")
+    elif report.started:
+        console.print(f"[green]started[/] the embedded PostGIS in {settings.resolved_data_dir}")
+    else:
+        console.print(f"the embedded PostGIS in {settings.resolved_data_dir} is already running")
+    console.print(f"database: {report.url}\nmigration: {report.revision}")
+
+
+@db_app.command("down")
+@friendly
+def db_down() -> None:
+    """Stop the embedded PostGIS (its data stays in the data folder)."""
+    from gridsvc.services.database import bring_down
+
+    stopped = bring_down(_settings())
+    console.print("stopped" if stopped else "not running")
+
+
+@db_app.command("status")
+@friendly
+def db_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Tell what runs where: data folder, pid, port, socket, URL, versions, migration."""
+    from gridsvc.services.database import describe
+
+    info = describe(_settings())
+    if as_json:
+        console.print_json(json.dumps(info, default=str))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items() if k != "postgis_full")
+        table.add_row(f"[bold]{key}[/]", str(value))
+    console.print(table)
+
+
+# --- demo and serve --------------------------------------------------------------------------------
+
+
+@app.command()
+@friendly
+def demo(
+    scale: Annotated[str, typer.Option(help="small: one district, used by tests; city: all of Jinan at real scale.")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 2023,
+    replace: Annotated[bool, typer.Option(help="Delete the data already loaded (keeps reference tables).")] = False,
+) -> None:
+    """Load the synthetic Jinan: real county boundaries, synthesized streets, communities, roads,
+    stations, components, another department's net, an initial grid plan and a year of cases."""
+    from gridsvc.services.demo import load_demo
+
+    if scale not in ("small", "city"):
+        raise typer.BadParameter("use small or city", param_hint="--scale")
+    settings = _settings()
+    report = load_demo(_sessions(settings), settings=settings, scale=scale, seed=seed, replace=replace, console=console)
+    table = Table(title=f"demo city loaded ({scale}, seed {seed})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in report.counts.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    console.print(f"generated in {report.generate_seconds:.1f} s, loaded in {report.load_seconds:.1f} s")
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from gridsvc.api.app import create_app
+    from gridsvc.services.database import database_url
+
+    url = database_url(settings)
+    base = f"http://{host}:{port}"
+    console.print(
+        f"gridsvc is serving on [bold]{base}[/]\n  health: {base}/health\n  API docs: {base}/docs\n"
+        "  (Ctrl+C stops it; `gridsvc db down` stops the database)"
+    )
+    uvicorn.run(create_app(settings, url), host=host, port=port, log_level="info")
+
+
+@app.command()
+@friendly
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default GRIDSVC_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default GRIDSVC_PORT, 8000).")] = None,
+) -> None:
+    """Serve the HTTP API with uvicorn (the database must be up: `gridsvc db up`)."""
+    settings = _settings()
+    _serve(settings, host or settings.host, port or settings.port)
+
+
+@app.command()
+@friendly
+def quickstart(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to serve on.")] = None,
+    scale: Annotated[str, typer.Option(help="Demo scale to load when the database is empty.")] = "small",
+) -> None:
+    """All in one: bring the database up, load the demo city if nothing is loaded, then serve."""
+    from gridsvc.services.database import bring_up
+    from gridsvc.services.demo import demo_loaded, load_demo
+
+    settings = _settings()
+    with console.status("bringing the database up..."):
+        report = bring_up(settings)
+    console.print(f"database: {report.url} ({report.mode}, migration {report.revision})")
+    sessions = _sessions(settings)
+    if demo_loaded(sessions):
+        console.print("demo city already loaded")
+    else:
+        load_demo(sessions, settings=settings, scale=scale, seed=2023, replace=False, console=console)
+    _serve(settings, host or settings.host, port or settings.port)
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+@friendly
+def keys_create(
+    role: Annotated[str, typer.Option(help="gis_staff, dispatcher, field or reporter.")],
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 张三 or 12345-hotline.")],
+) -> None:
+    """Make an API key. The key is printed once; only its hash is stored."""
+    from gridsvc.services.access import LOCAL_OPERATOR, create_key
+
+    issued = create_key(_sessions(_settings()), name=name, role=role, actor=LOCAL_OPERATOR)
+    err_console.print(f"made key {issued.prefix} ({issued.role}) for {issued.name}; store it now, it is not shown again:")
+    console.print(issued.secret, highlight=False)
+
+
+@keys_app.command("list")
+@friendly
+def keys_list() -> None:
+    """List keys: prefix, name, role, made, revoked."""
+    from gridsvc.services.access import list_keys
+
+    table = Table("prefix", "name", "role", "created", "revoked")
+    for key in list_keys(_sessions(_settings())):
+        table.add_row(key.prefix, key.name, key.role, f"{key.created_at:%Y-%m-%d %H:%M}", f"{key.revoked_at or ''}")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+@friendly
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, as `gridsvc keys list` shows.")]) -> None:
+    """Revoke a key; it authenticates no more."""
+    from gridsvc.services.access import LOCAL_OPERATOR, revoke_key
+
+    key = revoke_key(_sessions(_settings()), prefix=prefix, actor=LOCAL_OPERATOR)
+    console.print(f"revoked {key.prefix} ({key.name})")
+
+
+# --- crs -------------------------------------------------------------------------------------------
+
+
+@crs_app.command("convert")
+def crs_convert(
+    x: Annotated[float, typer.Argument(help="Longitude or easting.")],
+    y: Annotated[float, typer.Argument(help="Latitude or northing.")],
+    from_crs: Annotated[str, typer.Option("--from", help="wgs84, cgcs2000, gcj02, bd09 or EPSG:<code>.")],
+    to_crs: Annotated[str, typer.Option("--to", help="wgs84, cgcs2000, gcj02, bd09 or EPSG:<code>.")],
+) -> None:
+    """Convert one coordinate, e.g. `gridsvc crs convert 117.0195 36.6617 --from wgs84 --to gcj02`."""
+    from gis.crs import CoordinateError, transform_point
+
+    try:
+        out_x, out_y = transform_point(x, y, from_crs, to_crs)
+    except CoordinateError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    console.print(f"{out_x:.9f} {out_y:.9f}" if abs(out_x) < 1000 else f"{out_x:.3f} {out_y:.3f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

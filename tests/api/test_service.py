@@ -1,0 +1,110 @@
+"""Health, OpenAPI, problem+json errors, API keys and roles, and the audit log."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.db.migrate import head_revision
+
+
+def test_health_reports_postgis_and_migration(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"]["postgis_version"].startswith("3.")
+    assert body["database"]["migration"] == head_revision()
+    assert "active_plan" in body
+
+
+def test_openapi_docs_have_examples(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/v1/departments" in spec["paths"]
+    assert "examples" in spec["components"]["schemas"]["DepartmentIn"]
+
+
+def test_reference_data_is_readable_without_a_key(client: TestClient) -> None:
+    classes = {c["code"]: c for c in client.get("/v1/component-classes").json()}
+    assert classes["0118"]["name_zh"] == "路灯"
+    assert classes["0390"]["is_city_extension"] is True
+    assert classes["0391"]["name_zh"] == "垃圾分类投放点"
+    departments = {d["code"]: d["name_zh"] for d in client.get("/v1/departments").json()}
+    assert departments["sanitation"] == "环卫"
+    events = {e["code"]: e["name_zh"] for e in client.get("/v1/event-classes").json()}
+    assert events["0403"] == "违章停车"
+
+
+NEW_DEPARTMENT = {"code": "water_affairs", "name_zh": "水务", "name_en": "Water affairs"}
+
+
+def test_mutation_without_key_is_401_problem(client: TestClient) -> None:
+    response = client.post("/v1/departments", json=NEW_DEPARTMENT)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 401 and body["instance"] == "/v1/departments"
+    assert "API key" in body["detail"]
+    assert client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": "gs_nope"}).status_code == 401
+
+
+def test_mutation_with_wrong_role_is_403(client: TestClient, keys: dict[str, str]) -> None:
+    for role in ("dispatcher", "field", "reporter"):
+        response = client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": keys[role]})
+        assert response.status_code == 403, role
+        assert "gis_staff" in response.json()["detail"]
+
+
+def test_gis_staff_adds_department_and_it_is_audited(
+    client: TestClient, keys: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    response = client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": keys["gis_staff"]})
+    assert response.status_code == 201
+    assert response.json()["name_zh"] == "水务"
+    with sessions() as session:
+        actor, entity_id = session.execute(
+            text("SELECT actor, entity_id FROM audit_log WHERE entity = 'department' ORDER BY id DESC LIMIT 1")
+        ).one()
+    assert (actor, entity_id) == ("测试-gis_staff", "water_affairs")
+    again = client.post(
+        "/v1/departments", json=NEW_DEPARTMENT, headers={"Authorization": f"Bearer {keys['gis_staff']}"}
+    )
+    assert again.status_code == 409
+
+
+def test_invalid_body_lists_each_field(client: TestClient, keys: dict[str, str]) -> None:
+    response = client.post(
+        "/v1/component-classes",
+        json={"code": "18", "name_zh": "", "geometry_kind": "blob"},
+        headers={"X-API-Key": keys["gis_staff"]},
+    )
+    assert response.status_code == 422
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert fields == {"code", "geometry_kind", "name_zh"}
+
+
+def test_extension_class_needs_known_department(client: TestClient, keys: dict[str, str]) -> None:
+    body = {"code": "0392", "name_zh": "大件垃圾投放点", "default_department_code": "nobody"}
+    response = client.post("/v1/component-classes", json=body, headers={"X-API-Key": keys["gis_staff"]})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "default_department_code"
+    body["default_department_code"] = "sanitation"
+    created = client.post("/v1/component-classes", json=body, headers={"X-API-Key": keys["gis_staff"]})
+    assert created.status_code == 201 and created.json()["is_city_extension"] is True
+
+
+def test_unknown_path_is_problem_json(client: TestClient) -> None:
+    response = client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_revoked_key_no_longer_works(client: TestClient, keys: dict[str, str], sessions: sessionmaker[Session]) -> None:
+    from gridsvc.services.access import LOCAL_OPERATOR, revoke_key
+
+    prefix = keys["gis_staff"].split("_")[1]
+    revoke_key(sessions, prefix=prefix, actor=LOCAL_OPERATOR)
+    response = client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": keys["gis_staff"]})
+    assert response.status_code == 401

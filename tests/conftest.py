@@ -1,0 +1,102 @@
+"""Test harness: one real PostGIS for the whole run, started by the run itself, migrated once.
+
+Each test that touches data gets a session factory bound to one connection inside a transaction
+that is rolled back afterwards, so tests never see each other's writes. Services still call
+``sessions.begin()``; those become savepoints inside the test's transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.db import migrate
+from gridsvc.db.embedded import EmbeddedCluster
+from gridsvc.db.engine import make_engine
+from gridsvc.settings import Settings
+
+# Durability is not what tests check; these make the cluster several times faster.
+FAST_UNSAFE = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_tmp_data_dir(prefix: str) -> Path:
+    """A data folder the unprivileged server user can reach (pytest's own tmp dirs are 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[EmbeddedCluster]:
+    """The run's own embedded PostGIS, stopped and removed at the end."""
+    data_dir = make_tmp_data_dir("gridsvc-test-")
+    pg = EmbeddedCluster(data_dir, port=free_port(), db_name="gridsvc_test", extra_conf=FAST_UNSAFE)
+    pg.up()
+    try:
+        yield pg
+    finally:
+        pg.down()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(cluster: EmbeddedCluster) -> str:
+    """URL of the test database, migrated to head once."""
+    url = cluster.url()
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def test_settings(database_url: str) -> Settings:
+    """Settings pointing at the test database."""
+    return Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    """One engine for the run."""
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """A session factory whose every write is rolled back when the test ends."""
+    connection = engine.connect()
+    outer = connection.begin()
+    factory = sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+    try:
+        yield factory
+    finally:
+        outer.rollback()
+        connection.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a failure: it means something the suite promises was not checked."""
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    xfailed = len(reporter.stats.get("xfailed", [])) if reporter else 0
+    if skipped or xfailed:
+        if reporter:
+            reporter.write_line(f"CI: {skipped} skipped and {xfailed} xfailed tests count as failures", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
