@@ -46,7 +46,9 @@ def apt_install(*packages: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     say(f"apt-get install {' '.join(packages)}")
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-q", *packages], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", *packages], check=True, env=env, stdout=subprocess.DEVNULL
+    )
 
 
 def ensure_venv() -> None:
@@ -108,7 +110,7 @@ def run_tests(args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point: ``run`` or ``test``, then extra arguments for quickstart or pytest."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this file runs under whatever python3 the user has
         sys.exit("gridsvc needs Python 3.11 or newer")
     if not argv or argv[0] not in ("run", "test"):
         print(__doc__)

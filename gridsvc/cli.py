@@ -72,7 +72,9 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens underneath.")] = False,
 ) -> None:
     """gridsvc command line."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -142,9 +144,13 @@ def db_status(
 @app.command()
 @friendly
 def demo(
-    scale: Annotated[str, typer.Option(help="small: one district, used by tests; city: all of Jinan at real scale.")] = "small",
+    scale: Annotated[
+        str, typer.Option(help="small: one district, used by tests; city: all of Jinan at real scale.")
+    ] = "small",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 2023,
-    replace: Annotated[bool, typer.Option(help="Delete the data already loaded (keeps reference tables).")] = False,
+    replace: Annotated[
+        bool, typer.Option(help="Delete the data already loaded (keeps reference tables).")
+    ] = False,
 ) -> None:
     """Load the synthetic Jinan: real county boundaries, synthesized streets, communities, roads,
     stations, components, another department's net, an initial grid plan and a year of cases."""
@@ -153,7 +159,9 @@ def demo(
     if scale not in ("small", "city"):
         raise typer.BadParameter("use small or city", param_hint="--scale")
     settings = _settings()
-    report = load_demo(_sessions(settings), settings=settings, scale=scale, seed=seed, replace=replace, console=console)
+    report = load_demo(
+        _sessions(settings), settings=settings, scale=scale, seed=seed, replace=replace, console=console
+    )
     table = Table(title=f"demo city loaded ({scale}, seed {seed})")
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -181,7 +189,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 @app.command()
 @friendly
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default GRIDSVC_HOST, 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default GRIDSVC_HOST, 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default GRIDSVC_PORT, 8000).")] = None,
 ) -> None:
     """Serve the HTTP API with uvicorn (the database must be up: `gridsvc db up`)."""
@@ -225,7 +235,9 @@ def keys_create(
     from gridsvc.services.access import LOCAL_OPERATOR, create_key
 
     issued = create_key(_sessions(_settings()), name=name, role=role, actor=LOCAL_OPERATOR)
-    err_console.print(f"made key {issued.prefix} ({issued.role}) for {issued.name}; store it now, it is not shown again:")
+    err_console.print(
+        f"made key {issued.prefix} ({issued.role}) for {issued.name}; store it now, it is not shown again:"
+    )
     console.print(issued.secret, highlight=False)
 
 
@@ -237,13 +249,17 @@ def keys_list() -> None:
 
     table = Table("prefix", "name", "role", "created", "revoked")
     for key in list_keys(_sessions(_settings())):
-        table.add_row(key.prefix, key.name, key.role, f"{key.created_at:%Y-%m-%d %H:%M}", f"{key.revoked_at or ''}")
+        table.add_row(
+            key.prefix, key.name, key.role, f"{key.created_at:%Y-%m-%d %H:%M}", f"{key.revoked_at or ''}"
+        )
     console.print(table)
 
 
 @keys_app.command("revoke")
 @friendly
-def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix, as `gridsvc keys list` shows.")]) -> None:
+def keys_revoke(
+    prefix: Annotated[str, typer.Argument(help="The key's prefix, as `gridsvc keys list` shows.")],
+) -> None:
     """Revoke a key; it authenticates no more."""
     from gridsvc.services.access import LOCAL_OPERATOR, revoke_key
 

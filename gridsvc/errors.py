@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 from typing import Any
 
 
-@dataclass
+@dataclasses.dataclass
 class FieldProblem:
     """One thing wrong with one part of the input: where it is and why."""
 
     field: str
     message: str
-    location: dict[str, Any] = field(default_factory=dict)
+    location: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class GridsvcError(Exception):
@@ -56,7 +56,7 @@ class PermissionDeniedError(GridsvcError):
     title = "Forbidden"
 
 
-class EnvironmentProblem(GridsvcError):
+class SetupProblemError(GridsvcError):
     """The machine lacks something gridsvc needs (PostgreSQL, PostGIS, a free port)."""
 
     title = "Environment problem"

@@ -22,10 +22,13 @@ class Settings(BaseSettings):
         default=Path(".gridsvc"),
         description="Folder of the embedded PostGIS cluster (relative to the working directory).",
     )
-    pg_port: int = Field(default=55432, ge=1024, le=65535, description="Loopback port of the embedded server.")
+    pg_port: int = Field(
+        default=55432, ge=1024, le=65535, description="Loopback port of the embedded server."
+    )
     pg_bin_dir: Path | None = Field(default=None, description="Where initdb/pg_ctl live; found when unset.")
     pg_system_user: str = Field(
-        default="postgres", description="Non-root user that runs the embedded server when gridsvc runs as root."
+        default="postgres",
+        description="Non-root user that runs the embedded server when gridsvc runs as root.",
     )
     db_name: str = "gridsvc"
 

@@ -98,5 +98,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     xfailed = len(reporter.stats.get("xfailed", [])) if reporter else 0
     if skipped or xfailed:
         if reporter:
-            reporter.write_line(f"CI: {skipped} skipped and {xfailed} xfailed tests count as failures", red=True)
+            reporter.write_line(
+                f"CI: {skipped} skipped and {xfailed} xfailed tests count as failures", red=True
+            )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

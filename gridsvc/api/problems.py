@@ -15,11 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridsvc.errors import (
     AuthenticationError,
     ConflictError,
-    EnvironmentProblem,
     GridsvcError,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    SetupProblemError,
 )
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ STATUS_OF: dict[type[GridsvcError], int] = {
     ConflictError: 409,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
-    EnvironmentProblem: 503,
+    SetupProblemError: 503,
 }
 
 
@@ -81,10 +81,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"]} for err in exc.errors()
+            {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"]}
+            for err in exc.errors()
         ]
         return problem(
-            request, 422, "Invalid input", "the request is not valid; see errors", kind="invalid-input", errors=errors
+            request,
+            422,
+            "Invalid input",
+            "the request is not valid; see errors",
+            kind="invalid-input",
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -101,9 +107,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
         log.exception("database unavailable")
-        return problem(request, 503, "Database unavailable", "the database cannot be reached", kind="unavailable")
+        return problem(
+            request, 503, "Database unavailable", "the database cannot be reached", kind="unavailable"
+        )
 
     @app.exception_handler(SQLAlchemyError)
     async def _db(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.exception("database error")
-        return problem(request, 500, "Internal error", "the request failed inside the service", kind="internal")
+        return problem(
+            request, 500, "Internal error", "the request failed inside the service", kind="internal"
+        )

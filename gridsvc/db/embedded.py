@@ -35,7 +35,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from gridsvc.errors import EnvironmentProblem
+from gridsvc.errors import SetupProblemError
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,13 @@ def _apt_install(packages: Sequence[str]) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     log.info("installing %s with apt-get", " ".join(packages))
     subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", "install", "-y", "-q", *packages], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", *packages], check=True, env=env, stdout=subprocess.DEVNULL
+    )
 
 
 def ensure_installation(bin_dir: Path | None = None) -> PgInstallation:
-    """Return a PostgreSQL with PostGIS, installing it with apt on Debian as root; else explain what to install."""
+    """A PostgreSQL with PostGIS: installed with apt on Debian as root, else an error naming the packages."""
     found = find_installation(bin_dir)
     if found is not None and found.has_postgis:
         return found
@@ -154,15 +156,15 @@ def ensure_installation(bin_dir: Path | None = None) -> PgInstallation:
             _apt_install(["postgresql"])
             found = find_installation()
             if found is None:
-                raise EnvironmentProblem("apt-get installed postgresql, but its initdb/pg_ctl were not found")
+                raise SetupProblemError("apt-get installed postgresql, but its initdb/pg_ctl were not found")
         _apt_install([DEBIAN_POSTGIS_PACKAGE.format(major=found.major)])
         found = find_installation()
         if found is not None and found.has_postgis:
             return found
-        raise EnvironmentProblem("PostGIS is still missing after apt-get install; see the apt output above")
+        raise SetupProblemError("PostGIS is still missing after apt-get install; see the apt output above")
     major = found.major if found else 15
     what = "PostGIS" if found else "PostgreSQL and PostGIS"
-    raise EnvironmentProblem(
+    raise SetupProblemError(
         f"{what} not found. Install them, e.g. on Debian/Ubuntu: "
         f"`apt-get install postgresql-{major} postgresql-{major}-postgis-3`; on Fedora/RHEL: "
         f"`dnf install postgresql-server postgis`; on macOS: `brew install postgresql postgis`. "
@@ -226,12 +228,13 @@ class EmbeddedCluster:
         """True when this folder holds a cluster made by gridsvc; refuses a cluster made by anyone else."""
         has_cluster = (self.pgdata / "PG_VERSION").exists()
         if has_cluster and not self.marker.exists():
-            raise EnvironmentProblem(
-                f"{self.pgdata} holds a PostgreSQL cluster that gridsvc did not create; gridsvc will not touch "
-                "it. Choose another GRIDSVC_DATA_DIR, or point GRIDSVC_DATABASE_URL at that server."
+            raise SetupProblemError(
+                f"{self.pgdata} holds a PostgreSQL cluster that gridsvc did not create; "
+                "gridsvc will not touch it. Choose another GRIDSVC_DATA_DIR, "
+                "or point GRIDSVC_DATABASE_URL at that server."
             )
         if self.marker.exists() and not has_cluster:
-            raise EnvironmentProblem(
+            raise SetupProblemError(
                 f"{self.marker} exists but {self.pgdata} holds no cluster: the data folder is damaged. "
                 "Move it away and run `gridsvc db up` again."
             )
@@ -288,14 +291,14 @@ class EmbeddedCluster:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def up(self) -> bool:
-        """Create (first time) and start the cluster, and create the database. Returns False if it already ran."""
+        """Create (first time) and start the cluster, then create the database; False if it already ran."""
         install = ensure_installation(self._bin_dir)
         if not self.is_created():
             self._init(install)
         if self._running_pid() is not None:
             running_port = self._running_port()
             if running_port != self.port:
-                raise EnvironmentProblem(
+                raise SetupProblemError(
                     f"the embedded PostGIS in {self.data_dir} already runs on port {running_port}, not "
                     f"{self.port}; run `gridsvc db down` first to change the port"
                 )
@@ -396,7 +399,7 @@ class EmbeddedCluster:
             check=False,
         )
         if probe.returncode != 0:
-            raise EnvironmentProblem(
+            raise SetupProblemError(
                 f"the server user {user.pw_name!r} cannot reach {self.pgdata}: a parent folder is not "
                 "traversable by other users (chmod o+x it) or choose another GRIDSVC_DATA_DIR"
             )
@@ -407,9 +410,7 @@ class EmbeddedCluster:
             user = pwd.getpwnam(self.server_user)
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         env = {**os.environ, "LC_ALL": "C.UTF-8", "PGTZ": "UTC"}
-        result = subprocess.run(
-            args, capture_output=True, text=True, check=False, cwd="/", env=env, **kwargs
-        )
+        result = subprocess.run(args, capture_output=True, text=True, check=False, cwd="/", env=env, **kwargs)
         if result.returncode != 0:
             tail = ""
             if self.log_file.exists():
@@ -417,8 +418,9 @@ class EmbeddedCluster:
                     tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-15:])
                 except PermissionError:
                     tail = ""
-            raise EnvironmentProblem(
-                f"{Path(args[0]).name} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+            raise SetupProblemError(
+                f"{Path(args[0]).name} failed ({result.returncode}): "
+                f"{result.stderr.strip() or result.stdout.strip()}"
                 + (f"\nserver log ({self.log_file}):\n{tail}" if tail else "")
             )
         return result
@@ -432,7 +434,7 @@ class EmbeddedCluster:
             try:
                 probe.bind(("127.0.0.1", self.port))
             except OSError as exc:
-                raise EnvironmentProblem(
+                raise SetupProblemError(
                     f"port {self.port} on 127.0.0.1 is already in use by another program; "
                     "set GRIDSVC_PG_PORT to a free port"
                 ) from exc
@@ -454,8 +456,10 @@ class EmbeddedCluster:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.db_name,))
                 if cur.fetchone() is None:
-                    cur.execute(sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(
-                        sql.Identifier(self.db_name)
-                    ))
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} ENCODING 'UTF8' TEMPLATE template0").format(
+                            sql.Identifier(self.db_name)
+                        )
+                    )
         finally:
             conn.close()

@@ -261,7 +261,7 @@ class SurveyBatch(Base):
 
 
 class Component(Base):
-    """One version of one urban component (部件). An update closes the old row (valid_to) and adds a new one."""
+    """One version of one urban component (部件); an update closes the old row (valid_to), adds a new one."""
 
     __tablename__ = "component"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -313,7 +313,9 @@ class Road(Base):
     survey_batch_id: Mapped[int | None] = mapped_column(ForeignKey("survey_batch.id"))
     geom: Mapped[Any] = _geom("MULTILINESTRING")
     __table_args__ = (
-        CheckConstraint("road_class IN ('arterial', 'secondary', 'branch', 'rural')", name="road_class_known"),
+        CheckConstraint(
+            "road_class IN ('arterial', 'secondary', 'branch', 'rural')", name="road_class_known"
+        ),
         CheckConstraint(_valid(), name="geom_valid"),
     )
 
@@ -463,7 +465,9 @@ class Case(Base):
         ),
         CheckConstraint(_in("status", CASE_STATUSES), name="status_known"),
         CheckConstraint(_in("channel", CHANNELS), name="channel_known"),
-        CheckConstraint(f"handling_level IS NULL OR {_in('handling_level', HANDLING_LEVELS)}", name="level_known"),
+        CheckConstraint(
+            f"handling_level IS NULL OR {_in('handling_level', HANDLING_LEVELS)}", name="level_known"
+        ),
         CheckConstraint("closed_at IS NULL OR closed_at >= reported_at", name="closed_after_reported"),
         CheckConstraint(_valid(), name="geom_valid"),
         Index("ix_case_record_status", "status"),
@@ -508,7 +512,9 @@ class TimeLimitRule(Base):
     limit_unit: Mapped[str] = mapped_column(String(16))
     handling_level: Mapped[str | None] = mapped_column(String(10))
     __table_args__ = (
-        UniqueConstraint("case_kind", "class_code", "severity", "area_type", "stage", name="uq_time_limit_rule_key"),
+        UniqueConstraint(
+            "case_kind", "class_code", "severity", "area_type", "stage", name="uq_time_limit_rule_key"
+        ),
         CheckConstraint(_in("case_kind", CASE_KINDS), name="kind_known"),
         CheckConstraint(_in("stage", CASE_STAGES), name="stage_known"),
         CheckConstraint(_in("limit_unit", LIMIT_UNITS), name="unit_known"),

@@ -27,7 +27,9 @@ class Principal:
         """Raise PermissionDeniedError unless this caller has one of ``roles``."""
         if self.role not in roles:
             allowed = ", ".join(roles)
-            raise PermissionDeniedError(f"this action needs the role {allowed}; the API key {self.name!r} is {self.role}")
+            raise PermissionDeniedError(
+                f"this action needs the role {allowed}; the API key {self.name!r} is {self.role}"
+            )
 
 
 # The command line acts with the rights of whoever can run it on the server.

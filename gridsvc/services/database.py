@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from gridsvc.db import migrate
 from gridsvc.db.embedded import ClusterStatus, EmbeddedCluster
 from gridsvc.db.engine import make_engine
-from gridsvc.errors import EnvironmentProblem
+from gridsvc.errors import SetupProblemError
 from gridsvc.repositories import health as health_repo
 from gridsvc.settings import Settings
 
@@ -35,7 +35,7 @@ def database_url(settings: Settings) -> str:
         return settings.database_url
     cluster = embedded_cluster(settings)
     if not cluster.is_created():
-        raise EnvironmentProblem(
+        raise SetupProblemError(
             f"no database: the embedded PostGIS in {cluster.data_dir} has not been created. "
             "Run `gridsvc db up`, or set GRIDSVC_DATABASE_URL."
         )
@@ -76,7 +76,9 @@ def bring_up(settings: Settings, extra_conf: dict[str, str] | None = None) -> Up
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
-        raise EnvironmentProblem(f"could not migrate the database at {masked(url)}: {type(exc).__name__}") from exc
+        raise SetupProblemError(
+            f"could not migrate the database at {masked(url)}: {type(exc).__name__}"
+        ) from exc
     return UpReport(
         mode="external" if settings.database_url else "embedded",
         started=started,
@@ -89,7 +91,7 @@ def bring_up(settings: Settings, extra_conf: dict[str, str] | None = None) -> Up
 def bring_down(settings: Settings) -> bool:
     """Stop the embedded PostGIS; an external server is never stopped."""
     if settings.database_url:
-        raise EnvironmentProblem("GRIDSVC_DATABASE_URL points at an external server; gridsvc does not stop it")
+        raise SetupProblemError("GRIDSVC_DATABASE_URL points at an external server; gridsvc does not stop it")
     return embedded_cluster(settings).down()
 
 
@@ -119,13 +121,12 @@ def describe(settings: Settings) -> dict[str, Any]:
     if url:
         engine = make_engine(url, pool_size=1)
         try:
-            with engine.connect() as conn:
-                with Session(bind=conn) as session:
-                    info.update(
-                        reachable=True,
-                        versions=health_repo.server_versions(session),
-                        migration=health_repo.migration_revision(session),
-                    )
+            with engine.connect() as conn, Session(bind=conn) as session:
+                info.update(
+                    reachable=True,
+                    versions=health_repo.server_versions(session),
+                    migration=health_repo.migration_revision(session),
+                )
         except SQLAlchemyError:
             info["reachable"] = False
         finally:

@@ -24,13 +24,21 @@ def list_departments(sessions: sessionmaker[Session]) -> list[Department]:
 
 
 def create_department(
-    sessions: sessionmaker[Session], *, code: str, name_zh: str, name_en: str, phone: str | None, actor: Principal
+    sessions: sessionmaker[Session],
+    *,
+    code: str,
+    name_zh: str,
+    name_en: str,
+    phone: str | None,
+    actor: Principal,
 ) -> Department:
     """Add a department (gis_staff)."""
     actor.require("gis_staff")
     problems = []
     if not DEPARTMENT_CODE.match(code):
-        problems.append(FieldProblem("code", "lower-case letters, digits and _, starting with a letter (2-32)"))
+        problems.append(
+            FieldProblem("code", "lower-case letters, digits and _, starting with a letter (2-32)")
+        )
     if not name_zh.strip():
         problems.append(FieldProblem("name_zh", "must not be empty"))
     if problems:
@@ -86,7 +94,9 @@ def create_component_class(
         if default_department_code and repo.get_department(session, default_department_code) is None:
             raise InvalidInputError(
                 "unknown department",
-                problems=[FieldProblem("default_department_code", f"no department {default_department_code!r}")],
+                problems=[
+                    FieldProblem("default_department_code", f"no department {default_department_code!r}")
+                ],
             )
         minor_len = len(code) - 2
         component_class = ComponentClass(

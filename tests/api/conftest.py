@@ -14,7 +14,9 @@ from gridsvc.settings import Settings
 
 
 @pytest.fixture
-def client(test_settings: Settings, database_url: str, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
+def client(
+    test_settings: Settings, database_url: str, sessions: sessionmaker[Session]
+) -> Iterator[TestClient]:
     """A TestClient over the app, sharing the test's rolled-back session factory."""
     app = create_app(test_settings, database_url, sessions=sessions)
     with TestClient(app) as test_client:

@@ -47,7 +47,10 @@ def test_mutation_without_key_is_401_problem(client: TestClient) -> None:
     body = response.json()
     assert body["status"] == 401 and body["instance"] == "/v1/departments"
     assert "API key" in body["detail"]
-    assert client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": "gs_nope"}).status_code == 401
+    assert (
+        client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": "gs_nope"}).status_code
+        == 401
+    )
 
 
 def test_mutation_with_wrong_role_is_403(client: TestClient, keys: dict[str, str]) -> None:
@@ -65,7 +68,9 @@ def test_gis_staff_adds_department_and_it_is_audited(
     assert response.json()["name_zh"] == "水务"
     with sessions() as session:
         actor, entity_id = session.execute(
-            text("SELECT actor, entity_id FROM audit_log WHERE entity = 'department' ORDER BY id DESC LIMIT 1")
+            text(
+                "SELECT actor, entity_id FROM audit_log WHERE entity = 'department' ORDER BY id DESC LIMIT 1"
+            )
         ).one()
     assert (actor, entity_id) == ("测试-gis_staff", "water_affairs")
     again = client.post(
@@ -101,7 +106,9 @@ def test_unknown_path_is_problem_json(client: TestClient) -> None:
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_revoked_key_no_longer_works(client: TestClient, keys: dict[str, str], sessions: sessionmaker[Session]) -> None:
+def test_revoked_key_no_longer_works(
+    client: TestClient, keys: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
     from gridsvc.services.access import LOCAL_OPERATOR, revoke_key
 
     prefix = keys["gis_staff"].split("_")[1]

@@ -54,7 +54,9 @@ def test_unit_grid_code_must_be_in_its_community(sessions: sessionmaker[Session]
 def test_component_code_class_status_and_versions(sessions: sessionmaker[Session]) -> None:
     point = ewkt("POINT(117.02 36.665)")
     with sessions() as session:
-        _refused(session, Component(code="3701020118000001", class_code="0305", geom=point), "code_matches_class")
+        _refused(
+            session, Component(code="3701020118000001", class_code="0305", geom=point), "code_matches_class"
+        )
         _refused(
             session,
             Component(code="3701020118000001", class_code="0118", status="broken", geom=point),
@@ -63,13 +65,22 @@ def test_component_code_class_status_and_versions(sessions: sessionmaker[Session
         session.add(Component(code="3701020118000001", class_code="0118", geom=point))
         session.flush()
         # A second current version of the same code is refused; history rows are fine.
-        _refused(session, Component(code="3701020118000001", class_code="0118", geom=point), "uq_component_current_code")
+        _refused(
+            session,
+            Component(code="3701020118000001", class_code="0118", geom=point),
+            "uq_component_current_code",
+        )
 
 
 def test_station_phone_and_staff_shape(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         add_admin_chain(session)
-        base = dict(code="s1", community_code="370102001001", name="甲社区城管工作站", geom=ewkt("POINT(117.02 36.665)"))
+        base = dict(
+            code="s1",
+            community_code="370102001001",
+            name="甲社区城管工作站",
+            geom=ewkt("POINT(117.02 36.665)"),
+        )
         _refused(session, Station(phone="call me", **base), "ck_station_phone_format")
         session.add(Station(phone="0531-82071556", staff=[{"name": "王芳", "role": "站长"}], **base))
         session.flush()

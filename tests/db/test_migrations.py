@@ -41,7 +41,8 @@ def _drift(url: str) -> list[object]:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"include_object": _include, "compare_type": True, "target_metadata": Base.metadata}
+                conn,
+                opts={"include_object": _include, "compare_type": True, "target_metadata": Base.metadata},
             )
             return list(compare_metadata(context, Base.metadata))
     finally:

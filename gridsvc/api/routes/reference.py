@@ -26,7 +26,9 @@ class DepartmentIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"code": "water_affairs", "name_zh": "水务", "name_en": "Water affairs"}]},
+        json_schema_extra={
+            "examples": [{"code": "water_affairs", "name_zh": "水务", "name_en": "Water affairs"}]
+        },
     )
     code: str = Field(min_length=2, max_length=32)
     name_zh: str = Field(min_length=1, max_length=100)
