@@ -1,4 +1,6 @@
-"""The benchmark harness: ours beside the anchor, same data, same run, alternating (../shared/BENCHMARKING.md).
+"""The benchmark harness: ours beside the anchor, same data, same run, alternating.
+
+The rules are in ../shared/BENCHMARKING.md.
 
 Every benchmark builds a list of `Contender`s (ours first), a check that their answers agree, and
 calls `compare`. The harness warms each up once, checks agreement (exit non-zero if not), runs at
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "docs" / "BENCHMARKS.md"
 
 
-class Disagreement(RuntimeError):
+class DisagreementError(RuntimeError):
     """Ours and the anchor gave different answers: timing them would be meaningless."""
 
 
@@ -66,7 +68,8 @@ def machine() -> str:
         memory = f"{mem_kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration):
         memory = "?"
-    return f"{os.cpu_count()} cores (nproc), {memory} RAM, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores (nproc), {memory} RAM, {system}"
 
 
 def peak_rss_mib() -> float:
@@ -115,13 +118,9 @@ def table(results: Sequence[Result], unit: str = "s") -> str:
     return "\n".join(lines)
 
 
-def record(title: str, body: str, *, data_size: str, enabled: bool = True) -> None:
+def record(title: str, body: str, *, module: str, data_size: str, enabled: bool = True) -> None:
     """Print the section and append it, dated, to docs/BENCHMARKS.md (unless ``enabled`` is False)."""
-    command = "python -m " + " ".join(
-        [Path(sys.argv[0]).with_suffix("").as_posix().replace("/", ".")] + sys.argv[1:]
-    )
-    if "bench." in command:
-        command = "python -m bench." + command.split("bench.", 1)[1]
+    command = " ".join(["python -m", module, *sys.argv[1:]])
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
@@ -138,7 +137,7 @@ def record(title: str, body: str, *, data_size: str, enabled: bool = True) -> No
         BENCHMARKS_MD.parent.mkdir(exist_ok=True)
         if not BENCHMARKS_MD.exists():
             BENCHMARKS_MD.write_text(
-                "# Benchmarks\n\nWritten by the scripts in `bench/` from real runs (never by hand); newest last.\n",
+                "# Benchmarks\n\nWritten by the scripts in `bench/` from real runs, never by hand; newest last.\n",
                 encoding="utf-8",
             )
         with BENCHMARKS_MD.open("a", encoding="utf-8") as out:
