@@ -137,7 +137,7 @@ def record(title: str, body: str, *, module: str, data_size: str, enabled: bool 
         BENCHMARKS_MD.parent.mkdir(exist_ok=True)
         if not BENCHMARKS_MD.exists():
             BENCHMARKS_MD.write_text(
-                "# Benchmarks\n\nWritten by the scripts in `bench/` from real runs, never by hand; newest last.\n",
+                "# Benchmarks\n\nWritten by `bench/` scripts from real runs, never by hand; newest last.\n",
                 encoding="utf-8",
             )
         with BENCHMARKS_MD.open("a", encoding="utf-8") as out:
