@@ -1,0 +1,84 @@
+"""The `gridsvc` command as a user types it: keys, coordinates, help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+
+def gridsvc(args: list[str], database_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env["COLUMNS"] = "200"
+    if database_url:
+        env["GRIDSVC_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "gridsvc.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_keys_create_list_revoke(database_url: str) -> None:
+    made = gridsvc(["keys", "create", "--role", "dispatcher", "--name", "调度员-李四"], database_url)
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("gs_")
+    assert "not shown again" in made.stderr
+    prefix = secret.split("_")[1]
+    listed = gridsvc(["keys", "list"], database_url)
+    assert prefix in listed.stdout and "调度员-李四" in listed.stdout and secret not in listed.stdout
+    assert gridsvc(["keys", "revoke", prefix], database_url).returncode == 0
+    missing = gridsvc(["keys", "revoke", "ffffffff"], database_url)
+    assert missing.returncode == 1 and "no API key with prefix" in missing.stderr
+    bad_role = gridsvc(["keys", "create", "--role", "admin", "--name", "x"], database_url)
+    assert bad_role.returncode == 1 and "unknown role 'admin'" in bad_role.stderr
+
+
+def test_crs_convert_known_point() -> None:
+    result = gridsvc(["crs", "convert", "117.0195", "36.6617", "--from", "wgs84", "--to", "EPSG:4548"])
+    assert result.returncode == 0, result.stderr
+    easting, northing = (float(v) for v in result.stdout.split())
+    assert easting == pytest.approx(501743.387, abs=0.01)
+    assert northing == pytest.approx(4058968.487, abs=0.01)
+    zoned = gridsvc(["crs", "convert", "117.0195", "36.6617", "--from", "wgs84", "--to", "EPSG:4527"])
+    assert float(zoned.stdout.split()[0]) == pytest.approx(39_501_743.387, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["117", "36.6", "--from", "gcj03", "--to", "wgs84"], "unknown CRS 'gcj03'"),
+        (["2.3522", "48.8566", "--from", "gcj02", "--to", "wgs84"], "outside China"),
+        (["39501743.4", "4058968.5", "--from", "EPSG:4548", "--to", "wgs84"], "EPSG:4527"),
+    ],
+)
+def test_crs_convert_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
+    result = gridsvc(["crs", "convert", *args])
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_teaches() -> None:
+    result = gridsvc(["--help"])
+    assert result.returncode == 0
+    for command in ("db", "demo", "serve", "quickstart", "keys", "crs"):
+        assert command in result.stdout
+    assert "GRIDSVC_DATABASE_URL" in gridsvc(["db", "up", "--help"]).stdout
+
+
+def test_serve_without_database_says_what_to_do() -> None:
+    env_dir = f"/tmp/gridsvc-nothing-{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATA_DIR=env_dir, GRIDSVC_PORT=str(free_port()))
+    result = subprocess.run(
+        [sys.executable, "-m", "gridsvc.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "gridsvc db up" in result.stderr
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{env['GRIDSVC_PORT']}/health", timeout=1)
