@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.db.migrate import head_revision
+from gridsvc.settings import Settings
 
 
 def test_health_reports_postgis_and_migration(client: TestClient) -> None:
@@ -115,3 +116,18 @@ def test_revoked_key_no_longer_works(
     revoke_key(sessions, prefix=prefix, actor=LOCAL_OPERATOR)
     response = client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": keys["gis_staff"]})
     assert response.status_code == 401
+
+
+def test_health_is_503_when_the_database_is_down(test_settings: Settings) -> None:
+    from gridsvc.api.app import create_app
+    from tests.conftest import free_port
+
+    dead = f"postgresql+psycopg2://gridsvc:wrong@127.0.0.1:{free_port()}/gridsvc"
+    with TestClient(create_app(test_settings, dead)) as offline:
+        response = offline.get("/health")
+        assert response.status_code == 503
+        assert response.json()["database"] == {"reachable": False}
+        assert "wrong" not in response.text  # no URL or driver message leaks out
+        departments = offline.get("/v1/departments")
+        assert departments.status_code == 503
+        assert departments.json()["detail"] == "the database cannot be reached"
