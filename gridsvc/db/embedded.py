@@ -15,6 +15,7 @@ are handed to that user.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,6 +41,9 @@ from gridsvc.errors import SetupProblemError
 log = logging.getLogger(__name__)
 
 MARKER_NAME = "gridsvc-cluster.json"
+# Unix socket paths are limited to 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+FALLBACK_ROOT = Path("/var/lib/gridsvc")
 SUPERUSER = "gridsvc"
 DEBIAN_POSTGIS_PACKAGE = "postgresql-{major}-postgis-3"
 
@@ -194,24 +198,33 @@ class EmbeddedCluster:
 
     # -- paths -----------------------------------------------------------------------------------
     @property
+    def marker(self) -> Path:
+        """The file that proves gridsvc created this cluster; it stays in the data folder."""
+        return self.data_dir / MARKER_NAME
+
+    @property
+    def server_dir(self) -> Path:
+        """Where PGDATA, the socket and the log live: the data folder, or a fallback the marker names."""
+        if self.marker.exists():
+            recorded = self.read_marker().get("server_dir")
+            if recorded:
+                return Path(recorded)
+        return self.data_dir
+
+    @property
     def pgdata(self) -> Path:
         """The PGDATA folder."""
-        return self.data_dir / "pgdata"
+        return self.server_dir / "pgdata"
 
     @property
     def socket_dir(self) -> Path:
         """Where the server's Unix socket lives."""
-        return self.data_dir / "run"
+        return self.server_dir / "run"
 
     @property
     def log_file(self) -> Path:
         """The server's log file."""
-        return self.data_dir / "log" / "postgresql.log"
-
-    @property
-    def marker(self) -> Path:
-        """The file that proves gridsvc created this cluster."""
-        return self.data_dir / MARKER_NAME
+        return self.server_dir / "log" / "postgresql.log"
 
     @property
     def runs_as_other_user(self) -> bool:
@@ -226,22 +239,25 @@ class EmbeddedCluster:
     # -- state -----------------------------------------------------------------------------------
     def is_created(self) -> bool:
         """True when this folder holds a cluster made by gridsvc; refuses a cluster made by anyone else."""
-        has_cluster = (self.pgdata / "PG_VERSION").exists()
-        if has_cluster and not self.marker.exists():
+        if not self.marker.exists():
+            if (self.data_dir / "pgdata" / "PG_VERSION").exists():
+                raise SetupProblemError(
+                    f"{self.data_dir / 'pgdata'} holds a PostgreSQL cluster that gridsvc did not create; "
+                    "gridsvc will not touch it. Choose another GRIDSVC_DATA_DIR, "
+                    "or point GRIDSVC_DATABASE_URL at that server."
+                )
+            return False
+        if self.read_marker().get("state", "ready") != "ready":  # markers before 0.1 had no state
+            return False  # an earlier `db up` died while creating it; `up` starts over
+        if not (self.pgdata / "PG_VERSION").exists():
             raise SetupProblemError(
-                f"{self.pgdata} holds a PostgreSQL cluster that gridsvc did not create; "
-                "gridsvc will not touch it. Choose another GRIDSVC_DATA_DIR, "
-                "or point GRIDSVC_DATABASE_URL at that server."
+                f"{self.marker} says gridsvc made a cluster in {self.pgdata}, but none is there: the data "
+                "folder is damaged. Move it away and run `gridsvc db up` again."
             )
-        if self.marker.exists() and not has_cluster:
-            raise SetupProblemError(
-                f"{self.marker} exists but {self.pgdata} holds no cluster: the data folder is damaged. "
-                "Move it away and run `gridsvc db up` again."
-            )
-        return has_cluster
+        return True
 
     def read_marker(self) -> dict[str, Any]:
-        """The marker's content (user, password, creation time)."""
+        """The marker's content (state, server folder, user, password, creation time)."""
         data: dict[str, Any] = json.loads(self.marker.read_text(encoding="utf-8"))
         return data
 
@@ -255,7 +271,7 @@ class EmbeddedCluster:
         created = self.is_created()
         pid = self._running_pid() if created else None
         return ClusterStatus(
-            data_dir=self.data_dir,
+            data_dir=self.server_dir,
             created=created,
             running=pid is not None,
             pid=pid,
@@ -265,15 +281,26 @@ class EmbeddedCluster:
             server_user=self.server_user,
         )
 
-    def _running_pid(self) -> int | None:
-        pidfile = self.pgdata / "postmaster.pid"
+    def _pidfile_lines(self) -> list[str]:
         try:
-            lines = pidfile.read_text().splitlines()
-        except (FileNotFoundError, PermissionError):
-            return None
+            return (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            return []
+
+    def _running_pid(self) -> int | None:
+        lines = self._pidfile_lines()
         if not lines or not lines[0].strip().isdigit():
             return None
         pid = int(lines[0])
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if Path("/proc/self").exists():
+            # After a restart the pid in a stale postmaster.pid may belong to any other process.
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                return None
+            is_ours = any(a.endswith(b"postgres") for a in args[:1]) and str(self.pgdata).encode() in args
+            return pid if is_ours else None
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -284,9 +311,8 @@ class EmbeddedCluster:
 
     def _running_port(self) -> int | None:
         try:
-            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
-            return int(lines[3])
-        except (OSError, IndexError, ValueError):
+            return int(self._pidfile_lines()[3])
+        except (IndexError, ValueError):
             return None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -304,18 +330,12 @@ class EmbeddedCluster:
                 )
             self._ensure_database()
             return False
+        stale = self.pgdata / "postmaster.pid"
+        if stale.exists():
+            stale.unlink()  # our own cluster, and no server of ours holds it (checked above)
         self._check_port_free()
-        self._pg_ctl(
-            install,
-            "start",
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(self.log_file),
-            "-o",
-            f"-p {self.port} -k {self.socket_dir}",
-        )
+        # Everything else (socket folder, listen address) is in gridsvc.conf; the port may change.
+        self._pg_ctl(install, "start", "-w", "-t", "60", "-l", str(self.log_file), "-o", f"-p {self.port}")
         self._ensure_database()
         return True
 
@@ -327,15 +347,56 @@ class EmbeddedCluster:
         self._pg_ctl(install, "stop", "-w", "-m", "fast")
         return True
 
+    def _choose_server_dir(self, user: pwd.struct_passwd) -> Path:
+        socket_path_len = len(str(self.data_dir / "run" / f".s.PGSQL.{self.port}"))
+        if self._reachable_by(user, self.data_dir) and socket_path_len < MAX_SOCKET_PATH:
+            return self.data_dir
+        if not self.runs_as_other_user:
+            raise SetupProblemError(
+                f"the data folder {self.data_dir} makes the server's socket path longer than the "
+                f"{MAX_SOCKET_PATH} bytes Unix allows; choose a shorter GRIDSVC_DATA_DIR"
+            )
+        # As root with a data folder the server user cannot reach (a clone under /root, mode 0700),
+        # the server's files go to a folder of its own; the marker in the data folder says where.
+        digest = hashlib.sha1(str(self.data_dir).encode(), usedforsecurity=False).hexdigest()[:12]
+        fallback = FALLBACK_ROOT / digest
+        if (fallback / "pgdata" / "PG_VERSION").exists():
+            raise SetupProblemError(
+                f"{fallback} already holds a cluster; move it away or choose another data folder"
+            )
+        FALLBACK_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        os.chown(fallback, user.pw_uid, user.pw_gid)
+        log.info("the server user cannot reach %s; its files go to %s", self.data_dir, fallback)
+        return fallback
+
+    def _write_marker(self, **fields: Any) -> None:
+        self.marker.write_text(json.dumps(fields, indent=2), encoding="utf-8")
+        self.marker.chmod(0o600)
+
     def _init(self, install: PgInstallation) -> None:
         user = self._ensure_server_user()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.marker.exists():
+            self._discard_unfinished()
+        server_dir = self._choose_server_dir(user)
+        password = secrets.token_urlsafe(24)
+        marker = {
+            "created_by": "gridsvc",
+            "state": "initialising",
+            "cluster_id": str(uuid.uuid4()),
+            "created_at": datetime.now(UTC).isoformat(),
+            "server_dir": str(server_dir),
+            "user": SUPERUSER,
+            "password": password,
+            "postgresql_major": install.major,
+        }
+        # Written first, so a crash part-way leaves a folder gridsvc knows it may clean up.
+        self._write_marker(**marker)
         for folder in (self.pgdata, self.socket_dir, self.log_file.parent):
             folder.mkdir(mode=0o700, exist_ok=True)
             if self.runs_as_other_user:
                 os.chown(folder, user.pw_uid, user.pw_gid)
-        self._check_reachable_by(user)
-        password = secrets.token_urlsafe(24)
         pwfile = self.socket_dir / ".pw"
         pwfile.write_text(password + "\n", encoding="utf-8")
         if self.runs_as_other_user:
@@ -357,7 +418,7 @@ class EmbeddedCluster:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        conf = {**SERVER_CONF, "unix_socket_directories": f"'{self.socket_dir}'", **self._extra_conf}
+        conf = {**SERVER_CONF, "unix_socket_directories": _quote(str(self.socket_dir)), **self._extra_conf}
         conf_text = "# written by gridsvc\n" + "".join(f"{k} = {v}\n" for k, v in conf.items())
         conf_path = self.pgdata / "gridsvc.conf"
         conf_path.write_text(conf_text, encoding="utf-8")
@@ -365,16 +426,14 @@ class EmbeddedCluster:
             main_conf.write("\ninclude 'gridsvc.conf'\n")
         if self.runs_as_other_user:
             os.chown(conf_path, user.pw_uid, user.pw_gid)
-        marker = {
-            "created_by": "gridsvc",
-            "cluster_id": str(uuid.uuid4()),
-            "created_at": datetime.now(UTC).isoformat(),
-            "user": SUPERUSER,
-            "password": password,
-            "postgresql_major": install.major,
-        }
-        self.marker.write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        self.marker.chmod(0o600)
+        self._write_marker(**{**marker, "state": "ready"})
+
+    def _discard_unfinished(self) -> None:
+        """Remove what an interrupted `db up` of ours left (the marker says it was ours)."""
+        server_dir = self.server_dir
+        for folder in ("pgdata", "run", "log"):
+            shutil.rmtree(server_dir / folder, ignore_errors=True)
+        self.marker.unlink()
 
     def _ensure_server_user(self) -> pwd.struct_passwd:
         name = self.server_user
@@ -388,21 +447,17 @@ class EmbeddedCluster:
         )
         return pwd.getpwnam(name)
 
-    def _check_reachable_by(self, user: pwd.struct_passwd) -> None:
+    def _reachable_by(self, user: pwd.struct_passwd, folder: Path) -> bool:
         if not self.runs_as_other_user:
-            return
+            return True
         probe = subprocess.run(
-            ["/bin/sh", "-c", 'test -w "$1"', "sh", str(self.pgdata)],
+            ["/bin/sh", "-c", 'test -x "$1" && test -r "$1"', "sh", str(folder)],
             user=user.pw_uid,
             group=user.pw_gid,
             extra_groups=[],
             check=False,
         )
-        if probe.returncode != 0:
-            raise SetupProblemError(
-                f"the server user {user.pw_name!r} cannot reach {self.pgdata}: a parent folder is not "
-                "traversable by other users (chmod o+x it) or choose another GRIDSVC_DATA_DIR"
-            )
+        return probe.returncode == 0
 
     def _run_as_server(self, args: list[str]) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, Any] = {}
@@ -412,18 +467,18 @@ class EmbeddedCluster:
         env = {**os.environ, "LC_ALL": "C.UTF-8", "PGTZ": "UTC"}
         result = subprocess.run(args, capture_output=True, text=True, check=False, cwd="/", env=env, **kwargs)
         if result.returncode != 0:
-            tail = ""
-            if self.log_file.exists():
-                try:
-                    tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-15:])
-                except PermissionError:
-                    tail = ""
             raise SetupProblemError(
                 f"{Path(args[0]).name} failed ({result.returncode}): "
-                f"{result.stderr.strip() or result.stdout.strip()}"
-                + (f"\nserver log ({self.log_file}):\n{tail}" if tail else "")
+                f"{result.stderr.strip() or result.stdout.strip()}" + self._log_tail()
             )
         return result
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()[-15:]
+        except OSError:
+            return ""
+        return f"\nserver log ({self.log_file}):\n" + "\n".join(lines) if lines else ""
 
     def _pg_ctl(self, install: PgInstallation, *args: str) -> None:
         self._run_as_server([install.tool("pg_ctl"), "-D", str(self.pgdata), *args])
@@ -447,9 +502,11 @@ class EmbeddedCluster:
                     host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname="postgres"
                 )
                 break
-            except psycopg2.OperationalError:
+            except psycopg2.OperationalError as exc:
                 if time.monotonic() > deadline:
-                    raise
+                    raise SetupProblemError(
+                        "the embedded PostGIS did not accept connections within 30 s" + self._log_tail()
+                    ) from exc
                 time.sleep(0.2)
         try:
             conn.autocommit = True
@@ -463,3 +520,8 @@ class EmbeddedCluster:
                     )
         finally:
             conn.close()
+
+
+def _quote(value: str) -> str:
+    """A postgresql.conf string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -59,7 +59,11 @@ def test_up_twice_down_up_keeps_data(own_env: dict[str, str]) -> None:
     assert "stopped" in run(["db", "down"], own_env).stdout
     assert json.loads(run(["db", "status", "--json"], own_env).stdout)["running"] is False
     assert "not running" in run(["db", "down"], own_env).stdout
-    run(["db", "up"], own_env)
+    # A stale postmaster.pid whose pid now belongs to another process (after a reboot) is not a server.
+    pidfile = Path(own_env["GRIDSVC_DATA_DIR"], "pgdata", "postmaster.pid")
+    pidfile.write_text(f"{os.getpid()}\n{pidfile.parent}\n0\n{own_env['GRIDSVC_PG_PORT']}\n")
+    assert json.loads(run(["db", "status", "--json"], own_env).stdout)["running"] is False
+    assert "started" in run(["db", "up"], own_env).stdout
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("SELECT name_zh FROM department WHERE code = 'kept'")
         assert cur.fetchone() == ("保留",)
@@ -105,3 +109,28 @@ def test_missing_postgis_names_the_packages(tmp_path: Path) -> None:
         ensure_installation(tmp_path)  # a folder with no PostgreSQL in it
     message = str(info.value)
     assert "postgis-3" in message and "GRIDSVC_DATABASE_URL" in message
+
+
+def test_data_folder_the_server_user_cannot_reach(tmp_path: Path) -> None:
+    """A clone under /root (mode 0700) run as root: the server's files go where its user can reach them."""
+    private = make_tmp_data_dir("gridsvc-private-")
+    private.chmod(0o700)
+    data_dir = private / "project" / ".gridsvc"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATA_DIR=str(data_dir), GRIDSVC_PG_PORT=str(free_port()), COLUMNS="200")
+    cluster = EmbeddedCluster(data_dir, port=int(env["GRIDSVC_PG_PORT"]))
+    try:
+        assert "started" in run(["db", "up"], env).stdout
+        status = json.loads(run(["db", "status", "--json"], env).stdout)
+        assert status["running"] is True
+        if os.geteuid() == 0:
+            assert not str(cluster.server_dir).startswith(str(private))
+            assert status["data_dir"] == str(cluster.server_dir)
+        else:
+            assert cluster.server_dir == data_dir
+        assert "already running" in run(["db", "up"], env).stdout
+    finally:
+        run(["db", "down"], env, check=False)
+        if cluster.server_dir != data_dir and cluster.server_dir.exists():
+            shutil.rmtree(cluster.server_dir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
