@@ -20,6 +20,7 @@ from gridsvc.settings import Settings, get_settings
 P = ParamSpec("P")
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -40,17 +41,53 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(crs_app, name="crs")
 
 
+def _explain(exc: Exception) -> tuple[str, list[str]] | None:
+    """A user's explanation of an error that is not ours to raise, or None to let it propagate."""
+    from alembic.util import CommandError
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+    if isinstance(exc, GridsvcError):
+        return exc.detail, [f"{p.field}: {p.message}" for p in exc.problems]
+    if isinstance(exc, OperationalError):
+        return (
+            "cannot reach the database: is it running? Start the embedded one with `gridsvc db up`, "
+            "or check GRIDSVC_DATABASE_URL",
+            [],
+        )
+    if isinstance(exc, ValidationError):
+        return "a setting is not valid", [
+            f"GRIDSVC_{'_'.join(str(part) for part in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        ]
+    if isinstance(exc, ArgumentError):
+        return (
+            "GRIDSVC_DATABASE_URL is not a database URL (postgresql+psycopg2://user:password@host:5432/db)",
+            [],
+        )
+    if isinstance(exc, CommandError):
+        return f"migration failed: {exc}", []
+    if isinstance(exc, DBAPIError):
+        log.exception("database error")
+        return "the database refused the operation (run with --verbose for details)", []
+    return None
+
+
 def friendly(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn domain errors into one red line and exit code 1 instead of a traceback."""
+    """Turn expected failures into one red line (and the details) with exit code 1, not a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except GridsvcError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.detail}", highlight=False)
-            for problem in exc.problems:
-                err_console.print(f"  - {problem.field}: {problem.message}", highlight=False)
+        except Exception as exc:
+            explained = _explain(exc)
+            if explained is None:
+                raise
+            message, details = explained
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            for detail in details:
+                err_console.print(f"  - {detail}", highlight=False)
             raise typer.Exit(1) from exc
 
     return wrapper

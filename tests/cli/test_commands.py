@@ -82,3 +82,28 @@ def test_serve_without_database_says_what_to_do() -> None:
     assert "gridsvc db up" in result.stderr
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{env['GRIDSVC_PORT']}/health", timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("GRIDSVC_PG_PORT", "abc", "GRIDSVC_PG_PORT"),
+        ("GRIDSVC_DATABASE_URL", "garbage", "is not a database URL"),
+        ("GRIDSVC_DATABASE_URL", "postgresql+psycopg2://a:b@127.0.0.1:1/x", "cannot reach the database"),
+    ],
+)
+def test_bad_settings_and_a_stopped_database_are_one_clear_line(
+    variable: str, value: str, message: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update({variable: value, "COLUMNS": "300"})
+    result = subprocess.run(
+        [sys.executable, "-m", "gridsvc.cli", "keys", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
