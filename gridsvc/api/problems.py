@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://gridsvc.example/problems/"
 
-STATUS_OF: dict[type[GridsvcError], int] = {
-    InvalidInputError: 422,
-    NotFoundError: 404,
-    ConflictError: 409,
-    AuthenticationError: 401,
-    PermissionDeniedError: 403,
-    SetupProblemError: 503,
+# Domain error class -> (HTTP status, problem type slug).
+STATUS_OF: dict[type[GridsvcError], tuple[int, str]] = {
+    InvalidInputError: (422, "invalid-input"),
+    NotFoundError: (404, "not-found"),
+    ConflictError: (409, "conflict"),
+    AuthenticationError: (401, "unauthorized"),
+    PermissionDeniedError: (403, "forbidden"),
+    SetupProblemError: (503, "unavailable"),
 }
 
 
@@ -60,11 +61,11 @@ def problem(
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _status_for(exc: GridsvcError) -> int:
+def _status_for(exc: GridsvcError) -> tuple[int, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
             return STATUS_OF[cls]
-    return 400
+    return 400, "bad-request"
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -72,8 +73,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GridsvcError)
     async def _domain(request: Request, exc: GridsvcError) -> JSONResponse:
-        status = _status_for(exc)
-        kind = type(exc).__name__.removesuffix("Error").lower()
+        status, kind = _status_for(exc)
         errors = [{"field": p.field, "message": p.message, **p.location} for p in exc.problems]
         headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
         return problem(request, status, exc.title, exc.detail, kind=kind, errors=errors, headers=headers)

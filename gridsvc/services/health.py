@@ -34,7 +34,6 @@ def check_health(sessions: sessionmaker[Session]) -> tuple[bool, dict[str, Any]]
             "reachable": True,
             "postgresql_version": versions["postgresql"],
             "postgis_version": versions["postgis"],
-            "postgis_full_version": versions["postgis_full"],
             "migration": revision,
             "migration_head": head,
             "migrations_current": revision == head,

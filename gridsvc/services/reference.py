@@ -13,8 +13,8 @@ from gridsvc.repositories import access as audit
 from gridsvc.repositories import reference as repo
 from gridsvc.services.access import Principal
 
-DEPARTMENT_CODE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
-CLASS_CODE = re.compile(r"^\d{4,5}$")
+DEPARTMENT_CODE = re.compile(r"[a-z][a-z0-9_]{1,31}")
+CLASS_CODE = re.compile(r"\d{4,5}")
 
 
 def list_departments(sessions: sessionmaker[Session]) -> list[Department]:
@@ -35,7 +35,7 @@ def create_department(
     """Add a department (gis_staff)."""
     actor.require("gis_staff")
     problems = []
-    if not DEPARTMENT_CODE.match(code):
+    if not DEPARTMENT_CODE.fullmatch(code):
         problems.append(
             FieldProblem("code", "lower-case letters, digits and _, starting with a letter (2-32)")
         )
@@ -46,9 +46,12 @@ def create_department(
     with sessions.begin() as session:
         if repo.get_department(session, code) is not None:
             raise ConflictError(f"department {code!r} exists already")
-        department = repo.add_department(
-            session, Department(code=code, name_zh=name_zh.strip(), name_en=name_en.strip(), phone=phone)
-        )
+        try:
+            department = repo.add_department(
+                session, Department(code=code, name_zh=name_zh.strip(), name_en=name_en.strip(), phone=phone)
+            )
+        except IntegrityError as exc:  # a concurrent request added it between our check and insert
+            raise ConflictError(f"department {code!r} exists already") from exc
         audit.record_audit(
             session,
             actor=actor.name,
@@ -80,7 +83,7 @@ def create_component_class(
     """Add a city extension class (gis_staff): the class list is data, not an enum."""
     actor.require("gis_staff")
     problems = []
-    if not CLASS_CODE.match(code):
+    if not CLASS_CODE.fullmatch(code):
         problems.append(FieldProblem("code", "4 digits (2 major + 2 minor) or 5 (2 + 3), e.g. 0392"))
     if geometry_kind not in GEOMETRY_KINDS:
         problems.append(FieldProblem("geometry_kind", f"one of {', '.join(GEOMETRY_KINDS)}"))

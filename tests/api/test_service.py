@@ -131,3 +131,13 @@ def test_health_is_503_when_the_database_is_down(test_settings: Settings) -> Non
         departments = offline.get("/v1/departments")
         assert departments.status_code == 503
         assert departments.json()["detail"] == "the database cannot be reached"
+
+
+def test_code_with_trailing_newline_is_422_not_500(client: TestClient, keys: dict[str, str]) -> None:
+    body = {"code": "water\n", "name_zh": "水"}
+    response = client.post("/v1/departments", json=body, headers={"X-API-Key": keys["gis_staff"]})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "code"
+    # Domain validation and request validation name the same problem type.
+    schema_error = client.post("/v1/departments", json={"code": 1}, headers={"X-API-Key": keys["gis_staff"]})
+    assert response.json()["type"] == schema_error.json()["type"]
