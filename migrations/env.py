@@ -6,6 +6,7 @@ from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, pool
 
+from gridsvc.db.migrate import VERSION_TABLE
 from gridsvc.db.models import Base
 
 config = context.config
@@ -35,6 +36,7 @@ def run_migrations_offline() -> None:
         url=_url(),
         target_metadata=target_metadata,
         literal_binds=True,
+        version_table=VERSION_TABLE,
         include_object=_include_object,
         process_revision_directives=alembic_helpers.writer,
         render_item=alembic_helpers.render_item,
@@ -53,6 +55,7 @@ def run_migrations_online() -> None:
             process_revision_directives=alembic_helpers.writer,
             render_item=alembic_helpers.render_item,
             compare_type=True,
+            version_table=VERSION_TABLE,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -13,6 +13,8 @@ from sqlalchemy import Engine
 import migrations
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+# A table name of our own, so an external database another Alembic app also uses keeps both histories.
+VERSION_TABLE = "gridsvc_alembic_version"
 
 
 def alembic_config(url: str) -> Config:
@@ -37,7 +39,7 @@ def downgrade(url: str, revision: str) -> None:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None before the first migration."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
 def head_revision() -> str | None:

@@ -20,10 +20,10 @@ def server_versions(session: Session) -> dict[str, str]:
 
 def migration_revision(session: Session) -> str | None:
     """The Alembic revision stored in the database (None before the first migration)."""
-    exists = session.execute(text("SELECT to_regclass('public.alembic_version') IS NOT NULL")).scalar_one()
+    exists = session.execute(text("SELECT to_regclass('gridsvc_alembic_version') IS NOT NULL")).scalar_one()
     if not exists:
         return None
-    value = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    value = session.execute(text("SELECT version_num FROM gridsvc_alembic_version")).scalar()
     return str(value) if value is not None else None
 
 

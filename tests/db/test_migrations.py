@@ -60,11 +60,11 @@ def _tables(url: str) -> set[str]:
 def test_upgrade_downgrade_upgrade_without_drift(scratch_url: str) -> None:
     migrate.upgrade(scratch_url)
     assert _drift(scratch_url) == []
-    expected = {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"}
+    expected = {t.name for t in Base.metadata.sorted_tables} | {"gridsvc_alembic_version"}
     assert _tables(scratch_url) == expected
 
     migrate.downgrade(scratch_url, "base")
-    assert _tables(scratch_url) <= {"alembic_version"}
+    assert _tables(scratch_url) <= {"gridsvc_alembic_version"}
 
     migrate.upgrade(scratch_url)
     assert _drift(scratch_url) == []
