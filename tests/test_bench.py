@@ -22,6 +22,7 @@ def test_demo_load_bench_runs_and_agrees(database_url: str) -> None:
             "--sample",
             "2000",
             "--no-record",
+            "--allow-external",
         ],
         env=env,
         capture_output=True,

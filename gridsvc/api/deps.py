@@ -37,8 +37,7 @@ def get_principal(
     raw = x_api_key
     if raw is None and authorization and authorization.lower().startswith("bearer "):
         raw = authorization[7:]
-    with sessions() as session:
-        return access.authenticate(session, raw)
+    return access.authenticate(sessions, raw)
 
 
 Caller = Annotated[Principal, Depends(get_principal)]

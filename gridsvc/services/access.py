@@ -99,11 +99,12 @@ def revoke_key(sessions: sessionmaker[Session], *, prefix: str, actor: Principal
         return key
 
 
-def authenticate(session: Session, raw_key: str | None) -> Principal:
+def authenticate(sessions: sessionmaker[Session], raw_key: str | None) -> Principal:
     """The caller behind an API key, or AuthenticationError."""
     if not raw_key:
         raise AuthenticationError("this action needs an API key (header X-API-Key or Authorization: Bearer)")
-    key = repo.find_active_key(session, hash_key(raw_key.strip()))
+    with sessions() as session:
+        key = repo.find_active_key(session, hash_key(raw_key.strip()))
     if key is None:
         raise AuthenticationError("the API key is unknown or revoked")
     return Principal(name=key.name, role=key.role, api_key_id=key.id)
