@@ -1582,8 +1582,8 @@ def generate_city(
     counties: gpd.GeoDataFrame,
     *,
     scale: Literal["small", "city"],
+    metric_crs: str,
     seed: int = 2023,
-    metric_crs: str = "EPSG:4548",
     start: dt.date = dt.date(2025, 1, 1),
 ) -> SyntheticCity:
     """Generate a synthetic city inside real county boundaries.

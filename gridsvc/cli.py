@@ -343,15 +343,26 @@ def keys_revoke(
 
 @crs_app.command("convert")
 def crs_convert(
-    x: Annotated[float, typer.Argument(help="Longitude or easting.")],
+    x: Annotated[float, typer.Argument(help="Longitude or easting (a negative value goes after `--`).")],
     y: Annotated[float, typer.Argument(help="Latitude or northing.")],
     from_crs: Annotated[str, typer.Option("--from", help="wgs84, cgcs2000, gcj02, bd09 or EPSG:<code>.")],
     to_crs: Annotated[str, typer.Option("--to", help="wgs84, cgcs2000, gcj02, bd09 or EPSG:<code>.")],
+    in_city: Annotated[
+        bool,
+        typer.Option("--in-city", help="Fail unless the point lies in the city's box (GRIDSVC_CITY_BBOX)."),
+    ] = False,
 ) -> None:
-    """Convert one coordinate, e.g. `gridsvc crs convert 117.0195 36.6617 --from wgs84 --to gcj02`."""
-    from gis.crs import CoordinateError, transform_point
+    """Convert one coordinate, e.g. `gridsvc crs convert 117.0195 36.6617 --from wgs84 --to gcj02`.
+
+    GCJ-02 (Amap, Tencent) and BD-09 (Baidu) are inverted iteratively to under a centimetre; a
+    Gauss-Krüger easting with the zone prefix under a code without it (or the reverse) is refused.
+    """
+    from gis.crs import STORAGE_CRS, CoordinateError, check_within, transform_point
 
     try:
+        if in_city:
+            lon, lat = transform_point(x, y, from_crs, STORAGE_CRS)
+            check_within(lon, lat, _settings().city_bbox, what=_settings().city_name)
         out_x, out_y = transform_point(x, y, from_crs, to_crs)
     except CoordinateError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)

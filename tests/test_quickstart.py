@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.conftest import free_port, make_tmp_data_dir
+from tests.conftest import NEUTRAL_CWD, free_port, make_tmp_data_dir
 
 
 def test_quickstart_brings_everything_up_and_serves() -> None:
@@ -21,6 +21,7 @@ def test_quickstart_brings_everything_up_and_serves() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "gridsvc.cli", "quickstart", "--port", str(port)],
         env=env,
+        cwd=NEUTRAL_CWD,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -49,7 +50,11 @@ def test_quickstart_brings_everything_up_and_serves() -> None:
             process.kill()
             output, _ = process.communicate()
         subprocess.run(
-            [sys.executable, "-m", "gridsvc.cli", "db", "down"], env=env, capture_output=True, check=False
+            [sys.executable, "-m", "gridsvc.cli", "db", "down"],
+            env=env,
+            cwd=NEUTRAL_CWD,
+            capture_output=True,
+            check=False,
         )
         shutil.rmtree(data_dir, ignore_errors=True)
     # What the user is told: where the API, health and docs are.

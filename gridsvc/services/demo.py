@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis import synthetic
 from gis.geometry import to_multi
 from gridsvc.errors import ConflictError, InvalidInputError, SetupProblemError
+from gridsvc.repositories import access as audit
 from gridsvc.repositories import bulk, health
 from gridsvc.settings import Settings
 
@@ -93,7 +94,15 @@ def load_city(
             bulk.truncate_data(session)
         elif bulk.has_rows(session, "district"):
             raise ConflictError("data is already loaded; use --replace to delete it and load the demo city")
-        counts = _load(session, city, scale=scale, seed=seed, progress=progress)
+        counts, batch_id = _load(session, city, scale=scale, seed=seed, progress=progress)
+        audit.record_audit(
+            session,
+            actor="gridsvc demo",
+            action="replace_with_demo" if replace else "load_demo",
+            entity="survey_batch",
+            entity_id=str(batch_id),
+            details={"scale": scale, "seed": seed, "counts": counts},
+        )
     with sessions.begin() as session:
         bulk.analyze(session, list(counts))
     return counts
@@ -127,7 +136,7 @@ def load_demo(
 
 def _load(
     session: Session, city: synthetic.SyntheticCity, *, scale: str, seed: int, progress: ProgressFn | None
-) -> dict[str, int]:
+) -> tuple[dict[str, int], int]:
     counts: dict[str, int] = {}
 
     def copy(table: str, frame: pd.DataFrame) -> None:
@@ -377,7 +386,7 @@ def _load(
             }
         ),
     )
-    return counts
+    return counts, batch_id
 
 
 def _ids(id_of: pd.Series, codes: pd.Series) -> Any:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import NEUTRAL_CWD, free_port
 
 
 @pytest.fixture
@@ -23,6 +23,7 @@ def served(database_url: str) -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "gridsvc.cli", "serve"],
         env=env,
+        cwd=NEUTRAL_CWD,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import NEUTRAL_CWD, free_port
 
 
 def gridsvc(args: list[str], database_url: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -18,7 +18,12 @@ def gridsvc(args: list[str], database_url: str | None = None) -> subprocess.Comp
     if database_url:
         env["GRIDSVC_DATABASE_URL"] = database_url
     return subprocess.run(
-        [sys.executable, "-m", "gridsvc.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gridsvc.cli", *args],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -76,7 +81,12 @@ def test_serve_without_database_says_what_to_do() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
     env.update(GRIDSVC_DATA_DIR=env_dir, GRIDSVC_PORT=str(free_port()))
     result = subprocess.run(
-        [sys.executable, "-m", "gridsvc.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gridsvc.cli", "serve"],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "gridsvc db up" in result.stderr
@@ -100,6 +110,7 @@ def test_bad_settings_and_a_stopped_database_are_one_clear_line(
     result = subprocess.run(
         [sys.executable, "-m", "gridsvc.cli", "keys", "list"],
         env=env,
+        cwd=NEUTRAL_CWD,
         capture_output=True,
         text=True,
         timeout=60,
@@ -107,3 +118,14 @@ def test_bad_settings_and_a_stopped_database_are_one_clear_line(
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_crs_convert_in_city_refuses_beijing() -> None:
+    beijing = gridsvc(
+        ["crs", "convert", "116.3975", "39.9087", "--from", "wgs84", "--to", "gcj02", "--in-city"]
+    )
+    assert beijing.returncode == 1 and "116.3975" in beijing.stderr and "济南市" in beijing.stderr
+    jinan = gridsvc(
+        ["crs", "convert", "117.0195", "36.6617", "--from", "wgs84", "--to", "gcj02", "--in-city"]
+    )
+    assert jinan.returncode == 0

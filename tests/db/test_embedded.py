@@ -15,13 +15,15 @@ import pytest
 
 from gridsvc.db.embedded import EmbeddedCluster, ensure_installation, find_installation
 from gridsvc.errors import SetupProblemError
-from tests.conftest import free_port, make_tmp_data_dir
+from tests.conftest import NEUTRAL_CWD, free_port, make_tmp_data_dir
 
 GRIDSVC = [sys.executable, "-m", "gridsvc.cli"]
 
 
 def run(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*GRIDSVC, *args], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*GRIDSVC, *args], env=env, cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=300
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"gridsvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

