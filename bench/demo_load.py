@@ -63,9 +63,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--no-record", action="store_true", help="print only; do not append to docs/BENCHMARKS.md"
     )
+    parser.add_argument(
+        "--allow-external",
+        action="store_true",
+        help=f"use the server GRIDSVC_DATABASE_URL names (drops and re-creates {SCRATCH_DB} there)",
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings()
+    if settings.database_url and not args.allow_external:
+        parser.error(
+            f"GRIDSVC_DATABASE_URL is set: this benchmark drops and re-creates the database {SCRATCH_DB} "
+            "on that server; pass --allow-external if that is what you want"
+        )
     engine = scratch_engine(database_url(settings))
     sessions = sessionmaker(bind=engine, expire_on_commit=False)
 
