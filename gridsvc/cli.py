@@ -186,16 +186,16 @@ def _load_demo_with_progress(settings: Settings, *, scale: str, seed: int, repla
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,} rows"),
+        TextColumn("{task.completed:>10,} rows"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
     ) as bar:
         tasks: dict[str, Any] = {}
 
-        def progress(table: str, rows: int) -> None:
+        def progress(table: str, rows: int, total: int) -> None:
             if table not in tasks:
-                tasks[table] = bar.add_task(f"loading {table}", total=None)
+                tasks[table] = bar.add_task(f"loading {table}", total=total)
             bar.advance(tasks[table], rows)
 
         def stage(message: str) -> None:
@@ -210,8 +210,6 @@ def _load_demo_with_progress(settings: Settings, *, scale: str, seed: int, repla
             progress=progress,
             stage=stage,
         )
-        for task_id in tasks.values():
-            bar.update(task_id, total=bar.tasks[task_id].completed)
     table = Table(title=f"demo city loaded ({scale}, seed {seed})")
     table.add_column("table")
     table.add_column("rows", justify="right")

@@ -41,7 +41,8 @@ DATA_TABLES = (
 
 CHUNK_ROWS = 250_000
 
-ProgressFn = Callable[[str, int], None]
+# progress(table, rows just written, rows in all for this table)
+ProgressFn = Callable[[str, int, int], None]
 
 
 def ewkb_hex(geometries: Any, srid: int = STORAGE_SRID) -> np.ndarray[Any, Any]:
@@ -83,7 +84,7 @@ def copy_frame(
             buffer.seek(0)
             cursor.copy_expert(statement, buffer)
             if progress:
-                progress(table, len(chunk))
+                progress(table, len(chunk), len(frame))
     return len(frame)
 
 

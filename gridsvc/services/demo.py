@@ -28,7 +28,6 @@ from gridsvc.settings import Settings
 DEMO_PLAN_NAME = "演示初始网格方案"
 DEMO_NET = {"code": "zongzhi", "name": "综治网格", "department": "综合治理"}
 
-ProgressFn = Callable[[str, int], None]
 StageFn = Callable[[str], None]
 
 
@@ -86,7 +85,7 @@ def load_city(
     scale: str,
     seed: int,
     replace: bool,
-    progress: ProgressFn | None = None,
+    progress: bulk.ProgressFn | None = None,
 ) -> dict[str, int]:
     """Write a generated city in one transaction (after deleting loaded data when ``replace``)."""
     with sessions.begin() as session:
@@ -115,7 +114,7 @@ def load_demo(
     scale: str,
     seed: int,
     replace: bool,
-    progress: ProgressFn | None = None,
+    progress: bulk.ProgressFn | None = None,
     stage: StageFn | None = None,
 ) -> DemoReport:
     """Generate the synthetic city and load it in one transaction; refuses to mix with loaded data."""
@@ -135,7 +134,12 @@ def load_demo(
 
 
 def _load(
-    session: Session, city: synthetic.SyntheticCity, *, scale: str, seed: int, progress: ProgressFn | None
+    session: Session,
+    city: synthetic.SyntheticCity,
+    *,
+    scale: str,
+    seed: int,
+    progress: bulk.ProgressFn | None,
 ) -> tuple[dict[str, int], int]:
     counts: dict[str, int] = {}
 
