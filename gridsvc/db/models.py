@@ -253,11 +253,35 @@ class SurveyBatch(Base):
     imported_at: Mapped[dt.datetime] = _now()
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    source_format: Mapped[str | None] = mapped_column(String(32))
+    source_crs: Mapped[str | None] = mapped_column(String(32))
+    warnings: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     __table_args__ = (
         CheckConstraint(
             "layer IN ('components', 'boundaries', 'stations', 'net', 'roads', 'demo')", name="layer_known"
         ),
     )
+
+
+class ImportProblem(Base):
+    """One rejected or repaired row of an import, with where and why: the report GIS staff fix in QGIS."""
+
+    __tablename__ = "import_problem"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    survey_batch_id: Mapped[int] = mapped_column(
+        ForeignKey("survey_batch.id", ondelete="CASCADE"), index=True
+    )
+    source_row: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(10))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # The row's geometry as it came (it may be invalid: that is often why it is here), so no validity check.
+    geom: Mapped[Any] = mapped_column(
+        Geometry("GEOMETRY", srid=STORAGE_SRID, spatial_index=False), nullable=True
+    )
+    __table_args__ = (CheckConstraint("action IN ('rejected', 'repaired')", name="action_known"),)
 
 
 class Component(Base):

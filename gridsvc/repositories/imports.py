@@ -1,0 +1,253 @@
+"""Imports: a staging table filled by COPY, then set-based SQL that versions, assigns grids and retires.
+
+Row-by-row upserts would take hours for a city's census; here every step is one statement over the
+whole staging table, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gridsvc.db.models import SurveyBatch
+from gridsvc.repositories import bulk
+
+STAGE = "import_stage"
+
+# The active plan's unit grid containing a feature's representative point; ORDER BY makes a point on a
+# shared edge land in one grid deterministically (the smallest code).
+_GRID_OF = """
+LEFT JOIN LATERAL (
+    SELECT u.id AS unit_grid_id, u.responsibility_grid_id
+    FROM unit_grid u JOIN grid_plan p ON p.id = u.plan_id AND p.status = 'active'
+    WHERE ST_Intersects(u.geom, ST_PointOnSurface({geom}))
+    ORDER BY u.code
+    LIMIT 1
+) g ON true
+"""
+
+
+def component_classes(session: Session) -> dict[str, str]:
+    """Class code -> geometry kind."""
+    rows = session.execute(text("SELECT code, geometry_kind FROM component_class")).all()
+    return {code: kind for code, kind in rows}
+
+
+def counties(session: Session) -> gpd.GeoDataFrame:
+    """The loaded districts (code, name, geometry) for code-prefix checks."""
+    return gpd.read_postgis(
+        "SELECT code, name, geom FROM district ORDER BY code", session.connection(), geom_col="geom"
+    )
+
+
+def create_component_stage(session: Session) -> None:
+    """A temporary staging table for this transaction."""
+    session.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE {STAGE} (
+                source_row integer NOT NULL,
+                code text NOT NULL,
+                class_code text NOT NULL,
+                name text,
+                status text NOT NULL,
+                owner text,
+                supervisor text,
+                maintainer text,
+                attributes jsonb NOT NULL,
+                geom geometry(Geometry, 4490) NOT NULL,
+                owner_department_code text,
+                maintainer_department_code text
+            ) ON COMMIT DROP
+            """
+        )
+    )
+
+
+def stage_components(session: Session, frame: pd.DataFrame) -> int:
+    """COPY accepted rows (columns as in the staging table, geom as hex EWKB) into the stage."""
+    return bulk.copy_frame(session, STAGE, frame)
+
+
+def resolve_departments(session: Session) -> None:
+    """Map supervisor/maintainer text (code, Chinese or English name) to department codes.
+
+    Text that names no department is kept in the free attributes, never dropped.
+    """
+    for text_column, code_column, key in (
+        ("supervisor", "owner_department_code", "supervisor"),
+        ("maintainer", "maintainer_department_code", "maintainer"),
+    ):
+        session.execute(
+            text(
+                f"""
+                UPDATE {STAGE} s SET {code_column} = d.code
+                FROM department d
+                WHERE s.{text_column} IS NOT NULL
+                  AND lower(s.{text_column}) IN (lower(d.code), lower(d.name_zh), lower(d.name_en))
+                """
+            )
+        )
+        session.execute(
+            text(
+                f"""
+                UPDATE {STAGE} SET attributes = attributes || jsonb_build_object('{key}', {text_column})
+                WHERE {text_column} IS NOT NULL AND {code_column} IS NULL
+                """
+            )
+        )
+
+
+def classify_components(session: Session) -> dict[str, int]:
+    """Compare the stage with the current components: new, changed or unchanged (by code)."""
+    session.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE import_diff ON COMMIT DROP AS
+            SELECT s.*, c.id AS current_id,
+                   CASE
+                     WHEN c.id IS NULL THEN 'new'
+                     WHEN c.class_code = s.class_code
+                      AND c.name IS NOT DISTINCT FROM s.name
+                      AND c.status = s.status
+                      AND c.in_use
+                      AND c.owner IS NOT DISTINCT FROM s.owner
+                      AND c.owner_department_code IS NOT DISTINCT FROM s.owner_department_code
+                      AND c.maintainer_department_code IS NOT DISTINCT FROM s.maintainer_department_code
+                      AND c.attributes = s.attributes
+                      AND ST_AsBinary(c.geom) = ST_AsBinary(s.geom)
+                     THEN 'unchanged'
+                     ELSE 'changed'
+                   END AS change
+            FROM {STAGE} s
+            LEFT JOIN component c ON c.code = s.code AND c.valid_to IS NULL
+            """
+        )
+    )
+    rows = session.execute(text("SELECT change, count(*) FROM import_diff GROUP BY change")).all()
+    counts = {"new": 0, "changed": 0, "unchanged": 0}
+    counts.update({change: int(n) for change, n in rows})
+    return counts
+
+
+def apply_components(session: Session, *, batch_id: int, now: dt.datetime) -> int:
+    """Close changed components (valid_to) and insert new and changed versions with their grids.
+
+    Returns how many inserted rows found a unit grid of the active plan.
+    """
+    session.execute(
+        text(
+            "UPDATE component c SET valid_to = :now FROM import_diff d "
+            "WHERE d.change = 'changed' AND c.id = d.current_id"
+        ),
+        {"now": now},
+    )
+    result = session.execute(
+        text(
+            f"""
+            WITH inserted AS (
+                INSERT INTO component (code, class_code, name, status, owner, owner_department_code,
+                                       maintainer_department_code, attributes, survey_batch_id, unit_grid_id,
+                                       responsibility_grid_id, valid_from, geom)
+                SELECT d.code, d.class_code, d.name, d.status, d.owner, d.owner_department_code,
+                       d.maintainer_department_code, d.attributes, :batch, g.unit_grid_id,
+                       g.responsibility_grid_id, :now, d.geom
+                FROM import_diff d
+                {_GRID_OF.format(geom="d.geom")}
+                WHERE d.change IN ('new', 'changed')
+                RETURNING unit_grid_id
+            )
+            SELECT count(unit_grid_id) FROM inserted
+            """
+        ),
+        {"batch": batch_id, "now": now},
+    )
+    return int(result.scalar_one())
+
+
+def retire_missing(session: Session, *, batch_id: int, now: dt.datetime, area_codes: Sequence[str]) -> int:
+    """Mark void (in_use = false, as a new version) the current components of the surveyed classes inside
+    the survey area that the file did not contain. Nothing is deleted.
+
+    The area is the union of the given admin units (district, street or community codes); with none
+    given, the communities the imported features fall in.
+    """
+    if area_codes:
+        area = (
+            "SELECT ST_Union(c.geom) AS geom FROM community c WHERE EXISTS ("
+            "SELECT 1 FROM unnest(CAST(:areas AS text[])) a WHERE left(c.code, length(a)) = a)"
+        )
+    else:
+        area = (
+            "SELECT ST_Union(c.geom) AS geom FROM community c "
+            f"WHERE EXISTS (SELECT 1 FROM {STAGE} s WHERE ST_Intersects(c.geom, s.geom))"
+        )
+    session.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE import_missing ON COMMIT DROP AS
+            SELECT c.id FROM component c, ({area}) area
+            WHERE c.valid_to IS NULL AND c.in_use
+              AND c.class_code IN (SELECT DISTINCT class_code FROM {STAGE})
+              AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.code = c.code)
+              AND ST_Intersects(area.geom, c.geom)
+            """
+        ),
+        {"areas": list(area_codes)},
+    )
+    session.execute(
+        text("UPDATE component c SET valid_to = :now FROM import_missing m WHERE c.id = m.id"), {"now": now}
+    )
+    result = session.execute(
+        text(
+            """
+            WITH voided AS (
+            INSERT INTO component (code, class_code, name, status, in_use, owner, owner_department_code,
+                                   maintainer_department_code, attributes, survey_batch_id, unit_grid_id,
+                                   responsibility_grid_id, valid_from, geom)
+            SELECT c.code, c.class_code, c.name, c.status, false, c.owner, c.owner_department_code,
+                   c.maintainer_department_code, c.attributes, :batch, c.unit_grid_id,
+                   c.responsibility_grid_id, :now, c.geom
+            FROM component c JOIN import_missing m ON m.id = c.id
+            RETURNING 1
+            )
+            SELECT count(*) FROM voided
+            """
+        ),
+        {"batch": batch_id, "now": now},
+    )
+    return int(result.scalar_one())
+
+
+def add_batch(session: Session, **values: Any) -> SurveyBatch:
+    """Insert a survey batch row (its id is set on return)."""
+    batch = SurveyBatch(**values)
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def add_problems(session: Session, frame: pd.DataFrame) -> int:
+    """COPY problem rows (survey_batch_id, source_row, field, value, reason, action, attributes, geom)."""
+    return bulk.copy_frame(session, "import_problem", frame)
+
+
+def get_batch(session: Session, batch_id: int) -> SurveyBatch | None:
+    """One survey batch."""
+    return session.get(SurveyBatch, batch_id)
+
+
+def problems(session: Session, batch_id: int, limit: int | None = None) -> gpd.GeoDataFrame:
+    """The problems of a batch, by source row."""
+    sql = (
+        "SELECT source_row, field, value, reason, action, attributes, geom FROM import_problem "
+        f"WHERE survey_batch_id = {int(batch_id)} ORDER BY source_row, field"
+        + (f" LIMIT {int(limit)}" if limit else "")
+    )
+    return gpd.read_postgis(sql, session.connection(), geom_col="geom")
