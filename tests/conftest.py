@@ -92,6 +92,60 @@ def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
         connection.close()
 
 
+def scratch_database(database_url: str, name: str) -> str:
+    """A fresh, migrated database called ``name`` on the test cluster; returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_url(database_url: str, test_settings: Settings) -> str:
+    """A database of its own holding the small demo city (seed 2023), loaded once for the run."""
+    from gridsvc.services import demo
+
+    url = scratch_database(database_url, "gridsvc_demo_shared")
+    engine = make_engine(url)
+    demo.load_demo(
+        sessionmaker(bind=engine, expire_on_commit=False),
+        settings=test_settings,
+        scale="small",
+        seed=2023,
+        replace=False,
+    )
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_engine_shared(demo_url: str) -> Iterator[Engine]:
+    """One engine on the shared demo database."""
+    eng = make_engine(demo_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def demo_sessions(demo_engine_shared: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the demo database whose writes are rolled back when the test ends."""
+    connection = demo_engine_shared.connect()
+    outer = connection.begin()
+    factory = sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+    try:
+        yield factory
+    finally:
+        outer.rollback()
+        connection.close()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI a skipped test is a failure: it means something the suite promises was not checked."""
     if not os.environ.get("CI"):

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc import __version__
 from gridsvc.api.problems import install_problem_handlers
-from gridsvc.api.routes import health, reference
+from gridsvc.api.routes import health, imports, reference
 from gridsvc.db.engine import make_engine, make_session_factory
 from gridsvc.settings import Settings
 
@@ -59,9 +59,11 @@ def create_app(
         openapi_tags=[
             {"name": "service", "description": "Health and status."},
             {"name": "reference data", "description": "Departments, component classes, event classes."},
+            {"name": "imports", "description": "Survey layer imports with row-by-row reports (gis_staff)."},
         ],
     )
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(reference.router)
+    app.include_router(imports.router)
     return app

@@ -36,6 +36,7 @@ DATA_TABLES = (
     "community",
     "street",
     "district",
+    "import_problem",
     "survey_batch",
 )
 

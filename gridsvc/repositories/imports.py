@@ -48,6 +48,8 @@ def counties(session: Session) -> gpd.GeoDataFrame:
 
 def create_component_stage(session: Session) -> None:
     """A temporary staging table for this transaction."""
+    # Dropped at commit; dropped here too, for a second import inside one outer transaction (savepoints).
+    session.execute(text(f"DROP TABLE IF EXISTS {STAGE}, import_diff, import_missing"))
     session.execute(
         text(
             f"""

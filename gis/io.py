@@ -1,0 +1,1252 @@
+"""Open the survey files GIS staff really have and stream their features into the storage CRS.
+
+:func:`inspect_layer` decides a file's format, layer, attribute text encoding and CRS, and checks the
+first rows for the classic CRS mistakes (metres labelled as degrees, longitude and latitude swapped, a
+Gauss-Kruger zone prefix under the wrong EPSG code, a whole file outside the city). :func:`iter_chunks`
+then streams the features in bounded chunks converted to EPSG:4490, each row numbered as GIS staff see
+it (``source_row``). Rows are never dropped for bad geometry: validating rows is the caller's job.
+
+Formats: GeoPackage, ESRI Shapefile (a ``.shp``, a folder holding one, or a ``.zip``), GeoJSON, CSV with
+coordinate or WKT columns, KML and FileGDB (a ``.gdb`` folder). Whole-file problems raise
+:class:`LayerError`, whose message names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import itertools
+import re
+import zipfile
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final, Literal, TypeAlias
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyogrio
+import pyogrio.errors
+import pyproj
+import pyproj.exceptions
+import shapely
+
+from gis.crs import (
+    CHINA_BBOX,
+    STORAGE_CRS,
+    BBox,
+    CoordinateError,
+    ResolvedCRS,
+    ZonePrefixError,
+    detect_gk_zone_prefix,
+    gk_zone_epsg,
+    resolve_crs,
+    transform,
+)
+
+__all__ = [
+    "FORMATS",
+    "LayerError",
+    "LayerInfo",
+    "inspect_layer",
+    "iter_chunks",
+    "list_layers",
+    "read_layer",
+]
+
+FORMATS: Final = ("GPKG", "ESRI Shapefile", "GeoJSON", "CSV", "KML", "OpenFileGDB")
+
+FloatArray: TypeAlias = npt.NDArray[np.float64]
+RowArray: TypeAlias = npt.NDArray[np.int64]
+GeomArray: TypeAlias = npt.NDArray[np.object_]
+CrsSource: TypeAlias = Literal["file", "override", "format"]
+# One chunk as read: attributes, geometries in the source CRS, and each row's source_row.
+Frame: TypeAlias = tuple[pd.DataFrame, GeomArray, RowArray]
+Frames: TypeAlias = Generator[Frame, None, None]
+
+# GDAL driver -> our format name; GDAL reads KML with LIBKML when it can and falls back to KML.
+_DRIVER_FORMATS: Final = {
+    "GPKG": "GPKG",
+    "ESRI Shapefile": "ESRI Shapefile",
+    "GeoJSON": "GeoJSON",
+    "KML": "KML",
+    "LIBKML": "KML",
+    "OpenFileGDB": "OpenFileGDB",
+}
+_SUFFIX_FORMATS: Final = {
+    ".gpkg": "GPKG",
+    ".shp": "ESRI Shapefile",
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+    ".csv": "CSV",
+    ".kml": "KML",
+    ".kmz": "KML",
+}
+_SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".sbn", ".sbx", ".qix", ".xml")
+# Formats that hold several layers, so LayerInfo.layer names the one read.
+_MULTI_LAYER: Final = frozenset({"GPKG", "OpenFileGDB", "KML"})
+# RFC 7946 (GeoJSON) and OGC KML 2.3 both fix the CRS to WGS 84 lon/lat.
+_WGS84_BY_SPEC: Final = frozenset({"GeoJSON", "KML"})
+# GeoPackage, GeoJSON, KML and FileGDB store text as UTF-8 by their specs; GDAL decodes it.
+_UTF8_BY_SPEC: Final = frozenset({"GPKG", "GeoJSON", "KML", "OpenFileGDB"})
+
+_SUPPORTED: Final = (
+    "GeoPackage (.gpkg), Shapefile (.shp, a folder or a .zip holding one), GeoJSON, "
+    "CSV with coordinate columns, KML or FileGDB (.gdb folder)"
+)
+_CRS_EXAMPLES: Final = "(e.g. --crs EPSG:4527, --crs gcj02)"
+
+# Recognised CSV coordinate columns, compared case-insensitively: (x, y) in order of preference.
+_COORD_PAIRS: Final = (
+    ("lon", "lat"),
+    ("lng", "lat"),
+    ("long", "lat"),
+    ("longitude", "latitude"),
+    ("x", "y"),
+    ("经度", "纬度"),
+    ("东坐标", "北坐标"),
+    ("x坐标", "y坐标"),
+)
+_WKT_COLUMNS: Final = ("wkt", "geometry")
+_CSV_SEPARATORS: Final = (",", "\t", ";", "|")
+_GEOMETRY_NAMES: Final = {
+    int(shapely.GeometryType.POINT): "Point",
+    int(shapely.GeometryType.LINESTRING): "LineString",
+    int(shapely.GeometryType.POLYGON): "Polygon",
+    int(shapely.GeometryType.MULTIPOINT): "MultiPoint",
+    int(shapely.GeometryType.MULTILINESTRING): "MultiLineString",
+    int(shapely.GeometryType.MULTIPOLYGON): "MultiPolygon",
+    int(shapely.GeometryType.GEOMETRYCOLLECTION): "GeometryCollection",
+}
+
+# Features inspect_layer reads to check for CRS mistakes; the whole first chunk is checked again later.
+_SAMPLE_ROWS: Final = 10_000
+# Reading a shapefile "in" ISO-8859-1 passes every byte through as one character, to decode here.
+_BYTES: Final = "ISO-8859-1"
+# Bytes per read when scanning a .dbf or CSV for its encoding, so huge files stay out of memory.
+_SCAN_BYTES: Final = 4 << 20
+# Eastings from 39 000 000 to 39 999 999 carry the zone number of Jinan's 3-degree zone (EPSG:4527).
+_ZONE39_MIN: Final = 39_000_000.0
+_ZONE39_MAX: Final = 40_000_000.0
+# gis.crs names a coordinate by its array index (" at index 12"); messages here name the row instead.
+_INDEX_RE: Final = re.compile(r" at index \d+")
+
+
+class LayerError(ValueError):
+    """A whole-file problem: the message names the file (and layer), what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What :func:`inspect_layer` decided about a file; :func:`iter_chunks` reads by it.
+
+    Attributes
+    ----------
+    path : Path
+        The path as given.
+    format : str
+        ``"GPKG"``, ``"ESRI Shapefile"``, ``"GeoJSON"``, ``"CSV"``, ``"KML"`` or ``"OpenFileGDB"``.
+    layer : str or None
+        The layer read, for the multi-layer formats (GPKG, FileGDB, KML); else None.
+    layers : tuple of str
+        All layers in the source.
+    crs : str
+        Canonical name from :func:`gis.crs.resolve_crs`, e.g. ``"EPSG:4527"``, ``"gcj02"``, ``"wgs84"``.
+    crs_from : {"file", "override", "format"}
+        Where the CRS came from; ``"format"`` for GeoJSON and KML, WGS 84 by their specs.
+    encoding : str or None
+        The attribute text encoding, e.g. ``"UTF-8"`` or ``"GB18030"``.
+    feature_count : int
+        Features in the layer (for CSV, data rows that are not blank).
+    fields : tuple of str
+        Attribute field names as decoded.
+    geometry_type : str or None
+        As GDAL reports it, e.g. ``"Point"``; None for a table without geometry.
+    warnings : tuple of str
+        Things the user should know, e.g. that the encoding was guessed or ``--crs`` overrode the file.
+    """
+
+    path: Path
+    format: str
+    layer: str | None
+    layers: tuple[str, ...]
+    crs: str
+    crs_from: str
+    encoding: str | None
+    feature_count: int
+    fields: tuple[str, ...]
+    geometry_type: str | None
+    warnings: tuple[str, ...]
+
+
+# ------------------------------------------------------------------------------------------ public API
+
+
+def list_layers(path: str | Path) -> tuple[str, ...]:
+    """List the layers of a file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file, a shapefile folder or ``.zip``, or a ``.gdb`` folder.
+
+    Returns
+    -------
+    tuple of str
+        Layer names in the order the file stores them; one name for single-layer formats.
+
+    Raises
+    ------
+    LayerError
+        If the path does not exist, is not a supported format, or cannot be read.
+    """
+    source = _locate(Path(path))
+    if source.format == "CSV":
+        return (Path(path).stem,)
+    return _gdal_layers(source)
+
+
+def inspect_layer(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    crs: str | None = None,
+    encoding: str | None = None,
+    city_bbox: tuple[float, float, float, float] | None = None,
+) -> LayerInfo:
+    """Decide a file's format, layer, encoding and CRS, and check its first rows for CRS mistakes.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.gpkg``, ``.shp`` (or a folder or ``.zip`` holding one), ``.geojson``/``.json``, ``.csv``,
+        ``.kml``/``.kmz`` file or a ``.gdb`` folder.
+    layer : str, optional
+        The layer to read; required when a GeoPackage, FileGDB or KML holds several.
+    crs : str, optional
+        The CRS the coordinates are really in, anything :func:`gis.crs.resolve_crs` accepts
+        (``"EPSG:4527"``, ``"gcj02"``, ``"bd09"``, ``"wgs84"``, ``"cgcs2000"``, ``"4548"``). It always
+        wins over the file's own CRS; required for CSV and for a shapefile without ``.prj``.
+    encoding : str, optional
+        The attribute text encoding of a shapefile or CSV (e.g. ``"GBK"``); detected when omitted.
+    city_bbox : tuple of float, optional
+        ``(minx, miny, maxx, maxy)`` in EPSG:4490; when given, a file whose first rows mostly fall
+        outside it is rejected.
+
+    Returns
+    -------
+    LayerInfo
+        Pass it to :func:`iter_chunks` to read the features.
+
+    Raises
+    ------
+    LayerError
+        For a missing, unreadable, corrupt or unsupported file, an unknown or ambiguous layer, a missing
+        or unknown CRS, or a classic CRS mistake found in the first rows.
+    """
+    given = Path(path)
+    source = _locate(given)
+    box = _check_bbox(city_bbox)
+    override = _resolve_override(crs)
+    if source.format == "CSV":
+        info, sample = _inspect_csv(given, source, layer, override, encoding)
+    else:
+        info, sample = _inspect_gdal(given, source, layer, override, encoding)
+    # Converting the first rows runs every whole-file check; the rows themselves are not kept.
+    with contextlib.closing(_converted(info, sample, box)) as checked:
+        next(checked, None)
+    return info
+
+
+def iter_chunks(
+    info: LayerInfo,
+    *,
+    chunk_rows: int = 100_000,
+    city_bbox: tuple[float, float, float, float] | None = None,
+) -> Iterator[gpd.GeoDataFrame]:
+    """Stream a layer's features in chunks, converted to the storage CRS (EPSG:4490).
+
+    Each chunk holds every attribute field (decoded text or numbers), ``source_row`` (int64: the 1-based
+    feature number shown in QGIS's attribute table; for CSV the line number in the file, the header being
+    line 1) and the geometry. Features without geometry keep None; NaN or infinite coordinates stay as
+    they are. Only ``chunk_rows`` features are in memory at a time.
+
+    Parameters
+    ----------
+    info : LayerInfo
+        From :func:`inspect_layer`.
+    chunk_rows : int, optional
+        Features per chunk.
+    city_bbox : tuple of float, optional
+        ``(minx, miny, maxx, maxy)`` in EPSG:4490; when given, the first chunk must mostly fall inside.
+
+    Returns
+    -------
+    Iterator of geopandas.GeoDataFrame
+        Chunks in EPSG:4490, each indexed 0..n-1, columns ``*info.fields``, ``source_row``, ``geometry``.
+
+    Raises
+    ------
+    LayerError
+        For a classic CRS mistake in the first chunk, a coordinate that cannot be converted (naming its
+        row), or a file that fails to read part-way.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    box = _check_bbox(city_bbox)
+    source = _locate(info.path)
+    if info.format == "CSV":
+        layout = _csv_layout(info.path, _python_codec(info.encoding or "UTF-8", csv=True), source.label)
+        frames = _csv_frames(info.path, layout, source.label, chunk_rows)
+    else:
+        frames = _gdal_frames(source, info, chunk_rows)
+    # Not a generator itself, so a bad argument or a vanished file is reported at the call.
+    return _converted(info, frames, box)
+
+
+def read_layer(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    crs: str | None = None,
+    encoding: str | None = None,
+    city_bbox: tuple[float, float, float, float] | None = None,
+) -> tuple[LayerInfo, gpd.GeoDataFrame]:
+    """Inspect a file and read all of it into one GeoDataFrame in EPSG:4490.
+
+    For small files and tests; large imports should loop over :func:`iter_chunks` instead.
+
+    Parameters
+    ----------
+    path, layer, crs, encoding, city_bbox
+        As for :func:`inspect_layer`.
+
+    Returns
+    -------
+    tuple of (LayerInfo, geopandas.GeoDataFrame)
+        The layer description and its features, shaped as the chunks of :func:`iter_chunks`.
+
+    Raises
+    ------
+    LayerError
+        As for :func:`inspect_layer` and :func:`iter_chunks`.
+    """
+    info = inspect_layer(path, layer=layer, crs=crs, encoding=encoding, city_bbox=city_bbox)
+    chunks = list(iter_chunks(info, city_bbox=city_bbox))
+    if not chunks:
+        empty = pd.DataFrame({name: pd.Series(dtype=object) for name in info.fields})
+        empty["source_row"] = pd.Series(dtype=np.int64)
+        return info, gpd.GeoDataFrame(empty, geometry=gpd.GeoSeries([], crs=STORAGE_CRS), crs=STORAGE_CRS)
+    return info, gpd.GeoDataFrame(pd.concat(chunks, ignore_index=True), crs=STORAGE_CRS)
+
+
+# ------------------------------------------------------------------------------------ finding the file
+
+
+@dataclass(frozen=True)
+class _Source:
+    format: str
+    gdal_path: str
+    label: str
+    # A shapefile's .shp on disk, or its member name inside ``archive``: where .dbf and .cpg are found.
+    shp: str | None = None
+    archive: Path | None = None
+
+
+def _locate(path: Path) -> _Source:
+    label = str(path)
+    if not path.exists():
+        raise LayerError(f"{label} does not exist: check the path, and that the whole file was copied")
+    if path.is_dir():
+        if path.suffix.lower() == ".gdb":
+            return _Source("OpenFileGDB", str(path), label)
+        return _shapefile_in_folder(path)
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return _shapefile_in_zip(path)
+    if suffix in _SHAPEFILE_PARTS:
+        raise LayerError(f"{label} is one part of a shapefile: give the .shp file ({path.stem}.shp)")
+    fmt = _SUFFIX_FORMATS.get(suffix)
+    if fmt == "ESRI Shapefile":
+        _check_shapefile_parts(label, lambda ext: _sibling(path, ext) is not None)
+        return _Source(fmt, str(path), label, shp=str(path))
+    if fmt is not None:
+        return _Source(fmt, str(path), label)
+    # Unknown extension: let GDAL say what it is, and accept it only if it is a format we read.
+    try:
+        driver = str(pyogrio.read_info(str(path))["driver"])
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError) as exc:
+        raise LayerError(f"{label} is not a file format gridsvc can read: export it as {_SUPPORTED}") from exc
+    if driver == "CSV":
+        return _Source("CSV", str(path), label)
+    if driver not in _DRIVER_FORMATS or _DRIVER_FORMATS[driver] == "ESRI Shapefile":
+        raise LayerError(
+            f"{label} is a {driver} file, which gridsvc does not read: export it as {_SUPPORTED}"
+        )
+    return _Source(_DRIVER_FORMATS[driver], str(path), label)
+
+
+def _sibling(shp: Path, ext: str) -> Path | None:
+    # GDAL finds a part in lower or upper case (x.shp beside x.DBF), so do the same.
+    for candidate in (shp.with_suffix(ext), shp.with_suffix(ext.upper())):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _check_shapefile_parts(label: str, has: Callable[[str], bool]) -> None:
+    # GDAL opens a .shp without its .dbf and silently returns no attributes; refuse instead.
+    missing = [ext for ext in (".shx", ".dbf") if not has(ext)]
+    if missing:
+        raise LayerError(
+            f"{label} has no {' or '.join(missing)} beside it: a shapefile is several files (.shp, .shx, "
+            ".dbf, .prj, .cpg) with the same name; copy all of them, or send them zipped together"
+        )
+
+
+def _shapefile_in_folder(folder: Path) -> _Source:
+    shps = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".shp")
+    if not shps:
+        raise LayerError(
+            f"{folder} is a folder with no shapefile (.shp) in it: give the path of a file to import "
+            f"({_SUPPORTED})"
+        )
+    if len(shps) > 1:
+        names = ", ".join(p.name for p in shps)
+        raise LayerError(
+            f"{folder} holds {len(shps)} shapefiles ({names}): give the path of the one to import"
+        )
+    shp = shps[0]
+    _check_shapefile_parts(str(shp), lambda ext: _sibling(shp, ext) is not None)
+    return _Source("ESRI Shapefile", str(shp), str(folder), shp=str(shp))
+
+
+def _shapefile_in_zip(archive: Path) -> _Source:
+    label = str(archive)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise LayerError(
+            f"{label} is not a readable .zip ({exc}): it may be truncated; copy it again"
+        ) from exc
+    # macOS archivers add __MACOSX/._name resource forks that look like shapefiles but are not.
+    names = [n for n in names if not n.startswith("__MACOSX/") and "/._" not in f"/{n}"]
+    shps = sorted(n for n in names if n.lower().endswith(".shp"))
+    vsi = f"/vsizip/{archive.resolve()}"
+    if len(shps) > 1:
+        raise LayerError(
+            f"{label} holds {len(shps)} shapefiles ({', '.join(shps)}): zip only the one to import"
+        )
+    if len(shps) == 1:
+        shp = shps[0]
+        lowered = {n.lower() for n in names}
+        _check_shapefile_parts(f"{label} ({shp})", lambda ext: (shp[:-4] + ext).lower() in lowered)
+        return _Source("ESRI Shapefile", f"{vsi}/{shp}", label, shp=shp, archive=archive)
+    gdbs = sorted({part for n in names for part in n.split("/")[:-1] if part.lower().endswith(".gdb")})
+    if len(gdbs) == 1:
+        prefix = next(n for n in names if f"{gdbs[0]}/" in n).split(f"{gdbs[0]}/")[0]
+        return _Source("OpenFileGDB", f"{vsi}/{prefix}{gdbs[0]}", label)
+    raise LayerError(
+        f"{label} holds no shapefile (.shp) or FileGDB (.gdb): zip the files of the layer to import"
+    )
+
+
+@contextlib.contextmanager
+def _open_part(source: _Source, ext: str) -> Iterator[IO[bytes] | None]:
+    """Open one part of a shapefile (``.dbf``, ``.cpg``) on disk or inside its zip; None if absent."""
+    assert source.shp is not None
+    if source.archive is None:
+        part = _sibling(Path(source.shp), ext)
+        if part is None:
+            yield None
+            return
+        with part.open("rb") as fh:
+            yield fh
+        return
+    with zipfile.ZipFile(source.archive) as zf:
+        wanted = (source.shp[:-4] + ext).lower()
+        member = next((n for n in zf.namelist() if n.lower() == wanted), None)
+        if member is None:
+            yield None
+            return
+        with zf.open(member) as fh:
+            yield fh
+
+
+# ------------------------------------------------------------------------------------------- encodings
+
+
+def _display_encoding(name: str) -> str:
+    """``"gbk"`` -> ``"GBK"``, ``"utf8"`` -> ``"UTF-8"``: Python's canonical codec name in capitals."""
+    return codecs.lookup(name).name.upper()
+
+
+def _python_codec(encoding: str, *, csv: bool = False) -> str:
+    codec = codecs.lookup(encoding).name
+    # utf-8-sig also reads files without a BOM, and Excel writes "UTF-8 CSV" with one.
+    return "utf-8-sig" if csv and codec == "utf-8" else codec
+
+
+def _explicit_encoding(encoding: str, label: str) -> str:
+    try:
+        return _display_encoding(encoding)
+    except LookupError as exc:
+        raise LayerError(
+            f"{label}: unknown encoding {encoding!r}: use e.g. UTF-8 or GB18030, or leave it out to detect it"
+        ) from exc
+
+
+def _cpg_encoding(text: str) -> str | None:
+    """The encoding a .cpg names, or None if it names none we know.
+
+    A .cpg holds a name (``UTF-8``, ``GBK``) or a Windows code page (``936``, ``65001``). GBK, GB2312 and
+    code page 936 are read as GB18030, their superset: Chinese desktop GIS labels files GBK that hold
+    characters only GB18030 has.
+    """
+    name = text.strip().upper().removeprefix("ANSI").strip()
+    if name.isdigit():
+        name = {"65001": "UTF-8", "936": "GB18030", "20936": "GB18030", "54936": "GB18030"}.get(
+            name, f"CP{name}"
+        )
+    if name in {"GBK", "GB2312", "CP936", "EUC-CN", "GB18030"}:
+        return "GB18030"
+    try:
+        return _display_encoding(name)
+    except LookupError:
+        return None
+
+
+def _decode_cut(raw: str, encoding: str) -> str:
+    """Decode .dbf text read byte for byte (as ISO-8859-1) in its real encoding.
+
+    A character cut in half at the end is dropped: .dbf fields have a fixed width in bytes, and GDAL cuts
+    long UTF-8 field names at 10 bytes (主管部门 is 12), which pyogrio cannot decode. Anything else that
+    does not decode still raises UnicodeDecodeError.
+    """
+    return codecs.getincrementaldecoder(encoding)().decode(raw.encode("latin-1"), final=False)
+
+
+def _blank_cut_utf8_tails(values: npt.NDArray[np.uint8]) -> None:
+    """Blank, in place, a UTF-8 character cut in half at the end of each fixed-width value (a row)."""
+    width = values.shape[1]
+    continuation = (values & 0xC0) == 0x80
+    # A cut character leaves its lead byte and up to two continuation bytes at the end of the field.
+    for kept in (1, 2, 3):
+        if width < kept:
+            break
+        lead = values[:, width - kept]
+        needs = np.select([lead >= 0xF0, lead >= 0xE0, lead >= 0xC0], [4, 3, 2], 0)
+        cut = (needs > kept) & continuation[:, width - kept + 1 :].all(axis=1)
+        values[cut, width - kept :] = 0x20
+
+
+def _dbf_text_is_utf8(fh: IO[bytes]) -> bool:
+    """True if the field names and text fields of a .dbf decode as strict UTF-8.
+
+    Only names and character fields are decoded: the header's binary counts and the numeric fields could
+    hold any byte and would make a UTF-8 file look like GBK. A character cut at the end of a field (see
+    :func:`_decode_cut`) does not count against UTF-8.
+    """
+    head = fh.read(32)
+    if len(head) < 32:
+        return True
+    records = int.from_bytes(head[4:8], "little")
+    header_len = int.from_bytes(head[8:10], "little")
+    record_len = int.from_bytes(head[10:12], "little")
+    descriptors = fh.read(max(header_len - 32, 0))
+    names: list[bytes] = []
+    text_columns: list[npt.NDArray[np.intp]] = []
+    offset = 1  # each record starts with its deletion flag
+    for start in range(0, len(descriptors) - 31, 32):
+        desc = descriptors[start : start + 32]
+        if desc[0] == 0x0D:
+            break
+        kind = chr(desc[11])
+        # shapelib (and so GDAL) reads the decimals byte as the high byte of a long character field.
+        width = desc[16] + (desc[17] << 8 if kind == "C" else 0)
+        names.append(desc[:11].split(b"\0", 1)[0])
+        if kind == "C":
+            text_columns.append(np.arange(offset, offset + width, dtype=np.intp))
+        offset += width
+    try:
+        for name in names:
+            codecs.getincrementaldecoder("utf-8")().decode(name, final=False)
+    except UnicodeDecodeError:
+        return False
+    if not text_columns or record_len < offset:
+        return True
+    per_block = max(1, _SCAN_BYTES // record_len)
+    remaining = records
+    while remaining > 0:
+        block = fh.read(min(per_block, remaining) * record_len)
+        count = len(block) // record_len
+        if count == 0:
+            break
+        table = np.frombuffer(block, dtype=np.uint8, count=count * record_len).reshape(count, record_len)
+        fields = [table[:, columns] for columns in text_columns]  # fancy indexing copies
+        for values in fields:
+            _blank_cut_utf8_tails(values)
+        try:
+            np.hstack(fields).tobytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        remaining -= count
+    return True
+
+
+def _text_is_utf8(path: Path) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    try:
+        with path.open("rb") as fh:
+            while block := fh.read(_SCAN_BYTES):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _guessed_warning(label: str, encoding: str, what: str) -> str:
+    return (
+        f"{label}: {what}, so the text encoding was detected as {encoding}; if names look garbled, "
+        "give the encoding (e.g. --encoding GBK)"
+    )
+
+
+def _shapefile_encoding(source: _Source, explicit: str | None) -> tuple[str, list[str]]:
+    if explicit is not None:
+        return _explicit_encoding(explicit, source.label), []
+    notes: list[str] = []
+    with _open_part(source, ".cpg") as fh:
+        declared = None if fh is None else fh.read(256).decode("ascii", errors="replace")
+    if declared is not None:
+        found = _cpg_encoding(declared)
+        if found is not None:
+            return found, notes
+        notes.append(
+            f"{source.label}: ignored its .cpg file, which names no known encoding ({declared.strip()!r})"
+        )
+    with _open_part(source, ".dbf") as fh:
+        utf8 = True if fh is None else _dbf_text_is_utf8(fh)
+    encoding = "UTF-8" if utf8 else "GB18030"
+    notes.append(_guessed_warning(source.label, encoding, "the shapefile has no .cpg file"))
+    return encoding, notes
+
+
+# ------------------------------------------------------------------------------------------------- CRS
+
+
+def _resolve_override(crs: str | None) -> ResolvedCRS | None:
+    if crs is None:
+        return None
+    try:
+        return resolve_crs(crs)
+    except CoordinateError as exc:
+        raise LayerError(f"--crs {crs}: {exc}") from exc
+
+
+def _file_crs(raw: str | None, where: str) -> ResolvedCRS | None:
+    """The file's CRS as gis.crs knows it; None if the file has none."""
+    if not raw:
+        return None
+    try:
+        crs = pyproj.CRS.from_user_input(raw)
+    except pyproj.exceptions.CRSError as exc:
+        raise LayerError(
+            f"{where}: its coordinate reference system cannot be read ({exc}): say which it is with --crs "
+            f"{_CRS_EXAMPLES}"
+        ) from exc
+    if crs.is_compound and crs.sub_crs_list:
+        crs = crs.sub_crs_list[0]  # heights do not matter here; the horizontal part does
+    # .prj files written by ArcGIS carry ESRI names that PROJ matches to an EPSG code only loosely.
+    code = crs.to_epsg(min_confidence=70)
+    if code is None:
+        raise LayerError(
+            f"{where}: its coordinate reference system {crs.name!r} has no EPSG code: reproject the file "
+            f"(e.g. to EPSG:4490 or EPSG:4548 in QGIS) or say which it is with --crs {_CRS_EXAMPLES}"
+        )
+    try:
+        return resolve_crs(code)
+    except CoordinateError as exc:
+        raise LayerError(f"{where}: {exc}") from exc
+
+
+def _decide_crs(
+    fmt: str, raw: str | None, override: ResolvedCRS | None, where: str, label: str
+) -> tuple[ResolvedCRS, CrsSource, list[str]]:
+    by_spec = fmt in _WGS84_BY_SPEC
+    try:
+        declared = _file_crs(raw, where)
+    except LayerError as exc:
+        if override is None:
+            raise
+        return override, "override", [f"{exc}; using --crs {override.name}"]
+    # GDAL reports WGS 84 for a GeoJSON or KML that declares nothing, as RFC 7946 says.
+    if declared is None and by_spec:
+        declared = resolve_crs("wgs84")
+    origin: CrsSource = "format" if by_spec and declared is not None and declared.name == "wgs84" else "file"
+    if override is not None:
+        notes = []
+        if declared is not None and declared.name != override.name:
+            says = f"says {declared.name}" + (f" (WGS 84 by the {fmt} spec)" if origin == "format" else "")
+            notes.append(f"{where}: the file {says}, but --crs {override.name} was given and is used")
+        return override, "override", notes
+    if declared is None:
+        raise LayerError(f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}")
+    return declared, origin, []
+
+
+# -------------------------------------------------------------------------------------- GDAL formats
+
+
+def _gdal_error(label: str, exc: BaseException, doing: str = "cannot be read") -> LayerError:
+    return LayerError(
+        f"{label} {doing}: it may be truncated or corrupt; copy it again or re-export it (GDAL: {exc})"
+    )
+
+
+def _gdal_layers(source: _Source) -> tuple[str, ...]:
+    try:
+        found = pyogrio.list_layers(source.gdal_path)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
+        raise _gdal_error(source.label, exc) from exc
+    return tuple(str(name) for name in found[:, 0]) if len(found) else ()
+
+
+def _pick_layer(source: _Source, layers: tuple[str, ...], layer: str | None) -> str | None:
+    listed = ", ".join(layers) if layers else "none"
+    if layer is not None:
+        if layer not in layers:
+            raise LayerError(f"{source.label} has no layer {layer!r}: its layers are {listed}")
+        return layer
+    if not layers:
+        raise LayerError(f"{source.label} holds no layers: export the data to import into it first")
+    if len(layers) > 1:
+        raise LayerError(
+            f"{source.label} holds {len(layers)} layers ({listed}): say which to import with --layer"
+        )
+    return layers[0]
+
+
+def _where(label: str, layer: str | None) -> str:
+    return label if layer is None else f"{label} (layer {layer})"
+
+
+def _gdal_read(
+    source: _Source, layer: str | None, encoding: str | None, skip: int, limit: int, where: str
+) -> Any:
+    def read(text_encoding: str | None) -> Any:
+        return pyogrio.read_dataframe(
+            source.gdal_path,
+            layer=layer,
+            encoding=text_encoding,
+            skip_features=skip,
+            max_features=limit,
+            # Unclosed rings are closed; other unreadable geometries become None, keeping their row.
+            on_invalid="fix",
+            # Dates come as text, like every other attribute the validator parses.
+            datetime_as_string=True,
+        )
+
+    try:
+        try:
+            return read(encoding)
+        except UnicodeDecodeError:
+            if encoding is None:
+                raise
+        # Read the bytes as they are (ISO-8859-1 maps each byte to one character) and decode them here,
+        # where a character cut at the end of a field can be dropped instead of failing the file.
+        frame = read(_BYTES)
+        frame.columns = [_decode_cut(str(c), encoding) if c != "geometry" else c for c in frame.columns]
+        text = [c for c in frame.columns if c != "geometry" and pd.api.types.is_string_dtype(frame[c].dtype)]
+        for column in text:
+            values = frame[column]
+            try:
+                decoded = values.str.encode(_BYTES).str.decode(encoding)
+            except UnicodeDecodeError:
+                # Only a value cut at the field width gets here; decode that column one value at a time.
+                decoded = values.map(lambda v: v if pd.isna(v) else _decode_cut(v, encoding))
+            frame[column] = decoded.astype(object).where(values.notna(), None)
+        return frame
+    except UnicodeDecodeError as exc:
+        raise LayerError(
+            f"{where}: the attribute text is not {encoding} ({exc}): give the right encoding "
+            "(e.g. --encoding GB18030), or leave it out to detect it"
+        ) from exc
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
+        raise _gdal_error(where, exc, f"failed reading features {skip + 1} to {skip + limit}") from exc
+
+
+def _split_frame(frame: Any, first_row: int) -> tuple[pd.DataFrame, GeomArray, RowArray]:
+    count = len(frame)
+    rows = np.arange(first_row, first_row + count, dtype=np.int64)
+    if isinstance(frame, gpd.GeoDataFrame):
+        geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
+        attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    else:  # a table without geometry
+        geoms = np.full(count, None, dtype=object)
+        attrs = pd.DataFrame(frame)
+    return attrs.reset_index(drop=True), geoms, rows
+
+
+def _layer_args(info: LayerInfo) -> tuple[str | None, str | None]:
+    """The layer and encoding for pyogrio: only multi-layer formats have names, only shapefiles encodings."""
+    layer = info.layer if info.format in _MULTI_LAYER else None
+    encoding = info.encoding if info.format == "ESRI Shapefile" else None
+    return layer, encoding
+
+
+def _inspect_gdal(
+    given: Path, source: _Source, layer: str | None, override: ResolvedCRS | None, encoding: str | None
+) -> tuple[LayerInfo, Iterator[Frame]]:
+    layers = _gdal_layers(source)
+    chosen = _pick_layer(source, layers, layer)
+    notes: list[str] = []
+    if source.format == "ESRI Shapefile":
+        text_encoding: str | None
+        text_encoding, found = _shapefile_encoding(source, encoding)
+        notes.extend(found)
+    else:
+        text_encoding = "UTF-8" if source.format in _UTF8_BY_SPEC else None
+        if encoding is not None:
+            notes.append(
+                f"{source.label}: ignored the encoding {encoding!r}: {source.format} text is always UTF-8"
+            )
+    shown_layer = chosen if source.format in _MULTI_LAYER else None
+    where = _where(source.label, shown_layer)
+
+    def read_info(name_encoding: str | None) -> Any:
+        return pyogrio.read_info(
+            source.gdal_path, layer=chosen, encoding=name_encoding, force_feature_count=True
+        )
+
+    try:
+        if source.format != "ESRI Shapefile":
+            meta = read_info(None)
+        else:
+            assert text_encoding is not None
+            try:
+                meta = read_info(text_encoding)
+            except UnicodeDecodeError:
+                # Field names cut mid-character (see _decode_cut): decode them here instead.
+                meta = read_info(_BYTES)
+                meta["fields"] = [_decode_cut(str(name), text_encoding) for name in meta["fields"]]
+    except UnicodeDecodeError as exc:
+        raise LayerError(
+            f"{where}: the field names are not {text_encoding} ({exc}): give the right encoding "
+            "(e.g. --encoding GB18030), or leave it out to detect it"
+        ) from exc
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
+        raise _gdal_error(where, exc) from exc
+    driver = str(meta["driver"])
+    if _DRIVER_FORMATS.get(driver) != source.format:
+        raise LayerError(
+            f"{source.label} is a {driver} file, which gridsvc does not read: export it as {_SUPPORTED}"
+        )
+    crs, origin, crs_notes = _decide_crs(source.format, meta["crs"], override, where, source.label)
+    notes.extend(crs_notes)
+    geometry_type = meta["geometry_type"]
+    info = LayerInfo(
+        path=given,
+        format=source.format,
+        layer=shown_layer,
+        layers=layers,
+        crs=crs.name,
+        crs_from=origin,
+        encoding=text_encoding,
+        feature_count=max(int(meta["features"]), 0),
+        fields=tuple(str(name) for name in meta["fields"]),
+        geometry_type=None if geometry_type is None else str(geometry_type),
+        warnings=tuple(notes),
+    )
+    return info, _gdal_frames(source, info, _SAMPLE_ROWS, limit_chunks=1)
+
+
+def _gdal_frames(
+    source: _Source, info: LayerInfo, chunk_rows: int, *, limit_chunks: int | None = None
+) -> Frames:
+    layer, encoding = _layer_args(info)
+    where = _where(source.label, info.layer)
+    skip = 0
+    chunks = 0
+    # skip_features/max_features keep one chunk in memory; features come in the order QGIS lists them,
+    # so the 1-based position is the row number staff see.
+    while limit_chunks is None or chunks < limit_chunks:
+        frame = _gdal_read(source, layer, encoding, skip, chunk_rows, where)
+        if len(frame) == 0:
+            return
+        yield _split_frame(frame, skip + 1)
+        chunks += 1
+        if len(frame) < chunk_rows:
+            return
+        skip += len(frame)
+
+
+# ------------------------------------------------------------------------------------------------- CSV
+
+
+@dataclass(frozen=True)
+class _CsvLayout:
+    codec: str
+    sep: str
+    columns: tuple[str, ...]
+    x: str | None
+    y: str | None
+    wkt: str | None
+    first_line: int
+
+
+def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, list[str]]:
+    if explicit is not None:
+        return _explicit_encoding(explicit, label), []
+    with path.open("rb") as fh:
+        start = fh.read(4)
+    # Excel's "Unicode text" export is UTF-16 with a byte-order mark; it can be neither UTF-8 nor GB18030.
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16", []
+    encoding = "UTF-8" if _text_is_utf8(path) else "GB18030"
+    return encoding, [_guessed_warning(label, encoding, "a CSV file does not say its encoding")]
+
+
+def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
+    try:
+        with path.open(encoding=codec, newline="") as fh:
+            first = fh.readline()
+        counts = {sep: first.count(sep) for sep in _CSV_SEPARATORS}
+        sep = max(counts, key=lambda s: counts[s]) if max(counts.values()) > 0 else ","
+        header = pd.read_csv(path, sep=sep, encoding=codec, nrows=0, dtype=str)
+    except UnicodeDecodeError as exc:
+        raise LayerError(
+            f"{label}: the text is not {codec} ({exc}): give the right encoding (e.g. --encoding GB18030), "
+            "or leave it out to detect it"
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise LayerError(f"{label} is empty: a CSV needs a header line and data rows") from exc
+    except (pd.errors.ParserError, OSError, ValueError) as exc:
+        raise LayerError(f"{label} cannot be read as CSV ({exc}): check it opens in a spreadsheet") from exc
+    columns = tuple(str(c) for c in header.columns)
+    keys = {c.strip().casefold(): c for c in reversed(columns)}
+    x = y = wkt = None
+    for x_name, y_name in _COORD_PAIRS:
+        if x_name in keys and y_name in keys:
+            x, y = keys[x_name], keys[y_name]
+            break
+    else:
+        wkt = next((keys[name] for name in _WKT_COLUMNS if name in keys), None)
+        if wkt is None:
+            pairs = ", ".join(f"{a}/{b}" for a, b in _COORD_PAIRS)
+            raise LayerError(
+                f"{label} has no coordinate columns: found {', '.join(columns) or 'no columns'}; name them "
+                f"as one of {pairs} (or give a WKT column called wkt or geometry)"
+            )
+    # A quoted header cell that spans lines pushes every data line down.
+    first_line = 2 + sum(c.count("\n") for c in columns)
+    return _CsvLayout(codec, sep, columns, x, y, wkt, first_line)
+
+
+def _csv_raw(
+    path: Path, layout: _CsvLayout, label: str, chunk_rows: int
+) -> Generator[tuple[pd.DataFrame, RowArray], None, None]:
+    """Chunks of a CSV as text, blank lines dropped, each row with the line number it starts on."""
+    try:
+        reader = pd.read_csv(
+            path,
+            sep=layout.sep,
+            encoding=layout.codec,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            # Blank lines are kept here, then dropped below, so line numbers stay right.
+            skip_blank_lines=False,
+            chunksize=chunk_rows,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        raise LayerError(f"{label} cannot be read as CSV ({exc})") from exc
+    line = layout.first_line
+    with reader:
+        chunks = iter(reader)
+        while True:
+            try:
+                frame = next(chunks)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                raise LayerError(
+                    f"{label}: the text after line {line} is not {layout.codec} ({exc}): give the right "
+                    "encoding (e.g. --encoding GB18030), or leave it out to detect it"
+                ) from exc
+            except (pd.errors.ParserError, ValueError) as exc:
+                raise LayerError(
+                    f"{label} cannot be read as CSV after line {line} ({exc}): fix that line"
+                ) from exc
+            count = len(frame)
+            # Quoted values may hold line breaks; each one moves the following rows a line down.
+            breaks = np.zeros(count, dtype=np.int64)
+            for column in frame.columns:
+                breaks += frame[column].str.count("\n").fillna(0).to_numpy(dtype=np.int64)
+            starts = line + np.arange(count, dtype=np.int64) + np.cumsum(breaks) - breaks
+            line += count + int(breaks.sum())
+            keep = ~frame.isna().all(axis=1).to_numpy(dtype=bool)
+            yield frame.loc[keep].reset_index(drop=True), starts[keep]
+
+
+def _numbers(column: pd.Series) -> FloatArray:
+    # Anything that is not a number (empty, "abc", "117.0°") becomes NaN in that row, not an error.
+    return np.asarray(pd.to_numeric(column.str.strip(), errors="coerce"), dtype=np.float64)
+
+
+def _csv_frames(path: Path, layout: _CsvLayout, label: str, chunk_rows: int) -> Frames:
+    for frame, rows in _csv_raw(path, layout, label, chunk_rows):
+        if layout.x is not None and layout.y is not None:
+            geoms = np.asarray(
+                shapely.points(_numbers(frame[layout.x]), _numbers(frame[layout.y])), dtype=object
+            )
+            attrs = frame
+        else:
+            assert layout.wkt is not None
+            text = frame[layout.wkt].astype(object).where(frame[layout.wkt].notna(), None)
+            geoms = np.asarray(shapely.from_wkt(text.to_numpy(dtype=object), on_invalid="fix"), dtype=object)
+            attrs = frame.drop(columns=[layout.wkt])
+        attrs = attrs.astype(object).where(attrs.notna(), None)
+        yield attrs, geoms, rows
+
+
+def _inspect_csv(
+    given: Path, source: _Source, layer: str | None, override: ResolvedCRS | None, encoding: str | None
+) -> tuple[LayerInfo, Iterator[Frame]]:
+    label = source.label
+    layers = (given.stem,)
+    if layer is not None and layer != given.stem:
+        raise LayerError(f"{label} has no layer {layer!r}: a CSV has one layer, {given.stem}")
+    text_encoding, notes = _csv_encoding(given, label, encoding)
+    layout = _csv_layout(given, _python_codec(text_encoding, csv=True), label)
+    if override is None:
+        raise LayerError(f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}")
+    count = sum(len(frame) for frame, _ in _csv_raw(given, layout, label, 100_000))
+    fields = tuple(c for c in layout.columns if c != layout.wkt)
+    sample: list[Frame] = []
+    if count:
+        with contextlib.closing(_csv_frames(given, layout, label, _SAMPLE_ROWS)) as frames:
+            sample.extend(itertools.islice(frames, 1))
+    geometry_type = "Point" if layout.x is not None else _sample_geometry_type(sample)
+    info = LayerInfo(
+        path=given,
+        format="CSV",
+        layer=None,
+        layers=layers,
+        crs=override.name,
+        crs_from="override",
+        encoding=text_encoding,
+        feature_count=count,
+        fields=fields,
+        geometry_type=geometry_type,
+        warnings=tuple(notes),
+    )
+    return info, iter(sample)
+
+
+def _sample_geometry_type(sample: list[Frame]) -> str | None:
+    """The geometry type of a WKT column's first rows, named as GDAL names layer types."""
+    if not sample:
+        return None
+    kinds = np.unique(shapely.get_type_id(sample[0][1]))
+    kinds = kinds[kinds >= 0]  # -1 is a missing geometry
+    if kinds.size == 0:
+        return None
+    return _GEOMETRY_NAMES.get(int(kinds[0]), "Unknown") if kinds.size == 1 else "Unknown"
+
+
+# ----------------------------------------------------------------------------- checking and converting
+
+
+def _check_bbox(bbox: tuple[float, float, float, float] | None) -> BBox | None:
+    if bbox is None:
+        return None
+    minx, miny, maxx, maxy = (float(v) for v in bbox)
+    if not (minx <= maxx and miny <= maxy):
+        raise ValueError(f"city_bbox {bbox!r} must be (minx, miny, maxx, maxy) with min <= max")
+    return minx, miny, maxx, maxy
+
+
+@dataclass(frozen=True)
+class _Coords:
+    """The finite vertices of a chunk: source x/y, and the source row each belongs to."""
+
+    x: FloatArray
+    y: FloatArray
+    rows: RowArray
+
+
+def _pt(x: float, y: float) -> str:
+    return f"({float(x)!r}, {float(y)!r})"
+
+
+def _inside(x: FloatArray, y: FloatArray, box: BBox) -> npt.NDArray[np.bool_]:
+    minx, miny, maxx, maxy = box
+    return (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+
+
+def _says(info: LayerInfo) -> str:
+    if info.crs_from == "override":
+        return f"--crs says {info.crs}"
+    if info.crs_from == "format":
+        return f"the file says {info.crs} (the {info.format} default)"
+    return f"the file says {info.crs}"
+
+
+def _check_source_coords(
+    coords: _Coords, crs: ResolvedCRS, info: LayerInfo, where: str, box: BBox | None
+) -> None:
+    """Catch the classic whole-file CRS mistakes before converting anything."""
+    x, y = coords.x, coords.y
+    if crs.is_geographic:
+        area, area_box = ("the city", box) if box is not None else ("China", CHINA_BBOX)
+        swapped = _inside(y, x, area_box)
+        if np.mean(swapped) > 0.5 and np.mean(_inside(x, y, area_box)) <= 0.5:
+            i = int(np.argmax(swapped))
+            raise LayerError(
+                f"{where}: longitude and latitude are swapped: coordinates like {_pt(x[i], y[i])} fall in "
+                f"{area} only as {_pt(y[i], x[i])}. Put the longitude (east) in x and the latitude (north) "
+                "in y: swap the columns, or fix the file"
+            )
+        metres = (np.abs(x) > 180.0) | (np.abs(y) > 90.0)
+        if np.mean(metres) > 0.5:
+            i = int(np.argmax(metres))
+            suggest = 4527 if _ZONE39_MIN <= x[i] < _ZONE39_MAX else 4548
+            raise LayerError(
+                f"{where}: coordinates like {_pt(x[i], y[i])} are metres, not degrees: {_says(info)}; "
+                f"try --crs EPSG:{suggest}"
+            )
+        return
+    degrees = (np.abs(x) <= 180.0) & (np.abs(y) <= 90.0)
+    if np.mean(degrees) > 0.5:
+        i = int(np.argmax(degrees))
+        raise LayerError(
+            f"{where}: coordinates like {_pt(x[i], y[i])} are degrees, not metres: {_says(info)}; "
+            "try --crs cgcs2000 (or --crs gcj02 for points from Amap or Tencent maps)"
+        )
+    try:
+        detect_gk_zone_prefix(x, crs)
+    except ZonePrefixError as exc:
+        raise LayerError(f"{where}: {_in_row(exc, coords)}") from exc
+
+
+def _in_row(exc: CoordinateError, coords: _Coords) -> str:
+    """The error's message with its array index (meaningless to users) replaced by the source row."""
+    if exc.index is None:
+        return str(exc)
+    row = int(coords.rows[exc.index])
+    message, found = _INDEX_RE.subn(f" in row {row}", str(exc), count=1)
+    return message if found else f"row {row}: {message}"
+
+
+def _convert(
+    geoms: GeomArray,
+    rows: RowArray,
+    crs: ResolvedCRS,
+    info: LayerInfo,
+    where: str,
+    box: BBox | None,
+    first: bool,
+) -> tuple[GeomArray, bool]:
+    """Convert a chunk's geometries to EPSG:4490; with ``first``, check the file for CRS mistakes first.
+
+    Returns the geometries and whether the checks ran (they need at least one finite coordinate).
+    """
+    found, index = shapely.get_coordinates(geoms, include_z=True, return_index=True)
+    coords = np.asarray(found, dtype=np.float64)
+    owner = np.asarray(index, dtype=np.intp)
+    x, y = coords[:, 0], coords[:, 1]
+    finite = np.isfinite(x) & np.isfinite(y)
+    source = _Coords(x[finite], y[finite], rows[owner[finite]])
+    checked = first and source.x.size > 0
+    if checked:
+        _check_source_coords(source, crs, info, where, box)
+    lon, lat = _to_storage(source, crs, where)
+    if checked and box is not None:
+        _check_city(source, lon, lat, crs, info, where, box)
+    out = coords.copy()
+    out[finite, 0] = lon
+    out[finite, 1] = lat
+    # NaN and infinite coordinates are left as they were, for the row validator to report.
+    return np.asarray(shapely.set_coordinates(geoms.copy(), out), dtype=object), checked
+
+
+def _to_storage(coords: _Coords, crs: ResolvedCRS, where: str) -> tuple[FloatArray, FloatArray]:
+    try:
+        return transform(coords.x, coords.y, crs, STORAGE_CRS)
+    except CoordinateError as exc:
+        raise LayerError(
+            f"{where}: {_in_row(exc, coords)}; fix that row, or check the CRS ({crs.name})"
+        ) from exc
+
+
+def _check_city(
+    coords: _Coords,
+    lon: FloatArray,
+    lat: FloatArray,
+    crs: ResolvedCRS,
+    info: LayerInfo,
+    where: str,
+    box: BBox,
+) -> None:
+    outside = ~_inside(lon, lat, box)
+    count = int(outside.sum())
+    if count * 2 <= lon.size:
+        return
+    i = int(np.argmax(outside))
+    message = (
+        f"{where}: {count} of {lon.size} coordinates in the first rows fall outside the city "
+        f"({', '.join(repr(v) for v in box)}), e.g. row {int(coords.rows[i])}: "
+        f"{_pt(coords.x[i], coords.y[i])} in {crs.name} is "
+        f"{_pt(round(lon[i], 6), round(lat[i], 6))} in EPSG:4490"
+    )
+    better = _better_crs(coords, crs, box)
+    if better is not None:
+        raise LayerError(f"{message}. They fall inside as {better.description}: try --crs {better.name}")
+    raise LayerError(f"{message}. Check that the file covers the city and that {_says(info)} is right")
+
+
+def _better_crs(coords: _Coords, crs: ResolvedCRS, box: BBox) -> ResolvedCRS | None:
+    """A Gauss-Kruger code near the city under which the coordinates fall inside it, if there is one.
+
+    Only projected data is retried: a wrong zone or zone prefix moves points by hundreds of km, while
+    GCJ-02 or BD-09 read as WGS 84 are off by under 2 km, too little to tell from a city box.
+    """
+    if crs.is_geographic:
+        return None
+    centre = (box[0] + box[2]) / 2.0
+    tried = set()
+    for lon in (centre, centre - 3.0, centre + 3.0):
+        for prefixed in (False, True):
+            try:
+                code = gk_zone_epsg(lon, zone_prefixed=prefixed)
+            except CoordinateError:
+                continue
+            if code == crs.epsg or code in tried:
+                continue
+            tried.add(code)
+            try:
+                lon2, lat2 = transform(coords.x, coords.y, code, STORAGE_CRS)
+            except CoordinateError:
+                continue
+            if np.mean(_inside(lon2, lat2, box)) > 0.5:
+                return resolve_crs(code)
+    return None
+
+
+def _converted(
+    info: LayerInfo, frames: Iterator[Frame], box: BBox | None
+) -> Generator[gpd.GeoDataFrame, None, None]:
+    crs = resolve_crs(info.crs)
+    where = _where(str(info.path), info.layer)
+    unchecked = True
+    for attrs, geoms, rows in frames:
+        # The checks run on the first chunk that has coordinates at all.
+        converted, checked = _convert(geoms, rows, crs, info, where, box, unchecked)
+        unchecked = unchecked and not checked
+        attrs["source_row"] = rows
+        yield gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(converted, crs=STORAGE_CRS), crs=STORAGE_CRS)

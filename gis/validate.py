@@ -1,0 +1,1002 @@
+"""Validate mapped survey chunks row by row, before the database loads them.
+
+STYLE.md: validate geometry once, at the edge where it enters, and store only valid geometry.
+
+Every check is vectorised over the chunk; only the messages for problem rows are built one by one. A row
+may have several problems; it is rejected when any of them is a rejection. Problems are written for GIS
+staff: they name the row (``source_row``, as they see it), the field, the offending value and, in plain
+words, what is wrong and where, so the file can be fixed and loaded again.
+
+Geometry is repaired only when the repair cannot change what the surveyor drew: ``shapely.make_valid``
+(the "structure" method, which drops collapsed spikes) must keep the kind (point, line, polygon), keep a
+single part single, and for polygons change the area by less than 0.5 % measured in a metric CRS.
+Everything else is rejected with the reason GEOS gives and its location.
+
+Code formats follow :mod:`gis.codes`. For speed the codes are screened with one regular expression per
+format, which mirrors the rules of :mod:`gis.codes`; the message for a failing code comes from
+:mod:`gis.codes` itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import shapely
+
+from gis import codes
+from gis.crs import STORAGE_CRS, CoordinateError, metric_crs, resolve_crs, transform_geometry
+from gis.fieldmap import (
+    COMPONENT_STATUSES,
+    ROAD_CLASS_LABELS,
+    ROAD_CLASSES,
+    STATUS_LABELS,
+    clean_text,
+    normalise_road_class,
+    normalise_status,
+)
+
+__all__ = [
+    "MAX_REPAIR_AREA_CHANGE",
+    "Action",
+    "BoundaryLevel",
+    "ComponentRules",
+    "GeometryKind",
+    "Problem",
+    "ValidationResult",
+    "validate_boundaries",
+    "validate_components",
+    "validate_net_polygons",
+    "validate_roads",
+    "validate_stations",
+]
+
+Action = Literal["rejected", "repaired"]
+GeometryKind = Literal["point", "line", "polygon"]
+BoundaryLevel = Literal["district", "street", "community"]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.intp]
+ObjectArray = npt.NDArray[np.object_]
+
+# A repair may change a polygon's area by less than this fraction (0.5 %).
+MAX_REPAIR_AREA_CHANGE: Final = 0.005
+# Jinan's metric CRS (DOMAIN.md §5), the default for the lighter validators; components take it from rules.
+_DEFAULT_METRIC_CRS: Final = "EPSG:4548"
+_WKT_CHARS: Final = 100
+_MAX_ROWS_NAMED: Final = 10
+
+# Indexed by shapely type id: Point, LineString, LinearRing, Polygon, MultiPoint, MultiLineString,
+# MultiPolygon, GeometryCollection.
+_FAMILY: Final = np.array(
+    ["point", "line", "line", "polygon", "point", "line", "polygon", None], dtype=object
+)
+_TYPE_NAMES: Final = np.array(
+    [
+        "Point",
+        "LineString",
+        "LinearRing",
+        "Polygon",
+        "MultiPoint",
+        "MultiLineString",
+        "MultiPolygon",
+        "GeometryCollection",
+    ],
+    dtype=object,
+)
+_SINGLE_TYPES: Final = (0, 1, 2, 3)
+_MULTIPOINT: Final = 4
+_KINDS: Final = ("point", "line", "polygon")
+_VALID_REASON_RE: Final = re.compile(r"^(?P<what>[^\[]*)\[(?P<x>\S+) (?P<y>\S+)\]$")
+
+# Code screens mirroring gis.codes: county 6 with neither the prefecture nor the county part 00, then street
+# and community sequences that are not 000.
+_COUNTY_RE: Final = r"[0-9]{2}(?!00)[0-9]{2}(?!00)[0-9]{2}"
+_STREET_RE: Final = _COUNTY_RE + r"(?!000)[0-9]{3}"
+_COMMUNITY_RE: Final = _STREET_RE + r"(?!000)[0-9]{3}"
+_LEVELS: Final[Mapping[str, tuple[int, str, Callable[[str], str]]]] = {
+    "district": (6, _COUNTY_RE, codes.validate_county_code),
+    "street": (9, _STREET_RE, codes.validate_street_code),
+    "community": (12, _COMMUNITY_RE, codes.validate_community_code),
+}
+# Mirrors the station.phone check constraint.
+_PHONE_RE: Final = r"[0-9+\- ]{5,20}"
+_STATION_CODE_CHARS: Final = 32
+_NET_CODE_CHARS: Final = 64
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem of one row, as shown to GIS staff in the problems report.
+
+    Attributes
+    ----------
+    source_row : int
+        The row number GIS staff see.
+    field : str
+        ``"geometry"``, ``"code"``, ``"class_code"``, ``"status"``, ...
+    value : str or None
+        The offending value as text; for geometry the WKT (cut to 100 characters) or the coordinate.
+    reason : str
+        What is wrong and where, in plain words.
+    action : {"rejected", "repaired"}
+        Whether the row was rejected for it, or repaired and accepted.
+    """
+
+    source_row: int
+    field: str
+    value: str | None
+    reason: str
+    action: Action
+
+
+@dataclass(frozen=True)
+class ComponentRules:
+    """What a component chunk is checked against; all of it is data a city configures (DOMAIN.md §3).
+
+    Attributes
+    ----------
+    classes : mapping of str to str
+        Component class code -> geometry kind ``"point"``, ``"line"`` or ``"polygon"`` (the seeded
+        ``component_class`` table).
+    counties : geopandas.GeoDataFrame
+        County polygons in EPSG:4490 with a 6-digit ``code`` column and optionally ``name``.
+    city_bbox : tuple of float
+        ``(minx, miny, maxx, maxy)`` in EPSG:4490.
+    metric_crs : str
+        A projected CRS in metres for metric checks, e.g. ``"EPSG:4548"``.
+    code_digits : tuple of int
+        Allowed component code lengths: 16 (2-digit minor class), 17 (3-digit) or both.
+    """
+
+    classes: Mapping[str, str]
+    counties: gpd.GeoDataFrame
+    city_bbox: tuple[float, float, float, float]
+    metric_crs: str
+    code_digits: tuple[int, ...] = (16, 17)
+
+    def __post_init__(self) -> None:
+        bad_kinds = sorted({k for k in self.classes.values() if k not in _KINDS})
+        if bad_kinds:
+            raise ValueError(f"class geometry kinds must be point, line or polygon, got {bad_kinds}")
+        if not self.code_digits or not set(self.code_digits) <= {16, 17}:
+            raise ValueError(f"code_digits must be 16, 17 or both, got {self.code_digits!r}")
+        minx, miny, maxx, maxy = self.city_bbox
+        if not (minx <= maxx and miny <= maxy):
+            raise ValueError(f"city_bbox {self.city_bbox!r} must be (minx, miny, maxx, maxy)")
+        if "code" not in self.counties.columns:
+            raise ValueError("counties must have a code column (6-digit county codes)")
+        metric_crs(self.metric_crs)
+
+
+def _empty_frame() -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=STORAGE_CRS))
+
+
+@dataclass
+class ValidationResult:
+    """The outcome of validating one chunk.
+
+    Attributes
+    ----------
+    accepted : geopandas.GeoDataFrame
+        Valid rows, with repaired geometry where repaired and normalised values (class_code filled,
+        status normalised for components).
+    problems : list of Problem
+        Every problem of every rejected or repaired row, sorted by source_row, then field.
+    rejected : geopandas.GeoDataFrame
+        The rejected rows as they came (with ``source_row``), for the report.
+    repaired : geopandas.GeoDataFrame
+        The accepted rows that were repaired, as they came; ``pd.concat([rejected, repaired])`` gives the
+        report every problem row's geometry and attributes.
+    """
+
+    accepted: gpd.GeoDataFrame
+    problems: list[Problem]
+    rejected: gpd.GeoDataFrame
+    repaired: gpd.GeoDataFrame = field(default_factory=_empty_frame)
+
+
+# --------------------------------------------------------------------------------------- collecting
+
+
+class _Findings:
+    """The problems of one chunk, added a whole check at a time."""
+
+    def __init__(self, source_row: npt.NDArray[np.int64]) -> None:
+        self.source_row = source_row
+        self.rejected = np.zeros(len(source_row), dtype=bool)
+        self.repaired = np.zeros(len(source_row), dtype=bool)
+        self._problems: list[Problem] = []
+
+    def add(
+        self,
+        positions: IntArray,
+        field: str,
+        values: Sequence[str | None],
+        reasons: Sequence[str],
+        action: Action = "rejected",
+    ) -> None:
+        for pos, value, reason in zip(positions, values, reasons, strict=True):
+            self._problems.append(Problem(int(self.source_row[pos]), field, value, reason, action))
+        if action == "rejected":
+            self.rejected[positions] = True
+        else:
+            self.repaired[positions] = True
+
+    def problems(self) -> list[Problem]:
+        # sorted() is stable: problems of one row and field keep the order of the checks.
+        return sorted(self._problems, key=lambda p: (p.source_row, p.field))
+
+
+def _require(frame: gpd.GeoDataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in ("source_row", *columns) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the frame lacks column(s) {', '.join(missing)}: map it with gis.fieldmap first")
+    if frame.crs is not None and resolve_crs(frame.crs).epsg != resolve_crs(STORAGE_CRS).epsg:
+        raise ValueError(f"the frame must be in {STORAGE_CRS}, got {frame.crs}")
+
+
+def _geometries(frame: gpd.GeoDataFrame) -> ObjectArray:
+    return np.asarray(frame.geometry.to_numpy(), dtype=object)
+
+
+def _xy(x: float, y: float) -> str:
+    # Six decimals of a degree are about 0.1 m: enough to find the vertex in QGIS.
+    return f"({x:.6f} {y:.6f})"
+
+
+def _wkt(geometries: ObjectArray) -> list[str | None]:
+    if len(geometries) == 0:
+        return []
+    texts = shapely.to_wkt(geometries, rounding_precision=7)
+    return [
+        None if t is None else (t if len(t) <= _WKT_CHARS else t[: _WKT_CHARS - 3] + "...") for t in texts
+    ]
+
+
+def _rows_text(rows: Sequence[int]) -> str:
+    shown = ", ".join(str(r) for r in rows[:_MAX_ROWS_NAMED])
+    more = len(rows) - _MAX_ROWS_NAMED
+    word = "row" if len(rows) == 1 else "rows"
+    return f"{word} {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def _objects(values: pd.Series | ObjectArray, index: pd.Index) -> pd.Series:
+    """Object dtype with None for every missing value; pandas 3 infers a ``str`` dtype that uses NaN."""
+    array = values.to_numpy(dtype=object, na_value=None) if isinstance(values, pd.Series) else values
+    return pd.Series(array, index=index, dtype=object)
+
+
+def _true(values: pd.Series) -> BoolArray:
+    """A possibly-NA boolean series as a plain mask, NA counting as False."""
+    return np.asarray(values.to_numpy(dtype=bool, na_value=False), dtype=bool)
+
+
+# ------------------------------------------------------------------------------------------ geometry
+
+
+def _check_coordinates(findings: _Findings, geometries: ObjectArray, positions: IntArray) -> BoolArray:
+    """Reject NaN/inf and impossible lon/lat coordinates; returns the rows (all of them) that have some."""
+    bad_rows = np.zeros(len(geometries), dtype=bool)
+    if positions.size == 0:
+        return bad_rows
+    coords, owner = shapely.get_coordinates(geometries[positions], return_index=True)
+    finite = np.isfinite(coords).all(axis=1)
+    in_range = finite & (np.abs(coords[:, 0]) <= 180.0) & (np.abs(coords[:, 1]) <= 90.0)
+    bad = ~in_range
+    if not bad.any():
+        return bad_rows
+    bad_at = np.flatnonzero(bad)
+    # The first bad coordinate of each geometry, and its index within that geometry (owner is sorted).
+    geoms, first = np.unique(owner[bad_at], return_index=True)
+    counts = np.bincount(owner[bad_at], minlength=positions.size)
+    starts = np.searchsorted(owner, geoms)
+    rows = positions[geoms]
+    values, reasons = [], []
+    for g, at, start in zip(geoms, bad_at[first], starts, strict=True):
+        x, y = float(coords[at, 0]), float(coords[at, 1])
+        vertex = int(at - start)
+        what = "is not a finite number" if not finite[at] else "is not a longitude/latitude in degrees"
+        reason = f"coordinate {vertex} (counting from 0) {what}: ({x!r} {y!r})"
+        if counts[g] > 1:
+            reason += f"; {counts[g]} coordinates of this geometry are bad"
+        values.append(f"({x!r} {y!r})")
+        reasons.append(reason)
+    findings.add(rows, "geometry", values, reasons)
+    bad_rows[rows] = True
+    return bad_rows
+
+
+def _metric_areas(geometries: ObjectArray, metric: str) -> npt.NDArray[np.float64]:
+    """Areas in square metres; NaN for a geometry PROJ cannot project (far outside the metric CRS's zone)."""
+    try:
+        return np.asarray(shapely.area(transform_geometry(geometries, STORAGE_CRS, metric)), dtype=np.float64)
+    except CoordinateError:
+        pass
+    areas = np.full(len(geometries), np.nan)
+    for i, geometry in enumerate(geometries):
+        try:
+            areas[i] = shapely.area(transform_geometry(geometry, STORAGE_CRS, metric))
+        except CoordinateError:
+            continue
+    return areas
+
+
+def _repair_reason(what: str, change: float | None) -> str:
+    return what + "; repaired" + ("" if change is None else f" (area change {100 * change:.2f} %)")
+
+
+def _check_validity(
+    findings: _Findings, geometries: ObjectArray, positions: IntArray, metric: str
+) -> tuple[ObjectArray, BoolArray]:
+    """Repair invalid geometries when safe, reject them otherwise.
+
+    Returns the geometries (repaired where repaired) and the rows whose geometry could not be repaired.
+    """
+    fixed = geometries.copy()
+    unrepairable = np.zeros(len(geometries), dtype=bool)
+    if positions.size == 0:
+        return fixed, unrepairable
+    invalid = positions[~shapely.is_valid(geometries[positions])]
+    if invalid.size == 0:
+        return fixed, unrepairable
+    original = geometries[invalid]
+    repaired = shapely.make_valid(original, method="structure", keep_collapsed=False)
+    t0 = shapely.get_type_id(original)
+    t1 = shapely.get_type_id(repaired)
+    parts = shapely.get_num_geometries(repaired)
+    is_polygon = _FAMILY[t0] == "polygon"
+    change = np.full(invalid.size, np.nan)
+    if is_polygon.any():
+        # Areas in degrees are not comparable across latitudes; the metric CRS gives square metres.
+        a0 = _metric_areas(original[is_polygon], metric)
+        a1 = _metric_areas(repaired[is_polygon], metric)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # inf: zero area to compare with; NaN: an area PROJ could not measure.
+            change[is_polygon] = np.where(a0 > 0, np.abs(a1 - a0) / a0, np.where(a0 == 0, np.inf, np.nan))
+    empty = shapely.is_empty(repaired)
+    single_in = np.isin(t0, _SINGLE_TYPES)
+    ok_values, ok_reasons, ok_rows = [], [], []
+    bad_values, bad_reasons, bad_rows = [], [], []
+    wkts = _wkt(original)
+    for i, reason in enumerate(shapely.is_valid_reason(original)):
+        match = _VALID_REASON_RE.match(reason)
+        if match:
+            # GEOS capitalises each word ("Ring Self-intersection"); a sentence reads better without.
+            what = match["what"].strip().lower()
+            where = f"{what} at {_xy(float(match['x']), float(match['y']))}"
+        else:
+            where = reason.lower()
+        if empty[i]:
+            why = "the repair leaves nothing"
+        elif _FAMILY[t1[i]] != _FAMILY[t0[i]]:
+            why = f"the repair turns it into a {_TYPE_NAMES[t1[i]]}"
+        elif single_in[i] and t1[i] != t0[i]:
+            why = f"the repair splits it into {parts[i]} parts"
+        elif is_polygon[i] and not change[i] < MAX_REPAIR_AREA_CHANGE:
+            if np.isinf(change[i]):
+                why = "its area is zero"
+            elif np.isnan(change[i]):
+                why = f"its area cannot be measured in {metric}"
+            else:
+                why = f"the repair changes the area by {100 * change[i]:.2f} %"
+        else:
+            ok_rows.append(invalid[i])
+            ok_values.append(wkts[i])
+            ok_reasons.append(_repair_reason(where, float(change[i]) if is_polygon[i] else None))
+            fixed[invalid[i]] = repaired[i]
+            continue
+        bad_rows.append(invalid[i])
+        bad_values.append(wkts[i])
+        bad_reasons.append(f"{where}; not safely repairable: {why}")
+    findings.add(np.asarray(bad_rows, dtype=np.intp), "geometry", bad_values, bad_reasons)
+    findings.add(np.asarray(ok_rows, dtype=np.intp), "geometry", ok_values, ok_reasons, "repaired")
+    unrepairable[bad_rows] = True
+    return fixed, unrepairable
+
+
+def _check_geometry(
+    findings: _Findings, geometries: ObjectArray, metric: str
+) -> tuple[ObjectArray, BoolArray]:
+    """Missing, empty, non-finite and invalid geometry; returns the repaired geometries and usable rows."""
+    missing = shapely.is_missing(geometries)
+    empty = ~missing & shapely.is_empty(geometries)
+    at = np.flatnonzero(missing)
+    findings.add(at, "geometry", [None] * at.size, ["geometry is missing"] * at.size)
+    at = np.flatnonzero(empty)
+    findings.add(at, "geometry", _wkt(geometries[at]), ["geometry is empty"] * at.size)
+    present = ~missing & ~empty
+    bad_coordinates = _check_coordinates(findings, geometries, np.flatnonzero(present))
+    usable = present & ~bad_coordinates
+    fixed, unrepairable = _check_validity(findings, geometries, np.flatnonzero(usable), metric)
+    # A geometry that could not be repaired stays unusable for the checks that need a sound shape.
+    return fixed, usable & ~unrepairable
+
+
+def _check_kind(
+    findings: _Findings,
+    geometries: ObjectArray,
+    usable: BoolArray,
+    expected: ObjectArray,
+    subject: Callable[[int], str],
+) -> ObjectArray:
+    """Reject geometry of the wrong kind; a MultiPoint of one point becomes that point.
+
+    Multi-part lines and polygons are accepted, MultiPoints are not: the database stores points as POINT.
+    """
+    fixed = geometries.copy()
+    positions = np.flatnonzero(usable & (expected != None))  # noqa: E711 - elementwise on an object array
+    if positions.size == 0:
+        return fixed
+    ids = shapely.get_type_id(geometries[positions])
+    family = _FAMILY[ids]
+    want = expected[positions]
+    wrong = family != want
+    multipoint = ~wrong & (ids == _MULTIPOINT)
+    parts = shapely.get_num_geometries(geometries[positions])
+    one = multipoint & (parts == 1)
+    several = multipoint & (parts > 1)
+    rows = positions[wrong]
+    findings.add(
+        rows,
+        "geometry",
+        _wkt(geometries[rows]),
+        [
+            f"{subject(int(r))} needs a {k}, but the geometry is a {_TYPE_NAMES[t]}"
+            for r, k, t in zip(rows, want[wrong], ids[wrong], strict=True)
+        ],
+    )
+    rows = positions[several]
+    findings.add(
+        rows,
+        "geometry",
+        _wkt(geometries[rows]),
+        [
+            f"{subject(int(r))} needs a single point, but the geometry is a MultiPoint of {n} points"
+            for r, n in zip(rows, parts[several], strict=True)
+        ],
+    )
+    rows = positions[one]
+    findings.add(
+        rows,
+        "geometry",
+        _wkt(geometries[rows]),
+        ["a MultiPoint of one point; stored as a Point"] * rows.size,
+        "repaired",
+    )
+    fixed[rows] = shapely.get_geometry(geometries[rows], 0)
+    return fixed
+
+
+# --------------------------------------------------------------------------------------------- codes
+
+
+def _code_reason(value: str, what: str, lengths: Sequence[int], validator: Callable[[str], str]) -> str:
+    want = " or ".join(str(n) for n in lengths)
+    if not (value.isascii() and value.isdigit()):
+        return f"{what} {value} must contain only the digits 0-9 ({want} of them)"
+    if len(value) not in lengths:
+        return f"{what} {value} has {len(value)} digits; it must have {want}"
+    try:
+        validator(value)
+    except ValueError as exc:
+        return str(exc)
+    return f"{what} {value} is not a valid {what}"  # only if the screen and gis.codes ever disagree
+
+
+def _check_code(
+    findings: _Findings,
+    values: pd.Series,
+    *,
+    field: str,
+    what: str,
+    pattern: str | None,
+    lengths: Sequence[int] = (),
+    validator: Callable[[str], str] | None = None,
+    max_chars: int | None = None,
+    required: bool = True,
+) -> BoolArray:
+    """Reject missing and malformed codes; returns the rows whose code is present and well-formed."""
+    present = values.notna().to_numpy()
+    if required:
+        at = np.flatnonzero(~present)
+        findings.add(at, field, [None] * at.size, [f"{what} is missing"] * at.size)
+    ok = present.copy()
+    if pattern is not None and validator is not None:
+        ok &= _true(values.str.fullmatch(pattern))
+        at = np.flatnonzero(present & ~ok)
+        shown = values.to_numpy()[at]
+        findings.add(at, field, list(shown), [_code_reason(v, what, lengths, validator) for v in shown])
+    if max_chars is not None:
+        long = present & _true(values.str.len() > max_chars)
+        at = np.flatnonzero(long)
+        shown = values.to_numpy()[at]
+        findings.add(
+            at,
+            field,
+            list(shown),
+            [f"{what} is {len(v)} characters long; at most {max_chars}" for v in shown],
+        )
+        ok &= ~long
+    return np.asarray(ok, dtype=bool)
+
+
+def _check_duplicates(
+    findings: _Findings, values: pd.Series, seen: set[str] | None, *, field: str, what: str
+) -> None:
+    """Reject every row of a code used twice in the chunk, and later uses of a code seen in earlier chunks."""
+    present = values.notna().to_numpy()
+    positions = np.flatnonzero(present)
+    codes_present = pd.Series(values.to_numpy()[positions], dtype=object)
+    duplicated = codes_present.duplicated(keep=False).to_numpy()
+    if duplicated.any():
+        at = positions[duplicated]
+        dup_codes = codes_present.to_numpy()[duplicated]
+        rows = findings.source_row[at]
+        groups: dict[str, list[int]] = {}
+        for code, row in zip(dup_codes, rows, strict=True):
+            groups.setdefault(code, []).append(int(row))
+        others = [
+            _rows_text([r for r in groups[code] if r != row])
+            for code, row in zip(dup_codes, rows, strict=True)
+        ]
+        reasons = [
+            f"{what} {code} is also used by {other} of this file; every row with a duplicated code is "
+            "rejected"
+            for code, other in zip(dup_codes, others, strict=True)
+        ]
+        findings.add(at, field, list(dup_codes), reasons)
+    if seen is None:
+        return
+    earlier = codes_present.isin(seen).to_numpy()
+    at = positions[earlier]
+    shown = codes_present.to_numpy()[earlier]
+    findings.add(
+        at, field, list(shown), [f"{what} {c} was already used earlier in this import" for c in shown]
+    )
+    seen.update(codes_present.unique().tolist())
+
+
+# -------------------------------------------------------------------------------------------- places
+
+
+def _check_location(
+    findings: _Findings,
+    geometries: ObjectArray,
+    usable: BoolArray,
+    code: pd.Series,
+    code_ok: BoolArray,
+    rules: ComponentRules,
+) -> None:
+    """Outside the city, and the code's county prefix against the county the component lies in."""
+    positions = np.flatnonzero(usable)
+    if positions.size == 0:
+        return
+    counties = rules.counties
+    if counties.crs is not None and resolve_crs(counties.crs).epsg != resolve_crs(STORAGE_CRS).epsg:
+        counties = counties.to_crs(STORAGE_CRS)
+    county_codes = counties["code"].astype(str).to_numpy(dtype=object)
+    county_names = (
+        counties["name"].to_numpy(dtype=object, na_value=None)
+        if "name" in counties.columns
+        else np.full(len(counties), None, dtype=object)
+    )
+    points = shapely.point_on_surface(geometries[positions])
+    tree = shapely.STRtree(np.asarray(counties.geometry.to_numpy(), dtype=object))
+    # "intersects" rather than "within": a point on a shared boundary belongs to both counties.
+    hit, county = tree.query(points, predicate="intersects")
+    in_county = np.zeros(positions.size, dtype=bool)
+    in_county[hit] = True
+    x, y = shapely.get_x(points), shapely.get_y(points)
+    minx, miny, maxx, maxy = rules.city_bbox
+    in_box = (x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)
+    outside = np.flatnonzero(~in_county & ~in_box)
+    box = ", ".join(f"{v:g}" for v in rules.city_bbox)
+    findings.add(
+        positions[outside],
+        "geometry",
+        _wkt(geometries[positions[outside]]),
+        [
+            f"the component lies at {_xy(x[i], y[i])}, outside the city: in none of its counties and "
+            f"outside the city box ({box})"
+            for i in outside
+        ],
+    )
+    shown = code.to_numpy()[positions]
+    prefix = code.str.slice(0, 6).to_numpy(dtype=object, na_value=None)[positions]
+    checkable = code_ok[positions] & in_county
+    keep = checkable[hit]
+    hit, county = hit[keep], county[keep]
+    matched = np.zeros(positions.size, dtype=bool)
+    matched[hit[county_codes[county] == prefix[hit]]] = True
+    wrong = checkable & ~matched
+    if not wrong.any():
+        return
+    # Only the mismatched rows from here on: name the first of their counties by code.
+    pairs = pd.DataFrame({"at": hit, "county": county_codes[county], "name": county_names[county]})
+    first = pairs[wrong[hit]].sort_values(["at", "county"]).drop_duplicates("at")
+    at = first["at"].to_numpy()
+    reasons = [
+        f"code county {p} but the component lies in {c}"
+        + (f" {name}" if isinstance(name, str) and name else "")
+        for p, c, name in zip(prefix[at], first["county"], first["name"], strict=True)
+    ]
+    findings.add(positions[at], "code", list(shown[at]), reasons)
+
+
+# ----------------------------------------------------------------------------------------- components
+
+
+def _component_code_pattern(lengths: Sequence[int]) -> str:
+    sizes = set(lengths)
+    minor = "[0-9]{2,3}" if sizes == {16, 17} else ("[0-9]{2}" if sizes == {16} else "[0-9]{3}")
+    # county, major class (not 00), minor class, sequence (not all zeros): gis.codes.validate_component_code.
+    return _COUNTY_RE + "(?!00)[0-9]{2}" + minor + "(?!0{6})[0-9]{6}"
+
+
+def _known_list(values: Sequence[str], limit: int = 30) -> str:
+    shown = ", ".join(values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _result(
+    mapped: gpd.GeoDataFrame, findings: _Findings, geometries: ObjectArray, columns: Mapping[str, pd.Series]
+) -> ValidationResult:
+    keep = ~findings.rejected
+    kept = np.flatnonzero(keep)
+    accepted = mapped.iloc[kept].copy()
+    for name, values in columns.items():
+        # Positional, not by label: a chunk's index need not be unique. `.array` keeps nullable dtypes.
+        accepted[name] = pd.Series(values.iloc[kept].array, index=accepted.index)
+    accepted[mapped.geometry.name] = gpd.GeoSeries(geometries[keep], index=accepted.index, crs=mapped.crs)
+    return ValidationResult(
+        accepted=accepted,
+        problems=findings.problems(),
+        rejected=mapped.iloc[np.flatnonzero(findings.rejected)].copy(),
+        repaired=mapped.iloc[np.flatnonzero(keep & findings.repaired)].copy(),
+    )
+
+
+def validate_components(
+    mapped: gpd.GeoDataFrame, rules: ComponentRules, *, seen_codes: set[str] | None = None
+) -> ValidationResult:
+    """Validate a mapped component chunk (see :func:`gis.fieldmap.map_fields`).
+
+    Checks geometry (missing, empty, non-finite, invalid, wrong kind for the class), code (missing,
+    format, duplicates in the chunk and across chunks), class (from the field or the code's class digits;
+    disagreement; unknown), status (unknown after normalisation; missing becomes ``"intact"``), and place
+    (outside the city; county prefix of the code against the county the component lies in).
+
+    Parameters
+    ----------
+    mapped : geopandas.GeoDataFrame
+        A mapped chunk in EPSG:4490 with ``source_row``, ``code``, ``class_code`` and ``status``.
+    rules : ComponentRules
+        Classes, counties, city box, metric CRS and code lengths.
+    seen_codes : set of str, optional
+        Codes of earlier chunks of the same import. A code found in it is rejected as a later duplicate;
+        every code of this chunk is then added to it (the set is updated in place).
+
+    Returns
+    -------
+    ValidationResult
+        Accepted rows with class_code filled and status normalised; problems; rejected and repaired rows.
+
+    Raises
+    ------
+    ValueError
+        If the frame lacks the mapped columns or is not in EPSG:4490.
+    """
+    _require(mapped, ("code", "class_code", "status"))
+    findings = _Findings(mapped["source_row"].to_numpy(dtype=np.int64))
+    geometries, usable = _check_geometry(findings, _geometries(mapped), rules.metric_crs)
+
+    code = clean_text(mapped["code"])
+    digits = tuple(sorted(set(rules.code_digits)))
+    code_ok = _check_code(
+        findings,
+        code,
+        field="code",
+        what="code",
+        pattern=_component_code_pattern(digits),
+        lengths=digits,
+        validator=codes.validate_component_code,
+    )
+    _check_duplicates(findings, code, seen_codes, field="code", what="code")
+
+    # Class digits: 7-10 of a 16-digit code, 7-11 of a 17-digit one (county 6 first, sequence 6 last).
+    carried = _objects(code.str.slice(6, -6), code.index)
+    carried[~code_ok] = None
+    given = clean_text(mapped["class_code"])
+    class_code = _objects(np.where(given.notna(), given.to_numpy(), carried.to_numpy()), code.index)
+    disagree = np.flatnonzero(_true(given.notna() & carried.notna() & (given != carried)))
+    findings.add(
+        disagree,
+        "class_code",
+        list(given.to_numpy()[disagree]),
+        [
+            f"code {c} carries class {k} but class_code is {g}"
+            for c, k, g in zip(
+                code.to_numpy()[disagree],
+                carried.to_numpy()[disagree],
+                given.to_numpy()[disagree],
+                strict=True,
+            )
+        ],
+    )
+    kinds = _objects(class_code.map(dict(rules.classes)), code.index)
+    unknown = np.flatnonzero(_true(class_code.notna() & kinds.isna()))
+    known = _known_list(sorted(rules.classes))
+    findings.add(
+        unknown,
+        "class_code",
+        list(class_code.to_numpy()[unknown]),
+        [
+            f"class {k} is not a known component class (known: {known})"
+            for k in class_code.to_numpy()[unknown]
+        ],
+    )
+    kinds_array = kinds.to_numpy()
+    class_array = class_code.to_numpy()
+    geometries = _check_kind(
+        findings,
+        geometries,
+        usable,
+        kinds_array,
+        lambda pos: f"class {class_array[pos]}",
+    )
+
+    status, unknown_status = normalise_status(mapped["status"])
+    at = np.flatnonzero(unknown_status.to_numpy())
+    names = ", ".join(f"{STATUS_LABELS[s]} {s}" for s in COMPONENT_STATUSES)
+    findings.add(
+        at,
+        "status",
+        list(status.to_numpy()[at]),
+        [f"status {s} is not known; use one of: {names}" for s in status.to_numpy()[at]],
+    )
+    # A survey that records no status found the component in place and working.
+    status[status.isna()] = "intact"
+
+    _check_location(findings, geometries, usable, code, code_ok, rules)
+    return _result(mapped, findings, geometries, {"code": code, "class_code": class_code, "status": status})
+
+
+# ------------------------------------------------------------------------------------- other layers
+
+
+def _check_required_text(findings: _Findings, values: pd.Series, field: str) -> None:
+    at = np.flatnonzero(values.isna().to_numpy())
+    findings.add(at, field, [None] * at.size, [f"{field} is missing"] * at.size)
+
+
+def _expected(kind: GeometryKind, n: int) -> ObjectArray:
+    return np.full(n, kind, dtype=object)
+
+
+def validate_boundaries(
+    mapped: gpd.GeoDataFrame,
+    level: BoundaryLevel,
+    *,
+    metric_crs: str = _DEFAULT_METRIC_CRS,
+    seen_codes: set[str] | None = None,
+) -> ValidationResult:
+    """Validate mapped admin boundaries of one level (see ``map_layer_fields(frame, "boundaries")``).
+
+    Parameters
+    ----------
+    mapped : geopandas.GeoDataFrame
+        EPSG:4490 with ``source_row``, ``code``, ``name`` and optionally ``households``.
+    level : {"district", "street", "community"}
+        County-level units (6-digit codes), streets/towns (9) or communities/villages (12).
+    metric_crs : str, optional
+        Projected CRS in metres for the area check of repairs (default EPSG:4548).
+    seen_codes : set of str, optional
+        Codes of earlier chunks, updated in place (see :func:`validate_components`).
+
+    Returns
+    -------
+    ValidationResult
+        Accepted polygons (repaired where safe); ``households`` as a nullable integer column.
+
+    Raises
+    ------
+    ValueError
+        If ``level`` is unknown or the frame lacks the mapped columns.
+    """
+    if level not in _LEVELS:
+        raise ValueError(f"unknown boundary level {level!r}: use district, street or community")
+    _require(mapped, ("code", "name"))
+    digits, pattern, validator = _LEVELS[level]
+    findings = _Findings(mapped["source_row"].to_numpy(dtype=np.int64))
+    geometries, usable = _check_geometry(findings, _geometries(mapped), metric_crs)
+    geometries = _check_kind(
+        findings, geometries, usable, _expected("polygon", len(mapped)), lambda _: f"a {level} boundary"
+    )
+    code = clean_text(mapped["code"])
+    what = f"{level} code"
+    _check_code(
+        findings, code, field="code", what=what, pattern=pattern, lengths=(digits,), validator=validator
+    )
+    _check_duplicates(findings, code, seen_codes, field="code", what=what)
+    name = clean_text(mapped["name"])
+    _check_required_text(findings, name, "name")
+    columns = {"code": code, "name": name}
+    if "households" in mapped.columns:
+        text = clean_text(mapped["households"])
+        number = pd.to_numeric(text, errors="coerce")
+        whole = _true(number.notna() & (number >= 0) & (number == np.floor(number)))
+        at = np.flatnonzero(text.notna().to_numpy() & ~whole)
+        findings.add(
+            at,
+            "households",
+            list(text.to_numpy()[at]),
+            [f"households {v} is not a whole number of households (0 or more)" for v in text.to_numpy()[at]],
+        )
+        columns["households"] = number.where(pd.Series(whole, index=number.index)).astype("Int64")
+    return _result(mapped, findings, geometries, columns)
+
+
+def validate_stations(
+    mapped: gpd.GeoDataFrame,
+    *,
+    metric_crs: str = _DEFAULT_METRIC_CRS,
+    seen_codes: set[str] | None = None,
+) -> ValidationResult:
+    """Validate mapped urban-management stations (see ``map_layer_fields(frame, "stations")``).
+
+    Parameters
+    ----------
+    mapped : geopandas.GeoDataFrame
+        EPSG:4490 with ``source_row``, ``name``, ``community_code``, and optionally ``code`` and ``phone``.
+    metric_crs : str, optional
+        Projected CRS in metres (used only if a polygon has to be checked for repair).
+    seen_codes : set of str, optional
+        Station codes of earlier chunks, updated in place.
+
+    Returns
+    -------
+    ValidationResult
+        Accepted stations as points; phone numbers with full-width characters folded to ASCII.
+
+    Raises
+    ------
+    ValueError
+        If the frame lacks the mapped columns.
+    """
+    _require(mapped, ("name", "community_code"))
+    findings = _Findings(mapped["source_row"].to_numpy(dtype=np.int64))
+    geometries, usable = _check_geometry(findings, _geometries(mapped), metric_crs)
+    geometries = _check_kind(
+        findings, geometries, usable, _expected("point", len(mapped)), lambda _: "a station"
+    )
+    name = clean_text(mapped["name"])
+    _check_required_text(findings, name, "name")
+    community = clean_text(mapped["community_code"])
+    _check_code(
+        findings,
+        community,
+        field="community_code",
+        what="community code",
+        pattern=_COMMUNITY_RE,
+        lengths=(12,),
+        validator=codes.validate_community_code,
+    )
+    columns = {"name": name, "community_code": community}
+    if "code" in mapped.columns:
+        code = clean_text(mapped["code"])
+        _check_code(
+            findings,
+            code,
+            field="code",
+            what="station code",
+            pattern=None,
+            max_chars=_STATION_CODE_CHARS,
+            required=False,
+        )
+        _check_duplicates(findings, code, seen_codes, field="code", what="station code")
+        columns["code"] = code
+    if "phone" in mapped.columns:
+        # Full-width digits and dashes (０５３１－…) are common in Chinese tables and mean the same number.
+        phone = _objects(clean_text(mapped["phone"]).str.normalize("NFKC"), mapped.index)
+        bad = np.flatnonzero(phone.notna().to_numpy() & ~_true(phone.str.fullmatch(_PHONE_RE)))
+        findings.add(
+            bad,
+            "phone",
+            list(phone.to_numpy()[bad]),
+            ["phone may hold only digits, spaces, + and -, 5 to 20 characters"] * bad.size,
+        )
+        columns["phone"] = phone
+    return _result(mapped, findings, geometries, columns)
+
+
+def validate_net_polygons(
+    mapped: gpd.GeoDataFrame,
+    *,
+    metric_crs: str = _DEFAULT_METRIC_CRS,
+    seen_codes: set[str] | None = None,
+) -> ValidationResult:
+    """Validate the mapped polygons of another department's net (see ``map_layer_fields(frame, "net")``).
+
+    Parameters
+    ----------
+    mapped : geopandas.GeoDataFrame
+        EPSG:4490 with ``source_row``, ``code`` and optionally ``name``.
+    metric_crs : str, optional
+        Projected CRS in metres for the area check of repairs (default EPSG:4548).
+    seen_codes : set of str, optional
+        Codes of earlier chunks, updated in place.
+
+    Returns
+    -------
+    ValidationResult
+        Accepted polygons, repaired where safe.
+
+    Raises
+    ------
+    ValueError
+        If the frame lacks the mapped columns.
+    """
+    _require(mapped, ("code",))
+    findings = _Findings(mapped["source_row"].to_numpy(dtype=np.int64))
+    geometries, usable = _check_geometry(findings, _geometries(mapped), metric_crs)
+    geometries = _check_kind(
+        findings, geometries, usable, _expected("polygon", len(mapped)), lambda _: "a net cell"
+    )
+    code = clean_text(mapped["code"])
+    _check_code(
+        findings, code, field="code", what="net polygon code", pattern=None, max_chars=_NET_CODE_CHARS
+    )
+    _check_duplicates(findings, code, seen_codes, field="code", what="net polygon code")
+    columns = {"code": code}
+    if "name" in mapped.columns:
+        columns["name"] = clean_text(mapped["name"])
+    return _result(mapped, findings, geometries, columns)
+
+
+def validate_roads(mapped: gpd.GeoDataFrame, *, metric_crs: str = _DEFAULT_METRIC_CRS) -> ValidationResult:
+    """Validate mapped road centre lines (see ``map_layer_fields(frame, "roads")``).
+
+    Parameters
+    ----------
+    mapped : geopandas.GeoDataFrame
+        EPSG:4490 with ``source_row``, ``road_class`` and optionally ``name``.
+    metric_crs : str, optional
+        Projected CRS in metres (used only if a polygon has to be checked for repair).
+
+    Returns
+    -------
+    ValidationResult
+        Accepted lines; ``road_class`` normalised to arterial, secondary, branch or rural, ``"branch"``
+        where the file gives none.
+
+    Raises
+    ------
+    ValueError
+        If the frame lacks the mapped columns.
+    """
+    _require(mapped, ("road_class",))
+    findings = _Findings(mapped["source_row"].to_numpy(dtype=np.int64))
+    geometries, usable = _check_geometry(findings, _geometries(mapped), metric_crs)
+    geometries = _check_kind(findings, geometries, usable, _expected("line", len(mapped)), lambda _: "a road")
+    road_class, unknown = normalise_road_class(mapped["road_class"])
+    at = np.flatnonzero(unknown.to_numpy())
+    names = ", ".join(f"{ROAD_CLASS_LABELS[c]} {c}" for c in ROAD_CLASSES)
+    findings.add(
+        at,
+        "road_class",
+        list(road_class.to_numpy()[at]),
+        [f"road class {c} is not known; use one of: {names}" for c in road_class.to_numpy()[at]],
+    )
+    # Most unnamed urban roads are branch roads; cutting along them is the cautious default.
+    road_class[road_class.isna()] = "branch"
+    columns = {"road_class": road_class}
+    if "name" in mapped.columns:
+        columns["name"] = clean_text(mapped["name"])
+    return _result(mapped, findings, geometries, columns)

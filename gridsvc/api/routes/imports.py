@@ -1,0 +1,111 @@
+"""Import uploads (gis_staff): the same service as `gridsvc import`, returning the import and its report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.errors import FieldProblem, InvalidInputError
+from gridsvc.services import imports
+from gridsvc.services.uploads import saved_upload
+
+router = APIRouter(prefix="/v1/imports", tags=["imports"])
+
+PROBLEMS_SHOWN = 1000
+
+
+def _mapping(raw: str | None) -> dict[str, str] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError("mapping is not JSON", problems=[FieldProblem("mapping", str(exc))]) from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidInputError(
+            "mapping must be a JSON object", problems=[FieldProblem("mapping", '{"code": "标识码", ...}')]
+        )
+    return value
+
+
+@router.post(
+    "/components",
+    summary="Import a component census file (gis_staff)",
+    status_code=201,
+    responses={
+        201: {"description": "imported; the body is the import with its counts and problems"},
+        200: {"description": "dry run: validated and counted, nothing written"},
+        401: {"description": "no or unknown API key"},
+        403: {"description": "role is not gis_staff"},
+        422: {"description": "the file or the options cannot be used; nothing was written"},
+    },
+)
+def import_components(
+    sessions: Sessions,
+    settings: AppSettings,
+    caller: Caller,
+    file: Annotated[
+        UploadFile, File(description="GeoPackage, zipped Shapefile or FileGDB, GeoJSON, CSV or KML")
+    ],
+    layer: Annotated[str | None, Form(description="layer name in a GeoPackage/FileGDB/KML")] = None,
+    crs: Annotated[
+        str | None, Form(description="the file's CRS if it has none: EPSG:4527, gcj02, ...")
+    ] = None,
+    encoding: Annotated[str | None, Form(description="attribute encoding, e.g. GBK")] = None,
+    mapping: Annotated[str | None, Form(description='JSON {"code": "标识码", ...}')] = None,
+    dry_run: Annotated[bool, Form()] = False,
+    retire_missing: Annotated[bool, Form()] = False,
+    area: Annotated[str | None, Form(description="comma-separated admin codes for retire_missing")] = None,
+    strict: Annotated[bool, Form(description="refuse the file if any row is rejected")] = False,
+) -> JSONResponse:
+    """Run the import as one transaction and return it with every rejected or repaired row."""
+    caller.require("gis_staff")
+    with saved_upload(file.filename or "", file.file) as path:
+        request = imports.ImportRequest(
+            path=path,
+            source_layer=layer,
+            crs=crs,
+            encoding=encoding,
+            mapping=_mapping(mapping),
+            dry_run=dry_run,
+            retire_missing=retire_missing,
+            area_codes=tuple(a.strip() for a in (area or "").split(",") if a.strip()),
+            strict=strict,
+            display_name=file.filename,
+        )
+        report = imports.import_components(sessions, request, settings=settings, actor=caller)
+    body: dict[str, Any] = report.to_dict(problem_limit=PROBLEMS_SHOWN)
+    if report.batch_id is not None:
+        body["links"] = {
+            "self": f"/v1/imports/{report.batch_id}",
+            "problems_csv": f"/v1/imports/{report.batch_id}/problems.csv",
+            "problems_gpkg": f"/v1/imports/{report.batch_id}/problems.gpkg",
+        }
+    return JSONResponse(body, status_code=200 if report.dry_run else 201)
+
+
+@router.get("/{batch_id}", summary="One import: file, checksum, who, when, counts, problems")
+def get_import(batch_id: int, sessions: Sessions) -> JSONResponse:
+    """A recorded import (survey batch)."""
+    return JSONResponse(json.loads(json.dumps(imports.get_import(sessions, batch_id), default=str)))
+
+
+@router.get("/{batch_id}/problems.{fmt}", summary="The import's problem report as CSV or GeoPackage")
+def get_problems(batch_id: int, fmt: str, sessions: Sessions, background: BackgroundTasks) -> FileResponse:
+    """Rejected and repaired rows with source row, field, value and reason, to fix in QGIS and re-import."""
+    if fmt not in ("csv", "gpkg"):
+        raise InvalidInputError("unknown format", problems=[FieldProblem("format", "csv or gpkg")])
+    folder = Path(tempfile.mkdtemp(prefix="gridsvc-report-"))
+    path = imports.import_problems_file(sessions, batch_id, folder / f"import-{batch_id}-problems.{fmt}")
+    background.add_task(shutil.rmtree, folder, ignore_errors=True)
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/geopackage+sqlite3"
+    return FileResponse(path, media_type=media, filename=path.name)

@@ -1,0 +1,66 @@
+"""Read whole layers out of PostGIS as GeoDataFrames (for export and analysis)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import geopandas as gpd
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def components(
+    session: Session, class_codes: Sequence[str] = (), include_void: bool = False
+) -> gpd.GeoDataFrame:
+    """Current components (optionally of some classes) with their grid codes."""
+    where = ["c.valid_to IS NULL"]
+    if not include_void:
+        where.append("c.in_use")
+    if class_codes:
+        where.append("c.class_code = ANY(:classes)")
+    sql = f"""
+        SELECT c.code, c.class_code, k.name_zh AS class_name, c.name, c.status, c.in_use, c.owner,
+               c.owner_department_code, c.maintainer_department_code, u.code AS unit_grid_code,
+               r.code AS responsibility_grid_code, c.valid_from, c.attributes::text AS attributes, c.geom
+        FROM component c
+        JOIN component_class k ON k.code = c.class_code
+        LEFT JOIN unit_grid u ON u.id = c.unit_grid_id
+        LEFT JOIN responsibility_grid r ON r.id = c.responsibility_grid_id
+        WHERE {" AND ".join(where)}
+        ORDER BY c.code
+    """
+    return gpd.read_postgis(
+        text(sql), session.connection(), geom_col="geom", params={"classes": list(class_codes)}
+    )
+
+
+def grids(session: Session, plan_id: int, kind: str) -> gpd.GeoDataFrame:
+    """The unit or responsibility grids of one plan."""
+    if kind == "unit":
+        sql = """
+            SELECT u.code, u.community_code, r.code AS responsibility_grid_code, u.area_m2, u.geom
+            FROM unit_grid u LEFT JOIN responsibility_grid r ON r.id = u.responsibility_grid_id
+            WHERE u.plan_id = :plan ORDER BY u.code
+        """
+    else:
+        sql = """
+            SELECT r.code, r.name, r.community_code, r.worker_name, r.worker_phone, r.households, r.geom
+            FROM responsibility_grid r WHERE r.plan_id = :plan ORDER BY r.code
+        """
+    return gpd.read_postgis(text(sql), session.connection(), geom_col="geom", params={"plan": plan_id})
+
+
+def boundaries(session: Session, level: str) -> gpd.GeoDataFrame:
+    """District, street or community boundaries."""
+    parent = {"district": "NULL::text", "street": "district_code", "community": "street_code"}[level]
+    sql = f"SELECT code, name, {parent} AS parent_code, geom FROM {level} ORDER BY code"
+    return gpd.read_postgis(text(sql), session.connection(), geom_col="geom")
+
+
+def plan_id(session: Session, plan: str) -> int | None:
+    """A plan's id from its id or 'active'."""
+    if plan == "active":
+        value = session.execute(text("SELECT id FROM grid_plan WHERE status = 'active'")).scalar()
+    else:
+        value = session.execute(text("SELECT id FROM grid_plan WHERE id = :id"), {"id": int(plan)}).scalar()
+    return int(value) if value is not None else None

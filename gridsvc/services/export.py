@@ -1,0 +1,70 @@
+"""Export layers back to the files GIS staff use, in any supported CRS and encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gis.export import write_layer
+from sqlalchemy.orm import Session, sessionmaker
+
+from gis import crs as gis_crs
+from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
+from gridsvc.repositories import layers
+
+EXPORT_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".csv")
+LEVELS = ("district", "street", "community")
+
+
+def _check_target(path: Path, crs: str, encoding: str) -> None:
+    problems = []
+    if path.suffix.lower() not in EXPORT_SUFFIXES:
+        problems.append(FieldProblem("file", f"{path.name}: use one of {', '.join(EXPORT_SUFFIXES)}"))
+    try:
+        gis_crs.resolve_crs(crs)
+    except gis_crs.CoordinateError as exc:
+        problems.append(FieldProblem("crs", str(exc)))
+    if encoding.upper() not in ("UTF-8", "UTF8", "GBK", "GB18030"):
+        problems.append(FieldProblem("encoding", "UTF-8, GBK or GB18030"))
+    elif encoding.upper() != "UTF-8" and path.suffix.lower() != ".shp":
+        problems.append(FieldProblem("encoding", "only Shapefiles are written in GBK; the others are UTF-8"))
+    if problems:
+        raise InvalidInputError("cannot export like that", problems=problems)
+
+
+def export_layer(
+    sessions: sessionmaker[Session],
+    what: str,
+    path: Path,
+    *,
+    crs: str = "EPSG:4490",
+    encoding: str = "UTF-8",
+    class_codes: tuple[str, ...] = (),
+    plan: str = "active",
+    kind: str = "unit",
+    level: str = "community",
+) -> tuple[Path, int]:
+    """Write components, grids or boundaries to ``path``; returns the path and the feature count."""
+    _check_target(path, crs, encoding)
+    with sessions() as session:
+        if what == "components":
+            frame = layers.components(session, class_codes)
+        elif what == "grids":
+            if kind not in ("unit", "responsibility"):
+                raise InvalidInputError(
+                    "unknown grid kind", problems=[FieldProblem("kind", "unit or responsibility")]
+                )
+            plan_id = layers.plan_id(session, plan)
+            if plan_id is None:
+                raise NotFoundError(f"no plan {plan!r}")
+            frame = layers.grids(session, plan_id, kind)
+        elif what == "boundaries":
+            if level not in LEVELS:
+                raise InvalidInputError("unknown level", problems=[FieldProblem("level", ", ".join(LEVELS))])
+            frame = layers.boundaries(session, level)
+        else:
+            raise InvalidInputError(f"cannot export {what!r}: components, grids or boundaries")
+    if frame.empty:
+        raise NotFoundError(f"nothing to export: no {what} match")
+    frame = frame.set_crs(4490, allow_override=True)
+    written = write_layer(frame, path, crs=crs, encoding=encoding)
+    return (written[0] if isinstance(written, tuple) else written), len(frame)

@@ -1,0 +1,403 @@
+"""Import survey layers: read, map, validate row by row, stage with COPY, apply set-based, report.
+
+One import is one transaction: a crash, a cancel (Ctrl+C) or a refused file leaves the database exactly
+as it was. A dry run does all the work, including the new/changed/unchanged comparison, then rolls back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gis import fieldmap, io, validate
+from gis.export import write_problems
+from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
+from gridsvc.repositories import access as audit
+from gridsvc.repositories import bulk
+from gridsvc.repositories import imports as repo
+from gridsvc.services.access import Principal
+from gridsvc.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("components", "boundaries", "stations", "net", "roads")
+AREA_CODE = re.compile(r"\d{6}|\d{9}|\d{12}")
+# Standard fields that have no column of their own: kept in the free attributes under these keys.
+EXTRA_STANDARD_FIELDS = ("initial_date", "change_date", "data_source", "remarks", "photo")
+STORED_PROBLEMS_LIMIT = 100_000
+
+RowsFn = Callable[[int, int], None]  # (rows just read, rows in the file)
+
+
+@dataclass
+class ImportRequest:
+    """What to import and how; the same for the CLI and the HTTP upload."""
+
+    path: Path
+    layer: str = "components"
+    source_layer: str | None = None
+    crs: str | None = None
+    encoding: str | None = None
+    mapping: dict[str, str] | None = None
+    dry_run: bool = False
+    retire_missing: bool = False
+    area_codes: tuple[str, ...] = ()
+    strict: bool = False
+    chunk_rows: int = 100_000
+    display_name: str | None = None
+    report_path: Path | None = None
+
+
+@dataclass
+class ImportReport:
+    """What an import found and did."""
+
+    layer: str
+    file: str
+    checksum_sha256: str
+    format: str
+    source_layer: str | None
+    crs: str
+    crs_from: str
+    encoding: str | None
+    dry_run: bool
+    batch_id: int | None = None
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    repaired: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    retired: int = 0
+    assigned_to_grid: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    problems: list[validate.Problem] = field(default_factory=list)
+    report_file: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        """The numbers, for the survey batch record and summaries."""
+        keys = ("rows_read", "accepted", "rejected", "repaired", "new", "changed", "unchanged", "retired")
+        return {k: int(getattr(self, k)) for k in (*keys, "assigned_to_grid")}
+
+    def to_dict(self, problem_limit: int | None = None) -> dict[str, Any]:
+        """JSON-ready form (problems possibly truncated)."""
+        data = {k: v for k, v in asdict(self).items() if k != "problems"}
+        shown = self.problems if problem_limit is None else self.problems[:problem_limit]
+        data["problems"] = [asdict(p) for p in shown]
+        data["problems_total"] = len(self.problems)
+        return data
+
+
+class _DryRunDoneError(Exception):
+    """Raised inside the transaction to roll a dry run back after it has counted everything."""
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of a file, or of every file in a folder (a FileGDB or an unzipped shapefile)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_request(request: ImportRequest) -> None:
+    problems = []
+    if request.layer not in LAYERS:
+        problems.append(FieldProblem("layer", f"one of {', '.join(LAYERS)}"))
+    if not request.path.exists():
+        problems.append(FieldProblem("file", f"{request.path} does not exist"))
+    if request.chunk_rows < 1:
+        problems.append(FieldProblem("chunk_rows", "must be at least 1"))
+    bad_areas = [a for a in request.area_codes if not AREA_CODE.fullmatch(a)]
+    if bad_areas:
+        problems.append(FieldProblem("area", f"{', '.join(bad_areas)}: use 6-, 9- or 12-digit admin codes"))
+    if request.area_codes and not request.retire_missing:
+        problems.append(FieldProblem("area", "an area only matters with --retire-missing"))
+    if problems:
+        raise InvalidInputError("the import request is not valid", problems=problems)
+
+
+def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
+    try:
+        return io.inspect_layer(
+            request.path,
+            layer=request.source_layer,
+            crs=request.crs,
+            encoding=request.encoding,
+            city_bbox=settings.city_bbox,
+        )
+    except io.LayerError as exc:
+        raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
+
+
+def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> Iterator[gpd.GeoDataFrame]:
+    try:
+        yield from io.iter_chunks(info, chunk_rows=request.chunk_rows, city_bbox=settings.city_bbox)
+    except io.LayerError as exc:
+        raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
+
+
+def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
+    try:
+        return fieldmap.resolve_mapping(list(info.fields), request.mapping)
+    except fieldmap.MappingError as exc:
+        raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
+
+
+def _finite_or_none(geoms: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Geometries that can be stored as they came (possibly invalid), else None (empty, NaN, inf)."""
+    out = np.asarray(geoms, dtype=object).copy()
+    present = ~shapely.is_missing(out)
+    bad = np.zeros(len(out), dtype=bool)
+    if present.any():
+        coords_ok = np.array(
+            [np.isfinite(shapely.get_coordinates(g)).all() and not g.is_empty for g in out[present]],
+            dtype=bool,
+        )
+        bad[np.flatnonzero(present)[~coords_ok]] = True
+    out[bad] = None
+    return out
+
+
+def _problem_rows(problems: list[validate.Problem], rows: gpd.GeoDataFrame, batch_id: int) -> pd.DataFrame:
+    """Problems joined with their source rows' attributes and geometry, ready to COPY."""
+    if not problems:
+        return pd.DataFrame()
+    table = pd.DataFrame([asdict(p) for p in problems])
+    by_row = rows.drop_duplicates("source_row").set_index("source_row")
+    geoms = _finite_or_none(by_row.geometry.reindex(table["source_row"]).to_numpy())
+    attributes = by_row["attributes"].reindex(table["source_row"]) if "attributes" in by_row else None
+    present = ~shapely.is_missing(geoms)
+    hexes = np.full(len(table), None, dtype=object)
+    if present.any():
+        hexes[present] = bulk.ewkb_hex(geoms[present])
+    return pd.DataFrame(
+        {
+            "survey_batch_id": batch_id,
+            "source_row": table["source_row"].astype(np.int64).to_numpy(),
+            "field": table["field"].to_numpy(),
+            "value": table["value"].to_numpy(),
+            "reason": table["reason"].to_numpy(),
+            "action": table["action"].to_numpy(),
+            "attributes": bulk.json_column(
+                [
+                    a if isinstance(a, dict) else {}
+                    for a in (attributes.tolist() if attributes is not None else [{}] * len(table))
+                ]
+            ),
+            "geom": hexes,
+        }
+    )
+
+
+def _stage_frame(accepted: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The accepted rows as the staging table's columns."""
+    attributes = []
+    extras = accepted[[c for c in EXTRA_STANDARD_FIELDS if c in accepted.columns]]
+    for base, extra in zip(accepted["attributes"].tolist(), extras.to_dict("records"), strict=True):
+        merged = dict(base or {})
+        merged.update({k: v for k, v in extra.items() if v is not None and v == v})
+        attributes.append(merged)
+    return pd.DataFrame(
+        {
+            "source_row": accepted["source_row"].astype(np.int64).to_numpy(),
+            "code": accepted["code"].to_numpy(),
+            "class_code": accepted["class_code"].to_numpy(),
+            "name": accepted["name"].to_numpy(),
+            "status": accepted["status"].to_numpy(),
+            "owner": accepted["owner"].to_numpy(),
+            "supervisor": accepted["supervisor"].to_numpy(),
+            "maintainer": accepted["maintainer"].to_numpy(),
+            "attributes": bulk.json_column(attributes),
+            "geom": bulk.ewkb_hex(accepted.geometry.to_numpy()),
+        }
+    )
+
+
+def import_components(
+    sessions: sessionmaker[Session],
+    request: ImportRequest,
+    *,
+    settings: Settings,
+    actor: Principal,
+    progress: RowsFn | None = None,
+) -> ImportReport:
+    """Import a component census file in one transaction and return what happened, row by row."""
+    actor.require("gis_staff")
+    _check_request(request)
+    started = time.perf_counter()
+    info = _open(request, settings)
+    mapping = _mapping(info, request)
+    report = ImportReport(
+        layer="components",
+        file=request.display_name or request.path.name,
+        checksum_sha256=file_checksum(request.path),
+        format=info.format,
+        source_layer=info.layer,
+        crs=info.crs,
+        crs_from=info.crs_from,
+        encoding=info.encoding,
+        dry_run=request.dry_run,
+        warnings=list(info.warnings),
+    )
+    problem_rows: list[gpd.GeoDataFrame] = []
+    try:
+        with sessions.begin() as session:
+            rules = validate.ComponentRules(
+                classes=repo.component_classes(session),
+                counties=repo.counties(session),
+                city_bbox=settings.city_bbox,
+                metric_crs=settings.metric_crs,
+            )
+            if rules.counties.empty:
+                raise InvalidInputError(
+                    "no district boundaries are loaded, so component codes cannot be checked against their "
+                    "county: import the boundaries first (gridsvc import boundaries FILE --level district)"
+                )
+            repo.create_component_stage(session)
+            seen: set[str] = set()
+            for chunk in _chunks(info, request, settings):
+                mapped = fieldmap.map_fields(chunk, mapping)
+                result = validate.validate_components(mapped, rules, seen_codes=seen)
+                report.rows_read += len(chunk)
+                report.problems.extend(result.problems)
+                if result.problems:
+                    touched = {p.source_row for p in result.problems}
+                    problem_rows.append(mapped[mapped["source_row"].isin(touched)])
+                if len(result.accepted):
+                    repo.stage_components(session, _stage_frame(result.accepted))
+                report.accepted += len(result.accepted)
+                if progress:
+                    progress(len(chunk), info.feature_count)
+            report.rejected = len({p.source_row for p in report.problems if p.action == "rejected"})
+            report.repaired = len(
+                {p.source_row for p in report.problems if p.action == "repaired"}
+                - {p.source_row for p in report.problems if p.action == "rejected"}
+            )
+            if request.strict and report.rejected:
+                raise InvalidInputError(
+                    f"{report.rejected} rows were rejected and strict mode refuses a file with any "
+                    "rejected row; nothing was written (see the report)",
+                    problems=[
+                        FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
+                        for p in report.problems[:1000]
+                    ],
+                )
+            repo.resolve_departments(session)
+            diff = repo.classify_components(session)
+            report.new, report.changed, report.unchanged = diff["new"], diff["changed"], diff["unchanged"]
+            if request.dry_run:
+                raise _DryRunDoneError
+            # The wall clock, not the transaction start, so two imports in one transaction still order.
+            now = session.execute(select(func.clock_timestamp())).scalar_one()
+            batch = repo.add_batch(
+                session,
+                layer="components",
+                source_file=report.file,
+                checksum_sha256=report.checksum_sha256,
+                imported_by=actor.name,
+                source_format=info.format,
+                source_crs=info.crs,
+                warnings=report.warnings,
+                parameters=_parameters(request),
+            )
+            report.batch_id = batch.id
+            report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now)
+            if request.retire_missing:
+                report.retired = repo.retire_missing(
+                    session, batch_id=batch.id, now=now, area_codes=request.area_codes
+                )
+            if report.problems:
+                rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
+                stored = report.problems[:STORED_PROBLEMS_LIMIT]
+                repo.add_problems(session, _problem_rows(stored, rows, batch.id))
+            report.seconds = round(time.perf_counter() - started, 3)
+            batch.counts = report.counts()
+            audit.record_audit(
+                session,
+                actor=actor.name,
+                api_key_id=actor.api_key_id,
+                action="import",
+                entity="survey_batch",
+                entity_id=str(batch.id),
+                details={"layer": "components", "file": report.file, "counts": report.counts()},
+            )
+    except _DryRunDoneError:
+        pass
+    report.seconds = round(time.perf_counter() - started, 3)
+    if request.report_path and report.problems:
+        rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
+        report.report_file = str(write_problems(report.problems, rows, request.report_path))
+    return report
+
+
+def _parameters(request: ImportRequest) -> dict[str, Any]:
+    return {
+        "source_layer": request.source_layer,
+        "crs": request.crs,
+        "encoding": request.encoding,
+        "mapping": request.mapping,
+        "retire_missing": request.retire_missing,
+        "area_codes": list(request.area_codes),
+        "strict": request.strict,
+    }
+
+
+def get_import(sessions: sessionmaker[Session], batch_id: int) -> dict[str, Any]:
+    """A recorded import (survey batch) with its counts and problem count."""
+    with sessions() as session:
+        batch = repo.get_batch(session, batch_id)
+        if batch is None:
+            raise NotFoundError(f"no import {batch_id}")
+        problems = repo.problems(session, batch_id, limit=1000)
+    return {
+        "id": batch.id,
+        "layer": batch.layer,
+        "file": batch.source_file,
+        "checksum_sha256": batch.checksum_sha256,
+        "imported_by": batch.imported_by,
+        "imported_at": batch.imported_at.isoformat(),
+        "format": batch.source_format,
+        "crs": batch.source_crs,
+        "counts": batch.counts,
+        "warnings": batch.warnings,
+        "problems": problems.drop(columns="geom").to_dict("records"),
+    }
+
+
+def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: Path) -> Path:
+    """Write a recorded import's problem report (GeoPackage or CSV by suffix)."""
+    with sessions() as session:
+        if repo.get_batch(session, batch_id) is None:
+            raise NotFoundError(f"no import {batch_id}")
+        rows = repo.problems(session, batch_id)
+    problems = [
+        validate.Problem(
+            source_row=int(r.source_row), field=r.field, value=r.value, reason=r.reason, action=r.action
+        )
+        for r in rows.itertuples()
+    ]
+    frame = gpd.GeoDataFrame(
+        {"source_row": rows["source_row"], "attributes": rows["attributes"]}, geometry=rows.geometry, crs=4490
+    )
+    return write_problems(problems, frame, path)

@@ -1,0 +1,657 @@
+"""Tests for gis.io: real files in the formats and datums staff use, and their classic mistakes."""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pyproj
+import pytest
+import shapely
+
+from gis import io
+from gis.crs import wgs84_to_gcj02
+from gis.io import LayerError, LayerInfo, inspect_layer, iter_chunks, list_layers, read_layer
+
+GEOD = pyproj.Geod(ellps="WGS84")
+# The city box of the service's settings (EPSG:4490).
+JINAN_BBOX = (116.1, 35.9, 118.1, 37.65)
+CHINESE_FIELDS = ("标识码", "名称", "主管部门", "状态")
+
+
+def jinan_lonlat(n: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points scattered over central Jinan (around Quancheng Square, 117.02E 36.66N)."""
+    rng = np.random.default_rng(seed)
+    return 117.02 + rng.uniform(-0.05, 0.05, n), 36.66 + rng.uniform(-0.05, 0.05, n)
+
+
+def project(lon: np.ndarray, lat: np.ndarray, epsg: int) -> tuple[np.ndarray, np.ndarray]:
+    x, y = pyproj.Transformer.from_crs("EPSG:4490", f"EPSG:{epsg}", always_xy=True).transform(lon, lat)
+    return np.asarray(x), np.asarray(y)
+
+
+def components(n: int = 4) -> dict[str, list[str]]:
+    names = ["路灯一号", "公共厕所", "报刊亭", "垃圾箱"]
+    states = ["完好", "破损", "丢失", "占用"]
+    return {
+        "标识码": [f"3701020118{i:06d}" for i in range(1, n + 1)],
+        "名称": [names[i % 4] for i in range(n)],
+        "主管部门": ["历下区城管局" if i % 2 else "槐荫区市政" for i in range(n)],
+        "状态": [states[i % 4] for i in range(n)],
+    }
+
+
+def coords_of(frame: gpd.GeoDataFrame) -> np.ndarray:
+    return np.asarray(shapely.get_coordinates(frame.geometry.to_numpy()))
+
+
+def write_gbk_shapefile(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A GBK shapefile in EPSG:4527 with Chinese field names and no .cpg, as Chinese desktop GIS writes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lon, lat = jinan_lonlat(4)
+    x, y = project(lon, lat, 4527)
+    frame = gpd.GeoDataFrame(components(), geometry=gpd.points_from_xy(x, y), crs="EPSG:4527")
+    shp = folder / "部件.shp"
+    pyogrio.write_dataframe(frame, shp, encoding="GBK")
+    shp.with_suffix(".cpg").unlink()
+    return shp, lon, lat
+
+
+def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def assert_gbk_components(info: LayerInfo, frame: gpd.GeoDataFrame, lon: np.ndarray, lat: np.ndarray) -> None:
+    assert info.format == "ESRI Shapefile"
+    assert info.crs == "EPSG:4527" and info.crs_from == "file"
+    assert info.encoding == "GB18030"
+    assert any("no .cpg" in w and "GB18030" in w for w in info.warnings)
+    assert info.fields == CHINESE_FIELDS
+    assert list(frame.columns) == [*CHINESE_FIELDS, "source_row", "geometry"]
+    expected = components()
+    for name in CHINESE_FIELDS:
+        assert frame[name].tolist() == expected[name]
+    assert frame["source_row"].tolist() == [1, 2, 3, 4]
+    assert frame["source_row"].dtype == np.int64
+    assert frame.crs == "EPSG:4490"
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), rtol=0, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------ GeoPackage
+
+
+@pytest.fixture
+def two_layer_gpkg(tmp_path: Path) -> Path:
+    path = tmp_path / "survey.gpkg"
+    lon, lat = jinan_lonlat(5)
+    lamps = gpd.GeoDataFrame(
+        {"名称": [f"路灯{i}" for i in range(3)], "高度": [6.5, 8.0, 10.0]},
+        geometry=gpd.points_from_xy(lon[:3], lat[:3]),
+        crs="EPSG:4490",
+    )
+    toilets = gpd.GeoDataFrame(
+        {"名称": ["公厕甲", "公厕乙"]}, geometry=gpd.points_from_xy(lon[3:], lat[3:]), crs="EPSG:4490"
+    )
+    pyogrio.write_dataframe(lamps, path, layer="lamps")
+    pyogrio.write_dataframe(toilets, path, layer="toilets")
+    return path
+
+
+def test_gpkg_layer_picked_by_name(two_layer_gpkg: Path) -> None:
+    info, frame = read_layer(two_layer_gpkg, layer="toilets", city_bbox=JINAN_BBOX)
+
+    assert info.path == two_layer_gpkg
+    assert (info.format, info.layer, info.layers) == ("GPKG", "toilets", ("lamps", "toilets"))
+    assert (info.crs, info.crs_from, info.encoding) == ("cgcs2000", "file", "UTF-8")
+    assert (info.feature_count, info.fields, info.geometry_type) == (2, ("名称",), "Point")
+    assert info.warnings == ()
+    assert frame["名称"].tolist() == ["公厕甲", "公厕乙"]
+    assert frame["source_row"].tolist() == [1, 2]
+    lon, lat = jinan_lonlat(5)
+    np.testing.assert_array_equal(coords_of(frame), np.column_stack([lon[3:], lat[3:]]))
+    assert list_layers(two_layer_gpkg) == ("lamps", "toilets")
+
+
+def test_gpkg_with_several_layers_needs_a_name(two_layer_gpkg: Path) -> None:
+    with pytest.raises(LayerError, match="holds 2 layers") as err:
+        inspect_layer(two_layer_gpkg)
+    assert "lamps, toilets" in str(err.value) and "--layer" in str(err.value)
+    assert str(two_layer_gpkg) in str(err.value)
+
+
+def test_gpkg_unknown_layer_lists_the_layers(two_layer_gpkg: Path) -> None:
+    with pytest.raises(LayerError, match="has no layer 'roads'") as err:
+        inspect_layer(two_layer_gpkg, layer="roads")
+    assert "lamps, toilets" in str(err.value)
+
+
+def test_missing_geometry_and_nan_coordinates_keep_their_rows(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.gpkg"
+    lon, lat = jinan_lonlat(4)
+    geoms = [
+        shapely.Point(lon[0], lat[0]),
+        None,
+        shapely.Point(math.nan, math.nan),
+        shapely.Point(lon[3], lat[3]),
+    ]
+    frame = gpd.GeoDataFrame({"n": [1, 2, 3, 4]}, geometry=geoms, crs="EPSG:4548")
+    x, y = project(lon, lat, 4548)
+    frame.loc[[0, 3], "geometry"] = gpd.points_from_xy(x[[0, 3]], y[[0, 3]], crs="EPSG:4548")
+    pyogrio.write_dataframe(frame, path)
+
+    _, read = read_layer(path, city_bbox=JINAN_BBOX)
+
+    assert read["source_row"].tolist() == [1, 2, 3, 4]
+    assert read["n"].tolist() == [1, 2, 3, 4]
+    assert read.geometry.iloc[1] is None
+    third = read.geometry.iloc[2]
+    assert third is None or third.is_empty or not np.isfinite(shapely.get_coordinates(third)).all()
+    np.testing.assert_allclose(
+        coords_of(read.iloc[[0, 3]]), np.column_stack([lon[[0, 3]], lat[[0, 3]]]), atol=1e-8
+    )
+
+
+def test_lines_and_polygons_are_converted(tmp_path: Path) -> None:
+    path = tmp_path / "nets.gpkg"
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, 4548)
+    line = shapely.LineString(np.column_stack([x, y]))
+    polygon = shapely.Polygon(np.column_stack([x, y]))
+    frame = gpd.GeoDataFrame({"kind": ["line", "polygon"]}, geometry=[line, polygon], crs="EPSG:4548")
+    pyogrio.write_dataframe(frame, path, layer="nets", geometry_type="Unknown")
+
+    info, read = read_layer(path, city_bbox=JINAN_BBOX)
+
+    assert info.crs == "EPSG:4548"
+    assert read.geometry.iloc[0].geom_type == "LineString" and read.geometry.iloc[1].geom_type == "Polygon"
+    np.testing.assert_allclose(
+        shapely.get_coordinates(read.geometry.iloc[0]), np.column_stack([lon, lat]), atol=1e-8
+    )
+    ring = shapely.get_coordinates(read.geometry.iloc[1].exterior)
+    np.testing.assert_allclose(ring[:3], np.column_stack([lon, lat]), atol=1e-8)
+
+
+def test_chunks_stream_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "lamps.gpkg"
+    lon, lat = jinan_lonlat(25_000)
+    frame = gpd.GeoDataFrame(
+        {"seq": np.arange(25_000)}, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4490"
+    )
+    pyogrio.write_dataframe(frame, path)
+    info = inspect_layer(path)
+
+    chunks = list(iter_chunks(info, chunk_rows=10_000))
+
+    assert info.feature_count == 25_000
+    assert [len(c) for c in chunks] == [10_000, 10_000, 5_000]
+    rows = np.concatenate([c["source_row"].to_numpy() for c in chunks])
+    np.testing.assert_array_equal(rows, np.arange(1, 25_001))
+    np.testing.assert_array_equal(np.concatenate([c["seq"].to_numpy() for c in chunks]), np.arange(25_000))
+    assert all(c.crs == "EPSG:4490" for c in chunks)
+
+
+# ------------------------------------------------------------------------------------------ Shapefile
+
+
+def test_gbk_shapefile_without_cpg_is_detected(tmp_path: Path) -> None:
+    shp, lon, lat = write_gbk_shapefile(tmp_path / "survey")
+
+    info, frame = read_layer(shp, city_bbox=JINAN_BBOX)
+
+    assert_gbk_components(info, frame, lon, lat)
+    assert info.layer is None and info.layers == ("部件",)
+
+
+@pytest.mark.parametrize("given_as", ["zip", "folder"])
+def test_gbk_shapefile_zipped_or_as_a_folder(tmp_path: Path, given_as: str) -> None:
+    shp, lon, lat = write_gbk_shapefile(tmp_path / "survey")
+    if given_as == "zip":
+        path = tmp_path / "survey.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for part in sorted(shp.parent.iterdir()):
+                zf.write(part, f"survey/{part.name}")
+    else:
+        path = shp.parent
+
+    info, frame = read_layer(path, city_bbox=JINAN_BBOX)
+
+    assert info.path == path
+    assert_gbk_components(info, frame, lon, lat)
+
+
+def test_explicit_encoding_overrides_detection(tmp_path: Path) -> None:
+    shp, _, _ = write_gbk_shapefile(tmp_path)
+
+    info, frame = read_layer(shp, encoding="GBK")
+
+    assert info.encoding == "GBK" and info.warnings == ()
+    assert info.fields == CHINESE_FIELDS and frame["主管部门"].tolist() == components()["主管部门"]
+
+
+def test_utf8_shapefile_with_cpg(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    data = {k: v[:3] for k, v in components(3).items() if k != "主管部门"}  # 12 UTF-8 bytes: over .dbf's 10
+    frame = gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4490")
+    shp = tmp_path / "utf8.shp"
+    pyogrio.write_dataframe(frame, shp, encoding="UTF-8")
+    assert shp.with_suffix(".cpg").read_text().strip() == "UTF-8"
+
+    info, read = read_layer(shp)
+
+    assert (info.encoding, info.warnings) == ("UTF-8", ())
+    assert info.fields == ("标识码", "名称", "状态")
+    assert read["名称"].tolist() == data["名称"] and read["状态"].tolist() == data["状态"]
+    np.testing.assert_array_equal(coords_of(read), np.column_stack([lon, lat]))
+
+
+def test_utf8_field_names_cut_by_gdal_at_ten_bytes(tmp_path: Path) -> None:
+    # GDAL cuts 主管部门 (12 bytes in UTF-8) to 10 bytes, mid-character; pyogrio alone cannot read that.
+    lon, lat = jinan_lonlat(2)
+    data = {"主管部门": ["历下区城管局", "市政"], "名称": ["路灯", "公厕"]}
+    shp = tmp_path / "cut.shp"
+    with pytest.warns(RuntimeWarning):
+        pyogrio.write_dataframe(gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(lon, lat), crs=4490), shp)
+
+    info, frame = read_layer(shp)
+
+    assert (info.encoding, info.fields) == ("UTF-8", ("主管部", "名称"))
+    assert frame["主管部"].tolist() == data["主管部门"] and frame["名称"].tolist() == data["名称"]
+
+
+def dbf_bytes(name: str, width: int, values: list[bytes]) -> bytes:
+    """A dBASE III table with one character field, written by hand to control its width exactly."""
+    header_len, record_len = 32 + 32 + 1, 1 + width
+    head = b"\x03\x7c\x01\x01" + len(values).to_bytes(4, "little")
+    head += header_len.to_bytes(2, "little") + record_len.to_bytes(2, "little") + bytes(20)
+    field = name.encode("utf-8").ljust(11, b"\0") + b"C" + bytes(4) + bytes([width, 0]) + bytes(14)
+    return head + field + b"\r" + b"".join(b" " + v.ljust(width, b" ") for v in values) + b"\x1a"
+
+
+def test_utf8_value_cut_at_the_field_width_is_still_detected(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(2)
+    shp = tmp_path / "narrow.shp"
+    frame = gpd.GeoDataFrame({"名称": ["x", "y"]}, geometry=gpd.points_from_xy(lon, lat), crs=4490)
+    pyogrio.write_dataframe(frame, shp)
+    shp.with_suffix(".cpg").unlink()
+    # 8 bytes hold 历下 and the first two bytes of 区.
+    shp.with_suffix(".dbf").write_bytes(dbf_bytes("名称", 8, ["历下区".encode()[:8], "路灯".encode()]))
+
+    info, read = read_layer(shp)
+
+    assert (info.encoding, info.fields) == ("UTF-8", ("名称",))
+    assert read["名称"].tolist() == ["历下", "路灯"]
+
+
+def test_shapefile_needs_its_dbf(tmp_path: Path) -> None:
+    shp, _, _ = write_gbk_shapefile(tmp_path)
+    shp.with_suffix(".dbf").unlink()
+
+    with pytest.raises(LayerError, match=r"has no \.dbf") as err:
+        inspect_layer(shp)
+    assert str(shp) in str(err.value) and "copy all of them" in str(err.value)
+
+
+def test_folder_with_two_shapefiles_lists_them(tmp_path: Path) -> None:
+    write_gbk_shapefile(tmp_path)
+    lon, lat = jinan_lonlat(1)
+    gpd.GeoDataFrame(geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4490").to_file(tmp_path / "other.shp")
+
+    with pytest.raises(LayerError, match="holds 2 shapefiles") as err:
+        inspect_layer(tmp_path)
+    assert "other.shp" in str(err.value) and "部件.shp" in str(err.value)
+
+
+def test_shapefile_without_prj_needs_crs(tmp_path: Path) -> None:
+    shp, lon, lat = write_gbk_shapefile(tmp_path)
+    shp.with_suffix(".prj").unlink()
+
+    with pytest.raises(LayerError) as err:
+        inspect_layer(shp)
+    assert str(err.value) == (
+        f"{shp} has no coordinate reference system: say which with --crs (e.g. --crs EPSG:4527, --crs gcj02)"
+    )
+
+    info, frame = read_layer(shp, crs="4527")
+    assert (info.crs, info.crs_from) == ("EPSG:4527", "override")
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-7)
+
+
+ESRI_PRJ_4548 = (
+    'PROJCS["CGCS2000_3_Degree_GK_CM_117E",GEOGCS["GCS_China_Geodetic_Coordinate_System_2000",'
+    'DATUM["D_China_2000",SPHEROID["CGCS2000",6378137.0,298.257222101]],PRIMEM["Greenwich",0.0],'
+    'UNIT["Degree",0.0174532925199433]],PROJECTION["Gauss_Kruger"],PARAMETER["False_Easting",500000.0],'
+    'PARAMETER["False_Northing",0.0],PARAMETER["Central_Meridian",117.0],PARAMETER["Scale_Factor",1.0],'
+    'PARAMETER["Latitude_Of_Origin",0.0],UNIT["Meter",1.0]]'
+)
+
+
+def test_arcgis_prj_is_matched_to_its_epsg_code(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(2)
+    x, y = project(lon, lat, 4548)
+    shp = tmp_path / "arcgis.shp"
+    pyogrio.write_dataframe(gpd.GeoDataFrame({"n": [1, 2]}, geometry=gpd.points_from_xy(x, y), crs=4548), shp)
+    shp.with_suffix(".prj").write_text(ESRI_PRJ_4548)
+
+    info, frame = read_layer(shp, city_bbox=JINAN_BBOX)
+
+    assert (info.crs, info.crs_from) == ("EPSG:4548", "file")
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-8)
+
+
+def test_crs_without_epsg_code(tmp_path: Path) -> None:
+    local = "+proj=tmerc +lat_0=0 +lon_0=117.1 +k=1 +x_0=50000 +y_0=-4000000 +ellps=GRS80 +units=m +no_defs"
+    path = tmp_path / "local_grid.gpkg"
+    frame = gpd.GeoDataFrame(geometry=[shapely.Point(41_000.0, 58_000.0)], crs=pyproj.CRS(local))
+    pyogrio.write_dataframe(frame, path, layer="grid")
+
+    with pytest.raises(LayerError, match="has no EPSG code") as err:
+        inspect_layer(path)
+    name = pyproj.CRS.from_user_input(pyogrio.read_info(path)["crs"]).name
+    assert repr(name) in str(err.value) and "--crs" in str(err.value)
+
+    info = inspect_layer(path, crs="EPSG:4548")
+    assert info.crs_from == "override" and "using --crs EPSG:4548" in info.warnings[0]
+
+
+# ---------------------------------------------------------------------------------- GeoJSON, KML, FileGDB
+
+
+def geojson_text(lon: np.ndarray, lat: np.ndarray, crs: str | None = None) -> str:
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"名称": f"站{i}"},
+            "geometry": {"type": "Point", "coordinates": [x, y]},
+        }
+        for i, (x, y) in enumerate(zip(lon.tolist(), lat.tolist(), strict=True))
+    ]
+    document: dict[str, object] = {"type": "FeatureCollection", "features": features}
+    if crs is not None:
+        document["crs"] = {"type": "name", "properties": {"name": crs}}
+    return json.dumps(document, ensure_ascii=False)
+
+
+def test_geojson_is_wgs84_by_its_spec(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    path = tmp_path / "stations.geojson"
+    path.write_text(geojson_text(lon, lat), encoding="utf-8")
+
+    info, frame = read_layer(path, city_bbox=JINAN_BBOX)
+
+    assert (info.format, info.crs, info.crs_from, info.layer) == ("GeoJSON", "wgs84", "format", None)
+    assert frame["名称"].tolist() == ["站0", "站1", "站2"]
+    assert frame["source_row"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-9)
+
+
+def test_geojson_declaring_a_crs_and_an_override_that_contradicts_it(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, 4548)
+    declared = tmp_path / "declared.geojson"
+    declared.write_text(geojson_text(x, y, "urn:ogc:def:crs:EPSG::4548"), encoding="utf-8")
+    info, frame = read_layer(declared)
+    assert (info.crs, info.crs_from) == ("EPSG:4548", "file")
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-8)
+
+    # Amap-derived GeoJSON says nothing, so it looks like WGS 84; staff know better and say gcj02.
+    amap = tmp_path / "amap.geojson"
+    amap.write_text(geojson_text(*wgs84_to_gcj02(lon, lat)), encoding="utf-8")
+    info, frame = read_layer(amap, crs="gcj02")
+    assert (info.crs, info.crs_from) == ("gcj02", "override")
+    assert len(info.warnings) == 1 and "--crs gcj02" in info.warnings[0] and "wgs84" in info.warnings[0]
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-8)
+
+
+def test_kml(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    path = tmp_path / "toilets.kml"
+    frame = gpd.GeoDataFrame(
+        {"Name": ["公厕甲", "公厕乙", "公厕丙"]}, geometry=gpd.points_from_xy(lon, lat), crs=4326
+    )
+    pyogrio.write_dataframe(frame, path, driver="KML")
+
+    info, read = read_layer(path, city_bbox=JINAN_BBOX)
+
+    assert (info.format, info.crs, info.crs_from) == ("KML", "wgs84", "format")
+    assert info.layer == info.layers[0] and info.feature_count == 3
+    assert read["Name"].tolist() == ["公厕甲", "公厕乙", "公厕丙"]
+    assert read["source_row"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(coords_of(read)[:, :2], np.column_stack([lon, lat]), atol=1e-9)
+
+
+def test_filegdb(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(4)
+    x, y = project(lon, lat, 4527)
+    path = tmp_path / "城管.gdb"
+    roads = gpd.GeoDataFrame(
+        {"名称": ["经十路", "泉城路"]}, geometry=gpd.points_from_xy(x[:2], y[:2]), crs=4527
+    )
+    grids = gpd.GeoDataFrame({"名称": ["甲", "乙"]}, geometry=gpd.points_from_xy(x[2:], y[2:]), crs=4527)
+    pyogrio.write_dataframe(roads, path, layer="roads", driver="OpenFileGDB")
+    pyogrio.write_dataframe(grids, path, layer="grids", driver="OpenFileGDB")
+
+    info, frame = read_layer(path, layer="grids", city_bbox=JINAN_BBOX)
+
+    assert (info.format, info.layer, set(info.layers)) == ("OpenFileGDB", "grids", {"roads", "grids"})
+    assert (info.crs, info.crs_from) == ("EPSG:4527", "file")
+    assert frame["名称"].tolist() == ["甲", "乙"] and frame["source_row"].tolist() == [1, 2]
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon[2:], lat[2:]]), atol=1e-7)
+    with pytest.raises(LayerError, match="holds 2 layers"):
+        inspect_layer(path)
+
+
+# ------------------------------------------------------------------------------------------------- CSV
+
+
+def test_gcj02_csv_in_gbk(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(5)
+    glon, glat = wgs84_to_gcj02(lon, lat)
+    lines = ["名称,经度,纬度"] + [
+        f"公厕{i},{a:.10f},{b:.10f}" for i, (a, b) in enumerate(zip(glon, glat, strict=True))
+    ]
+    path = write_csv(tmp_path / "toilets.csv", "\r\n".join(lines) + "\r\n", "gbk")
+
+    info, frame = read_layer(path, crs="gcj02", city_bbox=JINAN_BBOX)
+
+    assert (info.format, info.crs, info.crs_from, info.encoding) == ("CSV", "gcj02", "override", "GB18030")
+    assert info.fields == ("名称", "经度", "纬度") and info.feature_count == 5
+    assert frame["名称"].tolist() == [f"公厕{i}" for i in range(5)]
+    assert frame["source_row"].tolist() == [2, 3, 4, 5, 6]
+    got = coords_of(frame)
+    _, _, metres = GEOD.inv(got[:, 0], got[:, 1], lon, lat)
+    assert np.max(metres) < 0.01
+
+
+def test_csv_empty_or_bad_coordinate_becomes_nan_on_its_line(tmp_path: Path) -> None:
+    text = (
+        '\ufeffID,Lon,Lat,备注\n1,117.01,36.65,ok\n2,,36.66,"two\nlines"\n\n3,abc,36.67,\n4,117.04,36.68,ok\n'
+    )
+    path = write_csv(tmp_path / "bom.csv", text)
+
+    info, frame = read_layer(path, crs="wgs84", city_bbox=JINAN_BBOX)
+
+    assert (info.encoding, info.fields, info.feature_count) == ("UTF-8", ("ID", "Lon", "Lat", "备注"), 4)
+    assert frame["ID"].tolist() == ["1", "2", "3", "4"]
+    # Line 3 holds a value that spans two lines and line 5 is blank, so the rows start on 2, 3, 6 and 7.
+    assert frame["source_row"].tolist() == [2, 3, 6, 7]
+    xy = coords_of(frame)
+    assert math.isnan(xy[1, 0]) and math.isnan(xy[2, 0])
+    np.testing.assert_allclose(xy[[0, 3]], [[117.01, 36.65], [117.04, 36.68]], atol=1e-9)
+    assert frame["Lon"].tolist() == ["117.01", None, "abc", "117.04"]
+
+
+def test_utf16_csv_from_excel(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "unicode.csv", "名称\tX坐标\tY坐标\n公厕\t117.02\t36.66\n", "utf-16")
+
+    info, frame = read_layer(path, crs="cgcs2000")
+
+    assert (info.encoding, info.fields, info.warnings) == ("UTF-16", ("名称", "X坐标", "Y坐标"), ())
+    assert frame["名称"].tolist() == ["公厕"] and coords_of(frame).tolist() == [[117.02, 36.66]]
+
+
+def test_csv_metres_in_a_gauss_kruger_crs_across_chunks(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(7)
+    x, y = project(lon, lat, 4527)
+    lines = ["东坐标\t北坐标\t名称"] + [
+        f"{a:.4f}\t{b:.4f}\t井盖{i}" for i, (a, b) in enumerate(zip(x, y, strict=True))
+    ]
+    path = write_csv(tmp_path / "covers.csv", "\n".join(lines) + "\n")
+    info = inspect_layer(path, crs="EPSG:4527", city_bbox=JINAN_BBOX)
+
+    chunks = list(iter_chunks(info, chunk_rows=3, city_bbox=JINAN_BBOX))
+
+    assert [c["source_row"].tolist() for c in chunks] == [[2, 3, 4], [5, 6, 7], [8]]
+    got = np.concatenate([coords_of(c) for c in chunks])
+    np.testing.assert_allclose(got, np.column_stack([lon, lat]), atol=1e-8)
+
+
+def test_csv_with_wkt_column(tmp_path: Path) -> None:
+    text = 'name,WKT\na,"POINT (117.01 36.65)"\nb,not wkt\nc,"LINESTRING (117 36.6, 117.1 36.7)"\n'
+    path = write_csv(tmp_path / "wkt.csv", text)
+
+    info, frame = read_layer(path, crs="cgcs2000")
+
+    assert info.fields == ("name",) and info.geometry_type == "Unknown"
+    assert frame["source_row"].tolist() == [2, 3, 4]
+    assert frame.geometry.iloc[0].equals(shapely.Point(117.01, 36.65)) and frame.geometry.iloc[1] is None
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.gpkg"
+    with pytest.raises(LayerError, match="does not exist") as err:
+        inspect_layer(path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_gpkg(two_layer_gpkg: Path, tmp_path: Path) -> None:
+    data = two_layer_gpkg.read_bytes()
+    cut = tmp_path / "cut.gpkg"
+    cut.write_bytes(data[: len(data) // 2])
+
+    with pytest.raises(LayerError, match="truncated or corrupt") as err:
+        inspect_layer(cut, layer="lamps")
+    assert str(cut) in str(err.value)
+
+
+def test_unknown_format(tmp_path: Path) -> None:
+    path = tmp_path / "notes.docx"
+    path.write_bytes(b"PK\x03\x04 not really a document")
+    with pytest.raises(LayerError, match="not a file format gridsvc can read") as err:
+        inspect_layer(path)
+    assert str(path) in str(err.value)
+
+
+def test_csv_without_crs(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "points.csv", "lng,lat\n117.0,36.6\n")
+    with pytest.raises(LayerError) as err:
+        inspect_layer(path)
+    assert str(err.value) == (
+        f"{path} has no coordinate reference system: say which with --crs (e.g. --crs EPSG:4527, --crs gcj02)"
+    )
+
+
+def test_csv_without_coordinate_columns(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "names.csv", "名称,地址,east\n公厕,经十路,117.0\n")
+    with pytest.raises(LayerError, match="no coordinate columns") as err:
+        inspect_layer(path, crs="wgs84")
+    message = str(err.value)
+    assert "名称, 地址, east" in message and "经度/纬度" in message and str(path) in message
+
+
+def test_metres_labelled_as_degrees(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, 4527)
+    path = tmp_path / "mislabelled.gpkg"
+    pyogrio.write_dataframe(gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs="EPSG:4490"), path)
+
+    with pytest.raises(LayerError, match="are metres, not degrees") as err:
+        inspect_layer(path)
+    message = str(err.value)
+    assert f"({float(x[0])!r}, {float(y[0])!r})" in message
+    assert "the file says cgcs2000" in message and "try --crs EPSG:4527" in message
+
+
+def test_swapped_lon_lat(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    lines = ["lon,lat"] + [f"{b},{a}" for a, b in zip(lon, lat, strict=True)]
+    path = write_csv(tmp_path / "swapped.csv", "\n".join(lines) + "\n")
+
+    with pytest.raises(LayerError, match="swapped") as err:
+        inspect_layer(path, crs="wgs84", city_bbox=JINAN_BBOX)
+    assert "swap the columns" in str(err.value) and str(path) in str(err.value)
+
+
+def test_zone_prefix_under_epsg_4548(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, 4527)
+    path = tmp_path / "prefixed.shp"
+    pyogrio.write_dataframe(
+        gpd.GeoDataFrame({"n": [1, 2, 3]}, geometry=gpd.points_from_xy(x, y), crs=4548), path
+    )
+
+    with pytest.raises(LayerError, match="zone prefix 39") as err:
+        inspect_layer(path)
+    message = str(err.value)
+    assert "EPSG:4527" in message and "instead of EPSG:4548" in message and "row 1" in message
+    assert "at index" not in message
+
+
+def test_whole_file_outside_the_city(tmp_path: Path) -> None:
+    # CM 117E eastings labelled with the CM 120E code (EPSG:4549), a common mislabel: 3 degrees east.
+    lon, lat = jinan_lonlat(4)
+    x, y = project(lon, lat, 4548)
+    path = tmp_path / "wrong_zone.gpkg"
+    pyogrio.write_dataframe(gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs="EPSG:4549"), path)
+
+    inspect_layer(path)  # without a city box nothing is wrong
+    with pytest.raises(LayerError, match="4 of 4 coordinates") as err:
+        inspect_layer(path, city_bbox=JINAN_BBOX)
+    message = str(err.value)
+    assert "outside the city" in message and "row 1" in message and "try --crs EPSG:4548" in message
+
+
+def test_points_far_away_without_a_better_crs(tmp_path: Path) -> None:
+    beijing = [("116.40", "39.90"), ("116.41", "39.91"), ("117.02", "36.66")]
+    path = write_csv(tmp_path / "beijing.csv", "x,y\n" + "".join(f"{a},{b}\n" for a, b in beijing))
+
+    with pytest.raises(LayerError, match="2 of 3 coordinates") as err:
+        inspect_layer(path, crs="wgs84", city_bbox=JINAN_BBOX)
+    assert "row 2: (116.4, 39.9)" in str(err.value) and "--crs says wgs84 is right" in str(err.value)
+    # One point outside the city is the row validator's business, not a whole-file error.
+    inspect_layer(
+        write_csv(tmp_path / "one.csv", "x,y\n116.40,39.90\n117.02,36.66\n117.03,36.67\n"), crs="wgs84"
+    )
+
+
+def test_gcj02_outside_china_names_the_row(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "london.csv", "lon,lat\n117.02,36.66\n117.03,36.67\n-0.1276,51.5072\n")
+    with pytest.raises(LayerError, match="row 4") as err:
+        inspect_layer(path, crs="gcj02")
+    assert "outside China" in str(err.value) and str(path) in str(err.value)
+
+
+def test_unknown_crs_override(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "points.csv", "lng,lat\n117.0,36.6\n")
+    with pytest.raises(LayerError, match="--crs mars"):
+        inspect_layer(path, crs="mars")
+
+
+def test_public_names() -> None:
+    assert set(io.__all__) >= {
+        "LayerError",
+        "LayerInfo",
+        "inspect_layer",
+        "iter_chunks",
+        "read_layer",
+        "list_layers",
+    }
+    assert issubclass(LayerError, ValueError)

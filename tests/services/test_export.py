@@ -1,0 +1,76 @@
+"""Exporting layers back to the files GIS staff use, in their CRS and encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from pyproj import Transformer
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.errors import InvalidInputError, NotFoundError
+from gridsvc.services.export import export_layer
+
+
+def test_lamps_to_gbk_shapefile_in_zone_39(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    path, count = export_layer(
+        demo_sessions,
+        "components",
+        tmp_path / "路灯.shp",
+        crs="EPSG:4527",
+        encoding="GBK",
+        class_codes=("0118",),
+    )
+    with demo_sessions() as session:
+        expected = session.execute(
+            text("SELECT count(*) FROM component WHERE class_code = '0118' AND valid_to IS NULL AND in_use")
+        ).scalar_one()
+        first = session.execute(
+            text(
+                "SELECT code, ST_X(geom), ST_Y(geom) FROM component"
+                " WHERE class_code = '0118' ORDER BY code LIMIT 1"
+            )
+        ).one()
+    assert count == expected
+    back = gpd.read_file(path, encoding="GBK")
+    assert back.crs.to_epsg() == 4527
+    row = back[back["code"] == first.code].iloc[0]
+    x, y = Transformer.from_crs(4490, 4527, always_xy=True).transform(first[1], first[2])
+    assert np.hypot(row.geometry.x - x, row.geometry.y - y) < 0.01
+    assert "路灯" in set(back["class_name"])  # Chinese text survives GBK
+
+
+def test_grids_and_boundaries(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    path, count = export_layer(demo_sessions, "grids", tmp_path / "grids.gpkg", kind="responsibility")
+    grids = gpd.read_file(path)
+    assert len(grids) == count and grids["code"].str.contains("R").all()
+    path, count = export_layer(
+        demo_sessions, "boundaries", tmp_path / "communities.geojson", level="community"
+    )
+    communities = gpd.read_file(path)
+    assert len(communities) == count and communities["name"].str.endswith(("社区", "村")).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"path_name": "out.txt"}, "file"),
+        ({"crs": "EPSG:999999"}, "crs"),
+        ({"encoding": "GBK"}, "encoding"),  # GBK only for Shapefiles
+    ],
+)
+def test_bad_export_options(
+    demo_sessions: sessionmaker[Session], tmp_path: Path, kwargs: dict[str, str], field: str
+) -> None:
+    name = kwargs.pop("path_name", "out.gpkg")
+    with pytest.raises(InvalidInputError) as info:
+        export_layer(demo_sessions, "components", tmp_path / name, **kwargs)  # type: ignore[arg-type]
+    assert info.value.problems[0].field == field
+
+
+def test_unknown_plan(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        export_layer(demo_sessions, "grids", tmp_path / "g.gpkg", plan="999")

@@ -1,0 +1,497 @@
+"""Importing component censuses from real files of every format GIS staff have, into the demo city."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gis.crs import wgs84_to_gcj02
+from gridsvc.api.app import create_app
+from gridsvc.errors import InvalidInputError
+from gridsvc.services.access import LOCAL_OPERATOR, Principal, create_key
+from gridsvc.services.imports import ImportReport, ImportRequest, import_components
+from gridsvc.settings import Settings
+from tests.conftest import NEUTRAL_CWD
+
+LAMP = "0118"
+GREEN_BELT = "0490"
+
+
+def _grid_points(sessions: sessionmaker[Session], n: int, offset: int = 0) -> pd.DataFrame:
+    """n points well inside distinct unit grids of the demo's 历下区, with the grid that owns each."""
+    with sessions() as session:
+        rows = session.execute(
+            text(
+                "SELECT code, ST_X(p) AS lon, ST_Y(p) AS lat FROM ("
+                " SELECT code, ST_PointOnSurface(geom) AS p FROM unit_grid"
+                " WHERE ST_Area(ST_Transform(geom, 4548)) > 5000 ORDER BY code OFFSET :o LIMIT :n) x"
+            ),
+            {"n": n, "o": offset},
+        ).all()
+    return pd.DataFrame(rows, columns=["unit_grid_code", "lon", "lat"])
+
+
+def _lamps(points: pd.DataFrame, first_seq: int = 900_001, class_code: str = LAMP) -> gpd.GeoDataFrame:
+    """A lamp census as survey contractors deliver it: Chinese field names, one unknown field."""
+    n = len(points)
+    return gpd.GeoDataFrame(
+        {
+            "标识码": [f"370102{class_code}{first_seq + i:06d}" for i in range(n)],
+            "名称": [f"经十路路灯{i + 1}号" for i in range(n)],
+            "主管部门": ["照明"] * n,
+            "养护单位": ["济南市路灯养护中心"] * n,
+            "状态": ["完好"] * n,
+            "灯杆高度": np.full(n, 12.5),
+        },
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+
+
+def _run(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    path: Path,
+    actor: Principal = LOCAL_OPERATOR,
+    **kwargs: object,
+) -> ImportReport:
+    return import_components(sessions, ImportRequest(path=path, **kwargs), settings=settings, actor=actor)  # type: ignore[arg-type]
+
+
+def _current(sessions: sessionmaker[Session], codes: list[str]) -> pd.DataFrame:
+    with sessions() as session:
+        rows = session.execute(
+            text(
+                "SELECT c.code, c.name, c.status, c.owner_department_code, c.attributes,"
+                " u.code AS unit_grid_code,"
+                " r.code AS responsibility_grid_code, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat"
+                " FROM component c LEFT JOIN unit_grid u ON u.id = c.unit_grid_id"
+                " LEFT JOIN responsibility_grid r ON r.id = c.responsibility_grid_id"
+                " WHERE c.valid_to IS NULL AND c.code = ANY(:codes) ORDER BY c.code"
+            ),
+            {"codes": codes},
+        ).mappings()
+        return pd.DataFrame([dict(r) for r in rows])
+
+
+def _count(sessions: sessionmaker[Session], sql: str = "SELECT count(*) FROM component") -> int:
+    with sessions() as session:
+        return int(session.execute(text(sql)).scalar_one())
+
+
+def _metres_apart(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray) -> np.ndarray:
+    from pyproj import Geod
+
+    return np.asarray(Geod(ellps="GRS80").inv(lon1, lat1, lon2, lat2)[2])
+
+
+def _check_imported(
+    sessions: sessionmaker[Session], lamps: gpd.GeoDataFrame, points: pd.DataFrame, report: ImportReport
+) -> None:
+    assert (report.rows_read, report.accepted, report.rejected, report.new) == (len(lamps),) * 2 + (
+        0,
+        len(lamps),
+    )
+    assert report.assigned_to_grid == len(lamps)
+    got = _current(sessions, list(lamps["标识码"]))
+    assert list(got["code"]) == sorted(lamps["标识码"])
+    assert list(got["unit_grid_code"]) == list(points["unit_grid_code"])
+    assert got["responsibility_grid_code"].notna().all()
+    assert set(got["owner_department_code"]) == {"lighting"}  # 主管部门 照明 is the lighting department
+    assert set(got["status"]) == {"intact"}  # 完好
+    # An unknown field is kept, not dropped (as text from a CSV; a UTF-8 .dbf cuts its name to 10 bytes).
+    height = next(v for k, v in got["attributes"].iloc[0].items() if k.startswith("灯杆高"))
+    assert float(height) == 12.5
+    assert got["attributes"].iloc[0]["maintainer"] == "济南市路灯养护中心"  # not a department: kept as text
+    assert got["name"].iloc[0].startswith("经十路路灯")
+    assert _metres_apart(got["lon"], got["lat"], points["lon"], points["lat"]).max() < 1.0
+
+
+# --- every format ----------------------------------------------------------------------------------
+
+
+def test_geopackage_layer_by_name(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 40)
+    lamps = _lamps(points)
+    path = tmp_path / "普查.gpkg"
+    lamps.to_file(path, layer="路灯", driver="GPKG")
+    lamps.head(3).to_file(path, layer="other", driver="GPKG")
+    report = _run(demo_sessions, test_settings, path, source_layer="路灯")
+    _check_imported(demo_sessions, lamps, points, report)
+    assert report.format == "GPKG" and report.source_layer == "路灯"
+    with demo_sessions() as session:
+        batch = session.execute(
+            text("SELECT source_file, checksum_sha256, imported_by, counts FROM survey_batch WHERE id = :id"),
+            {"id": report.batch_id},
+        ).one()
+    assert batch.source_file == "普查.gpkg" and len(batch.checksum_sha256) == 64
+    assert batch.imported_by == "cli" and batch.counts["new"] == 40
+
+
+def test_gbk_shapefile_in_gauss_kruger_zone_39(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 30)
+    lamps = _lamps(points)
+    shp = tmp_path / "lamps" / "路灯.shp"
+    shp.parent.mkdir()
+    lamps.to_crs("EPSG:4527").to_file(shp, encoding="GBK")
+    shp.with_suffix(".cpg").unlink(missing_ok=True)  # as old desktop GIS leaves it: no .cpg, GBK text
+    report = _run(demo_sessions, test_settings, shp.parent)
+    _check_imported(demo_sessions, lamps, points, report)
+    assert report.crs == "EPSG:4527" and report.encoding and report.encoding.upper() in ("GB18030", "GBK")
+
+
+def test_zipped_shapefile(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 10)
+    lamps = _lamps(points)
+    shp = tmp_path / "路灯.shp"
+    lamps.to_file(shp, encoding="UTF-8")
+    archive = tmp_path / "路灯.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for part in tmp_path.glob("路灯.*"):
+            if part.suffix != ".zip":
+                zipped.write(part, part.name)
+    _check_imported(demo_sessions, lamps, points, _run(demo_sessions, test_settings, archive))
+
+
+def test_gcj02_csv_with_chinese_coordinate_columns(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 25)
+    lamps = _lamps(points)
+    gcj_lon, gcj_lat = wgs84_to_gcj02(points["lon"].to_numpy(), points["lat"].to_numpy())
+    table = pd.DataFrame(lamps.drop(columns="geometry")).assign(经度=gcj_lon, 纬度=gcj_lat)
+    path = tmp_path / "路灯.csv"
+    table.to_csv(path, index=False, encoding="utf-8-sig")
+    with pytest.raises(InvalidInputError, match="--crs"):
+        _run(demo_sessions, test_settings, path)  # a CSV carries no CRS: refuse to guess
+    _check_imported(demo_sessions, lamps, points, _run(demo_sessions, test_settings, path, crs="gcj02"))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "driver"), [(".geojson", "GeoJSON"), (".kml", "KML"), (".gdb", "OpenFileGDB")]
+)
+def test_geojson_kml_filegdb(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, suffix: str, driver: str
+) -> None:
+    points = _grid_points(demo_sessions, 12)
+    lamps = _lamps(points)
+    path = tmp_path / f"lamps{suffix}"
+    frame = lamps.to_crs("EPSG:4326") if driver in ("GeoJSON", "KML") else lamps
+    frame.to_file(path, driver=driver, **({"layer": "lamps"} if driver == "OpenFileGDB" else {}))
+    _check_imported(demo_sessions, lamps, points, _run(demo_sessions, test_settings, path))
+
+
+# --- broken rows and broken files ------------------------------------------------------------------
+
+
+def test_bad_rows_are_reported_and_good_rows_imported(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 8)
+    lamps = _lamps(points)
+    lon, lat = points["lon"].to_numpy(), points["lat"].to_numpy()
+    geoms = list(lamps.geometry)
+    codes = list(lamps["标识码"])
+    geoms[1] = shapely.Point(np.nan, lat[1])  # row 2: NaN coordinate
+    codes[3] = codes[2]  # rows 3 and 4: the same code twice
+    codes[5] = f"370103{LAMP}900006"  # row 6: 市中区 code for a lamp in 历下区
+    belt = shapely.Polygon(
+        [(lon[6], lat[6]), (lon[6] + 1e-4, lat[6] + 1e-4), (lon[6] + 1e-4, lat[6]), (lon[6], lat[6] + 1e-4)]
+    )
+    codes[6] = f"370102{GREEN_BELT}900007"  # row 7: a self-intersecting (bowtie) green belt
+    geoms[6] = belt
+    lamps = lamps.assign(标识码=codes).set_geometry(gpd.GeoSeries(geoms, crs="EPSG:4490"))
+    path = tmp_path / "问题.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    before = _count(demo_sessions)
+
+    report = _run(demo_sessions, test_settings, path, report_path=tmp_path / "report.csv")
+    rejected = {(p.source_row, p.field) for p in report.problems if p.action == "rejected"}
+    assert {2, 3, 4, 6, 7} == {row for row, _ in rejected}
+    assert (2, "geometry") in rejected and (3, "code") in rejected and (4, "code") in rejected
+    assert (6, "code") in rejected and (7, "geometry") in rejected
+    reasons = {p.source_row: p.reason for p in report.problems}
+    assert "370103" in reasons[6] and "370102" in reasons[6]
+    assert report.accepted == 3 and report.rejected == 5
+    assert _count(demo_sessions) == before + 3
+    written = pd.read_csv(tmp_path / "report.csv", encoding="utf-8-sig")
+    assert set(written["source_row"]) == {2, 3, 4, 6, 7}
+    with demo_sessions() as session:
+        stored = session.execute(
+            text("SELECT count(DISTINCT source_row) FROM import_problem WHERE survey_batch_id = :b"),
+            {"b": report.batch_id},
+        ).scalar_one()
+    assert stored == 5
+
+
+def test_strict_refuses_and_writes_nothing(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 5)
+    lamps = _lamps(points)
+    lamps.loc[2, "状态"] = "坏了"  # not a known status
+    path = tmp_path / "strict.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    with pytest.raises(InvalidInputError) as info:
+        _run(demo_sessions, test_settings, path, strict=True)
+    assert info.value.problems[0].location["source_row"] == 3
+    assert "坏了" in str(info.value.problems[0].location["value"])
+    assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
+
+
+@pytest.mark.parametrize("breakage", ["truncated", "degrees_label", "missing"])
+def test_broken_files_are_refused_whole(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, breakage: str
+) -> None:
+    points = _grid_points(demo_sessions, 20)
+    lamps = _lamps(points)
+    path = tmp_path / "broken.gpkg"
+    if breakage == "truncated":
+        lamps.to_file(path, driver="GPKG")
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+        expected = "broken.gpkg"
+    elif breakage == "degrees_label":
+        # Gauss-Krüger metres in a file that says it is CGCS2000 degrees.
+        metres = lamps.to_crs("EPSG:4527")
+        metres.set_crs("EPSG:4490", allow_override=True).to_file(path, driver="GPKG")
+        expected = "EPSG:4527"
+    else:
+        expected = "does not exist"
+    before = _count(demo_sessions)
+    with pytest.raises(InvalidInputError) as info:
+        _run(demo_sessions, test_settings, path)
+    message = info.value.detail + " ".join(p.message for p in info.value.problems)
+    assert expected in message
+    assert _count(demo_sessions) == before
+
+
+# --- history ---------------------------------------------------------------------------------------
+
+
+def test_reimport_versions_changes_and_retires_only_when_asked(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 10, offset=100)
+    # Power manhole covers (0105): the demo city has none, so this file is the full survey of its class.
+    lamps = _lamps(points, first_seq=950_001, class_code="0105")
+    first = tmp_path / "v1.gpkg"
+    lamps.to_file(first, driver="GPKG")
+    _run(demo_sessions, test_settings, first)
+
+    again = _run(demo_sessions, test_settings, first)
+    assert (again.new, again.changed, again.unchanged) == (0, 0, 10)
+
+    corrected = lamps.copy()
+    corrected.loc[0, "状态"] = "破损"
+    corrected = corrected.drop(index=9)  # one lamp gone from the re-survey
+    second = tmp_path / "v2.gpkg"
+    corrected.to_file(second, driver="GPKG")
+    report = _run(demo_sessions, test_settings, second)
+    assert (report.new, report.changed, report.unchanged, report.retired) == (0, 1, 8, 0)
+    code0, code9 = lamps["标识码"].iloc[0], lamps["标识码"].iloc[9]
+    with demo_sessions() as session:
+        versions = session.execute(
+            text("SELECT status, valid_to IS NULL FROM component WHERE code = :c ORDER BY valid_from"),
+            {"c": code0},
+        ).all()
+    assert versions == [("intact", False), ("damaged", True)]  # the old version keeps its valid-to
+    assert _current(demo_sessions, [code9])["status"].tolist() == ["intact"]  # not retired silently
+
+    retired = _run(demo_sessions, test_settings, second, retire_missing=True)
+    assert retired.retired == 1 and retired.unchanged == 9
+    with demo_sessions() as session:
+        in_use = session.execute(
+            text("SELECT in_use FROM component WHERE code = :c AND valid_to IS NULL"), {"c": code9}
+        ).scalar_one()
+    assert in_use is False
+
+
+def test_dry_run_writes_nothing(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 6)
+    path = tmp_path / "dry.gpkg"
+    _lamps(points).to_file(path, driver="GPKG")
+    before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    report = _run(demo_sessions, test_settings, path, dry_run=True)
+    assert report.dry_run and report.new == 6 and report.batch_id is None
+    assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
+
+
+def test_only_gis_staff_may_import(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    from gridsvc.errors import PermissionDeniedError
+
+    path = tmp_path / "x.gpkg"
+    _lamps(_grid_points(demo_sessions, 2)).to_file(path, driver="GPKG")
+    with pytest.raises(PermissionDeniedError):
+        _run(demo_sessions, test_settings, path, actor=Principal(name="调度员", role="dispatcher"))
+
+
+# --- the two doors: HTTP upload and the CLI ---------------------------------------------------------
+
+
+def test_http_upload_returns_the_import_and_its_report(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 7)
+    lamps = _lamps(points)
+    lamps.loc[4, "状态"] = "坏了"
+    path = tmp_path / "upload.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    staff = create_key(demo_sessions, name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR).secret
+    field_key = create_key(demo_sessions, name="网格员", role="field", actor=LOCAL_OPERATOR).secret
+    with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
+        files = {"file": ("路灯普查.gpkg", path.read_bytes(), "application/geopackage+sqlite3")}
+        assert client.post("/v1/imports/components", files=files).status_code == 401
+        assert (
+            client.post("/v1/imports/components", files=files, headers={"X-API-Key": field_key}).status_code
+            == 403
+        )
+        response = client.post("/v1/imports/components", files=files, headers={"X-API-Key": staff})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["accepted"] == 6 and body["rejected"] == 1 and body["file"] == "路灯普查.gpkg"
+        assert body["problems"][0]["source_row"] == 5 and body["problems"][0]["field"] == "status"
+        job = client.get(body["links"]["self"]).json()
+        assert job["counts"]["new"] == 6 and job["imported_by"] == "测绘员"
+        csv = client.get(body["links"]["problems_csv"])
+        assert csv.status_code == 200 and "坏了" in csv.content.decode("utf-8-sig")
+        bad = client.post(
+            "/v1/imports/components",
+            files={"file": ("notes.txt", b"hello", "text/plain")},
+            headers={"X-API-Key": staff},
+        )
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "file"
+
+
+def test_cli_dry_run_with_report(demo_url: str, demo_engine_shared: Engine, tmp_path: Path) -> None:
+    with demo_engine_shared.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom))"
+                " FROM unit_grid ORDER BY code LIMIT 4"
+            )
+        ).all()
+    points = pd.DataFrame(rows, columns=["lon", "lat"])
+    lamps = _lamps(points)
+    lamps.loc[1, "标识码"] = "12345"
+    path = tmp_path / "cli.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=demo_url, COLUMNS="200")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gridsvc.cli",
+            "import",
+            "components",
+            str(path),
+            "--dry-run",
+            "--report",
+            str(tmp_path / "问题.gpkg"),
+        ],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing written" in result.stdout and "12345" in result.stdout
+    problems = gpd.read_file(tmp_path / "问题.gpkg")
+    assert problems["source_row"].tolist() == [2]
+
+
+def test_killed_import_leaves_the_database_unchanged(
+    demo_url: str, demo_engine_shared: Engine, tmp_path: Path
+) -> None:
+    with demo_engine_shared.connect() as conn:
+        box = conn.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
+                " FROM (SELECT ST_Extent(geom) e FROM district) d"
+            )
+        ).one()
+        before = conn.execute(
+            text("SELECT count(*), (SELECT count(*) FROM survey_batch) FROM component")
+        ).one()
+    rng = np.random.default_rng(1)
+    n = 300_000
+    lon = rng.uniform(box[0] + 0.01, box[2] - 0.01, n)
+    lat = rng.uniform(box[1] + 0.01, box[3] - 0.01, n)
+    big = gpd.GeoDataFrame(
+        {"标识码": [f"370102{LAMP}{i:06d}" for i in range(n)], "状态": "完好"},
+        geometry=shapely.points(lon, lat),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "big.gpkg"
+    big.to_file(path, driver="GPKG")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=demo_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridsvc.cli", "import", "components", str(path), "--chunk-rows", "5000"],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait until the import is writing into its staging table, then kill it
+            with demo_engine_shared.connect() as conn:
+                copying = conn.execute(
+                    # The import's session is inside its transaction once it has touched the staging table.
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gridsvc'"
+                        " AND xact_start IS NOT NULL AND query LIKE '%import_stage%'"
+                    )
+                ).scalar_one()
+            if copying or process.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the import finished before it could be killed"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    time.sleep(0.5)  # the server notices the dropped connection and rolls back
+    with demo_engine_shared.connect() as conn:
+        after = conn.execute(
+            text("SELECT count(*), (SELECT count(*) FROM survey_batch) FROM component")
+        ).one()
+    assert tuple(after) == tuple(before)
+
+
+def test_report_json_is_serialisable(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "j.gpkg"
+    _lamps(_grid_points(demo_sessions, 3)).to_file(path, driver="GPKG")
+    report = _run(demo_sessions, test_settings, path)
+    assert json.loads(json.dumps(report.to_dict()))["new"] == 3
