@@ -359,78 +359,76 @@ def _parse_map(pairs: list[str]) -> dict[str, str]:
     return mapping
 
 
-@import_app.command("components")
-@friendly
-def import_components_command(
-    file: Annotated[
-        Path, typer.Argument(help="The file: .gpkg, .shp / folder / .zip, .geojson, .csv, .kml or .gdb.")
-    ],
-    layer: Annotated[str | None, typer.Option(help="Layer name in a GeoPackage, FileGDB or KML.")] = None,
-    crs: Annotated[
-        str | None,
-        typer.Option(help="The file's CRS when it has none or a wrong one: EPSG:4527, gcj02, bd09, ..."),
-    ] = None,
-    encoding: Annotated[
-        str | None, typer.Option(help="Attribute text encoding (default: .cpg, else detected).")
-    ] = None,
-    mapping: Annotated[
-        Path | None, typer.Option(help="Saved field-mapping profile (YAML or JSON: {standard: file_field}).")
-    ] = None,
-    map_: Annotated[
-        list[str] | None, typer.Option("--map", help="One mapping, e.g. --map code=BSM (repeatable).")
-    ] = None,
-    dry_run: Annotated[bool, typer.Option(help="Validate and report; write nothing.")] = False,
-    retire_missing: Annotated[
-        bool,
-        typer.Option(
-            help="Mark void the components of the surveyed classes in the area that the file lacks."
-        ),
-    ] = False,
-    area: Annotated[
-        list[str] | None,
-        typer.Option(help="Survey area for --retire-missing: admin codes (default: communities touched)."),
-    ] = None,
-    strict: Annotated[bool, typer.Option(help="Refuse the whole file if any row is rejected.")] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option(help="Write the rejected/repaired rows to this .gpkg or .csv (open it in QGIS)."),
-    ] = None,
-    chunk_rows: Annotated[int, typer.Option(help="Rows read at a time (memory stays bounded).")] = 100_000,
+FileArg = Annotated[
+    Path, typer.Argument(help="The file: .gpkg, .shp / folder / .zip, .geojson, .csv, .kml or .gdb.")
+]
+LayerOpt = Annotated[str | None, typer.Option("--layer", help="Layer name in a GeoPackage, FileGDB or KML.")]
+CrsOpt = Annotated[
+    str | None,
+    typer.Option("--crs", help="The file's CRS when it has none or a wrong one: EPSG:4527, gcj02, ..."),
+]
+EncodingOpt = Annotated[
+    str | None, typer.Option("--encoding", help="Attribute text encoding (default: .cpg, else detected).")
+]
+MappingOpt = Annotated[
+    Path | None,
+    typer.Option("--mapping", help="Saved field-mapping profile (YAML or JSON: {standard: file_field})."),
+]
+MapOpt = Annotated[
+    list[str] | None, typer.Option("--map", help="One mapping, e.g. --map code=BSM (repeatable).")
+]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate and report; write nothing.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Refuse the whole file if any row is rejected.")]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--report", help="Write the rejected/repaired rows to this .gpkg or .csv (open it in QGIS)."
+    ),
+]
+ChunkOpt = Annotated[int, typer.Option("--chunk-rows", help="Rows read at a time (memory stays bounded).")]
+
+
+def _run_import(
+    file: Path,
+    *,
+    layer_name: str | None,
+    crs: str | None,
+    encoding: str | None,
+    mapping: Path | None,
+    map_: list[str] | None,
+    dry_run: bool,
+    strict: bool,
+    report: Path | None,
+    chunk_rows: int,
+    **extra: Any,
 ) -> None:
-    """Import a component census: validate every row, version changed components, assign grids.
-
-    Built-in recognition of common field names (标识码/OBJCODE, 名称/OBJNAME, 主管部门, 养护单位,
-    状态/OBJSTATE, ...); unknown fields are kept in the free attributes. Re-importing a corrected file
-    updates by component code: changed rows get a new version, unchanged rows are not rewritten.
-
-    Example: `gridsvc import components 路灯普查.zip --crs EPSG:4527 --report 问题.gpkg`
-    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from gis.fieldmap import MappingError, load_mapping
     from gridsvc.services.access import LOCAL_OPERATOR
-    from gridsvc.services.imports import ImportRequest, import_components
+    from gridsvc.services.imports import ImportRequest, import_layer
 
+    layer = extra.pop("layer")
     explicit: dict[str, str] = {}
     if mapping:
         try:
-            explicit.update(load_mapping(mapping))
+            explicit.update(load_mapping(mapping, layer=layer))
         except (MappingError, OSError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--mapping") from exc
     explicit.update(_parse_map(map_ or []))
     settings = _settings()
     request = ImportRequest(
         path=file,
-        source_layer=layer,
+        layer=layer,
+        source_layer=layer_name,
         crs=crs,
         encoding=encoding,
         mapping=explicit or None,
         dry_run=dry_run,
-        retire_missing=retire_missing,
-        area_codes=tuple(area or ()),
         strict=strict,
         chunk_rows=chunk_rows,
         report_path=report,
+        **extra,
     )
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -445,14 +443,201 @@ def import_components_command(
         def rows_read(rows: int, total: int) -> None:
             bar.update(task, advance=rows, total=total)
 
-        result = import_components(
+        result = import_layer(
             _sessions(settings), request, settings=settings, actor=LOCAL_OPERATOR, progress=rows_read
         )
     _print_import(result)
 
 
+@import_app.command("components")
+@friendly
+def import_components_command(
+    file: FileArg,
+    layer: LayerOpt = None,
+    crs: CrsOpt = None,
+    encoding: EncodingOpt = None,
+    mapping: MappingOpt = None,
+    map_: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    retire_missing: Annotated[
+        bool,
+        typer.Option(
+            help="Mark void the components of the surveyed classes in the area that the file lacks."
+        ),
+    ] = False,
+    area: Annotated[
+        list[str] | None,
+        typer.Option(help="Survey area for --retire-missing: admin codes (default: communities touched)."),
+    ] = None,
+    strict: StrictOpt = False,
+    report: ReportOpt = None,
+    chunk_rows: ChunkOpt = 100_000,
+) -> None:
+    """Import a component census: validate every row, version changed components, assign grids.
+
+    Built-in recognition of common field names (标识码/OBJCODE, 名称/OBJNAME, 主管部门, 养护单位,
+    状态/OBJSTATE, ...); unknown fields are kept in the free attributes. Re-importing a corrected file
+    updates by component code: changed rows get a new version, unchanged rows are not rewritten.
+
+    Example: `gridsvc import components 路灯普查.zip --crs EPSG:4527 --report 问题.gpkg`
+    """
+    _run_import(
+        file,
+        layer_name=layer,
+        crs=crs,
+        encoding=encoding,
+        mapping=mapping,
+        map_=map_,
+        dry_run=dry_run,
+        strict=strict,
+        report=report,
+        chunk_rows=chunk_rows,
+        layer="components",
+        retire_missing=retire_missing,
+        area_codes=tuple(area or ()),
+    )
+
+
+@import_app.command("boundaries")
+@friendly
+def import_boundaries_command(
+    file: FileArg,
+    level: Annotated[str, typer.Option(help="district (6-digit codes), street (9) or community (12).")],
+    layer: LayerOpt = None,
+    crs: CrsOpt = None,
+    encoding: EncodingOpt = None,
+    mapping: MappingOpt = None,
+    map_: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
+    report: ReportOpt = None,
+    chunk_rows: ChunkOpt = 100_000,
+) -> None:
+    """Import admin boundaries of one level, upserted by code (district first, then streets, communities).
+
+    Fields: code (代码/区划代码), name (名称), households (户数, communities). Example:
+    `gridsvc import boundaries 社区.shp --level community`
+    """
+    _run_import(
+        file,
+        layer_name=layer,
+        crs=crs,
+        encoding=encoding,
+        mapping=mapping,
+        map_=map_,
+        dry_run=dry_run,
+        strict=strict,
+        report=report,
+        chunk_rows=chunk_rows,
+        layer="boundaries",
+        level=level,
+    )
+
+
+@import_app.command("stations")
+@friendly
+def import_stations_command(
+    file: FileArg,
+    layer: LayerOpt = None,
+    crs: CrsOpt = None,
+    encoding: EncodingOpt = None,
+    mapping: MappingOpt = None,
+    map_: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
+    report: ReportOpt = None,
+    chunk_rows: ChunkOpt = 100_000,
+) -> None:
+    """Import community stations (城管工作站) as points: name, community code, phone; upserted by code."""
+    _run_import(
+        file,
+        layer_name=layer,
+        crs=crs,
+        encoding=encoding,
+        mapping=mapping,
+        map_=map_,
+        dry_run=dry_run,
+        strict=strict,
+        report=report,
+        chunk_rows=chunk_rows,
+        layer="stations",
+    )
+
+
+@import_app.command("net")
+@friendly
+def import_net_command(
+    file: FileArg,
+    net_code: Annotated[str, typer.Option(help="Short code of the net, e.g. zongzhi, dangjian.")],
+    name: Annotated[str, typer.Option(help="Its name, e.g. 综治网格.")],
+    department: Annotated[str, typer.Option(help="The department that keeps it, e.g. 综合治理.")] = "",
+    layer: LayerOpt = None,
+    crs: CrsOpt = None,
+    encoding: EncodingOpt = None,
+    mapping: MappingOpt = None,
+    map_: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
+    report: ReportOpt = None,
+    chunk_rows: ChunkOpt = 100_000,
+) -> None:
+    """Import another department's grid (a net merged under multi-net-in-one), replacing its polygons."""
+    _run_import(
+        file,
+        layer_name=layer,
+        crs=crs,
+        encoding=encoding,
+        mapping=mapping,
+        map_=map_,
+        dry_run=dry_run,
+        strict=strict,
+        report=report,
+        chunk_rows=chunk_rows,
+        layer="net",
+        net_code=net_code,
+        net_name=name,
+        net_department=department,
+    )
+
+
+@import_app.command("roads")
+@friendly
+def import_roads_command(
+    file: FileArg,
+    replace: Annotated[bool, typer.Option(help="Delete the roads loaded before.")] = False,
+    layer: LayerOpt = None,
+    crs: CrsOpt = None,
+    encoding: EncodingOpt = None,
+    mapping: MappingOpt = None,
+    map_: MapOpt = None,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
+    report: ReportOpt = None,
+    chunk_rows: ChunkOpt = 100_000,
+) -> None:
+    """Import road centre lines: name and class (arterial/secondary/branch/rural, or 主干路/次干路/支路)."""
+    _run_import(
+        file,
+        layer_name=layer,
+        crs=crs,
+        encoding=encoding,
+        mapping=mapping,
+        map_=map_,
+        dry_run=dry_run,
+        strict=strict,
+        report=report,
+        chunk_rows=chunk_rows,
+        layer="roads",
+        replace=replace,
+    )
+
+
 def _print_import(result: Any) -> None:
-    title = "dry run: nothing written" if result.dry_run else f"import {result.batch_id} committed"
+    title = (
+        "dry run: nothing written"
+        if result.dry_run
+        else f"import {result.batch_id} committed ({result.layer})"
+    )
     table = Table(title=f"{result.file} — {title}", show_header=False)
     table.add_row("format / layer", f"{result.format} / {result.source_layer or '-'}")
     table.add_row("CRS", f"{result.crs} (from {result.crs_from})")

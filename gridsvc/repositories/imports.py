@@ -253,3 +253,152 @@ def problems(session: Session, batch_id: int, limit: int | None = None) -> gpd.G
         + (f" LIMIT {int(limit)}" if limit else "")
     )
     return gpd.read_postgis(sql, session.connection(), geom_col="geom")
+
+
+# --- boundaries, stations, nets, roads: small layers, upserted by code -------------------------------
+
+_UPSERT_COUNTS = """
+    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
+"""
+
+
+def existing_codes(session: Session, table: str) -> set[str]:
+    """All codes of an admin table (to check that parents exist before children are written)."""
+    return {str(c) for c in session.execute(text(f'SELECT code FROM "{table}"')).scalars()}
+
+
+def create_layer_stage(session: Session) -> None:
+    """A generic staging table for the small layers."""
+    session.execute(text("DROP TABLE IF EXISTS layer_stage"))
+    session.execute(
+        text(
+            """
+            CREATE TEMP TABLE layer_stage (
+                code text, name text, parent_code text, households integer, phone text,
+                road_class text, attributes jsonb NOT NULL DEFAULT '{}',
+                geom geometry(Geometry, 4490) NOT NULL
+            ) ON COMMIT DROP
+            """
+        )
+    )
+
+
+def stage_layer(session: Session, frame: pd.DataFrame) -> int:
+    """COPY prepared rows into the layer stage."""
+    return bulk.copy_frame(session, "layer_stage", frame)
+
+
+def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
+    """Insert or update districts, streets or communities by code; returns (new, changed, unchanged)."""
+    parent_column = {"district": None, "street": "district_code", "community": "street_code"}[level]
+    columns = ["code", "name", "geom"] + ([parent_column] if parent_column else [])
+    values = ["s.code", "s.name", "ST_Multi(s.geom)"] + (["s.parent_code"] if parent_column else [])
+    if level == "community":
+        columns.append("households")
+        values.append("coalesce(s.households, 0)")
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "code")
+    compare = " OR ".join(
+        f"t.{c} IS DISTINCT FROM EXCLUDED.{c}"
+        if c != "geom"
+        else "ST_AsBinary(t.geom) <> ST_AsBinary(EXCLUDED.geom)"
+        for c in columns
+        if c != "code"
+    )
+    total = int(session.execute(text("SELECT count(*) FROM layer_stage")).scalar_one())
+    row = session.execute(
+        text(
+            f"""
+            WITH upserted AS (
+                INSERT INTO {level} AS t ({", ".join(columns)})
+                SELECT {", ".join(values)} FROM layer_stage s
+                ON CONFLICT (code) DO UPDATE SET {updates} WHERE {compare}
+                RETURNING (xmax = 0) AS inserted
+            )
+            {_UPSERT_COUNTS}
+            """
+        )
+    ).one()
+    new, changed = int(row[0]), int(row[1])
+    return new, changed, total - new - changed
+
+
+def upsert_stations(session: Session) -> tuple[int, int, int]:
+    """Insert or update stations by code (staff lists are kept)."""
+    total = int(session.execute(text("SELECT count(*) FROM layer_stage")).scalar_one())
+    row = session.execute(
+        text(
+            f"""
+            WITH upserted AS (
+                INSERT INTO station AS t (code, community_code, name, phone, geom)
+                SELECT s.code, s.parent_code, s.name, s.phone, s.geom FROM layer_stage s
+                ON CONFLICT (code) DO UPDATE SET community_code = EXCLUDED.community_code,
+                    name = EXCLUDED.name,
+                    phone = EXCLUDED.phone, geom = EXCLUDED.geom
+                WHERE t.community_code IS DISTINCT FROM EXCLUDED.community_code OR t.name IS DISTINCT FROM
+                    EXCLUDED.name OR t.phone IS DISTINCT FROM EXCLUDED.phone
+                    OR ST_AsBinary(t.geom) <> ST_AsBinary(EXCLUDED.geom)
+                RETURNING (xmax = 0) AS inserted
+            )
+            {_UPSERT_COUNTS}
+            """
+        )
+    ).one()
+    new, changed = int(row[0]), int(row[1])
+    return new, changed, total - new - changed
+
+
+def replace_net(session: Session, *, code: str, name: str, department: str, batch_id: int) -> tuple[int, int]:
+    """Create or replace one net's polygons; returns (polygons written, polygons replaced)."""
+    net_id = session.execute(
+        text(
+            "INSERT INTO net (code, name, department, survey_batch_id) VALUES (:c, :n, :d, :b) "
+            "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, department = EXCLUDED.department, "
+            "survey_batch_id = EXCLUDED.survey_batch_id RETURNING id"
+        ),
+        {"c": code, "n": name, "d": department, "b": batch_id},
+    ).scalar_one()
+    replaced = session.execute(
+        text(
+            "WITH gone AS (DELETE FROM net_polygon WHERE net_id = :id RETURNING 1) SELECT count(*) FROM gone"
+        ),
+        {"id": net_id},
+    ).scalar_one()
+    written = session.execute(
+        text(
+            "WITH added AS (INSERT INTO net_polygon (net_id, code, name, attributes, geom) "
+            "SELECT :id, code, name, attributes, ST_Multi(geom) FROM layer_stage RETURNING 1) "
+            "SELECT count(*) FROM added"
+        ),
+        {"id": net_id},
+    ).scalar_one()
+    return int(written), int(replaced)
+
+
+def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int]:
+    """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
+    roads loaded before. Returns (added, deleted)."""
+    deleted = 0
+    if replace:
+        deleted = int(
+            session.execute(
+                text("WITH gone AS (DELETE FROM road RETURNING 1) SELECT count(*) FROM gone")
+            ).scalar_one()
+        )
+    added = session.execute(
+        text(
+            """
+            WITH added AS (
+                INSERT INTO road (name, road_class, district_code, survey_batch_id, geom)
+                SELECT s.name, s.road_class, d.code, :batch, ST_Multi(s.geom) FROM layer_stage s
+                LEFT JOIN LATERAL (
+                    SELECT code FROM district WHERE ST_Intersects(geom, ST_LineInterpolatePoint(
+                        ST_GeometryN(ST_Multi(s.geom), 1), 0.5)) ORDER BY code LIMIT 1
+                ) d ON true
+                RETURNING 1
+            )
+            SELECT count(*) FROM added
+            """
+        ),
+        {"batch": batch_id},
+    ).scalar_one()
+    return int(added), deleted

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import geopandas as gpd
 import numpy as np
@@ -59,6 +59,11 @@ class ImportRequest:
     chunk_rows: int = 100_000
     display_name: str | None = None
     report_path: Path | None = None
+    level: str | None = None  # boundaries: district, street or community
+    net_code: str | None = None  # net: which department's net this file is
+    net_name: str | None = None
+    net_department: str | None = None
+    replace: bool = False  # roads: delete the roads loaded before
 
 
 @dataclass
@@ -401,3 +406,220 @@ def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: P
         {"source_row": rows["source_row"], "attributes": rows["attributes"]}, geometry=rows.geometry, crs=4490
     )
     return write_problems(problems, frame, path)
+
+
+# --- boundaries, stations, nets, roads ---------------------------------------------------------------
+
+PARENT_OF = {"street": ("district", 6), "community": ("street", 9)}
+NET_CODE = re.compile(r"[a-z][a-z0-9_]{1,31}")
+
+
+def _check_layer_request(request: ImportRequest) -> None:
+    problems = []
+    if request.layer == "boundaries" and request.level not in ("district", "street", "community"):
+        problems.append(FieldProblem("level", "district, street or community"))
+    if request.layer == "net":
+        if not request.net_code or not NET_CODE.fullmatch(request.net_code):
+            problems.append(FieldProblem("net_code", "lower-case letters, digits and _, e.g. zongzhi"))
+        if not request.net_name:
+            problems.append(FieldProblem("net_name", "the net's name, e.g. 综治网格"))
+    if problems:
+        raise InvalidInputError("the import request is not valid", problems=problems)
+
+
+def _validated(
+    chunk_mapped: gpd.GeoDataFrame, request: ImportRequest, settings: Settings, seen: set[str]
+) -> validate.ValidationResult:
+    metric = settings.metric_crs
+    if request.layer == "boundaries":
+        level = cast(Literal["district", "street", "community"], request.level)  # checked on entry
+        return validate.validate_boundaries(chunk_mapped, level, metric_crs=metric, seen_codes=seen)
+    if request.layer == "stations":
+        return validate.validate_stations(chunk_mapped, metric_crs=metric, seen_codes=seen)
+    if request.layer == "net":
+        return validate.validate_net_polygons(chunk_mapped, metric_crs=metric, seen_codes=seen)
+    return validate.validate_roads(chunk_mapped, metric_crs=metric)
+
+
+def _missing_parents(
+    accepted: gpd.GeoDataFrame, request: ImportRequest, session: Session
+) -> tuple[gpd.GeoDataFrame, list[validate.Problem]]:
+    """Drop rows whose parent (district of a street, street of a community, community of a station) is not
+    loaded, with a problem naming it."""
+    if request.layer == "boundaries" and request.level in PARENT_OF:
+        table, digits = PARENT_OF[request.level]
+        parents = accepted["code"].str[:digits]
+    elif request.layer == "stations":
+        table, parents = "community", accepted["community_code"]
+    else:
+        return accepted, []
+    known = repo.existing_codes(session, table)
+    missing = ~parents.isin(known)
+    problems = [
+        validate.Problem(
+            source_row=int(row),
+            field="code" if table != "community" else "community_code",
+            value=str(parent),
+            reason=f"no {table} {parent} is loaded: import the {table} layer first",
+            action="rejected",
+        )
+        for row, parent in zip(accepted.loc[missing, "source_row"], parents[missing], strict=True)
+    ]
+    return accepted[~missing], problems
+
+
+def _layer_stage_frame(accepted: gpd.GeoDataFrame, request: ImportRequest) -> pd.DataFrame:
+    n = len(accepted)
+
+    def column(name: str) -> Any:
+        return accepted[name].to_numpy() if name in accepted.columns else np.full(n, None, dtype=object)
+
+    parent = np.full(n, None, dtype=object)
+    if request.layer == "boundaries" and request.level in PARENT_OF:
+        parent = accepted["code"].str[: PARENT_OF[request.level][1]].to_numpy()
+    elif request.layer == "stations":
+        parent = column("community_code")
+    code = column("code")
+    if request.layer == "stations":
+        # A station without its own code is the community's first station (community code + 01).
+        code = np.where(pd.isna(code), np.char.add(parent.astype(str), "01"), code)
+    households = pd.array(accepted["households"], dtype="Int64") if "households" in accepted else None
+    return pd.DataFrame(
+        {
+            "code": code,
+            "name": column("name"),
+            "parent_code": parent,
+            "households": households if households is not None else pd.array([None] * n, dtype="Int64"),
+            "phone": column("phone"),
+            "road_class": column("road_class"),
+            "attributes": bulk.json_column(
+                accepted["attributes"].tolist() if "attributes" in accepted else [{}] * n
+            ),
+            "geom": bulk.ewkb_hex(accepted.geometry.to_numpy()),
+        }
+    )
+
+
+def import_layer(
+    sessions: sessionmaker[Session],
+    request: ImportRequest,
+    *,
+    settings: Settings,
+    actor: Principal,
+    progress: RowsFn | None = None,
+) -> ImportReport:
+    """Import any survey layer: components, boundaries (by level), stations, another department's net or
+    roads. One transaction; bad rows reported like components'."""
+    if request.layer == "components":
+        return import_components(sessions, request, settings=settings, actor=actor, progress=progress)
+    actor.require("gis_staff")
+    _check_request(request)
+    _check_layer_request(request)
+    started = time.perf_counter()
+    info = _open(request, settings)
+    try:
+        mapping = fieldmap.resolve_mapping(list(info.fields), request.mapping, layer=request.layer)
+    except fieldmap.MappingError as exc:
+        raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
+    report = ImportReport(
+        layer=request.layer if request.layer != "boundaries" else f"boundaries:{request.level}",
+        file=request.display_name or request.path.name,
+        checksum_sha256=file_checksum(request.path),
+        format=info.format,
+        source_layer=info.layer,
+        crs=info.crs,
+        crs_from=info.crs_from,
+        encoding=info.encoding,
+        dry_run=request.dry_run,
+        warnings=list(info.warnings),
+    )
+    problem_rows: list[gpd.GeoDataFrame] = []
+    try:
+        with sessions.begin() as session:
+            repo.create_layer_stage(session)
+            seen: set[str] = set()
+            for chunk in _chunks(info, request, settings):
+                mapped = fieldmap.map_layer_fields(chunk, request.layer, mapping)
+                result = _validated(mapped, request, settings, seen)
+                accepted, orphans = _missing_parents(result.accepted, request, session)
+                problems = [*result.problems, *orphans]
+                report.rows_read += len(chunk)
+                report.problems.extend(problems)
+                if problems:
+                    touched = {p.source_row for p in problems}
+                    problem_rows.append(mapped[mapped["source_row"].isin(touched)])
+                if len(accepted):
+                    repo.stage_layer(session, _layer_stage_frame(accepted, request))
+                report.accepted += len(accepted)
+                if progress:
+                    progress(len(chunk), info.feature_count)
+            report.problems.sort(key=lambda p: (p.source_row, p.field))
+            rejected_rows = {p.source_row for p in report.problems if p.action == "rejected"}
+            report.rejected = len(rejected_rows)
+            report.repaired = len(
+                {p.source_row for p in report.problems if p.action == "repaired"} - rejected_rows
+            )
+            if request.strict and report.rejected:
+                raise InvalidInputError(
+                    f"{report.rejected} rows were rejected and strict mode refuses a file with any "
+                    "rejected row; nothing was written (see the report)",
+                    problems=[
+                        FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
+                        for p in report.problems[:1000]
+                    ],
+                )
+            batch = repo.add_batch(
+                session,
+                layer=request.layer,
+                source_file=report.file,
+                checksum_sha256=report.checksum_sha256,
+                imported_by=actor.name,
+                source_format=info.format,
+                source_crs=info.crs,
+                warnings=report.warnings,
+                parameters={**_parameters(request), "level": request.level, "net_code": request.net_code},
+            )
+            report.batch_id = batch.id
+            if request.layer == "boundaries":
+                report.new, report.changed, report.unchanged = repo.upsert_boundaries(
+                    session, str(request.level)
+                )
+            elif request.layer == "stations":
+                report.new, report.changed, report.unchanged = repo.upsert_stations(session)
+            elif request.layer == "net":
+                report.new, report.retired = repo.replace_net(
+                    session,
+                    code=str(request.net_code),
+                    name=str(request.net_name),
+                    department=request.net_department or "",
+                    batch_id=batch.id,
+                )
+            else:
+                report.new, report.retired = repo.insert_roads(
+                    session, batch_id=batch.id, replace=request.replace
+                )
+            if request.dry_run:
+                raise _DryRunDoneError
+            if report.problems:
+                rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
+                repo.add_problems(
+                    session, _problem_rows(report.problems[:STORED_PROBLEMS_LIMIT], rows, batch.id)
+                )
+            report.seconds = round(time.perf_counter() - started, 3)
+            batch.counts = report.counts()
+            audit.record_audit(
+                session,
+                actor=actor.name,
+                api_key_id=actor.api_key_id,
+                action="import",
+                entity="survey_batch",
+                entity_id=str(batch.id),
+                details={"layer": report.layer, "file": report.file, "counts": report.counts()},
+            )
+    except _DryRunDoneError:
+        report.batch_id = None
+    report.seconds = round(time.perf_counter() - started, 3)
+    if request.report_path and report.problems:
+        rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
+        report.report_file = str(write_problems(report.problems, rows, request.report_path))
+    return report

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, UploadFile
+from fastapi import APIRouter, BackgroundTasks, File, Form, Path, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
@@ -38,8 +38,8 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
 
 
 @router.post(
-    "/components",
-    summary="Import a component census file (gis_staff)",
+    "/{kind}",
+    summary="Import a survey layer file (gis_staff): components, boundaries, stations, net or roads",
     status_code=201,
     responses={
         201: {"description": "imported; the body is the import with its counts and problems"},
@@ -49,7 +49,8 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
         422: {"description": "the file or the options cannot be used; nothing was written"},
     },
 )
-def import_components(
+def import_file(
+    kind: Annotated[str, Path(description="components, boundaries, stations, net or roads")],
     sessions: Sessions,
     settings: AppSettings,
     caller: Caller,
@@ -66,12 +67,20 @@ def import_components(
     retire_missing: Annotated[bool, Form()] = False,
     area: Annotated[str | None, Form(description="comma-separated admin codes for retire_missing")] = None,
     strict: Annotated[bool, Form(description="refuse the file if any row is rejected")] = False,
+    level: Annotated[str | None, Form(description="boundaries: district, street or community")] = None,
+    net_code: Annotated[str | None, Form(description="net: its short code, e.g. zongzhi")] = None,
+    net_name: Annotated[str | None, Form(description="net: its name, e.g. 综治网格")] = None,
+    net_department: Annotated[str | None, Form(description="net: the department keeping it")] = None,
+    replace: Annotated[bool, Form(description="roads: delete the roads loaded before")] = False,
 ) -> JSONResponse:
     """Run the import as one transaction and return it with every rejected or repaired row."""
     caller.require("gis_staff")
+    if kind not in imports.LAYERS:
+        raise InvalidInputError("unknown layer", problems=[FieldProblem("layer", ", ".join(imports.LAYERS))])
     with saved_upload(file.filename or "", file.file) as path:
         request = imports.ImportRequest(
             path=path,
+            layer=kind,
             source_layer=layer,
             crs=crs,
             encoding=encoding,
@@ -81,8 +90,13 @@ def import_components(
             area_codes=tuple(a.strip() for a in (area or "").split(",") if a.strip()),
             strict=strict,
             display_name=file.filename,
+            level=level,
+            net_code=net_code,
+            net_name=net_name,
+            net_department=net_department,
+            replace=replace,
         )
-        report = imports.import_components(sessions, request, settings=settings, actor=caller)
+        report = imports.import_layer(sessions, request, settings=settings, actor=caller)
     body: dict[str, Any] = report.to_dict(problem_limit=PROBLEMS_SHOWN)
     if report.batch_id is not None:
         body["links"] = {
@@ -104,7 +118,7 @@ def get_problems(batch_id: int, fmt: str, sessions: Sessions, background: Backgr
     """Rejected and repaired rows with source row, field, value and reason, to fix in QGIS and re-import."""
     if fmt not in ("csv", "gpkg"):
         raise InvalidInputError("unknown format", problems=[FieldProblem("format", "csv or gpkg")])
-    folder = Path(tempfile.mkdtemp(prefix="gridsvc-report-"))
+    folder = FilePath(tempfile.mkdtemp(prefix="gridsvc-report-"))
     path = imports.import_problems_file(sessions, batch_id, folder / f"import-{batch_id}-problems.{fmt}")
     background.add_task(shutil.rmtree, folder, ignore_errors=True)
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/geopackage+sqlite3"

@@ -1,0 +1,194 @@
+"""Importing boundaries, stations, another department's net and roads, from real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.api.app import create_app
+from gridsvc.errors import InvalidInputError
+from gridsvc.services.access import LOCAL_OPERATOR, create_key
+from gridsvc.services.imports import ImportReport, ImportRequest, import_layer
+from gridsvc.settings import Settings
+
+
+def _run(sessions: sessionmaker[Session], settings: Settings, path: Path, **kwargs: object) -> ImportReport:
+    request = ImportRequest(path=path, **kwargs)  # type: ignore[arg-type]
+    return import_layer(sessions, request, settings=settings, actor=LOCAL_OPERATOR)
+
+
+def _inside_lixia(sessions: sessionmaker[Session], n: int) -> list[shapely.Point]:
+    with sessions() as session:
+        rows = session.execute(
+            text(
+                "SELECT ST_X(p), ST_Y(p) FROM"
+                " (SELECT ST_PointOnSurface(geom) p FROM community ORDER BY code LIMIT :n) x"
+            ),
+            {"n": n},
+        ).all()
+    return [shapely.Point(x, y) for x, y in rows]
+
+
+def _scalar(sessions: sessionmaker[Session], sql: str, **params: object) -> object:
+    with sessions() as session:
+        return session.execute(text(sql), params).scalar()
+
+
+def test_boundaries_upsert_by_code_and_need_their_parent(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    centre = _inside_lixia(demo_sessions, 1)[0]
+    square = shapely.box(centre.x - 0.002, centre.y - 0.002, centre.x + 0.002, centre.y + 0.002)
+    streets = gpd.GeoDataFrame(
+        {"区划代码": ["370102099", "370199001"], "名称": ["新建街道", "无主街道"]},
+        geometry=[square, square],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "街道.shp"
+    streets.to_crs("EPSG:4548").to_file(path, encoding="GBK")
+    report = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
+    assert (report.new, report.changed, report.rejected) == (1, 0, 1)
+    assert "no district 370199" in report.problems[0].reason and report.problems[0].source_row == 2
+    assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370102099'") == "新建街道"
+
+    again = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
+    assert (again.new, again.changed, again.unchanged) == (0, 0, 1)
+    renamed = streets.head(1).assign(名称=["更名街道"])
+    renamed.to_crs("EPSG:4548").to_file(path, encoding="GBK")
+    third = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
+    assert (third.new, third.changed) == (0, 1)
+    assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370102099'") == "更名街道"
+
+
+def test_boundary_level_is_required(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "x.geojson"
+    gpd.GeoDataFrame(
+        {"代码": ["370102"]}, geometry=[shapely.box(117, 36.6, 117.01, 36.61)], crs=4326
+    ).to_file(path)
+    with pytest.raises(InvalidInputError) as info:
+        _run(demo_sessions, test_settings, path, layer="boundaries")
+    assert info.value.problems[0].field == "level"
+
+
+def test_stations_update_phone_of_existing_station(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    community = str(_scalar(demo_sessions, "SELECT code FROM community ORDER BY code LIMIT 1"))
+    point = _inside_lixia(demo_sessions, 1)[0]
+    stations = gpd.GeoDataFrame(
+        {
+            "工作站名称": ["甲社区城管工作站", "幽灵工作站"],
+            "社区代码": [community, "370102999999"],
+            "联系电话": ["0531-88886666", "0531-1"],
+        },
+        geometry=[point, point],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "工作站.gpkg"
+    stations.to_file(path, driver="GPKG")
+    report = _run(demo_sessions, test_settings, path, layer="stations")
+    assert (report.new, report.changed, report.rejected) == (
+        0,
+        1,
+        1,
+    )  # the code is community + 01: the demo's station
+    assert (
+        _scalar(demo_sessions, "SELECT phone FROM station WHERE code = :c", c=community + "01")
+        == "0531-88886666"
+    )
+    assert {p.source_row for p in report.problems} == {2}
+
+
+def test_net_is_replaced_whole(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _inside_lixia(demo_sessions, 3)
+    cells = [p.buffer(0.003) for p in points]
+    net = gpd.GeoDataFrame(
+        {"网格编码": ["DJ01", "DJ02", "DJ03"], "网格名称": ["党建一", "党建二", "党建三"]},
+        geometry=cells,
+        crs=4490,
+    )
+    path = tmp_path / "党建网格.geojson"
+    net.to_crs(4326).to_file(path)
+    first = _run(
+        demo_sessions,
+        test_settings,
+        path,
+        layer="net",
+        net_code="dangjian",
+        net_name="党建网格",
+        net_department="组织部",
+    )
+    assert first.new == 3
+    net.head(2).to_crs(4326).to_file(path)
+    second = _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
+    assert (second.new, second.retired) == (2, 3)
+    assert (
+        _scalar(
+            demo_sessions,
+            "SELECT count(*) FROM net_polygon p JOIN net n ON n.id = p.net_id WHERE n.code = 'dangjian'",
+        )
+        == 2
+    )
+    with pytest.raises(InvalidInputError) as info:
+        _run(demo_sessions, test_settings, path, layer="net", net_code="Bad Code", net_name="")
+    assert {p.field for p in info.value.problems} == {"net_code", "net_name"}
+
+
+def test_roads_with_chinese_classes(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    a, b = _inside_lixia(demo_sessions, 2)
+    roads = gpd.GeoDataFrame(
+        {"道路名称": ["经十路", "文化东路"], "道路等级": ["主干道", "次干道"]},
+        geometry=[shapely.LineString([a, b]), shapely.LineString([b, (b.x + 0.001, b.y)])],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "道路.gpkg"
+    roads.to_file(path, driver="GPKG")
+    before = int(_scalar(demo_sessions, "SELECT count(*) FROM road"))  # type: ignore[arg-type]
+    report = _run(demo_sessions, test_settings, path, layer="roads")
+    assert report.new == 2
+    classes = _scalar(
+        demo_sessions,
+        "SELECT string_agg(road_class || ':' || district_code, ',' ORDER BY name) FROM road"
+        " WHERE survey_batch_id = :b",
+        b=report.batch_id,
+    )
+    assert classes == "secondary:370102,arterial:370102"  # 文化东路 sorts before 经十路
+    replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True)
+    assert replaced.retired == before + 2 and int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 2  # type: ignore[arg-type]
+
+
+def test_http_boundaries_upload(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
+) -> None:
+    centre = _inside_lixia(demo_sessions, 1)[0]
+    path = tmp_path / "c.geojson"
+    gpd.GeoDataFrame(
+        {"代码": ["370102001999"], "名称": ["新社区"], "户数": [420]},
+        geometry=[centre.buffer(0.001)],
+        crs=4490,
+    ).to_crs(4326).to_file(path)
+    key = create_key(demo_sessions, name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR).secret
+    with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
+        files = {"file": ("社区.geojson", path.read_bytes(), "application/geo+json")}
+        missing_level = client.post("/v1/imports/boundaries", files=files, headers={"X-API-Key": key})
+        assert missing_level.status_code == 422 and missing_level.json()["errors"][0]["field"] == "level"
+        ok = client.post(
+            "/v1/imports/boundaries", files=files, data={"level": "community"}, headers={"X-API-Key": key}
+        )
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["new"] == 1
+        unknown = client.post("/v1/imports/lakes", files=files, headers={"X-API-Key": key})
+        assert unknown.status_code == 422
+    assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370102001999'") == 420
