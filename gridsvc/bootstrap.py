@@ -86,8 +86,24 @@ def run_service(args: list[str]) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+# Programs the test suite runs besides PostgreSQL (which gridsvc installs itself): ogr2ogr is the anchor
+# the import benchmark's smoke test runs beside gridsvc.
+TEST_PROGRAMS = {"ogr2ogr": "gdal-bin"}
+
+
+def ensure_test_programs() -> None:
+    """Install the Debian packages of programs the tests need, when missing and allowed."""
+    missing = [pkg for program, pkg in TEST_PROGRAMS.items() if shutil.which(program) is None]
+    if not missing:
+        return
+    if not is_debian_root():
+        sys.exit(f"the tests need {', '.join(TEST_PROGRAMS)}: install {' '.join(missing)}")
+    apt_install(*missing)
+
+
 def run_tests(args: list[str]) -> int:
     """Every quality gate, then the whole test suite; non-zero if anything failed."""
+    ensure_test_programs()
     failed: list[str] = []
     for name, command in CHECKS:
         started = time.monotonic()
