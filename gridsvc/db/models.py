@@ -498,6 +498,10 @@ class Case(Base):
         Index("ix_case_record_reported_at", "reported_at"),
         Index("ix_case_record_responsibility_grid_id", "responsibility_grid_id"),
         Index("ix_case_record_district_code", "district_code"),
+        # Foreign keys that other tables' deletes look up: without these, retiring a survey scans the cases.
+        Index("ix_case_record_component_id", "component_id"),
+        Index("ix_case_record_unit_grid_id", "unit_grid_id"),
+        Index("ix_case_record_duplicate_of_id", "duplicate_of_id"),
     )
 
 
