@@ -495,3 +495,35 @@ def test_report_json_is_serialisable(
     _lamps(_grid_points(demo_sessions, 3)).to_file(path, driver="GPKG")
     report = _run(demo_sessions, test_settings, path)
     assert json.loads(json.dumps(report.to_dict()))["new"] == 3
+
+
+def test_line_and_polygon_components_where_the_class_says_so(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 2)
+    (x1, y1), (x2, y2) = points[["lon", "lat"]].to_numpy()
+    fence = shapely.LineString([(x1, y1), (x1 + 0.0005, y1)])  # 道路护栏 0290: a line class
+    belt = shapely.box(x2, y2, x2 + 0.0003, y2 + 0.0002)  # 绿化带 0490: a polygon class
+    frame = gpd.GeoDataFrame(
+        {"标识码": ["3701020290900001", "3701020490900001"], "名称": ["护栏", "绿化带"]},
+        geometry=[fence, belt],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "线面部件.gpkg"
+    frame.to_file(path, driver="GPKG")
+    report = _run(demo_sessions, test_settings, path)
+    assert (report.accepted, report.assigned_to_grid) == (2, 2)
+    with demo_sessions() as session:
+        kinds = session.execute(
+            text(
+                "SELECT class_code, GeometryType(geom) FROM component"
+                " WHERE survey_batch_id = :b ORDER BY code"
+            ),
+            {"b": report.batch_id},
+        ).all()
+    assert kinds == [("0290", "LINESTRING"), ("0490", "POLYGON")]
+    # A point class given a line is refused.
+    frame.loc[0, "标识码"] = "3701020118900099"
+    frame.to_file(path, driver="GPKG")
+    mismatch = _run(demo_sessions, test_settings, path, dry_run=True)
+    assert [(p.source_row, p.field) for p in mismatch.problems] == [(1, "geometry")]
