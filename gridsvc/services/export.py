@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gis.export import write_layer
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import crs as gis_crs
+from gis.export import write_layer
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import layers
 
