@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gis import fieldmap, io, validate
 from gis.export import write_problems
+from gridsvc.db.models import SurveyBatch
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as audit
 from gridsvc.repositories import bulk
@@ -164,7 +165,7 @@ def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> I
 
 def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
     try:
-        return fieldmap.resolve_mapping(list(info.fields), request.mapping)
+        return fieldmap.resolve_mapping(list(info.fields), request.mapping, layer=request.layer)
     except fieldmap.MappingError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
 
@@ -253,18 +254,7 @@ def import_components(
     started = time.perf_counter()
     info = _open(request, settings)
     mapping = _mapping(info, request)
-    report = ImportReport(
-        layer="components",
-        file=request.display_name or request.path.name,
-        checksum_sha256=file_checksum(request.path),
-        format=info.format,
-        source_layer=info.layer,
-        crs=info.crs,
-        crs_from=info.crs_from,
-        encoding=info.encoding,
-        dry_run=request.dry_run,
-        warnings=list(info.warnings),
-    )
+    report = _new_report(request, info, "components")
     problem_rows: list[gpd.GeoDataFrame] = []
     try:
         with sessions.begin() as session:
@@ -284,30 +274,13 @@ def import_components(
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_fields(chunk, mapping)
                 result = validate.validate_components(mapped, rules, seen_codes=seen)
-                report.rows_read += len(chunk)
-                report.problems.extend(result.problems)
-                if result.problems:
-                    touched = {p.source_row for p in result.problems}
-                    problem_rows.append(mapped[mapped["source_row"].isin(touched)])
+                _collect(report, result.problems, mapped, problem_rows, len(chunk))
                 if len(result.accepted):
                     repo.stage_components(session, _stage_frame(result.accepted))
                 report.accepted += len(result.accepted)
                 if progress:
                     progress(len(chunk), info.feature_count)
-            report.rejected = len({p.source_row for p in report.problems if p.action == "rejected"})
-            report.repaired = len(
-                {p.source_row for p in report.problems if p.action == "repaired"}
-                - {p.source_row for p in report.problems if p.action == "rejected"}
-            )
-            if request.strict and report.rejected:
-                raise InvalidInputError(
-                    f"{report.rejected} rows were rejected and strict mode refuses a file with any "
-                    "rejected row; nothing was written (see the report)",
-                    problems=[
-                        FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
-                        for p in report.problems[:1000]
-                    ],
-                )
+            _settle(report, request)
             repo.resolve_departments(session)
             diff = repo.classify_components(session)
             report.new, report.changed, report.unchanged = diff["new"], diff["changed"], diff["unchanged"]
@@ -315,44 +288,121 @@ def import_components(
                 raise _DryRunDoneError
             # The wall clock, not the transaction start, so two imports in one transaction still order.
             now = session.execute(select(func.clock_timestamp())).scalar_one()
-            batch = repo.add_batch(
-                session,
-                layer="components",
-                source_file=report.file,
-                checksum_sha256=report.checksum_sha256,
-                imported_by=actor.name,
-                source_format=info.format,
-                source_crs=info.crs,
-                warnings=report.warnings,
-                parameters=_parameters(request),
-            )
-            report.batch_id = batch.id
+            batch = _new_batch(session, report, request, info, actor)
             report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now)
             if request.retire_missing:
                 report.retired = repo.retire_missing(
                     session, batch_id=batch.id, now=now, area_codes=request.area_codes
                 )
-            if report.problems:
-                rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
-                stored = report.problems[:STORED_PROBLEMS_LIMIT]
-                repo.add_problems(session, _problem_rows(stored, rows, batch.id))
-            report.seconds = round(time.perf_counter() - started, 3)
-            batch.counts = report.counts()
-            audit.record_audit(
-                session,
-                actor=actor.name,
-                api_key_id=actor.api_key_id,
-                action="import",
-                entity="survey_batch",
-                entity_id=str(batch.id),
-                details={"layer": "components", "file": report.file, "counts": report.counts()},
-            )
+            _record(session, batch, report, actor, problem_rows)
     except _DryRunDoneError:
-        pass
+        report.batch_id = None
+    return _done(report, request, problem_rows, started)
+
+
+# --- pieces every layer's import shares --------------------------------------------------------------
+
+
+def _new_report(request: ImportRequest, info: io.LayerInfo, layer: str) -> ImportReport:
+    return ImportReport(
+        layer=layer,
+        file=request.display_name or request.path.name,
+        checksum_sha256=file_checksum(request.path),
+        format=info.format,
+        source_layer=info.layer,
+        crs=info.crs,
+        crs_from=info.crs_from,
+        encoding=info.encoding,
+        dry_run=request.dry_run,
+        warnings=list(info.warnings),
+    )
+
+
+def _collect(
+    report: ImportReport,
+    problems: list[validate.Problem],
+    mapped: gpd.GeoDataFrame,
+    problem_rows: list[gpd.GeoDataFrame],
+    rows_read: int,
+) -> None:
+    """Count a chunk and keep its problem rows (with geometry and attributes) for the report."""
+    report.rows_read += rows_read
+    report.problems.extend(problems)
+    if problems:
+        touched = {p.source_row for p in problems}
+        problem_rows.append(mapped[mapped["source_row"].isin(touched)])
+
+
+def _settle(report: ImportReport, request: ImportRequest) -> None:
+    """Count rejected and repaired rows; in strict mode a rejected row refuses the whole file."""
+    report.problems.sort(key=lambda p: (p.source_row, p.field))
+    rejected_rows = {p.source_row for p in report.problems if p.action == "rejected"}
+    report.rejected = len(rejected_rows)
+    report.repaired = len({p.source_row for p in report.problems if p.action == "repaired"} - rejected_rows)
+    if request.strict and report.rejected:
+        raise InvalidInputError(
+            f"{report.rejected} rows were rejected and strict mode refuses a file with any "
+            "rejected row; nothing was written (see the report)",
+            problems=[
+                FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
+                for p in report.problems[:1000]
+            ],
+        )
+
+
+def _new_batch(
+    session: Session, report: ImportReport, request: ImportRequest, info: io.LayerInfo, actor: Principal
+) -> SurveyBatch:
+    batch = repo.add_batch(
+        session,
+        layer=request.layer,
+        source_file=report.file,
+        checksum_sha256=report.checksum_sha256,
+        imported_by=actor.name,
+        source_format=info.format,
+        source_crs=info.crs,
+        warnings=report.warnings,
+        parameters=_parameters(request),
+    )
+    report.batch_id = batch.id
+    return batch
+
+
+def _problem_frame(problem_rows: list[gpd.GeoDataFrame]) -> gpd.GeoDataFrame:
+    return pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
+
+
+def _record(
+    session: Session,
+    batch: SurveyBatch,
+    report: ImportReport,
+    actor: Principal,
+    problem_rows: list[gpd.GeoDataFrame],
+) -> None:
+    """Store the problems, the batch's counts and the audit entry, in the import's transaction."""
+    if report.problems:
+        stored = report.problems[:STORED_PROBLEMS_LIMIT]
+        repo.add_problems(session, _problem_rows(stored, _problem_frame(problem_rows), batch.id))
+    batch.counts = report.counts()
+    audit.record_audit(
+        session,
+        actor=actor.name,
+        api_key_id=actor.api_key_id,
+        action="import",
+        entity="survey_batch",
+        entity_id=str(batch.id),
+        details={"layer": report.layer, "file": report.file, "counts": report.counts()},
+    )
+
+
+def _done(
+    report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame], started: float
+) -> ImportReport:
     report.seconds = round(time.perf_counter() - started, 3)
     if request.report_path and report.problems:
-        rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
-        report.report_file = str(write_problems(report.problems, rows, request.report_path))
+        report.report_file = str(
+            write_problems(report.problems, _problem_frame(problem_rows), request.report_path)
+        )
     return report
 
 
@@ -365,6 +415,8 @@ def _parameters(request: ImportRequest) -> dict[str, Any]:
         "retire_missing": request.retire_missing,
         "area_codes": list(request.area_codes),
         "strict": request.strict,
+        "level": request.level,
+        "net_code": request.net_code,
     }
 
 
@@ -517,21 +569,9 @@ def import_layer(
     _check_layer_request(request)
     started = time.perf_counter()
     info = _open(request, settings)
-    try:
-        mapping = fieldmap.resolve_mapping(list(info.fields), request.mapping, layer=request.layer)
-    except fieldmap.MappingError as exc:
-        raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
-    report = ImportReport(
-        layer=request.layer if request.layer != "boundaries" else f"boundaries:{request.level}",
-        file=request.display_name or request.path.name,
-        checksum_sha256=file_checksum(request.path),
-        format=info.format,
-        source_layer=info.layer,
-        crs=info.crs,
-        crs_from=info.crs_from,
-        encoding=info.encoding,
-        dry_run=request.dry_run,
-        warnings=list(info.warnings),
+    mapping = _mapping(info, request)
+    report = _new_report(
+        request, info, request.layer if request.layer != "boundaries" else f"boundaries:{request.level}"
     )
     problem_rows: list[gpd.GeoDataFrame] = []
     try:
@@ -543,43 +583,14 @@ def import_layer(
                 result = _validated(mapped, request, settings, seen)
                 accepted, orphans = _missing_parents(result.accepted, request, session)
                 problems = [*result.problems, *orphans]
-                report.rows_read += len(chunk)
-                report.problems.extend(problems)
-                if problems:
-                    touched = {p.source_row for p in problems}
-                    problem_rows.append(mapped[mapped["source_row"].isin(touched)])
+                _collect(report, problems, mapped, problem_rows, len(chunk))
                 if len(accepted):
                     repo.stage_layer(session, _layer_stage_frame(accepted, request))
                 report.accepted += len(accepted)
                 if progress:
                     progress(len(chunk), info.feature_count)
-            report.problems.sort(key=lambda p: (p.source_row, p.field))
-            rejected_rows = {p.source_row for p in report.problems if p.action == "rejected"}
-            report.rejected = len(rejected_rows)
-            report.repaired = len(
-                {p.source_row for p in report.problems if p.action == "repaired"} - rejected_rows
-            )
-            if request.strict and report.rejected:
-                raise InvalidInputError(
-                    f"{report.rejected} rows were rejected and strict mode refuses a file with any "
-                    "rejected row; nothing was written (see the report)",
-                    problems=[
-                        FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
-                        for p in report.problems[:1000]
-                    ],
-                )
-            batch = repo.add_batch(
-                session,
-                layer=request.layer,
-                source_file=report.file,
-                checksum_sha256=report.checksum_sha256,
-                imported_by=actor.name,
-                source_format=info.format,
-                source_crs=info.crs,
-                warnings=report.warnings,
-                parameters={**_parameters(request), "level": request.level, "net_code": request.net_code},
-            )
-            report.batch_id = batch.id
+            _settle(report, request)
+            batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":
                 report.new, report.changed, report.unchanged = repo.upsert_boundaries(
                     session, str(request.level)
@@ -600,26 +611,7 @@ def import_layer(
                 )
             if request.dry_run:
                 raise _DryRunDoneError
-            if report.problems:
-                rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
-                repo.add_problems(
-                    session, _problem_rows(report.problems[:STORED_PROBLEMS_LIMIT], rows, batch.id)
-                )
-            report.seconds = round(time.perf_counter() - started, 3)
-            batch.counts = report.counts()
-            audit.record_audit(
-                session,
-                actor=actor.name,
-                api_key_id=actor.api_key_id,
-                action="import",
-                entity="survey_batch",
-                entity_id=str(batch.id),
-                details={"layer": report.layer, "file": report.file, "counts": report.counts()},
-            )
+            _record(session, batch, report, actor, problem_rows)
     except _DryRunDoneError:
         report.batch_id = None
-    report.seconds = round(time.perf_counter() - started, 3)
-    if request.report_path and report.problems:
-        rows = pd.concat(problem_rows) if problem_rows else gpd.GeoDataFrame()
-        report.report_file = str(write_problems(report.problems, rows, request.report_path))
-    return report
+    return _done(report, request, problem_rows, started)
