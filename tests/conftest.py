@@ -79,9 +79,9 @@ def engine(database_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture
-def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
-    """A session factory whose every write is rolled back when the test ends."""
+def rolled_back(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions on one connection inside a transaction rolled back at the end; services' own
+    ``sessions.begin()`` become savepoints inside it."""
     connection = engine.connect()
     outer = connection.begin()
     factory = sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
@@ -90,6 +90,12 @@ def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
     finally:
         outer.rollback()
         connection.close()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """A session factory whose every write is rolled back when the test ends."""
+    yield from rolled_back(engine)
 
 
 def scratch_database(database_url: str, name: str) -> str:
@@ -136,14 +142,7 @@ def demo_engine_shared(demo_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def demo_sessions(demo_engine_shared: Engine) -> Iterator[sessionmaker[Session]]:
     """Sessions on the demo database whose writes are rolled back when the test ends."""
-    connection = demo_engine_shared.connect()
-    outer = connection.begin()
-    factory = sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
-    try:
-        yield factory
-    finally:
-        outer.rollback()
-        connection.close()
+    yield from rolled_back(demo_engine_shared)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -6,32 +6,20 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridsvc.db import migrate
 from gridsvc.errors import ConflictError
 from gridsvc.repositories import bulk
 from gridsvc.services import demo
 from gridsvc.services.health import check_health
 from gridsvc.settings import Settings
-
-
-def _scratch_database(database_url: str, name: str) -> str:
-    admin = create_engine(make_url(database_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    return url
+from tests.conftest import scratch_database
 
 
 @pytest.fixture(scope="module")
 def demo_engine(database_url: str) -> Iterator[Engine]:
     """A database of its own with the small demo city loaded once (seed 2023)."""
-    url = _scratch_database(database_url, "gridsvc_demo_test")
+    url = scratch_database(database_url, "gridsvc_demo_test")
     engine = create_engine(url)
     yield engine
     engine.dispose()
