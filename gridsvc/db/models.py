@@ -73,7 +73,9 @@ CASE_ACTIONS = (
     "park",
     "unpark",
     "link_duplicate",
+    "escalate",
 )
+OPEN311_CLOSED_STATUSES = ("closed", "rejected")
 CHANNELS = ("hotline_12345", "online", "app", "mini_program", "patrol", "video", "open311")
 HANDLING_LEVELS = ("community", "street", "district", "city")
 ROLES = ("gis_staff", "dispatcher", "field", "reporter")
@@ -214,6 +216,7 @@ class ComponentClass(Base):
     is_city_extension: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     snap_distance_m: Mapped[float] = mapped_column(Numeric(8, 1), server_default="50")
     duplicate_radius_m: Mapped[float] = mapped_column(Numeric(8, 1), server_default="50")
+    duplicate_window_hours: Mapped[float] = mapped_column(Numeric(8, 1), server_default="72")
     __table_args__ = (
         CheckConstraint(r"code ~ '^\d{4,5}$'", name="code_format"),
         CheckConstraint("code = major_code || minor_code", name="code_parts"),
@@ -232,6 +235,7 @@ class EventClass(Base):
     name_en: Mapped[str] = mapped_column(Text)
     default_department_code: Mapped[str | None] = mapped_column(ForeignKey("department.code"))
     duplicate_radius_m: Mapped[float] = mapped_column(Numeric(8, 1), server_default="100")
+    duplicate_window_hours: Mapped[float] = mapped_column(Numeric(8, 1), server_default="24")
     __table_args__ = (
         CheckConstraint(r"code ~ '^\d{4,5}$'", name="code_format"),
         CheckConstraint("left(code, 2) = major_code", name="code_parts"),
@@ -475,9 +479,21 @@ class Case(Base):
     needs_confirmation: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     routing: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("case_record.id"))
+    # The order number of the channel that sent it (a 12345 work order): re-loading a file finds it again.
+    external_ref: Mapped[str | None] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16), server_default="normal")
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    media_url: Mapped[str | None] = mapped_column(Text)
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("grid_plan.id", ondelete="SET NULL"))
+    rework_count: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    parked_from: Mapped[str | None] = mapped_column(String(16))
     reported_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The handling deadline set at dispatch and when the handler reported back: "on time" compares them.
+    handle_deadline: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     geom: Mapped[Any] = _geom("POINT")
     __table_args__ = (
@@ -493,7 +509,12 @@ class Case(Base):
             f"handling_level IS NULL OR {_in('handling_level', HANDLING_LEVELS)}", name="level_known"
         ),
         CheckConstraint("closed_at IS NULL OR closed_at >= reported_at", name="closed_after_reported"),
+        CheckConstraint("rework_count >= 0", name="rework_count_nonnegative"),
+        CheckConstraint(
+            f"parked_from IS NULL OR {_in('parked_from', CASE_STATUSES)}", name="parked_from_known"
+        ),
         CheckConstraint(_valid(), name="geom_valid"),
+        UniqueConstraint("channel", "external_ref", name="uq_case_record_channel_external_ref"),
         Index("ix_case_record_status", "status"),
         Index("ix_case_record_reported_at", "reported_at"),
         Index("ix_case_record_responsibility_grid_id", "responsibility_grid_id"),
@@ -548,6 +569,28 @@ class TimeLimitRule(Base):
         CheckConstraint(_in("limit_unit", LIMIT_UNITS), name="unit_known"),
         CheckConstraint("limit_value > 0", name="limit_positive"),
     )
+
+
+class HotlineCategory(Base):
+    """How a 12345 work order's category text maps to a case class: a table dispatchers edit."""
+
+    __tablename__ = "hotline_category"
+    category_text: Mapped[str] = mapped_column(Text, primary_key=True)
+    case_kind: Mapped[str] = mapped_column(String(10))
+    class_code: Mapped[str] = mapped_column(String(5))
+    __table_args__ = (
+        CheckConstraint(_in("case_kind", CASE_KINDS), name="kind_known"),
+        CheckConstraint(r"class_code ~ '^\d{4,5}$'", name="class_code_format"),
+    )
+
+
+class RequestCounter(Base):
+    """The last request-code sequence used on a day: one row lock hands out the next number."""
+
+    __tablename__ = "request_counter"
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (CheckConstraint("last_seq >= 0", name="last_seq_nonnegative"),)
 
 
 class WorkingPeriod(Base):

@@ -45,3 +45,8 @@ def add_component_class(session: Session, component_class: ComponentClass) -> Co
 def list_event_classes(session: Session) -> list[EventClass]:
     """All event classes by code."""
     return list(session.execute(select(EventClass).order_by(EventClass.code)).scalars())
+
+
+def get_event_class(session: Session, code: str) -> EventClass | None:
+    """One event class."""
+    return session.get(EventClass, code)
