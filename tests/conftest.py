@@ -13,6 +13,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -68,7 +69,8 @@ def database_url(cluster: EmbeddedCluster) -> str:
 @pytest.fixture(scope="session")
 def test_settings(database_url: str) -> Settings:
     """Settings pointing at the test database."""
-    return Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    # Tests change plans between one call and the next: never trust a cached plan index without asking.
+    return Settings(database_url=database_url, locate_recheck_seconds=0, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -158,3 +160,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 f"CI: {skipped} skipped and {xfailed} xfailed tests count as failures", red=True
             )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def case_city(sessions: sessionmaker[Session]) -> dict[str, Any]:
+    """A hand-made community with four unit grids, a station and two street lamps (tests/factories.py)."""
+    from tests.factories import add_case_city
+
+    with sessions.begin() as session:
+        made = add_case_city(session)
+        return {"plan_id": made["plan"].id}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,9 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc import __version__
 from gridsvc.api.problems import install_problem_handlers
-from gridsvc.api.routes import health, imports, reference
+from gridsvc.api.routes import cases, health, imports, locate, open311, reference, stats
 from gridsvc.db.engine import make_engine, make_session_factory
+from gridsvc.services import locate as locate_service
 from gridsvc.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 gridsvc serves a city's urban-management grids (单元网格, 责任网格), its census of urban
@@ -22,10 +27,24 @@ components (部件) and the case loop (立案 → 派遣 → 处置 → 核查 �
 `X-API-Key` header (make one with `gridsvc keys create --role gis_staff --name 张三`). Roles:
 `gis_staff`, `dispatcher`, `field`, `reporter`.
 
-**Errors** are RFC 9457 `application/problem+json` with `errors` listing each field's problem.
+**Errors** are RFC 9457 `application/problem+json` with `errors` listing each field's problem —
+except under `/open311/v2/`, which answers GeoReport v2's own error list (`[{code, description}]`
+or `<errors>` in XML) with its status codes (400, 403, 404).
+
+**Open311 GeoReport v2** (`/open311/v2/`): service codes are `C` + a component class (`C0118`
+street lamp) or `E` + an event class (`E0403` illegal parking). Extensions: `crs` (wgs84, gcj02,
+bd09, cgcs2000) for the datum of lat/long, `bbox`, `page`/`page_size` with `X-Total-Count` and `Link`
+headers, and `service_object_type=component` + `service_object_id` naming a component by its code.
 
 **Coordinates** are stored in CGCS2000 (EPSG:4490, lon/lat).
 """
+
+
+def _warm_locator(sessions: sessionmaker[Session], settings: Settings) -> None:
+    try:
+        locate_service.plan_locator(sessions, settings)
+    except Exception:  # a warm-up: the first request will say what is wrong
+        log.warning("could not prepare the plan locator at startup", exc_info=True)
 
 
 def create_app(
@@ -46,6 +65,9 @@ def create_app(
         engine = make_engine(database_url)
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
+        # Build the active plan's locator now, in the background: at city scale it takes seconds, which the
+        # first field worker's request should not pay. Failing here (no database yet) is not fatal.
+        threading.Thread(target=_warm_locator, args=(app.state.sessions, settings), daemon=True).start()
         try:
             yield
         finally:
@@ -60,10 +82,18 @@ def create_app(
             {"name": "service", "description": "Health and status."},
             {"name": "reference data", "description": "Departments, component classes, event classes."},
             {"name": "imports", "description": "Survey layer imports with row-by-row reports (gis_staff)."},
+            {"name": "locate", "description": "Which grid owns a place, and who answers for it."},
+            {"name": "cases", "description": "The case loop: intake, routing, transitions, escalation."},
+            {"name": "open311", "description": "Open311 GeoReport v2 (JSON and XML) for citizen apps."},
         ],
     )
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(reference.router)
     app.include_router(imports.router)
+    app.include_router(locate.router)
+    app.include_router(cases.router)
+    app.include_router(cases.escalation_router)
+    app.include_router(stats.router)
+    app.include_router(open311.router)
     return app

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +36,8 @@ class Principal:
 
 # The command line acts with the rights of whoever can run it on the server.
 LOCAL_OPERATOR = Principal(name="cli", role="gis_staff")
+# Case commands (hotline loads, escalation runs) act as the dispatch centre.
+LOCAL_DISPATCHER = Principal(name="cli", role="dispatcher")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,9 @@ def revoke_key(sessions: sessionmaker[Session], *, prefix: str, actor: Principal
             raise NotFoundError(f"no API key with prefix {prefix!r}")
         if key.revoked_at is None:
             repo.revoke_key(session, key)
+            with _known_keys_lock:
+                for cached in [k for k in _known_keys if k[1] == key.key_sha256]:
+                    del _known_keys[cached]
             repo.record_audit(
                 session,
                 actor=actor.name,
@@ -99,12 +106,32 @@ def revoke_key(sessions: sessionmaker[Session], *, prefix: str, actor: Principal
         return key
 
 
+# Known keys are remembered this long, to spare a query per request under load (the field app locates
+# many times a second). A revocation in this process forgets at once; one made elsewhere (the CLI) is
+# honoured within this many seconds.
+KEY_CACHE_SECONDS = 5.0
+_known_keys: dict[tuple[int, str], tuple[float, Principal]] = {}
+_known_keys_lock = threading.Lock()
+
+
 def authenticate(sessions: sessionmaker[Session], raw_key: str | None) -> Principal:
     """The caller behind an API key, or AuthenticationError."""
     if not raw_key:
         raise AuthenticationError("this action needs an API key (header X-API-Key or Authorization: Bearer)")
+    digest = hash_key(raw_key.strip())
+    cache_key = (id(sessions), digest)
+    now = time.monotonic()
+    with _known_keys_lock:
+        known = _known_keys.get(cache_key)
+    if known is not None and now - known[0] < KEY_CACHE_SECONDS:
+        return known[1]
     with sessions() as session:
-        key = repo.find_active_key(session, hash_key(raw_key.strip()))
+        key = repo.find_active_key(session, digest)
     if key is None:
         raise AuthenticationError("the API key is unknown or revoked")
-    return Principal(name=key.name, role=key.role, api_key_id=key.id)
+    principal = Principal(name=key.name, role=key.role, api_key_id=key.id)
+    with _known_keys_lock:
+        if len(_known_keys) > 10_000:
+            _known_keys.clear()
+        _known_keys[cache_key] = (now, principal)
+    return principal

@@ -1,0 +1,171 @@
+"""Cases: intake with routing, one case with its history, the steps of the loop, escalation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.services import cases
+
+router = APIRouter(prefix="/v1/cases", tags=["cases"])
+
+READ_ROLES = ("dispatcher", "field", "gis_staff")
+
+
+class IntakeBody(BaseModel):
+    """A report: what (kind and class), where (in which datum) and from whom."""
+
+    kind: Literal["component", "event"] = Field(description="component (部件) or event (事件)")
+    class_code: str = Field(
+        description="component class (0118 street lamp) or event class (0403 illegal parking)"
+    )
+    lon: float = Field(description="longitude, or easting for a projected crs")
+    lat: float = Field(description="latitude, or northing")
+    crs: str = Field(default="wgs84", description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+    channel: str = Field(
+        default="app", description="hotline_12345, online, app, mini_program, patrol, video, open311"
+    )
+    description: str | None = Field(default=None, max_length=4000)
+    address: str | None = None
+    reporter: dict[str, str] = Field(
+        default_factory=dict, description="name, phone, email, device_id, account_id"
+    )
+    media_url: str | None = None
+    severity: Literal["normal", "urgent"] = "normal"
+    component_code: str | None = Field(default=None, description="the component, when the reporter knows it")
+    external_ref: str | None = Field(default=None, description="the channel's own order number (idempotent)")
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "kind": "component",
+                    "class_code": "0118",
+                    "lon": 117.0213,
+                    "lat": 36.6615,
+                    "crs": "gcj02",
+                    "channel": "app",
+                    "description": "路灯不亮",
+                    "reporter": {"name": "李明", "phone": "13800000000"},
+                }
+            ]
+        }
+    }
+
+
+class StepBody(BaseModel):
+    """A step: why (a note; required to reject, rework, reassign and park) and, to reassign, where to."""
+
+    note: str | None = Field(default=None, max_length=2000)
+    unit_grid_code: str | None = Field(default=None, description="reassign: the unit grid that owns it now")
+    department_code: str | None = Field(default=None, description="reassign: the department that handles it")
+    lon: float | None = Field(default=None, description="reassign: the corrected location")
+    lat: float | None = None
+    crs: str = "wgs84"
+
+    model_config = {"json_schema_extra": {"examples": [{"note": "已派遣照明处"}]}}
+
+
+@router.post(
+    "",
+    summary="Report a case: routed to component, grid, worker, station, department, level and deadline",
+    status_code=201,
+    responses={
+        201: {"description": "a new case; `duplicate_of` names an open case it probably repeats"},
+        200: {"description": "the channel already sent this external_ref: the case made then"},
+        422: {"description": "unknown class, bad coordinates, outside the city"},
+    },
+)
+def report_case(body: IntakeBody, sessions: Sessions, settings: AppSettings, caller: Caller) -> JSONResponse:
+    """Intake (reporter, dispatcher, field)."""
+    result = cases.intake_case(
+        sessions,
+        settings,
+        cases.CaseIntake(
+            kind=body.kind,
+            class_code=body.class_code,
+            x=body.lon,
+            y=body.lat,
+            crs=body.crs,
+            channel=body.channel,
+            description=body.description,
+            address=body.address,
+            reporter=body.reporter,
+            media_url=body.media_url,
+            severity=body.severity,
+            component_code=body.component_code,
+            external_ref=body.external_ref,
+        ),
+        actor=caller,
+    )
+    payload: dict[str, Any] = dict(result.case)
+    if caller.role != "dispatcher":
+        payload.pop("reporter", None)
+    payload["duplicate_of"] = result.duplicate_of
+    return JSONResponse(payload, status_code=201 if result.created else 200)
+
+
+@router.get("/{request_code}", summary="One case with its routing reasons and its history")
+def get_case(
+    request_code: Annotated[str, Path(examples=["JN202611230000001"])], sessions: Sessions, caller: Caller
+) -> JSONResponse:
+    """A case (dispatcher, field, gis_staff); the reporter's contact only for dispatchers."""
+    caller.require(*READ_ROLES)
+    return JSONResponse(cases.get_case(sessions, request_code, personal=caller.role == "dispatcher"))
+
+
+@router.post(
+    "/{request_code}/{action}",
+    summary="Take a step of the loop: register, reject, dispatch, handle, report_back, verify, rework, "
+    "close, reassign, park, unpark, escalate",
+    responses={
+        403: {"description": "the role may not take this step"},
+        409: {"description": "the case is not in a status this step starts from"},
+        422: {"description": "a note is missing, or a reassignment target is unknown"},
+    },
+)
+def take_step(
+    request_code: str,
+    action: Annotated[str, Path(examples=["dispatch"])],
+    sessions: Sessions,
+    settings: AppSettings,
+    caller: Caller,
+    body: StepBody | None = None,
+) -> JSONResponse:
+    """Roles: dispatchers register, reject, dispatch, close, reassign, park, unpark, escalate; field teams
+    handle and report back; verification (and rework when it fails) by dispatchers or field verifiers."""
+    step = body or StepBody()
+    view = cases.transition(
+        sessions,
+        settings,
+        request_code,
+        cases.TransitionRequest(
+            action=action,
+            note=step.note,
+            unit_grid_code=step.unit_grid_code,
+            department_code=step.department_code,
+            lon=step.lon,
+            lat=step.lat,
+            crs=step.crs,
+        ),
+        actor=caller,
+    )
+    if caller.role != "dispatcher":
+        view.pop("reporter", None)
+    return JSONResponse(view)
+
+
+escalation_router = APIRouter(prefix="/v1/escalations", tags=["cases"])
+
+
+@escalation_router.post("", summary="Escalate every case whose handling deadline has passed (dispatcher)")
+def escalate(
+    sessions: Sessions, settings: AppSettings, caller: Caller, now: dt.datetime | None = None
+) -> JSONResponse:
+    """One level up per run: community → street → district → city, with a fresh handling limit."""
+    return JSONResponse({"escalated": cases.escalate_overdue(sessions, settings, actor=caller, now=now)})

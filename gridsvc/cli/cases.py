@@ -1,0 +1,299 @@
+"""``gridsvc intake``, ``gridsvc cases`` and ``gridsvc report``: the case loop from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gridsvc.cli.main import _sessions, _settings, app, console, err_console, friendly
+
+intake_app = typer.Typer(help="Take cases in from other systems: the 12345 hotline's work-order exports.")
+cases_app = typer.Typer(
+    help="Cases: show one with its routing and history, take a step, escalate overdue ones."
+)
+app.add_typer(intake_app, name="intake")
+app.add_typer(cases_app, name="cases")
+
+
+@intake_app.command("hotline")
+@friendly
+def intake_hotline_command(
+    file: Annotated[Path, typer.Argument(help="The 12345 work-order export (CSV, UTF-8 or GBK).")],
+    crs: Annotated[
+        str,
+        typer.Option("--crs", help="Datum of the coordinates: gcj02 (Amap-based systems) or bd09 (Baidu)."),
+    ] = "gcj02",
+    encoding: Annotated[
+        str | None, typer.Option("--encoding", help="Text encoding; detected when omitted.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the rows that could not be routed to this CSV.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Route every work order of a 12345 export to grid, station and department, in one transaction.
+
+    Columns recognised: 工单编号 (order number), 受理时间/来电时间 (time), 诉求分类/问题分类 (category),
+    事发地址/地址, 诉求内容, 来电号码, and coordinates as lng/lat, lon/lat or 经度/纬度. Categories map to
+    case classes through the table `gridsvc intake categories` shows. Loading the same file again adds
+    nothing: the order number identifies the case.
+
+    Example: `gridsvc intake hotline 12345-2026-10.csv --crs bd09 --report not-routed.csv`
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gridsvc.services.access import LOCAL_DISPATCHER
+    from gridsvc.services.hotline import intake_hotline
+
+    settings = _settings()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:>8,} orders"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
+        task = bar.add_task(f"routing {file.name}", total=None)
+        result = intake_hotline(
+            _sessions(settings),
+            settings,
+            file,
+            crs=crs,
+            encoding=encoding,
+            actor=LOCAL_DISPATCHER,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if report is not None:
+        import csv
+
+        with report.open("w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["row", "field", "value", "reason"])
+            writer.writeheader()
+            writer.writerows(result.problems)
+    if as_json:
+        console.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    table = Table(title=f"12345 work orders from {file.name}")
+    table.add_column("")
+    table.add_column("orders", justify="right")
+    table.add_row("in the file", f"{result.rows:,}")
+    table.add_row("new cases", f"{len(result.created):,}")
+    table.add_row("loaded before (skipped)", f"{result.already_loaded:,}")
+    table.add_row("linked as likely duplicates", f"{result.duplicates_linked:,}")
+    table.add_row("marked for a dispatcher to confirm", f"{result.needs_confirmation:,}")
+    table.add_row("not routed", f"{len(result.problems):,}")
+    console.print(table)
+    for problem in result.problems[:20]:
+        err_console.print(
+            f"  row {problem['row']}: {problem['field']} {problem['value'] or ''} — {problem['reason']}",
+            highlight=False,
+        )
+    if len(result.problems) > 20:
+        err_console.print(f"  ... and {len(result.problems) - 20} more (--report writes them all)")
+
+
+@intake_app.command("categories")
+@friendly
+def categories_command() -> None:
+    """Show how 12345 category texts map to case classes."""
+    from gridsvc.services.hotline import list_categories
+
+    table = Table(title="12345 categories → case classes")
+    table.add_column("category text")
+    table.add_column("kind")
+    table.add_column("class")
+    for text, (kind, class_code) in list_categories(_sessions(_settings())).items():
+        table.add_row(text, kind, class_code)
+    console.print(table)
+
+
+@intake_app.command("category-set")
+@friendly
+def category_set_command(
+    text: Annotated[str, typer.Argument(help="The category text as the hotline writes it, e.g. 井盖丢失.")],
+    kind: Annotated[str, typer.Option("--kind", help="component or event")],
+    class_code: Annotated[str, typer.Option("--class", help="The class code, e.g. 0113 or 0403.")],
+) -> None:
+    """Map a category text to a case class (add or change)."""
+    from gridsvc.services.access import LOCAL_DISPATCHER
+    from gridsvc.services.hotline import set_category
+
+    set_category(_sessions(_settings()), text, kind, class_code, actor=LOCAL_DISPATCHER)
+    console.print(f"{text} → {kind} {class_code}")
+
+
+@intake_app.command("category-remove")
+@friendly
+def category_remove_command(text: Annotated[str, typer.Argument(help="The category text to drop.")]) -> None:
+    """Drop a category mapping."""
+    from gridsvc.services.access import LOCAL_DISPATCHER
+    from gridsvc.services.hotline import remove_category
+
+    if not remove_category(_sessions(_settings()), text, actor=LOCAL_DISPATCHER):
+        err_console.print(f"[bold red]error:[/] no category {text!r}")
+        raise typer.Exit(1)
+    console.print(f"removed {text}")
+
+
+def _print_case(view: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key in (
+        "request_code",
+        "status",
+        "kind",
+        "class_code",
+        "description",
+        "address",
+        "department_code",
+        "handling_level",
+        "community_code",
+        "district_code",
+        "deadline",
+        "needs_confirmation",
+        "duplicate_of",
+    ):
+        table.add_row(key, str(view.get(key)))
+    console.print(table)
+    history = Table(title="history")
+    for column in ("seq", "at", "action", "from", "to", "actor", "note"):
+        history.add_column(column)
+    for event in view.get("history", []):
+        history.add_row(
+            str(event["seq"]),
+            event["at"],
+            event["action"],
+            str(event["from_status"] or ""),
+            event["to_status"],
+            str(event["actor"] or ""),
+            str(event["note"] or ""),
+        )
+    console.print(history)
+
+
+@cases_app.command("show")
+@friendly
+def case_show_command(
+    request_code: Annotated[str, typer.Argument(help="e.g. JN202611230000001")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One case with its routing reasons and its history."""
+    from gridsvc.services.cases import get_case
+
+    view = get_case(_sessions(_settings()), request_code, personal=True)
+    if as_json:
+        console.print_json(json.dumps(view, ensure_ascii=False, default=str))
+    else:
+        _print_case(view)
+
+
+@cases_app.command("step")
+@friendly
+def case_step_command(
+    request_code: Annotated[str, typer.Argument(help="e.g. JN202611230000001")],
+    action: Annotated[
+        str,
+        typer.Argument(
+            help="register, reject, dispatch, handle, report_back, verify, rework, close, reassign, park, "
+            "unpark, escalate"
+        ),
+    ],
+    note: Annotated[
+        str | None, typer.Option("--note", help="Why (needed to reject, rework, reassign, park).")
+    ] = None,
+    unit_grid: Annotated[
+        str | None, typer.Option("--unit-grid", help="reassign: the owning unit grid")
+    ] = None,
+    department: Annotated[str | None, typer.Option("--department", help="reassign: the department")] = None,
+) -> None:
+    """Take one step of the loop as the dispatch centre."""
+    from gridsvc.services.access import LOCAL_DISPATCHER
+    from gridsvc.services.cases import TransitionRequest, transition
+
+    settings = _settings()
+    view = transition(
+        _sessions(settings),
+        settings,
+        request_code,
+        TransitionRequest(action=action, note=note, unit_grid_code=unit_grid, department_code=department),
+        actor=LOCAL_DISPATCHER,
+    )
+    console.print(f"{request_code}: {view['status']} (deadline {view['deadline'] or '—'})")
+
+
+@cases_app.command("escalate")
+@friendly
+def escalate_command() -> None:
+    """Move every case whose handling deadline has passed one level up (run it every few minutes)."""
+    from gridsvc.services.access import LOCAL_DISPATCHER
+    from gridsvc.services.cases import escalate_overdue
+
+    settings = _settings()
+    moved = escalate_overdue(_sessions(settings), settings, actor=LOCAL_DISPATCHER)
+    for item in moved:
+        console.print(
+            f"{item['request_code']}: {item['from_level']} → {item['to_level']} (due {item['deadline']})"
+        )
+    console.print(f"{len(moved)} case(s) escalated")
+
+
+report_app = typer.Typer(help="Reports: the monthly evaluation (月报) per grid, community, street, district.")
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("monthly")
+@friendly
+def report_monthly_command(
+    month: Annotated[str, typer.Option("--month", help="YYYY-MM, e.g. 2026-10")],
+    level: Annotated[
+        str, typer.Option("--level", help="grid, community, street, district or city")
+    ] = "district",
+    fmt: Annotated[str, typer.Option("--format", help="table (on screen), json, csv or html")] = "table",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of the screen.")
+    ] = None,
+) -> None:
+    """Registered, dispatched, closed, on time, closure and on-time rates, rework, median handling time.
+
+    The month's cohort is the cases registered in it (local time). Rates: closed / (due − deferred) and
+    closed on time / (due − deferred), as in the bureau's evaluation rules.
+
+    Example: `gridsvc report monthly --month 2026-10 --level street --format html --out 2026-10.html`
+    """
+    from gridsvc.services import stats
+
+    settings = _settings()
+    rows = stats.monthly(_sessions(settings), settings, month, level)
+    if fmt == "table" and out is None:
+        table = Table(title=f"{settings.city_name} {month} ({level})")
+        for column in stats.COLUMNS[1:]:
+            table.add_column(
+                stats.HEADINGS_ZH[column], justify="left" if column in ("code", "name") else "right"
+            )
+        for row in rows:
+            table.add_row(
+                *(
+                    "—" if row[c] is None else f"{row[c] * 100:.1f}%" if c.endswith("_rate") else str(row[c])
+                    for c in stats.COLUMNS[1:]
+                )
+            )
+        console.print(table)
+        return
+    if fmt == "csv":
+        content = stats.to_csv(rows)
+    elif fmt == "html":
+        content = stats.to_html(rows, city=settings.city_name, month=month, level=level)
+    elif fmt in ("json", "table"):
+        content = json.dumps({"month": month, "level": level, "rows": rows}, ensure_ascii=False, indent=2)
+    else:
+        raise typer.BadParameter("table, json, csv or html", param_hint="--format")
+    if out is None:
+        console.print(content, highlight=False, markup=False)
+    else:
+        out.write_text(content, encoding="utf-8")
+        console.print(f"wrote {out}")

@@ -1,0 +1,789 @@
+"""The case loop: intake with routing and duplicate detection, then register → dispatch → handle →
+report back → verify → close, with rework, reassignment, parking (挂账) and escalation.
+
+Routing a case (on intake, and again on reassignment):
+1. a component case snaps to the nearest current component of its class within the class's snap
+   distance (or names one: Open311 ``service_object_id``), so a lamp case names the lamp; the owner is
+   then found at the component, not at the reporter's thumb;
+2. the locator (services/locate.py) gives unit grid, responsibility grid, worker, community, street,
+   district and station; near-boundary, nearest-grid and territory answers need a dispatcher's
+   confirmation;
+3. the department is the component's maintainer, else the class's default department;
+4. the handling level and the limits come from ``time_limit_rule`` (the class's own rule, else the
+   kind's default), the deadlines from the working calendar (gis/workcalendar.py);
+5. every decision is stored in ``case_record.routing`` with its reason, and the intake event keeps it.
+
+Deadlines: the case's ``deadline`` is the one of its current stage: register (from intake), dispatch
+(from registration), handle (from dispatch: the clock that evaluation counts, kept in
+``handle_deadline``), verify (from report-back). A parked case has none until it is unparked.
+Escalation moves a case whose handling deadline passed one level up (community → street → district →
+city) and gives the new level a fresh handling limit from that moment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from gis import workcalendar
+from gis.workcalendar import WorkingCalendar
+from gridsvc.db.models import CASE_KINDS, CHANNELS, HANDLING_LEVELS, OPEN311_CLOSED_STATUSES, Case
+from gridsvc.errors import ConflictError, FieldProblem, InvalidInputError, NotFoundError
+from gridsvc.repositories import access as access_repo
+from gridsvc.repositories import cases as repo
+from gridsvc.repositories import reference as reference_repo
+from gridsvc.services import locate
+from gridsvc.services.access import Principal
+from gridsvc.settings import Settings
+
+INTAKE_ROLES = ("reporter", "dispatcher", "field")
+SEVERITIES = ("normal", "urgent")
+CONTACT_FIELDS = ("first_name", "last_name", "name", "phone", "email", "device_id", "account_id")
+
+
+@dataclass
+class CaseIntake:
+    """A new report: what, where (in which datum), through which channel, from whom."""
+
+    kind: str
+    class_code: str
+    x: float
+    y: float
+    crs: str = "wgs84"
+    channel: str = "open311"
+    description: str | None = None
+    address: str | None = None
+    reporter: dict[str, str] = field(default_factory=dict)
+    media_url: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    severity: str = "normal"
+    component_code: str | None = None
+    external_ref: str | None = None
+    reported_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The case made (or found again), and the open case it probably repeats."""
+
+    case: dict[str, Any]
+    created: bool
+    duplicate_of: str | None
+
+
+def _problem(field_name: str, message: str) -> InvalidInputError:
+    return InvalidInputError(message, problems=[FieldProblem(field_name, message)])
+
+
+def _calendar(session: Session, settings: Settings) -> WorkingCalendar:
+    periods, days = repo.calendar_rows(session)
+    return WorkingCalendar.from_rows(periods, days, ZoneInfo(settings.timezone))
+
+
+def _limit_text(limit: repo.TimeLimit) -> str:
+    value = f"{Decimal(str(limit.value)).normalize():f}"
+    return f"{value} {limit.unit.replace('_', ' ')}"
+
+
+def _due(calendar: WorkingCalendar, start: dt.datetime, limit: repo.TimeLimit | None) -> dt.datetime | None:
+    if limit is None:
+        return None
+    return workcalendar.add_limit(calendar, start, Decimal(str(limit.value)), limit.unit)
+
+
+def _class_info(session: Session, kind: str, class_code: str) -> tuple[str, str | None, float, float]:
+    """(name, default department, snap distance, duplicate radius, ...) of a class, or a clear error."""
+    if kind not in CASE_KINDS:
+        raise _problem("kind", f"unknown case kind {kind!r}: component or event")
+    if kind == "component":
+        component_class = reference_repo.get_component_class(session, class_code)
+        if component_class is None:
+            raise _problem("service_code", f"unknown component class {class_code!r}")
+        return (
+            component_class.name_zh,
+            component_class.default_department_code,
+            float(component_class.snap_distance_m),
+            float(component_class.duplicate_radius_m),
+        )
+    event_class = reference_repo.get_event_class(session, class_code)
+    if event_class is None:
+        raise _problem("service_code", f"unknown event class {class_code!r}")
+    return (
+        event_class.name_zh,
+        event_class.default_department_code,
+        0.0,
+        float(event_class.duplicate_radius_m),
+    )
+
+
+def class_name(session: Session, kind: str, class_code: str) -> str:
+    """The Chinese name of a case class, or InvalidInputError when there is no such class."""
+    return _class_info(session, kind, class_code)[0]
+
+
+def _duplicate_window(session: Session, kind: str, class_code: str) -> dt.timedelta:
+    if kind == "component":
+        component_class = reference_repo.get_component_class(session, class_code)
+        hours = float(component_class.duplicate_window_hours) if component_class else 72.0
+    else:
+        event_class = reference_repo.get_event_class(session, class_code)
+        hours = float(event_class.duplicate_window_hours) if event_class else 24.0
+    return dt.timedelta(hours=hours)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a case goes and why."""
+
+    values: dict[str, Any]
+    reasons: dict[str, Any]
+    needs_confirmation: bool
+
+
+def route(
+    session: Session,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    kind: str,
+    class_code: str,
+    lon: float,
+    lat: float,
+    component_code: str | None = None,
+    severity: str = "normal",
+    start: dt.datetime,
+    calendar: WorkingCalendar,
+) -> Routing:
+    """Decide component, grids, worker, station, department, level and register deadline of a case."""
+    class_name, default_department, snap_m, _ = _class_info(session, kind, class_code)
+    reasons: dict[str, Any] = {"class": {"kind": kind, "code": class_code, "name": class_name}}
+    confirm: list[str] = []
+    snapped: repo.SnappedComponent | None = None
+    if component_code:
+        found = repo.component_by_code(session, component_code, lon, lat)
+        if found is None:
+            raise _problem("service_object_id", f"no current component with code {component_code!r}")
+        snapped, found_class = found
+        if kind != "component" or found_class != class_code:
+            raise _problem(
+                "service_object_id", f"component {component_code} is of class {found_class}, not {class_code}"
+            )
+        reasons["component"] = {
+            "code": snapped.code,
+            "reason": "named by the reporter",
+            "distance_m": round(snapped.distance_m, 1),
+        }
+    elif kind == "component":
+        snapped = repo.nearest_component(session, class_code, lon, lat, snap_m)
+        if snapped is None:
+            reasons["component"] = {
+                "code": None,
+                "reason": f"no {class_name} ({class_code}) within {snap_m:g} m",
+            }
+        else:
+            reasons["component"] = {
+                "code": snapped.code,
+                "reason": f"nearest {class_name} within {snap_m:g} m",
+                "distance_m": round(snapped.distance_m, 1),
+            }
+    at_lon, at_lat = (snapped.lon, snapped.lat) if snapped else (lon, lat)
+    pl = locate.plan_locator(sessions, settings)
+    answer = locate.answer_one(pl, at_lon, at_lat)
+    if answer.how == "outside":
+        raise _problem("lat/long", f"({lon:.6f}, {lat:.6f}) is outside {settings.city_name}")
+    row = answer.row or {}
+    reasons["owner"] = {
+        "how": answer.how,
+        "located_at": "component" if snapped else "report",
+        "unit_grid_code": row.get("unit_grid_code"),
+        "responsibility_grid_code": row.get("responsibility_grid_code"),
+        "plan_id": pl.plan.id if pl.plan else None,
+        "distance_m": answer.distance_m,
+        "near_boundary": answer.near_boundary,
+        "candidates": [c.__dict__ for c in answer.candidates],
+        "notes": answer.notes,
+    }
+    if answer.needs_confirmation:
+        confirm.extend(answer.notes)
+    department = None
+    if snapped is not None and snapped.maintainer_department_code:
+        department = snapped.maintainer_department_code
+        reasons["department"] = {"code": department, "reason": f"maintainer of component {snapped.code}"}
+    elif default_department:
+        department = default_department
+        reasons["department"] = {"code": department, "reason": f"default department of class {class_code}"}
+    else:
+        reasons["department"] = {
+            "code": None,
+            "reason": "no maintainer and no default: the dispatcher decides",
+        }
+        confirm.append("no department found")
+    limits = repo.time_limits(session, kind, class_code, severity)
+    handle = limits.get("handle")
+    level = handle.handling_level if handle and handle.handling_level else "community"
+    reasons["handling_level"] = {
+        "level": level,
+        "reason": (
+            f"time-limit rule {handle.rule_id} "
+            f"({'class ' + class_code if handle.class_specific else kind + ' default'})"
+            if handle and handle.handling_level
+            else "no rule names a level: the community handles it"
+        ),
+    }
+    register_due = _due(calendar, start, limits.get("register"))
+    handle_due_now = _due(calendar, start, handle)
+    reasons["deadlines"] = {
+        "register": {
+            "limit": _limit_text(limits["register"]) if "register" in limits else None,
+            "due": register_due.isoformat() if register_due else None,
+        },
+        "handle": {
+            "limit": _limit_text(handle) if handle else None,
+            "due_if_dispatched_now": handle_due_now.isoformat() if handle_due_now else None,
+            "counts_from": "dispatch",
+        },
+    }
+    reasons["needs_confirmation"] = bool(confirm)
+    reasons["confirm_reasons"] = confirm
+    values = {
+        "component_id": snapped.id if snapped else None,
+        "unit_grid_id": row.get("unit_grid_id"),
+        "responsibility_grid_id": row.get("responsibility_grid_id")
+        if row.get("responsibility_grid_id", -1) != -1
+        else None,
+        "community_code": row.get("community_code"),
+        "street_code": row.get("street_code"),
+        "district_code": answer.district_code,
+        "station_id": row.get("station_id"),
+        "department_code": department,
+        "handling_level": level,
+        "plan_id": pl.plan.id if pl.plan else None,
+        "deadline": register_due,
+    }
+    return Routing(values=values, reasons=reasons, needs_confirmation=bool(confirm))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _local_day(moment: dt.datetime, settings: Settings) -> dt.date:
+    return moment.astimezone(ZoneInfo(settings.timezone)).date()
+
+
+def _audit(session: Session, actor: Principal, action: str, case: Case, details: dict[str, Any]) -> None:
+    access_repo.record_audit(
+        session,
+        actor=actor.name,
+        api_key_id=actor.api_key_id,
+        action=action,
+        entity="case",
+        entity_id=case.request_code,
+        details=details,
+    )
+
+
+def _check_intake(intake: CaseIntake) -> None:
+    if intake.channel not in CHANNELS:
+        raise _problem("channel", f"unknown channel {intake.channel!r}: one of {', '.join(CHANNELS)}")
+    if intake.severity not in SEVERITIES:
+        raise _problem("severity", f"unknown severity {intake.severity!r}: one of {', '.join(SEVERITIES)}")
+    unknown = sorted(set(intake.reporter) - set(CONTACT_FIELDS))
+    if unknown:
+        raise _problem("reporter", f"unknown contact fields {unknown}")
+    if intake.description is not None and len(intake.description) > 4000:
+        raise _problem("description", "longer than 4000 characters")
+    if intake.reported_at is not None and intake.reported_at.tzinfo is None:
+        raise _problem("reported_at", "needs a time zone (e.g. +08:00)")
+
+
+def intake_case(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    intake: CaseIntake,
+    *,
+    actor: Principal,
+    session: Session | None = None,
+) -> IntakeResult:
+    """Take a report in: route it, link a likely duplicate, store it with its history, in one transaction.
+
+    A report a channel already sent (same channel and external_ref) is found again, not made twice.
+    ``session`` lets a bulk intake (the hotline file) run many reports in its own transaction.
+    """
+    actor.require(*INTAKE_ROLES)
+    _check_intake(intake)
+    lon_a, lat_a = locate.to_cgcs2000([intake.x], [intake.y], intake.crs, x_field="long", y_field="lat")
+    lon, lat = float(lon_a[0]), float(lat_a[0])
+    if session is None:
+        with sessions.begin() as own:
+            return _intake(own, sessions, settings, intake, lon, lat, actor, _calendar(own, settings))
+    return _intake(session, sessions, settings, intake, lon, lat, actor, _calendar(session, settings))
+
+
+def _intake(
+    session: Session,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    intake: CaseIntake,
+    lon: float,
+    lat: float,
+    actor: Principal,
+    calendar: WorkingCalendar,
+) -> IntakeResult:
+    if intake.external_ref:
+        existing = repo.case_by_external_ref(session, intake.channel, intake.external_ref)
+        if existing is not None:
+            original = (
+                repo.case_codes(session, [existing.duplicate_of_id]) if existing.duplicate_of_id else {}
+            )
+            return IntakeResult(
+                case=case_view(session, existing, personal=True),
+                created=False,
+                duplicate_of=next(iter(original.values()), None),
+            )
+    now = _now()
+    reported_at = intake.reported_at or now
+    routing = route(
+        session,
+        sessions,
+        settings,
+        kind=intake.kind,
+        class_code=intake.class_code,
+        lon=lon,
+        lat=lat,
+        component_code=intake.component_code,
+        severity=intake.severity,
+        start=reported_at,
+        calendar=calendar,
+    )
+    _, _, _, radius = _class_info(session, intake.kind, intake.class_code)
+    duplicate = repo.find_open_duplicate(
+        session,
+        kind=intake.kind,
+        class_code=intake.class_code,
+        lon=lon,
+        lat=lat,
+        radius_m=radius,
+        since=reported_at - _duplicate_window(session, intake.kind, intake.class_code),
+    )
+    reasons = dict(routing.reasons)
+    if duplicate is not None:
+        reasons["duplicate"] = {
+            "of": duplicate[1],
+            "distance_m": round(duplicate[2], 1),
+            "reason": f"an open case of the same class {duplicate[2]:.0f} m away (radius {radius:g} m)",
+        }
+    seq = repo.next_request_seq(session, _local_day(reported_at, settings))
+    from gis.codes import format_request_code
+
+    case = Case(
+        request_code=format_request_code(_local_day(reported_at, settings), seq),
+        kind=intake.kind,
+        component_class_code=intake.class_code if intake.kind == "component" else None,
+        event_class_code=intake.class_code if intake.kind == "event" else None,
+        status="reported",
+        channel=intake.channel,
+        description=intake.description,
+        address=intake.address,
+        reporter_contact=dict(intake.reporter),
+        media_url=intake.media_url,
+        attributes=dict(intake.attributes),
+        severity=intake.severity,
+        external_ref=intake.external_ref,
+        needs_confirmation=routing.needs_confirmation or duplicate is not None,
+        routing=reasons,
+        duplicate_of_id=duplicate[0] if duplicate else None,
+        reported_at=reported_at,
+        updated_at=now,
+        geom=repo.point(lon, lat),
+        **routing.values,
+    )
+    repo.add_case(session, case)
+    repo.add_event(
+        session,
+        case,
+        at=now,
+        action="intake",
+        from_status=None,
+        to_status="reported",
+        actor=actor.name,
+        details={"channel": intake.channel, "routing": reasons},
+    )
+    if duplicate is not None:
+        repo.add_event(
+            session,
+            case,
+            at=now,
+            action="link_duplicate",
+            from_status="reported",
+            to_status="reported",
+            actor="gridsvc",
+            note=f"likely duplicate of {duplicate[1]}",
+            details=reasons["duplicate"],
+        )
+    _audit(
+        session,
+        actor,
+        "intake",
+        case,
+        {"channel": intake.channel, "duplicate_of": duplicate[1] if duplicate else None},
+    )
+    return IntakeResult(
+        case=case_view(session, case, personal=True),
+        created=True,
+        duplicate_of=duplicate[1] if duplicate else None,
+    )
+
+
+# --- transitions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One step of the loop: from which statuses, to which, and who may take it."""
+
+    from_statuses: tuple[str, ...]
+    to_status: str | None  # None: stays where it is (reassign, escalate) or goes back (unpark)
+    roles: tuple[str, ...]
+    needs_note: bool = False
+
+
+ACTIVE = ("registered", "dispatched", "in_progress")
+TRANSITIONS: dict[str, Transition] = {
+    "register": Transition(("reported",), "registered", ("dispatcher",)),
+    "reject": Transition(("reported",), "rejected", ("dispatcher",), needs_note=True),
+    "dispatch": Transition(("registered",), "dispatched", ("dispatcher",)),
+    "handle": Transition(("dispatched",), "in_progress", ("field", "dispatcher")),
+    "report_back": Transition(("dispatched", "in_progress"), "reported_back", ("field", "dispatcher")),
+    "verify": Transition(("reported_back",), "verified", ("dispatcher", "field")),
+    "rework": Transition(
+        ("reported_back", "verified"), "dispatched", ("dispatcher", "field"), needs_note=True
+    ),
+    "close": Transition(("verified",), "closed", ("dispatcher",)),
+    "reassign": Transition((*ACTIVE, "reported"), None, ("dispatcher",), needs_note=True),
+    "park": Transition(ACTIVE, "parked", ("dispatcher",), needs_note=True),
+    "unpark": Transition(("parked",), None, ("dispatcher",)),
+    "escalate": Transition(("dispatched", "in_progress"), None, ("dispatcher",)),
+}
+
+
+@dataclass
+class TransitionRequest:
+    """A step asked for: the action, why, and for a reassignment where the case goes now."""
+
+    action: str
+    note: str | None = None
+    unit_grid_code: str | None = None
+    department_code: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    crs: str = "wgs84"
+    at: dt.datetime | None = None
+
+
+def transition(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    request_code: str,
+    step: TransitionRequest,
+    *,
+    actor: Principal,
+) -> dict[str, Any]:
+    """Take one step of the loop on a case, checking the role and the status; timestamped and audited."""
+    rule = TRANSITIONS.get(step.action)
+    if rule is None:
+        raise _problem("action", f"unknown action {step.action!r}: one of {', '.join(TRANSITIONS)}")
+    actor.require(*rule.roles)
+    if rule.needs_note and not (step.note and step.note.strip()):
+        raise _problem("note", f"{step.action} needs a note that says why")
+    with sessions.begin() as session:
+        case = repo.case_by_code(session, request_code, for_update=True)
+        if case is None:
+            raise NotFoundError(f"no case {request_code!r}")
+        if case.status not in rule.from_statuses:
+            raise ConflictError(
+                f"case {request_code} is {case.status}: {step.action} needs it to be "
+                f"{' or '.join(rule.from_statuses)}",
+                problems=[FieldProblem("status", case.status)],
+            )
+        now = step.at or _now()
+        calendar = _calendar(session, settings)
+        before = case.status
+        details = _apply(session, sessions, settings, case, step, now, calendar)
+        case.updated_at = now
+        repo.add_event(
+            session,
+            case,
+            at=now,
+            action=step.action,
+            from_status=before,
+            to_status=case.status,
+            actor=actor.name,
+            note=step.note,
+            details=details,
+        )
+        _audit(session, actor, step.action, case, {"from": before, "to": case.status, **details})
+        session.flush()
+        return case_view(session, case, personal=True)
+
+
+def _limit(session: Session, case: Case, stage: str) -> repo.TimeLimit | None:
+    class_code = case.component_class_code or case.event_class_code or ""
+    return repo.time_limits(session, case.kind, class_code, case.severity).get(stage)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _apply(
+    session: Session,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    case: Case,
+    step: TransitionRequest,
+    now: dt.datetime,
+    calendar: WorkingCalendar,
+) -> dict[str, Any]:
+    """Change the case for one step; return what the history should keep about it."""
+    action = step.action
+    rule = TRANSITIONS[action]
+    before = case.status
+    if rule.to_status is not None:
+        case.status = rule.to_status
+    if action == "register":
+        case.deadline = _due(calendar, now, _limit(session, case, "dispatch"))
+    elif action == "reject":
+        case.deadline, case.closed_at = None, now
+    elif action in ("dispatch", "rework"):
+        if case.department_code is None:
+            raise _problem("department_code", "the case has no department: reassign it to one first")
+        handle = _limit(session, case, "handle")
+        case.handle_deadline = case.deadline = _due(calendar, now, handle)
+        case.dispatched_at = now if action == "dispatch" else case.dispatched_at
+        case.handled_at = None
+        if action == "rework":
+            case.rework_count += 1
+        return {"deadline": _iso(case.deadline), "limit": _limit_text(handle) if handle else None}
+    elif action == "report_back":
+        case.handled_at = now
+        case.deadline = _due(calendar, now, _limit(session, case, "verify"))
+        on_time = case.handle_deadline is None or now <= case.handle_deadline
+        return {"handled_on_time": on_time, "deadline": _iso(case.deadline)}
+    elif action == "verify":
+        case.deadline = None
+    elif action == "close":
+        case.closed_at, case.deadline = now, None
+        on_time = case.handled_at is not None and (
+            case.handle_deadline is None or case.handled_at <= case.handle_deadline
+        )
+        return {"closed_on_time": on_time}
+    elif action == "park":
+        case.parked_from, case.deadline = before, None
+        return {"parked_from": case.parked_from}
+    elif action == "unpark":
+        back = case.parked_from or "registered"
+        case.status, case.parked_from = back, None
+        stage = {"registered": "dispatch", "dispatched": "handle", "in_progress": "handle"}.get(
+            back, "handle"
+        )
+        case.deadline = _due(calendar, now, _limit(session, case, stage))
+        if stage == "handle":
+            case.handle_deadline = case.deadline
+        return {"back_to": back, "deadline": _iso(case.deadline)}
+    elif action == "escalate":
+        return _escalate(session, case, now, calendar)
+    elif action == "reassign":
+        return _reassign(session, sessions, settings, case, step, now, calendar)
+    return {"deadline": _iso(case.deadline)}
+
+
+def _escalate(session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar) -> dict[str, Any]:
+    level = case.handling_level or "community"
+    index = HANDLING_LEVELS.index(level)
+    if index + 1 >= len(HANDLING_LEVELS):
+        raise ConflictError(f"case {case.request_code} is already handled at city level")
+    case.handling_level = HANDLING_LEVELS[index + 1]
+    handle = _limit(session, case, "handle")
+    case.handle_deadline = case.deadline = _due(calendar, now, handle)
+    return {"from_level": level, "to_level": case.handling_level, "deadline": _iso(case.deadline)}
+
+
+def _reassign(
+    session: Session,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    case: Case,
+    step: TransitionRequest,
+    now: dt.datetime,
+    calendar: WorkingCalendar,
+) -> dict[str, Any]:
+    """Send the case to another place, grid or department; the old routing stays in the history."""
+    old = {
+        "unit_grid_id": case.unit_grid_id,
+        "responsibility_grid_id": case.responsibility_grid_id,
+        "department_code": case.department_code,
+        "routing": case.routing,
+    }
+    if step.department_code is None and step.lon is None and step.unit_grid_code is None:
+        raise _problem("target", "reassign needs a department_code, a unit_grid_code or a new point")
+    if step.department_code is not None:
+        if reference_repo.get_department(session, step.department_code) is None:
+            raise _problem("department_code", f"unknown department {step.department_code!r}")
+        case.department_code = step.department_code
+    lon = lat = None
+    if step.lon is not None and step.lat is not None:
+        lon_a, lat_a = locate.to_cgcs2000([step.lon], [step.lat], step.crs)
+        lon, lat = float(lon_a[0]), float(lat_a[0])
+    elif step.unit_grid_code is not None:
+        found = repo.unit_grid_point(session, step.unit_grid_code, case.plan_id)
+        if found is None:
+            raise _problem("unit_grid_code", f"no unit grid {step.unit_grid_code!r} in the case's plan")
+        lon, lat = found
+    if lon is not None and lat is not None:
+        class_code = case.component_class_code or case.event_class_code or ""
+        routing = route(
+            session,
+            sessions,
+            settings,
+            kind=case.kind,
+            class_code=class_code,
+            lon=lon,
+            lat=lat,
+            severity=case.severity,
+            start=now,
+            calendar=calendar,
+        )
+        keep_department = step.department_code
+        for key in (
+            "component_id",
+            "unit_grid_id",
+            "responsibility_grid_id",
+            "community_code",
+            "street_code",
+            "district_code",
+            "station_id",
+            "plan_id",
+        ):
+            setattr(case, key, routing.values[key])
+        if keep_department is None:
+            case.department_code = routing.values["department_code"]
+        case.routing = {**routing.reasons, "reassigned_at": now.isoformat(), "reassign_note": step.note}
+        if step.unit_grid_code is not None or step.lon is not None:
+            case.geom = repo.point(lon, lat) if step.lon is not None else case.geom
+    case.needs_confirmation = False
+    return {"before": {k: v for k, v in old.items() if k != "routing"}, "previous_routing": old["routing"]}
+
+
+# --- views --------------------------------------------------------------------------------------
+
+
+def open311_status(status: str) -> str:
+    """Open311 knows only open and closed."""
+    return "closed" if status in OPEN311_CLOSED_STATUSES else "open"
+
+
+def case_view(session: Session, case: Case, *, personal: bool, history: bool = True) -> dict[str, Any]:
+    """A case as the API shows it; ``personal`` includes the reporter's contact (dispatchers only)."""
+    lon, lat = repo.case_point(session, case.id)
+    duplicate = (
+        repo.case_codes(session, [case.duplicate_of_id]).get(case.duplicate_of_id or -1)
+        if case.duplicate_of_id
+        else None
+    )
+    view: dict[str, Any] = {
+        "request_code": case.request_code,
+        "kind": case.kind,
+        "class_code": case.component_class_code or case.event_class_code,
+        "status": case.status,
+        "open311_status": open311_status(case.status),
+        "channel": case.channel,
+        "severity": case.severity,
+        "description": case.description,
+        "address": case.address,
+        "media_url": case.media_url,
+        "attributes": case.attributes,
+        "lon": lon,
+        "lat": lat,
+        "component_id": case.component_id,
+        "unit_grid_id": case.unit_grid_id,
+        "responsibility_grid_id": case.responsibility_grid_id,
+        "community_code": case.community_code,
+        "street_code": case.street_code,
+        "district_code": case.district_code,
+        "station_id": case.station_id,
+        "department_code": case.department_code,
+        "handling_level": case.handling_level,
+        "needs_confirmation": case.needs_confirmation,
+        "duplicate_of": duplicate,
+        "external_ref": case.external_ref,
+        "rework_count": case.rework_count,
+        "reported_at": _iso(case.reported_at),
+        "updated_at": _iso(case.updated_at),
+        "dispatched_at": _iso(case.dispatched_at),
+        "deadline": _iso(case.deadline),
+        "handle_deadline": _iso(case.handle_deadline),
+        "handled_at": _iso(case.handled_at),
+        "closed_at": _iso(case.closed_at),
+        "routing": case.routing,
+    }
+    if personal:
+        view["reporter"] = case.reporter_contact
+    if history:
+        view["history"] = [
+            {
+                "seq": e.seq,
+                "at": _iso(e.at),
+                "action": e.action,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "actor": e.actor,
+                "note": e.note,
+            }
+            for e in repo.case_events(session, case.id)
+        ]
+    return view
+
+
+def get_case(sessions: sessionmaker[Session], request_code: str, *, personal: bool) -> dict[str, Any]:
+    """One case with its history."""
+    with sessions() as session:
+        case = repo.case_by_code(session, request_code)
+        if case is None:
+            raise NotFoundError(f"no case {request_code!r}")
+        return case_view(session, case, personal=personal)
+
+
+def escalate_overdue(
+    sessions: sessionmaker[Session], settings: Settings, *, actor: Principal, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Move every case whose handling deadline has passed one level up; returns what moved."""
+    actor.require(*TRANSITIONS["escalate"].roles)
+    moment = now or _now()
+    moved = []
+    with sessions.begin() as session:
+        calendar = _calendar(session, settings)
+        for case in repo.overdue_cases(session, moment):
+            before, overdue_since = case.status, case.deadline
+            details = _escalate(session, case, moment, calendar)
+            details["overdue_since"] = _iso(overdue_since)
+            case.updated_at = moment
+            repo.add_event(
+                session,
+                case,
+                at=moment,
+                action="escalate",
+                from_status=before,
+                to_status=case.status,
+                actor=actor.name,
+                note="handling deadline passed",
+                details=details,
+            )
+            _audit(session, actor, "escalate", case, details)
+            moved.append({"request_code": case.request_code, **details})
+    return moved

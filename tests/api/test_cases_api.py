@@ -1,0 +1,108 @@
+"""The case routes: intake, steps with their roles and statuses, one case, escalation, monthly figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.api.app import create_app
+from gridsvc.services.access import LOCAL_OPERATOR, create_key
+from gridsvc.settings import Settings
+from tests.factories import LAMP
+
+
+@pytest.fixture
+def api(
+    case_city: dict[str, Any], test_settings: Settings, database_url: str, sessions: sessionmaker[Session]
+) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    headers = {
+        role: {"X-API-Key": create_key(sessions, name=f"api-{role}", role=role, actor=LOCAL_OPERATOR).secret}
+        for role in ("gis_staff", "dispatcher", "field", "reporter")
+    }
+    with TestClient(create_app(test_settings, database_url, sessions=sessions)) as client:
+        yield client, headers
+
+
+REPORT = {
+    "kind": "component",
+    "class_code": "0118",
+    "lon": LAMP[0] + 0.0002,
+    "lat": LAMP[1],
+    "crs": "cgcs2000",
+    "description": "路灯不亮",
+    "reporter": {"name": "李明", "phone": "13800000000"},
+}
+
+
+def test_report_then_walk_the_loop_over_http(api: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    client, keys = api
+    made = client.post("/v1/cases", json=REPORT, headers=keys["reporter"])
+    assert made.status_code == 201, made.text
+    body = made.json()
+    code = body["request_code"]
+    assert body["routing"]["component"]["code"] == "3701020118000001"
+    assert "reporter" not in body  # only dispatchers see the reporter's contact
+    assert (
+        client.get(f"/v1/cases/{code}", headers=keys["dispatcher"]).json()["reporter"]["phone"]
+        == "13800000000"
+    )
+    assert "reporter" not in client.get(f"/v1/cases/{code}", headers=keys["field"]).json()
+    assert client.get(f"/v1/cases/{code}", headers=keys["reporter"]).status_code == 403
+
+    def step(action: str, role: str, **body: Any) -> Any:
+        return client.post(f"/v1/cases/{code}/{action}", json=body or None, headers=keys[role])
+
+    assert step("dispatch", "dispatcher").status_code == 409  # not registered yet
+    assert step("register", "field").status_code == 403
+    for action, role in (
+        ("register", "dispatcher"),
+        ("dispatch", "dispatcher"),
+        ("handle", "field"),
+        ("report_back", "field"),
+        ("verify", "dispatcher"),
+        ("close", "dispatcher"),
+    ):
+        answer = step(action, role)
+        assert answer.status_code == 200, (action, answer.text)
+    final = answer.json()
+    assert final["status"] == "closed" and final["open311_status"] == "closed"
+    assert [e["action"] for e in final["history"]][-1] == "close"
+    assert step("reject", "dispatcher").status_code == 422  # a note is required (and it is closed anyway)
+    assert step("fly", "dispatcher").status_code == 422
+    assert client.post("/v1/cases/JN202611239999999/register", headers=keys["dispatcher"]).status_code == 404
+
+
+def test_bad_reports_are_refused_with_the_field_named(
+    api: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    client, keys = api
+    unknown = client.post("/v1/cases", json={**REPORT, "class_code": "9999"}, headers=keys["reporter"])
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"] == "service_code"
+    outside = client.post("/v1/cases", json={**REPORT, "lon": 117.05, "lat": 36.70}, headers=keys["reporter"])
+    assert outside.status_code == 422 and "outside" in outside.json()["detail"]
+    assert client.post("/v1/cases", json=REPORT).status_code == 401
+    assert client.post("/v1/cases", json=REPORT, headers=keys["gis_staff"]).status_code == 403
+    assert (
+        client.post("/v1/cases", json={**REPORT, "lat": "north"}, headers=keys["reporter"]).status_code == 422
+    )
+
+
+def test_escalation_and_stats_routes(api: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    client, keys = api
+    assert client.post("/v1/escalations", headers=keys["field"]).status_code == 403
+    assert client.post("/v1/escalations", headers=keys["dispatcher"]).json() == {"escalated": []}
+    stats = client.get(
+        "/v1/stats", params={"month": "2026-10", "level": "district"}, headers=keys["dispatcher"]
+    )
+    assert stats.status_code == 200 and stats.json()["level"] == "district"
+    page = client.get("/v1/stats", params={"month": "2026-10", "format": "html"}, headers=keys["gis_staff"])
+    assert page.headers["content-type"].startswith("text/html") and "按期结案率" in page.text
+    sheet = client.get("/v1/stats", params={"month": "2026-10", "format": "csv"}, headers=keys["dispatcher"])
+    assert sheet.text.startswith("\ufefflevel,code,name")
+    assert client.get("/v1/stats", params={"month": "October"}, headers=keys["dispatcher"]).status_code == 422
+    assert client.get("/v1/stats", params={"month": "2026-10"}, headers=keys["field"]).status_code == 403

@@ -1,0 +1,162 @@
+"""`gridsvc locate` and `gridsvc locate-file` as a user types them: the same answers as the service."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import sessionmaker
+
+from gridsvc.db.engine import make_engine
+from gridsvc.services import locate
+from gridsvc.settings import Settings
+from tests.cli.test_commands import gridsvc
+from tests.conftest import scratch_database
+from tests.factories import add_grid_city
+from tests.services.test_locate import POINTS
+
+
+@pytest.fixture(scope="module")
+def grid_city_url(database_url: str) -> Iterator[str]:
+    url = scratch_database(database_url, "gridsvc_locate_cli")
+    engine = make_engine(url)
+    with sessionmaker(bind=engine, expire_on_commit=False).begin() as session:
+        add_grid_city(session)
+    engine.dispose()
+    yield url
+
+
+def test_locate_prints_the_owner_and_json_matches_the_service(
+    grid_city_url: str, test_settings: Settings
+) -> None:
+    shown = gridsvc(["locate", "117.002", "36.681", "--crs", "cgcs2000"], grid_city_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "370102001001003" in shown.stdout and "甲社区城管工作站" in shown.stdout
+    assert "smallest code" in shown.stderr  # the edge note
+    engine = make_engine(grid_city_url)
+    sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    settings = test_settings.model_copy(update={"database_url": grid_city_url})
+    for name, (lon, lat, how, owner, _candidates) in POINTS.items():
+        printed = gridsvc(["locate", str(lon), str(lat), "--crs", "cgcs2000", "--json"], grid_city_url)
+        assert printed.returncode == 0, printed.stderr
+        answer = json.loads(printed.stdout)
+        service = locate.located_dict(locate.locate_point(sessions, settings, lon, lat, crs="cgcs2000"))
+        assert answer == service, name
+        assert (answer["how"], (answer["unit_grid"] or {}).get("code")) == (how, owner)
+    engine.dispose()
+
+
+def test_locate_outside_and_bad_datum_say_why(grid_city_url: str) -> None:
+    outside = gridsvc(["locate", "117.05", "36.70", "--crs", "cgcs2000"], grid_city_url)
+    assert outside.returncode == 1 and "outside" in outside.stderr and "Traceback" not in outside.stderr
+    bad = gridsvc(["locate", "117.0", "36.68", "--crs", "mars"], grid_city_url)
+    assert bad.returncode == 1 and "unknown CRS" in bad.stderr
+
+
+def test_locate_file_csv_in_gcj02(grid_city_url: str, tmp_path: Path) -> None:
+    from gis import crs as gcrs
+
+    source = tmp_path / "reports.csv"
+    with source.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["编号", "lng", "lat"])
+        for name, (lon, lat, *_rest) in POINTS.items():
+            gx, gy = gcrs.from_storage(lon, lat, "gcj02")
+            writer.writerow([name, f"{float(gx):.9f}", f"{float(gy):.9f}"])
+    target = tmp_path / "answers.csv"
+    done = gridsvc(["locate-file", str(source), str(target), "--crs", "gcj02"], grid_city_url)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(POINTS)} points" in done.stdout
+    rows = {r["编号"]: r for r in csv.DictReader(target.open(encoding="utf-8-sig"))}
+    for name, (_lon, _lat, how, owner, _c) in POINTS.items():
+        if how == "edge":
+            continue  # a GCJ-02 round trip moves a point by < 1 cm: off the exact edge
+        assert (rows[name]["how"], rows[name]["unit_grid_code"] or None) == (how, owner), name
+
+
+def test_hotline_intake_and_monthly_report_from_the_command_line(grid_city_url: str, tmp_path: Path) -> None:
+    from gis import crs as gcrs
+
+    x, y = gcrs.from_storage(117.001, 36.681, "gcj02")
+    export = tmp_path / "12345.csv"
+    export.write_bytes(
+        (
+            "工单编号,受理时间,诉求分类,事发地址,经度,纬度\r\n"
+            f"GD9001,2026-10-08 09:30:00,违章停车,甲社区东门,{float(x):.8f},{float(y):.8f}\r\n"
+            f"GD9002,2026-10-08 09:40:00,外星人,甲社区,{float(x):.8f},{float(y):.8f}\r\n"
+        ).encode("gbk")
+    )
+    report = tmp_path / "not-routed.csv"
+    first = gridsvc(["intake", "hotline", str(export), "--report", str(report), "--json"], grid_city_url)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["created"] == 1
+    assert "外星人" in report.read_text(encoding="utf-8-sig")
+    again = gridsvc(["intake", "hotline", str(export), "--json"], grid_city_url)
+    assert json.loads(again.stdout)["created"] == 0 and json.loads(again.stdout)["already_loaded"] == 1
+    listed = gridsvc(["intake", "categories"], grid_city_url)
+    assert "违章停车" in listed.stdout
+    code = json.loads(first.stdout)["problems"] and None  # the report names rows, not cases
+    assert code is None
+    shown = gridsvc(["report", "monthly", "--month", "2026-10", "--level", "community"], grid_city_url)
+    assert shown.returncode == 0, shown.stderr
+    page = tmp_path / "2026-10.html"
+    written = gridsvc(
+        ["report", "monthly", "--month", "2026-10", "--format", "html", "--out", str(page)], grid_city_url
+    )
+    assert written.returncode == 0 and "结案率" in page.read_text(encoding="utf-8")
+    bad = gridsvc(["report", "monthly", "--month", "2026-13"], grid_city_url)
+    assert bad.returncode == 1 and "not a month" in bad.stderr
+
+
+def test_served_locate_over_real_http_matches_the_cli(grid_city_url: str, test_settings: Settings) -> None:
+    """`gridsvc serve` under uvicorn, asked over loopback: the same answers as `gridsvc locate --json`."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import NEUTRAL_CWD, free_port
+
+    made = gridsvc(["keys", "create", "--role", "field", "--name", "外业终端"], grid_city_url)
+    key = made.stdout.strip()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=grid_city_url, GRIDSVC_PORT=str(port))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gridsvc.cli", "serve"],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "gridsvc serve did not come up"
+                time.sleep(0.2)
+        for name, (lon, lat, _how, _owner, _c) in POINTS.items():
+            over_http = httpx.get(
+                f"{base}/v1/locate",
+                params={"lon": lon, "lat": lat, "crs": "cgcs2000"},
+                headers={"X-API-Key": key},
+            )
+            assert over_http.status_code == 200, over_http.text
+            printed = gridsvc(["locate", str(lon), str(lat), "--crs", "cgcs2000", "--json"], grid_city_url)
+            assert over_http.json() == json.loads(printed.stdout), name
+        outside = httpx.get(
+            f"{base}/v1/locate", params={"lon": 117.05, "lat": 36.7}, headers={"X-API-Key": key}
+        )
+        assert outside.status_code == 404 and "outside" in outside.json()["detail"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -1,0 +1,297 @@
+"""Cases: routing on intake, duplicates, every step of the loop and its roles, deadlines, escalation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from gridsvc.services import cases
+from gridsvc.services.access import Principal
+from gridsvc.settings import Settings
+from tests.factories import LAMP
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+DISPATCHER = Principal(name="调度员", role="dispatcher")
+FIELD = Principal(name="网格员", role="field")
+REPORTER = Principal(name="市民App", role="reporter")
+
+
+def _intake(sessions: sessionmaker[Session], settings: Settings, **values: Any) -> cases.IntakeResult:
+    defaults: dict[str, Any] = {
+        "kind": "component",
+        "class_code": "0118",
+        "x": LAMP[0] + 0.0002,
+        "y": LAMP[1],
+        "crs": "cgcs2000",
+    }
+    return cases.intake_case(sessions, settings, cases.CaseIntake(**{**defaults, **values}), actor=REPORTER)
+
+
+def _step(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    code: str,
+    action: str,
+    actor: Principal = DISPATCHER,
+    **values: Any,
+) -> dict[str, Any]:
+    return cases.transition(
+        sessions, settings, code, cases.TransitionRequest(action=action, **values), actor=actor
+    )
+
+
+def test_a_lamp_case_names_the_lamp_and_its_owners(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    result = _intake(
+        sessions, test_settings, description="路灯不亮", reporter={"name": "李明", "phone": "13800000000"}
+    )
+    case = result.case
+    assert result.created and result.duplicate_of is None
+    assert case["status"] == "reported" and case["request_code"].startswith("JN")
+    routing = case["routing"]
+    assert routing["component"]["code"] == "3701020118000001"
+    assert 15 < routing["component"]["distance_m"] < 20
+    assert routing["owner"]["unit_grid_code"] == "370102001001003"
+    assert routing["owner"]["located_at"] == "component"
+    assert case["department_code"] == "power"  # the lamp's maintainer beats the class default (lighting)
+    assert "maintainer" in routing["department"]["reason"]
+    assert case["handling_level"] == "district"  # time-limit rule for class 0118
+    assert case["community_code"] == "370102001001" and case["district_code"] == "370102"
+    assert case["needs_confirmation"] is False
+    assert case["reporter"] == {"name": "李明", "phone": "13800000000"}
+    assert [e["action"] for e in case["history"]] == ["intake"]
+    # The register deadline is 30 working minutes after the report.
+    assert routing["deadlines"]["register"]["limit"] == "30 working minutes"
+
+
+def test_no_lamp_near_means_no_component_and_the_class_default(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    result = _intake(sessions, test_settings, x=117.0010, y=36.6835)  # ~280 m north of both lamps
+    assert result.case["routing"]["component"]["code"] is None
+    assert "within 50 m" in result.case["routing"]["component"]["reason"]
+    assert result.case["department_code"] == "lighting"
+
+
+def test_event_case_routes_by_class(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    result = _intake(sessions, test_settings, kind="event", class_code="0403", x=117.001, y=36.681)
+    assert result.case["department_code"] == "traffic"
+    assert result.case["handling_level"] == "community"
+    assert "component" not in result.case["routing"]
+
+
+def test_near_boundary_and_fallback_cases_need_confirmation(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    near = _intake(sessions, test_settings, kind="event", class_code="0101", x=117.0019, y=36.681)
+    assert near.case["needs_confirmation"] and near.case["routing"]["owner"]["near_boundary"]
+    far = _intake(sessions, test_settings, kind="event", class_code="0102", x=117.008, y=36.685)
+    assert far.case["needs_confirmation"] and far.case["routing"]["owner"]["how"] == "territory"
+    assert far.case["district_code"] == "370102" and far.case["unit_grid_id"] is None
+    with pytest.raises(InvalidInputError, match="outside"):
+        _intake(sessions, test_settings, kind="event", class_code="0102", x=117.05, y=36.70)
+
+
+def test_a_second_report_nearby_is_linked_as_a_duplicate(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    first = _intake(sessions, test_settings, kind="event", class_code="0101", x=117.001, y=36.681)
+    second = _intake(sessions, test_settings, kind="event", class_code="0101", x=117.0012, y=36.6811)
+    assert second.duplicate_of == first.case["request_code"]
+    assert second.case["needs_confirmation"]
+    assert [e["action"] for e in second.case["history"]] == ["intake", "link_duplicate"]
+    other_class = _intake(sessions, test_settings, kind="event", class_code="0102", x=117.0012, y=36.6811)
+    assert other_class.duplicate_of is None
+    far_away = _intake(sessions, test_settings, kind="event", class_code="0101", x=117.0035, y=36.6835)
+    assert far_away.duplicate_of is None
+
+
+def test_the_same_channel_order_is_not_taken_twice(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    first = _intake(sessions, test_settings, channel="hotline_12345", external_ref="GD20261123001")
+    again = _intake(sessions, test_settings, channel="hotline_12345", external_ref="GD20261123001")
+    assert not again.created and again.case["request_code"] == first.case["request_code"]
+
+
+def test_bad_intake_is_refused_and_nothing_is_stored(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    with sessions() as session:
+        before = session.execute(text("SELECT count(*) FROM case_record")).scalar_one()
+    for values, match in (
+        ({"class_code": "9999"}, "unknown component class"),
+        ({"kind": "event", "class_code": "0118x"}, "unknown event class"),
+        ({"channel": "fax"}, "unknown channel"),
+        ({"crs": "mars"}, "unknown CRS"),
+        ({"component_code": "3701020118999999"}, "no current component"),
+        ({"reporter": {"password": "x"}}, "unknown contact"),
+    ):
+        with pytest.raises(InvalidInputError, match=match):
+            _intake(sessions, test_settings, **values)
+    with pytest.raises(PermissionDeniedError):
+        cases.intake_case(
+            sessions,
+            test_settings,
+            cases.CaseIntake(kind="event", class_code="0101", x=117.001, y=36.681),
+            actor=Principal(name="gis", role="gis_staff"),
+        )
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM case_record")).scalar_one() == before
+
+
+def test_the_whole_loop_with_rework(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    code = _intake(sessions, test_settings).case["request_code"]
+    assert _step(sessions, test_settings, code, "register")["status"] == "registered"
+    dispatched = _step(sessions, test_settings, code, "dispatch", note="派照明处")
+    assert dispatched["status"] == "dispatched" and dispatched["handle_deadline"] is not None
+    assert _step(sessions, test_settings, code, "handle", actor=FIELD)["status"] == "in_progress"
+    assert (
+        _step(sessions, test_settings, code, "report_back", actor=FIELD, note="已修复")["status"]
+        == "reported_back"
+    )
+    reworked = _step(sessions, test_settings, code, "rework", note="现场核查仍不亮")
+    assert reworked["status"] == "dispatched" and reworked["rework_count"] == 1
+    _step(sessions, test_settings, code, "report_back", actor=FIELD, note="更换灯泡")
+    assert _step(sessions, test_settings, code, "verify")["status"] == "verified"
+    closed = _step(sessions, test_settings, code, "close")
+    assert closed["status"] == "closed" and closed["open311_status"] == "closed" and closed["closed_at"]
+    actions = [e["action"] for e in closed["history"]]
+    assert actions == [
+        "intake",
+        "register",
+        "dispatch",
+        "handle",
+        "report_back",
+        "rework",
+        "report_back",
+        "verify",
+        "close",
+    ]
+    assert [e["seq"] for e in closed["history"]] == list(range(1, 10))
+    with sessions() as session:
+        audited = session.execute(
+            text("SELECT count(*) FROM audit_log WHERE entity = 'case' AND entity_id = :c"), {"c": code}
+        ).scalar_one()
+    assert audited == 9
+
+
+def test_roles_and_statuses_are_checked(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    code = _intake(sessions, test_settings).case["request_code"]
+    with pytest.raises(PermissionDeniedError):
+        _step(sessions, test_settings, code, "register", actor=FIELD)
+    with pytest.raises(PermissionDeniedError):
+        _step(sessions, test_settings, code, "register", actor=REPORTER)
+    with pytest.raises(ConflictError, match="reported"):
+        _step(sessions, test_settings, code, "close")
+    with pytest.raises(InvalidInputError, match="note"):
+        _step(sessions, test_settings, code, "reject")
+    with pytest.raises(InvalidInputError, match="unknown action"):
+        _step(sessions, test_settings, code, "teleport")
+    with pytest.raises(NotFoundError):
+        _step(sessions, test_settings, "JN202611239999999", "register")
+    rejected = _step(sessions, test_settings, code, "reject", note="非城管职责")
+    assert rejected["status"] == "rejected" and rejected["open311_status"] == "closed"
+
+
+def test_park_and_unpark_return_to_where_it_was(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    code = _intake(sessions, test_settings).case["request_code"]
+    _step(sessions, test_settings, code, "register")
+    _step(sessions, test_settings, code, "dispatch")
+    parked = _step(sessions, test_settings, code, "park", note="需协调电力公司")
+    assert parked["status"] == "parked" and parked["deadline"] is None
+    back = _step(sessions, test_settings, code, "unpark")
+    assert back["status"] == "dispatched" and back["deadline"] is not None
+
+
+def test_reassignment_keeps_the_old_routing(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    code = _intake(sessions, test_settings, kind="event", class_code="0101", x=117.001, y=36.681).case[
+        "request_code"
+    ]
+    _step(sessions, test_settings, code, "register")
+    moved = _step(
+        sessions, test_settings, code, "reassign", note="应属东侧网格", unit_grid_code="370102001001004"
+    )
+    assert moved["routing"]["owner"]["unit_grid_code"] == "370102001001004"
+    to_department = _step(
+        sessions, test_settings, code, "reassign", note="转执法", department_code="enforcement"
+    )
+    assert to_department["department_code"] == "enforcement"
+    with sessions() as session:
+        details = (
+            session.execute(
+                text(
+                    "SELECT e.details FROM case_event e JOIN case_record c ON c.id = e.case_id "
+                    "WHERE c.request_code = :c AND e.action = 'reassign' ORDER BY e.seq"
+                ),
+                {"c": code},
+            )
+            .scalars()
+            .all()
+        )
+    assert details[0]["previous_routing"]["owner"]["unit_grid_code"] == "370102001001003"
+    with pytest.raises(InvalidInputError, match="unknown department"):
+        _step(sessions, test_settings, code, "reassign", note="x", department_code="nobody")
+
+
+def test_deadlines_skip_weekends_and_holidays(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    # Illegal parking: 60 working minutes from dispatch.
+    code = _intake(sessions, test_settings, kind="event", class_code="0403", x=117.001, y=36.681).case[
+        "request_code"
+    ]
+    _step(sessions, test_settings, code, "register", at=dt.datetime(2026, 11, 20, 16, 0, tzinfo=BEIJING))
+    friday = _step(
+        sessions, test_settings, code, "dispatch", at=dt.datetime(2026, 11, 20, 17, 0, tzinfo=BEIJING)
+    )
+    # 30 minutes on Friday until 17:30, then Monday from 08:30.
+    assert dt.datetime.fromisoformat(friday["deadline"]) == dt.datetime(2026, 11, 23, 9, 0, tzinfo=BEIJING)
+
+    code = _intake(sessions, test_settings, kind="event", class_code="0403", x=117.0012, y=36.6835).case[
+        "request_code"
+    ]
+    _step(sessions, test_settings, code, "register", at=dt.datetime(2026, 9, 30, 16, 0, tzinfo=BEIJING))
+    holiday = _step(
+        sessions, test_settings, code, "dispatch", at=dt.datetime(2026, 9, 30, 17, 0, tzinfo=BEIJING)
+    )
+    # National Day, 1-7 October 2026: the clock resumes on Thursday 8 October.
+    assert dt.datetime.fromisoformat(holiday["deadline"]) == dt.datetime(2026, 10, 8, 9, 0, tzinfo=BEIJING)
+
+
+def test_overdue_cases_escalate_level_by_level(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    code = _intake(sessions, test_settings, kind="event", class_code="0403", x=117.001, y=36.681).case[
+        "request_code"
+    ]
+    _step(sessions, test_settings, code, "register", at=dt.datetime(2026, 11, 16, 9, 0, tzinfo=BEIJING))
+    _step(sessions, test_settings, code, "dispatch", at=dt.datetime(2026, 11, 16, 9, 0, tzinfo=BEIJING))
+    levels = []
+    now = dt.datetime(2026, 11, 16, 10, 30, tzinfo=BEIJING)
+    for _ in range(4):
+        moved = cases.escalate_overdue(sessions, test_settings, actor=DISPATCHER, now=now)
+        levels.append([m["to_level"] for m in moved if m["request_code"] == code])
+        now += dt.timedelta(days=7)
+    assert levels == [["street"], ["district"], ["city"], []]
+    with pytest.raises(PermissionDeniedError):
+        cases.escalate_overdue(sessions, test_settings, actor=FIELD)
+    history = cases.get_case(sessions, code, personal=False)["history"]
+    assert [e["action"] for e in history].count("escalate") == 3
