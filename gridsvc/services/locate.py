@@ -105,6 +105,7 @@ def _territory_only(
 
 _cache: OrderedDict[tuple[Any, ...], PlanLocator] = OrderedDict()
 _cache_lock = threading.Lock()
+_build_lock = threading.Lock()
 # (database, date asked) -> (when the stamp was last read, the locator's cache key then)
 _checked: dict[tuple[str, dt.date | None], tuple[float, tuple[Any, ...]]] = {}
 
@@ -148,13 +149,38 @@ def plan_locator(
             settings.locate_boundary_tolerance_m,
             settings.locate_nearest_tolerance_m,
         )
-        with _cache_lock:
-            found = _cache.get(key)
-            if found is not None:
-                _cache.move_to_end(key)
-                _checked[(database, at)] = (now, key)
-                return found
-        grids = repo.plan_unit_grids(session, plan.id) if plan else repo.plan_unit_grids(session, -1)
+    found = _cached(database, at, now, key)
+    if found is not None:
+        return found
+    # One build at a time: the startup warm-up and the first requests must not each read and index the
+    # whole plan (seconds and gigabytes at city scale); the others wait and take the result.
+    with _build_lock:
+        found = _cached(database, at, now, key)
+        if found is not None:
+            return found
+        return _build(sessions, settings, database, at, now, key, plan)
+
+
+def _cached(database: str, at: dt.date | None, now: float, key: tuple[Any, ...]) -> PlanLocator | None:
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+            _checked[(database, at)] = (now, key)
+        return found
+
+
+def _build(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    database: str,
+    at: dt.date | None,
+    now: float,
+    key: tuple[Any, ...],
+    plan: PlanRow | None,
+) -> PlanLocator:
+    with sessions() as session:
+        grids = repo.plan_unit_grids(session, plan.id if plan else -1)
         districts = repo.districts(session)
     locator = None
     if len(grids) and len(districts):
