@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         le=60,
         description="How long a cached plan index is trusted before asking the database whether it changed.",
     )
+    escalation_interval_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the service escalates cases whose handling deadline passed (0: never).",
+    )
     timezone: str = Field(default="Asia/Shanghai", description="Local time of the city: deadlines, dates.")
 
     host: str = "127.0.0.1"

@@ -14,7 +14,9 @@ from gridsvc import __version__
 from gridsvc.api.problems import install_problem_handlers
 from gridsvc.api.routes import cases, health, imports, locate, open311, reference, stats
 from gridsvc.db.engine import make_engine, make_session_factory
+from gridsvc.services import cases as cases_service
 from gridsvc.services import locate as locate_service
+from gridsvc.services.access import Principal
 from gridsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,20 @@ def _warm_locator(sessions: sessionmaker[Session], settings: Settings) -> None:
         log.warning("could not prepare the plan locator at startup", exc_info=True)
 
 
+# Deadlines pass whether or not anyone looks: the service escalates overdue cases by itself.
+ESCALATION_ACTOR = Principal(name="gridsvc-escalation", role="dispatcher")
+
+
+def _escalate_every(sessions: sessionmaker[Session], settings: Settings, stop: threading.Event) -> None:
+    while not stop.wait(settings.escalation_interval_seconds):
+        try:
+            moved = cases_service.escalate_overdue(sessions, settings, actor=ESCALATION_ACTOR)
+            if moved:
+                log.info("escalated %d overdue case(s)", len(moved))
+        except Exception:  # the next round tries again; one bad round must not end the loop
+            log.warning("escalation round failed", exc_info=True)
+
+
 def create_app(
     settings: Settings, database_url: str, *, sessions: sessionmaker[Session] | None = None
 ) -> FastAPI:
@@ -68,9 +84,15 @@ def create_app(
         # Build the active plan's locator now, in the background: at city scale it takes seconds, which the
         # first field worker's request should not pay. Failing here (no database yet) is not fatal.
         threading.Thread(target=_warm_locator, args=(app.state.sessions, settings), daemon=True).start()
+        stop = threading.Event()
+        if settings.escalation_interval_seconds > 0:
+            threading.Thread(
+                target=_escalate_every, args=(app.state.sessions, settings, stop), daemon=True
+            ).start()
         try:
             yield
         finally:
+            stop.set()
             engine.dispose()
 
     app = FastAPI(

@@ -160,3 +160,69 @@ def test_served_locate_over_real_http_matches_the_cli(grid_city_url: str, test_s
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_served_service_escalates_overdue_cases_by_itself(
+    grid_city_url: str, test_settings: Settings
+) -> None:
+    import datetime as dt
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from gridsvc.services import cases
+    from gridsvc.services.access import Principal
+    from tests.conftest import NEUTRAL_CWD, free_port
+
+    engine = make_engine(grid_city_url)
+    sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    settings = test_settings.model_copy(update={"database_url": grid_city_url})
+    dispatcher = Principal(name="调度员", role="dispatcher")
+    made = cases.intake_case(
+        sessions,
+        settings,
+        cases.CaseIntake(kind="event", class_code="0403", x=117.0015, y=36.6825, crs="cgcs2000"),
+        actor=Principal(name="app", role="reporter"),
+    )
+    code = made.case["request_code"]
+    long_ago = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+    for action in ("register", "dispatch"):
+        cases.transition(
+            sessions, settings, code, cases.TransitionRequest(action=action, at=long_ago), actor=dispatcher
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(
+        GRIDSVC_DATABASE_URL=grid_city_url,
+        GRIDSVC_PORT=str(free_port()),
+        GRIDSVC_ESCALATION_INTERVAL_SECONDS="0.5",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gridsvc.cli", "serve"],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            view = cases.get_case(sessions, code, personal=False)
+            if view["handling_level"] != "community":
+                break
+            time.sleep(0.3)
+        # One level up, with a fresh handling limit from now: the next round finds it no longer overdue.
+        assert view["handling_level"] == "street"
+        time.sleep(1.5)
+        view = cases.get_case(sessions, code, personal=False)
+        escalations = [e for e in view["history"] if e["action"] == "escalate"]
+        assert view["handling_level"] == "street" and len(escalations) == 1
+        assert (
+            escalations[0]["actor"] == "gridsvc-escalation"
+            and escalations[0]["note"] == "handling deadline passed"
+        )
+        assert dt.datetime.fromisoformat(view["deadline"]) > dt.datetime.now(dt.UTC)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        engine.dispose()

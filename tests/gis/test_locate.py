@@ -234,6 +234,38 @@ def test_nan_and_infinity_raise_naming_the_first_bad_index(locator: GridLocator)
         locator.locate_one(lon, float("inf"))
 
 
+def test_bad_input_shapes(locator: GridLocator) -> None:
+    lon, lat = lonlat(50, 50)
+    with pytest.raises(ValueError, match="shape"):
+        locator.locate([lon, lon], [lat])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        locator.locate([[lon]], [[lat]])
+    with pytest.raises(ValueError, match="numbers"):
+        locator.locate(["east"], [lat])
+    with pytest.raises(ValueError, match="one point"):
+        locator.locate_one([lon], [lat])  # type: ignore[arg-type]
+    assert locator.locate(lon, lat).how.tolist() == [How.INSIDE]
+
+
+def test_tolerances_are_the_constructors(layers: dict[str, npt.NDArray[np.generic]]) -> None:
+    tight = GridLocator(
+        grid_geoms_lonlat=layers["grids"],
+        grid_keys=np.arange(len(NAMES)),
+        grid_codes=layers["codes"],
+        grid_owner_keys=layers["owners"],
+        territory_geoms_lonlat=layers["districts"],
+        territory_keys=layers["district_keys"],
+        boundary_tolerance_m=5.0,
+        nearest_tolerance_m=5.0,
+    )
+    assert tight.locate_one(*lonlat(310, 175)).how == How.TERRITORY
+    assert tight.locate_one(*lonlat(190, 80)).candidates == ()
+    assert named(tight.locate_one(*lonlat(197, 80)).candidates) == [("c2r0", 3.0)]
+    gap = tight.locate_one(*lonlat(303, 150))
+    assert (NAMES[gap.grid_index], gap.how) == ("c2r1", How.NEAREST)
+    assert gap.distance_m == pytest.approx(3.0, abs=0.01)
+
+
 def test_result_arrays_and_helpers(locator: GridLocator) -> None:
     points = [(50, 50), (190, 80), (1800, 500), (10_000, 500)]
     result = locator.locate(*np.array([lonlat(x, y) for x, y in points]).T)
