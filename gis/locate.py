@@ -821,8 +821,8 @@ class GridLocator:
     Parameters
     ----------
     grid_geoms_lonlat : ndarray of shapely Polygon/MultiPolygon
-        Unit grids in CGCS2000 lon/lat (EPSG:4490), as stored in PostGIS; valid, not overlapping. They are
-        prepared in place (:func:`shapely.prepare`).
+        Unit grids in CGCS2000 lon/lat (EPSG:4490), as stored in PostGIS; valid, and normally a coverage
+        (no overlaps; gaps allowed). They are prepared in place (:func:`shapely.prepare`).
     grid_keys : ndarray of int64
         ``unit_grid.id`` of each grid.
     grid_codes : ndarray of str
@@ -852,6 +852,8 @@ class GridLocator:
         The constructor's arrays (read-only); result indices point into them.
     grid_geoms_metric : ndarray of shapely Polygon/MultiPolygon
         The grids in ``metric_crs``, which every distance is measured to (built on first use).
+    metric_crs, boundary_tolerance_m, nearest_tolerance_m
+        As given.
     """
 
     def __init__(
@@ -920,11 +922,11 @@ class GridLocator:
             (float(np.median(mb[:, 2] - mb[:, 0])), float(np.median(mb[:, 3] - mb[:, 1]))),
             _ROUNDING_M,
         )
-        # Metric boundary segments, a grid's at _grid_seg_start[g]:_grid_seg_start[g + 1]: start and delta
-        # in four flat arrays, which NumPy gathers faster than rows of a vertex table.
+        # The metric copy as flat vertex columns (NumPy gathers those faster than rows); segment k runs from
+        # vertex _seg_first[k] to the next, and a grid's segments are _grid_seg_start[g]:[g + 1].
         mxy, seg_grid, first = _segments(metric)
-        self._seg_x0, self._seg_y0 = mxy[first, 0], mxy[first, 1]
-        self._seg_dx, self._seg_dy = mxy[first + 1, 0] - self._seg_x0, mxy[first + 1, 1] - self._seg_y0
+        self._mx, self._my = np.ascontiguousarray(mxy[:, 0]), np.ascontiguousarray(mxy[:, 1])
+        self._seg_first = first.astype(np.int32 if len(mxy) < 2**31 - 1 else np.int64)
         del mxy, first
         self._grid_seg_start = np.searchsorted(seg_grid, np.arange(n + 1)).astype(np.int64)
         # A point in a lon/lat grid can lie outside the metric copy by the bow of the grid's edges; every
@@ -968,10 +970,11 @@ class GridLocator:
     def _bow_m(self) -> float:
         """How far the longest grid edges, straight in lon/lat, bow away from their straight metric copies
         (measured at their midpoints, where the bow peaks)."""
-        length = np.hypot(self._seg_dx, self._seg_dy)
+        first = self._seg_first.astype(np.int64)
+        length = np.hypot(self._mx[first + 1] - self._mx[first], self._my[first + 1] - self._my[first])
         top = np.argsort(length)[-1000:]
-        ax, ay = self._seg_x0[top], self._seg_y0[top]
-        dx, dy = self._seg_dx[top], self._seg_dy[top]
+        ax, ay = self._mx[first[top]], self._my[first[top]]
+        dx, dy = self._mx[first[top] + 1] - ax, self._my[first[top] + 1] - ay
         back = pyproj.Transformer.from_crs(self._to_metric.target_crs, STORAGE_CRS, always_xy=True)
         lon0, lat0 = back.transform(ax, ay)
         lon1, lat1 = back.transform(ax + dx, ay + dy)
@@ -1046,52 +1049,55 @@ class GridLocator:
         # Each grid's metric box is cut into _SPLIT x _SPLIT sub-boxes; for every sub-box, the other-owner
         # grids within reach of it and, of each, only the segments within reach. A point then measures to
         # a handful of segments instead of to every segment of every neighbour.
-        x1, y1 = self._seg_x0 + self._seg_dx, self._seg_y0 + self._seg_dy
+        first = self._seg_first.astype(np.int64)
+        x0, y0, x1, y1 = self._mx[first], self._my[first], self._mx[first + 1], self._my[first + 1]
         seg_box = np.column_stack(
-            [
-                np.minimum(self._seg_x0, x1),
-                np.minimum(self._seg_y0, y1),
-                np.maximum(self._seg_x0, x1),
-                np.maximum(self._seg_y0, y1),
-            ]
+            [np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1)]
         )
-        del x1, y1
+        del x0, y0, x1, y1
         k = _SPLIT
         sub_w = (mb[:, 2] - mb[:, 0]) / k
         sub_h = (mb[:, 3] - mb[:, 1]) / k
-        pair, q = _expand(np.full(len(g), k * k, dtype=np.int64))
-        sub = np.column_stack(
-            [
-                mb[g[pair], 0] + (q % k) * sub_w[g[pair]],
-                mb[g[pair], 1] + (q // k) * sub_h[g[pair]],
-                mb[g[pair], 0] + (q % k + 1) * sub_w[g[pair]],
-                mb[g[pair], 1] + (q // k + 1) * sub_h[g[pair]],
-            ]
-        )
-        near = _box_gap(sub, mb[h[pair]]) <= reach
-        pair, q, sub = pair[near], q[near], sub[near]
         start = self._grid_seg_start
-        n_segs = start[h[pair] + 1] - start[h[pair]]
-        kept: list[npt.NDArray[np.int32]] = []
-        counts = np.zeros(len(pair), dtype=np.int64)
-        step = max(1, _CHUNK // max(1, int(n_segs.max(initial=1))))
-        for lo in range(0, len(pair), step):
-            item, pos = _expand(n_segs[lo : lo + step])
-            seg = start[h[pair[lo : lo + step]]][item] + pos
-            close = _box_gap(seg_box[seg], sub[lo : lo + step][item]) <= reach
-            kept.append(seg[close].astype(np.int32))
-            counts[lo : lo + step] = np.bincount(item[close], minlength=len(n_segs[lo : lo + step]))
+        items: list[tuple[IntArray, IntArray, IntArray]] = []  # (key, other grid, segment count)
+        # Kept as the segments' first vertices, which is what the distance kernel reads.
+        refs: list[npt.NDArray[np.integer]] = []
+        most = int((start[1:] - start[:-1]).max(initial=1))
+        step = max(1, _CHUNK // (k * k * most))
+        for lo in range(0, len(g), step):
+            gg, hh = g[lo : lo + step], h[lo : lo + step]
+            pair, q = _expand(np.full(len(gg), k * k, dtype=np.int64))
+            gp, hp = gg[pair], hh[pair]
+            col, row = q % k, q // k
+            sub = np.column_stack(
+                [
+                    mb[gp, 0] + col * sub_w[gp],
+                    mb[gp, 1] + row * sub_h[gp],
+                    mb[gp, 0] + (col + 1) * sub_w[gp],
+                    mb[gp, 1] + (row + 1) * sub_h[gp],
+                ]
+            )
+            near = _box_gap(sub, mb[hp]) <= reach
+            gp, hp, q, sub = gp[near], hp[near], q[near], sub[near]
+            item, pos = _expand(start[hp + 1] - start[hp])
+            seg = start[hp][item] + pos
+            close = _box_gap(seg_box[seg], sub[item]) <= reach
+            refs.append(self._seg_first[seg[close]])
+            items.append((gp * (k * k) + q, hp, np.bincount(item[close], minlength=len(hp))))
         # Items in (grid, sub-box, other grid) order; their segments follow in the same order.
-        key = g[pair] * (k * k) + q
-        order = np.lexsort((h[pair], key))
-        seg_refs = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int32)
-        seg_lo = np.r_[0, np.cumsum(counts)][:-1]
+        key = np.concatenate([np.zeros(0, dtype=np.int64), *(i[0] for i in items)])
+        other = np.concatenate([np.zeros(0, dtype=np.int64), *(i[1] for i in items)])
+        counts = np.concatenate([np.zeros(0, dtype=np.int64), *(i[2] for i in items)])
+        seg_refs = np.concatenate([np.zeros(0, dtype=self._seg_first.dtype), *refs])
+        del items, refs, seg_box
+        order = np.lexsort((other, key))
+        seg_lo = np.cumsum(counts) - counts
         item_of_ref, pos = _expand(counts[order])
         self._hz_seg = seg_refs[seg_lo[order][item_of_ref] + pos]
         self._hz_seg_start = np.r_[0, np.cumsum(counts[order])].astype(np.int64)
-        self._hz_grid = h[pair][order].astype(np.int32)
+        self._hz_grid = other[order].astype(np.int32)
         self._hz_start = np.searchsorted(key[order], np.arange(len(mb) * k * k + 1)).astype(np.int64)
-        del seg_box, sub, pair, q, key, order, seg_refs, kept
+        del key, other, counts, seg_refs, order, seg_lo, item_of_ref, pos
 
         # Lattice cells where a point of g can be within tolerance of h: g's lon/lat box cut with h's box
         # grown by the tolerance in degrees. A point elsewhere has no candidates and skips all of this.
@@ -1142,13 +1148,13 @@ class GridLocator:
         gis.crs.NonFiniteCoordinateError
             A ``ValueError`` naming the first NaN or infinite coordinate.
         gis.crs.CoordinateError
-            If the shapes differ or the input is not numeric.
+            A ``ValueError`` if the shapes differ or the input is not numeric.
         ValueError
             If the input is not one-dimensional.
         """
+        check_finite(lon, lat)
         x = np.atleast_1d(np.asarray(lon, dtype=np.float64))
         y = np.atleast_1d(np.asarray(lat, dtype=np.float64))
-        check_finite(x, y)
         if x.ndim != 1:
             raise ValueError(f"lon and lat must be one-dimensional, got shape {x.shape}")
         n = len(x)
@@ -1225,15 +1231,20 @@ class GridLocator:
         return np.asarray(mx, dtype=np.float64), np.asarray(my, dtype=np.float64)
 
     def _segment_distance(
-        self, px: FloatArray, py: FloatArray, item: IntArray, seg: npt.NDArray[np.integer]
+        self, px: FloatArray, py: FloatArray, item: IntArray, start: npt.NDArray[np.integer]
     ) -> FloatArray:
         """For n items (point ``px[i], py[i]``): the distance to the nearest of its segments, given as
-        ``(item, segment)`` rows sorted by item; inf for an item without segments."""
-        dx, dy = self._seg_dx[seg], self._seg_dy[seg]
+        ``(item, first vertex)`` rows sorted by item; inf for an item without segments."""
+        start = start.astype(np.int64)
+        x0, y0 = self._mx[start], self._my[start]
+        start += 1
+        dx, dy = self._mx[start], self._my[start]
+        dx -= x0
+        dy -= y0
         qx = px[item]
-        qx -= self._seg_x0[seg]
+        qx -= x0
         qy = py[item]
-        qy -= self._seg_y0[seg]
+        qy -= y0
         # Parameter of the closest point along the segment, clamped to it; in place to spare temporaries.
         t = qx * dx
         t += qy * dy
@@ -1258,7 +1269,7 @@ class GridLocator:
         """Metric distance from ``(mx, my)[point]`` to the boundary of each ``grid``."""
         lo = self._grid_seg_start[grid]
         item, pos = _expand(self._grid_seg_start[grid + 1] - lo)
-        return self._segment_distance(mx[point], my[point], item, lo[item] + pos)
+        return self._segment_distance(mx[point], my[point], item, self._seg_first[lo[item] + pos])
 
     def _nearest(
         self,
