@@ -7,6 +7,7 @@ that is rolled back afterwards, so tests never see each other's writes. Services
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -170,3 +171,48 @@ def case_city(sessions: sessionmaker[Session]) -> dict[str, Any]:
     with sessions.begin() as session:
         made = add_case_city(session)
         return {"plan_id": made["plan"].id}
+
+
+@contextlib.contextmanager
+def served_gridsvc(database_url: str, **settings: str) -> Iterator[str]:
+    """`gridsvc serve` under uvicorn in its own process against ``database_url``; yields its base URL.
+
+    ``settings`` are extra GRIDSVC_* variables without the prefix (e.g. ESCALATION_INTERVAL_SECONDS="0.5").
+    """
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=database_url, GRIDSVC_PORT=str(port))
+    env.update({f"GRIDSVC_{name}": value for name, value in settings.items()})
+    # The server's log goes to a file: a pipe nobody reads fills up and blocks a busy server.
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gridsvc.cli", "serve"],
+            env=env,
+            cwd=NEUTRAL_CWD,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    httpx.get(f"{base}/health", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        process.kill()
+                        process.wait(timeout=10)
+                        log.seek(0)
+                        raise AssertionError(f"gridsvc serve did not come up:\n{log.read()}") from None
+                    time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

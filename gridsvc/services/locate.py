@@ -436,10 +436,8 @@ def located_dict(located: Located) -> dict[str, Any]:
     }
 
 
-# The flat columns of a batch answer (file, CSV and GeoJSON properties): the one-point answer, flattened.
-BATCH_COLUMNS = (
-    "how",
-    "needs_confirmation",
+# What a unit grid's answer carries: its owners, then its station.
+_OWNER_COLUMNS = (
     "unit_grid_code",
     "responsibility_grid_code",
     "responsibility_grid_name",
@@ -449,29 +447,23 @@ BATCH_COLUMNS = (
     "community_name",
     "street_code",
     "street_name",
+)
+_STATION_COLUMNS = ("station_name", "station_phone")
+_GRID_COLUMNS = (*_OWNER_COLUMNS, *_STATION_COLUMNS)
+# The flat columns of a batch answer (file, CSV and GeoJSON properties): the one-point answer, flattened.
+BATCH_COLUMNS = (
+    "how",
+    "needs_confirmation",
+    *_OWNER_COLUMNS,
     "district_code",
     "district_name",
-    "station_name",
-    "station_phone",
+    *_STATION_COLUMNS,
     "station_distance_m",
     "distance_m",
     "near_boundary",
     "boundary_distance_m",
     "candidates",
     "plan_id",
-)
-_GRID_COLUMNS = (
-    "unit_grid_code",
-    "responsibility_grid_code",
-    "responsibility_grid_name",
-    "worker_name",
-    "worker_phone",
-    "community_code",
-    "community_name",
-    "street_code",
-    "street_name",
-    "station_name",
-    "station_phone",
 )
 
 

@@ -9,10 +9,6 @@ means it to be.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +24,7 @@ from gridsvc.db.engine import make_engine
 from gridsvc.services import demo
 from gridsvc.services.access import LOCAL_OPERATOR, create_key, revoke_key
 from gridsvc.settings import Settings
-from tests.conftest import NEUTRAL_CWD, free_port, scratch_database
+from tests.conftest import scratch_database, served_gridsvc
 
 PERSONAL = {
     "first_name": "张",
@@ -115,33 +111,8 @@ def city(database_url: str, test_settings: Settings) -> Iterator[City]:
     engine.dispose()
     places = _far_apart(list(rows), 10)
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
-    env.update(GRIDSVC_DATABASE_URL=url, GRIDSVC_PORT=str(port))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gridsvc.cli", "serve"],
-        env=env,
-        cwd=NEUTRAL_CWD,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read() if process.stdout else ""
-                    raise AssertionError(f"gridsvc serve did not come up:\n{output}") from None
-                time.sleep(0.2)
+    with served_gridsvc(url) as base:
         yield City(base, keys, places, str(lamp[0]), float(lamp[1]), float(lamp[2]))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def xml_of(response: httpx.Response) -> ET.Element:

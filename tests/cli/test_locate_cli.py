@@ -14,7 +14,7 @@ from gridsvc.db.engine import make_engine
 from gridsvc.services import locate
 from gridsvc.settings import Settings
 from tests.cli.test_commands import gridsvc
-from tests.conftest import scratch_database
+from tests.conftest import scratch_database, served_gridsvc
 from tests.factories import add_grid_city
 from tests.services.test_locate import POINTS
 
@@ -47,6 +47,17 @@ def test_locate_prints_the_owner_and_json_matches_the_service(
         assert answer == service, name
         assert (answer["how"], (answer["unit_grid"] or {}).get("code")) == (how, owner)
     engine.dispose()
+
+
+def test_locate_at_a_date_before_the_plan_falls_to_the_district(grid_city_url: str) -> None:
+    printed = gridsvc(
+        ["locate", "117.001", "36.681", "--crs", "cgcs2000", "--at", "2024-01-01", "--json"], grid_city_url
+    )
+    assert printed.returncode == 0, printed.stderr
+    answer = json.loads(printed.stdout)
+    assert answer["how"] == "territory" and answer["plan"] is None and answer["district"]["code"] == "370102"
+    bad = gridsvc(["locate", "117.001", "36.681", "--at", "yesterday"], grid_city_url)
+    assert bad.returncode != 0 and "yesterday" in bad.stderr
 
 
 def test_locate_outside_and_bad_datum_say_why(grid_city_url: str) -> None:
@@ -113,37 +124,11 @@ def test_hotline_intake_and_monthly_report_from_the_command_line(grid_city_url: 
 
 def test_served_locate_over_real_http_matches_the_cli(grid_city_url: str, test_settings: Settings) -> None:
     """`gridsvc serve` under uvicorn, asked over loopback: the same answers as `gridsvc locate --json`."""
-    import os
-    import subprocess
-    import sys
-    import time
-
     import httpx
-
-    from tests.conftest import NEUTRAL_CWD, free_port
 
     made = gridsvc(["keys", "create", "--role", "field", "--name", "外业终端"], grid_city_url)
     key = made.stdout.strip()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
-    env.update(GRIDSVC_DATABASE_URL=grid_city_url, GRIDSVC_PORT=str(port))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gridsvc.cli", "serve"],
-        env=env,
-        cwd=NEUTRAL_CWD,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "gridsvc serve did not come up"
-                time.sleep(0.2)
+    with served_gridsvc(grid_city_url) as base:
         for name, (lon, lat, _how, _owner, _c) in POINTS.items():
             over_http = httpx.get(
                 f"{base}/v1/locate",
@@ -157,23 +142,16 @@ def test_served_locate_over_real_http_matches_the_cli(grid_city_url: str, test_s
             f"{base}/v1/locate", params={"lon": 117.05, "lat": 36.7}, headers={"X-API-Key": key}
         )
         assert outside.status_code == 404 and "outside" in outside.json()["detail"]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_the_served_service_escalates_overdue_cases_by_itself(
     grid_city_url: str, test_settings: Settings
 ) -> None:
     import datetime as dt
-    import os
-    import subprocess
-    import sys
     import time
 
     from gridsvc.services import cases
     from gridsvc.services.access import Principal
-    from tests.conftest import NEUTRAL_CWD, free_port
 
     engine = make_engine(grid_city_url)
     sessions = sessionmaker(bind=engine, expire_on_commit=False)
@@ -191,38 +169,22 @@ def test_the_served_service_escalates_overdue_cases_by_itself(
         cases.transition(
             sessions, settings, code, cases.TransitionRequest(action=action, at=long_ago), actor=dispatcher
         )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
-    env.update(
-        GRIDSVC_DATABASE_URL=grid_city_url,
-        GRIDSVC_PORT=str(free_port()),
-        GRIDSVC_ESCALATION_INTERVAL_SECONDS="0.5",
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gridsvc.cli", "serve"],
-        env=env,
-        cwd=NEUTRAL_CWD,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        with served_gridsvc(grid_city_url, ESCALATION_INTERVAL_SECONDS="0.5"):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                view = cases.get_case(sessions, code, personal=False)
+                if view["handling_level"] != "community":
+                    break
+                time.sleep(0.3)
+            # One level up, with a fresh handling limit from now: the next round finds it no longer overdue.
+            assert view["handling_level"] == "street"
+            time.sleep(1.5)
             view = cases.get_case(sessions, code, personal=False)
-            if view["handling_level"] != "community":
-                break
-            time.sleep(0.3)
-        # One level up, with a fresh handling limit from now: the next round finds it no longer overdue.
-        assert view["handling_level"] == "street"
-        time.sleep(1.5)
-        view = cases.get_case(sessions, code, personal=False)
         escalations = [e for e in view["history"] if e["action"] == "escalate"]
         assert view["handling_level"] == "street" and len(escalations) == 1
-        assert (
-            escalations[0]["actor"] == "gridsvc-escalation"
-            and escalations[0]["note"] == "handling deadline passed"
-        )
+        assert escalations[0]["actor"] == "gridsvc-escalation"
+        assert escalations[0]["note"] == "handling deadline passed"
         assert dt.datetime.fromisoformat(view["deadline"]) > dt.datetime.now(dt.UTC)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         engine.dispose()

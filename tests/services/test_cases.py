@@ -217,6 +217,11 @@ def test_park_and_unpark_return_to_where_it_was(
     assert parked["status"] == "parked" and parked["deadline"] is None
     back = _step(sessions, test_settings, code, "unpark")
     assert back["status"] == "dispatched" and back["deadline"] is not None
+    # A dispatcher can also escalate by hand: lamps are a district matter, one level up is the city.
+    up = _step(sessions, test_settings, code, "escalate")
+    assert up["handling_level"] == "city" and up["status"] == "dispatched"
+    with pytest.raises(ConflictError, match="city level"):
+        _step(sessions, test_settings, code, "escalate")
 
 
 def test_reassignment_keeps_the_old_routing(
