@@ -660,8 +660,10 @@ def _reassign(
             calendar=calendar,
         )
         keep_department = step.department_code
+        # A new point re-snaps the component; a grid named by hand only changes the owner.
+        moved_point = step.lon is not None
         for key in (
-            "component_id",
+            *(("component_id",) if moved_point else ()),
             "unit_grid_id",
             "responsibility_grid_id",
             "community_code",
@@ -671,11 +673,15 @@ def _reassign(
             "plan_id",
         ):
             setattr(case, key, routing.values[key])
-        if keep_department is None:
-            case.department_code = routing.values["department_code"]
-        case.routing = {**routing.reasons, "reassigned_at": now.isoformat(), "reassign_note": step.note}
-        if step.unit_grid_code is not None or step.lon is not None:
-            case.geom = repo.point(lon, lat) if step.lon is not None else case.geom
+        reasons = dict(routing.reasons)
+        if moved_point:
+            case.geom = repo.point(lon, lat)
+            if keep_department is None:
+                case.department_code = routing.values["department_code"]
+        else:
+            previous = dict(case.routing or {}) if isinstance(case.routing, dict) else {}
+            reasons.update({k: previous[k] for k in ("component", "department") if k in previous})
+        case.routing = {**reasons, "reassigned_at": now.isoformat(), "reassign_note": step.note}
     case.needs_confirmation = False
     return {"before": {k: v for k, v in old.items() if k != "routing"}, "previous_routing": old["routing"]}
 

@@ -300,3 +300,20 @@ def test_overdue_cases_escalate_level_by_level(
         cases.escalate_overdue(sessions, test_settings, actor=FIELD)
     history = cases.get_case(sessions, code, personal=False)["history"]
     assert [e["action"] for e in history].count("escalate") == 3
+
+
+def test_reassigning_a_lamp_case_to_a_grid_keeps_the_lamp(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    code = _intake(sessions, test_settings).case["request_code"]
+    moved = _step(
+        sessions, test_settings, code, "reassign", note="东侧网格员负责", unit_grid_code="370102001001004"
+    )
+    assert moved["routing"]["owner"]["unit_grid_code"] == "370102001001004"
+    assert moved["routing"]["component"]["code"] == "3701020118000001"
+    assert moved["department_code"] == "power" and moved["component_id"] is not None
+    again = _step(
+        sessions, test_settings, code, "reassign", note="位置更正", lon=117.0035, lat=36.6815, crs="cgcs2000"
+    )
+    assert again["routing"]["component"]["code"] == "3701020118000002"  # a new point snaps anew
+    assert again["department_code"] == "lighting"
