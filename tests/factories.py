@@ -49,7 +49,7 @@ def count(session: Session, table: str) -> int:
 # A hand-made city in lon/lat so shared edges are exact: a 0.010° x 0.006° district (about 900 m x 670 m)
 # holding one community; four unit grids of 0.002° x 0.002° in its south-west corner, west pair in one
 # responsibility grid, east pair in another; a gap east of them; open land in the north-east.
-GRID_ORIGIN = (117.000, 36.680)
+GRID_ORIGIN: tuple[float, float] = (117.000, 36.680)
 CELL = 0.002
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc import __version__
 from gridsvc.api.problems import install_problem_handlers
-from gridsvc.api.routes import cases, health, imports, locate, open311, reference, stats
+from gridsvc.api.routes import cases, health, imports, locate, open311, plans, reference, stats
 from gridsvc.db.engine import make_engine, make_session_factory
 from gridsvc.services import cases as cases_service
 from gridsvc.services import locate as locate_service
@@ -107,6 +107,7 @@ def create_app(
             {"name": "locate", "description": "Which grid owns a place, and who answers for it."},
             {"name": "cases", "description": "The case loop: intake, routing, transitions, escalation."},
             {"name": "open311", "description": "Open311 GeoReport v2 (JSON and XML) for citizen apps."},
+            {"name": "plans", "description": "Grid plans: rule checks and activation (gis_staff)."},
         ],
     )
     install_problem_handlers(app)
@@ -117,5 +118,6 @@ def create_app(
     app.include_router(cases.router)
     app.include_router(cases.escalation_router)
     app.include_router(stats.router)
+    app.include_router(plans.router)
     app.include_router(open311.router)
     return app

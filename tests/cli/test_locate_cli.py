@@ -188,3 +188,32 @@ def test_the_served_service_escalates_overdue_cases_by_itself(
         assert dt.datetime.fromisoformat(view["deadline"]) > dt.datetime.now(dt.UTC)
     finally:
         engine.dispose()
+
+
+def test_plan_check_and_activate_from_the_command_line(grid_city_url: str) -> None:
+    engine = make_engine(grid_city_url)
+    with sessionmaker(bind=engine, expire_on_commit=False).begin() as session:
+        from sqlalchemy import text
+
+        from tests.services.test_plans import WEST_EAST, add_draft
+
+        station_id = session.execute(text("SELECT id FROM station")).scalar_one()
+        draft = add_draft(session, station_id, halves=WEST_EAST)
+        broken = add_draft(session, station_id, halves=WEST_EAST[:1])
+    engine.dispose()
+    checked = gridsvc(["plan", "check", str(broken)], grid_city_url)
+    assert checked.returncode == 1 and "coverage" in checked.stdout
+    assert gridsvc(["plan", "check", str(draft)], grid_city_url).returncode == 0
+    done = gridsvc(["plan", "activate", str(draft), "--from", "2026-12-01"], grid_city_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["plan_id"] == draft
+    now = json.loads(
+        gridsvc(["locate", "117.001", "36.681", "--crs", "cgcs2000", "--json"], grid_city_url).stdout
+    )
+    assert now["unit_grid"]["code"] == "370102001001101" and now["plan"]["id"] == draft
+    before = gridsvc(
+        ["locate", "117.001", "36.681", "--crs", "cgcs2000", "--at", "2026-11-01", "--json"], grid_city_url
+    )
+    assert json.loads(before.stdout)["unit_grid"]["code"] == "370102001001003"
+    again = gridsvc(["plan", "activate", str(draft), "--from", "2027-01-01"], grid_city_url)
+    assert again.returncode == 1 and "only a draft" in again.stderr

@@ -1,0 +1,137 @@
+"""Grid plans: the SQL of checking and activating a plan and moving components and open cases to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+# One number for "a plan is being activated": pg_try_advisory_xact_lock on it serialises activations.
+ACTIVATION_LOCK = 0x67726964  # "grid"
+
+
+def try_activation_lock(session: Session) -> bool:
+    """Take the activation lock for this transaction; False when another activation holds it."""
+    return bool(
+        session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK}).scalar_one()
+    )
+
+
+def plan_for_update(session: Session, plan_id: int) -> dict[str, Any] | None:
+    """A plan's row, locked."""
+    row = session.execute(
+        text("SELECT id, name, status, version, effective_from FROM grid_plan WHERE id = :id FOR UPDATE"),
+        {"id": plan_id},
+    ).one_or_none()
+    return dict(row._mapping) if row else None
+
+
+def active_plan_for_update(session: Session) -> dict[str, Any] | None:
+    """The active plan's row, locked."""
+    row = session.execute(
+        text("SELECT id, name, effective_from FROM grid_plan WHERE status = 'active' FOR UPDATE")
+    ).one_or_none()
+    return dict(row._mapping) if row else None
+
+
+def rule_breaks(session: Session, plan_id: int, *, tolerance_m2: float = 1.0) -> list[dict[str, Any]]:
+    """What stops a plan from being activated: grids outside their community, split responsibility grids,
+    unit grids overlapping each other, communities not covered. Each with the codes involved."""
+    params = {"plan": plan_id, "tol": tolerance_m2}
+    checks = {
+        "nesting": """
+            SELECT u.code AS code, 'unit grid sticks out of community ' || u.community_code AS problem
+            FROM unit_grid u JOIN community c ON c.code = u.community_code
+            WHERE u.plan_id = :plan
+              AND ST_Area(ST_Difference(u.geom, c.geom)::geography) > :tol
+        """,
+        "contiguity": """
+            SELECT r.code AS code,
+                   'responsibility grid is ' || ST_NumGeometries(r.geom) || ' separate pieces' AS problem
+            FROM responsibility_grid r WHERE r.plan_id = :plan AND ST_NumGeometries(r.geom) > 1
+        """,
+        "overlap": """
+            SELECT a.code || ' / ' || b.code AS code, 'unit grids overlap' AS problem
+            FROM unit_grid a JOIN unit_grid b
+              ON b.plan_id = a.plan_id AND a.id < b.id AND a.geom && b.geom
+             AND ST_Relate(a.geom, b.geom, '2********')
+            WHERE a.plan_id = :plan
+              AND ST_Area(ST_Intersection(a.geom, b.geom)::geography) > :tol
+        """,
+        "coverage": """
+            SELECT c.code AS code, 'community not covered by its unit grids' AS problem
+            FROM community c
+            JOIN (SELECT community_code, ST_Union(geom) AS g FROM unit_grid WHERE plan_id = :plan
+                  GROUP BY community_code) u ON u.community_code = c.code
+            WHERE ST_Area(ST_Difference(c.geom, u.g)::geography) > :tol
+        """,
+        "unassigned": """
+            SELECT u.code AS code, 'unit grid belongs to no responsibility grid' AS problem
+            FROM unit_grid u WHERE u.plan_id = :plan AND u.responsibility_grid_id IS NULL
+        """,
+    }
+    breaks: list[dict[str, Any]] = []
+    for rule, sql in checks.items():
+        for row in session.execute(text(sql + " ORDER BY 1 LIMIT 50"), params):
+            breaks.append({"rule": rule, "code": row.code, "problem": row.problem})
+    return breaks
+
+
+def count_unit_grids(session: Session, plan_id: int) -> int:
+    """Unit grids in a plan."""
+    return int(
+        session.execute(
+            text("SELECT count(*) FROM unit_grid WHERE plan_id = :p"), {"p": plan_id}
+        ).scalar_one()
+    )
+
+
+def retire(session: Session, plan_id: int, end: dt.date) -> None:
+    """Retire a plan from ``end`` on (it answered up to the day before)."""
+    session.execute(
+        text("UPDATE grid_plan SET status = 'retired', effective_to = :end WHERE id = :id"),
+        {"id": plan_id, "end": end},
+    )
+
+
+def make_active(session: Session, plan_id: int, start: dt.date) -> None:
+    """Make a plan the active one from ``start``."""
+    session.execute(
+        text(
+            "UPDATE grid_plan SET status = 'active', effective_from = :start, version = version + 1"
+            " WHERE id = :id"
+        ),
+        {"id": plan_id, "start": start},
+    )
+
+
+# The owner at a feature's representative point, smallest code on a shared edge: the import's rule.
+_REGRID = """
+    UPDATE {table} AS t
+    SET {extra} unit_grid_id = u.id, responsibility_grid_id = u.responsibility_grid_id
+    FROM {table} AS t2
+    LEFT JOIN LATERAL (
+        SELECT g.id, g.responsibility_grid_id FROM unit_grid g
+        WHERE g.plan_id = :plan AND ST_Intersects(g.geom, ST_PointOnSurface(t2.geom))
+        ORDER BY g.code LIMIT 1
+    ) AS u ON true
+    WHERE t.id = t2.id AND {where}
+"""
+
+
+def regrid_components(session: Session, plan_id: int) -> int:
+    """Give every current component the unit and responsibility grid of the plan."""
+    sql = _REGRID.format(table="component", extra="", where="t2.valid_to IS NULL")
+    result = session.execute(text(sql), {"plan": plan_id})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def regrid_open_cases(session: Session, plan_id: int) -> int:
+    """Give every open case the unit and responsibility grid of the plan; closed cases keep their history."""
+    sql = _REGRID.format(
+        table="case_record", extra="plan_id = :plan,", where="t2.status NOT IN ('closed', 'rejected')"
+    )
+    result = session.execute(text(sql), {"plan": plan_id})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,184 @@
+"""Plan activation: the rules checked, one transaction, components and open cases moved, one at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.db.models import ResponsibilityGrid, UnitGrid
+from gridsvc.errors import ConflictError, InvalidInputError, PermissionDeniedError
+from gridsvc.repositories.plans import ACTIVATION_LOCK
+from gridsvc.services import cases, locate, plans
+from gridsvc.services.access import Principal
+from gridsvc.settings import Settings
+from tests.factories import GRID_ORIGIN, LAMP, add_plan, ewkt
+
+GIS = Principal(name="规划员", role="gis_staff")
+X0, Y0 = GRID_ORIGIN
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> str:
+    return ewkt(f"MULTIPOLYGON((({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0})))")
+
+
+def add_draft(session: Session, station_id: int, *, halves: list[tuple[float, float, float, float]]) -> int:
+    """A draft plan: one responsibility grid and one unit grid per box of the community."""
+    plan = add_plan(session, name="新方案")
+    for number, (x0, y0, x1, y1) in enumerate(halves, start=1):
+        owner = ResponsibilityGrid(
+            plan_id=plan.id,
+            code=f"370102001001R1{number}",
+            community_code="370102001001",
+            station_id=station_id,
+            worker_name=f"新网格员{number}",
+            geom=_box(x0, y0, x1, y1),
+        )
+        session.add(owner)
+        session.flush()
+        session.add(
+            UnitGrid(
+                plan_id=plan.id,
+                code=f"37010200100110{number}",
+                community_code="370102001001",
+                responsibility_grid_id=owner.id,
+                area_m2=1,
+                geom=_box(x0, y0, x1, y1),
+            )
+        )
+    session.flush()
+    return int(plan.id)
+
+
+WEST_EAST = [(X0, Y0, X0 + 0.005, Y0 + 0.006), (X0 + 0.005, Y0, X0 + 0.010, Y0 + 0.006)]
+
+
+@pytest.fixture
+def draft(case_city: dict[str, Any], sessions: sessionmaker[Session]) -> int:
+    with sessions.begin() as session:
+        station_id = session.execute(text("SELECT id FROM station")).scalar_one()
+        return add_draft(session, station_id, halves=WEST_EAST)
+
+
+def test_activation_moves_components_and_open_cases_and_keeps_the_old_plan_queryable(
+    case_city: dict[str, Any], draft: int, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    reporter = Principal(name="app", role="reporter")
+    code = cases.intake_case(
+        sessions,
+        test_settings,
+        cases.CaseIntake(kind="event", class_code="0101", x=LAMP[0], y=LAMP[1], crs="cgcs2000"),
+        actor=reporter,
+    ).case["request_code"]
+    assert plans.check_plan(sessions, draft) == []
+    done = plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), actor=GIS)
+    assert done.retired_plan_id == case_city["plan_id"]
+    assert done.components_regridded == 2 and done.open_cases_regridded >= 1
+    with sessions() as session:
+        statuses = dict(session.execute(text("SELECT id, status FROM grid_plan")).all())
+        lamp_grid = session.execute(
+            text(
+                "SELECT u.code FROM component c JOIN unit_grid u ON u.id = c.unit_grid_id WHERE c.code = :c"
+            ),
+            {"c": "3701020118000001"},
+        ).scalar_one()
+        old_end = session.execute(
+            text("SELECT effective_to FROM grid_plan WHERE id = :id"), {"id": case_city["plan_id"]}
+        ).scalar_one()
+    assert statuses[draft] == "active" and statuses[case_city["plan_id"]] == "retired"
+    assert old_end == dt.date(2026, 12, 1)
+    assert lamp_grid == "370102001001101"
+    assert cases.get_case(sessions, code, personal=False)["routing"]  # history intact
+    view = cases.get_case(sessions, code, personal=False)
+    with sessions() as session:
+        case_grid = session.execute(
+            text(
+                "SELECT u.code FROM case_record c JOIN unit_grid u ON u.id = c.unit_grid_id"
+                " WHERE request_code = :c"
+            ),
+            {"c": view["request_code"]},
+        ).scalar_one()
+    assert case_grid == "370102001001101"
+    now = locate.locate_point(sessions, test_settings, LAMP[0], LAMP[1], crs="cgcs2000")
+    before = locate.locate_point(
+        sessions, test_settings, LAMP[0], LAMP[1], crs="cgcs2000", at=dt.date(2026, 11, 1)
+    )
+    assert now.row and now.row["unit_grid_code"] == "370102001001101"
+    assert before.row and before.row["unit_grid_code"] == "370102001001003"
+    with pytest.raises(ConflictError, match="active"):
+        plans.activate_plan(sessions, draft, dt.date(2027, 1, 1), actor=GIS)
+
+
+def test_a_plan_that_breaks_the_rules_cannot_be_activated(
+    case_city: dict[str, Any], sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        station_id = session.execute(text("SELECT id FROM station")).scalar_one()
+        overlapping = add_draft(
+            session,
+            station_id,
+            halves=[(X0, Y0, X0 + 0.006, Y0 + 0.006), (X0 + 0.004, Y0, X0 + 0.010, Y0 + 0.006)],
+        )
+        gap = add_draft(session, station_id, halves=[(X0, Y0, X0 + 0.005, Y0 + 0.006)])
+    rules = {b["rule"] for b in plans.check_plan(sessions, overlapping)}
+    assert "overlap" in rules
+    with pytest.raises(InvalidInputError, match="cannot be activated") as caught:
+        plans.activate_plan(sessions, overlapping, dt.date(2026, 12, 1), actor=GIS)
+    assert any(p.field == "overlap" for p in caught.value.problems)
+    assert {b["rule"] for b in plans.check_plan(sessions, gap)} == {"coverage"}
+    with sessions() as session:
+        assert (
+            session.execute(text("SELECT count(*) FROM grid_plan WHERE status = 'active'")).scalar_one() == 1
+        )
+    with pytest.raises(PermissionDeniedError):
+        plans.activate_plan(sessions, gap, dt.date(2026, 12, 1), actor=Principal(name="d", role="dispatcher"))
+    with pytest.raises(InvalidInputError, match="must start after"):
+        with sessions.begin() as session:
+            station_id = session.execute(text("SELECT id FROM station")).scalar_one()
+            fine = add_draft(session, station_id, halves=WEST_EAST)
+        plans.activate_plan(sessions, fine, dt.date(2025, 1, 1), actor=GIS)
+
+
+def test_two_activations_at_once_one_gets_a_conflict(
+    draft: int, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    # Another gis_staff member's activation holds the lock in its own transaction right now.
+    with engine.connect() as other, other.begin():
+        other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK})
+        with pytest.raises(ConflictError, match="another plan is being activated"):
+            plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), actor=GIS)
+    with sessions() as session:
+        assert (
+            session.execute(text("SELECT status FROM grid_plan WHERE id = :id"), {"id": draft}).scalar_one()
+            == "draft"
+        )
+
+
+def test_activation_over_http(
+    draft: int, test_settings: Settings, database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from gridsvc.api.app import create_app
+    from gridsvc.services.access import LOCAL_OPERATOR, create_key
+
+    staff = {"X-API-Key": create_key(sessions, name="规划", role="gis_staff", actor=LOCAL_OPERATOR).secret}
+    dispatcher = {
+        "X-API-Key": create_key(sessions, name="调度", role="dispatcher", actor=LOCAL_OPERATOR).secret
+    }
+    with TestClient(create_app(test_settings, database_url, sessions=sessions)) as client:
+        assert client.get(f"/v1/plans/{draft}/checks", headers=staff).json() == {
+            "plan_id": draft,
+            "breaks": [],
+        }
+        body = {"effective_from": "2026-12-01"}
+        assert client.post(f"/v1/plans/{draft}/activate", json=body, headers=dispatcher).status_code == 403
+        done = client.post(f"/v1/plans/{draft}/activate", json=body, headers=staff)
+        assert done.status_code == 200 and done.json()["plan_id"] == draft
+        assert client.post(f"/v1/plans/{draft}/activate", json=body, headers=staff).status_code == 409
+        assert client.post("/v1/plans/999999/activate", json=body, headers=staff).status_code == 404
+        bad = client.post(f"/v1/plans/{draft}/activate", json={"effective_from": "soon"}, headers=staff)
+        assert bad.status_code == 422
