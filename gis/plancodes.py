@@ -140,7 +140,12 @@ def _assign(
         area_tolerance=area_tolerance,
         distance_tolerance_m=distance_tolerance_m,
     )
-    used = {int(c[len(prefix) :]) for c in (*old_codes, *ever_used) if c.startswith(prefix)}
+    # Unit and responsibility grid codes share the community prefix: count only this kind's numbers.
+    used = {
+        int(c[len(prefix) :])
+        for c in (*old_codes, *ever_used)
+        if c.startswith(prefix) and c[len(prefix) :].isdigit()
+    }
     next_number = max(used, default=0) + 1
     codes: list[str | None] = [old_codes[j] if j >= 0 else None for j in match.tolist()]
     for index in reading_order(new).tolist():

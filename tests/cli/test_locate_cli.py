@@ -217,3 +217,12 @@ def test_plan_check_and_activate_from_the_command_line(grid_city_url: str) -> No
     assert json.loads(before.stdout)["unit_grid"]["code"] == "370102001001003"
     again = gridsvc(["plan", "activate", str(draft), "--from", "2027-01-01"], grid_city_url)
     assert again.returncode == 1 and "only a draft" in again.stderr
+
+
+def test_plan_draw_from_the_command_line(grid_city_url: str) -> None:
+    drawn = gridsvc(["plan", "draw", "--community", "370102001001", "--name", "命令行方案"], grid_city_url)
+    assert drawn.returncode == 0, drawn.stderr
+    report = json.loads(drawn.stdout)
+    assert report["unit_grids"] > 10 and report["responsibility_grids"] >= 1
+    assert gridsvc(["plan", "check", str(report["plan_id"])], grid_city_url).returncode == 0
+    assert gridsvc(["plan", "draw", "--community", "999999999999"], grid_city_url).returncode == 1
