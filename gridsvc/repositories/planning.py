@@ -81,3 +81,35 @@ def codes_ever_used(session: Session) -> pd.DataFrame:
         "SELECT community_code, code FROM unit_grid"
         " UNION SELECT community_code, code FROM responsibility_grid",
     )
+
+
+def copy_communities_forward(session: Session, *, from_plan: int, to_plan: int, drawn: Sequence[str]) -> int:
+    """Copy the grids of every community not drawn from ``from_plan`` into ``to_plan`` (same codes, workers):
+    a draft is always a whole-city plan, so activating it never leaves a community without grids."""
+    params = {"old": from_plan, "new": to_plan, "drawn": list(drawn)}
+    session.execute(
+        text(
+            """
+            INSERT INTO responsibility_grid (plan_id, code, name, community_code, station_id, worker_name,
+                                             worker_phone, households, workload, geom)
+            SELECT :new, code, name, community_code, station_id, worker_name, worker_phone, households,
+                   workload, geom
+            FROM responsibility_grid WHERE plan_id = :old AND community_code <> ALL(:drawn)
+            """
+        ),
+        params,
+    )
+    result = session.execute(
+        text(
+            """
+            INSERT INTO unit_grid (plan_id, code, community_code, responsibility_grid_id, area_m2, geom)
+            SELECT :new, u.code, u.community_code, nr.id, u.area_m2, u.geom
+            FROM unit_grid u
+            LEFT JOIN responsibility_grid r ON r.id = u.responsibility_grid_id
+            LEFT JOIN responsibility_grid nr ON nr.plan_id = :new AND nr.code = r.code
+            WHERE u.plan_id = :old AND u.community_code <> ALL(:drawn)
+            """
+        ),
+        params,
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -67,6 +67,11 @@ def rule_breaks(session: Session, plan_id: int, *, tolerance_m2: float = 1.0) ->
                   GROUP BY community_code) u ON u.community_code = c.code
             WHERE ST_Area(ST_Difference(c.geom, u.g)::geography) > :tol
         """,
+        "missing": """
+            SELECT c.code AS code, 'community has no unit grid in this plan' AS problem
+            FROM community c
+            WHERE NOT EXISTS (SELECT 1 FROM unit_grid u WHERE u.plan_id = :plan AND u.community_code = c.code)
+        """,
         "unassigned": """
             SELECT u.code AS code, 'unit grid belongs to no responsibility grid' AS problem
             FROM unit_grid u WHERE u.plan_id = :plan AND u.responsibility_grid_id IS NULL

@@ -59,6 +59,7 @@ class DrawReport:
     unit_grids: int = 0
     responsibility_grids: int = 0
     kept_unit_grid_codes: int = 0
+    copied_unit_grids: int = 0  # of the communities not drawn, copied from the active plan as they are
     quality: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class DrawReport:
             "unit_grids": self.unit_grids,
             "responsibility_grids": self.responsibility_grids,
             "kept_unit_grid_codes": self.kept_unit_grid_codes,
+            "copied_unit_grids": self.copied_unit_grids,
             "quality": self.quality,
         }
 
@@ -212,6 +214,11 @@ def draw_plan(
     summary = _json_safe(_summary(qualities))
     with sessions.begin() as session:
         plan_id = _store(session, params, settings, actor, unit_rows, owner_rows, summary, to_storage)
+        copied = 0
+        if active is not None:
+            copied = repo.copy_communities_forward(
+                session, from_plan=active.id, to_plan=plan_id, drawn=list(communities["code"])
+            )
         access_repo.record_audit(
             session,
             actor=actor.name,
@@ -219,7 +226,11 @@ def draw_plan(
             action="draw",
             entity="grid_plan",
             entity_id=str(plan_id),
-            details={"communities": len(communities), "unit_grids": len(unit_rows)},
+            details={
+                "communities": len(communities),
+                "unit_grids": len(unit_rows),
+                "copied_unit_grids": copied,
+            },
         )
     return DrawReport(
         plan_id=plan_id,
@@ -227,6 +238,7 @@ def draw_plan(
         unit_grids=len(unit_rows),
         responsibility_grids=len(owner_rows),
         kept_unit_grid_codes=kept,
+        copied_unit_grids=copied,
         quality=summary,
     )
 

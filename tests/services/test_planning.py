@@ -96,3 +96,64 @@ def test_draw_needs_gis_staff_and_communities(
         planning.draw_plan(
             sessions, test_settings, planning.DrawParams(communities=["999999999999"]), actor=GIS
         )
+
+
+def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_refused(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    from gridsvc.db.models import Community, ResponsibilityGrid, UnitGrid
+
+    east = f"MULTIPOLYGON((({X0 + 0.010} {Y0}, {X0 + 0.012} {Y0}, {X0 + 0.012} {Y0 + 0.006}, "
+    east += f"{X0 + 0.010} {Y0 + 0.006}, {X0 + 0.010} {Y0})))"
+    with sessions.begin() as session:
+        session.execute(
+            text("UPDATE district SET geom = ST_Multi(ST_Union(geom, ST_GeomFromText(:g, 4490)))"),
+            {"g": east},
+        )
+        session.execute(
+            text("UPDATE street SET geom = ST_Multi(ST_Union(geom, ST_GeomFromText(:g, 4490)))"), {"g": east}
+        )
+        session.add(Community(code="370102001002", street_code="370102001", name="乙社区", geom=ewkt(east)))
+        session.flush()
+        owner = ResponsibilityGrid(
+            plan_id=drawable["plan_id"],
+            code="370102001002R01",
+            community_code="370102001002",
+            worker_name="乙网格员",
+            geom=ewkt(east),
+        )
+        session.add(owner)
+        session.flush()
+        session.add(
+            UnitGrid(
+                plan_id=drawable["plan_id"],
+                code="370102001002001",
+                community_code="370102001002",
+                responsibility_grid_id=owner.id,
+                area_m2=1,
+                geom=ewkt(east),
+            )
+        )
+        session.flush()
+    drawn = planning.draw_plan(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
+    )
+    assert drawn.copied_unit_grids == 1
+    with sessions() as session:
+        copied = session.execute(
+            text(
+                "SELECT u.code, r.code, r.worker_name FROM unit_grid u JOIN responsibility_grid r "
+                "ON r.id = u.responsibility_grid_id "
+                "WHERE u.plan_id = :p AND u.community_code = '370102001002'"
+            ),
+            {"p": drawn.plan_id},
+        ).one()
+    assert tuple(copied) == ("370102001002001", "370102001002R01", "乙网格员")
+    assert plans.check_plan(sessions, drawn.plan_id) == []
+    # A draft that lacks a community altogether cannot be activated.
+    with sessions.begin() as session:
+        session.execute(
+            text("DELETE FROM unit_grid WHERE plan_id = :p AND community_code = '370102001002'"),
+            {"p": drawn.plan_id},
+        )
+    assert {b["rule"] for b in plans.check_plan(sessions, drawn.plan_id)} == {"missing"}
