@@ -24,7 +24,7 @@ import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import plancodes, redraw, unitgrids
-from gridsvc.errors import InvalidInputError, NotFoundError
+from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import bulk
 from gridsvc.repositories import locate as locate_repo
@@ -103,6 +103,7 @@ def draw_plan(
 ) -> DrawReport:
     """Draw a draft plan for the city (or some communities) and store it (see the module docstring)."""
     actor.require("gis_staff")
+    _check_params(params)
     to_metric = _transformer(settings)
     to_storage = _transformer(settings, inverse=True)
     with sessions() as session:
@@ -241,6 +242,22 @@ def draw_plan(
         copied_unit_grids=copied,
         quality=summary,
     )
+
+
+def _check_params(params: DrawParams) -> None:
+    """Refuse impossible sizes and household ranges before reading anything (the gis modules say why)."""
+    try:
+        for area in (params.max_area_m2, params.rural_max_area_m2):
+            unitgrids.UnitGridParams(max_area_m2=area, min_area_m2=params.min_area_m2)
+        redraw.RedrawParams(
+            households_min=params.households_min,
+            households_max=params.households_max,
+            net_penalty=params.net_penalty,
+        )
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"cannot draw with these parameters: {exc}", problems=[FieldProblem("params", str(exc))]
+        ) from exc
 
 
 def _net_of(parts: Any, cutter_geoms: Any, tree: shapely.STRtree, net_ids: Any) -> Any:

@@ -157,3 +157,26 @@ def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_r
             {"p": drawn.plan_id},
         )
     assert {b["rule"] for b in plans.check_plan(sessions, drawn.plan_id)} == {"missing"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        planning.DrawParams(max_area_m2=-5),
+        planning.DrawParams(households_min=600, households_max=500),
+    ],
+)
+def test_impossible_parameters_are_refused_before_anything_is_drawn(
+    params: planning.DrawParams,
+    drawable: dict[str, Any],
+    sessions: sessionmaker[Session],
+    test_settings: Settings,
+) -> None:
+    from gridsvc.errors import InvalidInputError
+
+    with sessions() as session:
+        before = session.execute(text("SELECT count(*) FROM grid_plan")).scalar_one()
+    with pytest.raises(InvalidInputError, match="cannot draw"):
+        planning.draw_plan(sessions, test_settings, params, actor=GIS)
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM grid_plan")).scalar_one() == before
