@@ -29,3 +29,34 @@ def to_multi(geometries: Any) -> np.ndarray[Any, Any]:
     if lines.any():
         array[lines] = shapely.multilinestrings(array[lines, np.newaxis].tolist())
     return array
+
+
+def repair_polygonal(geometries: Any) -> np.ndarray[Any, Any]:
+    """Make invalid (Multi)Polygons valid, keeping only their polygonal parts; valid ones pass through.
+
+    Reprojection can leave a ring touching itself where two vertices a few nanometres apart in metres
+    land on the same side of each other in degrees; the ``structure`` repair rebuilds such a ring by its
+    area, so the result differs from the input only by that sliver.
+
+    Parameters
+    ----------
+    geometries : array-like of shapely (Multi)Polygons
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of the same length; every element valid and Polygon or MultiPolygon.
+    """
+    array = np.asarray(geometries, dtype=object).copy()
+    bad = ~shapely.is_valid(array)
+    if bad.any():
+        repaired = shapely.make_valid(array[bad], method="structure", keep_collapsed=False)
+        polygonal = []
+        for geom in repaired:
+            if geom.geom_type in ("Polygon", "MultiPolygon"):
+                polygonal.append(geom)
+            else:
+                parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+                polygonal.append(shapely.union_all(parts))
+        array[bad] = np.asarray(polygonal, dtype=object)
+    return array

@@ -24,6 +24,7 @@ import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import plancodes, redraw, unitgrids
+from gis.geometry import repair_polygonal
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import bulk
@@ -338,7 +339,7 @@ def _store(
 
     def stored(geoms: list[Any]) -> Any:
         # segmentize turns a one-part MultiPolygon into a Polygon: make them multi last.
-        lonlat = to_storage(shapely.segmentize(np.asarray(geoms, dtype=object), DENSIFY_M))
+        lonlat = repair_polygonal(to_storage(shapely.segmentize(np.asarray(geoms, dtype=object), DENSIFY_M)))
         return np.asarray(
             [shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in lonlat], dtype=object
         )
