@@ -94,9 +94,17 @@ def match_survivors(
     if len(new_array) == 0 or len(old_array) == 0:
         return match
     tree = shapely.STRtree(old_array)
-    pairs = tree.query(new_array, predicate="intersects")
+    i_all, j_all = tree.query(new_array, predicate="intersects")
+    # Cheap necessary conditions first (most pairs are mere neighbours): a Hausdorff distance under d
+    # moves no side of the bounding box by more than d, and a symmetric difference under t * A changes
+    # the area by less than t * A.
+    new_bounds, old_bounds = shapely.bounds(new_array), shapely.bounds(old_array)
+    new_area, old_area = shapely.area(new_array), np.maximum(shapely.area(old_array), 1e-9)
+    close = np.all(np.abs(new_bounds[i_all] - old_bounds[j_all]) <= distance_tolerance_m, axis=1) & (
+        np.abs(new_area[i_all] - old_area[j_all]) <= area_tolerance * old_area[j_all]
+    )
     candidates: list[tuple[float, int, int]] = []
-    for i, j in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
+    for i, j in zip(i_all[close].tolist(), j_all[close].tolist(), strict=True):
         if same_shape(
             new_array[i],
             old_array[j],
@@ -111,6 +119,10 @@ def match_survivors(
             match[i] = j
             taken_old.add(j)
     return match
+
+
+class CodesExhausted(ValueError):
+    """A community has used every number its code width allows."""
 
 
 @dataclass(frozen=True)
@@ -140,18 +152,22 @@ def _assign(
         area_tolerance=area_tolerance,
         distance_tolerance_m=distance_tolerance_m,
     )
-    # Unit and responsibility grid codes share the community prefix: count only this kind's numbers.
+    # Unit and responsibility grid codes share the community prefix, and 14- and 15-digit unit grid codes
+    # share it too: count only the numbers of this kind and width.
+    width = len(make(1))
     used = {
         int(c[len(prefix) :])
         for c in (*old_codes, *ever_used)
-        if c.startswith(prefix) and c[len(prefix) :].isdigit()
+        if c.startswith(prefix) and len(c) == width and c[len(prefix) :].isdigit()
     }
     next_number = max(used, default=0) + 1
     codes: list[str | None] = [old_codes[j] if j >= 0 else None for j in match.tolist()]
     for index in reading_order(new).tolist():
         if codes[index] is None:
             if next_number > last_number:
-                raise ValueError(f"every number up to {last_number} after {prefix} is used: no code is left")
+                raise CodesExhausted(
+                    f"every number up to {last_number} after {prefix} is used: no code is left"
+                )
             codes[index] = make(next_number)
             next_number += 1
     return CodedGrids(codes=[str(c) for c in codes], kept=match >= 0)

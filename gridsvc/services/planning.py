@@ -3,28 +3,38 @@ coded to the standard, checked, stored as a draft to compare and activate.
 
 Per community, in the city's metric CRS: ``gis.unitgrids`` cuts the community by the roads and the
 other departments' net polygons, merges slivers and splits large blocks; ``gis.redraw`` groups the unit
-grids into contiguous, compact responsibility grids balanced by households (households of the
-residential buildings inside each unit grid), following the old nets' lines; ``gis.plancodes`` gives
-survivors of the active plan their old codes and new grids new numbers. Polygons are densified to 25 m
-before going back to lon/lat, as everywhere (a long straight edge bows otherwise). The draft and its
+grids into contiguous, compact responsibility grids balanced by workload — by default the households of
+the residential buildings inside each unit grid; with weights, also current components, cases of the
+last year and area — following the old nets' lines; ``gis.plancodes`` gives survivors of the active plan
+their old codes and new grids new numbers (14- or 15-digit unit grid codes). Polygons are densified to
+25 m before going back to lon/lat, as everywhere (a long straight edge bows otherwise). The draft and its
 quality figures are written in one transaction.
+
+A city-wide draw reads its inputs once, then forks one process per core; each draws whole communities
+(they share nothing), and the results are gathered in community order, so the plan does not depend on
+how many processes drew it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyproj
 import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import plancodes, redraw, unitgrids
-from gis.geometry import repair_polygonal
+from gis.geometry import repair_polygonal, to_multi
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import bulk
@@ -35,20 +45,40 @@ from gridsvc.settings import Settings
 
 DENSIFY_M = 25.0
 LONLAT_DENSIFY_DEG = 0.0002
+# Forking pays off only when every process gets a few communities to draw.
+MIN_COMMUNITIES_PER_WORKER = 8
+
+
+LOADS = redraw.LOAD_NAMES
+
+
+def _default_weights() -> dict[str, float]:
+    return {"households": 1.0}
 
 
 @dataclass(frozen=True)
 class DrawParams:
-    """How to draw: unit grid sizes and the responsibility grids' household range."""
+    """How to draw: unit grid sizes, the workload and its target, code width, how many processes."""
 
     max_area_m2: float = 10_000.0
     rural_max_area_m2: float = 50_000.0
     min_area_m2: float = 500.0
     households_min: int = 300
     households_max: int = 500
+    # Workload = sum of weight * load per unit grid; loads: households, components (current ones),
+    # cases (reported in the last ``cases_days`` days), area_m2.
+    weights: Mapping[str, float] = field(default_factory=_default_weights)
+    # With a target, a grid aims at this workload instead of the household range.
+    target_workload: float | None = None
+    cases_days: int = 365
     net_penalty: float = 0.1
+    keep_current: bool = False
+    # 14- or 15-digit unit grid codes; None: the city's setting (GRIDSVC_UNIT_GRID_CODE_DIGITS).
+    code_digits: int | None = None
     communities: Sequence[str] = ()
     name: str = "重新划分方案"
+    # Processes drawing communities side by side; 0: one per core when there is enough to share.
+    workers: int = 0
 
 
 @dataclass
@@ -61,6 +91,7 @@ class DrawReport:
     responsibility_grids: int = 0
     kept_unit_grid_codes: int = 0
     copied_unit_grids: int = 0  # of the communities not drawn, copied from the active plan as they are
+    seconds: dict[str, float] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +103,7 @@ class DrawReport:
             "responsibility_grids": self.responsibility_grids,
             "kept_unit_grid_codes": self.kept_unit_grid_codes,
             "copied_unit_grids": self.copied_unit_grids,
+            "seconds": self.seconds,
             "quality": self.quality,
         }
 
@@ -90,8 +122,62 @@ def _transformer(settings: Settings, inverse: bool = False) -> Callable[[Any], A
     return apply
 
 
+def _metric_points(settings: Settings, xy: npt.NDArray[np.float64]) -> Any:
+    transformer = pyproj.Transformer.from_crs("EPSG:4490", settings.metric_crs, always_xy=True)
+    if len(xy) == 0:
+        return np.zeros(0, dtype=object)
+    x, y = transformer.transform(xy[:, 0], xy[:, 1])
+    return shapely.points(np.asarray(x), np.asarray(y))
+
+
 def _by_community(frame: pd.DataFrame, column: str = "community_code") -> dict[str, pd.DataFrame]:
     return {str(code): group for code, group in frame.groupby(column, sort=True)} if len(frame) else {}
+
+
+@dataclass
+class _PointLoad:
+    """Points (metric) with a count each, indexed for "how many inside this unit grid"."""
+
+    points: Any
+    counts: npt.NDArray[np.float64]
+    tree: shapely.STRtree
+
+    @staticmethod
+    def of(points: Any, counts: npt.NDArray[np.float64]) -> _PointLoad:
+        return _PointLoad(points, counts, shapely.STRtree(points))
+
+    def per_unit(self, units: Any) -> npt.NDArray[np.float64]:
+        out = np.zeros(len(units))
+        if len(self.points):
+            pairs = self.tree.query(units, predicate="contains")
+            np.add.at(out, pairs[0], self.counts[pairs[1]])
+        return out
+
+
+@dataclass
+class _CityInputs:
+    """Everything a community's drawing needs, read once and shared by the drawing processes."""
+
+    params: DrawParams
+    settings: Settings
+    digits: Literal[2, 3]
+    communities: pd.DataFrame
+    community_geoms: Any
+    cutter_geoms: Any
+    cutter_tree: shapely.STRtree
+    net_ids: npt.NDArray[np.int64]
+    point_loads: dict[str, _PointLoad]
+    old_units_of: dict[str, pd.DataFrame]
+    old_owners_of: dict[str, pd.DataFrame]
+    ever_of: dict[str, list[str]]
+
+
+@dataclass
+class _DrawnCommunity:
+    unit_rows: list[dict[str, Any]]
+    owner_rows: list[dict[str, Any]]
+    quality: dict[str, Any]
+    kept: int
 
 
 def draw_plan(
@@ -105,121 +191,27 @@ def draw_plan(
     """Draw a draft plan for the city (or some communities) and store it (see the module docstring)."""
     actor.require("gis_staff")
     _check_params(params)
-    to_metric = _transformer(settings)
-    to_storage = _transformer(settings, inverse=True)
-    with sessions() as session:
-        communities = repo.communities(session, params.communities)
-        if communities.empty:
-            raise NotFoundError("no community to draw: load boundaries first (gridsvc import boundaries)")
-        cutters = repo.cutters(session)
-        homes = repo.households(session)
-        active = locate_repo.active_plan(session)
-        old_units = (
-            repo.plan_grids(session, active.id) if active else pd.DataFrame(columns=["community_code"])
-        )
-        old_owners = (
-            repo.plan_responsibility_grids(session, active.id)
-            if active
-            else pd.DataFrame(columns=["community_code"])
-        )
-        ever = repo.codes_ever_used(session)
-    cutter_geoms = to_metric(cutters["geometry"].to_numpy()) if len(cutters) else np.zeros(0, dtype=object)
-    cutter_tree = shapely.STRtree(cutter_geoms)
-    net_ids = np.where(cutters["kind"] == "net", cutters["net_polygon_id"].fillna(-1), -1).astype(np.int64)
-    home_points = to_metric(homes["geometry"].to_numpy()) if len(homes) else np.zeros(0, dtype=object)
-    home_tree = shapely.STRtree(home_points)
-    home_counts = homes["households"].to_numpy(dtype=np.float64) if len(homes) else np.zeros(0)
-    old_units_of, old_owners_of = _by_community(old_units), _by_community(old_owners)
-    ever_of = {str(k): list(v["code"]) for k, v in _by_community(ever).items()}
-
-    unit_rows: list[dict[str, Any]] = []
-    owner_rows: list[dict[str, Any]] = []
-    qualities: list[dict[str, Any]] = []
-    kept = 0
-    community_geoms = to_metric(communities["geometry"].to_numpy())
-    for index, community in enumerate(communities.itertuples(index=False)):
-        geom = community_geoms[index]
-        rural = community.kind == "village"
-        cut_index = cutter_tree.query(geom, predicate="intersects")
-        parts = unitgrids.unit_grids_for_community(
-            geom,
-            list(cutter_geoms[cut_index]),
-            unitgrids.UnitGridParams(
-                max_area_m2=params.rural_max_area_m2 if rural else params.max_area_m2,
-                min_area_m2=params.min_area_m2,
-            ),
-        )
-        part_array = np.asarray(parts, dtype=object)
-        households = np.zeros(len(parts))
-        if len(home_points):
-            pairs = home_tree.query(part_array, predicate="contains")
-            np.add.at(households, pairs[0], home_counts[pairs[1]])
-        nets = _net_of(part_array, cutter_geoms, cutter_tree, net_ids)
-        units = redraw.CommunityUnits(
-            geoms=part_array,
-            loads={"households": households, "area_m2": shapely.area(part_array)},
-            net_ids=nets,
-        )
-        redraw_params = redraw.RedrawParams(
-            households_min=params.households_min,
-            households_max=params.households_max,
-            net_penalty=params.net_penalty,
-        )
-        labels = redraw.redraw_community(units, redraw_params)
-        quality = dict(redraw.plan_quality(units, labels, redraw_params))
-        quality.pop("groups", None)
-        qualities.append({"community_code": community.code, **quality})
-        owners = [shapely.union_all(part_array[labels == label]) for label in range(int(labels.max()) + 1)]
-        code = str(community.code)
-        old_u = old_units_of.get(code)
-        old_unit_pairs = (
-            list(zip(old_u["code"], to_metric(old_u["geometry"].to_numpy()), strict=True))
-            if old_u is not None
-            else []
-        )
-        old_r = old_owners_of.get(code)
-        old_owner_pairs = (
-            list(zip(old_r["code"], to_metric(old_r["geometry"].to_numpy()), strict=True))
-            if old_r is not None
-            else []
-        )
-        unit_codes = plancodes.code_unit_grids(
-            code, part_array, old_unit_pairs, ever_used=ever_of.get(code, [])
-        )
-        owner_codes = plancodes.code_responsibility_grids(
-            code, owners, old_owner_pairs, ever_used=ever_of.get(code, [])
-        )
-        kept += int(unit_codes.kept.sum())
-        for label, owner in enumerate(owners):
-            owner_rows.append(
-                {
-                    "code": owner_codes.codes[label],
-                    "community_code": code,
-                    "station_id": community.station_id,
-                    "households": int(households[labels == label].sum()),
-                    "workload": float(households[labels == label].sum()),
-                    "geom": owner,
-                }
-            )
-        for part, unit_code, label in zip(part_array, unit_codes.codes, labels.tolist(), strict=True):
-            unit_rows.append(
-                {
-                    "code": unit_code,
-                    "community_code": code,
-                    "owner_code": owner_codes.codes[label],
-                    "area_m2": round(float(part.area), 2),
-                    "geom": part,
-                }
-            )
-        if progress is not None:
-            progress(index + 1, len(communities))
-    summary = _json_safe(_summary(qualities))
+    clock = _Clock()
+    inputs = _read_inputs(sessions, settings, params)
+    clock.lap("read")
+    try:
+        drawn = _draw_all(inputs, progress)
+    except plancodes.CodesExhausted as exc:
+        raise InvalidInputError(
+            f"cannot code the new grids: {exc} (use 15-digit codes, or fewer grids)",
+            problems=[FieldProblem("code_digits", str(exc))],
+        ) from exc
+    clock.lap("draw")
+    unit_rows = [row for d in drawn for row in d.unit_rows]
+    owner_rows = [row for d in drawn for row in d.owner_rows]
+    summary = _json_safe(_summary([d.quality for d in drawn]))
     with sessions.begin() as session:
-        plan_id = _store(session, params, settings, actor, unit_rows, owner_rows, summary, to_storage)
+        plan_id = _store(session, params, inputs.digits, actor, unit_rows, owner_rows, summary)
         copied = 0
+        active = locate_repo.active_plan(session)
         if active is not None:
             copied = repo.copy_communities_forward(
-                session, from_plan=active.id, to_plan=plan_id, drawn=list(communities["code"])
+                session, from_plan=active.id, to_plan=plan_id, drawn=list(inputs.communities["code"])
             )
         access_repo.record_audit(
             session,
@@ -229,20 +221,279 @@ def draw_plan(
             entity="grid_plan",
             entity_id=str(plan_id),
             details={
-                "communities": len(communities),
+                "communities": len(inputs.communities),
                 "unit_grids": len(unit_rows),
                 "copied_unit_grids": copied,
             },
         )
+    clock.lap("store")
     return DrawReport(
         plan_id=plan_id,
-        communities=len(communities),
+        communities=len(inputs.communities),
         unit_grids=len(unit_rows),
         responsibility_grids=len(owner_rows),
-        kept_unit_grid_codes=kept,
+        kept_unit_grid_codes=sum(d.kept for d in drawn),
         copied_unit_grids=copied,
+        seconds=clock.laps,
         quality=summary,
     )
+
+
+def cut_unit_grids(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    params: DrawParams,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> gpd.GeoDataFrame:
+    """The unit grids a draw would cut (EPSG:4490, no codes yet), for review before drawing; writes nothing.
+
+    Columns: community_code, community, households (and the other weighted loads), area_m2, geometry.
+    """
+    _check_params(params)
+    inputs = _read_inputs(sessions, settings, params, for_redraw=False)
+    frames: list[pd.DataFrame] = []
+    for index, community in enumerate(inputs.communities.itertuples(index=False)):
+        parts = _cut(inputs, index)
+        frame = pd.DataFrame({name: load for name, load in _loads(inputs, parts).items()})
+        frame.insert(0, "community", community.name)
+        frame.insert(0, "community_code", str(community.code))
+        frame["geometry"] = parts
+        frames.append(frame)
+        if progress is not None:
+            progress(index + 1, len(inputs.communities))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["geometry"])
+    geoms = repair_polygonal(
+        _transformer(settings, inverse=True)(shapely.segmentize(frame["geometry"].to_numpy(), DENSIFY_M))
+    )
+    return gpd.GeoDataFrame(frame.drop(columns=["geometry"]), geometry=list(geoms), crs="EPSG:4490")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.start, 2)
+        self.start = now
+
+
+def _read_inputs(
+    sessions: sessionmaker[Session], settings: Settings, params: DrawParams, *, for_redraw: bool = True
+) -> _CityInputs:
+    to_metric = _transformer(settings)
+    digits: Literal[2, 3] = 2 if (params.code_digits or settings.unit_grid_code_digits) == 14 else 3
+    weighted = {name for name, weight in params.weights.items() if weight > 0}
+    with sessions() as session:
+        communities = repo.communities(session, params.communities)
+        if communities.empty:
+            raise NotFoundError("no community to draw: load boundaries first (gridsvc import boundaries)")
+        missing = sorted(set(params.communities) - set(communities["code"]))
+        if missing:
+            raise NotFoundError(
+                f"no community {', '.join(missing[:5])}",
+                problems=[FieldProblem("communities", code) for code in missing[:20]],
+            )
+        cutters = repo.cutters(session)
+        homes = repo.households(session)
+        point_xy: dict[str, npt.NDArray[np.float64]] = {}
+        if "components" in weighted:
+            point_xy["components"] = repo.component_points(session)
+        if "cases" in weighted:
+            point_xy["cases"] = repo.case_points(session, days=params.cases_days)
+        active = locate_repo.active_plan(session) if for_redraw else None
+        empty = pd.DataFrame(columns=["community_code"])
+        old_units = repo.plan_grids(session, active.id) if active else empty
+        old_owners = repo.plan_responsibility_grids(session, active.id) if active else empty
+        ever = repo.codes_ever_used(session) if for_redraw else empty
+    cutter_geoms = to_metric(cutters["geometry"].to_numpy()) if len(cutters) else np.zeros(0, dtype=object)
+    point_loads = {
+        "households": _PointLoad.of(
+            to_metric(homes["geometry"].to_numpy()) if len(homes) else np.zeros(0, dtype=object),
+            homes["households"].to_numpy(dtype=np.float64) if len(homes) else np.zeros(0),
+        )
+    }
+    for name, xy in point_xy.items():
+        point_loads[name] = _PointLoad.of(_metric_points(settings, xy), np.ones(len(xy)))
+    return _CityInputs(
+        params=params,
+        settings=settings,
+        digits=digits,
+        communities=communities,
+        community_geoms=to_metric(communities["geometry"].to_numpy()),
+        cutter_geoms=cutter_geoms,
+        cutter_tree=shapely.STRtree(cutter_geoms),
+        net_ids=np.where(cutters["kind"] == "net", cutters["net_polygon_id"].fillna(-1), -1).astype(np.int64),
+        point_loads=point_loads,
+        old_units_of=_by_community(old_units),
+        old_owners_of=_by_community(old_owners),
+        ever_of={str(k): list(v["code"]) for k, v in _by_community(ever).items()},
+    )
+
+
+# The inputs of the draw running in this process: set before the worker processes fork, so they share
+# the (large) city inputs copy-on-write instead of receiving them pickled.
+_SHARED: _CityInputs | None = None
+
+
+def _draw_all(inputs: _CityInputs, progress: Callable[[int, int], None] | None) -> list[_DrawnCommunity]:
+    global _SHARED
+    total = len(inputs.communities)
+    if inputs.params.workers:
+        workers = inputs.params.workers
+    elif total >= MIN_COMMUNITIES_PER_WORKER * 2:
+        workers = os.cpu_count() or 1
+    else:
+        workers = 1
+    workers = max(1, min(workers, total))
+    drawn: list[_DrawnCommunity] = []
+    if workers == 1 or "fork" not in mp.get_all_start_methods():
+        for index in range(total):
+            drawn.append(_draw_community(inputs, index))
+            if progress is not None:
+                progress(index + 1, total)
+        return drawn
+    _SHARED = inputs
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            # Results come back in community order whatever process drew them: the plan is the same
+            # with one process or many.
+            for result in pool.imap(_draw_shared, range(total), chunksize=4):
+                drawn.append(result)
+                if progress is not None:
+                    progress(len(drawn), total)
+    finally:
+        _SHARED = None
+    return drawn
+
+
+def _draw_shared(index: int) -> _DrawnCommunity:
+    assert _SHARED is not None
+    return _draw_community(_SHARED, index)
+
+
+def _cut(inputs: _CityInputs, index: int) -> Any:
+    community = inputs.communities.iloc[index]
+    geom = inputs.community_geoms[index]
+    rural = community["kind"] == "village"
+    cut_index = inputs.cutter_tree.query(geom, predicate="intersects")
+    parts = unitgrids.unit_grids_for_community(
+        geom,
+        list(inputs.cutter_geoms[cut_index]),
+        unitgrids.UnitGridParams(
+            max_area_m2=inputs.params.rural_max_area_m2 if rural else inputs.params.max_area_m2,
+            min_area_m2=inputs.params.min_area_m2,
+        ),
+    )
+    return np.asarray(parts, dtype=object)
+
+
+def _loads(inputs: _CityInputs, parts: Any) -> dict[str, npt.NDArray[np.float64]]:
+    loads = {name: load.per_unit(parts) for name, load in inputs.point_loads.items()}
+    loads["area_m2"] = np.asarray(shapely.area(parts), dtype=np.float64)
+    return loads
+
+
+def _redraw_params(params: DrawParams) -> redraw.RedrawParams:
+    return redraw.RedrawParams(
+        target_workload=params.target_workload,
+        households_min=params.households_min,
+        households_max=params.households_max,
+        weights=dict(params.weights),
+        net_penalty=params.net_penalty,
+        keep_current=params.keep_current,
+    )
+
+
+def _draw_community(inputs: _CityInputs, index: int) -> _DrawnCommunity:
+    """Cut, group and code one community (runs in a worker process for city-wide draws)."""
+    community = inputs.communities.iloc[index]
+    code = str(community["code"])
+    to_metric = _transformer(inputs.settings)
+    part_array = _cut(inputs, index)
+    loads = _loads(inputs, part_array)
+    old_u = inputs.old_units_of.get(code)
+    old_unit_geoms = (
+        to_metric(old_u["geometry"].to_numpy()) if old_u is not None else np.zeros(0, dtype=object)
+    )
+    units = redraw.CommunityUnits(
+        geoms=part_array,
+        loads=loads,
+        net_ids=_net_of(part_array, inputs.cutter_geoms, inputs.cutter_tree, inputs.net_ids),
+        current=_current_owner(part_array, old_u, old_unit_geoms) if inputs.params.keep_current else None,
+    )
+    redraw_params = _redraw_params(inputs.params)
+    labels = redraw.redraw_community(units, redraw_params)
+    quality = dict(redraw.plan_quality(units, labels, redraw_params))
+    quality.pop("groups", None)
+    owners = [shapely.union_all(part_array[labels == label]) for label in range(int(labels.max()) + 1)]
+    old_r = inputs.old_owners_of.get(code)
+    old_unit_pairs = list(zip(old_u["code"], old_unit_geoms, strict=True)) if old_u is not None else []
+    old_owner_pairs = (
+        list(zip(old_r["code"], to_metric(old_r["geometry"].to_numpy()), strict=True))
+        if old_r is not None
+        else []
+    )
+    ever = inputs.ever_of.get(code, [])
+    unit_codes = plancodes.code_unit_grids(
+        code, part_array, old_unit_pairs, ever_used=ever, digits=inputs.digits
+    )
+    owner_codes = plancodes.code_responsibility_grids(code, owners, old_owner_pairs, ever_used=ever)
+    work = redraw.workload(units, redraw_params)
+    households = loads["households"]
+    # Converted for storage here, in the drawing process, rather than all at once in the parent.
+    to_storage = _transformer(inputs.settings, inverse=True)
+    owner_ewkb = _storage_ewkb(owners, to_storage)
+    unit_ewkb = _storage_ewkb(part_array, to_storage)
+    owner_rows = [
+        {
+            "code": owner_codes.codes[label],
+            "community_code": code,
+            "station_id": community["station_id"],
+            "households": int(households[labels == label].sum()),
+            "workload": float(work[labels == label].sum()),
+            "ewkb": owner_ewkb[label],
+        }
+        for label in range(len(owners))
+    ]
+    unit_rows = [
+        {
+            "code": unit_code,
+            "community_code": code,
+            "owner_code": owner_codes.codes[label],
+            "area_m2": round(float(part.area), 2),
+            "ewkb": ewkb,
+        }
+        for part, unit_code, label, ewkb in zip(
+            part_array, unit_codes.codes, labels.tolist(), unit_ewkb, strict=True
+        )
+    ]
+    return _DrawnCommunity(
+        unit_rows=unit_rows,
+        owner_rows=owner_rows,
+        quality={"community_code": code, **quality},
+        kept=int(unit_codes.kept.sum()),
+    )
+
+
+def _current_owner(parts: Any, old_units: pd.DataFrame | None, old_geoms: Any) -> npt.NDArray[np.int64]:
+    """Today's responsibility grid of each new unit grid (the one covering most of it), -1 for none."""
+    out = np.full(len(parts), -1, dtype=np.int64)
+    if old_units is None or len(old_units) == 0:
+        return out
+    owner_codes = old_units["responsibility_grid_code"].fillna("").to_numpy()
+    numbering = {c: n for n, c in enumerate(sorted(set(owner_codes) - {""}))}
+    tree = shapely.STRtree(old_geoms)
+    pairs = tree.query(parts, predicate="intersects")
+    overlap = shapely.area(shapely.intersection(parts[pairs[0]], old_geoms[pairs[1]]))
+    best = np.zeros(len(parts))
+    for part, old, area in zip(pairs[0].tolist(), pairs[1].tolist(), overlap.tolist(), strict=True):
+        if area > best[part] and owner_codes[old]:
+            best[part] = area
+            out[part] = numbering[owner_codes[old]]
+    return out
 
 
 def _check_params(params: DrawParams) -> None:
@@ -250,11 +501,13 @@ def _check_params(params: DrawParams) -> None:
     try:
         for area in (params.max_area_m2, params.rural_max_area_m2):
             unitgrids.UnitGridParams(max_area_m2=area, min_area_m2=params.min_area_m2)
-        redraw.RedrawParams(
-            households_min=params.households_min,
-            households_max=params.households_max,
-            net_penalty=params.net_penalty,
-        )
+        _redraw_params(params)
+        if params.code_digits not in (None, 14, 15):
+            raise ValueError("code_digits must be 14 or 15")
+        if params.cases_days < 1:
+            raise ValueError("cases_days must be at least 1")
+        if params.workers < 0:
+            raise ValueError("workers must be 0 (one per core) or more")
     except ValueError as exc:
         raise InvalidInputError(
             f"cannot draw with these parameters: {exc}", problems=[FieldProblem("params", str(exc))]
@@ -306,15 +559,21 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _storage_ewkb(geoms: Any, to_storage: Callable[[Any], Any]) -> Any:
+    """Metric polygons → hex EWKB MultiPolygons in lon/lat, densified and valid, as the tables keep them."""
+    # segmentize turns a one-part MultiPolygon into a Polygon: make them multi last.
+    lonlat = repair_polygonal(to_storage(shapely.segmentize(np.asarray(geoms, dtype=object), DENSIFY_M)))
+    return bulk.ewkb_hex(to_multi(lonlat))
+
+
 def _store(
     session: Session,
     params: DrawParams,
-    settings: Settings,
+    digits: int,
     actor: Principal,
     unit_rows: list[dict[str, Any]],
     owner_rows: list[dict[str, Any]],
     summary: dict[str, Any],
-    to_storage: Callable[[Any], Any],
 ) -> int:
     if not unit_rows:
         raise InvalidInputError("nothing was drawn: the communities produced no unit grids")
@@ -327,22 +586,19 @@ def _store(
                 "id": [plan_id],
                 "name": [params.name],
                 "status": ["draft"],
-                "code_digits": [15],
+                "code_digits": [12 + digits],
                 "parameters": [
-                    json.dumps({k: v for k, v in params.__dict__.items() if k != "communities"}, default=str)
+                    json.dumps(
+                        {k: v for k, v in params.__dict__.items() if k not in ("communities", "workers")},
+                        default=lambda value: dict(value) if isinstance(value, Mapping) else str(value),
+                        ensure_ascii=False,
+                    )
                 ],
                 "quality": [json.dumps(_json_safe(summary))],
                 "created_by": [actor.name],
             }
         ),
     )
-
-    def stored(geoms: list[Any]) -> Any:
-        # segmentize turns a one-part MultiPolygon into a Polygon: make them multi last.
-        lonlat = repair_polygonal(to_storage(shapely.segmentize(np.asarray(geoms, dtype=object), DENSIFY_M)))
-        return np.asarray(
-            [shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in lonlat], dtype=object
-        )
 
     owners = pd.DataFrame(owner_rows)
     owner_ids = bulk.reserve_ids(session, "responsibility_grid", len(owners))
@@ -358,7 +614,7 @@ def _store(
                 "station_id": pd.array(owners["station_id"], dtype="Int64"),
                 "households": owners["households"].astype(np.int64),
                 "workload": owners["workload"].round(3),
-                "geom": bulk.ewkb_hex(stored(list(owners["geom"]))),
+                "geom": owners["ewkb"],
             }
         ),
     )
@@ -375,7 +631,7 @@ def _store(
                 "community_code": units["community_code"],
                 "responsibility_grid_id": [owner_id_of[c] for c in units["owner_code"]],
                 "area_m2": units["area_m2"],
-                "geom": bulk.ewkb_hex(stored(list(units["geom"]))),
+                "geom": units["ewkb"],
             }
         ),
     )

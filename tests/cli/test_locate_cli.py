@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyogrio
 import pytest
 from sqlalchemy.orm import sessionmaker
 
@@ -219,10 +220,34 @@ def test_plan_check_and_activate_from_the_command_line(grid_city_url: str) -> No
     assert again.returncode == 1 and "only a draft" in again.stderr
 
 
-def test_plan_draw_from_the_command_line(grid_city_url: str) -> None:
-    drawn = gridsvc(["plan", "draw", "--community", "370102001001", "--name", "命令行方案"], grid_city_url)
+def test_plan_unit_grids_redraw_and_compare_from_the_command_line(grid_city_url: str, tmp_path: Path) -> None:
+    units = tmp_path / "单元网格.gpkg"
+    cut = gridsvc(["plan", "unit-grids", "--community", "370102001001", "--out", str(units)], grid_city_url)
+    assert cut.returncode == 0, cut.stderr
+    frame = pyogrio.read_dataframe(units)
+    assert len(frame) > 10 and set(frame["community_code"]) == {"370102001001"}
+
+    drawn = gridsvc(
+        ["plan", "redraw", "--community", "370102001001", "--name", "命令行方案", "--code-digits", "14"],
+        grid_city_url,
+    )
     assert drawn.returncode == 0, drawn.stderr
     report = json.loads(drawn.stdout)
-    assert report["unit_grids"] > 10 and report["responsibility_grids"] >= 1
-    assert gridsvc(["plan", "check", str(report["plan_id"])], grid_city_url).returncode == 0
+    assert report["unit_grids"] == len(frame) and report["responsibility_grids"] >= 1
+    plan_id = str(report["plan_id"])
+    assert gridsvc(["plan", "check", plan_id], grid_city_url).returncode == 0
+
+    changes, page = tmp_path / "changes.csv", tmp_path / "changes.html"
+    compared = gridsvc(["plan", "compare", plan_id, "--csv", str(changes), "--map", str(page)], grid_city_url)
+    assert compared.returncode == 0, compared.stderr
+    assert "responsibility grids added" in compared.stdout and "households changing owner" in compared.stdout
+    assert changes.read_bytes().startswith("\ufeffkind,code".encode())
+    assert "plan-legend" in page.read_text(encoding="utf-8")
+    as_json = json.loads(gridsvc(["plan", "compare", plan_id, "--json"], grid_city_url).stdout)
+    assert as_json["unit_grids"]["added"] == report["unit_grids"]
+
+    # The old name still runs; bad input is refused with a clear message.
     assert gridsvc(["plan", "draw", "--community", "999999999999"], grid_city_url).returncode == 1
+    bad = gridsvc(["plan", "redraw", "--weight", "households"], grid_city_url)
+    assert bad.returncode == 2 and "LOAD=WEIGHT" in bad.stderr
+    assert gridsvc(["plan", "compare", "999999"], grid_city_url).returncode == 1

@@ -76,3 +76,10 @@ def test_responsibility_grid_codes_and_running_out() -> None:
         code_responsibility_grids(COMMUNITY, cells, ever_used=[f"{COMMUNITY}R99"])
     with pytest.raises(ValueError, match="no code is left"):
         code_unit_grids(COMMUNITY, cells, ever_used=[f"{COMMUNITY}99"], digits=2)
+
+
+def test_14_digit_codes_do_not_count_the_numbers_of_15_digit_ones() -> None:
+    # A city moving back to the older 14-digit practice: 15-digit numbers up to 120 are another width.
+    grids = [box(0, 0, 100, 100), box(100, 0, 200, 100)]
+    coded = code_unit_grids("370102001001", grids, ever_used=["370102001001120", "37010200100107"], digits=2)
+    assert coded.codes == ["37010200100108", "37010200100109"]

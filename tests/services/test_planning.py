@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridsvc.db.models import ResidentialBuilding, Road
 from gridsvc.errors import NotFoundError, PermissionDeniedError
 from gridsvc.services import planning, plans
 from gridsvc.services.access import Principal
@@ -19,30 +18,6 @@ from tests.factories import GRID_ORIGIN, ewkt
 
 GIS = Principal(name="规划员", role="gis_staff")
 X0, Y0 = GRID_ORIGIN
-
-
-@pytest.fixture
-def drawable(case_city: dict[str, Any], sessions: sessionmaker[Session]) -> dict[str, Any]:
-    """The case city's community (about 890 m x 670 m), a road across it, 48 buildings of 50 households."""
-    with sessions.begin() as session:
-        session.add(
-            Road(
-                name="经十路",
-                road_class="arterial",
-                geom=ewkt(f"MULTILINESTRING(({X0 - 0.001} {Y0 + 0.003}, {X0 + 0.011} {Y0 + 0.003}))"),
-            )
-        )
-        for i in range(8):
-            for j in range(6):
-                session.add(
-                    ResidentialBuilding(
-                        community_code="370102001001",
-                        households=50,
-                        geom=ewkt(f"POINT({X0 + 0.0006 + i * 0.00125} {Y0 + 0.0005 + j * 0.001})"),
-                    )
-                )
-        session.flush()
-    return case_city
 
 
 def test_draw_a_plan_that_passes_the_rules_and_keeps_codes_on_a_redraw(
@@ -180,3 +155,172 @@ def test_impossible_parameters_are_refused_before_anything_is_drawn(
         planning.draw_plan(sessions, test_settings, params, actor=GIS)
     with sessions() as session:
         assert session.execute(text("SELECT count(*) FROM grid_plan")).scalar_one() == before
+
+
+def test_many_processes_draw_the_same_plan_as_one_and_codes_can_be_14_digits(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    def shapes(plan_id: int) -> list[tuple[str, str, str]]:
+        with sessions() as session:
+            rows = session.execute(
+                text(
+                    "SELECT u.code, r.code, ST_AsText(u.geom) FROM unit_grid u JOIN responsibility_grid r "
+                    "ON r.id = u.responsibility_grid_id WHERE u.plan_id = :p ORDER BY u.code"
+                ),
+                {"p": plan_id},
+            )
+            return [tuple(row) for row in rows]
+
+    one = planning.draw_plan(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"], workers=1), actor=GIS
+    )
+    two = planning.draw_plan(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"], workers=2), actor=GIS
+    )
+    assert shapes(one.plan_id) == shapes(two.plan_id)
+    short = planning.draw_plan(
+        sessions,
+        test_settings,
+        planning.DrawParams(communities=["370102001001"], code_digits=14),
+        actor=GIS,
+    )
+    with sessions() as session:
+        digits, codes = session.execute(
+            text(
+                "SELECT p.code_digits, array_agg(DISTINCT length(u.code)) FROM grid_plan p "
+                "JOIN unit_grid u ON u.plan_id = p.id WHERE p.id = :p GROUP BY p.code_digits"
+            ),
+            {"p": short.plan_id},
+        ).one()
+    assert digits == 14 and codes == [14]
+
+
+def test_weights_and_a_target_workload_set_the_number_of_grids(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    # Area only: 0.6 km2 at a target of 150,000 m2 of workload per grid is 4 grids.
+    by_area = planning.draw_plan(
+        sessions,
+        test_settings,
+        planning.DrawParams(communities=["370102001001"], weights={"area_m2": 1.0}, target_workload=150_000),
+        actor=GIS,
+    )
+    assert by_area.responsibility_grids == 4
+    with sessions() as session:
+        workloads = (
+            session.execute(
+                text("SELECT workload FROM responsibility_grid WHERE plan_id = :p"), {"p": by_area.plan_id}
+            )
+            .scalars()
+            .all()
+        )
+        stored = session.execute(
+            text("SELECT parameters FROM grid_plan WHERE id = :p"), {"p": by_area.plan_id}
+        ).scalar_one()
+    assert max(workloads) / min(workloads) <= 1.3
+    assert stored["weights"] == {"area_m2": 1.0} and stored["target_workload"] == 150_000
+    # Components count too when weighted; an unknown load is refused before anything is read.
+    with_components = planning.draw_plan(
+        sessions,
+        test_settings,
+        planning.DrawParams(communities=["370102001001"], weights={"households": 1, "components": 10}),
+        actor=GIS,
+    )
+    assert with_components.responsibility_grids >= 1
+    from gridsvc.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="unknown load"):
+        planning.draw_plan(sessions, test_settings, planning.DrawParams(weights={"people": 1.0}), actor=GIS)
+
+
+def test_unit_grids_are_cut_for_review_without_writing(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    with sessions() as session:
+        before = session.execute(text("SELECT count(*) FROM unit_grid")).scalar_one()
+    frame = planning.cut_unit_grids(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"], max_area_m2=20_000)
+    )
+    assert len(frame) >= 25 and frame.crs.to_epsg() == 4490
+    assert frame["households"].sum() == 2400 and frame["area_m2"].max() <= 20_000.01
+    assert set(frame["community_code"]) == {"370102001001"} and frame.geometry.is_valid.all()
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM unit_grid")).scalar_one() == before
+
+
+def test_compare_a_draft_with_the_active_plan(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    from gridsvc.services import plan_compare
+
+    drawn = planning.draw_plan(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
+    )
+    with sessions.begin() as session:
+        # An open case at the first lamp, and a closed one beside it: only the open one is counted.
+        for status, ref in (("dispatched", "A"), ("closed", "B")):
+            session.execute(
+                text(
+                    "INSERT INTO case_record (request_code, kind, component_class_code, status, channel, "
+                    "routing, geom) VALUES (:code, 'component', '0118', :status, 'patrol', '{}', "
+                    "ST_SetSRID(ST_MakePoint(117.0025, 36.6815), 4490))"
+                ),
+                {"code": f"TEST-{ref}", "status": status},
+            )
+    comparison = plan_compare.compare_plan(sessions, drawn.plan_id, actor=GIS)
+    summary = comparison.summary()
+    assert summary["against_plan_id"] == drawable["plan_id"]
+    grids = summary["responsibility_grids"]
+    # Today's two grids are gone; the draft's six are new (none has the shape of an old one).
+    assert grids == {"added": 6, "removed": 2, "reshaped": 0, "unchanged": 0}
+    assert summary["unit_grids"]["added"] == drawn.unit_grids and summary["unit_grids"]["removed"] == 4
+    assert summary["components_changing_owner"] == 2
+    assert summary["components_changing_owner_by_class"] == {"0118": 2}
+    assert summary["open_cases_changing_owner"] == 1
+    assert summary["households_changing_owner"] == 2400 and summary["buildings_changing_owner"] == 48
+    assert summary["stations_changing_grids"] == 1
+    station = comparison.stations[0]
+    assert len(station["grids_after"]) == 6 and station["households_after"] == 2400
+
+    body = comparison.to_dict(limit=1)
+    assert len(body["components"]) == 1 and body["components_changing_owner"] == 2
+    component = body["components"][0]
+    assert component["code"] == "3701020118000001" and component["before"] != component["after"]
+    csv = comparison.to_csv()
+    assert csv.startswith("\ufeff".encode())
+    lines = csv.decode("utf-8-sig").splitlines()
+    assert lines[0] == "kind,code,community_code,detail,before,after,change,households"
+    kinds = [line.split(",")[0] for line in lines[1:]]
+    assert kinds.count("responsibility_grid") == 8 and kinds.count("component") == 2
+    assert kinds.count("open_case") == 1 and kinds.count("building") == 48 and kinds.count("station") == 1
+    page = plan_compare.comparison_map_html(sessions, comparison, actor=GIS)
+    assert "plan-legend" in page and "新增" in page
+    assert "370102001001R01" in page  # today's removed grid, dashed under the new ones
+
+    # The active plan against itself is refused; so is a plan that does not exist.
+    from gridsvc.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="itself"):
+        plan_compare.compare_plan(sessions, drawable["plan_id"], actor=GIS)
+    with pytest.raises(NotFoundError):
+        plan_compare.compare_plan(sessions, 999_999, actor=GIS)
+    with pytest.raises(PermissionDeniedError):
+        plan_compare.compare_plan(sessions, drawn.plan_id, actor=Principal(name="f", role="field"))
+
+
+def test_compare_sees_grids_copied_forward_as_unchanged(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    from gridsvc.services import plan_compare
+
+    first = planning.draw_plan(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
+    )
+    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), actor=GIS)
+    again = planning.draw_plan(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
+    )
+    summary = plan_compare.compare_plan(sessions, again.plan_id, actor=GIS).summary()
+    assert summary["responsibility_grids"] == {"added": 0, "removed": 0, "reshaped": 0, "unchanged": 6}
+    assert summary["components_changing_owner"] == 0 and summary["households_changing_owner"] == 0
+    assert summary["stations_changing_grids"] == 0

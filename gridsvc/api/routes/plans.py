@@ -1,15 +1,15 @@
-"""Grid plans: check a draft against the rules, activate it (gis_staff)."""
+"""Grid plans: compare a draft with the active plan, check it against the rules, activate it (gis_staff)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gridsvc.api.deps import Caller, Sessions
-from gridsvc.services import plans
+from gridsvc.services import plan_compare, plans
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
@@ -38,3 +38,40 @@ def activate(
     """The active plan is retired from that date (and stays queryable with locate `at=`); components and
     open cases get their grids in the new plan."""
     return JSONResponse(plans.activate_plan(sessions, plan_id, effective_from, actor=caller).to_dict())
+
+
+@router.get(
+    "/{plan_id}/compare",
+    summary="A plan beside the active one (or another): grids added, removed, reshaped; who changes owner",
+    responses={
+        200: {
+            "description": "JSON counts and changed items; CSV one row per change; HTML a map of the changes",
+            "content": {"text/csv": {}, "text/html": {}},
+        },
+        404: {"description": "no such plan"},
+        422: {"description": "no active plan to compare with and none named, or a plan compared with itself"},
+    },
+)
+def compare(
+    plan_id: int,
+    sessions: Sessions,
+    caller: Caller,
+    against: Annotated[int | None, Query(description="Plan to compare with; default the active one.")] = None,
+    format: Annotated[str, Query(pattern="^(json|csv|html)$", examples=["json"])] = "json",
+    limit: Annotated[
+        int, Query(ge=1, le=100_000, description="Items per list in JSON (counts are whole).")
+    ] = 1000,
+) -> Response:
+    """Components, open cases, households (residential buildings) and stations that would change grid if
+    this plan were activated. Grids are matched by code; a kept code with a shape differing by more than
+    1 % of its area is *reshaped*."""
+    comparison = plan_compare.compare_plan(sessions, plan_id, against, actor=caller)
+    if format == "csv":
+        return Response(
+            comparison.to_csv(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="plan-{plan_id}-compare.csv"'},
+        )
+    if format == "html":
+        return HTMLResponse(plan_compare.comparison_map_html(sessions, comparison, actor=caller))
+    return JSONResponse(comparison.to_dict(limit=limit))
