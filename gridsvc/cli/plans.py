@@ -96,6 +96,95 @@ def _progress_bar() -> Any:
     )
 
 
+@plan_app.command("list")
+@friendly
+def plan_list_command() -> None:
+    """Every plan, newest first: status, dates, grids and the quality summary.
+
+    Example: `gridsvc plan list`
+    """
+    from gridsvc.services.access import LOCAL_OPERATOR
+    from gridsvc.services.planning import list_plans
+
+    table = Table(title="grid plans")
+    for column in (
+        "id",
+        "name",
+        "status",
+        "from",
+        "to",
+        "resp. grids",
+        "unit grids",
+        "worst max/min",
+        "over 1.3",
+    ):
+        table.add_column(column, justify="right" if column not in ("name", "status") else "left")
+    for plan in list_plans(_sessions(_settings()), actor=LOCAL_OPERATOR):
+        quality = plan["quality"] or {}
+        worst = quality.get("max_min_ratio_worst")
+        table.add_row(
+            str(plan["id"]),
+            plan["name"],
+            plan["status"],
+            plan["effective_from"] or "",
+            plan["effective_to"] or "",
+            f"{plan['responsibility_grids']:,}",
+            f"{plan['unit_grids']:,}",
+            f"{worst:.2f}" if isinstance(worst, int | float) else "-",
+            str(quality.get("communities_over_1_3", "-")),
+        )
+    console.print(table)
+
+
+@plan_app.command("show")
+@friendly
+def plan_show_command(
+    plan_id: Annotated[int, typer.Argument(help="The plan's id.")],
+    worst: Annotated[
+        int, typer.Option("--worst", help="How many of the least balanced communities to list.")
+    ] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole plan and quality report as JSON.")
+    ] = False,
+) -> None:
+    """A plan's parameters and quality report: city-wide figures and the least balanced communities.
+
+    Example: `gridsvc plan show 7 --worst 20`
+    """
+    from gridsvc.services.access import LOCAL_OPERATOR
+    from gridsvc.services.planning import plan_view
+
+    plan = plan_view(_sessions(_settings()), plan_id, actor=LOCAL_OPERATOR)
+    if as_json:
+        console.print_json(json.dumps(plan, ensure_ascii=False, default=str))
+        return
+    quality = dict(plan["quality"] or {})
+    communities = quality.pop("per_community", [])
+    console.print(
+        f"[bold]plan {plan['id']}[/bold] {plan['name']} — {plan['status']}, version {plan['version']}"
+    )
+    console.print_json(json.dumps(quality, ensure_ascii=False, default=str))
+    ranked = sorted(
+        (c for c in communities if c.get("n_groups", 0) > 1),
+        key=lambda c: -(c.get("max_min_ratio") or float("inf")),
+    )[:worst]
+    if ranked:
+        table = Table(title=f"least balanced communities (of {len(communities):,})")
+        for column in ("community", "grids", "max/min", "cv", "outside bounds", "old-net lines followed"):
+            table.add_column(column, justify="right")
+        for c in ranked:
+            ratio, cv, share = c.get("max_min_ratio"), c.get("cv"), c.get("net_boundary_followed_share")
+            table.add_row(
+                c["community_code"],
+                str(c.get("n_groups")),
+                f"{ratio:.2f}" if ratio is not None else "∞",
+                f"{cv:.2f}" if cv is not None else "-",
+                str(c.get("outside_bounds")),
+                f"{share:.0%}" if share is not None else "-",
+            )
+        console.print(table)
+
+
 @plan_app.command("compare")
 @friendly
 def plan_compare_command(

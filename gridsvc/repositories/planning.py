@@ -153,3 +153,31 @@ def copy_communities_forward(session: Session, *, from_plan: int, to_plan: int, 
         params,
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+_PLAN_COLUMNS = """
+    p.id, p.name, p.status, p.code_digits, p.effective_from, p.effective_to, p.parameters, p.quality,
+    p.created_by, p.created_at, p.version,
+    (SELECT count(*) FROM responsibility_grid r WHERE r.plan_id = p.id) AS responsibility_grids,
+    (SELECT count(*) FROM unit_grid u WHERE u.plan_id = p.id) AS unit_grids
+"""
+
+
+def plan_rows(session: Session) -> list[dict[str, Any]]:
+    """Every plan, newest first, without the per-community quality."""
+    rows = session.execute(
+        text(
+            "SELECT "
+            + _PLAN_COLUMNS.replace("p.quality,", "p.quality - 'per_community' AS quality,")
+            + " FROM grid_plan p ORDER BY p.id DESC"
+        )
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def plan_row(session: Session, plan_id: int) -> dict[str, Any] | None:
+    """One plan with its parameters and whole quality report."""
+    row = session.execute(
+        text(f"SELECT {_PLAN_COLUMNS} FROM grid_plan p WHERE p.id = :id"), {"id": plan_id}
+    ).one_or_none()
+    return dict(row._mapping) if row else None

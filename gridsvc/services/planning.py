@@ -239,6 +239,30 @@ def draw_plan(
     )
 
 
+def list_plans(sessions: sessionmaker[Session], *, actor: Principal) -> list[dict[str, Any]]:
+    """Every plan (drafts, the active one, retired ones), newest first, with its quality summary."""
+    actor.require("gis_staff", "dispatcher")
+    with sessions() as session:
+        return [_plan_json(row) for row in repo.plan_rows(session)]
+
+
+def plan_view(sessions: sessionmaker[Session], plan_id: int, *, actor: Principal) -> dict[str, Any]:
+    """One plan: status, dates, parameters, version and the whole quality report (per community too)."""
+    actor.require("gis_staff", "dispatcher")
+    with sessions() as session:
+        row = repo.plan_row(session, plan_id)
+    if row is None:
+        raise NotFoundError(f"no plan {plan_id}")
+    return _plan_json(row)
+
+
+def _plan_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("effective_from", "effective_to", "created_at"):
+        out[key] = out[key].isoformat() if out[key] is not None else None
+    return out
+
+
 def cut_unit_grids(
     sessions: sessionmaker[Session],
     settings: Settings,

@@ -1,4 +1,4 @@
-"""GET /v1/plans/{id}/compare: JSON, CSV and a map, for GIS staff and dispatchers only."""
+"""GET /v1/plans, /v1/plans/{id} and /v1/plans/{id}/compare (JSON, CSV, a map): GIS staff and dispatchers."""
 
 from __future__ import annotations
 
@@ -63,3 +63,18 @@ def test_compare_refuses_strangers_unknown_plans_and_bad_formats(
     assert client.get(f"/v1/plans/{plan_id}/compare?format=pdf", headers=keys["gis_staff"]).status_code == 422
     itself = client.get(f"/v1/plans/{plan_id}/compare?against={plan_id}", headers=keys["gis_staff"])
     assert itself.status_code == 422 and "itself" in itself.json()["detail"]
+
+
+def test_plans_are_listed_and_shown_with_their_quality(
+    api: tuple[TestClient, dict[str, dict[str, str]], int],
+) -> None:
+    client, keys, plan_id = api
+    listed = client.get("/v1/plans", headers=keys["dispatcher"]).json()["plans"]
+    assert [p["status"] for p in listed][:2] == ["draft", "active"] and listed[0]["id"] == plan_id
+    assert "per_community" not in listed[0]["quality"] and listed[0]["responsibility_grids"] == 6
+    shown = client.get(f"/v1/plans/{plan_id}", headers=keys["gis_staff"])
+    assert shown.status_code == 200 and shown.headers["etag"] == '"1"'
+    quality = shown.json()["quality"]
+    assert quality["max_min_ratio_worst"] <= 1.3 and len(quality["per_community"]) == 1
+    assert client.get("/v1/plans/999999", headers=keys["gis_staff"]).status_code == 404
+    assert client.get("/v1/plans", headers=keys["field"]).status_code == 403

@@ -245,6 +245,14 @@ def test_plan_unit_grids_redraw_and_compare_from_the_command_line(grid_city_url:
     assert "plan-legend" in page.read_text(encoding="utf-8")
     as_json = json.loads(gridsvc(["plan", "compare", plan_id, "--json"], grid_city_url).stdout)
     assert as_json["unit_grids"]["added"] == report["unit_grids"]
+    listed = gridsvc(["plan", "list"], grid_city_url)
+    assert listed.returncode == 0 and "命令行方案" in listed.stdout and "draft" in listed.stdout
+    shown = json.loads(gridsvc(["plan", "show", plan_id, "--json"], grid_city_url).stdout)
+    assert (
+        shown["code_digits"] == 14
+        and shown["quality"]["per_community"][0]["community_code"] == "370102001001"
+    )
+    assert gridsvc(["plan", "show", plan_id], grid_city_url).returncode == 0
 
     # The old name still runs; bad input is refused with a clear message.
     assert gridsvc(["plan", "draw", "--community", "999999999999"], grid_city_url).returncode == 1

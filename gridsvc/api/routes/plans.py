@@ -9,9 +9,28 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gridsvc.api.deps import Caller, Sessions
-from gridsvc.services import plan_compare, plans
+from gridsvc.services import plan_compare, planning, plans
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
+
+
+@router.get("", summary="Every plan, newest first, with its quality summary (gis_staff, dispatcher)")
+def list_plans(sessions: Sessions, caller: Caller) -> JSONResponse:
+    """Drafts, the active plan and retired ones, with counts of grids and the city-wide quality figures."""
+    return JSONResponse({"plans": planning.list_plans(sessions, actor=caller)})
+
+
+@router.get(
+    "/{plan_id}",
+    summary="One plan: status, dates, drawing parameters, version and its quality report per community",
+    responses={404: {"description": "no such plan"}},
+)
+def show(plan_id: int, sessions: Sessions, caller: Caller) -> JSONResponse:
+    """The quality report gives, per community and city-wide, the max/min workload ratio, its coefficient
+    of variation, compactness, contiguity, nesting, coverage, the share of old-net lines followed and the
+    grids outside the size bounds."""
+    view = planning.plan_view(sessions, plan_id, actor=caller)
+    return JSONResponse(view, headers={"ETag": f'"{view["version"]}"'})
 
 
 @router.get("/{plan_id}/checks", summary="What stops a plan from being activated (an empty list: nothing)")
