@@ -6,6 +6,7 @@ Communities are drawn as squares of 100 m unit grids in local metres; unit ``(co
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -16,6 +17,9 @@ import shapely
 from gis.redraw import (
     CommunityUnits,
     RedrawParams,
+    _Plan,
+    _Problem,
+    balance_bound,
     group_count,
     plan_quality,
     redraw_community,
@@ -55,6 +59,32 @@ def community(
         "area_m2": np.asarray(shapely.area(geoms), dtype=np.float64),
     }
     return CommunityUnits(geoms=geoms, loads=loads, net_ids=net_ids, current=current)
+
+
+def strip(households: list[float], current: list[int] | None = None) -> CommunityUnits:
+    """A community of one row of units, west to east, with the given households (and current grids)."""
+    return community(
+        [(c, 0) for c in range(len(households))],
+        np.asarray(households, dtype=np.float64),
+        current=None if current is None else np.asarray(current, dtype=np.int64),
+    )
+
+
+def shuffled(units: CommunityUnits, perm: npt.NDArray[np.int64]) -> CommunityUnits:
+    """The same community with its units listed in another order."""
+    return CommunityUnits(
+        geoms=units.geoms[perm],
+        loads={name: np.asarray(values)[perm] for name, values in units.loads.items()},
+        net_ids=None if units.net_ids is None else units.net_ids[perm],
+    )
+
+
+def lumpy(cols: int, rows: int, seed: int) -> CommunityUnits:
+    """Households as in the city: four units in five have none, the others 40 to 260."""
+    rng = np.random.default_rng(seed)
+    n = cols * rows
+    households = np.where(rng.random(n) < 0.2, rng.integers(40, 260, n), 0).astype(np.float64)
+    return community(block(cols, rows), households)
 
 
 def assert_valid_plan(units: CommunityUnits, labels: npt.NDArray[np.int64], k: int) -> None:
@@ -285,3 +315,146 @@ def test_forty_units_timing() -> None:
     # No timing assertion (house rule); the figure is printed for the report.
     print(f"40 units: {elapsed * 1000:.1f} ms per community, ratio {quality['max_min_ratio']:.3f}")
     assert_valid_plan(units, labels, group_count(units, PARAMS))
+
+
+def test_square_split_in_four() -> None:
+    units = community(block(8, 8), households=25.0)  # 1,600 households -> 4 grids
+    labels = redraw_community(units, PARAMS)
+    assert_valid_plan(units, labels, 4)
+    quality = plan_quality(units, labels, PARAMS)
+    print("square in four:", [g["n_units"] for g in quality["groups"]], quality["max_min_ratio"])
+    assert quality["max_min_ratio"] <= 1.3
+    assert quality["outside_bounds"] == 0
+    assert all(g["polsby_popper"] > 0.5 for g in quality["groups"])
+
+
+def test_river_with_an_empty_bank_forces_an_empty_grid() -> None:
+    # A 6 x 4 block north of the river with 1,200 households, a 6 x 4 block south of it with none.
+    cells = [(c, r + 6) for c, r in block(6, 4)] + block(6, 4)
+    households = np.concatenate([np.full(24, 50.0), np.zeros(24)])
+    units = community(cells, households)
+    labels = redraw_community(units, PARAMS)
+    assert_valid_plan(units, labels, 4)
+    assert len(set(labels[24:].tolist())) == 1
+    assert not set(labels[:24].tolist()) & set(labels[24:].tolist())
+    quality = plan_quality(units, labels, PARAMS)
+    north = [g for g in quality["groups"] if g["households"] > 0]
+    assert [g["households"] for g in north] == [400.0] * 3
+    # The south bank is a grid of its own by the rules (a grid never crosses the river): forced, and the
+    # bound says no plan avoids the infinite ratio.
+    assert [g["forced"] for g in quality["groups"]] == [g["households"] == 0 for g in quality["groups"]]
+    assert quality["max_min_ratio"] == math.inf
+    assert quality["ratio_bound"] == math.inf
+
+
+def test_huge_block_grid_is_forced_and_bounds_the_ratio() -> None:
+    households = np.full(40, 50.0)
+    households[17] = 2000.0
+    units = community(block(8, 5), households)
+    labels = redraw_community(units, PARAMS)
+    quality = plan_quality(units, labels, PARAMS)
+    forced = [g for g in quality["groups"] if g["forced"]]
+    assert [g["workload"] for g in forced] == [2000.0]
+    # The lightest of five grids of 39 units of 50 holds at most 7 units: 2,000 / 350 at best.
+    assert quality["ratio_bound"] == pytest.approx(2000 / 350)
+    assert quality["ratio_bound"] <= quality["max_min_ratio"]
+
+
+def test_a_branch_move_fixes_what_single_moves_cannot() -> None:
+    # West grid 500 (200, 200, 100, 0), east grid 300 (0, 0, 150, 150). Each grid's unit on the line has
+    # no households: moving one alone changes no workload and makes the grids less compact, and the
+    # loaded units behind them cannot move first. Moving the branch (100, 0) across balances 400 / 400.
+    units = strip([200, 200, 100, 0, 0, 0, 150, 150], current=[0, 0, 0, 0, 1, 1, 1, 1])
+    problem = _Problem.build(units, PARAMS)
+    single = _Plan(problem, [0, 0, 0, 0, 1, 1, 1, 1], [False, False])
+    single.improve()
+    assert single.label == [0, 0, 0, 0, 1, 1, 1, 1]
+    labels = redraw_community(units, RedrawParams(keep_current=True))
+    assert labels.tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
+    assert plan_quality(units, labels, PARAMS)["max_min_ratio"] == 1.0
+
+
+def test_a_chain_passes_load_through_a_balanced_grid() -> None:
+    # West 500, middle 400, east 300. Every unit on a line has no households, and no redraw of one pair
+    # of grids balances better (west-middle and middle-east can only swap which of the two is off by
+    # 100). The chain moves 100 from west to middle and 100 from middle to east: 400 each.
+    households = [200, 200, 100, 0, 0, 300, 100, 0, 0, 100, 100, 100]
+    units = strip(households, current=[0] * 4 + [1] * 4 + [2] * 4)
+    labels = redraw_community(units, RedrawParams(keep_current=True))
+    assert labels.tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]
+    assert plan_quality(units, labels, PARAMS)["max_min_ratio"] == 1.0
+    # A new plan gets there too (from trees when growing misses).
+    assert redraw_community(units, PARAMS).tolist() == labels.tolist()
+
+
+def test_balance_bound_from_subset_sums_is_reached() -> None:
+    # 460 in the south-west corner, 300 and 40 in the east column: two grids, and the best split of
+    # {460, 300, 40} is 460 against 340 whatever the shapes.
+    households = np.zeros(8)
+    households[0], households[3], households[7] = 460.0, 40.0, 300.0
+    units = community(block(4, 2), households)
+    assert balance_bound(units, PARAMS) == pytest.approx(460 / 340)
+    labels = redraw_community(units, PARAMS)
+    quality = plan_quality(units, labels, PARAMS)
+    assert quality["ratio_bound"] == pytest.approx(460 / 340)
+    assert quality["max_min_ratio"] == pytest.approx(460 / 340)
+
+
+def test_balance_bound_sees_a_unit_walled_in_by_heavy_neighbours() -> None:
+    # 300 at the west end of a row has one neighbour, 300: its grid holds 300 alone (the other two then
+    # share 900: one has >= 450) or >= 600. Without contiguity 300 + 100 = 400 would be a perfect grid.
+    units = strip([300, 300, 100, 100, 100, 100, 100, 100])
+    assert balance_bound(units, PARAMS) == pytest.approx(1.5)
+    labels = redraw_community(units, PARAMS)
+    quality = plan_quality(units, labels, PARAMS)
+    # The best plan: 300 | 300 + 100 | 500 (or 300 | 500 | 400).
+    assert quality["max_min_ratio"] == pytest.approx(500 / 300)
+    assert quality["ratio_bound"] <= quality["max_min_ratio"]
+
+
+def test_balance_bound_is_one_when_units_allow_perfect_grids() -> None:
+    assert balance_bound(community(block(8, 8)), PARAMS) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lumpy_households_are_balanced(seed: int) -> None:
+    units = lumpy(10, 8, seed)
+    labels = redraw_community(units, PARAMS)
+    k = group_count(units, PARAMS)
+    assert_valid_plan(units, labels, k)
+    quality = plan_quality(units, labels, PARAMS)
+    print(f"lumpy {seed}: k {k} ratio {quality['max_min_ratio']:.3f} bound {quality['ratio_bound']:.3f}")
+    assert quality["ratio_bound"] <= 1.3
+    assert quality["max_min_ratio"] <= 1.3
+
+
+HAND_MADE = {
+    "square in four": community(block(8, 8), households=25.0),
+    "river": community([(c, r + 6) for c, r in block(6, 4)] + block(6, 4), households=50.0),
+    "L": community(block(6, 3) + [(c, r) for r in range(3, 8) for c in range(3)]),
+    "too small": community(block(2, 3)),
+    "huge block": community(block(8, 5), np.where(np.arange(40) == 17, 2000.0, 50.0)),
+    "lumpy": lumpy(10, 8, 0),
+}
+
+
+@pytest.mark.parametrize("name", list(HAND_MADE))
+def test_hand_made_cases_are_covered_contiguous_balanced_and_deterministic(name: str) -> None:
+    units = HAND_MADE[name]
+    labels = redraw_community(units, PARAMS)
+    assert_valid_plan(units, labels, group_count(units, PARAMS))
+    quality = plan_quality(units, labels, PARAMS)
+    assert quality["max_min_ratio"] <= max(PARAMS.max_ratio, quality["ratio_bound"]) + 1e-9
+    assert np.array_equal(redraw_community(units, PARAMS), labels)
+    perm = np.random.default_rng(1).permutation(len(units.geoms))
+    assert np.array_equal(redraw_community(shuffled(units, perm), PARAMS), labels[perm])
+
+
+def test_share_followed_is_none_when_every_piece_is_one_grid() -> None:
+    # Old-net lines run through a community too small to split: there is no grid line to follow them.
+    cells = block(2, 3)
+    nets = np.asarray([c for c, _ in cells], dtype=np.int64)
+    units = community(cells, net_ids=nets)
+    labels = redraw_community(units, PARAMS)
+    assert labels.tolist() == [0] * 6
+    assert plan_quality(units, labels, PARAMS)["net_boundary_followed_share"] is None
