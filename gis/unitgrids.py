@@ -683,3 +683,60 @@ def _reading_order(parts: npt.NDArray[Any], community: Any, row_height: float) -
     rows = np.floor((top - points[:, 1]) / row_height)
     order: npt.NDArray[np.intp] = np.lexsort((-points[:, 1], points[:, 0], rows))
     return order
+
+
+def line_zones(
+    parts: Sequence[BaseGeometry] | npt.NDArray[np.object_],
+    community: Polygon | MultiPolygon,
+    net_polygons: Sequence[BaseGeometry] | npt.NDArray[np.object_],
+    net_keys: Sequence[tuple[int, int]],
+    main_roads: Sequence[BaseGeometry] | npt.NDArray[np.object_] = (),
+) -> npt.NDArray[np.int64]:
+    """Which side of every line worth following each unit grid lies on, as one zone number per unit.
+
+    Two unit grids are in the same zone when, for every old net, the same polygon of that net holds their
+    representative points (or none does), and no main road runs between them (they lie in the same face
+    of the community cut by its main roads). A responsibility grid that spans two zones straddles an old
+    net's boundary or a main road; ``gis.redraw`` charges for that (``net_ids``).
+
+    Parameters
+    ----------
+    parts : sequence of Polygon
+        The community's unit grids (metric CRS).
+    community : Polygon or MultiPolygon
+        The community.
+    net_polygons : sequence of polygons
+        Polygons of the nets being merged, any number of nets.
+    net_keys : sequence of (net id, polygon id)
+        One per net polygon: which net it belongs to and which polygon it is.
+    main_roads : sequence of lines
+        Main road centre lines near the community.
+
+    Returns
+    -------
+    ndarray of int64
+        Zone per unit, numbered from 0 in order of first appearance (so the same input gives the same
+        numbers).
+    """
+    array = np.asarray(parts, dtype=object)
+    if len(array) == 0:
+        return np.zeros(0, dtype=np.int64)
+    points = shapely.point_on_surface(array)
+    keys: list[list[tuple[int, int]]] = [[] for _ in range(len(array))]
+    polygons = np.asarray(net_polygons, dtype=object)
+    if len(polygons):
+        part_index, polygon_index = shapely.STRtree(polygons).query(points, predicate="within")
+        for part, polygon in sorted(zip(part_index.tolist(), polygon_index.tolist(), strict=True)):
+            keys[part].append(tuple(net_keys[polygon]))
+    roads = [road for road in main_roads if road is not None and not road.is_empty]
+    if roads:
+        linework = shapely.union_all([shapely.boundary(community), *roads])
+        faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(linework)))
+        if len(faces) > 1:
+            part_index, face_index = shapely.STRtree(faces).query(points, predicate="within")
+            for part, face in zip(part_index.tolist(), face_index.tolist(), strict=True):
+                keys[part].append((-1, face))
+    numbering: dict[tuple[tuple[int, int], ...], int] = {}
+    return np.asarray(
+        [numbering.setdefault(tuple(sorted(set(k))), len(numbering)) for k in keys], dtype=np.int64
+    )

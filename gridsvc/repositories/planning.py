@@ -38,13 +38,15 @@ def communities(session: Session, codes: Sequence[str] = ()) -> pd.DataFrame:
 
 
 def cutters(session: Session) -> pd.DataFrame:
-    """Roads and the polygons of the other departments' nets (with a net polygon id)."""
+    """Roads (with their class) and the polygons of the other departments' nets (net and polygon ids)."""
     return _frame(
         session,
         """
-        SELECT 'road' AS kind, NULL::bigint AS net_polygon_id, ST_AsBinary(geom) AS wkb FROM road
+        SELECT 'road' AS kind, NULL::bigint AS net_id, NULL::bigint AS net_polygon_id, road_class,
+               ST_AsBinary(geom) AS wkb
+        FROM road
         UNION ALL
-        SELECT 'net', id, ST_AsBinary(geom) FROM net_polygon
+        SELECT 'net', net_id, id, NULL, ST_AsBinary(geom) FROM net_polygon
         """,
     )
 

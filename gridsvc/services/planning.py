@@ -47,6 +47,8 @@ DENSIFY_M = 25.0
 LONLAT_DENSIFY_DEG = 0.0002
 # Forking pays off only when every process gets a few communities to draw.
 MIN_COMMUNITIES_PER_WORKER = 8
+# Grids follow these roads' lines where that costs little balance (arterial 主干道, secondary 次干道).
+MAIN_ROAD_CLASSES = ("arterial", "secondary")
 
 
 LOADS = redraw.LOAD_NAMES
@@ -108,7 +110,8 @@ class DrawReport:
         }
 
 
-def _transformer(settings: Settings, inverse: bool = False) -> Callable[[Any], Any]:
+def transformer(settings: Settings, inverse: bool = False) -> Callable[[Any], Any]:
+    """Lon/lat (EPSG:4490) to the city's metric CRS, or back with ``inverse``, for arrays of geometries."""
     source, target = ("EPSG:4490", settings.metric_crs) if not inverse else (settings.metric_crs, "EPSG:4490")
     transformer = pyproj.Transformer.from_crs(source, target, always_xy=True)
 
@@ -165,7 +168,9 @@ class _CityInputs:
     community_geoms: Any
     cutter_geoms: Any
     cutter_tree: shapely.STRtree
-    net_ids: npt.NDArray[np.int64]
+    is_net: npt.NDArray[np.bool_]
+    is_main_road: npt.NDArray[np.bool_]
+    net_keys: list[tuple[int, int]]
     point_loads: dict[str, _PointLoad]
     old_units_of: dict[str, pd.DataFrame]
     old_owners_of: dict[str, pd.DataFrame]
@@ -204,7 +209,7 @@ def draw_plan(
     clock.lap("draw")
     unit_rows = [row for d in drawn for row in d.unit_rows]
     owner_rows = [row for d in drawn for row in d.owner_rows]
-    summary = _json_safe(_summary([d.quality for d in drawn]))
+    summary = json_safe(quality_summary([d.quality for d in drawn]))
     with sessions.begin() as session:
         plan_id = _store(session, params, inputs.digits, actor, unit_rows, owner_rows, summary)
         copied = 0
@@ -288,7 +293,7 @@ def cut_unit_grids(
             progress(index + 1, len(inputs.communities))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["geometry"])
     geoms = repair_polygonal(
-        _transformer(settings, inverse=True)(shapely.segmentize(frame["geometry"].to_numpy(), DENSIFY_M))
+        transformer(settings, inverse=True)(shapely.segmentize(frame["geometry"].to_numpy(), DENSIFY_M))
     )
     return gpd.GeoDataFrame(frame.drop(columns=["geometry"]), geometry=list(geoms), crs="EPSG:4490")
 
@@ -307,7 +312,7 @@ class _Clock:
 def _read_inputs(
     sessions: sessionmaker[Session], settings: Settings, params: DrawParams, *, for_redraw: bool = True
 ) -> _CityInputs:
-    to_metric = _transformer(settings)
+    to_metric = transformer(settings)
     digits: Literal[2, 3] = 2 if (params.code_digits or settings.unit_grid_code_digits) == 14 else 3
     weighted = {name for name, weight in params.weights.items() if weight > 0}
     with sessions() as session:
@@ -349,7 +354,15 @@ def _read_inputs(
         community_geoms=to_metric(communities["geometry"].to_numpy()),
         cutter_geoms=cutter_geoms,
         cutter_tree=shapely.STRtree(cutter_geoms),
-        net_ids=np.where(cutters["kind"] == "net", cutters["net_polygon_id"].fillna(-1), -1).astype(np.int64),
+        is_net=(cutters["kind"] == "net").to_numpy(dtype=bool),
+        is_main_road=cutters["road_class"].isin(MAIN_ROAD_CLASSES).to_numpy(dtype=bool),
+        net_keys=list(
+            zip(
+                cutters["net_id"].fillna(-1).astype(np.int64).tolist(),
+                cutters["net_polygon_id"].fillna(-1).astype(np.int64).tolist(),
+                strict=True,
+            )
+        ),
         point_loads=point_loads,
         old_units_of=_by_community(old_units),
         old_owners_of=_by_community(old_owners),
@@ -435,7 +448,7 @@ def _draw_community(inputs: _CityInputs, index: int) -> _DrawnCommunity:
     """Cut, group and code one community (runs in a worker process for city-wide draws)."""
     community = inputs.communities.iloc[index]
     code = str(community["code"])
-    to_metric = _transformer(inputs.settings)
+    to_metric = transformer(inputs.settings)
     part_array = _cut(inputs, index)
     loads = _loads(inputs, part_array)
     old_u = inputs.old_units_of.get(code)
@@ -445,13 +458,15 @@ def _draw_community(inputs: _CityInputs, index: int) -> _DrawnCommunity:
     units = redraw.CommunityUnits(
         geoms=part_array,
         loads=loads,
-        net_ids=_net_of(part_array, inputs.cutter_geoms, inputs.cutter_tree, inputs.net_ids),
+        net_ids=_zones(inputs, index, part_array),
         current=_current_owner(part_array, old_u, old_unit_geoms) if inputs.params.keep_current else None,
     )
     redraw_params = _redraw_params(inputs.params)
     labels = redraw.redraw_community(units, redraw_params)
-    quality = dict(redraw.plan_quality(units, labels, redraw_params))
-    quality.pop("groups", None)
+    quality: dict[str, Any] = dict(redraw.plan_quality(units, labels, redraw_params))
+    scores = [g["polsby_popper"] for g in quality.pop("groups")]
+    quality["polsby_popper_min"] = min(scores, default=None)
+    quality["polsby_popper_mean"] = float(np.mean(scores)) if scores else None
     owners = [shapely.union_all(part_array[labels == label]) for label in range(int(labels.max()) + 1)]
     old_r = inputs.old_owners_of.get(code)
     old_unit_pairs = list(zip(old_u["code"], old_unit_geoms, strict=True)) if old_u is not None else []
@@ -468,7 +483,7 @@ def _draw_community(inputs: _CityInputs, index: int) -> _DrawnCommunity:
     work = redraw.workload(units, redraw_params)
     households = loads["households"]
     # Converted for storage here, in the drawing process, rather than all at once in the parent.
-    to_storage = _transformer(inputs.settings, inverse=True)
+    to_storage = transformer(inputs.settings, inverse=True)
     owner_ewkb = _storage_ewkb(owners, to_storage)
     unit_ewkb = _storage_ewkb(part_array, to_storage)
     owner_rows = [
@@ -538,44 +553,80 @@ def _check_params(params: DrawParams) -> None:
         ) from exc
 
 
-def _net_of(parts: Any, cutter_geoms: Any, tree: shapely.STRtree, net_ids: Any) -> Any:
-    """The old net polygon each unit grid lies in (by its representative point), -1 for none."""
-    out = np.full(len(parts), -1, dtype=np.int64)
-    if len(cutter_geoms) == 0:
-        return out
-    points = shapely.point_on_surface(parts)
-    pairs = tree.query(points, predicate="within")
-    for part, cutter in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
-        if net_ids[cutter] >= 0 and out[part] == -1:
-            out[part] = net_ids[cutter]
-    return out
+def _zones(inputs: _CityInputs, index: int, parts: Any) -> Any:
+    """Per unit grid, which side of the old nets' boundaries and the main roads it lies on."""
+    geom = inputs.community_geoms[index]
+    near = inputs.cutter_tree.query(geom, predicate="intersects")
+    nets = near[inputs.is_net[near]]
+    roads = near[inputs.is_main_road[near]]
+    return unitgrids.line_zones(
+        parts,
+        geom,
+        inputs.cutter_geoms[nets],
+        [inputs.net_keys[i] for i in nets.tolist()],
+        inputs.cutter_geoms[roads],
+    )
 
 
-def _summary(qualities: list[dict[str, Any]]) -> dict[str, Any]:
-    ratios = [q["max_min_ratio"] for q in qualities if q.get("max_min_ratio") is not None]
+def quality_summary(qualities: list[dict[str, Any]]) -> dict[str, Any]:
+    """City-wide figures from the communities' quality entries (``gis.redraw.plan_quality`` without groups).
+
+    Balance figures are over communities with more than one grid (one grid is trivially balanced);
+    ``units_do_not_allow_1_3`` counts those whose proven lower bound (``ratio_bound``) is already over
+    1.3, ``could_be_better`` those above both 1.3 and their bound.
+    """
+    multi = [q for q in qualities if (q.get("n_groups") or 0) > 1]
+    ratios = [float(q["max_min_ratio"]) for q in multi if q.get("max_min_ratio") is not None]
+    finite = [r for r in ratios if np.isfinite(r)]
+    cvs = [float(q["cv"]) for q in multi if q.get("cv") is not None and np.isfinite(q["cv"])]
+    compact = [float(q["polsby_popper_min"]) for q in qualities if q.get("polsby_popper_min") is not None]
     followed = [
         q["net_boundary_followed_share"]
         for q in qualities
         if q.get("net_boundary_followed_share") is not None
     ]
+
+    def over(q: dict[str, Any], limit: float) -> bool:
+        ratio = q.get("max_min_ratio")
+        return ratio is None or not np.isfinite(ratio) or ratio > limit
+
     return {
         "communities": len(qualities),
-        "max_min_ratio_worst": max(ratios, default=None),
-        "max_min_ratio_median": float(np.median(ratios)) if ratios else None,
-        "communities_over_1_3": int(sum(r > 1.3 for r in ratios)),
+        "multi_grid_communities": len(multi),
+        "max_min_ratio_worst": max(finite, default=None),
+        "max_min_ratio_median": float(np.median(finite)) if finite else None,
+        "max_min_ratio_p90": float(np.quantile(finite, 0.9)) if finite else None,
+        "cv_median": float(np.median(cvs)) if cvs else None,
+        "communities_over_1_3": int(sum(over(q, 1.3) for q in multi)),
+        "units_do_not_allow_1_3": int(sum(_bound_over(q, 1.3) for q in multi)),
+        "could_be_better": int(
+            sum(over(q, max(1.3, q.get("ratio_bound") or 1.0)) for q in multi if "ratio_bound" in q)
+        ),
+        "communities_with_an_empty_grid": int(sum(r == np.inf for r in ratios)),
+        "polsby_popper_min_median": float(np.median(compact)) if compact else None,
         "outside_bounds": int(sum(q.get("outside_bounds", 0) for q in qualities)),
         "all_contiguous": all(q.get("all_contiguous", True) for q in qualities),
+        "all_nested": all(q.get("nested", True) for q in qualities),
+        "covers_all": all(q.get("covers_all", True) for q in qualities),
         "net_boundary_followed_share_median": float(np.median(followed)) if followed else None,
         "per_community": qualities,
     }
 
 
-def _json_safe(value: Any) -> Any:
+def _bound_over(quality: dict[str, Any], limit: float) -> bool:
+    """Whether a community's proven lower bound on max/min is over ``limit`` (null in JSON means infinite)."""
+    if "ratio_bound" not in quality:
+        return False
+    bound = quality["ratio_bound"]
+    return bound is None or not np.isfinite(bound) or bound > limit
+
+
+def json_safe(value: Any) -> Any:
     """JSON without NaN or infinity (a community without households has no ratio): those become null."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -618,7 +669,7 @@ def _store(
                         ensure_ascii=False,
                     )
                 ],
-                "quality": [json.dumps(_json_safe(summary))],
+                "quality": [json.dumps(json_safe(summary))],
                 "created_by": [actor.name],
             }
         ),

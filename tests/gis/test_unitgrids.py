@@ -503,3 +503,20 @@ def test_coverage_problems_flags_a_t_junction() -> None:
 
 def test_coverage_problems_of_no_parts() -> None:
     assert coverage_problems(SQUARE, []) == ["no parts: the community is not covered"]
+
+
+def test_line_zones_tell_the_sides_of_old_nets_and_main_roads() -> None:
+    from gis.unitgrids import line_zones
+
+    community = box(0, 0, 400, 200)
+    parts = [box(x, y, x + 100, y + 100) for y in (100, 0) for x in (0, 100, 200, 300)]
+    # Net 1 splits the community west | east at x = 200; net 2 covers it with one polygon; a main road
+    # runs along y = 100.
+    nets = [box(0, 0, 200, 200), box(200, 0, 400, 200), box(-10, -10, 410, 210)]
+    keys = [(1, 10), (1, 11), (2, 20)]
+    road = shapely.LineString([(-50, 100), (450, 100)])
+    zones = line_zones(parts, community, nets, keys, [road])
+    assert zones.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert line_zones(parts, community, nets, keys).tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
+    assert line_zones(parts, community, [], []).tolist() == [0] * 8
+    assert line_zones([], community, nets, keys).tolist() == []

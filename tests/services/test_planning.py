@@ -47,6 +47,8 @@ def test_draw_a_plan_that_passes_the_rules_and_keeps_codes_on_a_redraw(
         ).scalar_one()
     assert float(stats[0]) <= 10_000.01 and stats[1] == 0 and stats[2] == 0
     assert crossing == 0  # no unit grid straddles the road: it was cut along it
+    # 1,200 households on each side of the main road: the six grids follow it rather than straddle it.
+    assert first.quality["per_community"][0]["net_boundary_followed_share"] == 1.0
     assert plans.check_plan(sessions, first.plan_id) == []
     plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), actor=GIS)
 
