@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc import __version__
 from gridsvc.api.problems import install_problem_handlers
-from gridsvc.api.routes import cases, health, imports, locate, open311, plans, reference, stats
+from gridsvc.api.routes import cases, health, imports, locate, open311, plan_edits, plans, reference, stats
 from gridsvc.db.engine import make_engine, make_session_factory
 from gridsvc.services import cases as cases_service
 from gridsvc.services import locate as locate_service
@@ -119,5 +119,6 @@ def create_app(
     app.include_router(cases.escalation_router)
     app.include_router(stats.router)
     app.include_router(plans.router)
+    app.include_router(plan_edits.router)
     app.include_router(open311.router)
     return app

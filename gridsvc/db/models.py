@@ -47,6 +47,7 @@ NAMING_CONVENTION = {
 COMPONENT_STATUSES = ("intact", "damaged", "missing", "occupied", "abandoned", "removed")
 GEOMETRY_KINDS = ("point", "line", "polygon")
 PLAN_STATUSES = ("draft", "active", "retired")
+PLAN_EDIT_KINDS = ("split", "merge", "move")
 CASE_KINDS = ("component", "event")
 CASE_STATUSES = (
     "reported",
@@ -445,6 +446,26 @@ class UnitGrid(Base):
         CheckConstraint(r"code ~ '^\d{14,15}$'", name="code_format"),
         CheckConstraint("left(code, 12) = community_code", name="code_in_community"),
         CheckConstraint(_valid(), name="geom_valid"),
+    )
+
+
+class PlanEdit(Base):
+    """One hand edit of a draft plan (split, merge, move): the plan's version after it, who, and what."""
+
+    __tablename__ = "plan_edit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("grid_plan.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    actor: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (
+        # One edit per version: two edits made against the same version cannot both be written, and the
+        # unique index (plan_id first) is the one a plan's history is read by.
+        UniqueConstraint("plan_id", "version", name="uq_plan_edit_plan_version"),
+        CheckConstraint(_in("kind", PLAN_EDIT_KINDS), name="kind_known"),
+        CheckConstraint("version > 1", name="version_after_an_edit"),
     )
 
 

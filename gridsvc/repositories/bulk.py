@@ -27,6 +27,7 @@ DATA_TABLES = (
     "component",
     "unit_grid",
     "responsibility_grid",
+    "plan_edit",
     "grid_plan",
     "net_polygon",
     "net",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -36,45 +37,60 @@ def active_plan_for_update(session: Session) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
-def rule_breaks(session: Session, plan_id: int, *, tolerance_m2: float = 1.0) -> list[dict[str, Any]]:
+def rule_breaks(
+    session: Session, plan_id: int, *, tolerance_m2: float = 1.0, communities: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """What stops a plan from being activated: grids outside their community, split responsibility grids,
-    unit grids overlapping each other, communities not covered. Each with the codes involved."""
-    params = {"plan": plan_id, "tol": tolerance_m2}
+    unit grids overlapping each other, communities not covered. Each with the codes involved.
+    With ``communities``, only the breaks inside those communities (a hand edit checks its own)."""
+    params: dict[str, Any] = {"plan": plan_id, "tol": tolerance_m2}
+    if communities is not None:
+        params["communities"] = list(communities)
+
+    def only(*columns: str) -> str:
+        if communities is None:
+            return ""
+        return " AND (" + " OR ".join(f"{c} = ANY(:communities)" for c in columns) + ")"
+
     checks = {
-        "nesting": """
+        "nesting": f"""
             SELECT u.code AS code, 'unit grid sticks out of community ' || u.community_code AS problem
             FROM unit_grid u JOIN community c ON c.code = u.community_code
-            WHERE u.plan_id = :plan
+            WHERE u.plan_id = :plan{only("u.community_code")}
               AND ST_Area(ST_Difference(u.geom, c.geom)::geography) > :tol
         """,
-        "contiguity": """
+        "contiguity": f"""
             SELECT r.code AS code,
                    'responsibility grid is ' || ST_NumGeometries(r.geom) || ' separate pieces' AS problem
             FROM responsibility_grid r WHERE r.plan_id = :plan AND ST_NumGeometries(r.geom) > 1
+              {only("r.community_code")}
         """,
-        "overlap": """
+        "overlap": f"""
             SELECT a.code || ' / ' || b.code AS code, 'unit grids overlap' AS problem
             FROM unit_grid a JOIN unit_grid b
               ON b.plan_id = a.plan_id AND a.id < b.id AND a.geom && b.geom
              AND ST_Relate(a.geom, b.geom, '2********')
-            WHERE a.plan_id = :plan
+            WHERE a.plan_id = :plan{only("a.community_code", "b.community_code")}
               AND ST_Area(ST_Intersection(a.geom, b.geom)::geography) > :tol
         """,
-        "coverage": """
+        "coverage": f"""
             SELECT c.code AS code, 'community not covered by its unit grids' AS problem
             FROM community c
-            JOIN (SELECT community_code, ST_Union(geom) AS g FROM unit_grid WHERE plan_id = :plan
+            JOIN (SELECT community_code, ST_Union(geom) AS g FROM unit_grid
+                  WHERE plan_id = :plan{only("community_code")}
                   GROUP BY community_code) u ON u.community_code = c.code
-            WHERE ST_Area(ST_Difference(c.geom, u.g)::geography) > :tol
+            WHERE ST_Area(ST_Difference(c.geom, u.g)::geography) > :tol{only("c.code")}
         """,
-        "missing": """
+        "missing": f"""
             SELECT c.code AS code, 'community has no unit grid in this plan' AS problem
             FROM community c
             WHERE NOT EXISTS (SELECT 1 FROM unit_grid u WHERE u.plan_id = :plan AND u.community_code = c.code)
+              {only("c.code")}
         """,
-        "unassigned": """
+        "unassigned": f"""
             SELECT u.code AS code, 'unit grid belongs to no responsibility grid' AS problem
             FROM unit_grid u WHERE u.plan_id = :plan AND u.responsibility_grid_id IS NULL
+              {only("u.community_code")}
         """,
     }
     breaks: list[dict[str, Any]] = []
