@@ -60,3 +60,32 @@ def repair_polygonal(geometries: Any) -> np.ndarray[Any, Any]:
                 polygonal.append(shapely.union_all(parts))
         array[bad] = np.asarray(polygonal, dtype=object)
     return array
+
+
+def drop_crumbs(geometries: Any, min_area: float) -> np.ndarray[Any, Any]:
+    """Drop the parts of (Multi)Polygons smaller than ``min_area``, always keeping each one's largest part.
+
+    A union of polygons that share edges drawn a hair apart, or a ring rebuilt after reprojection, can
+    leave a crumb of no area beside the real polygon; a grid would then count as "in two pieces".
+
+    Parameters
+    ----------
+    geometries : array-like of shapely (Multi)Polygons
+    min_area : float
+        In the geometries' units squared.
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array of the same length; single-part results are Polygons.
+    """
+    array = np.asarray(geometries, dtype=object).copy()
+    multi = shapely.get_type_id(array) == shapely.GeometryType.MULTIPOLYGON
+    for index in np.flatnonzero(multi):
+        parts = shapely.get_parts(array[index])
+        areas = shapely.area(parts)
+        keep = (areas >= min_area) | (np.arange(len(parts)) == int(np.argmax(areas)))
+        if not keep.all():
+            kept = parts[keep]
+            array[index] = kept[0] if len(kept) == 1 else shapely.multipolygons(list(kept))
+    return array

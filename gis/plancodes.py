@@ -121,7 +121,7 @@ def match_survivors(
     return match
 
 
-class CodesExhausted(ValueError):
+class CodesExhaustedError(ValueError):
     """A community has used every number its code width allows."""
 
 
@@ -165,7 +165,7 @@ def _assign(
     for index in reading_order(new).tolist():
         if codes[index] is None:
             if next_number > last_number:
-                raise CodesExhausted(
+                raise CodesExhaustedError(
                     f"every number up to {last_number} after {prefix} is used: no code is left"
                 )
             codes[index] = make(next_number)

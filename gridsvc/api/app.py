@@ -107,7 +107,7 @@ def create_app(
             {"name": "locate", "description": "Which grid owns a place, and who answers for it."},
             {"name": "cases", "description": "The case loop: intake, routing, transitions, escalation."},
             {"name": "open311", "description": "Open311 GeoReport v2 (JSON and XML) for citizen apps."},
-            {"name": "plans", "description": "Grid plans: quality, comparison, hand edits, rule checks and activation."},
+            {"name": "plans", "description": "Grid plans: quality, compare, hand edits, checks, activation."},
         ],
     )
     install_problem_handlers(app)

@@ -53,10 +53,13 @@ def rule_breaks(
         return " AND (" + " OR ".join(f"{c} = ANY(:communities)" for c in columns) + ")"
 
     checks = {
+        # The prepared "covered by" test first; the exact area outside only for the few that fail it
+        # (cut in metres and stored in lon/lat, an edge may wander a few millimetres).
         "nesting": f"""
             SELECT u.code AS code, 'unit grid sticks out of community ' || u.community_code AS problem
             FROM unit_grid u JOIN community c ON c.code = u.community_code
             WHERE u.plan_id = :plan{only("u.community_code")}
+              AND NOT ST_CoveredBy(u.geom, c.geom)
               AND ST_Area(ST_Difference(u.geom, c.geom)::geography) > :tol
         """,
         "contiguity": f"""
@@ -65,21 +68,35 @@ def rule_breaks(
             FROM responsibility_grid r WHERE r.plan_id = :plan AND ST_NumGeometries(r.geom) > 1
               {only("r.community_code")}
         """,
-        "overlap": f"""
-            SELECT a.code || ' / ' || b.code AS code, 'unit grids overlap' AS problem
-            FROM unit_grid a JOIN unit_grid b
-              ON b.plan_id = a.plan_id AND a.id < b.id AND a.geom && b.geom
-             AND ST_Relate(a.geom, b.geom, '2********')
-            WHERE a.plan_id = :plan{only("a.community_code", "b.community_code")}
-              AND ST_Area(ST_Intersection(a.geom, b.geom)::geography) > :tol
-        """,
+        # One union per community answers both: a gap is community area the union misses; an overlap is
+        # unit grid area the union counts once but the grids count twice. Only communities with an
+        # overlap pay for the pairwise search that names the grids. (Unit grids of different communities
+        # cannot overlap: each lies inside its community, checked above, and communities do not overlap.)
         "coverage": f"""
-            SELECT c.code AS code, 'community not covered by its unit grids' AS problem
-            FROM community c
-            JOIN (SELECT community_code, ST_Union(geom) AS g FROM unit_grid
-                  WHERE plan_id = :plan{only("community_code")}
-                  GROUP BY community_code) u ON u.community_code = c.code
-            WHERE ST_Area(ST_Difference(c.geom, u.g)::geography) > :tol{only("c.code")}
+            WITH per AS (
+                SELECT community_code, ST_Union(geom) AS g, sum(ST_Area(geom::geography)) AS area_sum
+                FROM unit_grid WHERE plan_id = :plan{only("community_code")}
+                GROUP BY community_code
+            ),
+            measured AS (
+                SELECT p.community_code, ST_Area(ST_Difference(c.geom, p.g)::geography) AS gap,
+                       p.area_sum - ST_Area(p.g::geography) AS overlap
+                FROM per p JOIN community c ON c.code = p.community_code
+            ),
+            gaps AS (
+                SELECT 'coverage' AS rule, community_code AS code,
+                       'community not covered by its unit grids' AS problem
+                FROM measured WHERE gap > :tol
+            ),
+            overlapping AS (
+                SELECT 'overlap' AS rule, a.code || ' / ' || b.code AS code, 'unit grids overlap' AS problem
+                FROM measured m
+                JOIN unit_grid a ON a.plan_id = :plan AND a.community_code = m.community_code
+                JOIN unit_grid b ON b.plan_id = :plan AND b.community_code = m.community_code
+                 AND a.id < b.id AND a.geom && b.geom AND ST_Relate(a.geom, b.geom, '2********')
+                WHERE m.overlap > :tol AND ST_Area(ST_Intersection(a.geom, b.geom)::geography) > :tol
+            )
+            SELECT * FROM gaps UNION ALL SELECT * FROM overlapping
         """,
         "missing": f"""
             SELECT c.code AS code, 'community has no unit grid in this plan' AS problem
@@ -95,6 +112,10 @@ def rule_breaks(
     }
     breaks: list[dict[str, Any]] = []
     for rule, sql in checks.items():
+        if rule == "coverage":
+            rows = session.execute(text(f"SELECT * FROM ({sql}) AS b ORDER BY 1, 2 LIMIT 100"), params)
+            breaks.extend({"rule": row.rule, "code": row.code, "problem": row.problem} for row in rows)
+            continue
         for row in session.execute(text(sql + " ORDER BY 1 LIMIT 50"), params):
             breaks.append({"rule": rule, "code": row.code, "problem": row.problem})
     return breaks

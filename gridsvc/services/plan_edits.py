@@ -49,7 +49,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gis import crs as gcrs
 from gis import planedits, redraw, unitgrids
-from gis.geometry import repair_polygonal
 from gridsvc.errors import ConflictError, FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import plan_edits as repo
@@ -595,10 +594,7 @@ def _stored_wkb(settings: Settings, geoms: list[Any]) -> list[bytes]:
     """Metric polygons as stored: densified to 25 m, back to lon/lat, valid, MultiPolygon (as a draw does)."""
     if not geoms:
         return []
-    to_storage = planning.transformer(settings, inverse=True)
-    dense = shapely.segmentize(np.asarray(geoms, dtype=object), planning.DENSIFY_M)
-    lonlat = repair_polygonal(to_storage(dense))
-    multi = [shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in lonlat]
+    multi = planning.storage_geoms(geoms, planning.transformer(settings, inverse=True))
     return [bytes(shapely.to_wkb(g)) for g in multi]
 
 

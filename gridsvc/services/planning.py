@@ -34,7 +34,7 @@ import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import plancodes, redraw, unitgrids
-from gis.geometry import repair_polygonal, to_multi
+from gis.geometry import drop_crumbs, repair_polygonal, to_multi
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import bulk
@@ -45,6 +45,10 @@ from gridsvc.settings import Settings
 
 DENSIFY_M = 25.0
 LONLAT_DENSIFY_DEG = 0.0002
+# Parts of a stored grid smaller than this are crumbs of a union or a reprojection, not places (about
+# 0.01 m²; in degrees, 1e-12 deg² is about 0.012 m² at Jinan's latitude).
+CRUMB_M2 = 0.01
+CRUMB_DEG2 = 1e-12
 # Forking pays off only when every process gets a few communities to draw.
 MIN_COMMUNITIES_PER_WORKER = 8
 # Grids follow these roads' lines where that costs little balance (arterial 主干道, secondary 次干道).
@@ -201,7 +205,7 @@ def draw_plan(
     clock.lap("read")
     try:
         drawn = _draw_all(inputs, progress)
-    except plancodes.CodesExhausted as exc:
+    except plancodes.CodesExhaustedError as exc:
         raise InvalidInputError(
             f"cannot code the new grids: {exc} (use 15-digit codes, or fewer grids)",
             problems=[FieldProblem("code_digits", str(exc))],
@@ -634,11 +638,17 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _storage_ewkb(geoms: Any, to_storage: Callable[[Any], Any]) -> Any:
-    """Metric polygons → hex EWKB MultiPolygons in lon/lat, densified and valid, as the tables keep them."""
+def storage_geoms(geoms: Any, to_storage: Callable[[Any], Any]) -> Any:
+    """Metric polygons → MultiPolygons in lon/lat as the grid tables keep them: densified to 25 m, valid,
+    without crumbs (a draw and a hand edit store grids the same way)."""
     # segmentize turns a one-part MultiPolygon into a Polygon: make them multi last.
-    lonlat = repair_polygonal(to_storage(shapely.segmentize(np.asarray(geoms, dtype=object), DENSIFY_M)))
-    return bulk.ewkb_hex(to_multi(lonlat))
+    metric = drop_crumbs(np.asarray(geoms, dtype=object), CRUMB_M2)
+    lonlat = repair_polygonal(to_storage(shapely.segmentize(metric, DENSIFY_M)))
+    return to_multi(drop_crumbs(lonlat, CRUMB_DEG2))
+
+
+def _storage_ewkb(geoms: Any, to_storage: Callable[[Any], Any]) -> Any:
+    return bulk.ewkb_hex(storage_geoms(geoms, to_storage))
 
 
 def _store(

@@ -31,3 +31,18 @@ def test_repair_polygonal_drops_collapsed_parts() -> None:
     flat = shapely.Polygon([(0, 0), (1, 0), (2, 0), (0, 0)])
     out = repair_polygonal([flat])
     assert out[0].is_empty or out[0].geom_type in ("Polygon", "MultiPolygon")
+
+
+def test_drop_crumbs_keeps_real_parts_and_the_largest_one() -> None:
+    from gis.geometry import drop_crumbs
+
+    grid = shapely.box(0, 0, 100, 100)
+    crumb = shapely.box(100, 0, 100.001, 0.001)
+    two_grids = shapely.MultiPolygon([grid, shapely.box(200, 0, 300, 100)])
+    out = drop_crumbs(
+        [shapely.MultiPolygon([grid, crumb]), two_grids, grid, shapely.MultiPolygon([crumb])], 0.01
+    )
+    assert out[0].equals(grid) and out[0].geom_type == "Polygon"
+    assert out[1] is two_grids or out[1].equals(two_grids)
+    assert out[2] is grid
+    assert out[3].area > 0  # a crumb alone is still the largest part of its geometry
