@@ -183,6 +183,49 @@ def db_status(
     console.print(table)
 
 
+@db_app.command("backup")
+@friendly
+def db_backup(
+    file: Annotated[
+        Path, typer.Argument(help="Backup file to write (PostgreSQL custom format), e.g. gridsvc.dump.")
+    ],
+) -> None:
+    """Back up the whole database with pg_dump: schema, PostGIS, data, migration version.
+
+    The file appears only when the backup is complete. Restore it with `gridsvc db restore FILE`.
+
+    Example: `gridsvc db backup /srv/backups/gridsvc-2026-11-24.dump`
+    """
+    from gridsvc.services.backup import backup
+
+    report = backup(_settings(), file)
+    console.print(
+        f"backed up [bold]{report.database}[/bold] ({report.tables} tables) to {report.path} "
+        f"({report.bytes / 1e6:,.1f} MB)"
+    )
+
+
+@db_app.command("restore")
+@friendly
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="A file written by `gridsvc db backup`.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask: replace the database's contents.")] = False,
+) -> None:
+    """Replace the database's contents with a backup, in one transaction.
+
+    Stop `gridsvc serve` first. A file pg_restore cannot read is refused before anything is touched;
+    if the restore fails midway it is rolled back and the database is as it was.
+
+    Example: `gridsvc db restore /srv/backups/gridsvc-2026-11-24.dump --yes`
+    """
+    from gridsvc.services.backup import restore
+
+    if not yes and not typer.confirm(f"Replace everything in the database with {file}?"):
+        raise typer.Exit(1)
+    report = restore(_settings(), file)
+    console.print(f"restored [bold]{report.database}[/bold] from {report.path} ({report.tables} tables)")
+
+
 # --- demo and serve --------------------------------------------------------------------------------
 
 
