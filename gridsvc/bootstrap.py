@@ -87,8 +87,9 @@ def run_service(args: list[str]) -> int:
 
 
 # Programs the test suite runs besides PostgreSQL (which gridsvc installs itself): ogr2ogr is the anchor
-# the import benchmark's smoke test runs beside gridsvc.
-TEST_PROGRAMS = {"ogr2ogr": "gdal-bin"}
+# the import benchmark's smoke test runs beside gridsvc; chromium and its chromedriver run the browser
+# tests of the map pages (tests/browser), Debian's builds, since nothing else may be downloaded.
+TEST_PROGRAMS = {"ogr2ogr": "gdal-bin", "chromium": "chromium", "chromedriver": "chromium-driver"}
 
 
 def ensure_test_programs() -> None:

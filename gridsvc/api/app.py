@@ -8,11 +8,25 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc import __version__
 from gridsvc.api.problems import install_problem_handlers
-from gridsvc.api.routes import cases, health, imports, locate, open311, plan_edits, plans, reference, stats
+from gridsvc.api.routes import (
+    cases,
+    features,
+    health,
+    imports,
+    locate,
+    open311,
+    pages,
+    plan_edits,
+    plans,
+    reference,
+    stats,
+    tiles,
+)
 from gridsvc.db.engine import make_engine, make_session_factory
 from gridsvc.services import cases as cases_service
 from gridsvc.services import locate as locate_service
@@ -108,6 +122,8 @@ def create_app(
             {"name": "cases", "description": "The case loop: intake, routing, transitions, escalation."},
             {"name": "open311", "description": "Open311 GeoReport v2 (JSON and XML) for citizen apps."},
             {"name": "plans", "description": "Grid plans: quality, compare, hand edits, checks, activation."},
+            {"name": "tiles", "description": "Vector tiles (MVT) and TileJSON for web maps."},
+            {"name": "ogc features", "description": "OGC API - Features (GeoJSON) for QGIS and other tools."},
         ],
     )
     install_problem_handlers(app)
@@ -121,4 +137,8 @@ def create_app(
     app.include_router(plans.router)
     app.include_router(plan_edits.router)
     app.include_router(open311.router)
+    app.include_router(tiles.router)
+    app.include_router(features.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app

@@ -1,0 +1,254 @@
+"""Vector tiles: one SQL statement per tile (``ST_AsMVT``), and the stamp that says when tiles go stale.
+
+Every layer's statement has the same shape: the rows whose geometry meets the tile (``&&`` on the GiST
+index, then ``ST_Intersects`` with the tile's envelope in the storage CRS), simplified in lon/lat by a
+tolerance the service derives from the zoom (before ``ST_Transform``, so fewer vertices are projected),
+clipped by ``ST_AsMVTGeom`` into the tile's 4096-unit grid with a 256-unit buffer, at most ``limit`` rows
+in a stable pseudo-random order (``hashint8(id)``: a truncated tile thins evenly instead of losing a
+corner; a tile at the limit is flagged).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.orm import Session
+
+# MVT grid and buffer, in tile units (the usual 4096 / 256, as tipg and pg_tileserv use).
+EXTENT = 4096
+BUFFER = 256
+
+_ENVELOPE = "ST_Transform(ST_TileEnvelope(:z, :x, :y), 4490)"
+
+
+def _geometry(column: str, *, simplify: bool) -> str:
+    """The clipped tile geometry of ``column`` (simplified first, in lon/lat, when asked)."""
+    source = f"ST_Simplify({column}, :tolerance, true)" if simplify else column
+    return (
+        f"ST_AsMVTGeom(ST_Transform({source}, 3857), ST_TileEnvelope(:z, :x, :y), {EXTENT}, {BUFFER}, true)"
+    )
+
+
+def _meets_tile(column: str) -> str:
+    return f"{column} && {_ENVELOPE} AND ST_Intersects({column}, {_ENVELOPE})"
+
+
+@dataclass(frozen=True)
+class LayerSql:
+    """The row query of one layer: columns (``_fid``, when there, becomes the MVT feature id), FROM, WHERE."""
+
+    columns: str
+    source: str
+    geom: str
+    where: str
+    order: str  # a stable pseudo-random order: which rows a truncated tile keeps
+    simplify: bool
+    feature_id: bool = True
+    prefix: str = ""  # CTEs the row query needs (ends with a comma)
+
+
+# The open statuses are listed (not "NOT IN closed, rejected") so the status index finds them.
+_OPEN_CASES = """
+    open_cases AS (
+        SELECT responsibility_grid_id AS id, count(*) AS n FROM case_record
+        WHERE status = ANY(:open_statuses) AND responsibility_grid_id IS NOT NULL
+        GROUP BY responsibility_grid_id
+    ),
+"""
+
+LAYERS: dict[str, LayerSql] = {
+    "responsibility_grids": LayerSql(
+        prefix=_OPEN_CASES,
+        columns="""
+            r.id AS _fid, r.code, r.community_code, c.name AS community_name,
+            coalesce(st.name, (SELECT s2.name FROM station s2 WHERE s2.community_code = r.community_code
+                               ORDER BY s2.id LIMIT 1)) AS station_name,
+            r.worker_name, r.households, r.workload::float8 AS workload, coalesce(oc.n, 0)::int AS open_cases
+        """,
+        source="""
+            responsibility_grid r
+            JOIN community c ON c.code = r.community_code
+            LEFT JOIN station st ON st.id = r.station_id
+            LEFT JOIN open_cases oc ON oc.id = r.id
+        """,
+        geom="r.geom",
+        where=f"r.plan_id = :plan AND {_meets_tile('r.geom')}",
+        order="hashint8(r.id)",
+        simplify=True,
+    ),
+    "unit_grids": LayerSql(
+        columns="u.id AS _fid, u.code, u.community_code, r.code AS responsibility_grid_code",
+        source="unit_grid u LEFT JOIN responsibility_grid r ON r.id = u.responsibility_grid_id",
+        geom="u.geom",
+        where=f"u.plan_id = :plan AND {_meets_tile('u.geom')}",
+        order="hashint8(u.id)",
+        simplify=True,
+    ),
+    "components": LayerSql(
+        columns="c.id AS _fid, c.code, c.class_code, k.name_zh AS class_name, c.name, c.status",
+        source="component c JOIN component_class k ON k.code = c.class_code",
+        geom="c.geom",
+        where=f"c.valid_to IS NULL AND c.in_use AND {_meets_tile('c.geom')}",
+        order="hashint8(c.id)",
+        simplify=True,  # lines and polygons may be components too; a point is left as it is
+    ),
+    # Never reporter_contact, description or address: what a reporter wrote stays out of tiles.
+    "cases": LayerSql(
+        columns="""
+            k.id AS _fid, k.request_code, k.status, k.kind,
+            coalesce(k.component_class_code, k.event_class_code) AS class_code,
+            coalesce(cc.name_zh, ec.name_zh) AS class_name,
+            to_char(k.deadline, 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM') AS deadline,
+            (k.deadline IS NOT NULL AND k.deadline < now() AND k.status <> ALL(:closed_statuses)) AS overdue
+        """,
+        source="""
+            case_record k
+            LEFT JOIN component_class cc ON cc.code = k.component_class_code
+            LEFT JOIN event_class ec ON ec.code = k.event_class_code
+        """,
+        geom="k.geom",
+        where=f"k.status = ANY(:statuses) AND {_meets_tile('k.geom')}",
+        order="hashint8(k.id)",
+        simplify=False,
+    ),
+    "stations": LayerSql(
+        columns="s.id AS _fid, s.id, s.code, s.name, s.phone, s.community_code",
+        source="station s",
+        geom="s.geom",
+        where=_meets_tile("s.geom"),
+        order="hashint8(s.id)",
+        simplify=False,
+    ),
+    "communities": LayerSql(
+        columns="c.code, c.name",
+        source="community c",
+        geom="c.geom",
+        where=_meets_tile("c.geom"),
+        order="hashtext(c.code)",
+        simplify=True,
+        feature_id=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RenderedTile:
+    """A tile's bytes, its feature count, and whether it reached the feature limit (there may be more)."""
+
+    content: bytes
+    features: int
+    truncated: bool
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(layer: str, *, classes: bool, overdue_only: bool) -> TextClause:
+    """The tile statement of a layer (made once per variant: building and parsing it is not free)."""
+    sql = LAYERS[layer]
+    where = [sql.where]
+    if classes:
+        if layer == "components":
+            where.append("c.class_code = ANY(:classes)")
+        else:
+            where.append(
+                "(coalesce(k.component_class_code, k.event_class_code) = ANY(:classes)"
+                " OR 'C' || k.component_class_code = ANY(:classes)"
+                " OR 'E' || k.event_class_code = ANY(:classes))"
+            )
+    if overdue_only:
+        where.append("k.deadline < now()")
+    feature_id = "'_fid'" if sql.feature_id else "NULL"
+    prefix = f"WITH {sql.prefix.strip().rstrip(',')}" if sql.prefix else ""
+    # jit off: a tile is a few milliseconds of work, LLVM compilation costs more than it saves. The time
+    # zone makes deadlines read in the city's local time. Both are local to the transaction, which the
+    # caller rolls back.
+    return text(
+        f"""
+        SELECT set_config('jit', 'off', true), set_config('TimeZone', :timezone, true);
+        {prefix}
+        SELECT ST_AsMVT(t, :layer, {EXTENT}, 'geom', {feature_id}), count(t.geom), count(*)
+        FROM (
+            SELECT {sql.columns}, {_geometry(sql.geom, simplify=sql.simplify)} AS geom
+            FROM {sql.source}
+            WHERE {" AND ".join(where)}
+            ORDER BY {sql.order}
+            LIMIT :limit
+        ) t
+        """
+    )
+
+
+def render_tile(
+    session: Session,
+    layer: str,
+    *,
+    z: int,
+    x: int,
+    y: int,
+    tolerance: float,
+    limit: int,
+    timezone: str,
+    params: dict[str, Any],
+    class_codes: Sequence[str] = (),
+    overdue_only: bool = False,
+) -> RenderedTile:
+    """One tile of ``layer`` in one statement; ``params`` fills the layer's own placeholders.
+
+    ``class_codes`` filters components (their class) and cases (their class, ``C``/``E`` prefixed to
+    name the kind, as Open311 service codes do); ``overdue_only`` keeps the cases past their deadline.
+    """
+    values: dict[str, Any] = {
+        "z": z,
+        "x": x,
+        "y": y,
+        "tolerance": tolerance,
+        "limit": limit,
+        "layer": layer,
+        "timezone": timezone,
+        "classes": list(class_codes),
+        **params,
+    }
+    statement = _statement(layer, classes=bool(class_codes), overdue_only=overdue_only)
+    content, features, rows = session.execute(statement, values).one()
+    return RenderedTile(
+        content=bytes(content) if content is not None else b"",
+        features=int(features),
+        truncated=rows >= limit,
+    )
+
+
+@dataclass(frozen=True)
+class DataStamp:
+    """What tiles depend on, read in one query: the plans, the last import, the last case event."""
+
+    plans: tuple[tuple[int, int, str], ...]  # (id, version, status) of every plan
+    last_batch: int
+    last_case_event: int
+
+    @property
+    def active_plan(self) -> tuple[int, int] | None:
+        """(id, version) of the active plan, if any."""
+        return next(((i, v) for i, v, status in self.plans if status == "active"), None)
+
+    def plan_version(self, plan_id: int) -> int | None:
+        """A plan's version, or None when there is no such plan."""
+        return next((v for i, v, _ in self.plans if i == plan_id), None)
+
+
+def data_stamp(session: Session) -> DataStamp:
+    """The stamp: a handful of rows and two index look-ups (max of a primary key)."""
+    row = session.execute(
+        text(
+            """
+            SELECT (SELECT coalesce(json_agg(json_build_array(id, version, status) ORDER BY id), '[]')
+                    FROM grid_plan),
+                   (SELECT coalesce(max(id), 0) FROM survey_batch),
+                   (SELECT coalesce(max(id), 0) FROM case_event)
+            """
+        )
+    ).one()
+    plans = tuple((int(i), int(v), str(s)) for i, v, s in row[0])
+    return DataStamp(plans=plans, last_batch=int(row[1]), last_case_event=int(row[2]))
