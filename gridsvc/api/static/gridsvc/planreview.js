@@ -145,7 +145,7 @@
         ['变异系数 中位 CV median', fmt(q.cv_median, 3)],
         ['超过 1.3 的社区 over 1.3', q.communities_over_1_3],
         ['单元不允许 1.3 units do not allow 1.3', q.units_do_not_allow_1_3],
-        ['可改进 could be better', q.could_be_better],
+        ['单元允许却超过 1.3 over 1.3 where units allow', q.over_1_3_where_units_allow],
         ['紧凑度 Polsby-Popper 最小值中位', fmt(q.polsby_popper_min_median, 2)],
         ['超出户数范围 outside bounds', q.outside_bounds],
         ['全部连通 all contiguous', fmt(q.all_contiguous)],
