@@ -326,3 +326,25 @@ def test_compare_sees_grids_copied_forward_as_unchanged(
     assert summary["responsibility_grids"] == {"added": 0, "removed": 0, "reshaped": 0, "unchanged": 6}
     assert summary["components_changing_owner"] == 0 and summary["households_changing_owner"] == 0
     assert summary["stations_changing_grids"] == 0
+
+
+def test_keep_current_keeps_a_balanced_plan_as_it_is(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    from gridsvc.services import plan_compare
+
+    first = planning.draw_plan(
+        sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
+    )
+    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), actor=GIS)
+    # Other parameters (no main-road penalty) could group the units differently; keep_current keeps
+    # today's grids because they are already balanced and in the household range.
+    kept = planning.draw_plan(
+        sessions,
+        test_settings,
+        planning.DrawParams(communities=["370102001001"], keep_current=True, net_penalty=0.0),
+        actor=GIS,
+    )
+    summary = plan_compare.compare_plan(sessions, kept.plan_id, actor=GIS).summary()
+    assert summary["responsibility_grids"]["unchanged"] == first.responsibility_grids
+    assert summary["households_changing_owner"] == 0
