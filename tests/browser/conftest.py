@@ -123,7 +123,8 @@ def served_pages(browser_city: BrowserCity) -> Iterator[str]:
 def driver() -> Iterator[Any]:
     """One headless Chromium for the run (Debian's chromium and chromedriver)."""
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip(
+        # Not a skip: a missing browser must fail the run, never pass it quietly.
+        pytest.fail(
             "the browser tests need Debian's chromium and chromium-driver "
             "(python3 -m gridsvc.bootstrap test installs them)"
         )
