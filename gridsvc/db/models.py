@@ -651,14 +651,17 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = _now()
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # A key that nobody renews stops working by itself (a lost phone, a contractor who left).
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (
         CheckConstraint(_in("role", ROLES), name="role_known"),
         CheckConstraint("key_sha256 ~ '^[0-9a-f]{64}$'", name="hash_format"),
+        CheckConstraint("expires_at IS NULL OR expires_at > created_at", name="expires_after_created"),
     )
 
 
 class AuditLog(Base):
-    """Every change made through the service: who, what, when."""
+    """Every change made through the service: who, what, when. Append-only (a trigger, migration 0008)."""
 
     __tablename__ = "audit_log"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
