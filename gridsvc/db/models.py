@@ -2,7 +2,9 @@
 
 The constraints here are the last line of defence: services validate and explain first, but
 nothing that breaks a code format, a geometry's validity or the one-active-plan rule can be
-written even by a buggy caller or a hand-made SQL session.
+written even by a buggy caller or a hand-made SQL session. Neither can overlapping grids of one
+plan: that rule is a pair of triggers per grid table (migration 0009), which the models cannot
+express; the docstrings of ``UnitGrid`` and ``ResponsibilityGrid`` say so.
 """
 
 from __future__ import annotations
@@ -295,6 +297,7 @@ class Component(Base):
     __tablename__ = "component"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     code: Mapped[str] = mapped_column(String(17))
+    # NOT NULL and a foreign key: no component without a known class.
     class_code: Mapped[str] = mapped_column(ForeignKey("component_class.code"))
     name: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), server_default="intact")
@@ -407,7 +410,12 @@ class GridPlan(Base):
 
 
 class ResponsibilityGrid(Base):
-    """A responsibility grid (责任网格): one worker, one station; a union of whole unit grids."""
+    """A responsibility grid (责任网格): one worker, one station; a union of whole unit grids.
+
+    Grids of one plan may not overlap (more than a 0.1 m² sliver): the triggers
+    ``responsibility_grid_no_overlap_insert``/``_update`` of migration 0009 refuse it, which SQLAlchemy
+    cannot express (an EXCLUDE constraint with ``&&`` would refuse neighbours too).
+    """
 
     __tablename__ = "responsibility_grid"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -429,7 +437,11 @@ class ResponsibilityGrid(Base):
 
 
 class UnitGrid(Base):
-    """A unit grid (单元网格): the atomic cell, inside exactly one community; 14- or 15-digit code."""
+    """A unit grid (单元网格): the atomic cell, inside exactly one community; 14- or 15-digit code.
+
+    Unit grids of one plan may not overlap (more than a 0.1 m² sliver): triggers of migration 0009
+    (``unit_grid_no_overlap_insert``/``_update``), as for responsibility grids.
+    """
 
     __tablename__ = "unit_grid"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -535,6 +547,17 @@ class Case(Base):
             f"parked_from IS NULL OR {_in('parked_from', CASE_STATUSES)}", name="parked_from_known"
         ),
         CheckConstraint(_valid(), name="geom_valid"),
+        # A routing record (migration 0009): the decisions with their reasons (route()'s "owner" and the
+        # rest), or where loaded cases got their routing ("source"); and someone who answers for the case,
+        # the district it lies in (属地兜底) or a department, at a known handling level.
+        CheckConstraint(
+            "jsonb_typeof(routing) = 'object' AND routing ?| ARRAY['owner', 'source']",
+            name="routing_recorded",
+        ),
+        CheckConstraint(
+            "handling_level IS NOT NULL AND (district_code IS NOT NULL OR department_code IS NOT NULL)",
+            name="routed_to_someone",
+        ),
         UniqueConstraint("channel", "external_ref", name="uq_case_record_channel_external_ref"),
         Index("ix_case_record_status", "status"),
         Index("ix_case_record_reported_at", "reported_at"),

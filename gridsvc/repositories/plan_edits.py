@@ -229,20 +229,31 @@ def add_responsibility_grid(
     )
 
 
-def update_responsibility_grid(
-    session: Session, grid_id: int, *, households: int, workload: float, wkb: bytes
-) -> None:
-    """Give a responsibility grid its new shape and figures."""
+def reshape_responsibility_grids(session: Session, grids: Sequence[tuple[int, int, float, bytes]]) -> None:
+    """Give responsibility grids (id, households, workload, WKB) their new shapes and figures.
+
+    One statement for all of them: the database checks that a plan's grids do not overlap at the end of
+    each statement (migration 0009), and grids trading unit grids overlap until all of them are written.
+    """
+    if not grids:
+        return
+    ids, households, workloads, shapes = zip(*grids, strict=True)
     session.execute(
         text(
-            "UPDATE responsibility_grid SET households = :households, workload = :workload,"
-            " geom = ST_GeomFromWKB(:wkb, :srid) WHERE id = :id"
+            """
+            UPDATE responsibility_grid AS r
+            SET households = g.households, workload = g.workload, geom = ST_GeomFromWKB(g.wkb, :srid)
+            FROM unnest(CAST(:ids AS integer[]), CAST(:households AS integer[]),
+                        CAST(:workloads AS numeric[]), CAST(:wkbs AS bytea[]))
+                 AS g(id, households, workload, wkb)
+            WHERE r.id = g.id
+            """
         ),
         {
-            "id": grid_id,
-            "households": households,
-            "workload": round(workload, 3),
-            "wkb": wkb,
+            "ids": list(ids),
+            "households": list(households),
+            "workloads": [round(w, 3) for w in workloads],
+            "wkbs": list(shapes),
             "srid": STORAGE_SRID,
         },
     )

@@ -460,31 +460,35 @@ def _apply(
     work = redraw.workload(state.units, state.params)
     households = state.units.loads["households"]
     shapes = _stored_wkb(settings, [shapely.union_all(state.geoms[new == code]) for code in affected])
+    figures = {
+        code: (round(float(households[new == code].sum())), float(work[new == code].sum()), wkb)
+        for code, wkb in zip(affected, shapes, strict=True)
+    }
     grid_ids = dict(state.grid_ids)
-    for code, wkb in zip(affected, shapes, strict=True):
-        members = new == code
-        grid_households = round(float(households[members].sum()))
-        grid_work = float(work[members].sum())
-        if code == edit.new_grid:
-            grid_ids[code] = repo.add_responsibility_grid(
-                session,
-                plan_id=plan_id,
-                code=code,
-                community_code=state.code,
-                station_id=edit.new_grid_station,
-                households=grid_households,
-                workload=grid_work,
-                wkb=wkb,
-            )
-        else:
-            repo.update_responsibility_grid(
-                session, grid_ids[code], households=grid_households, workload=grid_work, wkb=wkb
-            )
-        gained = members & (old != code)
-        if gained.any():
-            repo.assign_unit_grids(session, state.unit_ids[gained].tolist(), grid_ids[code])
+    # The database refuses overlapping grids of a plan at the end of every statement (migration 0009), so
+    # the regrouping is written in an order that never overlaps: the grid merged away goes first (its unit
+    # grids wait unassigned for a moment), the grids that stay change shape together, a new grid comes last.
     if edit.removed_grid is not None:
         repo.delete_responsibility_grid(session, grid_ids.pop(edit.removed_grid))
+    repo.reshape_responsibility_grids(
+        session, [(grid_ids[code], *figures[code]) for code in affected if code != edit.new_grid]
+    )
+    if edit.new_grid is not None and edit.new_grid in figures:
+        grid_households, grid_work, wkb = figures[edit.new_grid]
+        grid_ids[edit.new_grid] = repo.add_responsibility_grid(
+            session,
+            plan_id=plan_id,
+            code=edit.new_grid,
+            community_code=state.code,
+            station_id=edit.new_grid_station,
+            households=grid_households,
+            workload=grid_work,
+            wkb=wkb,
+        )
+    for code in affected:
+        gained = (new == code) & (old != code)
+        if gained.any():
+            repo.assign_unit_grids(session, state.unit_ids[gained].tolist(), grid_ids[code])
     session.flush()
     broken = [
         b for b in plans_repo.rule_breaks(session, plan_id, communities=[state.code]) if _key(b) not in before

@@ -264,7 +264,8 @@ def test_compare_a_draft_with_the_active_plan(
             session.execute(
                 text(
                     "INSERT INTO case_record (request_code, kind, component_class_code, status, channel, "
-                    "routing, geom) VALUES (:code, 'component', '0118', :status, 'patrol', '{}', "
+                    "routing, district_code, handling_level, geom) VALUES (:code, 'component', '0118', "
+                    """:status, 'patrol', '{"source": "test"}', '370102', 'community', """
                     "ST_SetSRID(ST_MakePoint(117.0025, 36.6815), 4490))"
                 ),
                 {"code": f"TEST-{ref}", "status": status},
