@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg2
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridsvc.errors import (
@@ -26,6 +28,35 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://gridsvc.example/problems/"
+# A busy service (too many requests in flight, or no free database connection) answers 503 with this
+# Retry-After (RFC 9110 §10.2.3): soon enough for a burst to pass, late enough not to feed it.
+RETRY_AFTER_SECONDS = 1
+BUSY_TITLE = "Service busy"
+BUSY_DETAIL = f"the service is at its load limit; retry after {RETRY_AFTER_SECONDS} s"
+
+# The database is down or the connection to it broke (stopped, restarting, crashed, network). The request did
+# not complete; the service itself is fine: pool_pre_ping (gridsvc/db/engine.py) replaces dead connections,
+# so it answers again by itself as soon as the database does. 503 + Retry-After (RFC 9110 §15.6.4,
+# §10.2.3): a restart of PostgreSQL takes seconds. SQLAlchemy wraps driver errors; code on the raw driver
+# (bulk COPY) raises psycopg2's own.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_DOWN_TITLE = "Database unavailable"
+DATABASE_DOWN_DETAIL = "the database cannot be reached"
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be reached or dropped the connection."""
+    if isinstance(exc, DATABASE_DOWN_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
 
 # Domain error class -> (HTTP status, problem type slug).
 STATUS_OF: dict[type[GridsvcError], tuple[int, str]] = {
@@ -104,15 +135,39 @@ def install_problem_handlers(app: FastAPI) -> None:
             kind=f"http-{exc.status_code}",
         )
 
-    @app.exception_handler(OperationalError)
-    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
-        log.exception("database unavailable")
+    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
+        # One line, no traceback: while the database is down every request ends here.
+        # (Open311 routes catch it themselves and answer in GeoReport v2's format: routes/open311.py.)
+        log.warning("database unavailable for %s %s: %s", request.method, request.url.path, exc)
         return problem(
-            request, 503, "Database unavailable", "the database cannot be reached", kind="unavailable"
+            request,
+            503,
+            DATABASE_DOWN_TITLE,
+            DATABASE_DOWN_DETAIL,
+            kind="unavailable",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+    for error_class in DATABASE_DOWN_ERRORS:
+        app.add_exception_handler(error_class, _db_down)
+
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_exhausted(request: Request, exc: PoolTimeoutError) -> JSONResponse:
+        # Every pooled connection stayed busy for the pool timeout: load, not a fault; the client retries.
+        log.warning("no free database connection for %s %s: %s", request.method, request.url.path, exc)
+        return problem(
+            request,
+            503,
+            BUSY_TITLE,
+            BUSY_DETAIL,
+            kind="busy",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
     @app.exception_handler(SQLAlchemyError)
     async def _db(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if is_database_unavailable(exc):  # any driver error SQLAlchemy recognised as a lost connection
+            return await _db_down(request, exc)
         log.exception("database error")
         return problem(
             request, 500, "Internal error", "the request failed inside the service", kind="internal"

@@ -88,6 +88,11 @@ def backup(settings: Settings, path: Path) -> BackupReport:
             f"no folder {path.parent}", problems=[FieldProblem("file", f"{path.parent} does not exist")]
         )
     partial = path.with_name(f".{path.name}.partial")
+    # Made first and private: pg_dump keeps the mode of a file it overwrites, and a backup holds reporters'
+    # contacts and the key hashes, which other users of the machine have no business reading.
+    partial.unlink(missing_ok=True)
+    partial.touch(mode=0o600)
+    partial.chmod(0o600)
     result = subprocess.run(
         [_tool(settings, "pg_dump"), *args, "--format=custom", "--file", str(partial), url.database or ""],
         capture_output=True,

@@ -23,8 +23,9 @@ def check_health(sessions: sessionmaker[Session]) -> tuple[bool, dict[str, Any]]
             versions = repo.server_versions(session)
             revision = repo.migration_revision(session)
             plan = repo.active_plan(session)
-    except SQLAlchemyError:
-        log.exception("health check could not reach the database")
+    except SQLAlchemyError as exc:
+        # One line, no traceback: a load balancer asks every few seconds while the database is down.
+        log.warning("health check could not reach the database: %s", exc)
         report.update(status="unavailable", database={"reachable": False})
         return False, report
     head = head_revision()
