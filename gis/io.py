@@ -9,6 +9,11 @@ it (``source_row``). Rows are never dropped for bad geometry: validating rows is
 Formats: GeoPackage, ESRI Shapefile (a ``.shp``, a folder holding one, or a ``.zip``), GeoJSON, CSV with
 coordinate or WKT columns, KML and FileGDB (a ``.gdb`` folder). Whole-file problems raise
 :class:`LayerError`, whose message names the file and says what to do.
+
+A ``.zip`` (or ``.kmz``) is read in place by GDAL, which trusts neither the archive's member names nor
+its declared sizes: :func:`check_archive` refuses, before anything reads it, an archive with too many
+members, a member named outside the archive (``../``, an absolute path, a symlink), a nested archive, or
+members that unpack (really, not only as declared) to more than the limits allow.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import codecs
 import contextlib
 import itertools
 import re
+import stat
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +55,12 @@ from gis.crs import (
 )
 
 __all__ = [
+    "DEFAULT_ARCHIVE_LIMITS",
     "FORMATS",
+    "ArchiveLimits",
     "LayerError",
     "LayerInfo",
+    "check_archive",
     "inspect_layer",
     "iter_chunks",
     "list_layers",
@@ -132,10 +143,42 @@ _ZONE39_MIN: Final = 39_000_000.0
 _ZONE39_MAX: Final = 40_000_000.0
 # gis.crs names a coordinate by its array index (" at index 12"); messages here name the row instead.
 _INDEX_RE: Final = re.compile(r" at index \d+")
+# Archives inside an archive are never opened: GDAL would follow them (/vsizip/ nests), and each level
+# multiplies what a small upload can unpack to.
+_ARCHIVE_SUFFIXES: Final = (".zip", ".kmz", ".7z", ".rar", ".gz", ".tgz", ".tar", ".bz2", ".xz", ".zst")
+# The ratio limit applies to members at least this large: a 200-byte .prj may compress 1:1 or 10:1.
+_RATIO_FLOOR_BYTES: Final = 1 << 20
+# A zip member's local header: signature, 22 bytes of fields, name length and extra length (APPNOTE 4.3.7).
+_LOCAL_HEADER: Final = struct.Struct("<4s22xHH")
+_LOCAL_SIGNATURE: Final = b"PK\x03\x04"
+# The end record (22 bytes), a comment of at most 64 KiB before it, and the zip64 end record and locator.
+_EOCD_SEARCH_BYTES: Final = 22 + 0xFFFF + 56 + 20
 
 
 class LayerError(ValueError):
     """A whole-file problem: the message names the file (and layer), what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How large a ``.zip`` may be once unpacked (see :func:`check_archive`).
+
+    Attributes
+    ----------
+    max_members : int
+        Most files (and folders) the archive may list.
+    max_bytes : int
+        Most bytes all members may unpack to together, as declared and as really inflated.
+    max_ratio : float
+        Largest unpacked/packed size ratio of one member of 1 MiB or more.
+    """
+
+    max_members: int = 10_000
+    max_bytes: int = 4 << 30
+    max_ratio: float = 200.0
+
+
+DEFAULT_ARCHIVE_LIMITS: Final = ArchiveLimits()
 
 
 @dataclass(frozen=True)
@@ -184,13 +227,17 @@ class LayerInfo:
 # ------------------------------------------------------------------------------------------ public API
 
 
-def list_layers(path: str | Path) -> tuple[str, ...]:
+def list_layers(
+    path: str | Path, *, archive_limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS
+) -> tuple[str, ...]:
     """List the layers of a file.
 
     Parameters
     ----------
     path : str or Path
         A file, a shapefile folder or ``.zip``, or a ``.gdb`` folder.
+    archive_limits : ArchiveLimits, optional
+        Limits for a ``.zip`` or ``.kmz`` (see :func:`check_archive`).
 
     Returns
     -------
@@ -200,9 +247,10 @@ def list_layers(path: str | Path) -> tuple[str, ...]:
     Raises
     ------
     LayerError
-        If the path does not exist, is not a supported format, or cannot be read.
+        If the path does not exist, is not a supported format, cannot be read, or is an archive that
+        :func:`check_archive` refuses.
     """
-    source = _locate(Path(path))
+    source = _locate(Path(path), archive_limits)
     if source.format == "CSV":
         return (Path(path).stem,)
     return _gdal_layers(source)
@@ -215,6 +263,7 @@ def inspect_layer(
     crs: str | None = None,
     encoding: str | None = None,
     city_bbox: tuple[float, float, float, float] | None = None,
+    archive_limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS,
 ) -> LayerInfo:
     """Decide a file's format, layer, encoding and CRS, and check its first rows for CRS mistakes.
 
@@ -234,6 +283,8 @@ def inspect_layer(
     city_bbox : tuple of float, optional
         ``(minx, miny, maxx, maxy)`` in EPSG:4490; when given, a file whose first rows mostly fall
         outside it is rejected.
+    archive_limits : ArchiveLimits, optional
+        Limits for a ``.zip`` or ``.kmz``, checked before GDAL opens it (see :func:`check_archive`).
 
     Returns
     -------
@@ -244,10 +295,11 @@ def inspect_layer(
     ------
     LayerError
         For a missing, unreadable, corrupt or unsupported file, an unknown or ambiguous layer, a missing
-        or unknown CRS, or a classic CRS mistake found in the first rows.
+        or unknown CRS, a classic CRS mistake found in the first rows, or an archive that
+        :func:`check_archive` refuses.
     """
     given = Path(path)
-    source = _locate(given)
+    source = _locate(given, archive_limits)
     box = _check_bbox(city_bbox)
     override = _resolve_override(crs)
     if source.format == "CSV":
@@ -296,7 +348,8 @@ def iter_chunks(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     box = _check_bbox(city_bbox)
-    source = _locate(info.path)
+    # inspect_layer checked an archive already; inflating it once more would double the work.
+    source = _locate(info.path, None)
     if info.format == "CSV":
         layout = _csv_layout(info.path, _python_codec(info.encoding or "UTF-8", csv=True), source.label)
         frames = _csv_frames(info.path, layout, source.label, chunk_rows)
@@ -355,7 +408,7 @@ class _Source:
     archive: Path | None = None
 
 
-def _locate(path: Path) -> _Source:
+def _locate(path: Path, archive_limits: ArchiveLimits | None) -> _Source:
     label = str(path)
     if not path.exists():
         raise LayerError(f"{label} does not exist: check the path, and that the whole file was copied")
@@ -364,6 +417,8 @@ def _locate(path: Path) -> _Source:
             return _Source("OpenFileGDB", str(path), label)
         return _shapefile_in_folder(path)
     suffix = path.suffix.lower()
+    if suffix in (".zip", ".kmz") and archive_limits is not None:
+        check_archive(path, archive_limits)
     if suffix == ".zip":
         return _shapefile_in_zip(path)
     if suffix in _SHAPEFILE_PARTS:
@@ -452,6 +507,182 @@ def _shapefile_in_zip(archive: Path) -> _Source:
     raise LayerError(
         f"{label} holds no shapefile (.shp) or FileGDB (.gdb): zip the files of the layer to import"
     )
+
+
+# ------------------------------------------------------------------------------------------- archives
+
+
+def check_archive(path: str | Path, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS) -> None:
+    """Refuse a zip archive that is unsafe to read or unpack; return quietly for a safe one.
+
+    The central directory is checked first (member count, names, symlinks, nested archives, encryption,
+    compression method, declared sizes and ratios), then every member is inflated once without keeping
+    anything, counting the bytes it really gives: GDAL reads a member's whole deflate stream whatever
+    size the archive declares, so a declared size proves nothing until it is counted.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.zip`` (or ``.kmz``) file.
+    limits : ArchiveLimits, optional
+        Most members, most unpacked bytes, largest ratio.
+
+    Raises
+    ------
+    LayerError
+        Naming the archive, the member and what is wrong with it.
+    """
+    archive = Path(path)
+    label = str(archive)
+    try:
+        # Counted from the end record first: zipfile keeps an object per member, so a million of them
+        # would cost hundreds of MB before any check could run.
+        listed = _listed_members(archive)
+        if listed is not None and listed > limits.max_members:
+            raise LayerError(
+                f"{label} holds {listed:,} files, more than the {limits.max_members:,} allowed: zip only "
+                "the files of the layer to import"
+            )
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            _check_members(label, members, limits)
+            with archive.open("rb") as raw:
+                inflated = 0
+                for member in members:
+                    inflated += _inflated_size(
+                        raw, member, label, already=inflated, max_bytes=limits.max_bytes
+                    )
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise LayerError(
+            f"{label} is not a readable .zip ({exc}): it may be truncated; copy it again"
+        ) from exc
+
+
+def _listed_members(archive: Path) -> int | None:
+    """The member count an archive's end record gives (APPNOTE 4.3.16, 4.3.14), or None if not found."""
+    with archive.open("rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - _EOCD_SEARCH_BYTES))
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 12 > len(tail):
+        return None
+    (count,) = struct.unpack_from("<H", tail, at + 10)
+    if count != 0xFFFF:
+        return int(count)
+    at64 = tail.rfind(b"PK\x06\x06", 0, at)
+    if at64 < 0 or at64 + 40 > len(tail):
+        return None
+    (count64,) = struct.unpack_from("<Q", tail, at64 + 32)
+    return int(count64)
+
+
+def _unsafe_name(member: zipfile.ZipInfo) -> str | None:
+    """Why a member's name or kind could reach outside the archive, or None."""
+    name = member.filename
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "an absolute path"
+    if ".." in parts:
+        return "a path that climbs out of the archive (..)"
+    if "\0" in name:
+        return "a name with a NUL character"
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return "a symbolic link"
+    return None
+
+
+def _check_members(label: str, members: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
+    if len(members) > limits.max_members:
+        raise LayerError(
+            f"{label} holds {len(members):,} files, more than the {limits.max_members:,} allowed: zip only "
+            "the files of the layer to import"
+        )
+    declared = 0
+    for member in members:
+        name = member.filename
+        why = _unsafe_name(member)
+        if why is not None:
+            raise LayerError(f"{label}: member {name!r} is {why}; refused, nothing was unpacked")
+        if name.lower().endswith(_ARCHIVE_SUFFIXES):
+            raise LayerError(
+                f"{label}: member {name!r} is an archive inside the archive; unpack it and zip the layer's "
+                "files themselves"
+            )
+        if member.flag_bits & 0x1:
+            raise LayerError(f"{label}: member {name!r} is encrypted; zip the layer without a password")
+        if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise LayerError(
+                f"{label}: member {name!r} uses compression method {member.compress_type}; zip it with the "
+                "usual Deflate (or no compression)"
+            )
+        declared += member.file_size
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size >= _RATIO_FLOOR_BYTES and ratio > limits.max_ratio:
+            raise LayerError(
+                f"{label}: member {name!r} would unpack {ratio:,.0f} times larger ({member.file_size:,} "
+                f"bytes from {member.compress_size:,}), more than the {limits.max_ratio:,.0f} allowed: this "
+                "is not a survey file (a zip bomb?)"
+            )
+    if declared > limits.max_bytes:
+        raise LayerError(
+            f"{label} would unpack to {declared:,} bytes, more than the {limits.max_bytes:,} allowed: "
+            "split the layer, or zip only the files to import"
+        )
+
+
+def _inflated_size(
+    raw: IO[bytes], member: zipfile.ZipInfo, label: str, *, already: int, max_bytes: int
+) -> int:
+    """Bytes a member really unpacks to (inflating its stored bytes, keeping nothing).
+
+    Stops as soon as the member gives more than it declares or the archive more than ``max_bytes`` in all
+    (``already`` unpacked by the members before it).
+    """
+    raw.seek(member.header_offset)
+    header = raw.read(_LOCAL_HEADER.size)
+    if len(header) < _LOCAL_HEADER.size:
+        raise LayerError(f"{label}: member {member.filename!r} lies past the end of the file; copy it again")
+    signature, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+    if signature != _LOCAL_SIGNATURE:
+        raise LayerError(f"{label}: member {member.filename!r} has no local header; the zip is corrupt")
+    raw.seek(member.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS) if member.compress_type == zipfile.ZIP_DEFLATED else None
+    budget = max_bytes - already
+    limit = min(member.file_size, budget)
+    left = member.compress_size
+    size = 0
+    while left > 0:
+        block = raw.read(min(left, _SCAN_BYTES))
+        if not block:
+            break
+        left -= len(block)
+        if inflate is None:
+            size += len(block)
+        else:
+            pending = block
+            while pending:
+                # At most a little past the limit is produced at a time, so a bomb never fills memory.
+                size += len(inflate.decompress(pending, _SCAN_BYTES))
+                pending = inflate.unconsumed_tail
+                if size > limit:
+                    break
+        if size > limit:
+            break
+    if inflate is not None and size <= limit:
+        size += len(inflate.flush())  # what zlib still holds: less than its 32 KiB window
+    if size > budget:
+        raise LayerError(
+            f"{label} unpacks to more than the {max_bytes:,} bytes allowed (member {member.filename!r} gives "
+            f"over {size:,}): this is not a survey file (a zip bomb?)"
+        )
+    if size > member.file_size:
+        raise LayerError(
+            f"{label}: member {member.filename!r} declares {member.file_size:,} bytes but unpacks to more; "
+            "the archive lies about its sizes (a zip bomb?)"
+        )
+    return size
 
 
 @contextlib.contextmanager

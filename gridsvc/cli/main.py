@@ -303,7 +303,16 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         f"gridsvc is serving on [bold]{base}[/]\n  health: {base}/health\n  API docs: {base}/docs\n"
         "  (Ctrl+C stops it; `gridsvc db down` stops the database)"
     )
-    uvicorn.run(create_app(settings, url), host=host, port=port, log_level="info")
+    # The client's address (Open311 rate limits, the access log) is the socket peer unless the peer is a
+    # proxy listed in GRIDSVC_TRUSTED_PROXIES; uvicorn on its own would believe X-Forwarded-For from loopback.
+    uvicorn.run(
+        create_app(settings, url),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+    )
 
 
 @app.command()
@@ -350,13 +359,37 @@ def quickstart(
 def keys_create(
     role: Annotated[str, typer.Option(help="gis_staff, dispatcher, field or reporter.")],
     name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 张三 or 12345-hotline.")],
+    expires_days: Annotated[
+        int | None,
+        typer.Option(help="Days the key works (default 365, at most 3650)."),
+    ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="The date the key stops working, YYYY-MM-DD (it works up to that day)."),
+    ] = None,
 ) -> None:
-    """Make an API key. The key is printed once; only its hash is stored."""
-    from gridsvc.services.access import LOCAL_OPERATOR, create_key
+    """Make an API key. The key is printed once; only its hash is stored. Keys expire after a year unless
+    --expires-days or --expires says otherwise: a key nobody renews ends by itself."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
 
-    issued = create_key(_sessions(_settings()), name=name, role=role, actor=LOCAL_OPERATOR)
+    from gridsvc.services.access import LOCAL_OPERATOR, create_key, key_expiry
+
+    settings = _settings()
+    until = None
+    if expires is not None:
+        try:
+            until = dt.date.fromisoformat(expires)
+        except ValueError:
+            raise typer.BadParameter(f"{expires!r}: use YYYY-MM-DD", param_hint="--expires") from None
+    expires_at = key_expiry(days=expires_days, until=until, timezone=settings.timezone)
+    issued = create_key(
+        _sessions(settings), name=name, role=role, actor=LOCAL_OPERATOR, expires_at=expires_at
+    )
+    local = expires_at.astimezone(ZoneInfo(settings.timezone))
     err_console.print(
-        f"made key {issued.prefix} ({issued.role}) for {issued.name}; store it now, it is not shown again:"
+        f"made key {issued.prefix} ({issued.role}) for {issued.name}, valid until {local:%Y-%m-%d %H:%M} "
+        f"({settings.timezone}); store it now, it is not shown again:"
     )
     console.print(issued.secret, highlight=False)
 
@@ -364,14 +397,28 @@ def keys_create(
 @keys_app.command("list")
 @friendly
 def keys_list() -> None:
-    """List keys: prefix, name, role, made, revoked."""
+    """List keys: prefix, name, role, made, expires, revoked (times in the city's time zone)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
     from gridsvc.services.access import list_keys
 
-    table = Table("prefix", "name", "role", "created", "revoked")
-    for key in list_keys(_sessions(_settings())):
-        table.add_row(
-            key.prefix, key.name, key.role, f"{key.created_at:%Y-%m-%d %H:%M}", f"{key.revoked_at or ''}"
-        )
+    settings = _settings()
+    zone = ZoneInfo(settings.timezone)
+    now = dt.datetime.now(dt.UTC)
+
+    def local(moment: dt.datetime | None) -> str:
+        return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}" if moment else ""
+
+    table = Table("prefix", "name", "role", "created", "expires", "revoked")
+    for key in list_keys(_sessions(settings)):
+        if key.expires_at is None:
+            expiry = "never"
+        elif key.expires_at <= now:
+            expiry = f"{local(key.expires_at)} (expired)"
+        else:
+            expiry = local(key.expires_at)
+        table.add_row(key.prefix, key.name, key.role, local(key.created_at), expiry, local(key.revoked_at))
     console.print(table)
 
 

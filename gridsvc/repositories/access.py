@@ -1,7 +1,8 @@
-"""API keys and the audit log."""
+"""API keys and the audit log, which is only ever appended to (a trigger refuses the rest)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,19 +11,25 @@ from sqlalchemy.orm import Session
 from gridsvc.db.models import ApiKey, AuditLog
 
 
-def add_key(session: Session, *, name: str, prefix: str, key_sha256: str, role: str) -> ApiKey:
+def add_key(
+    session: Session,
+    *,
+    name: str,
+    prefix: str,
+    key_sha256: str,
+    role: str,
+    expires_at: dt.datetime | None = None,
+) -> ApiKey:
     """Store a new key's hash."""
-    key = ApiKey(name=name, prefix=prefix, key_sha256=key_sha256, role=role)
+    key = ApiKey(name=name, prefix=prefix, key_sha256=key_sha256, role=role, expires_at=expires_at)
     session.add(key)
     session.flush()
     return key
 
 
-def find_active_key(session: Session, key_sha256: str) -> ApiKey | None:
-    """The unrevoked key with this hash."""
-    return session.execute(
-        select(ApiKey).where(ApiKey.key_sha256 == key_sha256, ApiKey.revoked_at.is_(None))
-    ).scalar_one_or_none()
+def find_key_by_hash(session: Session, key_sha256: str) -> ApiKey | None:
+    """The key with this hash, revoked and expired ones included (the caller says which it is)."""
+    return session.execute(select(ApiKey).where(ApiKey.key_sha256 == key_sha256)).scalar_one_or_none()
 
 
 def find_key_by_prefix(session: Session, prefix: str) -> ApiKey | None:

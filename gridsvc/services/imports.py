@@ -30,6 +30,7 @@ from gridsvc.repositories import access as audit
 from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as repo
 from gridsvc.services.access import Principal
+from gridsvc.services.uploads import archive_limits
 from gridsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
             crs=request.crs,
             encoding=request.encoding,
             city_bbox=settings.city_bbox,
+            archive_limits=archive_limits(settings),
         )
     except io.LayerError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
@@ -168,6 +170,43 @@ def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
         return fieldmap.resolve_mapping(list(info.fields), request.mapping, layer=request.layer)
     except fieldmap.MappingError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
+
+
+def _without_oversized(
+    mapped: gpd.GeoDataFrame, max_vertices: int
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, list[validate.Problem]]:
+    """Split off the rows whose geometry has more than ``max_vertices`` vertices, rejected with a problem.
+
+    They are taken out before validation: repairing or measuring a million-vertex polygon is the slow
+    part, and storing it would slow every later locate, tile and plan check touching it. Their report
+    rows keep the attributes but not the geometry. Returns (rows to validate, refused rows, problems).
+    """
+    counts = shapely.get_num_coordinates(np.asarray(mapped.geometry.to_numpy(), dtype=object))
+    over = counts > max_vertices
+    if not over.any():
+        return mapped, mapped.iloc[0:0], []
+    refused = mapped[over].copy()
+    refused_counts = counts[over]
+    kinds = [str(g.geom_type) for g in refused.geometry.to_numpy()]
+    refused[refused.geometry.name] = None
+    problems = [
+        validate.Problem(
+            source_row=int(row),
+            field="geometry",
+            value=f"{kind} of {int(n):,} vertices",
+            reason=f"the geometry has {int(n):,} vertices, more than the {max_vertices:,} allowed "
+            "(GRIDSVC_MAX_GEOMETRY_VERTICES): simplify it (QGIS: Vector > Geometry Tools > Simplify, a "
+            "tolerance of 0.1 m keeps its shape) and import it again",
+            action="rejected",
+        )
+        for row, kind, n in zip(refused["source_row"], kinds, refused_counts, strict=True)
+    ]
+    return mapped[~over].reset_index(drop=True), refused, problems
+
+
+def _with_refused(mapped: gpd.GeoDataFrame, refused: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The chunk's rows again, for the problem report: validated ones and those refused before."""
+    return mapped if refused.empty else pd.concat([mapped, refused], ignore_index=True)
 
 
 def _finite_or_none(geoms: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -273,8 +312,12 @@ def import_components(
             seen: set[str] = set()
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_fields(chunk, mapping)
+                mapped, oversized, too_many_vertices = _without_oversized(
+                    mapped, settings.max_geometry_vertices
+                )
                 result = validate.validate_components(mapped, rules, seen_codes=seen)
-                _collect(report, result.problems, mapped, problem_rows, len(chunk))
+                problems = [*result.problems, *too_many_vertices]
+                _collect(report, problems, _with_refused(mapped, oversized), problem_rows, len(chunk))
                 if len(result.accepted):
                     repo.stage_components(session, _stage_frame(result.accepted))
                 report.accepted += len(result.accepted)
@@ -580,10 +623,13 @@ def import_layer(
             seen: set[str] = set()
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_layer_fields(chunk, request.layer, mapping)
+                mapped, oversized, too_many_vertices = _without_oversized(
+                    mapped, settings.max_geometry_vertices
+                )
                 result = _validated(mapped, request, settings, seen)
                 accepted, orphans = _missing_parents(result.accepted, request, session)
-                problems = [*result.problems, *orphans]
-                _collect(report, problems, mapped, problem_rows, len(chunk))
+                problems = [*result.problems, *orphans, *too_many_vertices]
+                _collect(report, problems, _with_refused(mapped, oversized), problem_rows, len(chunk))
                 if len(accepted):
                     repo.stage_layer(session, _layer_stage_frame(accepted, request))
                 report.accepted += len(accepted)

@@ -508,8 +508,11 @@ def answers_frame(
         out[column] = np.where(
             has_grid, _take(columns[column], grid_index), _take(columns[f"territory_{column}"], territory)
         )
-    station_lon = np.where(has_grid, columns["station_lon"][np.maximum(grid_index, 0)], np.nan)
-    station_lat = np.where(has_grid, columns["station_lat"][np.maximum(grid_index, 0)], np.nan)
+    # Indexed only where there is a grid: a date before any plan has no grids at all to index.
+    station_lon = np.full(len(grid_index), np.nan)
+    station_lat = np.full(len(grid_index), np.nan)
+    station_lon[has_grid] = columns["station_lon"][grid_index[has_grid]]
+    station_lat[has_grid] = columns["station_lat"][grid_index[has_grid]]
     has_station = ~np.isnan(station_lon)
     station_distance = np.full(len(grid_index), np.nan)
     if has_station.any():

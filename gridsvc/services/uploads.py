@@ -1,4 +1,10 @@
-"""Uploaded files: stream to a private temporary folder and unpack what GIS staff zip up."""
+"""Uploaded files: stream to a private temporary folder and unpack what GIS staff zip up.
+
+Nothing an upload says about itself is trusted (issue 7, hostile input): its size is counted while it is
+written, and a zip is checked by :func:`gis.io.check_archive` (member count, names, symlinks, nested
+archives, declared and real unpacked sizes) before anything reads or unpacks it. A FileGDB is unpacked
+member by member, each written under the upload's own folder and counted as it is written.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,45 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from gis import io
 from gridsvc.errors import FieldProblem, InvalidInputError
+from gridsvc.settings import Settings
 
 ACCEPTED_SUFFIXES = (".gpkg", ".zip", ".geojson", ".json", ".csv", ".kml", ".shp")
-MAX_UPLOAD_BYTES = 4 << 30
+BLOCK_BYTES = 1 << 20
+
+
+def archive_limits(settings: Settings) -> io.ArchiveLimits:
+    """The zip limits the settings give."""
+    return io.ArchiveLimits(
+        max_members=settings.max_zip_members,
+        max_bytes=settings.max_unzipped_bytes,
+        max_ratio=settings.max_zip_ratio,
+    )
+
+
+def size_text(count: int) -> str:
+    """Bytes as people say them: 1 GiB, 512 MiB, 300 KiB."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.4g} {unit}"
+    return f"{count} bytes"
+
+
+def too_large(limit: int) -> str:
+    """What to tell someone whose upload is over ``limit`` bytes."""
+    return (
+        f"the upload is larger than {size_text(limit)} (GRIDSVC_MAX_UPLOAD_BYTES): zip it, split the layer, "
+        "or import it on the server with `gridsvc import`"
+    )
 
 
 @contextmanager
-def saved_upload(filename: str, stream: BinaryIO) -> Iterator[Path]:
+def saved_upload(filename: str, stream: BinaryIO, settings: Settings) -> Iterator[Path]:
     """Save an upload under its own name in a temporary folder (removed afterwards); yield the path to read.
 
-    A .zip holding a FileGDB (a folder ending in .gdb) is unpacked and the .gdb folder is yielded; any
-    other .zip is yielded as it is (shapefiles are read straight from the zip).
+    A .zip is checked whole first. One holding a FileGDB (a folder ending in .gdb) is unpacked and the .gdb
+    folder is yielded; any other .zip is yielded as it is (shapefiles are read straight from the zip).
     """
     name = PurePosixPath(filename.replace("\\", "/")).name
     if not name or not name.lower().endswith(ACCEPTED_SUFFIXES):
@@ -39,33 +72,79 @@ def saved_upload(filename: str, stream: BinaryIO) -> Iterator[Path]:
         target = folder / name
         written = 0
         with target.open("wb") as out:
-            for block in iter(lambda: stream.read(1 << 20), b""):
+            for block in iter(lambda: stream.read(BLOCK_BYTES), b""):
                 written += len(block)
-                if written > MAX_UPLOAD_BYTES:
-                    raise InvalidInputError("upload too large", problems=[FieldProblem("file", "over 4 GiB")])
+                if written > settings.max_upload_bytes:
+                    message = too_large(settings.max_upload_bytes)
+                    raise InvalidInputError(message, problems=[FieldProblem("file", message)])
                 out.write(block)
-        yield _unpack_gdb(target) if target.suffix.lower() == ".zip" else target
+        if target.suffix.lower() == ".zip":
+            limits = archive_limits(settings)
+            _check_zip(target, limits)
+            yield _unpack_gdb(target, limits)
+        else:
+            yield target
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _unpack_gdb(archive: Path) -> Path:
+def _refused(message: str) -> InvalidInputError:
+    return InvalidInputError(message, problems=[FieldProblem("file", message)])
+
+
+def _check_zip(archive: Path, limits: io.ArchiveLimits) -> None:
+    try:
+        io.check_archive(archive, limits)
+    except io.LayerError as exc:
+        raise _refused(str(exc)) from exc
+
+
+def _unpack_gdb(archive: Path, limits: io.ArchiveLimits) -> Path:
+    """Unpack a zipped FileGDB under the archive's folder and return the .gdb; another zip as it is."""
     try:
         with zipfile.ZipFile(archive) as zipped:
-            names = zipped.namelist()
+            members = zipped.infolist()
+            names = [m.filename for m in members]
             gdb_roots = sorted({n.split(".gdb/")[0] + ".gdb" for n in names if ".gdb/" in n})
             if not gdb_roots:
                 return archive
-            unpack_to = archive.parent / "unzipped"
-            for member in names:
-                # Refuse paths that would escape the folder (zip slip).
-                if member.startswith("/") or ".." in PurePosixPath(member).parts:
-                    raise InvalidInputError(
-                        "unsafe zip", problems=[FieldProblem("file", f"bad path {member!r}")]
-                    )
-            zipped.extractall(unpack_to)
+            unpack_to = (archive.parent / "unzipped").resolve()
+            written = 0
+            for member in members:
+                written += _unpack_member(
+                    zipped, member, unpack_to, archive, already=written, limit=limits.max_bytes
+                )
     except zipfile.BadZipFile as exc:
-        raise InvalidInputError(
-            "the upload is not a valid zip file", problems=[FieldProblem("file", "not a zip archive")]
-        ) from exc
+        raise _refused(f"{archive.name} is not a valid zip file ({exc})") from exc
     return unpack_to / gdb_roots[0]
+
+
+def _unpack_member(
+    zipped: zipfile.ZipFile,
+    member: zipfile.ZipInfo,
+    unpack_to: Path,
+    archive: Path,
+    *,
+    already: int,
+    limit: int,
+) -> int:
+    """Write one member under ``unpack_to`` counting its bytes; refuse a path outside it or a total over
+    ``limit`` (``already`` written by the members before)."""
+    target = (unpack_to / member.filename).resolve()
+    # check_archive refused ../ and absolute names already; this holds whatever a name turns out to mean.
+    if not target.is_relative_to(unpack_to):
+        raise _refused(f"{archive.name}: member {member.filename!r} would be unpacked outside the upload")
+    if member.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with zipped.open(member) as source, target.open("wb") as out:
+        for block in iter(lambda: source.read(BLOCK_BYTES), b""):
+            written += len(block)
+            if already + written > limit:
+                raise _refused(
+                    f"{archive.name} unpacks to more than {size_text(limit)} (GRIDSVC_MAX_UNZIPPED_BYTES)"
+                )
+            out.write(block)
+    return written

@@ -377,9 +377,10 @@ def test_http_upload_returns_the_import_and_its_report(
         body = response.json()
         assert body["accepted"] == 6 and body["rejected"] == 1 and body["file"] == "路灯普查.gpkg"
         assert body["problems"][0]["source_row"] == 5 and body["problems"][0]["field"] == "status"
-        job = client.get(body["links"]["self"]).json()
+        assert client.get(body["links"]["self"]).status_code == 401  # imports are GIS staff's business
+        job = client.get(body["links"]["self"], headers={"X-API-Key": staff}).json()
         assert job["counts"]["new"] == 6 and job["imported_by"] == "测绘员"
-        csv = client.get(body["links"]["problems_csv"])
+        csv = client.get(body["links"]["problems_csv"], headers={"X-API-Key": staff})
         assert csv.status_code == 200 and "坏了" in csv.content.decode("utf-8-sig")
         bad = client.post(
             "/v1/imports/components",

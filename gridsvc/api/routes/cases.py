@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.services import cases
 
-router = APIRouter(prefix="/v1/cases", tags=["cases"])
+router = APIRouter(prefix="/v1/cases", tags=["cases"], route_class=RoleRoute)
 
 READ_ROLES = ("dispatcher", "field", "gis_staff")
+# Who may take some step of the loop; which step each role may take is the service's table (TRANSITIONS).
+STEP_ROLES = tuple(sorted({role for step in cases.TRANSITIONS.values() for role in step.roles}))
 
 
 class IntakeBody(BaseModel):
@@ -73,11 +76,13 @@ class StepBody(BaseModel):
 
 @router.post(
     "",
+    dependencies=[allow(*cases.INTAKE_ROLES)],
     summary="Report a case: routed to component, grid, worker, station, department, level and deadline",
     status_code=201,
     responses={
         201: {"description": "a new case; `duplicate_of` names an open case it probably repeats"},
         200: {"description": "the channel already sent this external_ref: the case made then"},
+        400: {"description": "the body cannot be read: not UTF-8 JSON"},
         422: {"description": "unknown class, bad coordinates, outside the city"},
     },
 )
@@ -110,21 +115,28 @@ def report_case(body: IntakeBody, sessions: Sessions, settings: AppSettings, cal
     return JSONResponse(payload, status_code=201 if result.created else 200)
 
 
-@router.get("/{request_code}", summary="One case with its routing reasons and its history")
+@router.get(
+    "/{request_code}",
+    dependencies=[allow(*READ_ROLES)],
+    summary="One case with its routing reasons and its history",
+    responses={404: {"description": "no such case"}},
+)
 def get_case(
     request_code: Annotated[str, Path(examples=["JN202611230000001"])], sessions: Sessions, caller: Caller
 ) -> JSONResponse:
     """A case (dispatcher, field, gis_staff); the reporter's contact only for dispatchers."""
-    caller.require(*READ_ROLES)
     return JSONResponse(cases.get_case(sessions, request_code, personal=caller.role == "dispatcher"))
 
 
 @router.post(
     "/{request_code}/{action}",
+    dependencies=[allow(*STEP_ROLES)],
     summary="Take a step of the loop: register, reject, dispatch, handle, report_back, verify, rework, "
     "close, reassign, park, unpark, escalate",
     responses={
+        400: {"description": "the body cannot be read: not UTF-8 JSON"},
         403: {"description": "the role may not take this step"},
+        404: {"description": "no such case, or no such step"},
         409: {"description": "the case is not in a status this step starts from"},
         422: {"description": "a note is missing, or a reassignment target is unknown"},
     },
@@ -160,12 +172,39 @@ def take_step(
     return JSONResponse(view)
 
 
-escalation_router = APIRouter(prefix="/v1/escalations", tags=["cases"])
+escalation_router = APIRouter(prefix="/v1/escalations", tags=["cases"], route_class=RoleRoute)
+
+# No place is further from UTC than -12:00/+14:00, and PostgreSQL stores no offset beyond ±15:59: an
+# instant outside these years or offsets is a typo, refused with 422 rather than failing in the database.
+EARLIEST_NOW, LATEST_NOW = dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
 
 
-@escalation_router.post("", summary="Escalate every case whose handling deadline has passed (dispatcher)")
+def _plausible_now(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    offset = value.utcoffset()
+    if offset is not None and abs(offset) > dt.timedelta(hours=14):
+        raise ValueError("the UTC offset must lie between -12:00 and +14:00")
+    aware = value if offset is not None else value.replace(tzinfo=dt.UTC)
+    if not EARLIEST_NOW <= aware < LATEST_NOW:
+        raise ValueError("the instant must lie between 1970 and 2999")
+    return value
+
+
+@escalation_router.post(
+    "",
+    dependencies=[allow(*cases.TRANSITIONS["escalate"].roles)],
+    summary="Escalate every case whose handling deadline has passed (dispatcher)",
+)
 def escalate(
-    sessions: Sessions, settings: AppSettings, caller: Caller, now: dt.datetime | None = None
+    sessions: Sessions,
+    settings: AppSettings,
+    caller: Caller,
+    now: Annotated[
+        dt.datetime | None,
+        AfterValidator(_plausible_now),
+        Query(description="escalate as if it were this instant (default: now), e.g. 2026-11-23T18:00+08:00"),
+    ] = None,
 ) -> JSONResponse:
     """One level up per run: community → street → district → city, with a fresh handling limit."""
     return JSONResponse({"escalated": cases.escalate_overdue(sessions, settings, actor=caller, now=now)})

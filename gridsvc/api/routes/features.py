@@ -10,15 +10,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from gridsvc.api.deps import AppSettings, Sessions
-from gridsvc.api.routes.tiles import caller_by_header_or_query, key_query_items
+from gridsvc.api.deps import AppSettings, OptionalCaller, Sessions
+from gridsvc.api.roles import PUBLIC, RoleRoute, allow
+from gridsvc.api.routes.tiles import key_query_items
 from gridsvc.services import features
-from gridsvc.services.access import Principal
 
-router = APIRouter(prefix="/ogc", tags=["ogc features"])
+router = APIRouter(prefix="/ogc", tags=["ogc features"], route_class=RoleRoute)
+# Boundaries are open to read; the other collections need a reader's key (header or ?api_key= for QGIS).
+FEATURE_READERS = allow(
+    *features.READ_ROLES,
+    key_in_query=True,
+    only_when=("collectionId", frozenset(c.id for c in features.COLLECTIONS.values() if not c.open)),
+)
 
 CollectionId = Annotated[
     str,
@@ -70,23 +76,6 @@ FEATURES_EXAMPLE: dict[str, Any] = {
 }
 
 
-def optional_caller(
-    sessions: Sessions,
-    x_api_key: Annotated[str | None, Header(description="API key, e.g. gs_1a2b3c4d_...")] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    api_key: Annotated[
-        str | None, Query(description="The API key, for clients that cannot set headers")
-    ] = None,
-) -> Principal | None:
-    """The caller when a key was given (a wrong key is refused), else None: open collections need none."""
-    if x_api_key is None and authorization is None and api_key is None:
-        return None
-    return caller_by_header_or_query(sessions, x_api_key, authorization, api_key)
-
-
-OptionalCaller = Annotated[Principal | None, Depends(optional_caller)]
-
-
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
@@ -95,19 +84,23 @@ def _geojson(answer: features.GeoJsonAnswer) -> Response:
     return Response(answer.body, media_type=features.GEOJSON, headers={"Content-Crs": f"<{answer.crs.uri}>"})
 
 
-@router.get("", summary="Landing page of the OGC API - Features layer")
+@router.get("", dependencies=[PUBLIC], summary="Landing page of the OGC API - Features layer")
 def landing(request: Request, settings: AppSettings) -> JSONResponse:
     """Links to the API definition, the conformance classes and the collections."""
     return JSONResponse(features.landing(settings, base=_base(request), key=key_query_items(request)))
 
 
-@router.get("/conformance", summary="Conformance classes: Features Part 1 core and GeoJSON, Part 2 CRS")
+@router.get(
+    "/conformance",
+    dependencies=[PUBLIC],
+    summary="Conformance classes: Features Part 1 core and GeoJSON, Part 2 CRS",
+)
 def conformance() -> JSONResponse:
     """The standards' parts this layer implements."""
     return JSONResponse(features.conformance())
 
 
-@router.get("/collections", summary="The feature collections")
+@router.get("/collections", dependencies=[PUBLIC], summary="The feature collections")
 def list_collections(request: Request, sessions: Sessions, settings: AppSettings) -> JSONResponse:
     """Grids (following the active plan), components, stations and boundaries, with their CRSs."""
     return JSONResponse(
@@ -117,6 +110,7 @@ def list_collections(request: Request, sessions: Sessions, settings: AppSettings
 
 @router.get(
     "/collections/{collectionId}",
+    dependencies=[PUBLIC],
     summary="One feature collection",
     responses={404: {"description": "no such collection"}},
 )
@@ -133,6 +127,7 @@ def get_collection(
 
 @router.get(
     "/collections/{collectionId}/items",
+    dependencies=[FEATURE_READERS],
     summary="Features of a collection: bbox, paging (limit/offset with next links), crs",
     response_class=Response,
     responses={
@@ -188,10 +183,12 @@ def get_items(
 
 @router.get(
     "/collections/{collectionId}/items/{featureId}",
+    dependencies=[FEATURE_READERS],
     summary="One feature by its code",
     response_class=Response,
     responses={
         200: {"content": {"application/geo+json": {}}},
+        400: {"description": "a bad crs, or plan on a collection not drawn per plan"},
         404: {"description": "no such collection, plan or feature"},
     },
 )

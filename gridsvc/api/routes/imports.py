@@ -6,17 +6,24 @@ import json
 import shutil
 import tempfile
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Path, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.api.request_body import UploadLimitRoute
+from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.errors import FieldProblem, InvalidInputError
 from gridsvc.services import imports
 from gridsvc.services.uploads import saved_upload
 
-router = APIRouter(prefix="/v1/imports", tags=["imports"])
+
+class ImportRoute(UploadLimitRoute, RoleRoute):
+    """Roles as declared; an upload over GRIDSVC_MAX_UPLOAD_BYTES is answered 413 before it is read."""
+
+
+router = APIRouter(prefix="/v1/imports", tags=["imports"], route_class=ImportRoute)
 
 PROBLEMS_SHOWN = 1000
 
@@ -39,13 +46,16 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
 
 @router.post(
     "/{kind}",
+    dependencies=[allow("gis_staff")],
     summary="Import a survey layer file (gis_staff): components, boundaries, stations, net or roads",
     status_code=201,
     responses={
         201: {"description": "imported; the body is the import with its counts and problems"},
         200: {"description": "dry run: validated and counted, nothing written"},
+        400: {"description": "the body cannot be read as a multipart form"},
         401: {"description": "no or unknown API key"},
         403: {"description": "role is not gis_staff"},
+        413: {"description": "the upload is larger than GRIDSVC_MAX_UPLOAD_BYTES; refused before it is read"},
         422: {"description": "the file or the options cannot be used; nothing was written"},
     },
 )
@@ -74,10 +84,9 @@ def import_file(
     replace: Annotated[bool, Form(description="roads: delete the roads loaded before")] = False,
 ) -> JSONResponse:
     """Run the import as one transaction and return it with every rejected or repaired row."""
-    caller.require("gis_staff")
     if kind not in imports.LAYERS:
         raise InvalidInputError("unknown layer", problems=[FieldProblem("layer", ", ".join(imports.LAYERS))])
-    with saved_upload(file.filename or "", file.file) as path:
+    with saved_upload(file.filename or "", file.file, settings) as path:
         request = imports.ImportRequest(
             path=path,
             layer=kind,
@@ -107,17 +116,33 @@ def import_file(
     return JSONResponse(body, status_code=200 if report.dry_run else 201)
 
 
-@router.get("/{batch_id}", summary="One import: file, checksum, who, when, counts, problems")
+@router.get(
+    "/{batch_id}",
+    dependencies=[allow("gis_staff")],
+    summary="One import: file, checksum, who, when, counts, problems",
+    responses={404: {"description": "no such import"}},
+)
 def get_import(batch_id: int, sessions: Sessions) -> JSONResponse:
     """A recorded import (survey batch)."""
     return JSONResponse(json.loads(json.dumps(imports.get_import(sessions, batch_id), default=str)))
 
 
-@router.get("/{batch_id}/problems.{fmt}", summary="The import's problem report as CSV or GeoPackage")
-def get_problems(batch_id: int, fmt: str, sessions: Sessions, background: BackgroundTasks) -> FileResponse:
+@router.get(
+    "/{batch_id}/problems.{fmt}",
+    dependencies=[allow("gis_staff")],
+    summary="The import's problem report as CSV or GeoPackage",
+    responses={
+        200: {
+            "description": "the report",
+            "content": {"text/csv": {}, "application/geopackage+sqlite3": {}},
+        },
+        404: {"description": "no such import"},
+    },
+)
+def get_problems(
+    batch_id: int, fmt: Literal["csv", "gpkg"], sessions: Sessions, background: BackgroundTasks
+) -> FileResponse:
     """Rejected and repaired rows with source row, field, value and reason, to fix in QGIS and re-import."""
-    if fmt not in ("csv", "gpkg"):
-        raise InvalidInputError("unknown format", problems=[FieldProblem("format", "csv or gpkg")])
     folder = FilePath(tempfile.mkdtemp(prefix="gridsvc-report-"))
     path = imports.import_problems_file(sessions, batch_id, folder / f"import-{batch_id}-problems.{fmt}")
     background.add_task(shutil.rmtree, folder, ignore_errors=True)

@@ -8,11 +8,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.api.deps import AppSettings, Sessions
+from gridsvc.api.request_body import BoundedBodyRoute
+from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.errors import FieldProblem, InvalidInputError
 from gridsvc.services import locate
 
-router = APIRouter(prefix="/v1/locate", tags=["locate"])
+
+class LocateRoute(BoundedBodyRoute, RoleRoute):
+    """Roles as declared; a batch is read whole, so its body is cut off at 256 MiB (a million points as
+    GeoJSON are some 150 MB) with 413 rather than filling memory (issue 7)."""
+
+    max_body_bytes = 256 << 20
+    body_too_large = "the batch is larger than 256 MiB: send it in parts of up to a million points"
+
+
+router = APIRouter(prefix="/v1/locate", tags=["locate"], route_class=LocateRoute)
 
 STAFF_ROLES = ("field", "dispatcher", "gis_staff")
 
@@ -73,6 +84,7 @@ AtQuery = Annotated[
 
 @router.get(
     "",
+    dependencies=[allow(*STAFF_ROLES)],
     summary="Which grid owns this point, and who answers for it",
     description=(
         "Unit grid, responsibility grid and its worker, community, street, district, the community "
@@ -91,7 +103,6 @@ AtQuery = Annotated[
 def locate_one(
     sessions: Sessions,
     settings: AppSettings,
-    caller: Caller,
     lon: Annotated[
         float, Query(description="Longitude (or easting for a projected EPSG)", examples=[117.0213])
     ],
@@ -100,13 +111,13 @@ def locate_one(
     at: AtQuery = None,
 ) -> JSONResponse:
     """One point."""
-    caller.require(*STAFF_ROLES)
     located = locate.locate_point(sessions, settings, lon, lat, crs=crs, at=at)
     return JSONResponse(locate.located_dict(located))
 
 
 @router.post(
     "/batch",
+    dependencies=[allow(*STAFF_ROLES)],
     summary="Locate many points: a GeoJSON FeatureCollection or a CSV, answered in the same format",
     description=(
         "Send `Content-Type: application/geo+json` (a FeatureCollection of points, WGS 84 unless `crs` says "
@@ -126,6 +137,7 @@ def locate_one(
                 },
             }
         },
+        413: {"description": "the batch is larger than 256 MiB"},
         422: {"description": "not a point collection, a row that is not a point, a bad datum"},
     },
     openapi_extra={
@@ -153,12 +165,10 @@ async def locate_batch(
     request: Request,
     sessions: Sessions,
     settings: AppSettings,
-    caller: Caller,
     crs: Annotated[str | None, Query(description="Datum of the points when not WGS 84")] = None,
     at: AtQuery = None,
 ) -> Response:
     """Many points."""
-    caller.require(*STAFF_ROLES)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("application/geo+json", "application/json"):
         fmt, media = "geojson", "application/geo+json"

@@ -3,10 +3,12 @@
 The format is the path's suffix (``services.xml``, ``requests.json``). Errors never answer
 problem+json here: they are the spec's list of ``{code, description}`` in the requested format
 (``<errors><error><code/><description/></error></errors>`` in XML), with code = the HTTP status:
-400 for a missing or malformed parameter, 403 for a missing, unknown, revoked or wrong-role api_key,
+400 for a missing or malformed parameter or a POST body that is not a form (XML or JSON bodies are
+refused unread, so no entity is ever expanded), 403 for a missing, unknown, revoked or wrong-role api_key,
 404 for an unknown service, request, path or format (an unknown format answers in XML), 405 for a
-method a resource does not have, 409 for a conflict with the case's state, 503 when the machine lacks
-something, 500 for any other failure inside the service (logged, never echoed).
+method a resource does not have, 409 for a conflict with the case's state, 413 for a form over 256 KiB,
+429 (with Retry-After) when one api_key or one client address posts too often, 503 when the machine
+lacks something, 500 for any other failure inside the service (logged, never echoed).
 Parameters are read as plain strings and checked by the service, so FastAPI's own validation (and the
 app's problem+json handlers) never answer for these routes. Extensions: see gridsvc/services/open311.py.
 """
@@ -22,10 +24,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridsvc.api.deps import AppSettings, Sessions
+from gridsvc.api.problems import (
+    BUSY_DETAIL,
+    DATABASE_DOWN_DETAIL,
+    DATABASE_RETRY_AFTER_SECONDS,
+    RETRY_AFTER_SECONDS,
+    is_database_unavailable,
+)
+from gridsvc.api.request_body import BoundedBodyRoute
+from gridsvc.api.roles import PUBLIC, RateLimit, RoleRoute, admit_key, allow
 from gridsvc.errors import (
     AuthenticationError,
     ConflictError,
@@ -35,11 +47,35 @@ from gridsvc.errors import (
     PermissionDeniedError,
     SetupProblemError,
 )
-from gridsvc.services import open311
+from gridsvc.services import cases, open311
+from gridsvc.services.rate_limit import RateLimitedError
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+# GeoReport v2 posts a form; multipart is a form too. Anything else (XML, JSON) is refused unread.
+FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The largest honest form, a 4000-character Chinese description percent-encoded (9 bytes a character) and
+# a dozen short fields, is under 40 KiB; no more than this is ever read or held for one request.
+MAX_FORM_BYTES = 256 << 10
+FORM_TOO_LARGE = (
+    f"the form is larger than {MAX_FORM_BYTES >> 10} KiB: the description holds at most 4000 characters"
+)
+
+
+class Open311Route(BoundedBodyRoute, RoleRoute):
+    """Roles as declared, and a body (a POSTed form) of at most MAX_FORM_BYTES, read bounded by the key
+    check and the handler alike."""
+
+    max_body_bytes = MAX_FORM_BYTES
+    body_too_large = FORM_TOO_LARGE
+
+
+# Every route answers these in the spec's error list (XML, or JSON for .json).
+OPEN311_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a parameter is missing or malformed"},
+    404: {"description": "unknown format (use .xml or .json), service, request or token"},
+}
+router = APIRouter(prefix="/open311/v2", tags=["open311"], route_class=Open311Route, responses=OPEN311_ERRORS)
 
 MEDIA_TYPES = {"xml": "text/xml; charset=utf-8", "json": "application/json; charset=utf-8"}
 # XML names the items of a list after the list: <services><service>, <service_requests><request>, ...
@@ -69,7 +105,9 @@ KNOWN_RESOURCE = re.compile(
 ALLOWED = {"requests": "GET, POST"}
 EXPOSED_HEADERS = "X-Total-Count, X-Page, X-Page-Size, X-Total-Pages, Link"
 
-FormatPath = Annotated[str, Path(description="xml or json")]
+# The enum documents the two formats without FastAPI checking them: an unknown one is answered by the
+# route itself, 404 in the spec's error list, never by a problem+json 422.
+FormatPath = Annotated[str, Path(description="xml or json", json_schema_extra={"enum": ["xml", "json"]})]
 
 
 def _fill(element: ET.Element, value: Any) -> None:
@@ -109,12 +147,22 @@ def errors(fmt: str, status: int, descriptions: list[str], headers: dict[str, st
 
 
 def _failure(fmt: str, exc: Exception) -> Response:
+    if isinstance(exc, RateLimitedError):
+        return errors(fmt, 429, [exc.detail], headers={"Retry-After": str(exc.retry_after)})
     status = next((s for cls, s in STATUS_OF if isinstance(exc, cls)), None)
     if isinstance(exc, GridsvcError) and status is not None:
         descriptions = [f"{p.field}: {p.message}" for p in exc.problems] or [exc.detail]
         if status >= 500:
             log.error("open311: %s", exc.detail)
         return errors(fmt, status, descriptions)
+    if isinstance(exc, PoolTimeoutError):  # no free database connection: busy, retry soon (issue 7)
+        log.warning("open311: no free database connection: %s", exc)
+        return errors(fmt, 503, [BUSY_DETAIL], headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if is_database_unavailable(exc):  # down, restarting or the connection broke: retry later (issue 7)
+        log.warning("open311: database unavailable: %s", exc)
+        return errors(
+            fmt, 503, [DATABASE_DOWN_DETAIL], headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        )
     log.exception("open311 request failed", exc_info=exc)
     return errors(fmt, 500, ["the request failed inside the service; it has been logged"])
 
@@ -126,6 +174,22 @@ def _format(fmt: str) -> str | None:
 
 def _unknown_format(fmt: str) -> Response:
     return errors("xml", 404, [f"unknown format {fmt!r}: use .xml or .json"])
+
+
+def _refused(request: Request, exc: GridsvcError) -> Response:
+    """A request the route's role rule or rate limit refused (gridsvc/api/roles.py), in the spec's format."""
+    return _failure(_format(str(request.path_params.get("fmt", ""))) or "xml", exc)
+
+
+# Reports come from apps and the 12345 bridge (the key) on behalf of citizens' phones (the address):
+# each is limited on its own (settings open311_post_per_minute_per_key / _per_address).
+REPORTERS = allow(
+    *cases.INTAKE_ROLES,
+    key_in_query=True,
+    key_in_form=True,
+    rate_limit=RateLimit("open311_post_per_minute_per_key", "open311_post_per_minute_per_address"),
+    refusal=_refused,
+)
 
 
 def _answer(fmt: str, produce: Callable[[str], Response]) -> Response:
@@ -141,6 +205,7 @@ def _answer(fmt: str, produce: Callable[[str], Response]) -> Response:
 
 @router.get(
     "/discovery.{fmt}",
+    dependencies=[PUBLIC],
     summary="Service discovery: where the GeoReport v2 endpoint is and which formats it speaks",
 )
 def get_discovery(fmt: FormatPath, request: Request, sessions: Sessions, settings: AppSettings) -> Response:
@@ -151,6 +216,7 @@ def get_discovery(fmt: FormatPath, request: Request, sessions: Sessions, setting
 
 @router.get(
     "/services.{fmt}",
+    dependencies=[PUBLIC],
     summary="Services: every case class, C + component class (C0118 路灯), E + event class (E0101 暴露垃圾)",
 )
 def get_services(fmt: FormatPath, sessions: Sessions) -> Response:
@@ -158,7 +224,11 @@ def get_services(fmt: FormatPath, sessions: Sessions) -> Response:
     return _answer(fmt, lambda f: render(f, "services", open311.list_services(sessions)))
 
 
-@router.get("/services/{service_code}.{fmt}", summary="A service definition: the attributes it asks for")
+@router.get(
+    "/services/{service_code}.{fmt}",
+    dependencies=[PUBLIC],
+    summary="A service definition: the attributes it asks for",
+)
 def get_service_definition(service_code: str, fmt: FormatPath, sessions: Sessions) -> Response:
     """A service's attributes (<service_definition> in XML); 404 for an unknown service."""
     return _answer(
@@ -189,8 +259,17 @@ FORM_FIELDS = {
 }
 
 
+def _not_a_form(media_type: str) -> str:
+    what = "XML" if "xml" in media_type else media_type
+    return (
+        f"the body is {what} ({media_type}); GeoReport v2 requests are posted as a form "
+        "(application/x-www-form-urlencoded or multipart/form-data); the body was not read"
+    )
+
+
 @router.post(
     "/requests.{fmt}",
+    dependencies=[REPORTERS],
     summary="Report a problem: a new case, routed to its grid, station and department",
     status_code=201,
     responses={
@@ -200,6 +279,7 @@ FORM_FIELDS = {
         },
         400: {"description": "a parameter is missing or wrong"},
         403: {"description": "no api_key, or one that is unknown, revoked, or of a role that may not report"},
+        429: {"description": "this api_key or this address posted too often: see Retry-After"},
     },
     openapi_extra={
         "requestBody": {
@@ -225,8 +305,12 @@ async def post_request(
     chosen = _format(fmt)
     if chosen is None:
         return _unknown_format(fmt)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in FORM_MEDIA_TYPES:
+        # Never parsed, so an XML body's entities (billion laughs, external files) cannot expand or be read.
+        return errors(chosen, 400, [_not_a_form(media_type)])
     try:
-        form = await request.form()
+        form = await request.form()  # bounded by Open311Route
         params: dict[str, list[str]] = {}
         for key, value in form.multi_items():
             if isinstance(value, str):
@@ -236,6 +320,9 @@ async def post_request(
             in_url.setdefault(key, []).append(value)
         for key, values in in_url.items():
             params.setdefault(key, values)
+        # The key, its role and its rate limit, before any field is looked at (gridsvc/api/roles.py).
+        api_key = next(iter(params.get("api_key", ())), None) or request.headers.get("x-api-key")
+        await admit_key(request, api_key)
         submitted = await run_in_threadpool(
             open311.submit_request,
             sessions,
@@ -252,6 +339,7 @@ async def post_request(
 
 @router.get(
     "/requests.{fmt}",
+    dependencies=[PUBLIC],
     summary="Find requests: by id, service, status, dates, bbox; paged, with the total in X-Total-Count",
     description=(
         "Without start_date and end_date: the last 90 days. service_request_id (comma list) overrides every "
@@ -323,7 +411,7 @@ def _paging_headers(request: Request, found: open311.RequestPage) -> dict[str, s
     }
 
 
-@router.get("/requests/{service_request_id}.{fmt}", summary="One request by its id")
+@router.get("/requests/{service_request_id}.{fmt}", dependencies=[PUBLIC], summary="One request by its id")
 def get_request(
     service_request_id: str,
     fmt: FormatPath,
@@ -343,6 +431,7 @@ def get_request(
 
 @router.get(
     "/tokens/{token_id}.{fmt}",
+    dependencies=[PUBLIC],
     summary="A token's request id (every service is realtime: POST returns the id itself, this echoes it)",
 )
 def get_token(token_id: str, fmt: FormatPath, sessions: Sessions) -> Response:
@@ -350,7 +439,12 @@ def get_token(token_id: str, fmt: FormatPath, sessions: Sessions) -> Response:
     return _answer(fmt, lambda f: render(f, "service_requests", open311.get_token(sessions, token_id)))
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route(
+    "/{rest:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+    dependencies=[PUBLIC],
+)
 def not_a_resource(rest: str, request: Request) -> Response:
     """Anything else under /open311/v2/: the spec's error list, not problem+json."""
     suffix = rest.rsplit(".", 1)[-1].lower() if "." in rest.rsplit("/", 1)[-1] else ""

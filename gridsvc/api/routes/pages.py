@@ -14,12 +14,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.api.roles import PUBLIC, ROLES, RoleRoute, allow
 from gridsvc.services import pages
 from gridsvc.services.pages import PageContext, PageSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
-router = APIRouter(tags=["pages"])
+router = APIRouter(tags=["pages"], route_class=RoleRoute)
 
 # A page is small and changes with the code: the browser asks again each time instead of guessing.
 PAGE_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
@@ -36,6 +37,7 @@ PageSettingsDep = Annotated[PageSettings, Depends(pages.get_page_settings)]
 
 @router.get(
     "/map",
+    dependencies=[PUBLIC],
     response_class=HTMLResponse,
     summary="The dispatcher's map: grids by open cases or workload, cases, stations, components (HTML)",
 )
@@ -50,6 +52,7 @@ def dispatcher_map(
 
 @router.get(
     "/plans/{plan_id}/map",
+    dependencies=[PUBLIC],
     response_class=HTMLResponse,
     summary="Review a plan on a map: the draft over the active plan, changed grids, quality report (HTML)",
 )
@@ -64,6 +67,7 @@ def plan_review_map(
 
 @router.get(
     "/field",
+    dependencies=[PUBLIC],
     response_class=HTMLResponse,
     summary="The field page for a phone: owning grid, station to call, nearest components (HTML)",
 )
@@ -76,7 +80,12 @@ def field(
     return HTMLResponse(html, headers=PAGE_HEADERS)
 
 
-@router.get("/v1/me", tags=["service"], summary="Who the API key belongs to: its name and role")
+@router.get(
+    "/v1/me",
+    dependencies=[allow(*ROLES)],
+    tags=["service"],
+    summary="Who the API key belongs to: its name and role",
+)
 def me(caller: Caller) -> JSONResponse:
     """The pages ask this to check a key at sign-in; 401 for a missing, unknown or revoked key."""
     return JSONResponse({"name": caller.name, "role": caller.role})
@@ -103,6 +112,7 @@ NEAREST_EXAMPLE: dict[str, Any] = {
 
 @router.get(
     "/v1/components/nearest",
+    dependencies=[allow(*pages.FIELD_ROLES)],
     tags=["locate"],
     summary="The components of a class nearest a point (field, dispatcher, gis_staff)",
     responses={
@@ -134,6 +144,7 @@ def nearest_components(
 
 @router.get(
     "/v1/plans/{plan_id}/review",
+    dependencies=[allow(*pages.REVIEW_ROLES)],
     tags=["plans"],
     summary="What the review map needs: the comparison's counts and each changed grid with its box",
     responses={404: {"description": "no such plan"}, 422: {"description": "no active plan to compare with"}},

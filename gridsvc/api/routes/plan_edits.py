@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.errors import FieldProblem, InvalidInputError
 from gridsvc.services import plan_edits
 
-router = APIRouter(prefix="/v1/plans", tags=["plans"])
+router = APIRouter(prefix="/v1/plans", tags=["plans"], route_class=RoleRoute)
 
 IfMatch = Annotated[
     str | None,
@@ -34,6 +35,7 @@ EDIT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "the edit, the changed grids and the community's new quality",
         "headers": ETAG_HEADER,
     },
+    400: {"description": "the body cannot be read: not UTF-8 JSON"},
     403: {"description": "the API key is not gis_staff"},
     404: {"description": "no such plan"},
     409: {"description": "the plan is not a draft, or it changed since the version named: the edits since"},
@@ -122,8 +124,12 @@ def _answer(result: plan_edits.EditResult) -> JSONResponse:
 
 @router.get(
     "/{plan_id}/edits",
+    dependencies=[allow(*plan_edits.READ_ROLES)],
     summary="A plan's version (its ETag: what the next edit names) and its hand edits, oldest first",
-    responses={200: {"description": "the history", "headers": {"ETag": ETAG_HEADER["ETag"]}}},
+    responses={
+        200: {"description": "the history", "headers": {"ETag": ETAG_HEADER["ETag"]}},
+        404: {"description": "no such plan"},
+    },
 )
 def edit_history(plan_id: int, sessions: Sessions, settings: AppSettings, caller: Caller) -> JSONResponse:
     """gis_staff and dispatchers."""
@@ -133,6 +139,7 @@ def edit_history(plan_id: int, sessions: Sessions, settings: AppSettings, caller
 
 @router.post(
     "/{plan_id}/edits/split",
+    dependencies=[allow(plan_edits.EDIT_ROLE)],
     summary="Split a responsibility grid of a draft along a drawn line (gis_staff)",
     responses=EDIT_RESPONSES,
 )
@@ -163,6 +170,7 @@ def split(
 
 @router.post(
     "/{plan_id}/edits/merge",
+    dependencies=[allow(plan_edits.EDIT_ROLE)],
     summary="Merge two neighbouring responsibility grids of a draft (gis_staff)",
     responses=EDIT_RESPONSES,
 )
@@ -185,6 +193,7 @@ def merge(
 
 @router.post(
     "/{plan_id}/edits/move",
+    dependencies=[allow(plan_edits.EDIT_ROLE)],
     summary="Move unit grids of a draft to a neighbouring responsibility grid (gis_staff)",
     responses=EDIT_RESPONSES,
 )

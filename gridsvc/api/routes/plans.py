@@ -9,12 +9,17 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gridsvc.api.deps import Caller, Sessions
+from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.services import plan_compare, planning, plans
 
-router = APIRouter(prefix="/v1/plans", tags=["plans"])
+router = APIRouter(prefix="/v1/plans", tags=["plans"], route_class=RoleRoute)
 
 
-@router.get("", summary="Every plan, newest first, with its quality summary (gis_staff, dispatcher)")
+@router.get(
+    "",
+    dependencies=[allow("gis_staff", "dispatcher")],
+    summary="Every plan, newest first, with its quality summary (gis_staff, dispatcher)",
+)
 def list_plans(sessions: Sessions, caller: Caller) -> JSONResponse:
     """Drafts, the active plan and retired ones, with counts of grids and the city-wide quality figures."""
     return JSONResponse({"plans": planning.list_plans(sessions, actor=caller)})
@@ -22,6 +27,7 @@ def list_plans(sessions: Sessions, caller: Caller) -> JSONResponse:
 
 @router.get(
     "/{plan_id}",
+    dependencies=[allow("gis_staff", "dispatcher")],
     summary="One plan: status, dates, drawing parameters, version and its quality report per community",
     responses={404: {"description": "no such plan"}},
 )
@@ -33,17 +39,24 @@ def show(plan_id: int, sessions: Sessions, caller: Caller) -> JSONResponse:
     return JSONResponse(view, headers={"ETag": f'"{view["version"]}"'})
 
 
-@router.get("/{plan_id}/checks", summary="What stops a plan from being activated (an empty list: nothing)")
-def check(plan_id: int, sessions: Sessions, caller: Caller) -> JSONResponse:
+@router.get(
+    "/{plan_id}/checks",
+    dependencies=[allow("gis_staff", "dispatcher")],
+    summary="What stops a plan from being activated (an empty list: nothing)",
+    responses={404: {"description": "no such plan"}},
+)
+def check(plan_id: int, sessions: Sessions) -> JSONResponse:
     """Nesting, contiguity, overlap, coverage and unassigned unit grids, with the codes involved."""
-    caller.require("gis_staff", "dispatcher")
     return JSONResponse({"plan_id": plan_id, "breaks": plans.check_plan(sessions, plan_id)})
 
 
 @router.post(
     "/{plan_id}/activate",
+    dependencies=[allow("gis_staff")],
     summary="Activate a draft plan from a date (gis_staff): one transaction, one activation at a time",
     responses={
+        400: {"description": "the body cannot be read: not UTF-8 JSON"},
+        404: {"description": "no such plan"},
         409: {"description": "another activation is running, or the plan is not a draft"},
         422: {"description": "the plan breaks nesting, contiguity or coverage, or the date is too early"},
     },
@@ -61,6 +74,7 @@ def activate(
 
 @router.get(
     "/{plan_id}/compare",
+    dependencies=[allow("gis_staff", "dispatcher")],
     summary="A plan beside the active one (or another): grids added, removed, reshaped; who changes owner",
     responses={
         200: {

@@ -6,9 +6,10 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridsvc.api.deps import Caller, Sessions
+from gridsvc.api.roles import PUBLIC, RoleRoute, allow
 from gridsvc.services import reference
 
-router = APIRouter(prefix="/v1", tags=["reference data"])
+router = APIRouter(prefix="/v1", tags=["reference data"], route_class=RoleRoute)
 
 
 class DepartmentOut(BaseModel):
@@ -89,7 +90,9 @@ class EventClassOut(BaseModel):
     duplicate_radius_m: float
 
 
-@router.get("/departments", response_model=list[DepartmentOut], summary="List departments")
+@router.get(
+    "/departments", dependencies=[PUBLIC], response_model=list[DepartmentOut], summary="List departments"
+)
 def list_departments(sessions: Sessions) -> list[DepartmentOut]:
     """Every department that owns or maintains components or handles cases."""
     return [DepartmentOut.model_validate(d) for d in reference.list_departments(sessions)]
@@ -97,10 +100,16 @@ def list_departments(sessions: Sessions) -> list[DepartmentOut]:
 
 @router.post(
     "/departments",
+    dependencies=[allow("gis_staff")],
     response_model=DepartmentOut,
     status_code=status.HTTP_201_CREATED,
     summary="Add a department (gis_staff)",
-    responses={401: {"description": "no or unknown API key"}, 403: {"description": "role is not gis_staff"}},
+    responses={
+        400: {"description": "the body cannot be read: not UTF-8 JSON"},
+        401: {"description": "no or unknown API key"},
+        403: {"description": "role is not gis_staff"},
+        409: {"description": "a department with this code exists already"},
+    },
 )
 def create_department(body: DepartmentIn, sessions: Sessions, caller: Caller) -> DepartmentOut:
     """Add a department; recorded in the audit log."""
@@ -110,7 +119,12 @@ def create_department(body: DepartmentIn, sessions: Sessions, caller: Caller) ->
     return DepartmentOut.model_validate(department)
 
 
-@router.get("/component-classes", response_model=list[ComponentClassOut], summary="List component classes")
+@router.get(
+    "/component-classes",
+    dependencies=[PUBLIC],
+    response_model=list[ComponentClassOut],
+    summary="List component classes",
+)
 def list_component_classes(sessions: Sessions) -> list[ComponentClassOut]:
     """The component classes: CJ/T 214 codes and the city's extension classes."""
     return [ComponentClassOut.model_validate(c) for c in reference.list_component_classes(sessions)]
@@ -118,10 +132,16 @@ def list_component_classes(sessions: Sessions) -> list[ComponentClassOut]:
 
 @router.post(
     "/component-classes",
+    dependencies=[allow("gis_staff")],
     response_model=ComponentClassOut,
     status_code=status.HTTP_201_CREATED,
     summary="Add a city extension component class (gis_staff)",
-    responses={401: {"description": "no or unknown API key"}, 403: {"description": "role is not gis_staff"}},
+    responses={
+        400: {"description": "the body cannot be read: not UTF-8 JSON"},
+        401: {"description": "no or unknown API key"},
+        403: {"description": "role is not gis_staff"},
+        409: {"description": "a class with this code exists already"},
+    },
 )
 def create_component_class(body: ComponentClassIn, sessions: Sessions, caller: Caller) -> ComponentClassOut:
     """Add an extension class (a city's own class with no national code)."""
@@ -137,7 +157,9 @@ def create_component_class(body: ComponentClassIn, sessions: Sessions, caller: C
     return ComponentClassOut.model_validate(created)
 
 
-@router.get("/event-classes", response_model=list[EventClassOut], summary="List event classes")
+@router.get(
+    "/event-classes", dependencies=[PUBLIC], response_model=list[EventClassOut], summary="List event classes"
+)
 def list_event_classes(sessions: Sessions) -> list[EventClassOut]:
     """The event classes (exposed garbage, illegal parking, ...)."""
     return [EventClassOut.model_validate(c) for c in reference.list_event_classes(sessions)]

@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.api.deps import AppSettings, Sessions
+from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.services import stats
 
-router = APIRouter(prefix="/v1/stats", tags=["cases"])
+router = APIRouter(prefix="/v1/stats", tags=["cases"], route_class=RoleRoute)
 
 
 @router.get(
     "",
+    dependencies=[allow("dispatcher", "gis_staff")],
     summary="Evaluation figures (综合考评) of the cases registered in a month",
     description=(
         "Per `level` (grid, community, street, district or city): registered, dispatched, closed, closed on "
@@ -57,13 +59,11 @@ router = APIRouter(prefix="/v1/stats", tags=["cases"])
 def get_stats(
     sessions: Sessions,
     settings: AppSettings,
-    caller: Caller,
     month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-10"])],
     level: Annotated[Literal["grid", "community", "street", "district", "city"], Query()] = "district",
     format: Annotated[Literal["json", "csv", "html"], Query()] = "json",
 ) -> Response:
     """Dispatchers and GIS staff."""
-    caller.require("dispatcher", "gis_staff")
     rows = stats.monthly(sessions, settings, month, level)
     if format == "csv":
         return Response(

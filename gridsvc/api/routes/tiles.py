@@ -12,15 +12,17 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gridsvc.api.deps import AppSettings, Sessions, get_principal, get_sessions, get_settings_dep
-from gridsvc.services import access, tiles
-from gridsvc.services.access import Principal
+from gridsvc.api.deps import AppSettings, Caller, Sessions, get_sessions, get_settings_dep
+from gridsvc.api.roles import PUBLIC, RoleRoute, allow
+from gridsvc.services import tiles
 
-router = APIRouter(prefix="/v1/tiles", tags=["tiles"])
+router = APIRouter(prefix="/v1/tiles", tags=["tiles"], route_class=RoleRoute)
+# Tile loaders fetch plain URLs: these routes take the key from ?api_key= as well as from the headers.
+TILE_READERS = allow(*tiles.ROLES, key_in_query=True)
 
 # Tiles change whenever the data do: a browser keeps them but asks again each time (ETag -> 304).
 CACHE_CONTROL = "private, no-cache"
@@ -45,24 +47,6 @@ class RedactKeyInQuery(logging.Filter):
 _access_log = logging.getLogger("uvicorn.access")
 if not any(isinstance(f, RedactKeyInQuery) for f in _access_log.filters):
     _access_log.addFilter(RedactKeyInQuery())
-
-
-def caller_by_header_or_query(
-    sessions: Sessions,
-    x_api_key: Annotated[str | None, Header(description="API key, e.g. gs_1a2b3c4d_...")] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    api_key: Annotated[
-        str | None,
-        Query(description="The API key, for clients that cannot set headers (Leaflet tile layers)."),
-    ] = None,
-) -> Principal:
-    """The caller behind X-API-Key / Authorization: Bearer (as everywhere) or else ``?api_key=``."""
-    if x_api_key is not None or authorization is not None:
-        return get_principal(sessions, x_api_key, authorization)
-    return access.authenticate(sessions, api_key)
-
-
-TileCaller = Annotated[Principal, Depends(caller_by_header_or_query)]
 
 
 def key_query_items(request: Request) -> list[tuple[str, str]]:
@@ -130,7 +114,7 @@ def _query(
     )
 
 
-@router.get("", summary="The tile layers: names, minimum zooms, fields, filters")
+@router.get("", dependencies=[PUBLIC], summary="The tile layers: names, minimum zooms, fields, filters")
 def list_layers(request: Request) -> JSONResponse:
     """Every layer with the link of its TileJSON (the layer list itself needs no key)."""
     base = str(request.base_url).rstrip("/")
@@ -145,6 +129,7 @@ def list_layers(request: Request) -> JSONResponse:
 
 @router.get(
     "/{layer}.json",
+    dependencies=[TILE_READERS],
     summary="TileJSON 3.0 of a layer: the tile URL template, zooms, bounds and fields",
     responses={
         200: {"content": {"application/json": {"example": TILEJSON_EXAMPLE}}},
@@ -158,7 +143,7 @@ def layer_tilejson(
     request: Request,
     sessions: Sessions,
     settings: AppSettings,
-    caller: TileCaller,
+    caller: Caller,
     layer: Annotated[str, Path(description="Layer name", examples=["unit_grids"])],
     plan: PlanQuery = None,
     classes: ClassQuery = None,
@@ -177,6 +162,7 @@ def layer_tilejson(
 
 @router.get(
     "/{layer}/{z}/{x}/{y}.mvt",
+    dependencies=[TILE_READERS],
     summary="One vector tile (Mapbox Vector Tile, EPSG:3857 XYZ); the MVT layer is named like the layer",
     response_class=Response,
     responses={
@@ -194,6 +180,7 @@ def layer_tilejson(
 )
 async def get_tile(
     request: Request,
+    caller: Caller,
     layer: Annotated[str, Path(description="Layer name", examples=[LAYER_EXAMPLE])],
     z: Z,
     x: X,
@@ -202,12 +189,6 @@ async def get_tile(
     classes: ClassQuery = None,
     status: StatusQuery = None,
     overdue: OverdueQuery = False,
-    x_api_key: Annotated[str | None, Header(description="API key, e.g. gs_1a2b3c4d_...")] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    api_key: Annotated[
-        str | None,
-        Query(description="The API key, for clients that cannot set headers (Leaflet tile layers)."),
-    ] = None,
     if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
     accept_encoding: Annotated[str | None, Header(include_in_schema=False)] = None,
     cache_control: Annotated[str | None, Header(include_in_schema=False)] = None,
@@ -219,7 +200,6 @@ async def get_tile(
     query = _query(plan, classes, status, overdue)
 
     def answer_tile() -> tiles.TileAnswer:
-        caller = caller_by_header_or_query(sessions, x_api_key, authorization, api_key)
         return tiles.tile(
             sessions,
             settings,
@@ -234,8 +214,9 @@ async def get_tile(
             revalidate="no-cache" in (cache_control or "").lower(),
         )
 
-    # The map's hottest route: one trip to the thread pool for the key, the cache and (on a miss) the
-    # database, instead of one per synchronous dependency. A busy machine delays every trip.
+    # The map's hottest route: one trip to the thread pool for the cache and (on a miss) the database,
+    # instead of one per synchronous dependency (the key was checked on the event loop from the key cache
+    # before: gridsvc/api/roles.py). A busy machine delays every trip.
     answer = await run_in_threadpool(answer_tile)
     headers = {"ETag": answer.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
     if answer.status != 200:
