@@ -10,7 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -168,6 +175,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _db(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         if is_database_unavailable(exc):  # any driver error SQLAlchemy recognised as a lost connection
             return await _db_down(request, exc)
+        if isinstance(exc, IntegrityError):
+            # The services check first and explain; a database rule that still refuses a write (a race
+            # the service could not see, or a check it lacks) is a conflict with the stored data, not a
+            # crash. Only the rule's name goes out: the driver's message may quote stored values.
+            log.warning("database rule refused %s %s: %s", request.method, request.url.path, exc.orig)
+            rule = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "a database rule"
+            return problem(
+                request,
+                409,
+                "Conflict with a database rule",
+                f"the change would break {rule}; nothing was written",
+                kind="conflict",
+                errors=[{"field": "database", "message": f"refused by {rule}"}],
+            )
         log.exception("database error")
         return problem(
             request, 500, "Internal error", "the request failed inside the service", kind="internal"

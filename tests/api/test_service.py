@@ -141,3 +141,31 @@ def test_code_with_trailing_newline_is_422_not_500(client: TestClient, keys: dic
     # Domain validation and request validation name the same problem type.
     schema_error = client.post("/v1/departments", json={"code": 1}, headers={"X-API-Key": keys["gis_staff"]})
     assert response.json()["type"] == schema_error.json()["type"]
+
+
+def test_a_write_a_database_rule_refuses_is_409_naming_the_rule(
+    test_settings: Settings, database_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """A constraint the services did not foresee (a race, a missing check) answers 409, not 500."""
+    from gridsvc.api.app import create_app
+
+    app = create_app(test_settings, database_url, sessions=sessions)
+
+    def two_active_plans() -> None:  # what a racing writer would do; the partial unique index refuses it
+        with sessions.begin() as session:
+            for name in ("一", "二"):
+                session.execute(
+                    text(
+                        "INSERT INTO grid_plan (name, status, created_by, effective_from) "
+                        "VALUES (:name, 'active', 'test', now())"
+                    ),
+                    {"name": name},
+                )
+
+    app.add_api_route("/test/two-active-plans", two_active_plans, methods=["POST"])
+    with TestClient(app) as client:
+        response = client.post("/test/two-active-plans")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "uq_grid_plan_one_active" in response.json()["detail"]
+    assert "INSERT" not in response.text  # the driver's message stays in the log
