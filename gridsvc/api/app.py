@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc import __version__
+from gridsvc.api.limits import InFlightLimit
 from gridsvc.api.problems import install_problem_handlers
 from gridsvc.api.routes import (
     cases,
@@ -39,9 +40,14 @@ DESCRIPTION = """
 gridsvc serves a city's urban-management grids (单元网格, 责任网格), its census of urban
 components (部件) and the case loop (立案 → 派遣 → 处置 → 核查 → 结案).
 
-**Authentication**: read-only reference endpoints are open; every change needs an API key in the
-`X-API-Key` header (make one with `gridsvc keys create --role gis_staff --name 张三`). Roles:
-`gis_staff`, `dispatcher`, `field`, `reporter`.
+**Authentication**: every operation states who may call it (its **Roles** line and `x-roles`; public
+ones need no key). A key goes in the `X-API-Key` header (or `Authorization: Bearer`); tiles and `/ogc`
+also take `?api_key=`. Make one with `gridsvc keys create --role gis_staff --name 张三`. Roles:
+`gis_staff`, `dispatcher`, `field`, `reporter`. No key, or an unknown, revoked or expired one, is 401
+(Open311: 403); a role the operation does not list is 403.
+
+**Busy or database down**: 503 with `Retry-After` (seconds): wait, then send the request again.
+Open311 posts over the per-key or per-address limit get 429 with `Retry-After`.
 
 **Errors** are RFC 9457 `application/problem+json` with `errors` listing each field's problem —
 except under `/open311/v2/`, which answers GeoReport v2's own error list (`[{code, description}]`
@@ -92,7 +98,12 @@ def create_app(
             app.state.sessions = sessions
             yield
             return
-        engine = make_engine(database_url)
+        engine = make_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
         # Build the active plan's locator now, in the background: at city scale it takes seconds, which the
@@ -127,6 +138,8 @@ def create_app(
         ],
     )
     install_problem_handlers(app)
+    # More requests than two cores can finish are refused at once (503 + Retry-After), not queued.
+    app.add_middleware(InFlightLimit, limit=settings.max_requests_in_flight)
     app.include_router(health.router)
     app.include_router(reference.router)
     app.include_router(imports.router)
