@@ -283,11 +283,10 @@ def free_port() -> int:
 class Service:
     """``gridsvc serve`` in a child process, against the scratch database."""
 
-    def __init__(self, url: str, folder: Path) -> None:
+    def __init__(self, url: str, folder: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log = folder / "serve.log"
-        env = dict(os.environ)
-        env["GRIDSVC_DATABASE_URL"] = url
+        env = {**os.environ, **(env or {}), "GRIDSVC_DATABASE_URL": url}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gridsvc.cli", "serve", "--host", HOST, "--port", str(self.port)],

@@ -31,9 +31,12 @@ disagreement exits 1 before anything is timed.
 Then ``--rounds`` timed rounds over the list in which every tile is asked of each contender in turn
 (the first of them rotating from round to round), so that a busy moment of a shared machine falls on
 all alike: ours rendering every tile (``Cache-Control: no-cache`` makes gridsvc render afresh: PostGIS
-time, as tipg pays it), tipg, and ours answering from its tile cache (the case of a second dispatcher
-looking at the same streets). p50/p95 per zoom, the median of the rounds' p95s and its ratio to tipg's;
-peak RSS of both servers and of this process.
+time, as tipg pays it), tipg, and ours answering from its tile store (the tiles ``gridsvc tiles seed``
+rendered for the whole city before the run; the service runs with its in-process tile cache off,
+``GRIDSVC_TILE_CACHE_MB=0``, so every such answer is a look-up in PostgreSQL, as for a process that just
+started). p50/p95 per zoom, the median of the rounds' p95s and its ratio to tipg's; peak RSS of both
+servers and of this process. The seed itself (``--clear-store`` empties the store first, so it renders
+the whole city) is timed and reported.
 
 Runs in the scratch database of ``bench.locate`` (the demo city at the scale, loaded when missing);
 ``--database-url`` names an existing gridsvc database instead (it is only read, but for an API key that
@@ -81,7 +84,7 @@ LIMIT = 10_000  # features per tile, ours and tipg's default alike
 POINT_SEED = 20240612
 DEFAULT_TIPG_PYTHON = ROOT / ".gridsvc" / "tipg-venv" / "bin" / "python"
 OURS_COLD = "gridsvc, rendered (no-cache)"
-OURS_WARM = "gridsvc, from its tile cache"
+OURS_STORED = "gridsvc, from its tile store"
 TIPG = "tipg"
 
 
@@ -187,6 +190,50 @@ def tile_list(url: str, per_zoom: int, seed: int = POINT_SEED) -> list[TileAddre
 
 
 # --- the servers -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seed:
+    """What ``gridsvc tiles seed`` did before the run."""
+
+    seconds: float
+    rendered: int
+    stored: int
+    stored_mib: float
+
+    def describe(self) -> str:
+        """One phrase for the record."""
+        return (
+            f"{self.rendered:,} tiles rendered in {self.seconds:,.0f} s (the store then held {self.stored:,} "
+            f"tiles, {self.stored_mib:,.0f} MiB)"
+        )
+
+
+def seed_store(url: str, *, clear: bool) -> Seed:
+    """Run ``gridsvc tiles seed`` (after ``tiles clear`` when ``clear``) on the database, as an operator
+    does after an activation, and say what it did."""
+    env = {**os.environ, "GRIDSVC_DATABASE_URL": url}
+    command = [sys.executable, "-m", "gridsvc.cli", "tiles"]
+    engine = create_engine(url)
+    try:
+        if clear:
+            subprocess.run([*command, "clear", "--yes"], env=env, check=True, capture_output=True)
+        with engine.connect() as conn:
+            began = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        started = time.perf_counter()
+        subprocess.run([*command, "seed"], env=env, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        with engine.connect() as conn:
+            count, size, rendered = conn.execute(
+                text(
+                    "SELECT count(*), coalesce(sum(octet_length(content)), 0), "
+                    "count(*) FILTER (WHERE rendered_at >= :began) FROM tile_store"
+                ),
+                {"began": began},
+            ).one()
+    finally:
+        engine.dispose()
+    return Seed(seconds=seconds, rendered=int(rendered), stored=int(count), stored_mib=int(size) / 2**20)
 
 
 def free_port() -> int:
@@ -447,10 +494,10 @@ def _pooled(passes: Sequence[Pass], mask: npt.NDArray[np.bool_]) -> npt.NDArray[
 
 def goal_line(tiles: Sequence[TileAddress], runs: dict[str, list[Pass]]) -> str:
     """Whether ours' p95 (median of rounds) is at most half of tipg's at every zoom 12-16, rendered and
-    from the cache."""
+    from the tile store."""
     zooms = np.array([t.z for t in tiles])
     parts = []
-    for name in (OURS_COLD, OURS_WARM):
+    for name in (OURS_COLD, OURS_STORED):
         ratios = {}
         for z in ZOOMS:
             mask = zooms == z
@@ -480,6 +527,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--reload", action="store_true", help="load the demo city into the scratch database anew"
+    )
+    parser.add_argument(
+        "--clear-store", action="store_true", help="empty the tile store first, so the seed renders the city"
     )
     parser.add_argument("--record", action="store_true", help="append the results to docs/BENCHMARKS.md")
     parser.add_argument(
@@ -521,7 +571,8 @@ def main(argv: list[str]) -> int:
         print(f"tipg is not installed at {args.tipg_python}: timing gridsvc alone", file=sys.stderr)
     key = access.create_key(sessions, name="bench.tiles", role="dispatcher", actor=access.LOCAL_OPERATOR)
     folder = Path(tempfile.mkdtemp(prefix="gridsvc-bench-tiles-"))
-    service = Service(url, folder)
+    seed = seed_store(url, clear=args.clear_store)
+    service = Service(url, folder, env={"GRIDSVC_TILE_CACHE_MB": "0"})
     tipg = Tipg(args.tipg_python, url, folder) if use_tipg else None
     clients: list[TileClient] = []
     try:
@@ -531,21 +582,20 @@ def main(argv: list[str]) -> int:
         # scale); one locate waits for it, so the tiles are not timed against that build.
         settled_s = _settle(service.port, key.secret, tiles)
         cold = TileClient(service.port, kind="gridsvc", api_key=key.secret, cache=False)
-        warm = TileClient(service.port, kind="gridsvc", api_key=key.secret)
-        clients += [cold, warm]
+        stored = TileClient(service.port, kind="gridsvc", api_key=key.secret)
+        clients += [cold, stored]
         contenders = {OURS_COLD: cold}
         if tipg:
             contenders[TIPG] = TileClient(tipg.port, kind="tipg", plan=plan)
             clients.append(contenders[TIPG])
-        contenders[OURS_WARM] = warm
-        # Warm-up: one decoded pass of each (ours rendering first, which also fills the cache), then the
-        # agreement check, before anything is timed.
+        contenders[OURS_STORED] = stored
+        # Warm-up: one decoded pass of each, then the agreement check, before anything is timed.
         warmup = {name: run_pass(client, tiles, decode=True) for name, client in contenders.items()}
         expected = None if tipg else postgis_counts(url, tiles, plan)
         problems = disagreements(tiles, warmup[OURS_COLD], warmup.get(TIPG), expected)
         problems += [
-            f"tile {tiles[i]}: the cache gave {n} features, rendering {warmup[OURS_COLD].counts[i]}"
-            for i, n in enumerate(warmup[OURS_WARM].counts)
+            f"tile {tiles[i]}: the store gave {n} features, rendering {warmup[OURS_COLD].counts[i]}"
+            for i, n in enumerate(warmup[OURS_STORED].counts)
             if n != warmup[OURS_COLD].counts[i]
         ][:5]
         if problems:
@@ -581,11 +631,14 @@ def main(argv: list[str]) -> int:
         f"its minimum zoom; {features:,} features in all, {truncated} tile(s) at the {LIMIT:,}-feature "
         "limit. "
         f"Before timing, {check}. Then {args.rounds} rounds; in each, every tile is asked of each contender "
-        "in turn (ours rendering, tipg, ours from the cache; the order rotates each round), so a busy moment "
-        "of the machine falls on all of them alike. One keep-alive connection per contender, one request "
-        "at a time, uncompressed (no Accept-Encoding). "
+        "in turn (ours rendering, tipg, ours from the tile store; the order rotates each round), so a busy "
+        "moment of the machine falls on all of them alike. One keep-alive connection per contender, one "
+        "request at a time, uncompressed (no Accept-Encoding). "
         f'"{OURS_COLD}" sends `Cache-Control: no-cache`, so every tile is rendered by PostGIS; '
-        f'"{OURS_WARM}" asks the same tiles again and is answered from the in-process cache.\n\n'
+        f'"{OURS_STORED}" asks the same tiles without it and is answered from the tile store, which '
+        f"`gridsvc tiles seed` filled before the run: {seed.describe()}; the service ran with its "
+        "in-process tile cache off (`GRIDSVC_TILE_CACHE_MB=0`), so every such answer was a look-up in "
+        "PostgreSQL.\n\n"
         + zoom_table(tiles, timed, anchor_name)
         + "\n\np95 per layer (ms, all zooms):\n\n"
         + layer_table(tiles, timed)

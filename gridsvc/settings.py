@@ -85,6 +85,18 @@ class Settings(BaseSettings):
         le=60,
         description="How long a cached plan index is trusted before asking the database whether it changed.",
     )
+    tile_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        le=65536,
+        description="Memory for the service's own cache of rendered tiles, per process (0: none; the tile "
+        "store in the database still answers).",
+    )
+    tile_store: bool = Field(
+        default=True,
+        description="Keep rendered tiles in the database (table tile_store) and answer from it while the "
+        "data they show is unchanged; `gridsvc tiles seed` fills it for the whole city ahead of time.",
+    )
     escalation_interval_seconds: float = Field(
         default=60.0,
         ge=0,

@@ -40,7 +40,8 @@ def test_tile_bench_runs_and_agrees_with_postgis(demo_url: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "PostGIS count" in result.stdout and "p95 (ms)" in result.stdout
-    assert "from its tile cache" in result.stdout and "Peak RSS" in result.stdout
+    assert "from its tile store" in result.stdout and "Peak RSS" in result.stdout
+    assert "`gridsvc tiles seed` filled before the run" in result.stdout
 
 
 def _pass(counts: list[int], codes: list[set[str]], statuses: list[int] | None = None) -> Pass:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -680,6 +681,34 @@ class ApiKey(Base):
         CheckConstraint(_in("role", ROLES), name="role_known"),
         CheckConstraint("key_sha256 ~ '^[0-9a-f]{64}$'", name="hash_format"),
         CheckConstraint("expires_at IS NULL OR expires_at > created_at", name="expires_after_created"),
+    )
+
+
+class TileStore(Base):
+    """A rendered vector tile (MVT bytes) of one layer, with the data stamp it was drawn at.
+
+    UNLOGGED (migration 0010): derived data, rendered again after a crash empties it. Only the tiles every
+    user sees alike are kept (no class or status filter, the active plan); a row whose stamp is not the
+    layer's current one is stale and simply not used.
+    """
+
+    __tablename__ = "tile_store"
+    layer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    z: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    x: Mapped[int] = mapped_column(Integer, primary_key=True)
+    y: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stamp: Mapped[str] = mapped_column(Text)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    features: Mapped[int] = mapped_column(Integer)
+    truncated: Mapped[bool] = mapped_column(Boolean)
+    rendered_at: Mapped[dt.datetime] = _now()
+    __table_args__ = (
+        CheckConstraint("z BETWEEN 0 AND 22", name="zoom_range"),
+        CheckConstraint(
+            "x >= 0 AND y >= 0 AND x < (1::bigint << z) AND y < (1::bigint << z)", name="xy_in_zoom"
+        ),
+        CheckConstraint("features >= 0", name="features_counted"),
+        {"prefixes": ["UNLOGGED"]},
     )
 
 

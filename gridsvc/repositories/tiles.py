@@ -44,7 +44,7 @@ class LayerSql:
     columns: str
     source: str
     geom: str
-    where: str
+    where: str  # which rows the layer shows (the tile's own condition is added to it)
     order: str  # a stable pseudo-random order: which rows a truncated tile keeps
     simplify: bool
     feature_id: bool = True
@@ -76,7 +76,7 @@ LAYERS: dict[str, LayerSql] = {
             LEFT JOIN open_cases oc ON oc.id = r.id
         """,
         geom="r.geom",
-        where=f"r.plan_id = :plan AND {_meets_tile('r.geom')}",
+        where="r.plan_id = :plan",
         order="hashint8(r.id)",
         simplify=True,
     ),
@@ -84,7 +84,7 @@ LAYERS: dict[str, LayerSql] = {
         columns="u.id AS _fid, u.code, u.community_code, r.code AS responsibility_grid_code",
         source="unit_grid u LEFT JOIN responsibility_grid r ON r.id = u.responsibility_grid_id",
         geom="u.geom",
-        where=f"u.plan_id = :plan AND {_meets_tile('u.geom')}",
+        where="u.plan_id = :plan",
         order="hashint8(u.id)",
         simplify=True,
     ),
@@ -92,7 +92,7 @@ LAYERS: dict[str, LayerSql] = {
         columns="c.id AS _fid, c.code, c.class_code, k.name_zh AS class_name, c.name, c.status",
         source="component c JOIN component_class k ON k.code = c.class_code",
         geom="c.geom",
-        where=f"c.valid_to IS NULL AND c.in_use AND {_meets_tile('c.geom')}",
+        where="c.valid_to IS NULL AND c.in_use",
         order="hashint8(c.id)",
         simplify=True,  # lines and polygons may be components too; a point is left as it is
     ),
@@ -111,7 +111,7 @@ LAYERS: dict[str, LayerSql] = {
             LEFT JOIN event_class ec ON ec.code = k.event_class_code
         """,
         geom="k.geom",
-        where=f"k.status = ANY(:statuses) AND {_meets_tile('k.geom')}",
+        where="k.status = ANY(:statuses)",
         order="hashint8(k.id)",
         simplify=False,
     ),
@@ -119,7 +119,7 @@ LAYERS: dict[str, LayerSql] = {
         columns="s.id AS _fid, s.id, s.code, s.name, s.phone, s.community_code",
         source="station s",
         geom="s.geom",
-        where=_meets_tile("s.geom"),
+        where="true",
         order="hashint8(s.id)",
         simplify=False,
     ),
@@ -127,7 +127,7 @@ LAYERS: dict[str, LayerSql] = {
         columns="c.code, c.name",
         source="community c",
         geom="c.geom",
-        where=_meets_tile("c.geom"),
+        where="true",
         order="hashtext(c.code)",
         simplify=True,
         feature_id=False,
@@ -148,7 +148,7 @@ class RenderedTile:
 def _statement(layer: str, *, classes: bool, overdue_only: bool) -> TextClause:
     """The tile statement of a layer (made once per variant: building and parsing it is not free)."""
     sql = LAYERS[layer]
-    where = [sql.where]
+    where = [sql.where, _meets_tile(sql.geom)]
     if classes:
         if layer == "components":
             where.append("c.class_code = ANY(:classes)")
@@ -218,6 +218,142 @@ def render_tile(
         features=int(features),
         truncated=rows >= limit,
     )
+
+
+# --- the tile store (migration 0010): rendered tiles kept with the stamp they were drawn at -------------
+
+# Web mercator's half width in metres: tile x/y of a 3857 coordinate are (half + x) / size, (half - y) / size.
+_MERCATOR_HALF = 20037508.342789244
+
+
+def stored_tile(session: Session, layer: str, *, z: int, x: int, y: int, stamp: str) -> RenderedTile | None:
+    """The stored tile, when there is one drawn at ``stamp`` (a row of another stamp is stale: None)."""
+    row = session.execute(
+        text(
+            "SELECT content, features, truncated FROM tile_store "
+            "WHERE layer = :layer AND z = :z AND x = :x AND y = :y AND stamp = :stamp"
+        ),
+        {"layer": layer, "z": z, "x": x, "y": y, "stamp": stamp},
+    ).first()
+    if row is None:
+        return None
+    return RenderedTile(content=bytes(row.content), features=row.features, truncated=row.truncated)
+
+
+_STORED_TILE = (
+    "SELECT content, features, truncated FROM tile_store "
+    "WHERE layer = %s AND z = %s AND x = %s AND y = %s AND stamp = %s"
+)
+
+
+def stored_tile_autocommit(
+    dbapi_connection: Any, layer: str, *, z: int, x: int, y: int, stamp: str
+) -> RenderedTile | None:
+    """``stored_tile`` on a bare psycopg2 connection in autocommit: one round trip instead of three (no
+    BEGIN, no ROLLBACK), which is most of what answering from the store costs."""
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(_STORED_TILE, (layer, z, x, y, stamp))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return RenderedTile(content=bytes(row[0]), features=int(row[1]), truncated=bool(row[2]))
+
+
+def store_tiles(
+    session: Session, layer: str, stamp: str, tiles: Sequence[tuple[int, int, int, RenderedTile]]
+) -> None:
+    """Keep rendered tiles (z, x, y, tile) of ``layer`` drawn at ``stamp``, replacing what was there."""
+    if not tiles:
+        return
+    session.execute(
+        text(
+            """
+            INSERT INTO tile_store (layer, z, x, y, stamp, content, features, truncated)
+            VALUES (:layer, :z, :x, :y, :stamp, :content, :features, :truncated)
+            ON CONFLICT (layer, z, x, y) DO UPDATE SET
+                stamp = EXCLUDED.stamp, content = EXCLUDED.content, features = EXCLUDED.features,
+                truncated = EXCLUDED.truncated, rendered_at = now()
+            """
+        ),
+        [
+            {
+                "layer": layer,
+                "z": z,
+                "x": x,
+                "y": y,
+                "stamp": stamp,
+                "content": tile.content,
+                "features": tile.features,
+                "truncated": tile.truncated,
+            }
+            for z, x, y, tile in tiles
+        ],
+    )
+
+
+def forget_stale_tiles(session: Session, layer: str, stamp: str) -> int:
+    """Delete the stored tiles of ``layer`` drawn at any other stamp; how many."""
+    result = session.execute(
+        text("DELETE FROM tile_store WHERE layer = :layer AND stamp <> :stamp"),
+        {"layer": layer, "stamp": stamp},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def stored_addresses(session: Session, layer: str, *, z: int, stamp: str) -> set[tuple[int, int]]:
+    """(x, y) of the tiles of ``layer`` at zoom ``z`` already stored at ``stamp``."""
+    rows = session.execute(
+        text("SELECT x, y FROM tile_store WHERE layer = :layer AND z = :z AND stamp = :stamp"),
+        {"layer": layer, "z": z, "stamp": stamp},
+    ).all()
+    return {(int(x), int(y)) for x, y in rows}
+
+
+def tiles_with_data(session: Session, layer: str, *, z: int, params: dict[str, Any]) -> list[tuple[int, int]]:
+    """(x, y) of every tile at zoom ``z`` that the bounding box of one of the layer's rows meets.
+
+    A superset of the tiles with features (a box may meet a tile its shape misses); computed from the
+    boxes in one statement, so even the 50,000 tiles of a city at zoom 16 are listed in seconds.
+    """
+    sql = LAYERS[layer]
+    size = 2 * _MERCATOR_HALF / (1 << z)
+    rows = session.execute(
+        text(
+            f"""
+            {f"WITH {sql.prefix.strip().rstrip(',')}" if sql.prefix else ""}
+            SELECT DISTINCT tx, ty FROM (
+                SELECT ST_Transform(ST_Envelope({sql.geom}), 3857) AS box
+                FROM {sql.source} WHERE {sql.where}
+            ) b,
+            LATERAL generate_series(
+                greatest(floor((ST_XMin(box) + :half) / :size)::int, 0),
+                least(floor((ST_XMax(box) + :half) / :size)::int, :last)) tx,
+            LATERAL generate_series(
+                greatest(floor((:half - ST_YMax(box)) / :size)::int, 0),
+                least(floor((:half - ST_YMin(box)) / :size)::int, :last)) ty
+            ORDER BY tx, ty
+            """
+        ),
+        {"half": _MERCATOR_HALF, "size": size, "last": (1 << z) - 1, **params},
+    ).all()
+    return [(int(x), int(y)) for x, y in rows]
+
+
+def store_contents(session: Session) -> list[tuple[str, int, str, int, int]]:
+    """(layer, zoom, stamp, tiles, bytes) of the tile store."""
+    rows = session.execute(
+        text(
+            "SELECT layer, z, stamp, count(*), sum(octet_length(content)) FROM tile_store "
+            "GROUP BY layer, z, stamp ORDER BY layer, z"
+        )
+    ).all()
+    return [(str(r[0]), int(r[1]), str(r[2]), int(r[3]), int(r[4] or 0)) for r in rows]
+
+
+def clear_store(session: Session) -> int:
+    """Delete every stored tile; how many."""
+    result = session.execute(text("DELETE FROM tile_store"))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,19 @@ in EPSG:3857 web-mercator XYZ addressing. Around it:
 
 - **Layers** (``LAYERS``): the MVT layer inside each tile has the layer's name; each layer has a minimum
   zoom below which its tiles are empty (a city's 3.5 million components make no sense at zoom 10).
-- **An in-process LRU cache of tile bytes** (``CACHE_BYTES``), keyed by database, layer, z/x/y, the
+- **An in-process LRU cache of tile bytes** (``tile_cache_mb``), keyed by database, layer, z/x/y, the
   parameters and the *data stamp* of what the layer shows. Nothing is ever invalidated by hand: a plan
   activation or hand edit changes the plan's version, an import adds a survey batch, every case step
   appends a case event, and a key with the new stamp simply misses. The stamp is one small query, read
   at most every ``locate_recheck_seconds`` (2 s) per database, so a change is seen within that time.
 - **ETags** come from the same key, so a client's ``If-None-Match`` is answered with 304 before the cache
   or the database is touched.
+- **The tile store** (table ``tile_store``, ``tile_store`` setting): a tile every user sees alike (no
+  filter, the active plan) is also kept in the database with the stamp it was drawn at. A process whose
+  memory cache is cold (just started, another worker, another machine) answers from it with one look-up
+  by primary key; ``seed`` renders a whole city's tiles into it ahead of time, after an activation or an
+  import, so no dispatcher waits for PostGIS to draw a street. Cases are never stored (they change by the
+  minute).
 - Concurrent requests for the same missing tile render it once (the others wait for the first).
 - Empty tiles (below a layer's minimum zoom, or nothing there) are answered 204 No Content.
 """
@@ -21,13 +27,18 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.db.models import CASE_STATUSES, OPEN311_CLOSED_STATUSES
@@ -46,11 +57,12 @@ MAX_FEATURES = 10_000
 # Geometries are simplified by this many tile units (of 4096 per tile, i.e. 1/8 of a pixel on a 256-px
 # tile): invisible, and at zoom 12 it drops most of the 25 m densification vertices of grid edges.
 SIMPLIFY_UNITS = 2.0
-CACHE_BYTES = 256 * 1024 * 1024
 OPEN_STATUSES = tuple(s for s in CASE_STATUSES if s not in OPEN311_CLOSED_STATUSES)
 ROLES = ("gis_staff", "dispatcher", "field")
 # Plans other than the active one (drafts under review, retired ones) are shown to those who see plans.
 PLAN_ROLES = ("gis_staff", "dispatcher")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -323,15 +335,17 @@ def _cache_get(key: tuple[Any, ...]) -> CachedTile | None:
         return found
 
 
-def _cache_put(key: tuple[Any, ...], tile: CachedTile) -> None:
+def _cache_put(key: tuple[Any, ...], tile: CachedTile, limit: int) -> None:
     global _cache_bytes
+    if tile.size > limit:
+        return
     with _cache_lock:
         old = _cache.pop(key, None)
         if old is not None:
             _cache_bytes -= old.size
         _cache[key] = tile
         _cache_bytes += tile.size
-        while _cache_bytes > CACHE_BYTES and _cache:
+        while _cache_bytes > limit and _cache:
             _, evicted = _cache.popitem(last=False)
             _cache_bytes -= evicted.size
 
@@ -417,7 +431,8 @@ def tile(
     if layer.per_plan:
         stamp, plan = _resolve_plan(sessions, settings, stamp, query.plan, actor)
     now = dt.datetime.now(dt.UTC)
-    key = (_database_key(sessions), layer.name, z, x, y, query, _layer_stamp(layer, stamp, plan, now))
+    layer_stamp = _layer_stamp(layer, stamp, plan, now)
+    key = (_database_key(sessions), layer.name, z, x, y, query, layer_stamp)
     etag = _etag(key[1:])
     if _matches(if_none_match, etag):
         return TileAnswer(304, etag)
@@ -425,7 +440,10 @@ def tile(
         return TileAnswer(204, etag)
     cached = None if revalidate else _cache_get(key)
     if cached is None:
-        cached = _render_once(sessions, settings, layer, z, x, y, query, plan, key, revalidate=revalidate)
+        stored = _store_stamp(settings, layer, query, plan, stamp, layer_stamp)
+        cached = _render_once(
+            sessions, settings, layer, z, x, y, query, plan, key, stored=stored, revalidate=revalidate
+        )
     if not cached.content:
         return TileAnswer(204, etag)
     if accept_gzip and len(cached.content) > 1024:
@@ -445,9 +463,12 @@ def _render_once(
     plan: tuple[int, int] | None,
     key: tuple[Any, ...],
     *,
+    stored: str | None,
     revalidate: bool,
 ) -> CachedTile:
-    """Render a missing tile; a second request for the same tile meanwhile waits for this one."""
+    """A tile missing from the memory cache: from the tile store (``stored``: its stamp there, None for a
+    tile never stored), else rendered (and stored); a second request for the same tile meanwhile waits
+    for this one. ``revalidate`` renders anew whatever is kept."""
     while True:
         with _cache_lock:
             waiting = _inflight.get(key)
@@ -460,14 +481,91 @@ def _render_once(
         if found is not None and not revalidate:
             return found
     try:
-        rendered = _render(sessions, settings, layer, z, x, y, query, plan)
+        found_stored = None
+        if stored is not None and not revalidate:
+            found_stored = _look_up_stored(sessions, layer.name, z, x, y, stored)
+        rendered = found_stored or _render(sessions, settings, layer, z, x, y, query, plan)
+        if stored is not None and found_stored is None and not revalidate:
+            _keep(sessions, layer.name, stored, [(z, x, y, rendered)])
         tile = CachedTile(rendered.content, rendered.features, rendered.truncated)
-        _cache_put(key, tile)
+        _cache_put(key, tile, settings.tile_cache_mb * 1024 * 1024)
         return tile
     finally:
         with _cache_lock:
             del _inflight[key]
         mine.set()
+
+
+def _store_stamp(
+    settings: Settings,
+    layer: Layer,
+    query: TileQuery,
+    plan: tuple[int, int] | None,
+    stamp: DataStamp,
+    layer_stamp: tuple[Any, ...],
+) -> str | None:
+    """The stamp a tile is kept under in the tile store, or None when it is not kept there: a filtered
+    tile, another plan than the active one, a case tile (stale within a minute), or the store is off."""
+    if not settings.tile_store or "minute" in layer.depends_on:
+        return None
+    if query.classes or query.statuses or query.overdue:
+        return None
+    if layer.per_plan and (plan is None or plan != stamp.active_plan):
+        return None
+    return repr(layer_stamp)
+
+
+def _look_up_stored(
+    sessions: sessionmaker[Session], layer: str, z: int, x: int, y: int, stamp: str
+) -> repo.RenderedTile | None:
+    """The stored tile at ``stamp``, if any. On the service's engine it is read on a pooled connection in
+    autocommit (one statement needs no transaction around it: that saves two of three round trips);
+    bound to a connection (the tests' transaction), through a session on it."""
+    bind = sessions.kw.get("bind")
+    if isinstance(bind, Engine):
+        raw = bind.raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            driver.autocommit = True
+            found = repo.stored_tile_autocommit(driver, layer, z=z, x=x, y=y, stamp=stamp)
+            driver.autocommit = False
+            return found
+        except psycopg2.Error:
+            # The bare driver's error is not SQLAlchemy's: drop the connection and ask again through a
+            # session, whose error (the database went away: 503) the service knows how to answer.
+            raw.invalidate()
+        finally:
+            raw.close()  # back to the pool (or, invalidated, replaced)
+    with sessions() as session:
+        return repo.stored_tile(session, layer, z=z, x=x, y=y, stamp=stamp)
+
+
+def _keep(
+    sessions: sessionmaker[Session],
+    layer: str,
+    stamp: str,
+    tiles: list[tuple[int, int, int, repo.RenderedTile]],
+) -> None:
+    """Write rendered tiles to the store. A failure is logged, not raised: the user has the tile already,
+    and the store is only a cache (the next request renders again)."""
+    try:
+        with sessions.begin() as session:
+            repo.store_tiles(session, layer, stamp, tiles)
+    except SQLAlchemyError:
+        log.warning("could not keep %d tile(s) of %s in the tile store", len(tiles), layer, exc_info=True)
+
+
+def _params(layer: Layer, query: TileQuery, plan: tuple[int, int] | None) -> dict[str, Any]:
+    """The values a layer's statement needs besides the tile and the common ones."""
+    params: dict[str, Any] = {}
+    if layer.per_plan:
+        params["plan"] = plan[0] if plan else -1
+    if layer.name == "responsibility_grids":
+        params["open_statuses"] = list(OPEN_STATUSES)
+    if layer.name == "cases":
+        params["statuses"] = list(query.statuses or OPEN_STATUSES)
+        params["closed_statuses"] = list(OPEN311_CLOSED_STATUSES)
+    return params
 
 
 def _render(
@@ -480,14 +578,7 @@ def _render(
     query: TileQuery,
     plan: tuple[int, int] | None,
 ) -> repo.RenderedTile:
-    params: dict[str, Any] = {}
-    if layer.per_plan:
-        params["plan"] = plan[0] if plan else -1
-    if layer.name == "responsibility_grids":
-        params["open_statuses"] = list(OPEN_STATUSES)
-    if layer.name == "cases":
-        params["statuses"] = list(query.statuses or OPEN_STATUSES)
-        params["closed_statuses"] = list(OPEN311_CLOSED_STATUSES)
+    params = _params(layer, query, plan)
     # The tolerance in degrees of longitude of SIMPLIFY_UNITS tile units (a tile spans 360 / 2^z degrees).
     tolerance = SIMPLIFY_UNITS * 360.0 / (1 << z) / repo.EXTENT
     # Read-only; closing the session rolls back, which also ends the transaction-local settings.
@@ -505,6 +596,189 @@ def _render(
             class_codes=query.classes,
             overdue_only=query.overdue,
         )
+
+
+# --- seeding the tile store ------------------------------------------------------------------------------
+
+# Seeding goes up to the zoom a dispatcher reads streets at; closer tiles are rendered when first asked.
+SEED_MAX_ZOOM = 16
+# Tiles rendered by one worker before it writes them to the store in one statement.
+SEED_BATCH = 64
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """What seeding one layer did."""
+
+    layer: str
+    min_zoom: int
+    max_zoom: int
+    tiles: int  # tiles that a bounding box of the layer's rows meets
+    rendered: int  # of those, rendered now (the rest were stored at the current stamp already)
+    features: int
+    stored_bytes: int
+    stale_forgotten: int  # stored tiles of an older stamp deleted first
+    seconds: float
+
+
+def seedable_layers() -> list[str]:
+    """The layers kept in the tile store (all but those that change by the minute)."""
+    return [name for name, layer in LAYERS.items() if "minute" not in layer.depends_on]
+
+
+def seed(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    *,
+    actor: Principal,
+    layers: Sequence[str] = (),
+    min_zoom: int | None = None,
+    max_zoom: int = SEED_MAX_ZOOM,
+    workers: int = 2,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[SeedResult]:
+    """Render every tile with data of ``layers`` (default: all that are stored) from each layer's minimum
+    zoom (or ``min_zoom``) to ``max_zoom`` into the tile store, at the data's current stamp.
+
+    Tiles already stored at that stamp are skipped, so a seed that was stopped resumes where it stopped,
+    and after an import only the layers it changed are drawn again. ``workers`` render in parallel (each
+    with its own connection: the work is PostGIS's). ``progress(layer, done, total)`` is called as tiles
+    are written.
+    """
+    actor.require("gis_staff")
+    names = list(layers) or seedable_layers()
+    problems = [
+        FieldProblem(
+            "layer", f"{name!r} is not kept in the tile store; the layers are {', '.join(seedable_layers())}"
+        )
+        for name in names
+        if name not in seedable_layers()
+    ]
+    if not (0 <= max_zoom <= MAX_DATA_ZOOM):
+        problems.append(FieldProblem("max_zoom", f"{max_zoom} is outside 0-{MAX_DATA_ZOOM}"))
+    if min_zoom is not None and not (0 <= min_zoom <= max_zoom):
+        problems.append(FieldProblem("min_zoom", f"{min_zoom} is outside 0-{max_zoom}"))
+    if problems:
+        raise InvalidInputError("the tile store cannot be seeded like this", problems=problems)
+    if not settings.tile_store:
+        raise InvalidInputError(
+            "the tile store is off (GRIDSVC_TILE_STORE=false): nothing would use the seeded tiles",
+            problems=[FieldProblem("tile_store", "false")],
+        )
+    stamp = current_stamp(sessions, settings, fresh=True)
+    now = dt.datetime.now(dt.UTC)
+    results = []
+    for name in names:
+        layer = LAYERS[name]
+        plan = stamp.active_plan if layer.per_plan else None
+        if layer.per_plan and plan is None:
+            continue  # no active plan: its grid layers have no tiles to seed
+        stored = repr(_layer_stamp(layer, stamp, plan, now))
+        results.append(
+            _seed_layer(sessions, settings, layer, plan, stored, min_zoom, max_zoom, workers, progress)
+        )
+    return results
+
+
+def _seed_layer(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    layer: Layer,
+    plan: tuple[int, int] | None,
+    stored: str,
+    min_zoom: int | None,
+    max_zoom: int,
+    workers: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> SeedResult:
+    started = time.perf_counter()
+    params = _params(layer, TileQuery(), plan)
+    lowest = max(layer.minzoom, min_zoom if min_zoom is not None else layer.minzoom)
+    zooms = range(lowest, max_zoom + 1)
+    with sessions.begin() as session:
+        forgotten = repo.forget_stale_tiles(session, layer.name, stored)
+    todo: list[tuple[int, int, int]] = []
+    listed = 0
+    with sessions() as session:
+        for z in zooms:
+            addresses = repo.tiles_with_data(session, layer.name, z=z, params=params)
+            listed += len(addresses)
+            have = repo.stored_addresses(session, layer.name, z=z, stamp=stored)
+            todo += [(z, x, y) for x, y in addresses if (x, y) not in have]
+    batches = [todo[i : i + SEED_BATCH] for i in range(0, len(todo), SEED_BATCH)]
+    done = features = size = 0
+    lock = threading.Lock()
+
+    def render_batch(batch: list[tuple[int, int, int]]) -> None:
+        nonlocal done, features, size
+        rendered = [
+            (z, x, y, _render(sessions, settings, layer, z, x, y, TileQuery(), plan)) for z, x, y in batch
+        ]
+        with sessions.begin() as session:
+            repo.store_tiles(session, layer.name, stored, rendered)
+        with lock:
+            done += len(batch)
+            features += sum(tile.features for *_, tile in rendered)
+            size += sum(len(tile.content) for *_, tile in rendered)
+            if progress is not None:
+                progress(layer.name, done, len(todo))
+
+    if progress is not None:
+        progress(layer.name, 0, len(todo))
+    if workers <= 1:  # also for sessions bound to one connection (the tests'), which threads may not share
+        for batch in batches:
+            render_batch(batch)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for finished in [pool.submit(render_batch, batch) for batch in batches]:
+                finished.result()  # the first failure stops the seed and says why
+    return SeedResult(
+        layer=layer.name,
+        min_zoom=zooms.start,
+        max_zoom=max_zoom,
+        tiles=listed,
+        rendered=done,
+        features=features,
+        stored_bytes=size,
+        stale_forgotten=forgotten,
+        seconds=time.perf_counter() - started,
+    )
+
+
+@dataclass(frozen=True)
+class StoreRow:
+    """Stored tiles of one layer at one zoom; ``current`` of them drawn at the data's current stamp."""
+
+    layer: str
+    z: int
+    tiles: int
+    current: int
+    stored_bytes: int
+
+
+def store_status(sessions: sessionmaker[Session], settings: Settings) -> list[StoreRow]:
+    """What the tile store holds, per layer and zoom."""
+    stamp = current_stamp(sessions, settings, fresh=True)
+    now = dt.datetime.now(dt.UTC)
+    with sessions() as session:
+        contents = repo.store_contents(session)
+    rows: dict[tuple[str, int], StoreRow] = {}
+    for name, z, stored, n, size in contents:
+        layer = LAYERS.get(name)
+        plan = stamp.active_plan if layer is not None and layer.per_plan else None
+        current = layer is not None and stored == repr(_layer_stamp(layer, stamp, plan, now))
+        old = rows.get((name, z), StoreRow(name, z, 0, 0, 0))
+        rows[(name, z)] = StoreRow(
+            name, z, old.tiles + n, old.current + (n if current else 0), old.stored_bytes + size
+        )
+    return list(rows.values())
+
+
+def clear_store(sessions: sessionmaker[Session], *, actor: Principal) -> int:
+    """Empty the tile store; how many tiles were deleted."""
+    actor.require("gis_staff")
+    with sessions.begin() as session:
+        return repo.clear_store(session)
 
 
 # --- TileJSON -------------------------------------------------------------------------------------------
