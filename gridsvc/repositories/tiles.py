@@ -358,11 +358,16 @@ def clear_store(session: Session) -> int:
 
 @dataclass(frozen=True)
 class DataStamp:
-    """What tiles depend on, read in one query: the plans, the last import, the last case event."""
+    """What tiles depend on, read in one query: the plans, the last import of each layer, the last case
+    event."""
 
     plans: tuple[tuple[int, int, str], ...]  # (id, version, status) of every plan
-    last_batch: int
+    last_batches: tuple[tuple[str, int], ...]  # (layer, id of its last survey batch) per imported layer
     last_case_event: int
+
+    def last_batch_of(self, *layers: str) -> int:
+        """The id of the last survey batch that imported one of ``layers`` (0 when none did)."""
+        return max((i for layer, i in self.last_batches if layer in layers), default=0)
 
     @property
     def active_plan(self) -> tuple[int, int] | None:
@@ -375,16 +380,18 @@ class DataStamp:
 
 
 def data_stamp(session: Session) -> DataStamp:
-    """The stamp: a handful of rows and two index look-ups (max of a primary key)."""
+    """The stamp: a handful of rows (plans, survey batches) and an index look-up (max of a primary key)."""
     row = session.execute(
         text(
             """
             SELECT (SELECT coalesce(json_agg(json_build_array(id, version, status) ORDER BY id), '[]')
                     FROM grid_plan),
-                   (SELECT coalesce(max(id), 0) FROM survey_batch),
+                   (SELECT coalesce(json_agg(json_build_array(layer, last) ORDER BY layer), '[]')
+                    FROM (SELECT layer, max(id) AS last FROM survey_batch GROUP BY layer) b),
                    (SELECT coalesce(max(id), 0) FROM case_event)
             """
         )
     ).one()
     plans = tuple((int(i), int(v), str(s)) for i, v, s in row[0])
-    return DataStamp(plans=plans, last_batch=int(row[1]), last_case_event=int(row[2]))
+    batches = tuple((str(layer), int(last)) for layer, last in row[1])
+    return DataStamp(plans=plans, last_batches=batches, last_case_event=int(row[2]))

@@ -74,7 +74,7 @@ class Layer:
     description: str
     minzoom: int
     fields: dict[str, str]  # name -> TileJSON type (String, Number, Boolean)
-    depends_on: tuple[str, ...]  # stamp parts: plan, batch, cases, minute
+    depends_on: tuple[str, ...]  # stamp parts: plan, batch:<imported layer>, cases, minute
     per_plan: bool = False
     filters: tuple[str, ...] = ()  # query parameters besides plan: class, status, overdue
 
@@ -97,7 +97,7 @@ LAYERS: dict[str, Layer] = {
                 "workload": "Number",
                 "open_cases": "Number",
             },
-            ("plan", "batch", "cases"),
+            ("plan", "batch:boundaries", "batch:stations", "cases"),  # community and station names
             per_plan=True,
         ),
         Layer(
@@ -121,7 +121,7 @@ LAYERS: dict[str, Layer] = {
                 "name": "String",
                 "status": "String",
             },
-            ("batch",),
+            ("batch:components",),
             filters=("class",),
         ),
         Layer(
@@ -154,7 +154,7 @@ LAYERS: dict[str, Layer] = {
                 "phone": "String",
                 "community_code": "String",
             },
-            ("batch",),
+            ("batch:stations",),
         ),
         Layer(
             "communities",
@@ -162,7 +162,7 @@ LAYERS: dict[str, Layer] = {
             "Community boundaries.",
             8,
             {"code": "String", "name": "String"},
-            ("batch",),
+            ("batch:boundaries",),
         ),
     )
 }
@@ -294,8 +294,8 @@ def _layer_stamp(
     for part in layer.depends_on:
         if part == "plan":
             parts.append(plan)
-        elif part == "batch":
-            parts.append(stamp.last_batch)
+        elif part.startswith("batch:"):  # an import of that layer, or a demo load (which writes all)
+            parts.append(stamp.last_batch_of(part.removeprefix("batch:"), "demo"))
         elif part == "cases":
             parts.append(stamp.last_case_event)
         elif part == "minute":  # "overdue" turns true as time passes, without any event

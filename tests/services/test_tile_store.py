@@ -156,11 +156,13 @@ def test_after_an_activation_or_an_import_stored_tiles_are_not_used_and_a_seed_r
     assert "3701020118000777" in _codes(_answer(sessions, test_settings, "components", 16, LAMPS_16))
 
     redrawn = {r.layer: r for r in tiles.seed(sessions, test_settings, actor=LOCAL_OPERATOR, workers=1)}
-    # The plan changed (grid layers) and a batch arrived (components, stations, communities): all are
-    # redrawn, bar the tiles the requests above already drew at the new stamps.
+    # The plan changed (both grid layers) and components were imported: those are redrawn, bar the tiles
+    # the requests above already drew at the new stamps; stations and communities were not touched.
     assert 0 < redrawn["unit_grids"].rendered < redrawn["unit_grids"].tiles
     assert redrawn["unit_grids"].stale_forgotten > 0
+    assert redrawn["responsibility_grids"].rendered == redrawn["responsibility_grids"].tiles > 0
     assert 0 < redrawn["components"].rendered < redrawn["components"].tiles
+    assert redrawn["stations"].rendered == redrawn["communities"].rendered == 0
     again = tiles.seed(sessions, test_settings, actor=LOCAL_OPERATOR, workers=1)
     assert all(r.rendered == 0 for r in again)
     assert len({stamp for *_, stamp, _f in _stored(sessions, "unit_grids")}) == 1
