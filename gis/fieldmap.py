@@ -6,8 +6,9 @@ holds which standard field, as ``{standard_field: file_field}``. It comes from a
 GIS staff (:func:`load_mapping`), completed by the built-in aliases (:func:`resolve_mapping`).
 
 :func:`map_fields` then turns a chunk read by ``gis.io`` into the standard shape: ``source_row``, one text
-column per standard field, an ``attributes`` column holding every other field as a JSON-ready dict (nothing
-the surveyors recorded is dropped), and the geometry. Values are not judged here; ``gis.validate`` does that.
+column per standard field, an ``attributes`` column holding every other field as a JSON-ready dict, or as its
+JSON text when the rows go straight to the database (nothing the surveyors recorded is dropped), and the
+geometry. Values are not judged here; ``gis.validate`` does that.
 
 Besides components, the lighter layers (boundaries, stations, other departments' nets, roads) have their own
 small field lists and alias tables (:data:`LAYER_FIELDS`, :data:`LAYER_ALIASES`, :func:`map_layer_fields`).
@@ -20,13 +21,15 @@ import decimal
 import json
 import math
 import os
+import re
 from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import yaml
 
@@ -43,7 +46,9 @@ __all__ = [
     "STATUS_ALIASES",
     "STATUS_LABELS",
     "MappingError",
+    "add_json_members",
     "clean_text",
+    "json_objects",
     "load_mapping",
     "map_fields",
     "map_layer_fields",
@@ -503,6 +508,125 @@ def _json_values(values: pd.Series) -> pd.Series:
     return _object(values.map(_json_scalar).to_numpy(dtype=object), values.index)
 
 
+_TEXT: Final = np.dtypes.StringDType()
+# JSON needs these escaped inside strings; json.dumps writes the control characters, rare in survey text,
+# so the rows holding any are encoded one by one.
+_JSON_ESCAPES: Final = (("\\", "\\\\"), ('"', '\\"'))
+_CONTROL_RE: Final = re.compile("[\x00-\x1f]")
+
+
+def _json_strings(values: npt.NDArray[Any], missing: npt.NDArray[np.bool_]) -> npt.NDArray[Any]:
+    """JSON string literals of ``str`` values (``null`` where missing), vectorised."""
+    plain = np.where(missing, "", values)
+    text: Any = plain.astype(_TEXT)
+    for old, new in _JSON_ESCAPES:
+        if np.strings.find(text, old).max(initial=-1) >= 0:
+            text = np.strings.replace(text, old, new)
+    out: Any = np.strings.add(np.strings.add('"', text), '"')
+    starts = [m.start() for m in _CONTROL_RE.finditer("".join(plain.tolist()))]
+    if starts:
+        # Positions in the joined values -> their rows, by the cumulative lengths of the values as joined.
+        ends = np.cumsum(np.strings.str_len(plain.astype(_TEXT)))
+        for row in np.unique(np.searchsorted(ends, starts, side="right")):
+            out[row] = json.dumps(values[row], ensure_ascii=False)
+    out[missing] = "null"
+    return np.asarray(out)
+
+
+def _json_text(values: pd.Series) -> npt.NDArray[Any]:
+    """Each value as JSON text (``null`` where missing): what ``json.dumps`` writes of :func:`_json_values`,
+    vectorised for the usual column types."""
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        present = values.to_numpy(dtype=object, na_value=None)
+        missing = np.asarray(pd.isna(present), dtype=bool)
+        out = np.where(present == True, "true", "false").astype(_TEXT)  # noqa: E712 - elementwise, NA-safe
+    elif pd.api.types.is_integer_dtype(dtype):
+        missing = values.isna().to_numpy(dtype=bool)
+        out = values.to_numpy(dtype=np.int64, na_value=0).astype(_TEXT)
+    elif pd.api.types.is_float_dtype(dtype):
+        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        # Infinity is not JSON either (PostgreSQL's jsonb refuses it); numpy writes floats as repr does.
+        missing = ~np.isfinite(array)
+        out = np.where(missing, 0.0, array).astype(_TEXT)
+    else:
+        ready = _json_values(values).to_numpy(dtype=object)
+        missing = np.asarray(pd.isna(ready), dtype=bool)
+        kinds = {type(v) for v in ready[~missing]}
+        if kinds <= {str}:
+            return _json_strings(ready, missing)
+        # Mixed Python values (numbers, lists, dicts): rare, so one json.dumps per value.
+        return np.array(
+            ["null" if m else json.dumps(v, ensure_ascii=False) for v, m in zip(ready, missing, strict=True)],
+            dtype=_TEXT,
+        )
+    out[missing] = "null"
+    return out
+
+
+def _json_key(name: object) -> str:
+    return json.dumps(str(name), ensure_ascii=False)
+
+
+def json_objects(columns: Mapping[Hashable, pd.Series], length: int) -> npt.NDArray[Any]:
+    """One JSON object per row holding every column, ``null`` where a value is missing.
+
+    The same objects :func:`map_layer_fields` builds as dicts for ``attributes``, as text (vectorised:
+    no Python work per row unless a value needs an unusual encoding).
+
+    Parameters
+    ----------
+    columns : mapping of str to pandas.Series
+        Key -> values, all of the same length, in key order.
+    length : int
+        The number of rows (when there are no columns, every row is ``{}``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``StringDType`` JSON object texts.
+    """
+    out: Any = np.full(length, "{", dtype=_TEXT)
+    separator = ""
+    for name, values in columns.items():
+        member = _json_key(name) + ": "
+        out = np.strings.add(np.strings.add(out, separator + member), _json_text(values))
+        separator = ", "
+    return np.strings.add(out, "}")
+
+
+def add_json_members(objects: npt.ArrayLike, members: Mapping[str, pd.Series]) -> npt.NDArray[Any]:
+    """Add members to JSON object texts where their value is not missing, as ``dict.update`` would.
+
+    A key already in an object is written again after it: PostgreSQL's jsonb and ``json.loads`` both keep
+    the last value of a duplicated key, so the added value wins, exactly as with ``dict.update``.
+
+    Parameters
+    ----------
+    objects : array_like of str
+        JSON object texts, e.g. from :func:`json_objects` or ``map_fields(..., attributes="json")``.
+    members : mapping of str to pandas.Series
+        Key -> values (same length as ``objects``); a missing value (None, NaN) adds nothing.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``StringDType`` JSON object texts.
+    """
+    out: Any = np.asarray(objects, dtype=_TEXT)
+    for name, values in members.items():
+        present = ~values.isna().to_numpy(dtype=bool)
+        if not present.any():
+            continue
+        text = _json_text(values)[present]
+        body = np.strings.slice(out[present], 0, -1)  # without its closing brace
+        empty = np.strings.str_len(body) == 1  # "{" alone: no member yet
+        separator = np.where(empty, "", ", ").astype(_TEXT)
+        added = np.strings.add(np.strings.add(body, separator), _json_key(name) + ": ")
+        out[present] = np.strings.add(np.strings.add(added, text), "}")
+    return np.asarray(out)
+
+
 def _numeric_text(values: pd.Series) -> pd.Series:
     """Numbers as text: whole numbers without ``.0``, so a code read as a float keeps its digits."""
     array = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -570,7 +694,11 @@ def _class_text(values: pd.Series) -> pd.Series:
 
 
 def map_layer_fields(
-    frame: gpd.GeoDataFrame, layer: str, mapping: Mapping[str, str] | None = None
+    frame: gpd.GeoDataFrame,
+    layer: str,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    attributes: Literal["dict", "json"] = "dict",
 ) -> gpd.GeoDataFrame:
     """Rename a chunk's fields to a layer's standard fields and gather the rest in ``attributes``.
 
@@ -583,13 +711,16 @@ def map_layer_fields(
     mapping : mapping of str to str, optional
         ``{standard_field: file_field}``; completed with the layer's aliases by :func:`resolve_mapping`
         (so its output may be passed here too).
+    attributes : {"dict", "json"}, optional
+        ``"json"`` gives each row's ``attributes`` as the JSON text of that dict, built column by column
+        (for rows on their way to the database, where a dict per row would be made only to be dumped).
 
     Returns
     -------
     geopandas.GeoDataFrame
         Same index and CRS; columns ``source_row``, every standard field of the layer (stripped text,
         None when missing or empty), ``attributes`` (one dict per row of every other field, JSON-ready,
-        keys as in the file) and ``geometry``.
+        keys as in the file; or its JSON text) and ``geometry``.
 
     Raises
     ------
@@ -614,20 +745,30 @@ def map_layer_fields(
             data[field] = clean_text(frame[resolved[field]])
     mapped_columns = set(resolved.values())
     free = [c for c in frame.columns if c not in ("source_row", geometry_name) and c not in mapped_columns]
+    if attributes == "json":
+        texts = json_objects({str(c): frame[c] for c in free}, len(frame)).astype(object)
+        data["attributes"] = pd.Series(texts, index=index, dtype=object)
+        out = pd.DataFrame(data, index=index)
+        return gpd.GeoDataFrame(out, geometry=frame.geometry.to_numpy(), crs=frame.crs)
     if free:
         cleaned = pd.DataFrame({str(c): _json_values(frame[c]) for c in free}, index=index)
         records = cleaned.to_dict("records")
     else:
         records = [{} for _ in range(len(frame))]
     # Filled element by element: numpy would try to broadcast a list of dicts given to np.asarray.
-    attributes = np.empty(len(frame), dtype=object)
-    attributes[:] = records
-    data["attributes"] = pd.Series(attributes, index=index, dtype=object)
+    dicts = np.empty(len(frame), dtype=object)
+    dicts[:] = records
+    data["attributes"] = pd.Series(dicts, index=index, dtype=object)
     out = pd.DataFrame(data, index=index)
     return gpd.GeoDataFrame(out, geometry=frame.geometry.to_numpy(), crs=frame.crs)
 
 
-def map_fields(frame: gpd.GeoDataFrame, mapping: Mapping[str, str] | None = None) -> gpd.GeoDataFrame:
+def map_fields(
+    frame: gpd.GeoDataFrame,
+    mapping: Mapping[str, str] | None = None,
+    *,
+    attributes: Literal["dict", "json"] = "dict",
+) -> gpd.GeoDataFrame:
     """Map a component chunk to :data:`STANDARD_FIELDS` (see :func:`map_layer_fields`).
 
     Parameters
@@ -636,6 +777,8 @@ def map_fields(frame: gpd.GeoDataFrame, mapping: Mapping[str, str] | None = None
         A chunk from ``gis.io`` with ``source_row`` and the geometry.
     mapping : mapping of str to str, optional
         ``{standard_field: file_field}``, completed with :data:`BUILTIN_ALIASES`.
+    attributes : {"dict", "json"}, optional
+        Each row's free attributes as a dict, or as its JSON text (see :func:`map_layer_fields`).
 
     Returns
     -------
@@ -647,7 +790,7 @@ def map_fields(frame: gpd.GeoDataFrame, mapping: Mapping[str, str] | None = None
     MappingError
         If the mapping cannot be applied.
     """
-    return map_layer_fields(frame, "components", mapping)
+    return map_layer_fields(frame, "components", mapping, attributes=attributes)
 
 
 # ------------------------------------------------------------------------------------ normalisation

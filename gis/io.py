@@ -1399,6 +1399,9 @@ def _convert(
     lon, lat = _to_storage(source, crs, where)
     if checked and box is not None:
         _check_city(source, lon, lat, crs, info, where, box)
+    if crs == resolve_crs(STORAGE_CRS):
+        # Already in the storage CRS: the conversion above only checked the coordinates.
+        return geoms, checked
     out = coords.copy()
     out[finite, 0] = lon
     out[finite, 1] = lat

@@ -1,32 +1,62 @@
 """Imports: a staging table filled by COPY, then set-based SQL that versions, assigns grids and retires.
 
 Row-by-row upserts would take hours for a city's census; here every step is one statement over the
-whole staging table, inside the caller's transaction.
+whole staging table, inside the caller's transaction. Components arrive chunk by chunk as COPY text
+(encoded by the service, see :data:`CHUNK_COLUMNS`); each chunk finds its grids in SQL on its way
+into the stage, so that lookup runs while the service reads the next chunk.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import geopandas as gpd
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
+import psycopg2.extensions
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gridsvc.db.models import SurveyBatch
+from gridsvc.db.models import STORAGE_SRID, SurveyBatch
 from gridsvc.repositories import bulk
 
 STAGE = "import_stage"
+# One chunk of rows as COPY sends it, on its way into the stage.
+CHUNK = "import_chunk"
+CHUNK_COLUMNS = (
+    "code",
+    "class_code",
+    "name",
+    "status",
+    "owner",
+    "owner_department_code",
+    "maintainer_department_code",
+    "attributes",
+    "geom",
+)
+_COPY_SQL = "COPY {table} ({columns}) FROM STDIN"
+# psycopg2 sends a COPY in blocks of this many bytes (its default, 8 KiB, costs a call per block).
+_COPY_BLOCK = 1 << 20
+_TEXT = np.dtypes.StringDType()
+# COPY's text format: backslash first, so the escapes added after it are not doubled.
+_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_NULL = "\\N"
+_HEX = np.array([f"{i:02X}".encode() for i in range(256)], dtype="S2")
 
-# The active plan's unit grid containing a feature's representative point; ORDER BY makes a point on a
-# shared edge land in one grid deterministically (the smallest code).
+# The plan's unit grid containing a feature's representative point; ORDER BY makes a point on a shared
+# edge land in one grid deterministically (the smallest code). Plan activation (repositories/plans.py
+# _REGRID) uses the same rule.
 _GRID_OF = """
 LEFT JOIN LATERAL (
     SELECT u.id AS unit_grid_id, u.responsibility_grid_id
-    FROM unit_grid u JOIN grid_plan p ON p.id = u.plan_id AND p.status = 'active'
-    WHERE ST_Intersects(u.geom, ST_PointOnSurface({geom}))
+    FROM unit_grid u
+    WHERE u.plan_id = :plan AND ST_Intersects(u.geom, ST_PointOnSurface({geom}))
     ORDER BY u.code
     LIMIT 1
 ) g ON true
@@ -46,64 +76,161 @@ def counties(session: Session) -> gpd.GeoDataFrame:
     )
 
 
+def lock_active_plan(session: Session) -> tuple[int, int] | None:
+    """The active plan's (id, version), share-locked until the transaction ends; None without one.
+
+    Why the lock: an import gives its components the grids of the plan active when they are staged,
+    and an activation re-grids only the components it can see, i.e. committed ones. Without the lock an
+    activation committing while an import runs would leave the import's components on the retired
+    plan's grids. Activation takes the active plan ``FOR UPDATE`` before it re-grids
+    (services/plans.activate_plan), so it waits here until the import has committed and then re-grids
+    its components too; an import that starts during an activation waits for it and uses the new plan.
+    ``FOR SHARE`` does not conflict with itself, so imports still run side by side. Some lock is needed
+    even when grids are found in the last statement (the race is then shorter, not gone); taking it only
+    at the end would let an activation wait less, but would need a second grid pass whenever one slipped
+    in between. Tested in tests/services/test_import_plan_lock.py.
+    """
+    # An activation that committed while we waited leaves the row we found retired (and this statement's
+    # snapshot does not see its new plan as active yet): ask once more.
+    for _ in range(2):
+        row = session.execute(
+            text("SELECT id, version FROM grid_plan WHERE status = 'active' FOR SHARE")
+        ).one_or_none()
+        if row is not None:
+            return int(row[0]), int(row[1])
+    return None
+
+
+def clock(session: Session) -> dt.datetime:
+    """The database's wall clock (not the transaction start, so two imports in one transaction order)."""
+    return cast(dt.datetime, session.execute(text("SELECT clock_timestamp()")).scalar_one())
+
+
+def department_codes(session: Session, names: Sequence[str]) -> dict[str, str | None]:
+    """Which department each text names (by code, Chinese or English name, ignoring case), else None.
+
+    The comparison is PostgreSQL's ``lower()``, so a name matches here exactly when it matches in SQL.
+    """
+    found: dict[str, str | None] = dict.fromkeys(names, None)
+    if names:
+        rows = session.execute(
+            text(
+                """
+                SELECT t.name, min(d.code) FROM unnest(CAST(:names AS text[])) AS t(name)
+                JOIN department d ON lower(t.name) IN (lower(d.code), lower(d.name_zh), lower(d.name_en))
+                GROUP BY t.name
+                """
+            ),
+            {"names": list(names)},
+        ).all()
+        found.update({str(name): str(code) for name, code in rows})
+    return found
+
+
 def create_component_stage(session: Session) -> None:
-    """A temporary staging table for this transaction."""
+    """Temporary tables for this transaction: the stage, and one chunk on its way into it."""
     # Dropped at commit; dropped here too, for a second import inside one outer transaction (savepoints).
-    session.execute(text(f"DROP TABLE IF EXISTS {STAGE}, import_diff, import_missing"))
+    session.execute(text(f"DROP TABLE IF EXISTS {STAGE}, {CHUNK}, import_diff, import_missing"))
     session.execute(
         text(
             f"""
-            CREATE TEMP TABLE {STAGE} (
-                source_row integer NOT NULL,
+            CREATE TEMP TABLE {CHUNK} (
                 code text NOT NULL,
                 class_code text NOT NULL,
                 name text,
                 status text NOT NULL,
                 owner text,
-                supervisor text,
-                maintainer text,
-                attributes jsonb NOT NULL,
-                geom geometry(Geometry, 4490) NOT NULL,
                 owner_department_code text,
-                maintainer_department_code text
+                maintainer_department_code text,
+                attributes jsonb NOT NULL,
+                geom geometry(Geometry, {STORAGE_SRID}) NOT NULL
             ) ON COMMIT DROP
+            """
+        )
+    )
+    session.execute(
+        text(
+            f"""
+            CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS
+            SELECT *, NULL::integer AS unit_grid_id, NULL::integer AS responsibility_grid_id
+            FROM {CHUNK} WITH NO DATA
             """
         )
     )
 
 
-def stage_components(session: Session, frame: pd.DataFrame) -> int:
-    """COPY accepted rows (columns as in the staging table, geom as hex EWKB) into the stage."""
-    return bulk.copy_frame(session, STAGE, frame)
+# --- encoding rows for COPY --------------------------------------------------------------------------
 
 
-def resolve_departments(session: Session) -> None:
-    """Map supervisor/maintainer text (code, Chinese or English name) to department codes.
+def copy_text(values: Any) -> npt.NDArray[Any]:
+    """Text values (None or NaN for NULL) as COPY text-format fields: escaped, ``\\N`` for NULL."""
+    array = np.asarray(values, dtype=object)
+    missing = pd.isna(array)
+    plain = np.where(missing, "", array)
+    out = plain.astype(_TEXT)
+    # One scan of the whole column finds whether anything needs escaping at all (it rarely does).
+    found = set(_COPY_SPECIAL.findall("".join(plain.tolist())))
+    for old, new in _COPY_ESCAPES:
+        if old in found:
+            out = np.strings.replace(out, old, new)
+    out[missing] = _NULL
+    return out
 
-    Text that names no department is kept in the free attributes, never dropped.
+
+def point_ewkb_hex(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+    """Hex EWKB of 2D points with the storage SRID, byte for byte what ``bulk.ewkb_hex`` makes of them."""
+    record = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4"), ("x", "<f8"), ("y", "<f8")])
+    packed = np.empty(len(x), dtype=record)
+    packed["order"] = 1  # little endian
+    packed["type"] = 0x20000001  # Point, with the EWKB "has SRID" flag
+    packed["srid"] = STORAGE_SRID
+    packed["x"] = x
+    packed["y"] = y
+    raw = packed.view(np.uint8).reshape(len(x), record.itemsize)
+    return _HEX[raw].view(f"S{2 * record.itemsize}").ravel().astype(_TEXT)
+
+
+def copy_lines(fields: Sequence[npt.NDArray[Any] | str]) -> npt.NDArray[Any]:
+    """One COPY text line per row (no newline) from fields already made by :func:`copy_text` etc.
+
+    A plain ``str`` is the same value on every row.
     """
-    for text_column, code_column, key in (
-        ("supervisor", "owner_department_code", "supervisor"),
-        ("maintainer", "maintainer_department_code", "maintainer"),
-    ):
+    line: Any = fields[0]
+    for field in fields[1:]:
+        line = np.strings.add(np.strings.add(line, "\t"), field)
+    return np.asarray(line, dtype=_TEXT)
+
+
+def stage_components(session: Session, lines: npt.NDArray[Any], *, plan_id: int | None) -> int:
+    """Add encoded rows (:data:`CHUNK_COLUMNS`, from :func:`copy_lines`) to the stage, each with the unit
+    and responsibility grid of plan ``plan_id`` at its representative point (none without a plan).
+
+    Returns how many rows were staged.
+    """
+    if len(lines) == 0:
+        return 0
+    data = io.BytesIO(("\n".join(lines.tolist()) + "\n").encode("utf-8"))
+    statement = _COPY_SQL.format(table=CHUNK, columns=", ".join(CHUNK_COLUMNS))
+    # COPY is psycopg2's own API, not DB-API: reach the driver connection under the session's transaction.
+    raw = cast(psycopg2.extensions.connection, session.connection().connection.dbapi_connection)
+    with raw.cursor() as cursor:
+        cursor.copy_expert(statement, data, size=_COPY_BLOCK)
+    columns = ", ".join(f"c.{name}" for name in CHUNK_COLUMNS)
+    if plan_id is None:
+        session.execute(text(f"INSERT INTO {STAGE} SELECT {columns}, NULL, NULL FROM {CHUNK} c"))
+    else:
         session.execute(
             text(
                 f"""
-                UPDATE {STAGE} s SET {code_column} = d.code
-                FROM department d
-                WHERE s.{text_column} IS NOT NULL
-                  AND lower(s.{text_column}) IN (lower(d.code), lower(d.name_zh), lower(d.name_en))
+                INSERT INTO {STAGE}
+                SELECT {columns}, g.unit_grid_id, g.responsibility_grid_id FROM {CHUNK} c
+                {_GRID_OF.format(geom="c.geom")}
                 """
-            )
+            ),
+            {"plan": plan_id},
         )
-        session.execute(
-            text(
-                f"""
-                UPDATE {STAGE} SET attributes = attributes || jsonb_build_object('{key}', {text_column})
-                WHERE {text_column} IS NOT NULL AND {code_column} IS NULL
-                """
-            )
-        )
+    session.execute(text(f"TRUNCATE {CHUNK}"))
+    return len(lines)
 
 
 def classify_components(session: Session) -> dict[str, int]:
@@ -139,9 +266,10 @@ def classify_components(session: Session) -> dict[str, int]:
 
 
 def apply_components(session: Session, *, batch_id: int, now: dt.datetime) -> int:
-    """Close changed components (valid_to) and insert new and changed versions with their grids.
+    """Close changed components (valid_to) and insert new and changed versions with the grids they were
+    staged with.
 
-    Returns how many inserted rows found a unit grid of the active plan.
+    Returns how many inserted rows have a unit grid.
     """
     session.execute(
         text(
@@ -152,16 +280,15 @@ def apply_components(session: Session, *, batch_id: int, now: dt.datetime) -> in
     )
     result = session.execute(
         text(
-            f"""
+            """
             WITH inserted AS (
                 INSERT INTO component (code, class_code, name, status, owner, owner_department_code,
                                        maintainer_department_code, attributes, survey_batch_id, unit_grid_id,
                                        responsibility_grid_id, valid_from, geom)
                 SELECT d.code, d.class_code, d.name, d.status, d.owner, d.owner_department_code,
-                       d.maintainer_department_code, d.attributes, :batch, g.unit_grid_id,
-                       g.responsibility_grid_id, :now, d.geom
+                       d.maintainer_department_code, d.attributes, :batch, d.unit_grid_id,
+                       d.responsibility_grid_id, :now, d.geom
                 FROM import_diff d
-                {_GRID_OF.format(geom="d.geom")}
                 WHERE d.change IN ('new', 'changed')
                 RETURNING unit_grid_id
             )

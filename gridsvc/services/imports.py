@@ -2,24 +2,31 @@
 
 One import is one transaction: a crash, a cancel (Ctrl+C) or a refused file leaves the database exactly
 as it was. A dry run does all the work, including the new/changed/unchanged comparison, then rolls back.
+
+Components are read, mapped, validated and encoded for COPY chunk by chunk on the calling thread while a
+database thread stages the previous chunk (COPY, then its grids found in SQL): both sides work at once,
+and only the versioning and the insert into ``component`` wait for the whole file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import geopandas as gpd
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import shapely
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import fieldmap, io, validate
@@ -40,8 +47,12 @@ AREA_CODE = re.compile(r"\d{6}|\d{9}|\d{12}")
 # Standard fields that have no column of their own: kept in the free attributes under these keys.
 EXTRA_STANDARD_FIELDS = ("initial_date", "change_date", "data_source", "remarks", "photo")
 STORED_PROBLEMS_LIMIT = 100_000
+# Chunks handed to the database thread and not yet staged: one being written while the next waits; more
+# would only hold more memory, since PostgreSQL is the slower side.
+_IN_FLIGHT = 2
 
 RowsFn = Callable[[int, int], None]  # (rows just read, rows in the file)
+T = TypeVar("T")
 
 
 @dataclass
@@ -255,27 +266,86 @@ def _problem_rows(problems: list[validate.Problem], rows: gpd.GeoDataFrame, batc
     )
 
 
-def _stage_frame(accepted: gpd.GeoDataFrame) -> pd.DataFrame:
-    """The accepted rows as the staging table's columns."""
-    attributes = []
-    extras = accepted[[c for c in EXTRA_STANDARD_FIELDS if c in accepted.columns]]
-    for base, extra in zip(accepted["attributes"].tolist(), extras.to_dict("records"), strict=True):
-        merged = dict(base or {})
-        merged.update({k: v for k, v in extra.items() if v is not None and v == v})
-        attributes.append(merged)
-    return pd.DataFrame(
-        {
-            "source_row": accepted["source_row"].astype(np.int64).to_numpy(),
-            "code": accepted["code"].to_numpy(),
-            "class_code": accepted["class_code"].to_numpy(),
-            "name": accepted["name"].to_numpy(),
-            "status": accepted["status"].to_numpy(),
-            "owner": accepted["owner"].to_numpy(),
-            "supervisor": accepted["supervisor"].to_numpy(),
-            "maintainer": accepted["maintainer"].to_numpy(),
-            "attributes": bulk.json_column(attributes),
-            "geom": bulk.ewkb_hex(accepted.geometry.to_numpy()),
-        }
+# --- components: encoded for COPY here, staged by a database thread ------------------------------------
+
+
+class _Writer:
+    """One thread that does the import's database work while rows are read, so one chunk is staged while the
+    next is read, mapped and validated (PostgreSQL works in its own process; psycopg2 releases the GIL while
+    it waits). Calls run in the order made, on the session's connection, in its transaction; the calling
+    thread leaves the session alone until :meth:`close`."""
+
+    def __init__(self, session: Session, plan_id: int | None) -> None:
+        self._session = session
+        self._plan_id = plan_id
+        # Taken here, on the caller's thread: close() may need it while the thread uses the session.
+        self._raw = session.connection().connection.dbapi_connection
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridsvc-import")
+        self._pending: deque[Future[int]] = deque()
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(session, *args)`` after the work handed over so far, and return its result."""
+        return self._pool.submit(function, self._session, *args).result()
+
+    def stage(self, lines: npt.NDArray[Any]) -> None:
+        """Hand over one encoded chunk; waits only while :data:`_IN_FLIGHT` chunks are still being staged."""
+        while len(self._pending) >= _IN_FLIGHT:
+            self._pending.popleft().result()
+        self._pending.append(
+            self._pool.submit(repo.stage_components, self._session, lines, plan_id=self._plan_id)
+        )
+
+    def finish(self) -> None:
+        """Wait for every chunk to be staged (raising its error, if one failed)."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self, *, failed: bool) -> None:
+        """Stop the thread; after a failure, cancel the statement it runs so the rollback need not wait."""
+        if failed and any(not f.done() for f in self._pending):
+            cast(Any, self._raw).cancel()  # libpq's cancel request is safe from any thread
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _department_names(accepted: gpd.GeoDataFrame) -> set[str]:
+    names: set[str] = set()
+    for column in ("supervisor", "maintainer"):
+        values = accepted[column].to_numpy(dtype=object)
+        names.update(str(v) for v in pd.unique(values[~pd.isna(values)]))
+    return names
+
+
+def _encode_components(accepted: gpd.GeoDataFrame, departments: dict[str, str | None]) -> npt.NDArray[Any]:
+    """Accepted rows (attributes as JSON text) as COPY lines of ``repo.CHUNK_COLUMNS``."""
+    geoms = np.asarray(accepted.geometry.to_numpy(), dtype=object)
+    points = (shapely.get_type_id(geoms) == shapely.GeometryType.POINT) & ~shapely.has_z(geoms)
+    geom = np.empty(len(accepted), dtype=np.dtypes.StringDType())
+    # Points, nearly every row of a census, are packed by numpy; the rest by GEOS.
+    geom[points] = repo.point_ewkb_hex(shapely.get_x(geoms[points]), shapely.get_y(geoms[points]))
+    if not points.all():
+        geom[~points] = bulk.ewkb_hex(geoms[~points]).astype(np.dtypes.StringDType())
+    # Supervisor and maintainer text naming a department becomes its code; other text stays in the free
+    # attributes, after the standard fields that have no column of their own.
+    codes: dict[str, npt.NDArray[Any]] = {}
+    members = {c: accepted[c] for c in EXTRA_STANDARD_FIELDS if c in accepted.columns}
+    for column in ("supervisor", "maintainer"):
+        text_values = accepted[column]
+        named = text_values.map(departments).to_numpy(dtype=object, na_value=None)
+        codes[column] = named
+        members[column] = text_values.where(pd.isna(named))
+    attributes = fieldmap.add_json_members(accepted["attributes"].to_numpy(dtype=object), members)
+    return repo.copy_lines(
+        [
+            repo.copy_text(accepted["code"].to_numpy(dtype=object)),
+            repo.copy_text(accepted["class_code"].to_numpy(dtype=object)),
+            repo.copy_text(accepted["name"].to_numpy(dtype=object)),
+            repo.copy_text(accepted["status"].to_numpy(dtype=object)),
+            repo.copy_text(accepted["owner"].to_numpy(dtype=object)),
+            repo.copy_text(codes["supervisor"]),
+            repo.copy_text(codes["maintainer"]),
+            repo.copy_text(attributes),
+            geom,
+        ]
     )
 
 
@@ -308,29 +378,19 @@ def import_components(
                     "no district boundaries are loaded, so component codes cannot be checked against their "
                     "county: import the boundaries first (gridsvc import boundaries FILE --level district)"
                 )
+            # A dry run assigns no grids, so it needs no plan (and keeps no activation waiting).
+            plan = None if request.dry_run else repo.lock_active_plan(session)
             repo.create_component_stage(session)
-            seen: set[str] = set()
-            for chunk in _chunks(info, request, settings):
-                mapped = fieldmap.map_fields(chunk, mapping)
-                mapped, oversized, too_many_vertices = _without_oversized(
-                    mapped, settings.max_geometry_vertices
-                )
-                result = validate.validate_components(mapped, rules, seen_codes=seen)
-                problems = [*result.problems, *too_many_vertices]
-                _collect(report, problems, _with_refused(mapped, oversized), problem_rows, len(chunk))
-                if len(result.accepted):
-                    repo.stage_components(session, _stage_frame(result.accepted))
-                report.accepted += len(result.accepted)
-                if progress:
-                    progress(len(chunk), info.feature_count)
+            run = _Run(request, settings, info, mapping, report, problem_rows, progress)
+            _stage_components(run, session, rules, plan[0] if plan else None)
             _settle(report, request)
-            repo.resolve_departments(session)
             diff = repo.classify_components(session)
             report.new, report.changed, report.unchanged = diff["new"], diff["changed"], diff["unchanged"]
             if request.dry_run:
                 raise _DryRunDoneError
-            # The wall clock, not the transaction start, so two imports in one transaction still order.
-            now = session.execute(select(func.clock_timestamp())).scalar_one()
+            # The wall clock after the whole file is staged, not the transaction start: two imports in one
+            # transaction still order, and a version another import committed meanwhile ends after it began.
+            now = repo.clock(session)
             batch = _new_batch(session, report, request, info, actor)
             report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now)
             if request.retire_missing:
@@ -341,6 +401,53 @@ def import_components(
     except _DryRunDoneError:
         report.batch_id = None
     return _done(report, request, problem_rows, started)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What one import reads and reports to, handed to its steps together."""
+
+    request: ImportRequest
+    settings: Settings
+    info: io.LayerInfo
+    mapping: dict[str, str]
+    report: ImportReport
+    problem_rows: list[gpd.GeoDataFrame]
+    progress: RowsFn | None
+
+
+def _stage_components(
+    run: _Run, session: Session, rules: validate.ComponentRules, plan_id: int | None
+) -> None:
+    """Read, map, validate and encode the file chunk by chunk; stage each chunk (with the unit and
+    responsibility grids of plan ``plan_id``) on the database thread while the next is prepared."""
+    writer = _Writer(session, plan_id)
+    failed = True
+    departments: dict[str, str | None] = {}
+    try:
+        seen: set[str] = set()
+        for chunk in _chunks(run.info, run.request, run.settings):
+            # Attributes as JSON text, built column by column: the rows are on their way to COPY.
+            mapped = fieldmap.map_fields(chunk, run.mapping, attributes="json")
+            mapped, oversized, too_many_vertices = _without_oversized(
+                mapped, run.settings.max_geometry_vertices
+            )
+            result = validate.validate_components(mapped, rules, seen_codes=seen)
+            problems = [*result.problems, *too_many_vertices]
+            _collect(run.report, problems, _with_refused(mapped, oversized), run.problem_rows, len(chunk))
+            accepted = result.accepted
+            if len(accepted):
+                unknown = _department_names(accepted) - departments.keys()
+                if unknown:
+                    departments.update(writer.call(repo.department_codes, sorted(unknown)))
+                writer.stage(_encode_components(accepted, departments))
+            run.report.accepted += len(accepted)
+            if run.progress:
+                run.progress(len(chunk), run.info.feature_count)
+        writer.finish()
+        failed = False
+    finally:
+        writer.close(failed=failed)
 
 
 # --- pieces every layer's import shares --------------------------------------------------------------
@@ -373,7 +480,11 @@ def _collect(
     report.problems.extend(problems)
     if problems:
         touched = {p.source_row for p in problems}
-        problem_rows.append(mapped[mapped["source_row"].isin(touched)])
+        rows = mapped[mapped["source_row"].isin(touched)].copy()
+        if "attributes" in rows.columns:
+            # The report shows attributes as fields: the few problem rows get back their dicts.
+            rows["attributes"] = [json.loads(a) if isinstance(a, str) else a for a in rows["attributes"]]
+        problem_rows.append(rows)
 
 
 def _settle(report: ImportReport, request: ImportRequest) -> None:

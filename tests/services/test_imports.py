@@ -23,6 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis.crs import wgs84_to_gcj02
 from gridsvc.api.app import create_app
 from gridsvc.errors import InvalidInputError
+from gridsvc.repositories import bulk
+from gridsvc.repositories import imports as imports_repo
+from gridsvc.services import imports as imports_service
 from gridsvc.services.access import LOCAL_OPERATOR, Principal, create_key
 from gridsvc.services.imports import ImportReport, ImportRequest, import_components
 from gridsvc.settings import Settings
@@ -329,6 +332,34 @@ def test_reimport_versions_changes_and_retires_only_when_asked(
     assert in_use is False
 
 
+def test_one_import_starts_all_its_versions_at_one_instant(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 3, offset=200)
+    lamps = _lamps(points, first_seq=960_001, class_code="0105")
+    first = tmp_path / "v1.gpkg"
+    lamps.head(2).to_file(first, driver="GPKG")
+    _run(demo_sessions, test_settings, first)
+    changed = lamps.copy()
+    changed.loc[0, "状态"] = "破损"
+    second = tmp_path / "v2.gpkg"
+    changed.to_file(second, driver="GPKG")
+    report = _run(demo_sessions, test_settings, second)
+    assert (report.new, report.changed, report.unchanged) == (1, 1, 1)
+    with demo_sessions() as session:
+        rows = session.execute(
+            text(
+                "SELECT code, survey_batch_id = :b, valid_from, valid_to FROM component"
+                " WHERE code = ANY(:codes) ORDER BY code, valid_from"
+            ),
+            {"b": report.batch_id, "codes": list(lamps["标识码"])},
+        ).all()
+    # The changed lamp's old version ends exactly when the batch's versions (changed and new) begin.
+    (_, _, old_from, old_to), (_, ours0, new_from, _), (_, ours1, _, _), (_, ours2, newest_from, _) = rows
+    assert (ours0, ours1, ours2) == (True, False, True)
+    assert old_from < old_to == new_from == newest_from
+
+
 def test_dry_run_writes_nothing(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
@@ -464,13 +495,13 @@ def test_killed_import_leaves_the_database_unchanged(
     )
     try:
         deadline = time.monotonic() + 120
-        while True:  # wait until the import is writing into its staging table, then kill it
+        while True:  # wait until the import is COPYing rows into its stage, then kill it
             with demo_engine_shared.connect() as conn:
                 copying = conn.execute(
-                    # The import's session is inside its transaction once it has touched the staging table.
+                    # Its transaction has an id once it has written anything (plan lock, staging tables).
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gridsvc'"
-                        " AND xact_start IS NOT NULL AND query LIKE '%import_stage%'"
+                        " AND backend_xid IS NOT NULL AND query LIKE 'COPY %'"
                     )
                 ).scalar_one()
             if copying or process.poll() is not None or time.monotonic() > deadline:
@@ -528,3 +559,133 @@ def test_line_and_polygon_components_where_the_class_says_so(
     frame.to_file(path, driver="GPKG")
     mismatch = _run(demo_sessions, test_settings, path, dry_run=True)
     assert [(p.source_row, p.field) for p in mismatch.problems] == [(1, "geometry")]
+
+
+# --- grids at edges, COPY encoding, a failure part way -----------------------------------------------
+
+
+def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    with demo_sessions() as session:
+        # Grid vertices are shared by two to four grids: the smallest code must win, as in SQL.
+        vertices = session.execute(
+            text(
+                "SELECT DISTINCT ST_X(p), ST_Y(p) FROM (SELECT (ST_DumpPoints(geom)).geom AS p FROM"
+                " (SELECT geom FROM unit_grid ORDER BY code LIMIT 40) g) v"
+            )
+        ).all()
+        box = session.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
+                " FROM (SELECT ST_Extent(geom) e FROM district) d"
+            )
+        ).one()
+    rng = np.random.default_rng(7)
+    # Random points over the district's box: inside grids, in gaps between them, and outside the district
+    # but inside the city box (accepted, with no grid).
+    lon = np.concatenate([[v[0] for v in vertices], rng.uniform(box[0] - 0.02, box[2] + 0.02, 300)])
+    lat = np.concatenate([[v[1] for v in vertices], rng.uniform(box[1] - 0.02, box[3] + 0.02, 300)])
+    n = len(lon)
+    frame = gpd.GeoDataFrame(
+        {"标识码": [f"370102{LAMP}{800_001 + i:06d}" for i in range(n)], "状态": "完好"},
+        geometry=shapely.points(lon, lat),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "edges.gpkg"
+    frame.to_file(path, driver="GPKG")
+    report = _run(demo_sessions, test_settings, path, chunk_rows=100)  # grids found chunk by chunk
+    assert report.accepted == n
+    with demo_sessions() as session:
+        rows = session.execute(
+            text(
+                """
+                SELECT c.unit_grid_id, c.responsibility_grid_id, g.id, g.responsibility_grid_id, g.owners
+                FROM component c
+                LEFT JOIN LATERAL (
+                    SELECT u.id, u.responsibility_grid_id, count(*) OVER () AS owners
+                    FROM unit_grid u JOIN grid_plan p ON p.id = u.plan_id AND p.status = 'active'
+                    WHERE ST_Intersects(u.geom, c.geom) ORDER BY u.code LIMIT 1
+                ) g ON true
+                WHERE c.survey_batch_id = :b
+                """
+            ),
+            {"b": report.batch_id},
+        ).all()
+    assert len(rows) == n
+    assert [(r[0], r[1]) for r in rows] == [(r[2], r[3]) for r in rows]
+    owners = [r[4] or 0 for r in rows]
+    assert max(owners) >= 2 and owners.count(0) > 10  # shared vertices, and points in no grid, were tested
+    assert report.assigned_to_grid == sum(1 for r in rows if r[0] is not None)
+
+
+def test_text_that_copy_and_json_must_escape_is_stored_as_written(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 4)
+    lamps = _lamps(points)
+    awkward = ["路灯\t1号", "路灯\t2号 \\N", 'say "hi"\r\n然后', "tab\tand\\backslash"]
+    lamps["名称"] = awkward
+    lamps["灯杆高度"] = awkward  # a free attribute: JSON inside COPY
+    lamps["主管部门"] = ["照明", "LIGHTING", "不存在的部门\t甲", None]
+    path = tmp_path / "awkward.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    report = _run(demo_sessions, test_settings, path)
+    assert report.accepted == 4
+    got = _current(demo_sessions, list(lamps["标识码"]))
+    assert got["name"].tolist() == awkward
+    assert [a["灯杆高度"] for a in got["attributes"]] == awkward
+    # 照明 and LIGHTING name the lighting department; text naming none is kept in the attributes.
+    departments = [v if isinstance(v, str) else None for v in got["owner_department_code"]]
+    assert departments == ["lighting", "lighting", None, None]
+    assert got["attributes"].iloc[2]["supervisor"] == "不存在的部门\t甲"
+    assert "supervisor" not in got["attributes"].iloc[3]
+
+
+def test_point_ewkb_is_what_shapely_writes() -> None:
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-180, 180, 1000), [0.0, -0.0, 117.123456789012345, 1e-300]])
+    y = np.concatenate([rng.uniform(-90, 90, 1000), [0.0, 36.5, -0.0, -1e300]])
+    ours = imports_repo.point_ewkb_hex(x, y).astype(object)
+    assert list(ours) == list(bulk.ewkb_hex(shapely.points(x, y)))
+
+
+def test_copy_text_escapes_and_nulls() -> None:
+    fields = imports_repo.copy_text(
+        np.array(["a\tb", "c\\d", "e\nf\rg", None, float("nan"), "中"], dtype=object)
+    )
+    assert fields.astype(object).tolist() == ["a\\tb", "c\\\\d", "e\\nf\\rg", "\\N", "\\N", "中"]
+
+
+def test_a_failure_part_way_leaves_nothing_and_stops_the_writer(
+    demo_sessions: sessionmaker[Session],
+    test_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    points = _grid_points(demo_sessions, 40)
+    path = tmp_path / "fails.gpkg"
+    _lamps(points).to_file(path, driver="GPKG")
+    before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    real_write, real_encode = imports_repo.stage_components, imports_service._encode_components
+    calls = []
+
+    def slow_write(*args: object, **kwargs: object) -> object:
+        time.sleep(0.3)  # still writing when the next chunk fails
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    def encode_then_fail(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real_encode(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imports_repo, "stage_components", slow_write)
+    monkeypatch.setattr(imports_service, "_encode_components", encode_then_fail)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _run(demo_sessions, test_settings, path, chunk_rows=10)
+    assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
+    # The connection is usable afterwards: nothing is left running on it.
+    monkeypatch.setattr(imports_repo, "stage_components", real_write)
+    monkeypatch.setattr(imports_service, "_encode_components", real_encode)
+    assert _run(demo_sessions, test_settings, path).new == 40
