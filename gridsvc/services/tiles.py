@@ -527,9 +527,10 @@ def _look_up_stored(
         driver: Any = raw.driver_connection
         try:
             driver.autocommit = True
-            found = repo.stored_tile_autocommit(driver, layer, z=z, x=x, y=y, stamp=stamp)
-            driver.autocommit = False
-            return found
+            try:
+                return repo.stored_tile_autocommit(driver, layer, z=z, x=x, y=y, stamp=stamp)
+            finally:
+                driver.autocommit = False  # never back to the pool in autocommit, whatever happened
         except psycopg2.Error:
             # The bare driver's error is not SQLAlchemy's: drop the connection and ask again through a
             # session, whose error (the database went away: 503) the service knows how to answer.

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.tiles import decode_mvt
+from gridsvc.db.engine import make_engine
 from gridsvc.errors import InvalidInputError, PermissionDeniedError
 from gridsvc.services import plans, tiles
 from gridsvc.services.access import LOCAL_OPERATOR, Principal
@@ -212,3 +213,21 @@ def test_seeding_refuses_what_it_cannot_do_and_only_gis_staff_may(
     with pytest.raises(PermissionDeniedError):
         tiles.clear_store(sessions, actor=DISPATCHER)
     assert _stored(sessions) == []
+
+
+def test_the_autocommit_look_up_hands_its_connection_back_to_the_pool_transactional(
+    database_url: str,
+) -> None:
+    """The store is read on a pooled connection in autocommit; the pool must get it back as it lent it,
+    or the next session's writes would each commit on their own."""
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        found = tiles._look_up_stored(sessionmaker(bind=engine), "communities", 8, 0, 0, "no such stamp")
+        assert found is None
+        lent = engine.raw_connection()  # the only connection of the pool: the one just used
+        try:
+            assert lent.driver_connection is not None and lent.driver_connection.autocommit is False
+        finally:
+            lent.close()
+    finally:
+        engine.dispose()
