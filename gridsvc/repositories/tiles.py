@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import TextClause, text
-from sqlalchemy.orm import Session
+import psycopg2
+from sqlalchemy import Engine, TextClause, text
+from sqlalchemy.orm import Session, sessionmaker
 
 # MVT grid and buffer, in tile units (the usual 4096 / 256, as tipg and pg_tileserv use).
 EXTENT = 4096
@@ -257,6 +258,32 @@ def stored_tile_autocommit(
     if row is None:
         return None
     return RenderedTile(content=bytes(row[0]), features=int(row[1]), truncated=bool(row[2]))
+
+
+def look_up_stored(
+    sessions: sessionmaker[Session], layer: str, *, z: int, x: int, y: int, stamp: str
+) -> RenderedTile | None:
+    """The stored tile at ``stamp``, if any. On the service's engine it is read on a pooled connection in
+    autocommit (one statement needs no transaction around it: that saves two of three round trips);
+    bound to a connection (the tests' transaction), through a session on it."""
+    bind = sessions.kw.get("bind")
+    if isinstance(bind, Engine):
+        raw = bind.raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            driver.autocommit = True
+            try:
+                return stored_tile_autocommit(driver, layer, z=z, x=x, y=y, stamp=stamp)
+            finally:
+                driver.autocommit = False  # never back to the pool in autocommit, whatever happened
+        except psycopg2.Error:
+            # The bare driver's error is not SQLAlchemy's: drop the connection and ask again through a
+            # session, whose error (the database went away: 503) the service knows how to answer.
+            raw.invalidate()
+        finally:
+            raw.close()  # back to the pool (or, invalidated, replaced)
+    with sessions() as session:
+        return stored_tile(session, layer, z=z, x=x, y=y, stamp=stamp)
 
 
 def store_tiles(

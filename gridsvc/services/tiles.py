@@ -36,8 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg2
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -483,7 +481,7 @@ def _render_once(
     try:
         found_stored = None
         if stored is not None and not revalidate:
-            found_stored = _look_up_stored(sessions, layer.name, z, x, y, stored)
+            found_stored = repo.look_up_stored(sessions, layer.name, z=z, x=x, y=y, stamp=stored)
         rendered = found_stored or _render(sessions, settings, layer, z, x, y, query, plan)
         if stored is not None and found_stored is None and not revalidate:
             _keep(sessions, layer.name, stored, [(z, x, y, rendered)])
@@ -513,32 +511,6 @@ def _store_stamp(
     if layer.per_plan and (plan is None or plan != stamp.active_plan):
         return None
     return repr(layer_stamp)
-
-
-def _look_up_stored(
-    sessions: sessionmaker[Session], layer: str, z: int, x: int, y: int, stamp: str
-) -> repo.RenderedTile | None:
-    """The stored tile at ``stamp``, if any. On the service's engine it is read on a pooled connection in
-    autocommit (one statement needs no transaction around it: that saves two of three round trips);
-    bound to a connection (the tests' transaction), through a session on it."""
-    bind = sessions.kw.get("bind")
-    if isinstance(bind, Engine):
-        raw = bind.raw_connection()
-        driver: Any = raw.driver_connection
-        try:
-            driver.autocommit = True
-            try:
-                return repo.stored_tile_autocommit(driver, layer, z=z, x=x, y=y, stamp=stamp)
-            finally:
-                driver.autocommit = False  # never back to the pool in autocommit, whatever happened
-        except psycopg2.Error:
-            # The bare driver's error is not SQLAlchemy's: drop the connection and ask again through a
-            # session, whose error (the database went away: 503) the service knows how to answer.
-            raw.invalidate()
-        finally:
-            raw.close()  # back to the pool (or, invalidated, replaced)
-    with sessions() as session:
-        return repo.stored_tile(session, layer, z=z, x=x, y=y, stamp=stamp)
 
 
 def _keep(

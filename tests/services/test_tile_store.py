@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.tiles import decode_mvt
 from gridsvc.db.engine import make_engine
 from gridsvc.errors import InvalidInputError, PermissionDeniedError
+from gridsvc.repositories import tiles as tiles_repo
 from gridsvc.services import plans, tiles
 from gridsvc.services.access import LOCAL_OPERATOR, Principal
 from gridsvc.services.imports import ImportRequest, import_components
@@ -222,7 +223,7 @@ def test_the_autocommit_look_up_hands_its_connection_back_to_the_pool_transactio
     or the next session's writes would each commit on their own."""
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     try:
-        found = tiles._look_up_stored(sessionmaker(bind=engine), "communities", 8, 0, 0, "no such stamp")
+        found = tiles_repo.look_up_stored(sessionmaker(bind=engine), "communities", z=8, x=0, y=0, stamp="-")
         assert found is None
         lent = engine.raw_connection()  # the only connection of the pool: the one just used
         try:
