@@ -89,3 +89,14 @@ def drop_crumbs(geometries: Any, min_area: float) -> np.ndarray[Any, Any]:
             kept = parts[keep]
             array[index] = kept[0] if len(kept) == 1 else shapely.multipolygons(list(kept))
     return array
+
+
+def representative_points(geometries: Any) -> np.ndarray[Any, Any]:
+    """Each geometry's representative point: a point itself, else GEOS's point on surface (what PostGIS's
+    ``ST_PointOnSurface`` returns). Points, nearly every row of a census, are not sent through GEOS."""
+    features = np.asarray(geometries, dtype=object)
+    points = features.copy()
+    other = shapely.get_type_id(features) != shapely.GeometryType.POINT
+    if other.any():
+        points[other] = shapely.point_on_surface(features[other])
+    return points

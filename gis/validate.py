@@ -41,6 +41,7 @@ from gis.fieldmap import (
     normalise_road_class,
     normalise_status,
 )
+from gis.geometry import representative_points
 
 __all__ = [
     "MAX_REPAIR_AREA_CHANGE",
@@ -587,7 +588,7 @@ def _check_location(
         if "name" in counties.columns
         else np.full(len(counties), None, dtype=object)
     )
-    points = shapely.point_on_surface(geometries[positions])
+    points = representative_points(geometries[positions])
     tree = shapely.STRtree(np.asarray(counties.geometry.to_numpy(), dtype=object))
     # "intersects" rather than "within": a point on a shared boundary belongs to both counties.
     hit, county = tree.query(points, predicate="intersects")

@@ -562,6 +562,16 @@ def import_components_command(
     strict: StrictOpt = False,
     report: ReportOpt = None,
     chunk_rows: ChunkOpt = 100_000,
+    rebuild_indexes: Annotated[
+        bool | None,
+        typer.Option(
+            "--rebuild-indexes/--keep-indexes",
+            help="Rebuild the component table's indexes and foreign keys around the insert, or keep them "
+            "in place. Default: rebuild when the file adds at least a third of the table's rows (a first "
+            "census); readers of components then wait for the import to finish.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Import a component census: validate every row, version changed components, assign grids.
 
@@ -585,6 +595,7 @@ def import_components_command(
         layer="components",
         retire_missing=retire_missing,
         area_codes=tuple(area or ()),
+        rebuild_indexes=rebuild_indexes,
     )
 
 
@@ -734,6 +745,8 @@ def _print_import(result: Any) -> None:
     table.add_row("encoding", str(result.encoding or "-"))
     for key, value in result.counts().items():
         table.add_row(key.replace("_", " "), f"{value:,}")
+    if result.indexes_rebuilt:
+        table.add_row("indexes", "rebuilt around the insert")
     table.add_row("time", f"{result.seconds:.1f} s")
     console.print(table)
     for warning in result.warnings:

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import geopandas as gpd
@@ -19,14 +20,16 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import psycopg2.extensions
+import shapely
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from gridsvc.db.models import STORAGE_SRID, SurveyBatch
 from gridsvc.repositories import bulk
 
 STAGE = "import_stage"
-# One chunk of rows as COPY sends it, on its way into the stage.
+# One chunk of rows as COPY sends it, on its way into the stage when its grids are found in SQL.
 CHUNK = "import_chunk"
 CHUNK_COLUMNS = (
     "code",
@@ -38,6 +41,8 @@ CHUNK_COLUMNS = (
     "maintainer_department_code",
     "attributes",
     "geom",
+    "unit_grid_id",
+    "responsibility_grid_id",
 )
 _COPY_SQL = "COPY {table} ({columns}) FROM STDIN"
 # psycopg2 sends a COPY in blocks of this many bytes (its default, 8 KiB, costs a call per block).
@@ -47,6 +52,11 @@ _TEXT = np.dtypes.StringDType()
 _COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _NULL = "\\N"
+# SQLSTATEs of a lock not taken in time and of a deadlock, both answered by not rebuilding.
+_LOCK_NOT_AVAILABLE = "55P03"
+_DEADLOCK_DETECTED = "40P01"
+# Sorting memory for the rebuild: enough to build the indexes of a few million components in memory.
+_REBUILD_MEMORY = "256MB"
 _HEX = np.array([f"{i:02X}".encode() for i in range(256)], dtype="S2")
 
 # The plan's unit grid containing a feature's representative point; ORDER BY makes a point on a shared
@@ -143,20 +153,37 @@ def create_component_stage(session: Session) -> None:
                 owner_department_code text,
                 maintainer_department_code text,
                 attributes jsonb NOT NULL,
-                geom geometry(Geometry, {STORAGE_SRID}) NOT NULL
+                geom geometry(Geometry, {STORAGE_SRID}) NOT NULL,
+                unit_grid_id integer,
+                responsibility_grid_id integer
             ) ON COMMIT DROP
             """
         )
     )
-    session.execute(
+    session.execute(text(f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT * FROM {CHUNK} WITH NO DATA"))
+
+
+def unit_grid_count(session: Session, plan_id: int) -> int:
+    """How many unit grids plan ``plan_id`` has."""
+    count = session.execute(text("SELECT count(*) FROM unit_grid WHERE plan_id = :plan"), {"plan": plan_id})
+    return int(count.scalar_one())
+
+
+def unit_grids_by_code(
+    session: Session, plan_id: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """Plan ``plan_id``'s unit grids ordered by code: (ids, responsibility grid ids or -1, geometries)."""
+    rows = session.execute(
         text(
-            f"""
-            CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS
-            SELECT *, NULL::integer AS unit_grid_id, NULL::integer AS responsibility_grid_id
-            FROM {CHUNK} WITH NO DATA
-            """
-        )
-    )
+            "SELECT id, coalesce(responsibility_grid_id, -1), ST_AsBinary(geom) FROM unit_grid "
+            "WHERE plan_id = :plan ORDER BY code"
+        ),
+        {"plan": plan_id},
+    ).all()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    responsibility = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    geoms = shapely.from_wkb(np.array([bytes(r[2]) for r in rows], dtype=object))
+    return ids, responsibility, np.asarray(geoms, dtype=object)
 
 
 # --- encoding rows for COPY --------------------------------------------------------------------------
@@ -201,24 +228,23 @@ def copy_lines(fields: Sequence[npt.NDArray[Any] | str]) -> npt.NDArray[Any]:
     return np.asarray(line, dtype=_TEXT)
 
 
-def stage_components(session: Session, lines: npt.NDArray[Any], *, plan_id: int | None) -> int:
-    """Add encoded rows (:data:`CHUNK_COLUMNS`, from :func:`copy_lines`) to the stage, each with the unit
-    and responsibility grid of plan ``plan_id`` at its representative point (none without a plan).
+def stage_components(session: Session, lines: npt.NDArray[Any], *, grids_of_plan: int | None = None) -> int:
+    """Add encoded rows (:data:`CHUNK_COLUMNS`, from :func:`copy_lines`) to the stage.
 
-    Returns how many rows were staged.
+    With ``grids_of_plan``, each row's unit and responsibility grid are found here, in SQL: those of that
+    plan at its representative point (the grid columns sent are ignored). Without it the rows keep the
+    grids they were encoded with. Returns how many rows were staged.
     """
     if len(lines) == 0:
         return 0
     data = io.BytesIO(("\n".join(lines.tolist()) + "\n").encode("utf-8"))
-    statement = _COPY_SQL.format(table=CHUNK, columns=", ".join(CHUNK_COLUMNS))
+    statement = _COPY_SQL.format(table=CHUNK if grids_of_plan else STAGE, columns=", ".join(CHUNK_COLUMNS))
     # COPY is psycopg2's own API, not DB-API: reach the driver connection under the session's transaction.
     raw = cast(psycopg2.extensions.connection, session.connection().connection.dbapi_connection)
     with raw.cursor() as cursor:
         cursor.copy_expert(statement, data, size=_COPY_BLOCK)
-    columns = ", ".join(f"c.{name}" for name in CHUNK_COLUMNS)
-    if plan_id is None:
-        session.execute(text(f"INSERT INTO {STAGE} SELECT {columns}, NULL, NULL FROM {CHUNK} c"))
-    else:
+    if grids_of_plan is not None:
+        columns = ", ".join(f"c.{name}" for name in CHUNK_COLUMNS[:-2])
         session.execute(
             text(
                 f"""
@@ -227,9 +253,9 @@ def stage_components(session: Session, lines: npt.NDArray[Any], *, plan_id: int 
                 {_GRID_OF.format(geom="c.geom")}
                 """
             ),
-            {"plan": plan_id},
+            {"plan": grids_of_plan},
         )
-    session.execute(text(f"TRUNCATE {CHUNK}"))
+        session.execute(text(f"TRUNCATE {CHUNK}"))
     return len(lines)
 
 
@@ -298,6 +324,98 @@ def apply_components(session: Session, *, batch_id: int, now: dt.datetime) -> in
         {"batch": batch_id, "now": now},
     )
     return int(result.scalar_one())
+
+
+# --- a large insert: component's secondary indexes and foreign keys rebuilt around it --------------------
+
+
+@dataclass(frozen=True)
+class SecondaryStructures:
+    """Component's secondary indexes and foreign keys as the catalog defines them, to put back exactly."""
+
+    indexes: tuple[tuple[str, str], ...]  # (name, CREATE INDEX statement)
+    foreign_keys: tuple[tuple[str, str], ...]  # (name, constraint definition)
+
+
+def component_rows_estimate(session: Session) -> int:
+    """About how many rows ``component`` holds (the planner's estimate; counted if never analysed)."""
+    estimate = session.execute(
+        text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'component'::regclass")
+    ).scalar_one()
+    if estimate < 0:  # never vacuumed or analysed
+        estimate = session.execute(text("SELECT count(*) FROM component")).scalar_one()
+    return int(estimate)
+
+
+def lock_component_exclusively(session: Session, *, timeout_ms: int) -> bool:
+    """Take ``component`` for this transaction alone (no reader either), waiting at most ``timeout_ms``.
+
+    Returns False, with nothing changed, when another transaction holds it longer (or the wait would
+    deadlock): the caller then inserts with the indexes in place.
+    """
+    savepoint = session.begin_nested()
+    try:
+        previous = session.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+        session.execute(text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{int(timeout_ms)}ms"})
+        session.execute(text("LOCK TABLE component IN ACCESS EXCLUSIVE MODE"))
+        session.execute(text("SELECT set_config('lock_timeout', :was, true)"), {"was": previous})
+    except DBAPIError as exc:
+        if getattr(exc.orig, "pgcode", None) not in (_LOCK_NOT_AVAILABLE, _DEADLOCK_DETECTED):
+            raise
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
+def drop_component_secondary(session: Session) -> SecondaryStructures:
+    """Drop component's secondary indexes and foreign keys (the primary key stays) and return their
+    definitions for :func:`rebuild_component_secondary`. Hold :func:`lock_component_exclusively` first."""
+    indexes = session.execute(
+        text(
+            """
+            SELECT c.relname, pg_get_indexdef(i.indexrelid)
+            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            WHERE i.indrelid = 'component'::regclass AND NOT i.indisprimary
+              AND NOT EXISTS (SELECT 1 FROM pg_constraint k
+                              WHERE k.conrelid = i.indrelid AND k.conindid = i.indexrelid)
+            ORDER BY c.relname
+            """
+        )
+    ).all()
+    foreign_keys = session.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'component'::regclass AND contype = 'f' ORDER BY conname"
+        )
+    ).all()
+    saved = SecondaryStructures(
+        indexes=tuple((str(n), str(d)) for n, d in indexes),
+        foreign_keys=tuple((str(n), str(d)) for n, d in foreign_keys),
+    )
+    if saved.foreign_keys:
+        drops = ", ".join(f'DROP CONSTRAINT "{name}"' for name, _ in saved.foreign_keys)
+        session.execute(text(f"ALTER TABLE component {drops}"))
+    if saved.indexes:
+        session.execute(text("DROP INDEX " + ", ".join(f'"{name}"' for name, _ in saved.indexes)))
+    return saved
+
+
+def rebuild_component_secondary(session: Session, saved: SecondaryStructures) -> None:
+    """Build the indexes again over the whole table and re-add the foreign keys, which PostgreSQL checks
+    against every row with one join each; a violation (or a duplicate current code) fails the import."""
+    session.execute(
+        text(
+            "SELECT set_config('maintenance_work_mem', :mem, true) "
+            "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(:mem)"
+        ),
+        {"mem": _REBUILD_MEMORY},
+    )
+    for _, definition in saved.indexes:
+        session.execute(text(definition))
+    if saved.foreign_keys:
+        adds = ", ".join(f'ADD CONSTRAINT "{name}" {definition}' for name, definition in saved.foreign_keys)
+        session.execute(text(f"ALTER TABLE component {adds}"))
 
 
 def retire_missing(session: Session, *, batch_id: int, now: dt.datetime, area_codes: Sequence[str]) -> int:

@@ -29,7 +29,7 @@ import pandas as pd
 import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
-from gis import fieldmap, io, validate
+from gis import fieldmap, gridindex, io, validate
 from gis.export import write_problems
 from gridsvc.db.models import SurveyBatch
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
@@ -50,6 +50,15 @@ STORED_PROBLEMS_LIMIT = 100_000
 # Chunks handed to the database thread and not yet staged: one being written while the next waits; more
 # would only hold more memory, since PostgreSQL is the slower side.
 _IN_FLIGHT = 2
+# When an import rebuilds component's secondary indexes and foreign keys instead of inserting with them in
+# place. Inserting costs about 22 µs per row for them; rebuilding about 5 µs per row the table ends with
+# (both measured on the bench database, docs/BENCHMARKS.md), so rebuilding is cheaper while the table holds
+# less than about 3.8 times the rows inserted. Taken at 3, and only from 50,000 rows: meanwhile every
+# reader of component waits, so it is for a first census or a large re-survey, not a daily update.
+REBUILD_MIN_ROWS = 50_000
+REBUILD_TABLE_FACTOR = 3
+# How long to wait for readers of component to finish before inserting with the indexes in place instead.
+REBUILD_LOCK_TIMEOUT_MS = 2_000
 
 RowsFn = Callable[[int, int], None]  # (rows just read, rows in the file)
 T = TypeVar("T")
@@ -77,6 +86,9 @@ class ImportRequest:
     net_name: str | None = None
     net_department: str | None = None
     replace: bool = False  # roads: delete the roads loaded before
+    # components: rebuild component's secondary indexes and foreign keys around the insert (True), insert
+    # with them in place (False), or choose by size (None, see _rebuild_or_not)
+    rebuild_indexes: bool | None = None
 
 
 @dataclass
@@ -102,6 +114,7 @@ class ImportReport:
     unchanged: int = 0
     retired: int = 0
     assigned_to_grid: int = 0
+    indexes_rebuilt: bool = False
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     problems: list[validate.Problem] = field(default_factory=list)
@@ -275,9 +288,9 @@ class _Writer:
     it waits). Calls run in the order made, on the session's connection, in its transaction; the calling
     thread leaves the session alone until :meth:`close`."""
 
-    def __init__(self, session: Session, plan_id: int | None) -> None:
+    def __init__(self, session: Session, grids_of_plan: int | None) -> None:
         self._session = session
-        self._plan_id = plan_id
+        self._grids_of_plan = grids_of_plan
         # Taken here, on the caller's thread: close() may need it while the thread uses the session.
         self._raw = session.connection().connection.dbapi_connection
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridsvc-import")
@@ -292,7 +305,7 @@ class _Writer:
         while len(self._pending) >= _IN_FLIGHT:
             self._pending.popleft().result()
         self._pending.append(
-            self._pool.submit(repo.stage_components, self._session, lines, plan_id=self._plan_id)
+            self._pool.submit(repo.stage_components, self._session, lines, grids_of_plan=self._grids_of_plan)
         )
 
     def finish(self) -> None:
@@ -315,9 +328,21 @@ def _department_names(accepted: gpd.GeoDataFrame) -> set[str]:
     return names
 
 
-def _encode_components(accepted: gpd.GeoDataFrame, departments: dict[str, str | None]) -> npt.NDArray[Any]:
-    """Accepted rows (attributes as JSON text) as COPY lines of ``repo.CHUNK_COLUMNS``."""
+def _copy_ids(ids: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+    """Ids as COPY fields, :data:`gridindex.NO_GRID` as NULL."""
+    return np.where(ids == gridindex.NO_GRID, "\\N", ids.astype(str)).astype(np.dtypes.StringDType())
+
+
+def _encode_components(
+    accepted: gpd.GeoDataFrame, departments: dict[str, str | None], grids: gridindex.UnitGridIndex | None
+) -> npt.NDArray[Any]:
+    """Accepted rows (attributes as JSON text) as COPY lines of ``repo.CHUNK_COLUMNS``, with the unit and
+    responsibility grids ``grids`` finds (NULL without it: none, or found in SQL)."""
     geoms = np.asarray(accepted.geometry.to_numpy(), dtype=object)
+    if grids is not None:
+        unit, responsibility = (_copy_ids(ids) for ids in grids.assign(geoms))
+    else:
+        unit = responsibility = np.full(len(accepted), "\\N", dtype=np.dtypes.StringDType())
     points = (shapely.get_type_id(geoms) == shapely.GeometryType.POINT) & ~shapely.has_z(geoms)
     geom = np.empty(len(accepted), dtype=np.dtypes.StringDType())
     # Points, nearly every row of a census, are packed by numpy; the rest by GEOS.
@@ -345,6 +370,8 @@ def _encode_components(accepted: gpd.GeoDataFrame, departments: dict[str, str | 
             repo.copy_text(codes["maintainer"]),
             repo.copy_text(attributes),
             geom,
+            unit,
+            responsibility,
         ]
     )
 
@@ -392,7 +419,11 @@ def import_components(
             # transaction still order, and a version another import committed meanwhile ends after it began.
             now = repo.clock(session)
             batch = _new_batch(session, report, request, info, actor)
+            rebuild = _rebuild_or_not(session, request, report.new + report.changed)
             report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now)
+            if rebuild is not None:
+                repo.rebuild_component_secondary(session, rebuild)
+                report.indexes_rebuilt = True
             if request.retire_missing:
                 report.retired = repo.retire_missing(
                     session, batch_id=batch.id, now=now, area_codes=request.area_codes
@@ -401,6 +432,28 @@ def import_components(
     except _DryRunDoneError:
         report.batch_id = None
     return _done(report, request, problem_rows, started)
+
+
+def _rebuild_or_not(
+    session: Session, request: ImportRequest, inserting: int
+) -> repo.SecondaryStructures | None:
+    """Drop component's secondary indexes and foreign keys for a large insert, returning what to rebuild;
+    None to insert with them in place.
+
+    Rebuilding needs component to itself until the import commits; when other transactions keep it
+    longer than :data:`REBUILD_LOCK_TIMEOUT_MS`, the import inserts with the indexes in place instead.
+    """
+    wanted = request.rebuild_indexes
+    if wanted is None:
+        wanted = inserting >= REBUILD_MIN_ROWS and (
+            repo.component_rows_estimate(session) <= REBUILD_TABLE_FACTOR * inserting
+        )
+    if not wanted or not inserting:
+        return None
+    if not repo.lock_component_exclusively(session, timeout_ms=REBUILD_LOCK_TIMEOUT_MS):
+        log.info("component is in use: inserting %s rows with its indexes in place", inserting)
+        return None
+    return repo.drop_component_secondary(session)
 
 
 @dataclass(frozen=True)
@@ -416,12 +469,28 @@ class _Run:
     progress: RowsFn | None
 
 
+def _grids_in_memory(rows: int, unit_grids: int) -> bool:
+    """Whether a file of ``rows`` finds its grids in memory rather than in SQL (see _stage_components)."""
+    return rows >= unit_grids
+
+
 def _stage_components(
     run: _Run, session: Session, rules: validate.ComponentRules, plan_id: int | None
 ) -> None:
     """Read, map, validate and encode the file chunk by chunk; stage each chunk (with the unit and
-    responsibility grids of plan ``plan_id``) on the database thread while the next is prepared."""
-    writer = _Writer(session, plan_id)
+    responsibility grids of plan ``plan_id``) on the database thread while the next is prepared.
+
+    Where the grids are found depends on the file's size: a file with at least as many rows as the plan
+    has unit grids reads the grids once and finds them in memory (gis.gridindex, the same rule), since
+    reading a grid costs about what looking up one row in SQL does; a smaller file looks them up in SQL,
+    chunk by chunk, on the database thread.
+    """
+    grids = None
+    if plan_id is not None and _grids_in_memory(
+        run.info.feature_count, repo.unit_grid_count(session, plan_id)
+    ):
+        grids = gridindex.UnitGridIndex(*repo.unit_grids_by_code(session, plan_id))
+    writer = _Writer(session, grids_of_plan=plan_id if grids is None else None)
     failed = True
     departments: dict[str, str | None] = {}
     try:
@@ -440,7 +509,7 @@ def _stage_components(
                 unknown = _department_names(accepted) - departments.keys()
                 if unknown:
                     departments.update(writer.call(repo.department_codes, sorted(unknown)))
-                writer.stage(_encode_components(accepted, departments))
+                writer.stage(_encode_components(accepted, departments, grids))
             run.report.accepted += len(accepted)
             if run.progress:
                 run.progress(len(chunk), run.info.feature_count)

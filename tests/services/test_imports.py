@@ -403,10 +403,16 @@ def test_http_upload_returns_the_import_and_its_report(
             client.post("/v1/imports/components", files=files, headers={"X-API-Key": field_key}).status_code
             == 403
         )
-        response = client.post("/v1/imports/components", files=files, headers={"X-API-Key": staff})
+        response = client.post(
+            "/v1/imports/components",
+            files=files,
+            data={"rebuild_indexes": "true"},  # a small file, told to rebuild all the same
+            headers={"X-API-Key": staff},
+        )
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["accepted"] == 6 and body["rejected"] == 1 and body["file"] == "路灯普查.gpkg"
+        assert body["indexes_rebuilt"] is True
         assert body["problems"][0]["source_row"] == 5 and body["problems"][0]["field"] == "status"
         assert client.get(body["links"]["self"]).status_code == 401  # imports are GIS staff's business
         job = client.get(body["links"]["self"], headers={"X-API-Key": staff}).json()
@@ -564,9 +570,17 @@ def test_line_and_polygon_components_where_the_class_says_so(
 # --- grids at edges, COPY encoding, a failure part way -----------------------------------------------
 
 
+@pytest.mark.parametrize("found", ["in SQL", "in memory"])
 def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
-    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+    demo_sessions: sessionmaker[Session],
+    test_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    found: str,
 ) -> None:
+    # A small file finds its grids in SQL; a file with as many rows as the plan has grids, in memory
+    # (gis.gridindex). Both must give every component the grid the plan activation's SQL gives it.
+    monkeypatch.setattr(imports_service, "_grids_in_memory", lambda rows, grids: found == "in memory")
     with demo_sessions() as session:
         # Grid vertices are shared by two to four grids: the smallest code must win, as in SQL.
         vertices = session.execute(
@@ -587,11 +601,19 @@ def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
     lon = np.concatenate([[v[0] for v in vertices], rng.uniform(box[0] - 0.02, box[2] + 0.02, 300)])
     lat = np.concatenate([[v[1] for v in vertices], rng.uniform(box[1] - 0.02, box[3] + 0.02, 300)])
     n = len(lon)
-    frame = gpd.GeoDataFrame(
+    points = gpd.GeoDataFrame(
         {"标识码": [f"370102{LAMP}{800_001 + i:06d}" for i in range(n)], "状态": "完好"},
         geometry=shapely.points(lon, lat),
         crs="EPSG:4490",
     )
+    # Green belts (polygons) are placed by their point on surface, as in SQL.
+    belts = gpd.GeoDataFrame(
+        {"标识码": [f"370102{GREEN_BELT}{800_001 + i:06d}" for i in range(40)], "状态": "完好"},
+        geometry=shapely.box(lon[-40:], lat[-40:], lon[-40:] + 0.0007, lat[-40:] + 0.0003),
+        crs="EPSG:4490",
+    )
+    frame = pd.concat([points, belts], ignore_index=True)
+    n = len(frame)
     path = tmp_path / "edges.gpkg"
     frame.to_file(path, driver="GPKG")
     report = _run(demo_sessions, test_settings, path, chunk_rows=100)  # grids found chunk by chunk
@@ -605,7 +627,7 @@ def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
                 LEFT JOIN LATERAL (
                     SELECT u.id, u.responsibility_grid_id, count(*) OVER () AS owners
                     FROM unit_grid u JOIN grid_plan p ON p.id = u.plan_id AND p.status = 'active'
-                    WHERE ST_Intersects(u.geom, c.geom) ORDER BY u.code LIMIT 1
+                    WHERE ST_Intersects(u.geom, ST_PointOnSurface(c.geom)) ORDER BY u.code LIMIT 1
                 ) g ON true
                 WHERE c.survey_batch_id = :b
                 """

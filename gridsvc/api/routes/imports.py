@@ -82,6 +82,13 @@ def import_file(
     net_name: Annotated[str | None, Form(description="net: its name, e.g. 综治网格")] = None,
     net_department: Annotated[str | None, Form(description="net: the department keeping it")] = None,
     replace: Annotated[bool, Form(description="roads: delete the roads loaded before")] = False,
+    rebuild_indexes: Annotated[
+        bool | None,
+        Form(
+            description="components: rebuild the component table's indexes around the insert (true), keep "
+            "them (false); unset: rebuild when the file adds at least a third of the table's rows"
+        ),
+    ] = None,
 ) -> JSONResponse:
     """Run the import as one transaction and return it with every rejected or repaired row."""
     if kind not in imports.LAYERS:
@@ -104,6 +111,7 @@ def import_file(
             net_name=net_name,
             net_department=net_department,
             replace=replace,
+            rebuild_indexes=rebuild_indexes,
         )
         report = imports.import_layer(sessions, request, settings=settings, actor=caller)
     body: dict[str, Any] = report.to_dict(problem_limit=PROBLEMS_SHOWN)

@@ -1,0 +1,170 @@
+"""A large import rebuilds component's secondary indexes and foreign keys around its insert: the schema
+comes back exactly as it was, a kill part-way leaves it (and the rows) untouched, and readers of
+component that stay too long make it insert with the indexes in place instead."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.services import imports as imports_service
+from gridsvc.services.access import LOCAL_OPERATOR
+from gridsvc.services.imports import ImportReport, ImportRequest, import_components
+from gridsvc.settings import Settings
+from tests.conftest import NEUTRAL_CWD
+
+LAMP = "0118"
+# Everything about component's indexes and constraints that a rebuild must put back.
+SCHEMA = """
+    SELECT 'index', c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid::text
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'component'::regclass
+    UNION ALL
+    SELECT 'constraint', conname, pg_get_constraintdef(oid), convalidated::text
+    FROM pg_constraint WHERE conrelid = 'component'::regclass OR confrelid = 'component'::regclass
+    ORDER BY 1, 2
+"""
+
+
+def _schema(conn: Connection | Session) -> list[tuple[str, ...]]:
+    return [tuple(r) for r in conn.execute(text(SCHEMA)).all()]
+
+
+def _census(conn: Connection | Session, n: int, path: Path, first_seq: int = 1) -> Path:
+    """A GeoPackage of n lamps at random inside 历下区's box (all in the city; most in a grid)."""
+    box = conn.execute(
+        text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
+            " FROM (SELECT ST_Extent(geom) e FROM district) d"
+        )
+    ).one()
+    rng = np.random.default_rng(n)
+    frame = gpd.GeoDataFrame(
+        {"标识码": [f"370102{LAMP}{first_seq + i:06d}" for i in range(n)], "状态": "完好"},
+        geometry=shapely.points(
+            rng.uniform(box[0] + 0.01, box[2] - 0.01, n), rng.uniform(box[1] + 0.01, box[3] - 0.01, n)
+        ),
+        crs="EPSG:4490",
+    )
+    frame.to_file(path, driver="GPKG")
+    return path
+
+
+def _run(sessions: sessionmaker[Session], settings: Settings, path: Path, **kwargs: object) -> ImportReport:
+    request = ImportRequest(path=path, **kwargs)  # type: ignore[arg-type]
+    return import_components(sessions, request, settings=settings, actor=LOCAL_OPERATOR)
+
+
+def test_a_large_first_census_rebuilds_and_the_schema_is_as_before(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    with demo_sessions() as session:
+        schema = _schema(session)
+        table_rows = session.execute(text("SELECT count(*) FROM component")).scalar_one()
+        # Enough rows that the size rule chooses to rebuild: at least a third of what the table holds.
+        n = max(imports_service.REBUILD_MIN_ROWS, table_rows // imports_service.REBUILD_TABLE_FACTOR + 1)
+        path = _census(session, n, tmp_path / "census.gpkg", first_seq=800_001)
+    report = _run(demo_sessions, test_settings, path)
+    assert report.indexes_rebuilt and report.new == n
+    with demo_sessions() as session:
+        assert _schema(session) == schema
+        stored = session.execute(
+            text("SELECT count(*), count(unit_grid_id) FROM component WHERE survey_batch_id = :b"),
+            {"b": report.batch_id},
+        ).one()
+        assert tuple(stored) == (n, report.assigned_to_grid)
+        # The rebuilt unique index and foreign keys are enforced.
+        code = session.execute(
+            text("SELECT code FROM component WHERE survey_batch_id = :b LIMIT 1"), {"b": report.batch_id}
+        ).scalar_one()
+        for bad in (
+            f"INSERT INTO component (code, class_code, geom) SELECT code, class_code, geom FROM component "
+            f"WHERE code = '{code}'",
+            f"UPDATE component SET owner_department_code = 'no-such-department' WHERE code = '{code}'",
+        ):
+            with pytest.raises(Exception, match=r"unique|foreign key"), session.begin_nested():
+                session.execute(text(bad))
+    # A small update of the same table keeps the indexes in place.
+    with demo_sessions() as session:
+        small = _census(session, 50, tmp_path / "small.gpkg", first_seq=990_001)
+    assert not _run(demo_sessions, test_settings, small).indexes_rebuilt
+
+
+def test_readers_that_stay_make_the_import_keep_the_indexes(
+    demo_sessions: sessionmaker[Session],
+    demo_engine_shared: Engine,
+    test_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imports_service, "REBUILD_LOCK_TIMEOUT_MS", 300)
+    with demo_sessions() as session:
+        path = _census(session, 200, tmp_path / "census.gpkg", first_seq=970_001)
+        schema = _schema(session)
+    with demo_engine_shared.connect() as reader:
+        reader.execute(text("SELECT count(*) FROM component"))  # holds its share lock until it ends
+        started = time.monotonic()
+        report = _run(demo_sessions, test_settings, path, rebuild_indexes=True)
+        waited = time.monotonic() - started
+        reader.rollback()
+    assert not report.indexes_rebuilt and report.new == 200
+    assert waited < 30
+    with demo_sessions() as session:
+        assert _schema(session) == schema
+
+
+def test_a_kill_during_the_rebuild_leaves_rows_and_schema_unchanged(
+    demo_url: str, demo_engine_shared: Engine, tmp_path: Path
+) -> None:
+    with demo_engine_shared.connect() as conn:
+        path = _census(conn, 200_000, tmp_path / "big.gpkg")
+        before = (_schema(conn), tuple(conn.execute(text("SELECT count(*), max(id) FROM component")).one()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=demo_url)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridsvc.cli", "import", "components", str(path), "--rebuild-indexes"],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    seen = False
+    try:
+        deadline = time.monotonic() + 180
+        while not seen and process.poll() is None and time.monotonic() < deadline:
+            with demo_engine_shared.connect() as conn:
+                seen = bool(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gridsvc'"
+                            " AND state = 'active' AND query LIKE 'CREATE %INDEX%'"
+                        )
+                    ).scalar_one()
+                )
+            time.sleep(0.01)
+        if seen:
+            process.send_signal(signal.SIGKILL)
+    finally:
+        _, err = process.communicate(timeout=60)
+    assert seen, f"the import never rebuilt an index: {err.decode()[-1000:]}"
+    deadline = time.monotonic() + 30
+    while True:  # the server notices the dropped connection and rolls back
+        with demo_engine_shared.connect() as conn:
+            after = (
+                _schema(conn),
+                tuple(conn.execute(text("SELECT count(*), max(id) FROM component")).one()),
+            )
+        if after == before or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after == before
