@@ -12,9 +12,11 @@ Runs in a scratch database (``gridsvc_bench_import``) with the small demo city (
 
 The warm-up import also versions the demo's components whose codes the file repeats; the timed rounds
 then import into a table where none of the file's codes is current (a first census of these classes), so
-every row is new. A last row times, of ours, the COPY of the very rows the import wrote back into
-``component`` on its own: what the table's indexes, foreign keys and checks cost, which no import into
-this table can avoid. One re-import of the same file (every row unchanged, nothing written) is timed once.
+every row is new, and the import rebuilds the table's secondary indexes and foreign keys around its insert
+(the table holds fewer than three times the file's rows). A last row times, of ours, the COPY of the very
+rows the import wrote back into ``component`` on its own, rebuilt the same way: the least any import of
+these rows into this table can take. One re-import of the same file (every row unchanged, nothing
+written) is timed once.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sqlalchemy.orm import sessionmaker
 
 from bench.harness import Contender, DisagreementError, compare, record, table
 from gridsvc.db import migrate
+from gridsvc.repositories import imports as imports_repo
 from gridsvc.services import demo
 from gridsvc.services.database import database_url
 from gridsvc.settings import get_settings
@@ -68,7 +71,9 @@ atexit.register(_peak)
 runpy.run_module("gridsvc.cli", run_name="__main__", alter_sys=True)
 """
 OGR2OGR = "ogr2ogr -f PostgreSQL (PG_USE_COPY, raw)"
-COPY_ALONE = "of ours: COPY of the imported rows alone into component (its indexes, foreign keys, checks)"
+COPY_ALONE = (
+    "of ours: COPY of the imported rows alone into component, indexes and foreign keys rebuilt around it"
+)
 
 
 def scratch(base_url: str) -> str:
@@ -204,12 +209,18 @@ def main(argv: list[str]) -> int:
         on_raw(take)
 
     def copy_alone() -> int:
+        """The least any import of these rows into component can take: the rows, already valid and with
+        their grids, COPYed straight in, with the table's secondary indexes and foreign keys dropped and
+        rebuilt around them as a large import does (its checks still run on every row)."""
         imported.seek(0)
-        on_raw(
-            lambda cursor: cursor.copy_expert(
-                f"COPY component ({COMPONENT_COLUMNS}) FROM STDIN", imported, size=1 << 20
-            )
-        )
+        with sessionmaker(bind=engine).begin() as session:
+            if not imports_repo.lock_component_exclusively(session, timeout_ms=60_000):
+                raise DisagreementError("component stayed in use: the COPY alone could not take it")
+            saved = imports_repo.drop_component_secondary(session)
+            raw = cast(psycopg2.extensions.connection, session.connection().connection.dbapi_connection)
+            with raw.cursor() as cursor:
+                cursor.copy_expert(f"COPY component ({COMPONENT_COLUMNS}) FROM STDIN", imported, size=1 << 20)
+            imports_repo.rebuild_component_secondary(session, saved)
         return int(args.rows)
 
     def ogr2ogr() -> int:
@@ -297,7 +308,9 @@ def main(argv: list[str]) -> int:
         f"{args.rounds} alternating rounds after a warm-up. In the timed rounds every row is new (a first "
         "census of these classes); the warm-up also versioned the demo's components with the same codes. "
         "The last row is part of ours on its own: the rows our import wrote, COPYed back into `component` "
-        "by themselves, which is what the table's 7 indexes, 6 foreign keys and checks cost.\n\n"
+        "by themselves with the table's 6 secondary indexes and 6 foreign keys rebuilt around them (as the "
+        "import does) and its checks run on every row: the least any import of these rows into this table "
+        "can take.\n\n"
         f"{table(results)}\n\nRows per second (median): "
         + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items())
         + "\n\nPeak RSS of the gridsvc import process (the largest of its runs): "
@@ -306,7 +319,8 @@ def main(argv: list[str]) -> int:
         f"{reimport_s:.1f} s ({args.rows / reimport_s:,.0f} rows/s).\n\n"
         f"Goal (issue 3, item 9): at least ogr2ogr's rows per second — **{goal_rate}** ({ratio:.2f}×); "
         f"peak memory under 2 GiB — **{goal_memory}** ({peak_ours_mib:,.0f} MiB). The COPY of our rows alone "
-        f"takes {medians[COPY_ALONE] / medians[OURS]:.0%} of our import's time."
+        f"takes {medians[COPY_ALONE] / medians[OURS]:.0%} of our import's time, and "
+        f"{medians[COPY_ALONE] / medians[OGR2OGR]:.2f}× ogr2ogr's whole load."
     )
     record(
         "Import components: gridsvc vs ogr2ogr vs to_postgis",
