@@ -533,8 +533,17 @@ def _run_import(
         def rows_read(rows: int, total: int) -> None:
             bar.update(task, advance=rows, total=total)
 
+        def now_doing(what: str) -> None:
+            # The file is read; the last steps run in the database, and the line says which.
+            bar.update(task, description=f"{file.name}: {what}")
+
         result = import_layer(
-            _sessions(settings), request, settings=settings, actor=LOCAL_OPERATOR, progress=rows_read
+            _sessions(settings),
+            request,
+            settings=settings,
+            actor=LOCAL_OPERATOR,
+            progress=rows_read,
+            phase=now_doing,
         )
     _print_import(result)
 

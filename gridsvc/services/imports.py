@@ -61,6 +61,7 @@ REBUILD_TABLE_FACTOR = 3
 REBUILD_LOCK_TIMEOUT_MS = 2_000
 
 RowsFn = Callable[[int, int], None]  # (rows just read, rows in the file)
+PhaseFn = Callable[[str], None]  # what the import does now, once the file is read (for a progress line)
 T = TypeVar("T")
 
 
@@ -383,8 +384,10 @@ def import_components(
     settings: Settings,
     actor: Principal,
     progress: RowsFn | None = None,
+    phase: PhaseFn | None = None,
 ) -> ImportReport:
     """Import a component census file in one transaction and return what happened, row by row."""
+    say = phase or (lambda _: None)
     actor.require("gis_staff")
     _check_request(request)
     started = time.perf_counter()
@@ -411,6 +414,7 @@ def import_components(
             run = _Run(request, settings, info, mapping, report, problem_rows, progress)
             _stage_components(run, session, rules, plan[0] if plan else None)
             _settle(report, request)
+            say("comparing with the current components")
             diff = repo.classify_components(session)
             report.new, report.changed, report.unchanged = diff["new"], diff["changed"], diff["unchanged"]
             if request.dry_run:
@@ -420,11 +424,14 @@ def import_components(
             now = repo.clock(session)
             batch = _new_batch(session, report, request, info, actor)
             rebuild = _rebuild_or_not(session, request, report.new + report.changed)
+            say(f"writing {report.new + report.changed:,} components")
             report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now)
             if rebuild is not None:
+                say("rebuilding the component table's indexes and checking its foreign keys")
                 repo.rebuild_component_secondary(session, rebuild)
                 report.indexes_rebuilt = True
             if request.retire_missing:
+                say("retiring the components the file no longer has")
                 report.retired = repo.retire_missing(
                     session, batch_id=batch.id, now=now, area_codes=request.area_codes
                 )
@@ -782,11 +789,14 @@ def import_layer(
     settings: Settings,
     actor: Principal,
     progress: RowsFn | None = None,
+    phase: PhaseFn | None = None,
 ) -> ImportReport:
     """Import any survey layer: components, boundaries (by level), stations, another department's net or
     roads. One transaction; bad rows reported like components'."""
     if request.layer == "components":
-        return import_components(sessions, request, settings=settings, actor=actor, progress=progress)
+        return import_components(
+            sessions, request, settings=settings, actor=actor, progress=progress, phase=phase
+        )
     actor.require("gis_staff")
     _check_request(request)
     _check_layer_request(request)

@@ -74,8 +74,21 @@ def test_a_large_first_census_rebuilds_and_the_schema_is_as_before(
         # Enough rows that the size rule chooses to rebuild: at least a third of what the table holds.
         n = max(imports_service.REBUILD_MIN_ROWS, table_rows // imports_service.REBUILD_TABLE_FACTOR + 1)
         path = _census(session, n, tmp_path / "census.gpkg", first_seq=800_001)
-    report = _run(demo_sessions, test_settings, path)
+    phases: list[str] = []
+    report = import_components(
+        demo_sessions,
+        ImportRequest(path=path),
+        settings=test_settings,
+        actor=LOCAL_OPERATOR,
+        phase=phases.append,
+    )
     assert report.indexes_rebuilt and report.new == n
+    # What the CLI's progress line shows once the file is read.
+    assert phases == [
+        "comparing with the current components",
+        f"writing {n:,} components",
+        "rebuilding the component table's indexes and checking its foreign keys",
+    ]
     with demo_sessions() as session:
         assert _schema(session) == schema
         stored = session.execute(
