@@ -797,6 +797,22 @@ def map_fields(
 
 
 def _normalise(values: pd.Series, aliases: Mapping[str, str]) -> tuple[pd.Series, pd.Series]:
+    # A status or a road class has a handful of distinct values in a million rows: clean and look up each
+    # once, then spread the answers back over the rows. Text only: factorize would take 1, 1.0 and True for
+    # one value, and cannot hash a JSON list or object.
+    if pd.api.types.infer_dtype(values, skipna=True) != "string":
+        return _normalise_each(values, aliases)
+    positions, distinct = pd.factorize(values, use_na_sentinel=True)
+    canonical, unknown = _normalise_each(pd.Series(distinct), aliases)
+    present = positions >= 0
+    canonical_rows = np.full(len(values), None, dtype=object)
+    canonical_rows[present] = canonical.to_numpy(dtype=object)[positions[present]]
+    unknown_rows = np.zeros(len(values), dtype=bool)
+    unknown_rows[present] = unknown.to_numpy(dtype=bool)[positions[present]]
+    return _object(canonical_rows, values.index), pd.Series(unknown_rows, index=values.index)
+
+
+def _normalise_each(values: pd.Series, aliases: Mapping[str, str]) -> tuple[pd.Series, pd.Series]:
     text = clean_text(values)
     lookup = {_key(k): v for k, v in aliases.items()}
     canonical = _none_for_missing(text.str.casefold().map(lookup))

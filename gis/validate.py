@@ -555,9 +555,11 @@ def _check_duplicates(
         findings.add(at, field, list(dup_codes), reasons)
     if seen is None:
         return
-    earlier = codes_present.isin(seen).to_numpy()
+    # One set lookup per row: Series.isin would turn the whole growing set into an array for every chunk.
+    codes = codes_present.to_numpy()
+    earlier = np.fromiter(map(seen.__contains__, codes), dtype=bool, count=codes.size)
     at = positions[earlier]
-    shown = codes_present.to_numpy()[earlier]
+    shown = codes[earlier]
     findings.add(
         at, field, list(shown), [f"{what} {c} was already used earlier in this import" for c in shown]
     )
@@ -589,9 +591,12 @@ def _check_location(
         else np.full(len(counties), None, dtype=object)
     )
     points = representative_points(geometries[positions])
-    tree = shapely.STRtree(np.asarray(counties.geometry.to_numpy(), dtype=object))
+    # The tree holds the points and the counties ask it: the query prepares each county once (a few large
+    # polygons), where asking a tree of counties would test every point against unprepared polygons.
     # "intersects" rather than "within": a point on a shared boundary belongs to both counties.
-    hit, county = tree.query(points, predicate="intersects")
+    county, hit = shapely.STRtree(points).query(
+        np.asarray(counties.geometry.to_numpy(), dtype=object), predicate="intersects"
+    )
     in_county = np.zeros(positions.size, dtype=bool)
     in_county[hit] = True
     x, y = shapely.get_x(points), shapely.get_y(points)

@@ -287,10 +287,17 @@ class _Writer:
     """One thread that does the import's database work while rows are read, so one chunk is staged while the
     next is read, mapped and validated (PostgreSQL works in its own process; psycopg2 releases the GIL while
     it waits). Calls run in the order made, on the session's connection, in its transaction; the calling
-    thread leaves the session alone until :meth:`close`."""
+    thread leaves the session alone until :meth:`close`.
 
-    def __init__(self, session: Session, grids_of_plan: int | None) -> None:
+    The thread also finishes each chunk's COPY lines (:func:`_chunk_lines`): GEOS's tree query and numpy's
+    string joins release the GIL, so they run beside the next chunk's validation.
+    """
+
+    def __init__(
+        self, session: Session, grids: gridindex.UnitGridIndex | None, grids_of_plan: int | None
+    ) -> None:
         self._session = session
+        self._grids = grids
         self._grids_of_plan = grids_of_plan
         # Taken here, on the caller's thread: close() may need it while the thread uses the session.
         self._raw = session.connection().connection.dbapi_connection
@@ -301,13 +308,15 @@ class _Writer:
         """Run ``function(session, *args)`` after the work handed over so far, and return its result."""
         return self._pool.submit(function, self._session, *args).result()
 
-    def stage(self, lines: npt.NDArray[Any]) -> None:
+    def stage(self, chunk: _EncodedChunk) -> None:
         """Hand over one encoded chunk; waits only while :data:`_IN_FLIGHT` chunks are still being staged."""
         while len(self._pending) >= _IN_FLIGHT:
             self._pending.popleft().result()
-        self._pending.append(
-            self._pool.submit(repo.stage_components, self._session, lines, grids_of_plan=self._grids_of_plan)
-        )
+        self._pending.append(self._pool.submit(self._stage, chunk))
+
+    def _stage(self, chunk: _EncodedChunk) -> int:
+        lines = _chunk_lines(chunk, self._grids)
+        return repo.stage_components(self._session, lines, grids_of_plan=self._grids_of_plan)
 
     def finish(self) -> None:
         """Wait for every chunk to be staged (raising its error, if one failed)."""
@@ -331,19 +340,23 @@ def _department_names(accepted: gpd.GeoDataFrame) -> set[str]:
 
 def _copy_ids(ids: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
     """Ids as COPY fields, :data:`gridindex.NO_GRID` as NULL."""
-    return np.where(ids == gridindex.NO_GRID, "\\N", ids.astype(str)).astype(np.dtypes.StringDType())
+    fields = ids.astype(np.dtypes.StringDType())  # straight to StringDType: via str is six times slower
+    fields[ids == gridindex.NO_GRID] = "\\N"
+    return fields
 
 
-def _encode_components(
-    accepted: gpd.GeoDataFrame, departments: dict[str, str | None], grids: gridindex.UnitGridIndex | None
-) -> npt.NDArray[Any]:
-    """Accepted rows (attributes as JSON text) as COPY lines of ``repo.CHUNK_COLUMNS``, with the unit and
-    responsibility grids ``grids`` finds (NULL without it: none, or found in SQL)."""
+@dataclass(frozen=True)
+class _EncodedChunk:
+    """Accepted rows as COPY fields of ``repo.CHUNK_COLUMNS`` but the two grid columns, and their shapes,
+    from which :func:`_chunk_lines` finds the grids and makes the lines."""
+
+    fields: list[npt.NDArray[Any]]
+    geoms: npt.NDArray[Any]
+
+
+def _encode_components(accepted: gpd.GeoDataFrame, departments: dict[str, str | None]) -> _EncodedChunk:
+    """Accepted rows (attributes as JSON text) encoded for COPY, all but their grids."""
     geoms = np.asarray(accepted.geometry.to_numpy(), dtype=object)
-    if grids is not None:
-        unit, responsibility = (_copy_ids(ids) for ids in grids.assign(geoms))
-    else:
-        unit = responsibility = np.full(len(accepted), "\\N", dtype=np.dtypes.StringDType())
     points = (shapely.get_type_id(geoms) == shapely.GeometryType.POINT) & ~shapely.has_z(geoms)
     geom = np.empty(len(accepted), dtype=np.dtypes.StringDType())
     # Points, nearly every row of a census, are packed by numpy; the rest by GEOS.
@@ -360,21 +373,28 @@ def _encode_components(
         codes[column] = named
         members[column] = text_values.where(pd.isna(named))
     attributes = fieldmap.add_json_members(accepted["attributes"].to_numpy(dtype=object), members)
-    return repo.copy_lines(
-        [
-            repo.copy_text(accepted["code"].to_numpy(dtype=object)),
-            repo.copy_text(accepted["class_code"].to_numpy(dtype=object)),
-            repo.copy_text(accepted["name"].to_numpy(dtype=object)),
-            repo.copy_text(accepted["status"].to_numpy(dtype=object)),
-            repo.copy_text(accepted["owner"].to_numpy(dtype=object)),
-            repo.copy_text(codes["supervisor"]),
-            repo.copy_text(codes["maintainer"]),
-            repo.copy_text(attributes),
-            geom,
-            unit,
-            responsibility,
-        ]
-    )
+    fields = [
+        repo.copy_text(accepted["code"].to_numpy(dtype=object)),
+        repo.copy_text(accepted["class_code"].to_numpy(dtype=object)),
+        repo.copy_text(accepted["name"].to_numpy(dtype=object)),
+        repo.copy_text(accepted["status"].to_numpy(dtype=object)),
+        repo.copy_text(accepted["owner"].to_numpy(dtype=object)),
+        repo.copy_text(codes["supervisor"]),
+        repo.copy_text(codes["maintainer"]),
+        repo.copy_text(attributes),
+        geom,
+    ]
+    return _EncodedChunk(fields, geoms)
+
+
+def _chunk_lines(chunk: _EncodedChunk, grids: gridindex.UnitGridIndex | None) -> npt.NDArray[Any]:
+    """COPY lines of ``repo.CHUNK_COLUMNS``, with the unit and responsibility grids ``grids`` finds (NULL
+    without it: none, or found in SQL)."""
+    if grids is not None:
+        unit, responsibility = (_copy_ids(ids) for ids in grids.assign(chunk.geoms))
+    else:
+        unit = responsibility = np.full(len(chunk.geoms), "\\N", dtype=np.dtypes.StringDType())
+    return repo.copy_lines([*chunk.fields, unit, responsibility])
 
 
 def import_components(
@@ -497,7 +517,7 @@ def _stage_components(
         run.info.feature_count, repo.unit_grid_count(session, plan_id)
     ):
         grids = gridindex.UnitGridIndex(*repo.unit_grids_by_code(session, plan_id))
-    writer = _Writer(session, grids_of_plan=plan_id if grids is None else None)
+    writer = _Writer(session, grids, grids_of_plan=plan_id if grids is None else None)
     failed = True
     departments: dict[str, str | None] = {}
     try:
@@ -516,7 +536,7 @@ def _stage_components(
                 unknown = _department_names(accepted) - departments.keys()
                 if unknown:
                     departments.update(writer.call(repo.department_codes, sorted(unknown)))
-                writer.stage(_encode_components(accepted, departments, grids))
+                writer.stage(_encode_components(accepted, departments))
             run.report.accepted += len(accepted)
             if run.progress:
                 run.progress(len(chunk), run.info.feature_count)

@@ -351,6 +351,19 @@ def test_normalise_status() -> None:
     assert unknown.tolist() == [False] * 12 + [True]
 
 
+def test_normalise_status_answers_every_row_of_a_repeated_value() -> None:
+    # Text is normalised once per distinct value and spread back over the rows, keeping the index.
+    values = pd.Series([" 破损 ", "完好", None, "坏了", "完好"] * 3, index=range(100, 115))
+    normalised, unknown = normalise_status(values)
+    assert normalised.index.equals(values.index) and unknown.index.equals(values.index)
+    assert normalised.tolist() == ["damaged", "intact", None, "坏了", "intact"] * 3
+    assert unknown.tolist() == [False, False, False, True, False] * 3
+    # Values of mixed types go row by row: hashed together, 1, 1.0 and True would be one value.
+    normalised, unknown = normalise_status(pd.Series([1, 1.0, True, "1", ["x"]], dtype=object))
+    assert normalised.tolist() == ["1", "1.0", "true", "1", '["x"]']
+    assert unknown.all()
+
+
 def test_normalise_road_class() -> None:
     normalised, unknown = normalise_road_class(
         pd.Series(["快速路", "次干路", "支路", "村道", "Arterial", "高速", None])
