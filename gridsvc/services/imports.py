@@ -10,6 +10,7 @@ and only the versioning and the insert into ``component`` wait for the whole fil
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -137,6 +139,27 @@ class ImportReport:
 
 class _DryRunDoneError(Exception):
     """Raised inside the transaction to roll a dry run back after it has counted everything."""
+
+
+@contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """Spare the objects alive before a file is read from Python's cyclic garbage collector meanwhile.
+
+    Why: reading makes Python objects that the collector tracks (a shapely geometry per row among them),
+    and each time enough of them pile up it walks every tracked object again, the loaded modules' too.
+    That cost 1 s per million rows, a tenth of the reading thread (py-spy; docs/BENCHMARKS.md). Frozen
+    objects are left out of those walks; the rows' own objects are still collected as before. Nothing is
+    frozen when something else already froze objects (that caller also decides when to unfreeze), so two
+    imports at once are fine: the first to finish unfreezes, and the other reads on at the old speed.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def file_checksum(path: Path) -> str:
@@ -416,7 +439,7 @@ def import_components(
     report = _new_report(request, info, "components")
     problem_rows: list[gpd.GeoDataFrame] = []
     try:
-        with sessions.begin() as session:
+        with sessions.begin() as session, _older_objects_frozen():
             rules = validate.ComponentRules(
                 classes=repo.component_classes(session),
                 counties=repo.counties(session),
@@ -828,7 +851,7 @@ def import_layer(
     )
     problem_rows: list[gpd.GeoDataFrame] = []
     try:
-        with sessions.begin() as session:
+        with sessions.begin() as session, _older_objects_frozen():
             repo.create_layer_stage(session)
             seen: set[str] = set()
             for chunk in _chunks(info, request, settings):
