@@ -79,6 +79,55 @@ def peak_rss_mib() -> float:
     return max(own, children) / 1024
 
 
+def process_cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and its waited-for children have used so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _stat_times(pid: int) -> tuple[int, list[int]]:
+    """(parent pid, [utime, stime, cutime, cstime] in clock ticks) from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), [int(t) for t in fields[11:15]]
+
+
+def local_postmaster(backend_pid: int) -> int | None:
+    """The PostgreSQL server process of a backend (``SELECT pg_backend_pid()``) when the server runs on this
+    machine; None when it does not (or /proc cannot tell)."""
+    try:
+        if Path(f"/proc/{backend_pid}/comm").read_text().strip() != "postgres":
+            return None
+        return _stat_times(backend_pid)[0]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU seconds a local PostgreSQL server has used so far: the postmaster, its live children (backends,
+    parallel workers, autovacuum, checkpointer, ...) and the children it has already reaped.
+
+    Read until the postmaster's reaped-children total holds still across the read: a backend reaped
+    between reading it and reading the postmaster would otherwise count twice or not at all.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    while True:
+        _, before = _stat_times(postmaster)
+        live = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or entry.name == str(postmaster):
+                continue
+            try:
+                parent, times = _stat_times(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            if parent == postmaster:
+                live += times[0] + times[1]
+        _, after = _stat_times(postmaster)
+        if after[2:] == before[2:]:
+            return (sum(after) + live) / ticks
+
+
 def compare(
     contenders: Sequence[Contender],
     agree: Callable[[dict[str, Any]], None],

@@ -42,7 +42,17 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
-from bench.harness import Contender, DisagreementError, compare, record, table
+from bench.harness import (
+    Contender,
+    DisagreementError,
+    Result,
+    compare,
+    local_postmaster,
+    process_cpu_seconds,
+    record,
+    server_cpu_seconds,
+    table,
+)
 from gridsvc.db import migrate
 from gridsvc.repositories import imports as imports_repo
 from gridsvc.services import demo
@@ -71,6 +81,7 @@ atexit.register(_peak)
 runpy.run_module("gridsvc.cli", run_name="__main__", alter_sys=True)
 """
 OGR2OGR = "ogr2ogr -f PostgreSQL (PG_USE_COPY, raw)"
+TO_POSTGIS = "read_file + to_postgis (raw)"
 COPY_ALONE = (
     "of ours: COPY of the imported rows alone into component, indexes and foreign keys rebuilt around it"
 )
@@ -121,6 +132,28 @@ def make_file(engine: Engine, rows: int, folder: Path) -> Path:
     path = folder / "census.gpkg"
     frame.to_file(path, layer="components", driver="GPKG")
     return path
+
+
+def cpu_table(cpu: dict[str, list[tuple[float, float | None]]], rounds: int, results: list[Result]) -> str:
+    """Median CPU seconds per timed round, client and server side, as a Markdown table."""
+    lines = [
+        "CPU seconds per round (median of the timed rounds; the server's include whatever else it did "
+        "meanwhile, such as autovacuum):\n",
+        "| contender | client CPU (s) | server CPU (s) | both (s) | cores busy |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for result in results:
+        name = result.name
+        timed = cpu[name][1 : 1 + rounds]  # the first call is the warm-up
+        client = float(np.median([c for c, _ in timed]))
+        servers = [s for _, s in timed if s is not None]
+        if len(servers) != len(timed):
+            lines.append(f"| {name} | {client:.1f} | (server not on this machine) | | |")
+            continue
+        server = float(np.median(servers))
+        busy = (client + server) / result.median
+        lines.append(f"| {name} | {client:.1f} | {server:.1f} | {client + server:.1f} | {busy:.2f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
@@ -270,13 +303,31 @@ def main(argv: list[str]) -> int:
         if assigned != args.rows:
             raise DisagreementError(f"gridsvc assigned grids to {assigned} of {args.rows} components")
 
+    with engine.connect() as conn:
+        postmaster = local_postmaster(int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one()))
+    # CPU seconds of each call, client side (this process and the commands it runs) and server side.
+    cpu: dict[str, list[tuple[float, float | None]]] = {}
+
+    def metered(name: str, run: Callable[[], int]) -> Callable[[], int]:
+        def measured() -> int:
+            client = process_cpu_seconds()
+            server = server_cpu_seconds(postmaster) if postmaster else None
+            answer = run()
+            server_used = (
+                server_cpu_seconds(postmaster) - server if postmaster and server is not None else None
+            )
+            cpu.setdefault(name, []).append((process_cpu_seconds() - client, server_used))
+            return answer
+
+        return measured
+
     try:
         results = compare(
             [
-                Contender(OURS, ours, setup=reset_ours),
-                Contender(OGR2OGR, ogr2ogr),
-                Contender("read_file + to_postgis (raw)", to_postgis),
-                Contender(COPY_ALONE, copy_alone, setup=take_ours_rows),
+                Contender(OURS, metered(OURS, ours), setup=reset_ours),
+                Contender(OGR2OGR, metered(OGR2OGR, ogr2ogr)),
+                Contender(TO_POSTGIS, metered(TO_POSTGIS, to_postgis)),
+                Contender(COPY_ALONE, metered(COPY_ALONE, copy_alone), setup=take_ours_rows),
             ],
             agree,
             rounds=args.rounds,
@@ -313,6 +364,7 @@ def main(argv: list[str]) -> int:
         "can take.\n\n"
         f"{table(results)}\n\nRows per second (median): "
         + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items())
+        + f"\n\n{cpu_table(cpu, args.rounds, results)}"
         + "\n\nPeak RSS of the gridsvc import process (the largest of its runs): "
         f"{peak_ours_mib:,.0f} MiB.\n\n"
         f"Re-importing the same file once (all {args.rows:,} rows unchanged, none rewritten): "
