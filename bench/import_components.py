@@ -14,10 +14,10 @@ The warm-up import also versions the demo's components whose codes the file repe
 then import into a table where none of the file's codes is current (a first census of these classes), so
 every row is new, and the import rebuilds the table's secondary indexes and foreign keys around its insert
 (the table holds fewer than three times the file's rows). Each round starts from a vacuumed table, as a
-first census finds it, not one holding the million rows the last round deleted. A last row times, of ours, the COPY of the very
-rows the import wrote back into ``component`` on its own, rebuilt the same way: the least any import of
-these rows into this table can take. One re-import of the same file (every row unchanged, nothing
-written) is timed once.
+first census finds it, not one holding the million rows the last round deleted. A last row times, of
+ours, the COPY of the very rows the import wrote back into ``component`` on its own, rebuilt the same
+way: the least any import of these rows into this table can take. One re-import of the same file
+(every row unchanged, nothing written) is timed once.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -141,25 +140,19 @@ class _DryRunDoneError(Exception):
     """Raised inside the transaction to roll a dry run back after it has counted everything."""
 
 
-@contextmanager
-def _older_objects_frozen() -> Iterator[None]:
-    """Spare the objects alive before a file is read from Python's cyclic garbage collector meanwhile.
+def _freeze_older_objects() -> None:
+    """Take the objects alive now out of the cyclic garbage collector's walks, before a file is read.
 
     Why: reading makes Python objects that the collector tracks (a shapely geometry per row among them),
     and each time enough of them pile up it walks every tracked object again, the loaded modules' too.
     That cost 1 s per million rows, a tenth of the reading thread (py-spy; docs/BENCHMARKS.md). Frozen
-    objects are left out of those walks; the rows' own objects are still collected as before. Nothing is
-    frozen when something else already froze objects (that caller also decides when to unfreeze), so two
-    imports at once are fine: the first to finish unfreezes, and the other reads on at the old speed.
+    objects are left out of those walks; the rows' own objects are still collected as before, and a frozen
+    object is still freed when its last reference goes. Collected first, so no garbage is frozen; never
+    unfrozen, like the plan locator's freeze (services/locate.py), which an unfreeze here could undo from
+    another thread of the server.
     """
-    if gc.get_freeze_count():
-        yield
-        return
+    gc.collect()
     gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def file_checksum(path: Path) -> str:
@@ -438,8 +431,9 @@ def import_components(
     mapping = _mapping(info, request)
     report = _new_report(request, info, "components")
     problem_rows: list[gpd.GeoDataFrame] = []
+    _freeze_older_objects()
     try:
-        with sessions.begin() as session, _older_objects_frozen():
+        with sessions.begin() as session:
             rules = validate.ComponentRules(
                 classes=repo.component_classes(session),
                 counties=repo.counties(session),
@@ -850,8 +844,9 @@ def import_layer(
         request, info, request.layer if request.layer != "boundaries" else f"boundaries:{request.level}"
     )
     problem_rows: list[gpd.GeoDataFrame] = []
+    _freeze_older_objects()
     try:
-        with sessions.begin() as session, _older_objects_frozen():
+        with sessions.begin() as session:
             repo.create_layer_stage(session)
             seen: set[str] = set()
             for chunk in _chunks(info, request, settings):
