@@ -45,7 +45,7 @@ def test_import_bench_runs_and_agrees(database_url: str) -> None:
         [
             sys.executable,
             "-m",
-            "bench.import_components",
+            "bench.import",
             "--rows",
             "5000",
             "--rounds",

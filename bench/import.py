@@ -1,7 +1,8 @@
+# noqa: N999 -- issue 3 names this bench `bench/import.py`; `python -m bench.import` runs it, nothing imports it.
 """Import a point-component GeoPackage: gridsvc beside ogr2ogr and to_postgis, same file, same run.
 
-    python -m bench.import_components --rows 1000000      # the figure to quote
-    python -m bench.import_components --rows 20000 --rounds 1 --no-record   # smoke test
+    python -m bench.import --rows 1000000      # the figure to quote
+    python -m bench.import --rows 20000 --rounds 1 --no-record   # smoke test
 
 gridsvc (``gridsvc import components`` in its own process, so its peak memory is its own) reads the
 file in chunks, maps and validates every row (code format, county prefix, class, status, geometry),
@@ -387,7 +388,7 @@ def main(argv: list[str]) -> int:
     record(
         "Import components: gridsvc vs ogr2ogr vs to_postgis",
         body,
-        module="bench.import_components",
+        module="bench.import",
         data_size=f"{args.rows:,} points (GeoPackage)",
         enabled=not args.no_record,
     )
