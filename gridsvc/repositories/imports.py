@@ -111,6 +111,13 @@ def lock_active_plan(session: Session) -> tuple[int, int] | None:
     return None
 
 
+def active_plan(session: Session) -> tuple[int, int] | None:
+    """The active plan's (id, version), unlocked: for a dry run, which writes nothing an activation could
+    miss (see :func:`lock_active_plan`)."""
+    row = session.execute(text("SELECT id, version FROM grid_plan WHERE status = 'active'")).one_or_none()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
 def clock(session: Session) -> dt.datetime:
     """The database's wall clock (not the transaction start, so two imports in one transaction order)."""
     return cast(dt.datetime, session.execute(text("SELECT clock_timestamp()")).scalar_one())
@@ -418,12 +425,23 @@ def rebuild_component_secondary(session: Session, saved: SecondaryStructures) ->
         session.execute(text(f"ALTER TABLE component {adds}"))
 
 
-def retire_missing(session: Session, *, batch_id: int, now: dt.datetime, area_codes: Sequence[str]) -> int:
-    """Mark void (in_use = false, as a new version) the current components of the surveyed classes inside
-    the survey area that the file did not contain. Nothing is deleted.
+def count_assignable(session: Session) -> int:
+    """How many of the classified rows that would be written have a unit grid (a dry run's
+    ``assigned_to_grid``; :func:`apply_components` counts the same when it writes them)."""
+    return int(
+        session.execute(
+            text("SELECT count(unit_grid_id) FROM import_diff WHERE change IN ('new', 'changed')")
+        ).scalar_one()
+    )
+
+
+def find_missing(session: Session, *, area_codes: Sequence[str], kept_codes: Sequence[str]) -> int:
+    """Find the current components of the surveyed classes inside the survey area that the file did not
+    contain, for :func:`retire_missing`; returns how many.
 
     The area is the union of the given admin units (district, street or community codes); with none
-    given, the communities the imported features fall in.
+    given, the communities the imported features fall in. ``kept_codes`` are codes the file did contain
+    on rows it rejected: those components are not missing, only badly surveyed.
     """
     if area_codes:
         area = (
@@ -443,11 +461,18 @@ def retire_missing(session: Session, *, batch_id: int, now: dt.datetime, area_co
             WHERE c.valid_to IS NULL AND c.in_use
               AND c.class_code IN (SELECT DISTINCT class_code FROM {STAGE})
               AND NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.code = c.code)
+              AND c.code <> ALL (CAST(:kept AS text[]))
               AND ST_Intersects(area.geom, c.geom)
             """
         ),
-        {"areas": list(area_codes)},
+        {"areas": list(area_codes), "kept": list(kept_codes)},
     )
+    return int(session.execute(text("SELECT count(*) FROM import_missing")).scalar_one())
+
+
+def retire_missing(session: Session, *, batch_id: int, now: dt.datetime) -> int:
+    """Mark void (in_use = false, as a new version) the components :func:`find_missing` found. Nothing is
+    deleted. Returns how many."""
     session.execute(
         text("UPDATE component c SET valid_to = :now FROM import_missing m WHERE c.id = m.id"), {"now": now}
     )

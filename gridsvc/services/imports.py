@@ -445,16 +445,29 @@ def import_components(
                     "no district boundaries are loaded, so component codes cannot be checked against their "
                     "county: import the boundaries first (gridsvc import boundaries FILE --level district)"
                 )
-            # A dry run assigns no grids, so it needs no plan (and keeps no activation waiting).
-            plan = None if request.dry_run else repo.lock_active_plan(session)
+            # A dry run writes nothing, so it reads the active plan without the lock an activation would
+            # wait for: its grids are what the report shows, not what gets stored.
+            plan = repo.active_plan(session) if request.dry_run else repo.lock_active_plan(session)
             repo.create_component_stage(session)
             run = _Run(request, settings, info, mapping, report, problem_rows, progress)
             _stage_components(run, session, rules, plan[0] if plan else None)
-            _settle(report, request)
+            _settle(report, request, problem_rows)
             say("comparing with the current components")
             diff = repo.classify_components(session)
             report.new, report.changed, report.unchanged = diff["new"], diff["changed"], diff["unchanged"]
+            if request.retire_missing:
+                # Found before anything is written, so a dry run shows what a real run would void.
+                report.retired = repo.find_missing(
+                    session, area_codes=request.area_codes, kept_codes=sorted(run.rejected_codes)
+                )
+                if run.rejected_without_code:
+                    report.warnings.append(
+                        f"rejected rows with no code: {run.rejected_without_code}. --retire-missing cannot "
+                        "tell which components they stand for, so those may be among the "
+                        f"{report.retired} marked void: fix their codes and import again"
+                    )
             if request.dry_run:
+                report.assigned_to_grid = repo.count_assignable(session)
                 raise _DryRunDoneError
             # The wall clock after the whole file is staged, not the transaction start: two imports in one
             # transaction still order, and a version another import committed meanwhile ends after it began.
@@ -469,9 +482,7 @@ def import_components(
                 report.indexes_rebuilt = True
             if request.retire_missing:
                 say("retiring the components the file no longer has")
-                report.retired = repo.retire_missing(
-                    session, batch_id=batch.id, now=now, area_codes=request.area_codes
-                )
+                report.retired = repo.retire_missing(session, batch_id=batch.id, now=now)
             _record(session, batch, report, actor, problem_rows)
     except _DryRunDoneError:
         report.batch_id = None
@@ -500,7 +511,7 @@ def _rebuild_or_not(
     return repo.drop_component_secondary(session)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Run:
     """What one import reads and reports to, handed to its steps together."""
 
@@ -511,6 +522,20 @@ class _Run:
     report: ImportReport
     problem_rows: list[gpd.GeoDataFrame]
     progress: RowsFn | None
+    # Codes of rejected rows, and how many rejected rows had none: --retire-missing must not void the
+    # component a rejected row stands for (a typo in its status is no reason to retire a lamp).
+    rejected_codes: set[str] = field(default_factory=set)
+    rejected_without_code: int = 0
+
+
+def _note_rejected_codes(run: _Run, problems: list[validate.Problem], read: gpd.GeoDataFrame) -> None:
+    """Remember the codes of a chunk's rejected rows (see _Run.rejected_codes)."""
+    rejected = {p.source_row for p in problems if p.action == "rejected"}
+    if not rejected:
+        return
+    codes = read.loc[read["source_row"].isin(rejected), "code"]
+    run.rejected_codes.update(str(c) for c in codes.dropna())
+    run.rejected_without_code += int(codes.isna().sum())
 
 
 def _grids_in_memory(rows: int, unit_grids: int) -> bool:
@@ -547,7 +572,9 @@ def _stage_components(
             )
             result = validate.validate_components(mapped, rules, seen_codes=seen)
             problems = [*result.problems, *too_many_vertices]
-            _collect(run.report, problems, _with_refused(mapped, oversized), run.problem_rows, len(chunk))
+            read = _with_refused(mapped, oversized)
+            _collect(run.report, problems, read, run.problem_rows, len(chunk))
+            _note_rejected_codes(run, problems, read)
             accepted = result.accepted
             if len(accepted):
                 unknown = _department_names(accepted) - departments.keys()
@@ -600,16 +627,19 @@ def _collect(
         problem_rows.append(rows)
 
 
-def _settle(report: ImportReport, request: ImportRequest) -> None:
-    """Count rejected and repaired rows; in strict mode a rejected row refuses the whole file."""
+def _settle(report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame]) -> None:
+    """Count rejected and repaired rows; in strict mode a rejected row refuses the whole file, after writing
+    the report file asked for (the refusal is when GIS staff need it most)."""
     report.problems.sort(key=lambda p: (p.source_row, p.field))
     rejected_rows = {p.source_row for p in report.problems if p.action == "rejected"}
     report.rejected = len(rejected_rows)
     report.repaired = len({p.source_row for p in report.problems if p.action == "repaired"} - rejected_rows)
     if request.strict and report.rejected:
+        _write_report(report, request, problem_rows)
+        where = f" in {report.report_file}" if report.report_file else ""
         raise InvalidInputError(
             f"{report.rejected} rows were rejected and strict mode refuses a file with any "
-            "rejected row; nothing was written (see the report)",
+            f"rejected row; nothing was written (see the report{where})",
             problems=[
                 FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
                 for p in report.problems[:1000]
@@ -666,11 +696,15 @@ def _done(
     report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame], started: float
 ) -> ImportReport:
     report.seconds = round(time.perf_counter() - started, 3)
-    if request.report_path and report.problems:
+    _write_report(report, request, problem_rows)
+    return report
+
+
+def _write_report(report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame]) -> None:
+    if request.report_path and report.problems and report.report_file is None:
         report.report_file = str(
             write_problems(report.problems, _problem_frame(problem_rows), request.report_path)
         )
-    return report
 
 
 def _parameters(request: ImportRequest) -> dict[str, Any]:
@@ -863,7 +897,7 @@ def import_layer(
                 report.accepted += len(accepted)
                 if progress:
                     progress(len(chunk), info.feature_count)
-            _settle(report, request)
+            _settle(report, request, problem_rows)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":
                 report.new, report.changed, report.unchanged = repo.upsert_boundaries(

@@ -258,9 +258,13 @@ def test_strict_refuses_and_writes_nothing(
     path = tmp_path / "strict.gpkg"
     lamps.to_file(path, driver="GPKG")
     before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    report_file = tmp_path / "strict-report.csv"
     with pytest.raises(InvalidInputError) as info:
-        _run(demo_sessions, test_settings, path, strict=True)
+        _run(demo_sessions, test_settings, path, strict=True, report_path=report_file)
     assert info.value.problems[0].location["source_row"] == 3
+    # The refusal still writes the report asked for: it is what GIS staff fix the file with.
+    assert str(report_file) in info.value.detail
+    assert list(pd.read_csv(report_file, encoding="utf-8-sig")["source_row"]) == [3]
     assert "坏了" in str(info.value.problems[0].location["value"])
     assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
 
@@ -333,6 +337,49 @@ def test_reimport_versions_changes_and_retires_only_when_asked(
     assert in_use is False
 
 
+def test_retire_missing_spares_rejected_rows_and_a_dry_run_shows_what_it_would_void(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 6, offset=300)
+    # Police manhole covers (0112): the demo city has none and no other test imports them, so this file is
+    # the full survey of its class.
+    covers = _lamps(points, first_seq=970_001, class_code="0112")
+    first = tmp_path / "v1.gpkg"
+    covers.to_file(first, driver="GPKG")
+    assert _run(demo_sessions, test_settings, first).new == 6
+    codes = list(covers["标识码"])
+
+    resurvey = covers.copy()
+    resurvey.loc[1, "状态"] = "坏了"  # rejected, but its cover is still there: only badly surveyed
+    resurvey.loc[2, "标识码"] = None  # rejected, and nothing says which cover it is
+    resurvey = resurvey.drop(index=5)  # gone from the re-survey
+    second = tmp_path / "v2.gpkg"
+    resurvey.to_file(second, driver="GPKG")
+    before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    preview = _run(demo_sessions, test_settings, second, retire_missing=True, dry_run=True)
+    assert (preview.rejected, preview.unchanged, preview.retired) == (2, 3, 2)
+    assert any("rejected rows with no code: 1" in w for w in preview.warnings)
+    assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
+
+    report = _run(demo_sessions, test_settings, second, retire_missing=True)
+    assert (report.rejected, report.unchanged, report.retired) == (2, 3, 2)
+    with demo_sessions() as session:
+        in_use = dict(
+            session.execute(
+                text("SELECT code, in_use FROM component WHERE code = ANY(:codes) AND valid_to IS NULL"),
+                {"codes": codes},
+            ).all()
+        )
+    assert in_use == {
+        codes[0]: True,
+        codes[1]: True,
+        codes[2]: False,
+        codes[3]: True,
+        codes[4]: True,
+        codes[5]: False,
+    }
+
+
 def test_one_import_starts_all_its_versions_at_one_instant(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
@@ -370,6 +417,7 @@ def test_dry_run_writes_nothing(
     before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
     report = _run(demo_sessions, test_settings, path, dry_run=True)
     assert report.dry_run and report.new == 6 and report.batch_id is None
+    assert report.assigned_to_grid == 6  # the grids a real run would give, from the active plan
     assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
 
 
