@@ -46,6 +46,10 @@ def export_layer(
 ) -> tuple[Path, int]:
     """Write components, grids or boundaries to ``path``; returns the path and the feature count."""
     check_target(path, crs, encoding)
+    if what == "grids" and plan != "active" and not plan.isdigit():
+        raise InvalidInputError(
+            "unknown plan", problems=[FieldProblem("plan", f"{plan!r}: a plan id (a number) or 'active'")]
+        )
     with sessions() as session:
         if what == "components":
             frame = layers.components(session, class_codes)
@@ -67,5 +71,12 @@ def export_layer(
     if frame.empty:
         raise NotFoundError(f"nothing to export: no {what} match")
     frame = frame.set_crs(4490, allow_override=True)
-    written = write_layer(frame, path, crs=crs, encoding=encoding)
+    try:
+        written = write_layer(frame, path, crs=crs, encoding=encoding)
+    except ValueError as exc:  # gis.crs.CoordinateError too
+        # What the layer holds decides these (mixed geometry kinds in a Shapefile, text GBK cannot hold, a
+        # point the target CRS cannot express): said as it is, with what to do instead.
+        raise InvalidInputError(
+            f"cannot export {what} to {path.name}", problems=[FieldProblem("file", str(exc))]
+        ) from exc
     return (written[0] if isinstance(written, tuple) else written), len(frame)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -129,3 +130,26 @@ def test_crs_convert_in_city_refuses_beijing() -> None:
         ["crs", "convert", "117.0195", "36.6617", "--from", "wgs84", "--to", "gcj02", "--in-city"]
     )
     assert jinan.returncode == 0
+
+
+def test_export_writes_the_file_and_refuses_bad_options_in_one_line(demo_url: str, tmp_path: Path) -> None:
+    shapefile = tmp_path / "路灯.shp"
+    done = gridsvc(
+        [
+            "export",
+            "components",
+            str(shapefile),
+            "--class",
+            "0118",
+            "--crs",
+            "EPSG:4527",
+            "--encoding",
+            "GBK",
+        ],
+        demo_url,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "components to" in done.stdout and shapefile.with_suffix(".cpg").read_text().strip() == "GBK"
+    refused = gridsvc(["export", "grids", str(tmp_path / "g.gpkg"), "--plan", "abc"], demo_url)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "plan: 'abc': a plan id (a number) or 'active'" in refused.stderr

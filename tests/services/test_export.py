@@ -74,3 +74,30 @@ def test_bad_export_options(
 def test_unknown_plan(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         export_layer(demo_sessions, "grids", tmp_path / "g.gpkg", plan="999")
+
+
+def test_a_plan_that_is_not_a_number_is_refused(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        export_layer(demo_sessions, "grids", tmp_path / "g.gpkg", plan="abc")
+    assert info.value.problems[0].field == "plan"
+
+
+def test_what_the_layer_holds_and_the_file_cannot_is_said_plainly(
+    demo_sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    with demo_sessions.begin() as session:
+        # Police manhole covers (0113 is none of the demo's classes): one named with an emoji GBK lacks.
+        session.execute(
+            text(
+                "INSERT INTO component (code, class_code, name, geom)"
+                " VALUES ('3701020113000001', '0113', '井盖🙂', ST_GeomFromText('POINT(117.02 36.66)', 4490))"
+            )
+        )
+    with pytest.raises(InvalidInputError) as info:
+        export_layer(
+            demo_sessions, "components", tmp_path / "covers.shp", encoding="GBK", class_codes=("0113",)
+        )
+    assert "GBK cannot represent" in info.value.problems[0].message
+    assert "write the file in UTF-8" in info.value.problems[0].message
+    path, count = export_layer(demo_sessions, "components", tmp_path / "covers.shp", class_codes=("0113",))
+    assert count == 1 and gpd.read_file(path)["name"].tolist() == ["井盖🙂"]
