@@ -32,6 +32,7 @@ from gis.validate import Problem
 
 __all__ = [
     "REPORT_COLUMNS",
+    "REPORT_SEPARATOR",
     "SHAPEFILE_NAME_BYTES",
     "SHAPEFILE_TEXT_BYTES",
     "shapefile_field_names",
@@ -45,6 +46,7 @@ SHAPEFILE_NAME_BYTES: Final = 10
 SHAPEFILE_TEXT_BYTES: Final = 254
 REPORT_COLUMNS: Final = ("source_row", "field", "value", "reason", "action")
 REPORT_LAYER: Final = "problems"
+REPORT_SEPARATOR: Final = " | "
 # Nine decimals: 0.1 mm in degrees, 1 nm in metres. GEOS's full precision (-1) prints 36.651 as
 # 36.650999999999996, which reads as an error to GIS staff.
 _WKT_DECIMALS: Final = 9
@@ -374,6 +376,13 @@ def _as_report_text(values: pd.Series) -> pd.Series:
     return values.map(_report_text, na_action="ignore").astype(object).where(values.notna(), None)
 
 
+def _joined(values: Sequence[str | None]) -> str | None:
+    """One report cell for a row's problems: the value itself for one, joined text for several."""
+    if len(values) == 1 or all(v is None for v in values):
+        return values[0]
+    return REPORT_SEPARATOR.join("" if v is None else str(v) for v in values)
+
+
 def _originals(
     rows: gpd.GeoDataFrame, wanted: npt.NDArray[np.int64], reserved: Sequence[str]
 ) -> tuple[pd.DataFrame, npt.NDArray[np.object_]]:
@@ -432,7 +441,11 @@ def _drop_nonfinite(geometries: npt.NDArray[np.object_]) -> npt.NDArray[np.objec
 def write_problems(
     problems: Sequence[Problem], rejected: gpd.GeoDataFrame, path: str | os.PathLike[str]
 ) -> Path:
-    """Write the problems report: one row per problem, with the row's geometry and original values.
+    """Write the problems report: one row per source row with problems, with its geometry and values.
+
+    A row with several problems is one row of the report, its fields, values and reasons joined by
+    :data:`REPORT_SEPARATOR`: GIS staff correct the values in place and import the report again, and
+    two copies of one row would come back as a duplicate code.
 
     Parameters
     ----------
@@ -458,14 +471,22 @@ def write_problems(
     """
     out_path = Path(path)
     driver = _driver(out_path, (".gpkg", ".csv"))
-    source_rows = np.array([p.source_row for p in problems], dtype=np.int64)
+    by_row: dict[int, list[Problem]] = {}
+    for problem in problems:
+        by_row.setdefault(int(problem.source_row), []).append(problem)
+    source_rows = np.array(list(by_row), dtype=np.int64)
+    groups = list(by_row.values())
     report = pd.DataFrame(
         {
             "source_row": source_rows,
-            "field": pd.Series([p.field for p in problems], dtype=object),
-            "value": pd.Series([p.value for p in problems], dtype=object),
-            "reason": pd.Series([p.reason for p in problems], dtype=object),
-            "action": pd.Series([p.action for p in problems], dtype=object),
+            "field": pd.Series([_joined([p.field for p in g]) for g in groups], dtype=object),
+            "value": pd.Series([_joined([p.value for p in g]) for g in groups], dtype=object),
+            "reason": pd.Series([_joined([p.reason for p in g]) for g in groups], dtype=object),
+            # A row is rejected if any of its problems rejects it.
+            "action": pd.Series(
+                ["rejected" if any(p.action == "rejected" for p in g) else g[0].action for g in groups],
+                dtype=object,
+            ),
         }
     )
     reserved = (*REPORT_COLUMNS, *(_GPKG_RESERVED if driver == "GPKG" else ("wkt",)))

@@ -10,6 +10,7 @@ and only the versioning and the insert into ``component`` wait for the whole fil
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import json
@@ -31,7 +32,7 @@ import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import fieldmap, gridindex, io, validate
-from gis.export import write_problems
+from gis.export import REPORT_COLUMNS, write_problems
 from gridsvc.db.models import SurveyBatch
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as audit
@@ -185,7 +186,29 @@ def _check_request(request: ImportRequest) -> None:
         raise InvalidInputError("the import request is not valid", problems=problems)
 
 
+# The columns a problems report adds (gis.export.write_problems; its source_row is replaced on reading).
+# GIS staff correct a report in place and import it again: these describe the last import, not the
+# component, so they are left out rather than kept in its free attributes.
+_REPORT_ONLY_COLUMNS = tuple(c for c in REPORT_COLUMNS if c != "source_row")
+
+
+def _report_columns(info: io.LayerInfo) -> tuple[str, ...]:
+    """The problems-report columns of a file that is a corrected report, else nothing."""
+    return _REPORT_ONLY_COLUMNS if set(_REPORT_ONLY_COLUMNS) <= set(info.fields) else ()
+
+
 def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
+    info = _inspect(request, settings)
+    if _report_columns(info):
+        note = (
+            f"this file is a gridsvc problems report: its columns {', '.join(_REPORT_ONLY_COLUMNS)} were "
+            "left out; every other column was read as in any file"
+        )
+        info = dataclasses.replace(info, warnings=(*info.warnings, note))
+    return info
+
+
+def _inspect(request: ImportRequest, settings: Settings) -> io.LayerInfo:
     try:
         return io.inspect_layer(
             request.path,
@@ -200,15 +223,18 @@ def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
 
 
 def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> Iterator[gpd.GeoDataFrame]:
+    report_only = list(_report_columns(info))
     try:
-        yield from io.iter_chunks(info, chunk_rows=request.chunk_rows, city_bbox=settings.city_bbox)
+        for chunk in io.iter_chunks(info, chunk_rows=request.chunk_rows, city_bbox=settings.city_bbox):
+            yield chunk.drop(columns=report_only) if report_only else chunk
     except io.LayerError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
 
 
 def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
     try:
-        return fieldmap.resolve_mapping(list(info.fields), request.mapping, layer=request.layer)
+        fields = [f for f in info.fields if f not in _report_columns(info)]
+        return fieldmap.resolve_mapping(fields, request.mapping, layer=request.layer)
     except fieldmap.MappingError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
 
@@ -266,13 +292,17 @@ def _finite_or_none(geoms: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
 
 def _problem_rows(problems: list[validate.Problem], rows: gpd.GeoDataFrame, batch_id: int) -> pd.DataFrame:
-    """Problems joined with their source rows' attributes and geometry, ready to COPY."""
+    """Problems joined with their source rows' values and geometry, ready to COPY.
+
+    A row's standard fields (code, name, status, ...) are stored with its free attributes, in that order,
+    so the report served later (``import_problems_file``) has the same columns as the one the import
+    writes, and can be corrected and imported again like it.
+    """
     if not problems:
         return pd.DataFrame()
     table = pd.DataFrame([asdict(p) for p in problems])
     by_row = rows.drop_duplicates("source_row").set_index("source_row")
     geoms = _finite_or_none(by_row.geometry.reindex(table["source_row"]).to_numpy())
-    attributes = by_row["attributes"].reindex(table["source_row"]) if "attributes" in by_row else None
     present = ~shapely.is_missing(geoms)
     hexes = np.full(len(table), None, dtype=object)
     if present.any():
@@ -285,15 +315,27 @@ def _problem_rows(problems: list[validate.Problem], rows: gpd.GeoDataFrame, batc
             "value": table["value"].to_numpy(),
             "reason": table["reason"].to_numpy(),
             "action": table["action"].to_numpy(),
-            "attributes": bulk.json_column(
-                [
-                    a if isinstance(a, dict) else {}
-                    for a in (attributes.tolist() if attributes is not None else [{}] * len(table))
-                ]
-            ),
+            "attributes": bulk.json_column(_row_values(by_row).reindex(table["source_row"]).tolist()),
             "geom": hexes,
         }
     )
+
+
+def _row_values(by_row: pd.DataFrame) -> pd.Series:
+    """Each row's values as one dict: its fields as text (none left out but empty ones), then its free
+    attributes."""
+    geometry = by_row.geometry.name if isinstance(by_row, gpd.GeoDataFrame) else None
+    fields = [c for c in by_row.columns if c not in ("attributes", geometry)]
+    free = (
+        by_row["attributes"] if "attributes" in by_row else pd.Series([{}] * len(by_row), index=by_row.index)
+    )
+    values = []
+    for record, attributes in zip(
+        by_row[fields].astype(object).to_dict("records"), free.tolist(), strict=True
+    ):
+        row = {k: str(v) for k, v in record.items() if not (v is None or (np.ndim(v) == 0 and pd.isna(v)))}
+        values.append({**row, **(attributes if isinstance(attributes, dict) else {})})
+    return pd.Series(values, index=by_row.index, dtype=object)
 
 
 # --- components: encoded for COPY here, staged by a database thread ------------------------------------

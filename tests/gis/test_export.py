@@ -320,6 +320,8 @@ REPORT = [
     ),
 ]
 
+ROW_3_REASONS = "code is missing | geometry is missing"
+
 
 @pytest.fixture
 def rejected() -> gpd.GeoDataFrame:
@@ -352,16 +354,17 @@ def test_problems_report_in_geopackage(tmp_path: Path, rejected: gpd.GeoDataFram
         "geometry",
     ]
     assert back.crs == "EPSG:4490"
-    assert back["source_row"].tolist() == [2, 3, 3, 4, 5]
-    assert back["field"].tolist() == ["geometry", "code", "geometry", "geometry", "geometry"]
-    assert texts(back["value"]) == [p.value for p in REPORT]
-    assert back["reason"].tolist() == [p.reason for p in REPORT]
-    assert back["action"].tolist() == ["rejected", "rejected", "rejected", "repaired", "rejected"]
-    assert texts(back["code"]) == ["3701020490000001", None, None, None, "3701020118000005"]
-    assert texts(back["name"]) == ["绿化带", "路灯", "路灯", None, None]
-    assert texts(back["灯杆材质"]) == ["钢", "铝", "铝", None, None]
-    assert texts(back["value_2"]) == ["1", None, None, None, None]
-    assert texts(back["Code_2"]) == ["L-1", None, None, None, None]
+    # One row per source row: row 3's two problems are one row, to correct once and import again.
+    assert back["source_row"].tolist() == [2, 3, 4, 5]
+    assert back["field"].tolist() == ["geometry", "code | geometry", "geometry", "geometry"]
+    assert texts(back["value"]) == [BOWTIE_WKT, None, "MULTIPOINT ((117.05 36.65))", "(nan 36.6)"]
+    assert back["reason"].tolist() == [REPORT[0].reason, ROW_3_REASONS, *(p.reason for p in REPORT[3:])]
+    assert back["action"].tolist() == ["rejected", "rejected", "repaired", "rejected"]
+    assert texts(back["code"]) == ["3701020490000001", None, None, "3701020118000005"]
+    assert texts(back["name"]) == ["绿化带", "路灯", None, None]
+    assert texts(back["灯杆材质"]) == ["钢", "铝", None, None]
+    assert texts(back["value_2"]) == ["1", None, None, None]
+    assert texts(back["Code_2"]) == ["L-1", None, None, None]
     # One geometry column; null where the row has none, was not given (row 4), or has NaN coordinates.
     assert back.geometry.iloc[0].equals_exact(BOWTIE, 1e-12)
     assert back.geometry.iloc[1:].isna().all()
@@ -372,11 +375,11 @@ def test_problems_report_in_csv(tmp_path: Path, rejected: gpd.GeoDataFrame) -> N
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     back = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
     assert back.columns.tolist() == [*REPORT_COLUMNS, "wkt", "code", "name", "灯杆材质", "value_2", "Code_2"]
-    assert back["source_row"].tolist() == ["2", "3", "3", "4", "5"]
-    assert back["reason"].tolist() == [p.reason for p in REPORT]
-    assert back["wkt"].tolist() == [BOWTIE_WKT, "", "", "", "POINT (NaN 36.6)"]
-    assert texts(back["name"]) == ["绿化带", "路灯", "路灯", "", ""]
-    assert texts(back["灯杆材质"]) == ["钢", "铝", "铝", "", ""]
+    assert back["source_row"].tolist() == ["2", "3", "4", "5"]
+    assert back["reason"].tolist() == [REPORT[0].reason, ROW_3_REASONS, *(p.reason for p in REPORT[3:])]
+    assert back["wkt"].tolist() == [BOWTIE_WKT, "", "", "POINT (NaN 36.6)"]
+    assert texts(back["name"]) == ["绿化带", "路灯", "", ""]
+    assert texts(back["灯杆材质"]) == ["钢", "铝", "", ""]
 
 
 def test_repaired_rows_get_their_geometry_when_given(tmp_path: Path, rejected: gpd.GeoDataFrame) -> None:
@@ -387,8 +390,8 @@ def test_repaired_rows_get_their_geometry_when_given(tmp_path: Path, rejected: g
     )
     path = write_problems(REPORT, pd.concat([rejected, repaired]), tmp_path / "problems.gpkg")
     back = pyogrio.read_dataframe(path)
-    assert back.loc[3, "code"] == "3701020118000004"
-    assert back.geometry.iloc[3].equals(shapely.MultiPoint([(117.05, 36.65)]))
+    assert back.loc[2, "code"] == "3701020118000004"
+    assert back.geometry.iloc[2].equals(shapely.MultiPoint([(117.05, 36.65)]))
 
 
 def test_empty_problems_report(tmp_path: Path, rejected: gpd.GeoDataFrame) -> None:
@@ -402,7 +405,7 @@ def test_problems_report_without_rows(tmp_path: Path) -> None:
     # Callers with no problem rows at hand pass an empty frame: the report still lists every problem.
     back = pyogrio.read_dataframe(write_problems(REPORT, gpd.GeoDataFrame(), tmp_path / "problems.gpkg"))
     assert back.columns.tolist() == [*REPORT_COLUMNS, "geometry"]
-    assert back["reason"].tolist() == [p.reason for p in REPORT]
+    assert back["reason"].tolist() == [REPORT[0].reason, ROW_3_REASONS, *(p.reason for p in REPORT[3:])]
     assert back.geometry.isna().all()
     assert back.crs == "EPSG:4490"
 

@@ -249,6 +249,44 @@ def test_bad_rows_are_reported_and_good_rows_imported(
     assert stored == 5
 
 
+@pytest.mark.parametrize("kept_as", ["written by the import", "stored with the import"])
+def test_the_report_is_fixed_in_place_and_imported_again(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, kept_as: str
+) -> None:
+    points = _grid_points(demo_sessions, 4, offset=20)
+    lamps = _lamps(points, first_seq=980_001)
+    lamps.loc[1, "状态"] = "坏了"  # row 2: one problem
+    lamps.loc[2, "状态"] = "坏了"  # row 3: two problems, an unknown status and a code too short
+    lamps.loc[2, "标识码"] = "37010201189"
+    path = tmp_path / "普查.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    report_file = tmp_path / "问题.csv"
+    first = _run(demo_sessions, test_settings, path, report_path=report_file)
+    assert (first.accepted, first.rejected, len(first.problems)) == (2, 2, 3)
+    if kept_as == "stored with the import":  # what GET /v1/imports/{id}/problems.csv serves
+        imports_service.import_problems_file(demo_sessions, int(first.batch_id or 0), report_file)
+
+    # GIS staff open the report, correct the values in place and import it as it is.
+    fixed = pd.read_csv(report_file, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert fixed["source_row"].tolist() == ["2", "3"]  # one row per rejected row, whatever its problems
+    assert fixed.loc[1, "field"] == "code | status"
+    fixed["status"] = "完好"
+    fixed.loc[1, "code"] = f"370102{LAMP}980003"
+    fixed.to_csv(report_file, index=False, encoding="utf-8-sig")
+    again = _run(demo_sessions, test_settings, report_file, crs="EPSG:4490")
+    assert (again.accepted, again.rejected, again.new) == (2, 0, 2), again.problems
+    assert any("this file is a gridsvc problems report" in w for w in again.warnings)
+    got = _current(demo_sessions, [f"370102{LAMP}980002", f"370102{LAMP}980003"])
+    assert got["status"].tolist() == ["intact", "intact"]
+    assert got["owner_department_code"].tolist() == ["lighting", "lighting"]
+    assert got["name"].tolist() == ["经十路路灯2号", "经十路路灯3号"]
+    # The report's own columns are not components' attributes; the file's unknown field still is.
+    for attributes in got["attributes"]:
+        assert not {"source_row", "field", "value", "reason", "action"} & attributes.keys()
+        assert any(k.startswith("灯杆高") for k in attributes)
+    assert _metres_apart(got["lon"], got["lat"], points["lon"][1:3], points["lat"][1:3]).max() < 1.0
+
+
 def test_strict_refuses_and_writes_nothing(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
