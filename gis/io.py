@@ -57,6 +57,7 @@ from gis.crs import (
 __all__ = [
     "DEFAULT_ARCHIVE_LIMITS",
     "FORMATS",
+    "UNCONVERTIBLE",
     "ArchiveLimits",
     "LayerError",
     "LayerInfo",
@@ -68,9 +69,13 @@ __all__ = [
 ]
 
 FORMATS: Final = ("GPKG", "ESRI Shapefile", "GeoJSON", "CSV", "KML", "OpenFileGDB")
+# The key in a chunk's ``attrs`` of its rows whose coordinates cannot be converted from the file's CRS
+# while most rows' can: {source_row: (the coordinate as written, why)}. Those rows' geometry is None.
+UNCONVERTIBLE: Final = "unconvertible"
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 RowArray: TypeAlias = npt.NDArray[np.int64]
+BoolArray: TypeAlias = npt.NDArray[np.bool_]
 GeomArray: TypeAlias = npt.NDArray[np.object_]
 CrsSource: TypeAlias = Literal["file", "override", "format"]
 # One chunk as read: attributes, geometries in the source CRS, and each row's source_row.
@@ -1362,7 +1367,9 @@ def _check_source_coords(
     try:
         detect_gk_zone_prefix(x, crs)
     except ZonePrefixError as exc:
-        raise LayerError(f"{where}: {_in_row(exc, coords)}") from exc
+        # A few wrong eastings are wrong rows, rejected one by one when converted (_to_storage).
+        if np.mean(_failing(coords, lambda xs, _: detect_gk_zone_prefix(xs, crs))) > 0.5:
+            raise LayerError(f"{where}: {_in_row(exc, coords)}") from exc
 
 
 def _in_row(exc: CoordinateError, coords: _Coords) -> str:
@@ -1382,10 +1389,11 @@ def _convert(
     where: str,
     box: BBox | None,
     first: bool,
-) -> tuple[GeomArray, bool]:
+) -> tuple[GeomArray, bool, dict[int, tuple[str, str]]]:
     """Convert a chunk's geometries to EPSG:4490; with ``first``, check the file for CRS mistakes first.
 
-    Returns the geometries and whether the checks ran (they need at least one finite coordinate).
+    Returns the geometries, whether the checks ran (they need at least one finite coordinate), and the
+    rows whose coordinates cannot be converted (see :data:`UNCONVERTIBLE`), whose geometry is None.
     """
     found, index = shapely.get_coordinates(geoms, include_z=True, return_index=True)
     coords = np.asarray(found, dtype=np.float64)
@@ -1396,26 +1404,84 @@ def _convert(
     checked = first and source.x.size > 0
     if checked:
         _check_source_coords(source, crs, info, where, box)
-    lon, lat = _to_storage(source, crs, where)
+    lon, lat, failed = _to_storage(source, crs, where)
     if checked and box is not None:
-        _check_city(source, lon, lat, crs, info, where, box)
+        converted = ~failed
+        kept = _Coords(source.x[converted], source.y[converted], source.rows[converted])
+        _check_city(kept, lon[converted], lat[converted], crs, info, where, box)
+    unconvertible = _unconvertible(source, failed, crs)
     if crs == resolve_crs(STORAGE_CRS):
         # Already in the storage CRS: the conversion above only checked the coordinates.
-        return geoms, checked
-    out = coords.copy()
-    out[finite, 0] = lon
-    out[finite, 1] = lat
-    # NaN and infinite coordinates are left as they were, for the row validator to report.
-    return np.asarray(shapely.set_coordinates(geoms.copy(), out), dtype=object), checked
+        out_geoms = geoms
+    else:
+        out = coords.copy()
+        out[finite, 0] = lon
+        out[finite, 1] = lat
+        # NaN and infinite coordinates are left as they were, for the row validator to report.
+        out_geoms = np.asarray(shapely.set_coordinates(geoms.copy(), out), dtype=object)
+    if unconvertible:
+        out_geoms = out_geoms.copy()
+        out_geoms[np.isin(rows, list(unconvertible))] = None
+    return out_geoms, checked, unconvertible
 
 
-def _to_storage(coords: _Coords, crs: ResolvedCRS, where: str) -> tuple[FloatArray, FloatArray]:
+def _to_storage(coords: _Coords, crs: ResolvedCRS, where: str) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """The coordinates in EPSG:4490, and which could not be converted (NaN there).
+
+    When most cannot, the CRS is wrong and the file is refused; a few are wrong rows.
+    """
     try:
-        return transform(coords.x, coords.y, crs, STORAGE_CRS)
+        lon, lat = transform(coords.x, coords.y, crs, STORAGE_CRS)
+        return lon, lat, np.zeros(coords.x.size, dtype=bool)
     except CoordinateError as exc:
-        raise LayerError(
-            f"{where}: {_in_row(exc, coords)}; fix that row, or check the CRS ({crs.name})"
-        ) from exc
+        failed = _failing(coords, lambda xs, ys: transform(xs, ys, crs, STORAGE_CRS))
+        if np.mean(failed) > 0.5:
+            raise LayerError(
+                f"{where}: {_in_row(exc, coords)}; fix that row, or check the CRS ({crs.name})"
+            ) from exc
+    lon = np.full(coords.x.size, np.nan)
+    lat = np.full(coords.x.size, np.nan)
+    lon[~failed], lat[~failed] = transform(coords.x[~failed], coords.y[~failed], crs, STORAGE_CRS)
+    return lon, lat, failed
+
+
+def _failing(coords: _Coords, convert: Callable[[FloatArray, FloatArray], object]) -> BoolArray:
+    """Which coordinates ``convert`` refuses, found by halving the ranges it refuses: a few bad ones among
+    many cost a few dozen calls, not one per coordinate."""
+    failed = np.zeros(coords.x.size, dtype=bool)
+    ranges = [(0, coords.x.size)]
+    while ranges:
+        start, stop = ranges.pop()
+        try:
+            convert(coords.x[start:stop], coords.y[start:stop])
+        except CoordinateError:
+            if stop - start == 1:
+                failed[start] = True
+            else:
+                middle = (start + stop) // 2
+                ranges += [(start, middle), (middle, stop)]
+    return failed
+
+
+def _unconvertible(coords: _Coords, failed: BoolArray, crs: ResolvedCRS) -> dict[int, tuple[str, str]]:
+    """For each row with a coordinate that cannot be converted: its first such coordinate, and why."""
+    found: dict[int, tuple[str, str]] = {}
+    for at in np.flatnonzero(failed):
+        row = int(coords.rows[at])
+        if row in found:
+            continue
+        x, y = float(coords.x[at]), float(coords.y[at])
+        try:
+            transform(x, y, crs, STORAGE_CRS)
+            why = "it cannot be converted"
+        except CoordinateError as exc:
+            why = str(exc)
+        found[row] = (
+            _pt(x, y),
+            f"coordinate {_pt(x, y)} cannot be converted from {crs.name} ({why}); the file's other rows "
+            "convert, so this row's coordinates are probably wrong",
+        )
+    return found
 
 
 def _check_city(
@@ -1480,7 +1546,9 @@ def _converted(
     unchecked = True
     for attrs, geoms, rows in frames:
         # The checks run on the first chunk that has coordinates at all.
-        converted, checked = _convert(geoms, rows, crs, info, where, box, unchecked)
+        converted, checked, unconvertible = _convert(geoms, rows, crs, info, where, box, unchecked)
         unchecked = unchecked and not checked
         attrs["source_row"] = rows
-        yield gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(converted, crs=STORAGE_CRS), crs=STORAGE_CRS)
+        frame = gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(converted, crs=STORAGE_CRS), crs=STORAGE_CRS)
+        frame.attrs[UNCONVERTIBLE] = unconvertible
+        yield frame

@@ -239,6 +239,25 @@ def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
         raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
 
 
+def _refused_before_validation(
+    mapped: gpd.GeoDataFrame, chunk: gpd.GeoDataFrame, max_vertices: int
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, list[validate.Problem]]:
+    """Split off, with their problems, the rows the reader could not convert from the file's CRS (it
+    left them without geometry, see ``gis.io.UNCONVERTIBLE``) and those with too many vertices."""
+    unconvertible: dict[int, tuple[str, str]] = chunk.attrs.get(io.UNCONVERTIBLE, {})
+    refused_rows = mapped.iloc[0:0]
+    problems = []
+    if unconvertible:
+        bad = mapped["source_row"].isin(list(unconvertible)).to_numpy()
+        refused_rows, mapped = mapped[bad], mapped[~bad].reset_index(drop=True)
+        problems = [
+            validate.Problem(int(row), "geometry", *unconvertible[int(row)], action="rejected")
+            for row in refused_rows["source_row"]
+        ]
+    mapped, oversized, too_many_vertices = _without_oversized(mapped, max_vertices)
+    return mapped, pd.concat([refused_rows, oversized]), [*problems, *too_many_vertices]
+
+
 def _without_oversized(
     mapped: gpd.GeoDataFrame, max_vertices: int
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, list[validate.Problem]]:
@@ -609,11 +628,11 @@ def _stage_components(
         for chunk in _chunks(run.info, run.request, run.settings):
             # Attributes as JSON text, built column by column: the rows are on their way to COPY.
             mapped = fieldmap.map_fields(chunk, run.mapping, attributes="json")
-            mapped, oversized, too_many_vertices = _without_oversized(
-                mapped, run.settings.max_geometry_vertices
+            mapped, oversized, refusals = _refused_before_validation(
+                mapped, chunk, run.settings.max_geometry_vertices
             )
             result = validate.validate_components(mapped, rules, seen_codes=seen)
-            problems = [*result.problems, *too_many_vertices]
+            problems = [*result.problems, *refusals]
             read = _with_refused(mapped, oversized)
             _collect(run.report, problems, read, run.problem_rows, len(chunk))
             _note_rejected_codes(run, problems, read)
@@ -927,12 +946,12 @@ def import_layer(
             seen: set[str] = set()
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_layer_fields(chunk, request.layer, mapping)
-                mapped, oversized, too_many_vertices = _without_oversized(
-                    mapped, settings.max_geometry_vertices
+                mapped, oversized, refusals = _refused_before_validation(
+                    mapped, chunk, settings.max_geometry_vertices
                 )
                 result = _validated(mapped, request, settings, seen)
                 accepted, orphans = _missing_parents(result.accepted, request, session)
-                problems = [*result.problems, *orphans, *too_many_vertices]
+                problems = [*result.problems, *orphans, *refusals]
                 _collect(report, problems, _with_refused(mapped, oversized), problem_rows, len(chunk))
                 if len(accepted):
                     repo.stage_layer(session, _layer_stage_frame(accepted, request))

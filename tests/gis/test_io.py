@@ -632,11 +632,30 @@ def test_points_far_away_without_a_better_crs(tmp_path: Path) -> None:
     )
 
 
-def test_gcj02_outside_china_names_the_row(tmp_path: Path) -> None:
+def test_a_gcj02_row_outside_china_is_that_rows_problem(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "london.csv", "lon,lat\n117.02,36.66\n117.03,36.67\n-0.1276,51.5072\n")
-    with pytest.raises(LayerError, match="row 4") as err:
-        inspect_layer(path, crs="gcj02")
-    assert "outside China" in str(err.value) and str(path) in str(err.value)
+    (chunk,) = iter_chunks(inspect_layer(path, crs="gcj02"))
+    # The row is handed on without geometry, with why, for the importer to reject; the others convert.
+    assert chunk.geometry.isna().tolist() == [False, False, True]
+    value, reason = chunk.attrs[io.UNCONVERTIBLE][4]
+    assert value == "(-0.1276, 51.5072)"
+    assert "outside China" in reason and "cannot be converted from gcj02" in reason
+    # When most rows cannot be converted, the CRS is wrong, not the rows: the file is refused.
+    most = write_csv(tmp_path / "most.csv", "lon,lat\n117.02,36.66\n-0.1276,51.5072\n-0.13,51.51\n")
+    with pytest.raises(LayerError, match="row 3") as err:
+        inspect_layer(most, crs="gcj02")
+    assert "outside China" in str(err.value) and str(most) in str(err.value)
+
+
+def test_one_easting_without_its_zone_prefix_is_that_rows_problem(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(4)
+    x, y = project(lon, lat, 4527)
+    x[2] -= 39_000_000  # row 3 lost its zone prefix
+    path = tmp_path / "one_unprefixed.gpkg"
+    pyogrio.write_dataframe(gpd.GeoDataFrame(geometry=gpd.points_from_xy(x, y), crs=4527), path)
+    (chunk,) = iter_chunks(inspect_layer(path, city_bbox=JINAN_BBOX), city_bbox=JINAN_BBOX)
+    assert chunk.geometry.isna().tolist() == [False, False, True, False]
+    assert "has no zone prefix" in chunk.attrs[io.UNCONVERTIBLE][3][1]
 
 
 def test_unknown_crs_override(tmp_path: Path) -> None:

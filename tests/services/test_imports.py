@@ -287,6 +287,27 @@ def test_the_report_is_fixed_in_place_and_imported_again(
     assert _metres_apart(got["lon"], got["lat"], points["lon"][1:3], points["lat"][1:3]).max() < 1.0
 
 
+def test_a_row_whose_coordinate_cannot_be_converted_is_rejected_alone(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 5, offset=40)
+    lamps = _lamps(points, first_seq=985_001).to_crs("EPSG:4527")
+    geoms = list(lamps.geometry)
+    geoms[3] = shapely.Point(geoms[3].x - 39_000_000, geoms[3].y)  # row 4: the zone prefix lost
+    lamps = lamps.set_geometry(gpd.GeoSeries(geoms, crs="EPSG:4527"))
+    path = tmp_path / "4527.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, path, report_path=tmp_path / "问题.gpkg")
+    assert (report.accepted, report.rejected) == (4, 1)
+    (problem,) = report.problems
+    assert (problem.source_row, problem.field, problem.action) == (4, "geometry", "rejected")
+    assert "cannot be converted from EPSG:4527" in problem.reason and "no zone prefix" in problem.reason
+    assert _count(demo_sessions) == before + 4
+    written = gpd.read_file(tmp_path / "问题.gpkg")
+    assert written["source_row"].tolist() == [4] and written["code"].tolist() == [lamps["标识码"].iloc[3]]
+
+
 def test_strict_refuses_and_writes_nothing(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
