@@ -50,6 +50,7 @@ __all__ = [
     "ComponentRules",
     "GeometryKind",
     "Problem",
+    "SeenCodes",
     "ValidationResult",
     "validate_boundaries",
     "validate_components",
@@ -259,6 +260,59 @@ def _wkt(geometries: ObjectArray) -> list[str | None]:
     return [
         None if t is None else (t if len(t) <= _WKT_CHARS else t[: _WKT_CHARS - 3] + "...") for t in texts
     ]
+
+
+class SeenCodes:
+    """The codes of one file's earlier chunks, for the duplicate check across chunks.
+
+    Every row of a duplicated code is rejected, wherever its copies are, so the answer does not depend on
+    the chunk size. A later chunk can only reject its own rows: the earlier rows of a code it uses again,
+    accepted with their chunk, are listed in :attr:`taken_back` (one problem each) for the caller to take
+    out of what it kept.
+    """
+
+    def __init__(self) -> None:
+        self.first_row: dict[str, int] = {}
+        self.taken_back: list[Problem] = []
+        self._taken: set[str] = set()
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.first_row
+
+    def __len__(self) -> int:
+        return len(self.first_row)
+
+    def taken_back_codes(self) -> list[str]:
+        """The codes whose earlier rows were taken back, in the order met."""
+        return [str(p.value) for p in self.taken_back]
+
+    def _met_again(self, codes: ObjectArray, rows: IntArray, *, field: str, what: str) -> list[str]:
+        """Reasons for this chunk's rows of earlier codes; the earlier rows go to :attr:`taken_back`."""
+        later: dict[str, list[int]] = {}
+        for code, row in zip(codes, rows, strict=True):
+            later.setdefault(str(code), []).append(int(row))
+        for code, later_rows in later.items():
+            if code not in self._taken:
+                self._taken.add(code)
+                self.taken_back.append(
+                    Problem(
+                        self.first_row[code],
+                        field,
+                        code,
+                        f"{what} {code} is also used by {_rows_text(later_rows)} of this file; every row "
+                        "with a duplicated code is rejected",
+                        "rejected",
+                    )
+                )
+        return [
+            f"{what} {code} is also used by row {self.first_row[str(code)]} of this file; every row with a "
+            "duplicated code is rejected"
+            for code in codes
+        ]
+
+    def _add(self, codes: ObjectArray, rows: IntArray) -> None:
+        for code, row in zip(codes, rows, strict=True):
+            self.first_row.setdefault(str(code), int(row))
 
 
 def _rows_text(rows: Sequence[int]) -> str:
@@ -529,9 +583,10 @@ def _check_code(
 
 
 def _check_duplicates(
-    findings: _Findings, values: pd.Series, seen: set[str] | None, *, field: str, what: str
+    findings: _Findings, values: pd.Series, seen: SeenCodes | None, *, field: str, what: str
 ) -> None:
-    """Reject every row of a code used twice in the chunk, and later uses of a code seen in earlier chunks."""
+    """Reject every row of a code used twice in the chunk, and of a code met in earlier chunks (whose
+    earlier rows ``seen`` takes back)."""
     present = values.notna().to_numpy()
     positions = np.flatnonzero(present)
     codes_present = pd.Series(values.to_numpy()[positions], dtype=object)
@@ -555,15 +610,15 @@ def _check_duplicates(
         findings.add(at, field, list(dup_codes), reasons)
     if seen is None:
         return
-    # One set lookup per row: Series.isin would turn the whole growing set into an array for every chunk.
+    # One dict lookup per row: Series.isin would turn the whole growing set into an array for every chunk.
     codes = codes_present.to_numpy()
-    earlier = np.fromiter(map(seen.__contains__, codes), dtype=bool, count=codes.size)
-    at = positions[earlier]
-    shown = codes[earlier]
-    findings.add(
-        at, field, list(shown), [f"{what} {c} was already used earlier in this import" for c in shown]
-    )
-    seen.update(codes_present.unique().tolist())
+    earlier = np.fromiter(map(seen.first_row.__contains__, codes), dtype=bool, count=codes.size)
+    if earlier.any():
+        at = positions[earlier]
+        shown = codes[earlier]
+        reasons = seen._met_again(shown, findings.source_row[at], field=field, what=what)
+        findings.add(at, field, list(shown), reasons)
+    seen._add(codes, findings.source_row[positions])
 
 
 # -------------------------------------------------------------------------------------------- places
@@ -670,7 +725,7 @@ def _result(
 
 
 def validate_components(
-    mapped: gpd.GeoDataFrame, rules: ComponentRules, *, seen_codes: set[str] | None = None
+    mapped: gpd.GeoDataFrame, rules: ComponentRules, *, seen_codes: SeenCodes | None = None
 ) -> ValidationResult:
     """Validate a mapped component chunk (see :func:`gis.fieldmap.map_fields`).
 
@@ -685,9 +740,10 @@ def validate_components(
         A mapped chunk in EPSG:4490 with ``source_row``, ``code``, ``class_code`` and ``status``.
     rules : ComponentRules
         Classes, counties, city box, metric CRS and code lengths.
-    seen_codes : set of str, optional
-        Codes of earlier chunks of the same import. A code found in it is rejected as a later duplicate;
-        every code of this chunk is then added to it (the set is updated in place).
+    seen_codes : SeenCodes, optional
+        Codes of earlier chunks of the same import, updated in place. A row whose code is found in it is
+        rejected, and the earlier rows of that code are listed in ``seen_codes.taken_back`` for the caller
+        to take out of what it staged.
 
     Returns
     -------
@@ -791,7 +847,7 @@ def validate_boundaries(
     level: BoundaryLevel,
     *,
     metric_crs: str = _DEFAULT_METRIC_CRS,
-    seen_codes: set[str] | None = None,
+    seen_codes: SeenCodes | None = None,
 ) -> ValidationResult:
     """Validate mapped admin boundaries of one level (see ``map_layer_fields(frame, "boundaries")``).
 
@@ -803,7 +859,7 @@ def validate_boundaries(
         County-level units (6-digit codes), streets/towns (9) or communities/villages (12).
     metric_crs : str, optional
         Projected CRS in metres for the area check of repairs (default EPSG:4548).
-    seen_codes : set of str, optional
+    seen_codes : SeenCodes, optional
         Codes of earlier chunks, updated in place (see :func:`validate_components`).
 
     Returns
@@ -853,7 +909,7 @@ def validate_stations(
     mapped: gpd.GeoDataFrame,
     *,
     metric_crs: str = _DEFAULT_METRIC_CRS,
-    seen_codes: set[str] | None = None,
+    seen_codes: SeenCodes | None = None,
 ) -> ValidationResult:
     """Validate mapped urban-management stations (see ``map_layer_fields(frame, "stations")``).
 
@@ -863,7 +919,7 @@ def validate_stations(
         EPSG:4490 with ``source_row``, ``name``, ``community_code``, and optionally ``code`` and ``phone``.
     metric_crs : str, optional
         Projected CRS in metres (used only if a polygon has to be checked for repair).
-    seen_codes : set of str, optional
+    seen_codes : SeenCodes, optional
         Station codes of earlier chunks, updated in place.
 
     Returns
@@ -926,7 +982,7 @@ def validate_net_polygons(
     mapped: gpd.GeoDataFrame,
     *,
     metric_crs: str = _DEFAULT_METRIC_CRS,
-    seen_codes: set[str] | None = None,
+    seen_codes: SeenCodes | None = None,
 ) -> ValidationResult:
     """Validate the mapped polygons of another department's net (see ``map_layer_fields(frame, "net")``).
 
@@ -936,7 +992,7 @@ def validate_net_polygons(
         EPSG:4490 with ``source_row``, ``code`` and optionally ``name``.
     metric_crs : str, optional
         Projected CRS in metres for the area check of repairs (default EPSG:4548).
-    seen_codes : set of str, optional
+    seen_codes : SeenCodes, optional
         Codes of earlier chunks, updated in place.
 
     Returns

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 import psycopg2.extensions
 import shapely
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -168,6 +168,31 @@ def create_component_stage(session: Session) -> None:
         )
     )
     session.execute(text(f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT * FROM {CHUNK} WITH NO DATA"))
+
+
+def unstage_components(session: Session, codes: Sequence[str]) -> gpd.GeoDataFrame:
+    """Take the staged rows of ``codes`` out of the stage; returns them as the report shows rows (code,
+    class_code, name, status, owner, supervisor and maintainer as department codes, attributes, geometry)."""
+    rows = (
+        session.execute(
+            text(
+                f"""
+            DELETE FROM {STAGE} WHERE code = ANY(CAST(:codes AS text[]))
+            RETURNING code, class_code, name, status, owner, owner_department_code AS supervisor,
+                      maintainer_department_code AS maintainer, attributes, ST_AsBinary(geom) AS wkb
+            """
+            ),
+            {"codes": list(codes)},
+        )
+        .mappings()
+        .all()
+    )
+    columns = ["code", "class_code", "name", "status", "owner", "supervisor", "maintainer", "attributes"]
+    return gpd.GeoDataFrame(
+        {c: [r[c] for r in rows] for c in columns},
+        geometry=shapely.from_wkb([bytes(r["wkb"]) for r in rows]),
+        crs=STORAGE_SRID,
+    )
 
 
 def unit_grid_count(session: Session, plan_id: int) -> int:
@@ -551,6 +576,14 @@ def create_layer_stage(session: Session) -> None:
             """
         )
     )
+
+
+def unstage_layer(session: Session, codes: Sequence[str]) -> int:
+    """Take the staged rows of ``codes`` out of the layer stage; returns how many."""
+    result = session.execute(
+        text("DELETE FROM layer_stage WHERE code = ANY(CAST(:codes AS text[]))"), {"codes": list(codes)}
+    )
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def stage_layer(session: Session, frame: pd.DataFrame) -> int:

@@ -512,6 +512,7 @@ def import_components(
             repo.create_component_stage(session)
             run = _Run(request, settings, info, mapping, report, problem_rows, progress)
             _stage_components(run, session, rules, plan[0] if plan else None)
+            _take_back_earlier_duplicates(run, session)
             _settle(report, request, problem_rows)
             say("comparing with the current components")
             diff = repo.classify_components(session)
@@ -587,6 +588,22 @@ class _Run:
     # component a rejected row stands for (a typo in its status is no reason to retire a lamp).
     rejected_codes: set[str] = field(default_factory=set)
     rejected_without_code: int = 0
+    seen: validate.SeenCodes = field(default_factory=validate.SeenCodes)
+
+
+def _take_back_earlier_duplicates(run: _Run, session: Session) -> None:
+    """Take out of the stage, into the report, the earlier rows of codes a later chunk used again (see
+    ``gis.validate.SeenCodes``): every row of a duplicated code is rejected, whatever the chunk size."""
+    problems = run.seen.taken_back
+    if not problems:
+        return
+    codes = run.seen.taken_back_codes()
+    removed = repo.unstage_components(session, codes)
+    removed["source_row"] = removed["code"].map({str(p.value): p.source_row for p in problems})
+    run.report.accepted -= len(removed)
+    run.report.problems.extend(problems)
+    run.problem_rows.append(removed)
+    run.rejected_codes.update(codes)
 
 
 def _note_rejected_codes(run: _Run, problems: list[validate.Problem], read: gpd.GeoDataFrame) -> None:
@@ -624,14 +641,13 @@ def _stage_components(
     failed = True
     departments: dict[str, str | None] = {}
     try:
-        seen: set[str] = set()
         for chunk in _chunks(run.info, run.request, run.settings):
             # Attributes as JSON text, built column by column: the rows are on their way to COPY.
             mapped = fieldmap.map_fields(chunk, run.mapping, attributes="json")
             mapped, oversized, refusals = _refused_before_validation(
                 mapped, chunk, run.settings.max_geometry_vertices
             )
-            result = validate.validate_components(mapped, rules, seen_codes=seen)
+            result = validate.validate_components(mapped, rules, seen_codes=run.seen)
             problems = [*result.problems, *refusals]
             read = _with_refused(mapped, oversized)
             _collect(run.report, problems, read, run.problem_rows, len(chunk))
@@ -842,7 +858,7 @@ def _check_layer_request(request: ImportRequest) -> None:
 
 
 def _validated(
-    chunk_mapped: gpd.GeoDataFrame, request: ImportRequest, settings: Settings, seen: set[str]
+    chunk_mapped: gpd.GeoDataFrame, request: ImportRequest, settings: Settings, seen: validate.SeenCodes
 ) -> validate.ValidationResult:
     metric = settings.metric_crs
     if request.layer == "boundaries":
@@ -943,7 +959,7 @@ def import_layer(
     try:
         with sessions.begin() as session:
             repo.create_layer_stage(session)
-            seen: set[str] = set()
+            seen = validate.SeenCodes()
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_layer_fields(chunk, request.layer, mapping)
                 mapped, oversized, refusals = _refused_before_validation(
@@ -958,6 +974,9 @@ def import_layer(
                 report.accepted += len(accepted)
                 if progress:
                     progress(len(chunk), info.feature_count)
+            if seen.taken_back:  # see _take_back_earlier_duplicates
+                report.accepted -= repo.unstage_layer(session, seen.taken_back_codes())
+                report.problems.extend(seen.taken_back)
             _settle(report, request, problem_rows)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":

@@ -19,6 +19,7 @@ from gis.fieldmap import map_fields, map_layer_fields
 from gis.validate import (
     ComponentRules,
     Problem,
+    SeenCodes,
     ValidationResult,
     validate_boundaries,
     validate_components,
@@ -387,18 +388,20 @@ def test_duplicate_codes_in_a_chunk_reject_every_occurrence(rules: ComponentRule
 
 
 def test_duplicate_codes_across_chunks(rules: ComponentRules) -> None:
-    seen: set[str] = set()
+    seen = SeenCodes()
     first = validate_components(chunk([{"code": code(1)}, {"code": code(2)}]), rules, seen_codes=seen)
     assert first.problems == []
-    assert seen == {code(1), code(2)}
+    assert seen.first_row == {code(1): 2, code(2): 3}
     second = validate_components(
         chunk([{"code": code(2)}, {"code": code(3)}], first_row=4), rules, seen_codes=seen
     )
-    assert only(second) == Problem(
-        4, "code", code(2), "code 3701020118000002 was already used earlier in this import", "rejected"
-    )
+    assert only(second) == Problem(4, "code", code(2), duplicate("code", code(2), "row 3"), "rejected")
     assert second.accepted["code"].tolist() == [code(3)]
-    assert seen == {code(1), code(2), code(3)}
+    # Row 3 was accepted with the first chunk: it is handed back to be taken out, as rejected as row 4.
+    assert seen.taken_back == [Problem(3, "code", code(2), duplicate("code", code(2), "row 4"), "rejected")]
+    third = validate_components(chunk([{"code": code(2)}], first_row=6), rules, seen_codes=seen)
+    assert only(third).source_row == 6 and len(seen.taken_back) == 1  # row 3 is taken back once
+    assert set(seen.first_row) == {code(1), code(2), code(3)}
 
 
 def test_wrong_county_prefix(rules: ComponentRules) -> None:
@@ -663,15 +666,14 @@ def test_validate_net_polygons() -> None:
         },
         [SQUARE, SQUARE, SQUARE, SQUARE, LineString([(117.05, 36.65), (117.06, 36.66)])],
     )
-    seen = {"ZZ-05"}
+    seen = SeenCodes()
+    seen.first_row["ZZ-05"] = 1
     result = validate_net_polygons(mapped, seen_codes=seen)
     assert result.problems == [
         Problem(3, "code", None, "net polygon code is missing", "rejected"),
         Problem(4, "code", "ZZ-03", duplicate("net polygon code", "ZZ-03", "row 5"), "rejected"),
         Problem(5, "code", "ZZ-03", duplicate("net polygon code", "ZZ-03", "row 4"), "rejected"),
-        Problem(
-            6, "code", "ZZ-05", "net polygon code ZZ-05 was already used earlier in this import", "rejected"
-        ),
+        Problem(6, "code", "ZZ-05", duplicate("net polygon code", "ZZ-05", "row 1"), "rejected"),
         Problem(
             6,
             "geometry",

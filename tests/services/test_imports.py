@@ -308,6 +308,36 @@ def test_a_row_whose_coordinate_cannot_be_converted_is_rejected_alone(
     assert written["source_row"].tolist() == [4] and written["code"].tolist() == [lamps["标识码"].iloc[3]]
 
 
+def test_duplicate_codes_are_rejected_alike_whatever_the_chunk_size(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 6, offset=50)
+    lamps = _lamps(points, first_seq=990_001)
+    codes = list(lamps["标识码"])
+    codes[4] = codes[1]  # rows 2 and 5: one code twice, three rows apart
+    lamps = lamps.assign(标识码=codes)
+    path = tmp_path / "dup.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    answers = []
+    for chunk_rows in (100_000, 2):  # rows 2 and 5 in one chunk, then in different chunks
+        report = _run(demo_sessions, test_settings, path, dry_run=True, chunk_rows=chunk_rows)
+        answers.append(
+            (report.accepted, report.rejected, report.new, [(p.source_row, p.field) for p in report.problems])
+        )
+    assert answers[0] == answers[1] == (4, 2, 4, [(2, "code"), (5, "code")])
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, path, chunk_rows=2, report_path=tmp_path / "dup.csv")
+    assert (report.accepted, report.new) == (4, 4) and _count(demo_sessions) == before + 4
+    assert _current(demo_sessions, [codes[1]]).empty  # neither copy was imported
+    written = pd.read_csv(tmp_path / "dup.csv", encoding="utf-8-sig", dtype=str)
+    assert written["source_row"].tolist() == ["2", "5"]
+    assert written["name"].tolist() == [
+        "经十路路灯2号",
+        "经十路路灯5号",
+    ]  # the taken-back row keeps its values
+    assert "also used by row 5" in written.loc[0, "reason"]
+
+
 def test_strict_refuses_and_writes_nothing(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
