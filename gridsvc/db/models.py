@@ -119,9 +119,12 @@ class District(Base):
     __tablename__ = "district"
     code: Mapped[str] = mapped_column(String(6), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
+    # Fields of the imported file that map to no column (never dropped; migration 0011).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     geom: Mapped[Any] = _geom("MULTIPOLYGON")
     __table_args__ = (
         CheckConstraint(r"code ~ '^\d{6}$'", name="code_format"),
+        CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
         CheckConstraint(_valid(), name="geom_valid"),
     )
 
@@ -133,9 +136,12 @@ class Street(Base):
     code: Mapped[str] = mapped_column(String(9), primary_key=True)
     district_code: Mapped[str] = mapped_column(ForeignKey("district.code"), index=True)
     name: Mapped[str] = mapped_column(Text)
+    # Fields of the imported file that map to no column (never dropped; migration 0011).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     geom: Mapped[Any] = _geom("MULTIPOLYGON")
     __table_args__ = (
         CheckConstraint(r"code ~ '^\d{9}$'", name="code_format"),
+        CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
         CheckConstraint("left(code, 6) = district_code", name="code_in_district"),
         CheckConstraint(_valid(), name="geom_valid"),
     )
@@ -150,9 +156,12 @@ class Community(Base):
     name: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(16), server_default="community")
     households: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Fields of the imported file that map to no column (never dropped; migration 0011).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     geom: Mapped[Any] = _geom("MULTIPOLYGON")
     __table_args__ = (
         CheckConstraint(r"code ~ '^\d{12}$'", name="code_format"),
+        CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
         CheckConstraint("left(code, 9) = street_code", name="code_in_street"),
         CheckConstraint("kind IN ('community', 'village')", name="kind_known"),
         CheckConstraint("households >= 0", name="households_nonnegative"),
@@ -170,8 +179,11 @@ class Station(Base):
     name: Mapped[str] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(32))
     staff: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # Fields of the imported file that map to no column (never dropped; migration 0011).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     geom: Mapped[Any] = _geom("POINT")
     __table_args__ = (
+        CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
         CheckConstraint(r"phone IS NULL OR phone ~ '^[0-9+\- ]{5,20}$'", name="phone_format"),
         CheckConstraint("jsonb_typeof(staff) = 'array'", name="staff_is_list"),
         CheckConstraint(_valid(), name="geom_valid"),
@@ -344,8 +356,11 @@ class Road(Base):
     road_class: Mapped[str] = mapped_column(String(16))
     district_code: Mapped[str | None] = mapped_column(ForeignKey("district.code"))
     survey_batch_id: Mapped[int | None] = mapped_column(ForeignKey("survey_batch.id"))
+    # Fields of the imported file that map to no column (never dropped; migration 0011).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     geom: Mapped[Any] = _geom("MULTILINESTRING")
     __table_args__ = (
+        CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
         CheckConstraint(
             "road_class IN ('arterial', 'secondary', 'branch', 'rural')", name="road_class_known"
         ),

@@ -594,8 +594,10 @@ def stage_layer(session: Session, frame: pd.DataFrame) -> int:
 def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
     """Insert or update districts, streets or communities by code; returns (new, changed, unchanged)."""
     parent_column = {"district": None, "street": "district_code", "community": "street_code"}[level]
-    columns = ["code", "name", "geom"] + ([parent_column] if parent_column else [])
-    values = ["s.code", "s.name", "ST_Multi(s.geom)"] + (["s.parent_code"] if parent_column else [])
+    columns = ["code", "name", "attributes", "geom"] + ([parent_column] if parent_column else [])
+    values = ["s.code", "s.name", "s.attributes", "ST_Multi(s.geom)"] + (
+        ["s.parent_code"] if parent_column else []
+    )
     if level == "community":
         columns.append("households")
         values.append("coalesce(s.households, 0)")
@@ -632,13 +634,14 @@ def upsert_stations(session: Session) -> tuple[int, int, int]:
         text(
             f"""
             WITH upserted AS (
-                INSERT INTO station AS t (code, community_code, name, phone, geom)
-                SELECT s.code, s.parent_code, s.name, s.phone, s.geom FROM layer_stage s
+                INSERT INTO station AS t (code, community_code, name, phone, attributes, geom)
+                SELECT s.code, s.parent_code, s.name, s.phone, s.attributes, s.geom FROM layer_stage s
                 ON CONFLICT (code) DO UPDATE SET community_code = EXCLUDED.community_code,
                     name = EXCLUDED.name,
-                    phone = EXCLUDED.phone, geom = EXCLUDED.geom
+                    phone = EXCLUDED.phone, attributes = EXCLUDED.attributes, geom = EXCLUDED.geom
                 WHERE t.community_code IS DISTINCT FROM EXCLUDED.community_code OR t.name IS DISTINCT FROM
                     EXCLUDED.name OR t.phone IS DISTINCT FROM EXCLUDED.phone
+                    OR t.attributes IS DISTINCT FROM EXCLUDED.attributes
                     OR ST_AsBinary(t.geom) <> ST_AsBinary(EXCLUDED.geom)
                 RETURNING (xmax = 0) AS inserted
             )
@@ -691,8 +694,8 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
         text(
             """
             WITH added AS (
-                INSERT INTO road (name, road_class, district_code, survey_batch_id, geom)
-                SELECT s.name, s.road_class, d.code, :batch, ST_Multi(s.geom) FROM layer_stage s
+                INSERT INTO road (name, road_class, district_code, survey_batch_id, attributes, geom)
+                SELECT s.name, s.road_class, d.code, :batch, s.attributes, ST_Multi(s.geom) FROM layer_stage s
                 LEFT JOIN LATERAL (
                     SELECT code FROM district WHERE ST_Intersects(geom, ST_LineInterpolatePoint(
                         ST_GeometryN(ST_Multi(s.geom), 1), 0.5)) ORDER BY code LIMIT 1

@@ -53,7 +53,7 @@ def grids(session: Session, plan_id: int, kind: str) -> gpd.GeoDataFrame:
 def boundaries(session: Session, level: str) -> gpd.GeoDataFrame:
     """District, street or community boundaries."""
     parent = {"district": "NULL::text", "street": "district_code", "community": "street_code"}[level]
-    sql = f"SELECT code, name, {parent} AS parent_code, geom FROM {level} ORDER BY code"
+    sql = f"SELECT code, name, {parent} AS parent_code, attributes, geom FROM {level} ORDER BY code"
     return gpd.read_postgis(text(sql), session.connection(), geom_col="geom")
 
 

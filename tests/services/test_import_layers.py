@@ -46,7 +46,7 @@ def test_boundaries_upsert_by_code_and_need_their_parent(
     centre = _inside_lixia(demo_sessions, 1)[0]
     square = shapely.box(centre.x - 0.002, centre.y - 0.002, centre.x + 0.002, centre.y + 0.002)
     streets = gpd.GeoDataFrame(
-        {"区划代码": ["370102099", "370199001"], "名称": ["新建街道", "无主街道"]},
+        {"区划代码": ["370102099", "370199001"], "名称": ["新建街道", "无主街道"], "人口": [52000, 800]},
         geometry=[square, square],
         crs="EPSG:4490",
     )
@@ -56,6 +56,8 @@ def test_boundaries_upsert_by_code_and_need_their_parent(
     assert (report.new, report.changed, report.rejected) == (1, 0, 1)
     assert "no district 370199" in report.problems[0].reason and report.problems[0].source_row == 2
     assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370102099'") == "新建街道"
+    # A field that maps to no column is kept in the free attributes, not dropped.
+    assert _scalar(demo_sessions, "SELECT attributes FROM street WHERE code = '370102099'") == {"人口": 52000}
 
     again = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
     assert (again.new, again.changed, again.unchanged) == (0, 0, 1)
@@ -88,6 +90,7 @@ def test_stations_update_phone_of_existing_station(
             "工作站名称": ["甲社区城管工作站", "幽灵工作站"],
             "社区代码": [community, "370102999999"],
             "联系电话": ["0531-88886666", "0531-1"],
+            "值班时间": ["8:00-20:00", ""],
         },
         geometry=[point, point],
         crs="EPSG:4490",
@@ -105,6 +108,8 @@ def test_stations_update_phone_of_existing_station(
         == "0531-88886666"
     )
     assert {p.source_row for p in report.problems} == {2}
+    attributes = _scalar(demo_sessions, "SELECT attributes FROM station WHERE code = :c", c=community + "01")
+    assert attributes == {"值班时间": "8:00-20:00"}
 
 
 def test_net_is_replaced_whole(
@@ -149,7 +154,7 @@ def test_roads_with_chinese_classes(
 ) -> None:
     a, b = _inside_lixia(demo_sessions, 2)
     roads = gpd.GeoDataFrame(
-        {"道路名称": ["经十路", "文化东路"], "道路等级": ["主干道", "次干道"]},
+        {"道路名称": ["经十路", "文化东路"], "道路等级": ["主干道", "次干道"], "车道数": [8, 4]},
         geometry=[shapely.LineString([a, b]), shapely.LineString([b, (b.x + 0.001, b.y)])],
         crs="EPSG:4490",
     )
@@ -165,6 +170,12 @@ def test_roads_with_chinese_classes(
         b=report.batch_id,
     )
     assert classes == "secondary:370102,arterial:370102"  # 文化东路 sorts before 经十路
+    lanes = _scalar(
+        demo_sessions,
+        "SELECT attributes FROM road WHERE survey_batch_id = :b AND name = '经十路'",
+        b=report.batch_id,
+    )
+    assert lanes == {"车道数": 8}
     replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True)
     assert replaced.retired == before + 2 and int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 2  # type: ignore[arg-type]
 
