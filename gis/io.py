@@ -1422,6 +1422,9 @@ def _convert(
     if unconvertible:
         out_geoms = out_geoms.copy()
         out_geoms[np.isin(rows, list(unconvertible))] = None
+    if shapely.has_z(out_geoms).any():
+        # Positions are stored in 2D; KML (LIBKML) and many survey exports carry a height, often 0.
+        out_geoms = np.asarray(shapely.force_2d(out_geoms), dtype=object)
     return out_geoms, checked, unconvertible
 
 

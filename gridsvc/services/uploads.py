@@ -20,7 +20,7 @@ from gis import io
 from gridsvc.errors import FieldProblem, InvalidInputError
 from gridsvc.settings import Settings
 
-ACCEPTED_SUFFIXES = (".gpkg", ".zip", ".geojson", ".json", ".csv", ".kml", ".shp")
+ACCEPTED_SUFFIXES = (".gpkg", ".zip", ".geojson", ".json", ".csv", ".kml", ".kmz", ".shp")
 BLOCK_BYTES = 1 << 20
 
 

@@ -647,6 +647,18 @@ def test_a_gcj02_row_outside_china_is_that_rows_problem(tmp_path: Path) -> None:
     assert "outside China" in str(err.value) and str(most) in str(err.value)
 
 
+def test_heights_are_dropped(tmp_path: Path) -> None:
+    # KML read by LIBKML, and many survey exports, carry a height (often 0); positions are stored in 2D.
+    lon, lat = jinan_lonlat(2)
+    path = tmp_path / "3d.gpkg"
+    pyogrio.write_dataframe(
+        gpd.GeoDataFrame(geometry=gpd.points_from_xy(lon, lat, [0.0, 31.5]), crs=4490), path
+    )
+    (chunk,) = iter_chunks(inspect_layer(path))
+    assert not chunk.geometry.has_z.any()
+    assert chunk.geometry.x.tolist() == pytest.approx(list(lon))
+
+
 def test_one_easting_without_its_zone_prefix_is_that_rows_problem(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(4)
     x, y = project(lon, lat, 4527)

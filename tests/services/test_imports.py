@@ -565,6 +565,27 @@ def test_http_upload_returns_the_import_and_its_report(
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "file"
 
 
+def test_http_upload_of_a_kmz(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 3, offset=60)
+    lamps = _lamps(points, first_seq=995_001)
+    # Zipped KML as GDAL's LIBKML driver writes it (an ASCII layer name: LIBKML cannot read back the hex
+    # it makes of a Chinese one).
+    kmz = tmp_path / "lamps.kmz"
+    lamps.to_crs(4326).to_file(kmz, driver="LIBKML", layer="lamps")
+    staff = create_key(demo_sessions, name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR).secret
+    with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
+        response = client.post(
+            "/v1/imports/components",
+            files={"file": ("路灯.kmz", kmz.read_bytes(), "application/vnd.google-earth.kmz")},
+            headers={"X-API-Key": staff},
+        )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["format"], body["accepted"], body["new"]) == ("KML", 3, 3), body["problems"]
+
+
 def test_cli_dry_run_with_report(demo_url: str, demo_engine_shared: Engine, tmp_path: Path) -> None:
     with demo_engine_shared.connect() as conn:
         rows = conn.execute(
