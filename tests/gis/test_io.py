@@ -234,6 +234,23 @@ def test_explicit_encoding_overrides_detection(tmp_path: Path) -> None:
     assert info.fields == CHINESE_FIELDS and frame["主管部门"].tolist() == components()["主管部门"]
 
 
+@pytest.mark.parametrize("cpg", ["GBK", "936", "CP936"])
+def test_gbk_shapefile_with_cpg(tmp_path: Path, cpg: str) -> None:
+    # ArcGIS writes 936 (the Windows code page) or GBK; the .cpg is honoured, nothing is guessed.
+    lon, lat = jinan_lonlat(3)
+    data = {k: v[:3] for k, v in components(3).items()}
+    frame = gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4490")
+    shp = tmp_path / "gbk.shp"
+    pyogrio.write_dataframe(frame, shp, encoding="GBK")
+    shp.with_suffix(".cpg").write_text(cpg)
+
+    info, read = read_layer(shp)
+
+    assert info.encoding == "GB18030"  # GBK's superset: reads every GBK byte the same, and more
+    assert not any("cpg" in w for w in info.warnings)
+    assert read["名称"].tolist() == data["名称"]
+
+
 def test_utf8_shapefile_with_cpg(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(3)
     data = {k: v[:3] for k, v in components(3).items() if k != "主管部门"}  # 12 UTF-8 bytes: over .dbf's 10

@@ -625,6 +625,73 @@ def test_cli_dry_run_with_report(demo_url: str, demo_engine_shared: Engine, tmp_
     assert problems["source_row"].tolist() == [2]
 
 
+def _contractor_fields(lamps: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The same census under a contractor's own field names, which nothing recognises by itself."""
+    return lamps.rename(columns={"标识码": "LAMP_ID", "名称": "LAMP_TXT", "状态": "COND"}).assign(
+        SET_UP=["2023-05-04"] * len(lamps), FROM_WHO=["2023年部件普查"] * len(lamps)
+    )
+
+
+def test_a_mapping_names_the_fields_nothing_recognises(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 3, offset=70)
+    lamps = _lamps(points, first_seq=996_001)
+    path = tmp_path / "contractor.gpkg"
+    _contractor_fields(lamps).to_file(path, driver="GPKG")
+    mapping = {
+        "code": "LAMP_ID",
+        "name": "LAMP_TXT",
+        "status": "COND",
+        "initial_date": "SET_UP",
+        "data_source": "FROM_WHO",
+    }
+    report = _run(demo_sessions, test_settings, path, mapping=mapping)
+    assert (report.accepted, report.new) == (3, 3)
+    got = _current(demo_sessions, list(lamps["标识码"]))
+    assert got["name"].tolist() == list(lamps["名称"]) and set(got["status"]) == {"intact"}
+    attributes = got["attributes"].iloc[0]
+    # Standard fields without a column of their own, kept under their standard names.
+    assert attributes["initial_date"] == "2023-05-04" and attributes["data_source"] == "2023年部件普查"
+    assert "LAMP_ID" not in attributes and "LAMP_TXT" not in attributes
+
+
+def test_cli_mapping_profile(demo_url: str, demo_engine_shared: Engine, tmp_path: Path) -> None:
+    with demo_engine_shared.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom))"
+                " FROM unit_grid ORDER BY code LIMIT 3"
+            )
+        ).all()
+    lamps = _lamps(pd.DataFrame(rows, columns=["lon", "lat"]), first_seq=997_001)
+    path = tmp_path / "contractor.gpkg"
+    _contractor_fields(lamps).to_file(path, driver="GPKG")
+    profile = tmp_path / "承包商.yml"
+    profile.write_text("code: LAMP_ID\nname: LAMP_TXT\nstatus: COND\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=demo_url, COLUMNS="200")
+
+    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable,
+            "-m",
+            "gridsvc.cli",
+            "import",
+            "components",
+            str(path),
+            "--dry-run",
+            *extra,
+        ]
+        return subprocess.run(command, env=env, cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=300)
+
+    without = cli()
+    assert without.returncode == 0 and "code is missing" in without.stdout  # LAMP_ID means nothing itself
+    with_profile = cli("--mapping", str(profile), "--map", "data_source=FROM_WHO")
+    assert with_profile.returncode == 0, with_profile.stderr
+    assert "│ accepted" in with_profile.stdout and "problems" not in with_profile.stdout
+
+
 def test_killed_import_leaves_the_database_unchanged(
     demo_url: str, demo_engine_shared: Engine, tmp_path: Path
 ) -> None:
