@@ -311,8 +311,9 @@ class SeenCodes:
         ]
 
     def _add(self, codes: ObjectArray, rows: IntArray) -> None:
-        for code, row in zip(codes, rows, strict=True):
-            self.first_row.setdefault(str(code), int(row))
+        """Remember the first row of each code not met before (``codes`` holds none that was)."""
+        # Reversed, so the first row of a code repeated inside the chunk is the one kept; one C-level update.
+        self.first_row.update(zip(codes[::-1].tolist(), rows[::-1].tolist(), strict=True))
 
 
 def _rows_text(rows: Sequence[int]) -> str:
@@ -618,7 +619,7 @@ def _check_duplicates(
         shown = codes[earlier]
         reasons = seen._met_again(shown, findings.source_row[at], field=field, what=what)
         findings.add(at, field, list(shown), reasons)
-    seen._add(codes, findings.source_row[positions])
+    seen._add(codes[~earlier], findings.source_row[positions[~earlier]])
 
 
 # -------------------------------------------------------------------------------------------- places
