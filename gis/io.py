@@ -1444,7 +1444,13 @@ def _to_storage(coords: _Coords, crs: ResolvedCRS, where: str) -> tuple[FloatArr
             ) from exc
     lon = np.full(coords.x.size, np.nan)
     lat = np.full(coords.x.size, np.nan)
-    lon[~failed], lat[~failed] = transform(coords.x[~failed], coords.y[~failed], crs, STORAGE_CRS)
+    kept = _Coords(coords.x[~failed], coords.y[~failed], coords.rows[~failed])
+    try:
+        lon[~failed], lat[~failed] = transform(kept.x, kept.y, crs, STORAGE_CRS)
+    except CoordinateError as exc:  # a check that judges the coordinates together, should one ever do so
+        raise LayerError(
+            f"{where}: {_in_row(exc, kept)}; fix that row, or check the CRS ({crs.name})"
+        ) from exc
     return lon, lat, failed
 
 
