@@ -586,39 +586,34 @@ def test_http_upload_of_a_kmz(
     assert (body["format"], body["accepted"], body["new"]) == ("KML", 3, 3), body["problems"]
 
 
-def test_cli_dry_run_with_report(demo_url: str, demo_engine_shared: Engine, tmp_path: Path) -> None:
-    with demo_engine_shared.connect() as conn:
+def _unit_grid_points(engine: Engine, n: int) -> pd.DataFrame:
+    """n points inside the first unit grids of the shared demo database (seen by a CLI process)."""
+    with engine.connect() as conn:
         rows = conn.execute(
             text(
                 "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom))"
-                " FROM unit_grid ORDER BY code LIMIT 4"
-            )
+                " FROM unit_grid ORDER BY code LIMIT :n"
+            ),
+            {"n": n},
         ).all()
-    points = pd.DataFrame(rows, columns=["lon", "lat"])
-    lamps = _lamps(points)
+    return pd.DataFrame(rows, columns=["lon", "lat"])
+
+
+def _cli_dry_run(database_url: str, path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`gridsvc import components PATH --dry-run ...` as a user types it (a dry run: the shared database
+    is left as it was)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=database_url, COLUMNS="200")
+    command = [sys.executable, "-m", "gridsvc.cli", "import", "components", str(path), "--dry-run", *extra]
+    return subprocess.run(command, env=env, cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_dry_run_with_report(demo_url: str, demo_engine_shared: Engine, tmp_path: Path) -> None:
+    lamps = _lamps(_unit_grid_points(demo_engine_shared, 4))
     lamps.loc[1, "标识码"] = "12345"
     path = tmp_path / "cli.gpkg"
     lamps.to_file(path, driver="GPKG")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
-    env.update(GRIDSVC_DATABASE_URL=demo_url, COLUMNS="200")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gridsvc.cli",
-            "import",
-            "components",
-            str(path),
-            "--dry-run",
-            "--report",
-            str(tmp_path / "问题.gpkg"),
-        ],
-        env=env,
-        cwd=NEUTRAL_CWD,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _cli_dry_run(demo_url, path, "--report", str(tmp_path / "问题.gpkg"))
     assert result.returncode == 0, result.stderr
     assert "dry run: nothing written" in result.stdout and "12345" in result.stdout
     problems = gpd.read_file(tmp_path / "问题.gpkg")
@@ -657,37 +652,14 @@ def test_a_mapping_names_the_fields_nothing_recognises(
 
 
 def test_cli_mapping_profile(demo_url: str, demo_engine_shared: Engine, tmp_path: Path) -> None:
-    with demo_engine_shared.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom))"
-                " FROM unit_grid ORDER BY code LIMIT 3"
-            )
-        ).all()
-    lamps = _lamps(pd.DataFrame(rows, columns=["lon", "lat"]), first_seq=997_001)
+    lamps = _lamps(_unit_grid_points(demo_engine_shared, 3), first_seq=997_001)
     path = tmp_path / "contractor.gpkg"
     _contractor_fields(lamps).to_file(path, driver="GPKG")
     profile = tmp_path / "承包商.yml"
     profile.write_text("code: LAMP_ID\nname: LAMP_TXT\nstatus: COND\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
-    env.update(GRIDSVC_DATABASE_URL=demo_url, COLUMNS="200")
-
-    def cli(*extra: str) -> subprocess.CompletedProcess[str]:
-        command = [
-            sys.executable,
-            "-m",
-            "gridsvc.cli",
-            "import",
-            "components",
-            str(path),
-            "--dry-run",
-            *extra,
-        ]
-        return subprocess.run(command, env=env, cwd=NEUTRAL_CWD, capture_output=True, text=True, timeout=300)
-
-    without = cli()
+    without = _cli_dry_run(demo_url, path)
     assert without.returncode == 0 and "code is missing" in without.stdout  # LAMP_ID means nothing itself
-    with_profile = cli("--mapping", str(profile), "--map", "data_source=FROM_WHO")
+    with_profile = _cli_dry_run(demo_url, path, "--mapping", str(profile), "--map", "data_source=FROM_WHO")
     assert with_profile.returncode == 0, with_profile.stderr
     assert "│ accepted" in with_profile.stdout and "problems" not in with_profile.stdout
 
