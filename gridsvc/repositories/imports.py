@@ -460,6 +460,20 @@ def count_assignable(session: Session) -> int:
     )
 
 
+def areas_without_communities(session: Session, area_codes: Sequence[str]) -> list[str]:
+    """The given admin codes (district, street or community) that no loaded community lies in: a survey
+    area :func:`find_missing` would find empty."""
+    return list(
+        session.execute(
+            text(
+                "SELECT a FROM unnest(CAST(:areas AS text[])) a WHERE NOT EXISTS ("
+                "SELECT 1 FROM community c WHERE left(c.code, length(a)) = a)"
+            ),
+            {"areas": list(area_codes)},
+        ).scalars()
+    )
+
+
 def find_missing(session: Session, *, area_codes: Sequence[str], kept_codes: Sequence[str]) -> int:
     """Find the current components of the surveyed classes inside the survey area that the file did not
     contain, for :func:`retire_missing`; returns how many.

@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -139,6 +139,13 @@ class ImportReport:
 
 class _DryRunDoneError(Exception):
     """Raised inside the transaction to roll a dry run back after it has counted everything."""
+
+
+class ImportCancelled(KeyboardInterrupt):
+    """Ctrl+C stopped the import before it committed: its transaction is rolled back, nothing was written.
+
+    A plain KeyboardInterrupt from an import means it came after the commit, so the import did happen.
+    """
 
 
 def _freeze_older_objects() -> None:
@@ -506,6 +513,7 @@ def import_components(
                     "no district boundaries are loaded, so component codes cannot be checked against their "
                     "county: import the boundaries first (gridsvc import boundaries FILE --level district)"
                 )
+            _check_area(session, request.area_codes)
             # A dry run writes nothing, so it reads the active plan without the lock an activation would
             # wait for: its grids are what the report shows, not what gets stored.
             plan = repo.active_plan(session) if request.dry_run else repo.lock_active_plan(session)
@@ -548,7 +556,27 @@ def import_components(
             _record(session, batch, report, actor, problem_rows)
     except _DryRunDoneError:
         report.batch_id = None
+    except KeyboardInterrupt as exc:  # the session's context manager has rolled the transaction back
+        raise ImportCancelled from exc
     return _done(report, request, problem_rows, started)
+
+
+def _check_area(session: Session, area_codes: Sequence[str]) -> None:
+    """Refuse a survey area with a code no loaded community lies in, before the file is read: a mistyped
+    code would otherwise make an empty area, and ``--retire-missing`` would quietly void nothing."""
+    empty = repo.areas_without_communities(session, area_codes)
+    if empty:
+        raise InvalidInputError(
+            "the survey area is not valid",
+            problems=[
+                FieldProblem(
+                    "area",
+                    f"{code}: no loaded community lies in it (check the code, or import its boundaries)",
+                    {"value": code},
+                )
+                for code in empty
+            ],
+        )
 
 
 def _rebuild_or_not(
@@ -1002,4 +1030,6 @@ def import_layer(
             _record(session, batch, report, actor, problem_rows)
     except _DryRunDoneError:
         report.batch_id = None
+    except KeyboardInterrupt as exc:  # the session's context manager has rolled the transaction back
+        raise ImportCancelled from exc
     return _done(report, request, problem_rows, started)

@@ -469,6 +469,92 @@ def test_retire_missing_spares_rejected_rows_and_a_dry_run_shows_what_it_would_v
     }
 
 
+def _points_in_communities(
+    sessions: sessionmaker[Session], per_community: int, codes: list[str]
+) -> pd.DataFrame:
+    """``per_community`` points inside each of the given communities (inside unit grids too)."""
+    with sessions() as session:
+        rows = session.execute(
+            text(
+                "SELECT community, lon, lat FROM ("
+                " SELECT cm.code AS community, ST_X(u.p) AS lon, ST_Y(u.p) AS lat,"
+                "  row_number() OVER (PARTITION BY cm.code ORDER BY u.code) AS n"
+                " FROM (SELECT code, ST_PointOnSurface(geom) AS p FROM unit_grid) u"
+                " JOIN community cm ON ST_Within(u.p, cm.geom) WHERE cm.code = ANY(:codes)) x"
+                " WHERE n <= :per ORDER BY community, n"
+            ),
+            {"codes": codes, "per": per_community},
+        ).all()
+    points = pd.DataFrame(rows, columns=["community", "lon", "lat"])
+    assert (points.groupby("community").size() == per_community).all() and len(points) == len(
+        codes
+    ) * per_community
+    return points
+
+
+def test_retire_missing_voids_only_inside_the_area_asked_for(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Two communities of one street (A, B) and one of another street (C); other manhole covers (0114):
+    # the demo city has none, so these files are the whole survey of the class.
+    a, b, c = "370102001001", "370102001002", "370102002001"
+    points = _points_in_communities(demo_sessions, 2, [a, b, c])
+    covers = _lamps(points, first_seq=960_001, class_code="0114")
+    covers["community"] = points["community"].to_numpy()
+    first = tmp_path / "v1.gpkg"
+    covers.drop(columns="community").to_file(first, driver="GPKG")
+    assert _run(demo_sessions, test_settings, first).new == 6
+
+    # The re-survey of community A found only its first cover.
+    resurvey = covers[covers["community"] == a].iloc[:1].drop(columns="community")
+    second = tmp_path / "v2.gpkg"
+    resurvey.to_file(second, driver="GPKG")
+    gone_from_a = covers[covers["community"] == a]["标识码"].iloc[1]
+    in_b = list(covers[covers["community"] == b]["标识码"])
+
+    def voided() -> set[str]:
+        with demo_sessions() as session:
+            return set(
+                session.execute(
+                    text(
+                        "SELECT code FROM component"
+                        " WHERE class_code = '0114' AND valid_to IS NULL AND NOT in_use"
+                    )
+                ).scalars()
+            )
+
+    # Asked for the street, a dry run would void A's missing cover and both of B's; C is another street.
+    street = _run(
+        demo_sessions, test_settings, second, retire_missing=True, area_codes=(a[:9],), dry_run=True
+    )
+    assert (street.unchanged, street.retired, street.batch_id) == (1, 3, None)
+    assert voided() == set()
+
+    only_a = _run(demo_sessions, test_settings, second, retire_missing=True, area_codes=(a,))
+    assert (only_a.unchanged, only_a.retired) == (1, 1)
+    assert voided() == {gone_from_a}
+
+    # Without --area the area is the communities the file touches: A again, where nothing is left to void.
+    touched = _run(demo_sessions, test_settings, second, retire_missing=True, dry_run=True)
+    assert touched.retired == 0
+    assert voided() == {gone_from_a} and not set(in_b) & voided()
+
+
+def test_an_area_no_community_lies_in_is_refused_before_the_file_is_read(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "v.gpkg"
+    _lamps(_grid_points(demo_sessions, 2), first_seq=960_101, class_code="0114").to_file(path, driver="GPKG")
+    before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    with pytest.raises(InvalidInputError) as refused:
+        _run(
+            demo_sessions, test_settings, path, retire_missing=True, area_codes=("370102001001", "370102099")
+        )
+    assert [(p.field, p.location) for p in refused.value.problems] == [("area", {"value": "370102099"})]
+    assert "370102099: no loaded community lies in it" in refused.value.problems[0].message
+    assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
+
+
 def test_one_import_starts_all_its_versions_at_one_instant(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
