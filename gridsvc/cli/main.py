@@ -496,7 +496,7 @@ def _run_import(
 
     from gis.fieldmap import MappingError, load_mapping
     from gridsvc.services.access import LOCAL_OPERATOR
-    from gridsvc.services.imports import ImportRequest, import_layer
+    from gridsvc.services.imports import ImportCancelled, ImportRequest, import_layer
 
     layer = extra.pop("layer")
     explicit: dict[str, str] = {}
@@ -520,31 +520,41 @@ def _run_import(
         report_path=report,
         **extra,
     )
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:>10,} rows"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-    ) as bar:
-        task = bar.add_task(f"importing {file.name}", total=None)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:>10,} rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        ) as bar:
+            task = bar.add_task(f"importing {file.name}", total=None)
 
-        def rows_read(rows: int, total: int) -> None:
-            bar.update(task, advance=rows, total=total)
+            def rows_read(rows: int, total: int) -> None:
+                bar.update(task, advance=rows, total=total)
 
-        def now_doing(what: str) -> None:
-            # The file is read; the last steps run in the database, and the line says which.
-            bar.update(task, description=f"{file.name}: {what}")
+            def now_doing(what: str) -> None:
+                # The file is read; the last steps run in the database, and the line says which.
+                bar.update(task, description=f"{file.name}: {what}")
 
-        result = import_layer(
-            _sessions(settings),
-            request,
-            settings=settings,
-            actor=LOCAL_OPERATOR,
-            progress=rows_read,
-            phase=now_doing,
+            result = import_layer(
+                _sessions(settings),
+                request,
+                settings=settings,
+                actor=LOCAL_OPERATOR,
+                progress=rows_read,
+                phase=now_doing,
+            )
+    except ImportCancelled:
+        # Stopped before its commit, and rolled back by now, so the line can say so (a Ctrl+C after the
+        # commit is a plain KeyboardInterrupt). 130 is what shells expect of a command stopped by Ctrl+C.
+        err_console.print(
+            f"[bold yellow]cancelled:[/] nothing of {file.name} was imported; the database is as it was "
+            "before (the import is one transaction, and it was rolled back)",
+            highlight=False,
         )
+        raise typer.Exit(130) from None
     _print_import(result)
 
 

@@ -750,8 +750,9 @@ def test_cli_mapping_profile(demo_url: str, demo_engine_shared: Engine, tmp_path
     assert "│ accepted" in with_profile.stdout and "problems" not in with_profile.stdout
 
 
-def test_killed_import_leaves_the_database_unchanged(
-    demo_url: str, demo_engine_shared: Engine, tmp_path: Path
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_an_import_killed_or_cancelled_while_staging_leaves_the_database_unchanged(
+    stop: signal.Signals, demo_url: str, demo_engine_shared: Engine, tmp_path: Path
 ) -> None:
     with demo_engine_shared.connect() as conn:
         box = conn.execute(
@@ -781,11 +782,12 @@ def test_killed_import_leaves_the_database_unchanged(
         env=env,
         cwd=NEUTRAL_CWD,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
-        while True:  # wait until the import is COPYing rows into its stage, then kill it
+        while True:  # wait until the import is COPYing rows into its stage, then stop it
             with demo_engine_shared.connect() as conn:
                 copying = conn.execute(
                     # Its transaction has an id once it has written anything (plan lock, staging tables).
@@ -797,17 +799,96 @@ def test_killed_import_leaves_the_database_unchanged(
             if copying or process.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-        assert process.poll() is None, "the import finished before it could be killed"
+        assert process.poll() is None, "the import finished before it could be stopped"
         time.sleep(0.3)
-        process.send_signal(signal.SIGKILL)
+        process.send_signal(stop)
     finally:
-        process.wait(timeout=30)
-    time.sleep(0.5)  # the server notices the dropped connection and rolls back
+        _, err = process.communicate(timeout=60)
+    if stop == signal.SIGINT:  # Ctrl+C: rolled back by the import itself, and it says so
+        assert process.returncode == 130, err
+        assert "cancelled: nothing of big.gpkg was imported; the database is as it was before" in err
+        assert "Traceback" not in err
+    time.sleep(0.5)  # after a kill, the server notices the dropped connection and rolls back
     with demo_engine_shared.connect() as conn:
         after = conn.execute(
             text("SELECT count(*), (SELECT count(*) FROM survey_batch) FROM component")
         ).one()
     assert tuple(after) == tuple(before)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_a_reimport_killed_or_cancelled_while_closing_versions_leaves_them_as_they_were(
+    stop: signal.Signals, demo_url: str, demo_engine_shared: Engine, tmp_path: Path
+) -> None:
+    # A re-survey of 200 of the demo's lamps that finds them all damaged: each gets a new version, and the
+    # import first closes the current one (UPDATE ... SET valid_to).
+    with demo_engine_shared.connect() as conn:
+        lamps = gpd.read_postgis(
+            text(
+                "SELECT code AS 标识码, '破损' AS 状态, geom FROM component"
+                " WHERE class_code = :lamp AND valid_to IS NULL AND status = 'intact' ORDER BY code LIMIT 200"
+            ),
+            conn,
+            params={"lamp": LAMP},
+        )
+    assert len(lamps) == 200
+    path = tmp_path / "复查.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    state = text(
+        "SELECT count(*), max(id), count(*) FILTER (WHERE valid_to IS NULL),"
+        " (SELECT count(*) FROM survey_batch) FROM component"
+    )
+    with demo_engine_shared.connect() as conn:
+        before = tuple(conn.execute(state).one())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=demo_url)
+    # This connection holds one of those lamps: the import's UPDATE waits for it, so the test can stop the
+    # import exactly while it is closing versions.
+    holder = demo_engine_shared.connect()
+    holder.execute(
+        text("SELECT id FROM component WHERE code = :c AND valid_to IS NULL FOR UPDATE"),
+        {"c": lamps["标识码"].iloc[-1]},
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gridsvc.cli", "import", "components", str(path)],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        waiting = False
+        deadline = time.monotonic() + 120
+        while not waiting and process.poll() is None and time.monotonic() < deadline:
+            with demo_engine_shared.connect() as conn:
+                waiting = bool(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gridsvc'"
+                            " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE component%'"
+                        )
+                    ).scalar_one()
+                )
+            time.sleep(0.02)
+        assert waiting, "the import never reached the closing of versions"
+        process.send_signal(stop)
+        time.sleep(0.2)
+    finally:
+        holder.rollback()  # the UPDATE goes on; after Ctrl+C the import then rolls itself back
+        holder.close()
+        _, err = process.communicate(timeout=60)
+    if stop == signal.SIGINT:
+        assert process.returncode == 130, err
+        assert "cancelled: nothing of 复查.gpkg was imported" in err
+    deadline = time.monotonic() + 30
+    while True:  # after a kill, the server notices the dropped connection and rolls back
+        with demo_engine_shared.connect() as conn:
+            after = tuple(conn.execute(state).one())
+        if after == before or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert after == before
 
 
 def test_report_json_is_serialisable(
