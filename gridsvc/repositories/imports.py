@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 import psycopg2.extensions
 import shapely
-from sqlalchemy import CursorResult, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -592,12 +592,26 @@ def create_layer_stage(session: Session) -> None:
     )
 
 
-def unstage_layer(session: Session, codes: Sequence[str]) -> int:
-    """Take the staged rows of ``codes`` out of the layer stage; returns how many."""
-    result = session.execute(
-        text("DELETE FROM layer_stage WHERE code = ANY(CAST(:codes AS text[]))"), {"codes": list(codes)}
+def unstage_layer(session: Session, codes: Sequence[str]) -> gpd.GeoDataFrame:
+    """Take the staged rows of ``codes`` out of the layer stage; returns them with the values they were
+    staged with (``parent_code`` as the stage holds it), for the report."""
+    rows = (
+        session.execute(
+            text(
+                "DELETE FROM layer_stage WHERE code = ANY(CAST(:codes AS text[])) RETURNING code, name,"
+                " parent_code, households, phone, road_class, attributes, ST_AsBinary(geom) AS wkb"
+            ),
+            {"codes": list(codes)},
+        )
+        .mappings()
+        .all()
     )
-    return int(cast(CursorResult[Any], result).rowcount)
+    columns = ["code", "name", "parent_code", "households", "phone", "road_class", "attributes"]
+    return gpd.GeoDataFrame(
+        {c: [r[c] for r in rows] for c in columns},
+        geometry=shapely.from_wkb([bytes(r["wkb"]) for r in rows]),
+        crs=STORAGE_SRID,
+    )
 
 
 def stage_layer(session: Session, frame: pd.DataFrame) -> int:

@@ -958,6 +958,20 @@ def _layer_stage_frame(accepted: gpd.GeoDataFrame, request: ImportRequest) -> pd
     )
 
 
+def _as_read(unstaged: gpd.GeoDataFrame, request: ImportRequest) -> gpd.GeoDataFrame:
+    """Rows taken back out of the layer stage with the columns the report shows for the layer: a
+    station's parent is its community (a boundary's is only its code's prefix), and columns this layer
+    has no use for are left out."""
+    unstaged = unstaged.rename(columns={"parent_code": "community_code"})
+    unused = {
+        "boundaries": ["community_code", "phone", "road_class"],
+        "stations": ["households", "road_class"],
+        "net": ["community_code", "households", "phone", "road_class"],
+        "roads": ["community_code", "households", "phone"],
+    }[request.layer]
+    return unstaged.drop(columns=unused)
+
+
 def import_layer(
     sessions: sessionmaker[Session],
     request: ImportRequest,
@@ -1003,8 +1017,13 @@ def import_layer(
                 if progress:
                     progress(len(chunk), info.feature_count)
             if seen.taken_back:  # see _take_back_earlier_duplicates
-                report.accepted -= repo.unstage_layer(session, seen.taken_back_codes())
+                removed = _as_read(repo.unstage_layer(session, seen.taken_back_codes()), request)
+                removed["source_row"] = removed["code"].map(
+                    {str(p.value): p.source_row for p in seen.taken_back}
+                )
+                report.accepted -= len(removed)
                 report.problems.extend(seen.taken_back)
+                problem_rows.append(removed)
             _settle(report, request, problem_rows)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":

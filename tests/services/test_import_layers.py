@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -66,6 +67,52 @@ def test_boundaries_upsert_by_code_and_need_their_parent(
     third = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
     assert (third.new, third.changed) == (0, 1)
     assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370102099'") == "更名街道"
+
+
+def test_a_boundary_code_used_twice_rejects_both_rows_with_their_values_whatever_the_chunk_size(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    centre = _inside_lixia(demo_sessions, 1)[0]
+    squares = [
+        shapely.box(centre.x + i * 0.001, centre.y, centre.x + (i + 1) * 0.001, centre.y + 0.001)
+        for i in range(3)
+    ]
+    streets = gpd.GeoDataFrame(
+        {
+            "区划代码": ["370102097", "370102098", "370102097"],
+            "名称": ["甲街道", "乙街道", "丙街道"],
+            "人口": [1, 2, 3],
+        },
+        geometry=squares,
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "街道.gpkg"
+    streets.to_file(path, driver="GPKG")
+    answers = []
+    for chunk_rows in (100, 1):  # rows 1 and 3 in one chunk, then in different chunks
+        report_path = tmp_path / f"问题-{chunk_rows}.csv"
+        report = _run(
+            demo_sessions,
+            test_settings,
+            path,
+            layer="boundaries",
+            level="street",
+            chunk_rows=chunk_rows,
+            dry_run=True,
+            report_path=report_path,
+        )
+        written = pd.read_csv(report_path, encoding="utf-8-sig", dtype=str)
+        answers.append(
+            (
+                report.accepted,
+                report.rejected,
+                written["source_row"].tolist(),
+                written["code"].tolist(),
+                written["name"].tolist(),
+                written["人口"].tolist(),
+            )
+        )
+    assert answers[0] == answers[1] == (1, 2, ["1", "3"], ["370102097"] * 2, ["甲街道", "丙街道"], ["1", "3"])
 
 
 def test_boundary_level_is_required(
