@@ -672,6 +672,23 @@ def _check_location(
     )
     shown = code.to_numpy()[positions]
     prefix = code.str.slice(0, 6).to_numpy(dtype=object, na_value=None)[positions]
+    # In no loaded county, but inside the box: boundaries may be loaded for part of the city only, so
+    # where it lies is unknown. Its code's county is known, though, when that county is loaded: the
+    # component is not in it.
+    astray = np.flatnonzero(code_ok[positions] & ~in_county & in_box)
+    astray = astray[np.isin(prefix[astray], county_codes)]
+    if astray.size:
+        name_of = dict(zip(county_codes, county_names, strict=True))
+        findings.add(
+            positions[astray],
+            "code",
+            list(shown[astray]),
+            [
+                f"code county {prefix[i]}{_named(name_of[prefix[i]])} but the component lies at "
+                f"{_xy(x[i], y[i])}, outside it and in no other loaded county"
+                for i in astray
+            ],
+        )
     checkable = code_ok[positions] & in_county
     keep = checkable[hit]
     hit, county = hit[keep], county[keep]
@@ -685,11 +702,15 @@ def _check_location(
     first = pairs[wrong[hit]].sort_values(["at", "county"]).drop_duplicates("at")
     at = first["at"].to_numpy()
     reasons = [
-        f"code county {p} but the component lies in {c}"
-        + (f" {name}" if isinstance(name, str) and name else "")
+        f"code county {p} but the component lies in {c}{_named(name)}"
         for p, c, name in zip(prefix[at], first["county"], first["name"], strict=True)
     ]
     findings.add(positions[at], "code", list(shown[at]), reasons)
+
+
+def _named(name: object) -> str:
+    """`` 历下区`` after a county code, when the county has a name."""
+    return f" {name}" if isinstance(name, str) and name else ""
 
 
 # ----------------------------------------------------------------------------------------- components

@@ -125,8 +125,9 @@ def test_clean_rows_are_accepted_with_normalised_values(rules: ComponentRules) -
         {"code": code(3, cls="0490"), "class_code": "0490", "geometry": SQUARE, "status": "Occupied"},
         {"code": code(4, cls="0290"), "geometry": MultiLineString([[(117.05, 36.65), (117.06, 36.66)]])},
         {"code": code(5, cls="0490"), "geometry": MultiPolygon([SQUARE])},
-        # Inside the city box but in neither test county: nothing to compare the prefix with.
-        {"code": code(6), "geometry": Point(117.5, 36.5)},
+        # Inside the city box, in neither test county, and coded for a county not loaded (历城区): boundaries
+        # may be loaded for part of the city only, so there is nothing to compare the prefix with.
+        {"code": code(6, county="370112"), "geometry": Point(117.5, 36.5)},
     ]
     result = validate_components(chunk(rows), rules)
     assert result.problems == []
@@ -408,6 +409,21 @@ def test_wrong_county_prefix(rules: ComponentRules) -> None:
     wrong = code(1, county="370103")
     assert only(validate_components(chunk([{"code": wrong}]), rules)) == Problem(
         2, "code", wrong, "code county 370103 but the component lies in 370102 历下区", "rejected"
+    )
+
+
+def test_a_code_of_a_loaded_county_outside_every_loaded_county(rules: ComponentRules) -> None:
+    # 历下区 is loaded and does not hold this point, which lies in no loaded county but in the city box.
+    astray = code(1, county="370102")
+    assert only(validate_components(chunk([{"code": astray, "geometry": Point(117.5, 36.5)}]), rules)) == (
+        Problem(
+            2,
+            "code",
+            astray,
+            "code county 370102 历下区 but the component lies at (117.500000 36.500000), outside it and in "
+            "no other loaded county",
+            "rejected",
+        )
     )
 
 

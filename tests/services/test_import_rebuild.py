@@ -42,19 +42,20 @@ def _schema(conn: Connection | Session) -> list[tuple[str, ...]]:
 
 
 def _census(conn: Connection | Session, n: int, path: Path, first_seq: int = 1) -> Path:
-    """A GeoPackage of n lamps at random inside 历下区's box (all in the city; most in a grid)."""
-    box = conn.execute(
-        text(
-            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
-            " FROM (SELECT ST_Extent(geom) e FROM district) d"
-        )
-    ).one()
+    """A GeoPackage of n lamps at random inside 历下区 (the county their codes name; most in a grid)."""
+    district = shapely.from_wkb(
+        bytes(conn.execute(text("SELECT ST_AsBinary(geom) FROM district")).scalar_one())
+    )
+    shapely.prepare(district)
     rng = np.random.default_rng(n)
+    minx, miny, maxx, maxy = district.bounds
+    inside: list[np.ndarray] = []
+    while sum(len(p) for p in inside) < n:
+        candidates = shapely.points(rng.uniform(minx, maxx, n), rng.uniform(miny, maxy, n))
+        inside.append(candidates[shapely.contains(district, candidates)])
     frame = gpd.GeoDataFrame(
         {"标识码": [f"370102{LAMP}{first_seq + i:06d}" for i in range(n)], "状态": "完好"},
-        geometry=shapely.points(
-            rng.uniform(box[0] + 0.01, box[2] - 0.01, n), rng.uniform(box[1] + 0.01, box[3] - 0.01, n)
-        ),
+        geometry=np.concatenate(inside)[:n],
         crs="EPSG:4490",
     )
     frame.to_file(path, driver="GPKG")

@@ -954,27 +954,37 @@ def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
                 " (SELECT geom FROM unit_grid ORDER BY code LIMIT 40) g) v"
             )
         ).all()
-        box = session.execute(
-            text(
-                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)"
-                " FROM (SELECT ST_Extent(geom) e FROM district) d"
-            )
-        ).one()
+        district = shapely.from_wkb(
+            bytes(session.execute(text("SELECT ST_AsBinary(geom) FROM district")).scalar_one())
+        )
     rng = np.random.default_rng(7)
     # Random points over the district's box: inside grids, in gaps between them, and outside the district
-    # but inside the city box (accepted, with no grid).
-    lon = np.concatenate([[v[0] for v in vertices], rng.uniform(box[0] - 0.02, box[2] + 0.02, 300)])
-    lat = np.concatenate([[v[1] for v in vertices], rng.uniform(box[1] - 0.02, box[3] + 0.02, 300)])
+    # but inside the city box (accepted, with no grid). Those outside are coded for 历城区, whose boundary
+    # the demo does not load: coded for 历下区, they would not be where their code says.
+    minx, miny, maxx, maxy = district.bounds
+    lon = np.concatenate([[v[0] for v in vertices], rng.uniform(minx - 0.02, maxx + 0.02, 300)])
+    lat = np.concatenate([[v[1] for v in vertices], rng.uniform(miny - 0.02, maxy + 0.02, 300)])
     n = len(lon)
+
+    def county(geometries: np.ndarray) -> np.ndarray:
+        inside = shapely.intersects(district, shapely.point_on_surface(geometries))
+        return np.where(inside, "370102", "370112")
+
+    geometries = shapely.points(lon, lat)
     points = gpd.GeoDataFrame(
-        {"标识码": [f"370102{LAMP}{800_001 + i:06d}" for i in range(n)], "状态": "完好"},
-        geometry=shapely.points(lon, lat),
+        {"标识码": [f"{c}{LAMP}{800_001 + i:06d}" for i, c in enumerate(county(geometries))], "状态": "完好"},
+        geometry=geometries,
         crs="EPSG:4490",
     )
+    assert (points["标识码"].str[:6] == "370112").sum() > 50
     # Green belts (polygons) are placed by their point on surface, as in SQL.
+    belt_geometries = shapely.box(lon[-40:], lat[-40:], lon[-40:] + 0.0007, lat[-40:] + 0.0003)
     belts = gpd.GeoDataFrame(
-        {"标识码": [f"370102{GREEN_BELT}{800_001 + i:06d}" for i in range(40)], "状态": "完好"},
-        geometry=shapely.box(lon[-40:], lat[-40:], lon[-40:] + 0.0007, lat[-40:] + 0.0003),
+        {
+            "标识码": [f"{c}{GREEN_BELT}{800_001 + i:06d}" for i, c in enumerate(county(belt_geometries))],
+            "状态": "完好",
+        },
+        geometry=belt_geometries,
         crs="EPSG:4490",
     )
     frame = pd.concat([points, belts], ignore_index=True)
