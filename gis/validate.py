@@ -939,6 +939,7 @@ def validate_stations(
     ----------
     mapped : geopandas.GeoDataFrame
         EPSG:4490 with ``source_row``, ``name``, ``community_code``, and optionally ``code`` and ``phone``.
+        A row without a code gets its community's code + ``01`` (the community's first station).
     metric_crs : str, optional
         Projected CRS in metres (used only if a polygon has to be checked for repair).
     seen_codes : SeenCodes, optional
@@ -973,19 +974,24 @@ def validate_stations(
         validator=codes.validate_community_code,
     )
     columns = {"name": name, "community_code": community}
+    own = pd.Series(None, index=mapped.index, dtype=object)
     if "code" in mapped.columns:
-        code = clean_text(mapped["code"])
+        own = clean_text(mapped["code"])
         _check_code(
             findings,
-            code,
+            own,
             field="code",
             what="station code",
             pattern=None,
             max_chars=_STATION_CODE_CHARS,
             required=False,
         )
-        _check_duplicates(findings, code, seen_codes, field="code", what="station code")
-        columns["code"] = code
+    # A station without a code of its own is its community's first station: community code + 01. Two
+    # such rows of one community are one station twice, so the duplicate check sees these codes too.
+    derived = (community.astype(str) + "01").where(community.notna(), None)
+    code = own.where(own.notna(), derived)
+    _check_duplicates(findings, code, seen_codes, field="code", what="station code")
+    columns["code"] = code
     if "phone" in mapped.columns:
         # Full-width digits and dashes (０５３１－…) are common in Chinese tables and mean the same number.
         phone = _objects(clean_text(mapped["phone"]).str.normalize("NFKC"), mapped.index)

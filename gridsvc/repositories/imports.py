@@ -627,8 +627,11 @@ def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
         ["s.parent_code"] if parent_column else []
     )
     if level == "community":
+        # A file without households (no column, or a blank) keeps what is stored: an upsert has no history.
         columns.append("households")
-        values.append("coalesce(s.households, 0)")
+        values.append(
+            "coalesce(s.households, (SELECT c.households FROM community c WHERE c.code = s.code), 0)"
+        )
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "code")
     compare = " OR ".join(
         f"t.{c} IS DISTINCT FROM EXCLUDED.{c}"
@@ -663,7 +666,11 @@ def upsert_stations(session: Session) -> tuple[int, int, int]:
             f"""
             WITH upserted AS (
                 INSERT INTO station AS t (code, community_code, name, phone, attributes, geom)
-                SELECT s.code, s.parent_code, s.name, s.phone, s.attributes, s.geom FROM layer_stage s
+                SELECT s.code, s.parent_code, s.name,
+                       -- no phone in the file keeps the stored one: an upsert has no history
+                       coalesce(s.phone, (SELECT x.phone FROM station x WHERE x.code = s.code)),
+                       s.attributes, s.geom
+                FROM layer_stage s
                 ON CONFLICT (code) DO UPDATE SET community_code = EXCLUDED.community_code,
                     name = EXCLUDED.name,
                     phone = EXCLUDED.phone, attributes = EXCLUDED.attributes, geom = EXCLUDED.geom
@@ -682,11 +689,13 @@ def upsert_stations(session: Session) -> tuple[int, int, int]:
 
 
 def replace_net(session: Session, *, code: str, name: str, department: str, batch_id: int) -> tuple[int, int]:
-    """Create or replace one net's polygons; returns (polygons written, polygons replaced)."""
+    """Create or replace one net's polygons; returns (polygons written, polygons replaced). An empty
+    ``department`` (not given) keeps the one stored."""
     net_id = session.execute(
         text(
-            "INSERT INTO net (code, name, department, survey_batch_id) VALUES (:c, :n, :d, :b) "
-            "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, department = EXCLUDED.department, "
+            "INSERT INTO net AS t (code, name, department, survey_batch_id) VALUES (:c, :n, :d, :b) "
+            "ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, "
+            "department = coalesce(nullif(EXCLUDED.department, ''), t.department), "
             "survey_batch_id = EXCLUDED.survey_batch_id RETURNING id"
         ),
         {"c": code, "n": name, "d": department, "b": batch_id},
@@ -708,9 +717,11 @@ def replace_net(session: Session, *, code: str, name: str, department: str, batc
     return int(written), int(replaced)
 
 
-def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int]:
+def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int, int]:
     """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
-    roads loaded before. Returns (added, deleted)."""
+    roads loaded before. A road already stored with the same name and the same line is not added again
+    (roads have no code to update by), so importing a file twice adds its roads once. Returns (added,
+    deleted, already there)."""
     deleted = 0
     if replace:
         deleted = int(
@@ -728,6 +739,10 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
                     SELECT code FROM district WHERE ST_Intersects(geom, ST_LineInterpolatePoint(
                         ST_GeometryN(ST_Multi(s.geom), 1), 0.5)) ORDER BY code LIMIT 1
                 ) d ON true
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM road r WHERE r.geom && s.geom AND r.name IS NOT DISTINCT FROM s.name
+                      AND ST_AsBinary(r.geom) = ST_AsBinary(ST_Multi(s.geom))
+                )
                 RETURNING 1
             )
             SELECT count(*) FROM added
@@ -735,4 +750,5 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
         ),
         {"batch": batch_id},
     ).scalar_one()
-    return int(added), deleted
+    staged = int(session.execute(text("SELECT count(*) FROM layer_stage")).scalar_one())
+    return int(added), deleted, staged - int(added)

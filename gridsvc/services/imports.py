@@ -189,8 +189,28 @@ def _check_request(request: ImportRequest) -> None:
         problems.append(FieldProblem("area", f"{', '.join(bad_areas)}: use 6-, 9- or 12-digit admin codes"))
     if request.area_codes and not request.retire_missing:
         problems.append(FieldProblem("area", "an area only matters with --retire-missing"))
+    problems.extend(_options_of_other_layers(request))
     if problems:
         raise InvalidInputError("the import request is not valid", problems=problems)
+
+
+def _options_of_other_layers(request: ImportRequest) -> list[FieldProblem]:
+    """Options given for a layer they do not belong to (possible over HTTP, where every form field is
+    accepted for every layer): refused, not silently ignored."""
+    given = {
+        "retire_missing": ("components", request.retire_missing),
+        "rebuild_indexes": ("components", request.rebuild_indexes is not None),
+        "level": ("boundaries", request.level is not None),
+        "net_code": ("net", request.net_code is not None),
+        "net_name": ("net", request.net_name is not None),
+        "net_department": ("net", request.net_department is not None),
+        "replace": ("roads", request.replace),
+    }
+    return [
+        FieldProblem(name, f"only for importing {owner}, not {request.layer}")
+        for name, (owner, present) in given.items()
+        if present and owner != request.layer and request.layer in LAYERS
+    ]
 
 
 # The columns a problems report adds (gis.export.write_problems; its source_row is replaced on reading).
@@ -739,17 +759,39 @@ def _settle(report: ImportReport, request: ImportRequest, problem_rows: list[gpd
     rejected_rows = {p.source_row for p in report.problems if p.action == "rejected"}
     report.rejected = len(rejected_rows)
     report.repaired = len({p.source_row for p in report.problems if p.action == "repaired"} - rejected_rows)
-    if request.strict and report.rejected:
+    replacing = _replaced_whole(request)
+    if replacing and not report.accepted and not report.rejected:
+        raise InvalidInputError(
+            f"the file has no rows: it would replace {replacing} with nothing; nothing was written",
+            problems=[FieldProblem("file", "no rows")],
+        )
+    if (request.strict or replacing) and report.rejected:
         _write_report(report, request, problem_rows)
         where = f" in {report.report_file}" if report.report_file else ""
+        why = (
+            "strict mode refuses a file with any rejected row"
+            if not replacing
+            else f"the file replaces {replacing}, which would lose what the rejected rows stand for"
+        )
         raise InvalidInputError(
-            f"{report.rejected} rows were rejected and strict mode refuses a file with any "
-            f"rejected row; nothing was written (see the report{where})",
+            f"{report.rejected} rows were rejected and {why}; nothing was written (fix them and import "
+            f"again; see the report{where})",
             problems=[
                 FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
                 for p in report.problems[:1000]
             ],
         )
+
+
+def _replaced_whole(request: ImportRequest) -> str | None:
+    """What the import deletes to put the file in its place (a net's polygons, with --replace every road),
+    else None. Such an import takes the file as the whole layer, so it refuses a file with rejected rows
+    as strict mode does: they would be deleted, not kept."""
+    if request.layer == "net":
+        return f"every polygon of net {request.net_code}"
+    if request.layer == "roads" and request.replace:
+        return "every road"
+    return None
 
 
 def _new_batch(
@@ -937,10 +979,7 @@ def _layer_stage_frame(accepted: gpd.GeoDataFrame, request: ImportRequest) -> pd
         parent = accepted["code"].str[: PARENT_OF[request.level][1]].to_numpy()
     elif request.layer == "stations":
         parent = column("community_code")
-    code = column("code")
-    if request.layer == "stations":
-        # A station without its own code is the community's first station (community code + 01).
-        code = np.where(pd.isna(code), np.char.add(parent.astype(str), "01"), code)
+    code = column("code")  # a station's is its own or, without one, its community's + 01 (validate_stations)
     households = pd.array(accepted["households"], dtype="Int64") if "households" in accepted else None
     return pd.DataFrame(
         {
@@ -1041,7 +1080,7 @@ def import_layer(
                     batch_id=batch.id,
                 )
             else:
-                report.new, report.retired = repo.insert_roads(
+                report.new, report.retired, report.unchanged = repo.insert_roads(
                     session, batch_id=batch.id, replace=request.replace
                 )
             if request.dry_run:

@@ -673,6 +673,27 @@ def test_validate_stations() -> None:
     assert result.accepted["phone"].tolist() == ["0531-86000001"]
 
 
+def test_stations_without_codes_are_their_communitys_first_and_one_community_has_one() -> None:
+    mapped = layer(
+        "stations",
+        {
+            "工作站名称": ["甲站", "乙站", "丙站"],
+            "社区代码": ["370102001001", "370102001002", "370102001001"],
+        },
+        [LAMP_AT, LAMP_AT, LAMP_AT],
+    )
+    result = validate_stations(mapped)
+    assert result.accepted["code"].tolist() == ["37010200100201"]
+    assert result.problems == [
+        Problem(
+            2, "code", "37010200100101", duplicate("station code", "37010200100101", "row 4"), "rejected"
+        ),
+        Problem(
+            4, "code", "37010200100101", duplicate("station code", "37010200100101", "row 2"), "rejected"
+        ),
+    ]
+
+
 def test_validate_net_polygons() -> None:
     mapped = layer(
         "net",

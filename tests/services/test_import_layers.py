@@ -157,6 +157,21 @@ def test_stations_update_phone_of_existing_station(
     assert {p.source_row for p in report.problems} == {2}
     attributes = _scalar(demo_sessions, "SELECT attributes FROM station WHERE code = :c", c=community + "01")
     assert attributes == {"值班时间": "8:00-20:00"}
+    # A later file without phones keeps the stored one; two code-less stations of one community are one
+    # station twice (community code + 01), both rejected by row rather than failing the whole import.
+    stations.head(1).drop(columns="联系电话").assign(工作站名称="甲社区城管站").pipe(
+        lambda one: pd.concat([one, one.assign(工作站名称="甲站二")])
+    ).to_file(path, driver="GPKG")
+    twice = _run(demo_sessions, test_settings, path, layer="stations")
+    assert (twice.accepted, twice.rejected) == (0, 2)
+    assert [p.value for p in twice.problems] == [community + "01"] * 2
+    stations.head(1).drop(columns="联系电话").assign(工作站名称="甲社区城管站").to_file(path, driver="GPKG")
+    renamed = _run(demo_sessions, test_settings, path, layer="stations")
+    assert renamed.changed == 1
+    assert (
+        _scalar(demo_sessions, "SELECT phone FROM station WHERE code = :c", c=community + "01")
+        == "0531-88886666"
+    )
 
 
 def test_net_is_replaced_whole(
@@ -191,9 +206,26 @@ def test_net_is_replaced_whole(
         )
         == 2
     )
+    # Not given again, the department stays as the first import set it.
+    assert _scalar(demo_sessions, "SELECT department FROM net WHERE code = 'dangjian'") == "组织部"
     with pytest.raises(InvalidInputError) as info:
         _run(demo_sessions, test_settings, path, layer="net", net_code="Bad Code", net_name="")
     assert {p.field for p in info.value.problems} == {"net_code", "net_name"}
+
+    # A re-import with a rejected row is refused whole: replacing would delete the cell that row stands for.
+    net.assign(网格编码=["DJ01", None, "DJ03"]).to_crs(4326).to_file(path)
+    with pytest.raises(InvalidInputError) as refused:
+        _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
+    assert "1 rows were rejected and the file replaces every polygon of net dangjian" in refused.value.detail
+    assert [(p.field, p.location["source_row"]) for p in refused.value.problems] == [("code", 2)]
+    assert (
+        _scalar(
+            demo_sessions,
+            "SELECT string_agg(p.code, ',' ORDER BY p.code) FROM net_polygon p JOIN net n ON n.id = p.net_id"
+            " WHERE n.code = 'dangjian'",
+        )
+        == "DJ01,DJ02"
+    )
 
 
 def test_roads_with_chinese_classes(
@@ -223,6 +255,22 @@ def test_roads_with_chinese_classes(
         b=report.batch_id,
     )
     assert lanes == {"车道数": 8}
+    # The same file again adds nothing: roads have no code, but the same name and line is the same road.
+    again = _run(demo_sessions, test_settings, path, layer="roads")
+    assert (again.new, again.unchanged) == (0, 2)
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 2  # type: ignore[arg-type]
+
+    # Replacing every road with a file that has a rejected row (a polygon is no road) is refused whole.
+    with_polygon = pd.concat(
+        [roads, gpd.GeoDataFrame({"道路名称": ["广场"]}, geometry=[a.buffer(0.001)], crs="EPSG:4490")]
+    )
+    bad = tmp_path / "道路_含面.gpkg"
+    with_polygon.to_file(bad, driver="GPKG")
+    with pytest.raises(InvalidInputError) as refused:
+        _run(demo_sessions, test_settings, bad, layer="roads", replace=True)
+    assert "the file replaces every road" in refused.value.detail
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 2  # type: ignore[arg-type]
+
     replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True)
     assert replaced.retired == before + 2 and int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 2  # type: ignore[arg-type]
 
@@ -248,5 +296,24 @@ def test_http_boundaries_upload(
         assert ok.status_code == 201, ok.text
         assert ok.json()["new"] == 1
         unknown = client.post("/v1/imports/lakes", files=files, headers={"X-API-Key": key})
-        assert unknown.status_code == 422
+        assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "kind"
+        # A form field of another layer is refused, not ignored: boundaries keep no history to retire.
+        misplaced = client.post(
+            "/v1/imports/boundaries",
+            files=files,
+            data={"level": "community", "retire_missing": "true", "replace": "true"},
+            headers={"X-API-Key": key},
+        )
+        assert misplaced.status_code == 422, misplaced.text
+        assert [(e["field"], e["message"]) for e in misplaced.json()["errors"]] == [
+            ("retire_missing", "only for importing components, not boundaries"),
+            ("replace", "only for importing roads, not boundaries"),
+        ]
+    assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370102001999'") == 420
+    # A later file without households (a renamed community) keeps the stored count: an upsert has no history.
+    gpd.GeoDataFrame(
+        {"代码": ["370102001999"], "名称": ["新建社区"]}, geometry=[centre.buffer(0.001)], crs=4490
+    ).to_file(path)
+    renamed = _run(demo_sessions, test_settings, path, layer="boundaries", level="community")
+    assert (renamed.changed, renamed.unchanged) == (1, 0)
     assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370102001999'") == 420

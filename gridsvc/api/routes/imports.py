@@ -92,7 +92,14 @@ def import_file(
 ) -> JSONResponse:
     """Run the import as one transaction and return it with every rejected or repaired row."""
     if kind not in imports.LAYERS:
-        raise InvalidInputError("unknown layer", problems=[FieldProblem("layer", ", ".join(imports.LAYERS))])
+        raise InvalidInputError(
+            f"nothing is imported as {kind!r}",
+            problems=[
+                FieldProblem(
+                    "kind", f"the path names what to import: /v1/imports/{{{','.join(imports.LAYERS)}}}"
+                )
+            ],
+        )
     with saved_upload(file.filename or "", file.file, settings) as path:
         request = imports.ImportRequest(
             path=path,
