@@ -225,6 +225,10 @@ def _fit_text_values(frame: pd.DataFrame, codec: str, path: Path) -> pd.DataFram
     return out
 
 
+# The files a Shapefile may be made of (besides .shp itself), as GDAL, ArcGIS and QGIS write them.
+_SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml", ".qmd")
+
+
 def _write_shapefile(
     table: pd.DataFrame, geometries: npt.NDArray[np.object_], path: Path, file_crs: str | None, encoding: str
 ) -> None:
@@ -251,6 +255,10 @@ def _write_shapefile(
     _check_encodable(table, codec, label, path)
     table = _fit_text_values(table, codec, path)
     frame = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
+    # The old file's parts go first: a .prj left from an export in another CRS would place the new
+    # coordinates wrongly (a GCJ-02 or BD-09 file has no .prj to overwrite it), an old .cpg or index lie.
+    for part in _SHAPEFILE_PARTS:
+        path.with_suffix(part).unlink(missing_ok=True)
     pyogrio.write_dataframe(frame, path, driver="ESRI Shapefile", encoding=label)
     # GDAL writes a .cpg when given an encoding; writing it ourselves guarantees it names this one.
     path.with_suffix(".cpg").write_text(label, encoding="ascii")
@@ -347,16 +355,22 @@ def write_layer(
             target.description,
         )
     table = _plain_columns(pd.DataFrame(frame.drop(columns=frame.geometry.name)))
-    if driver == "CSV":
-        _write_csv(table, geometries, out_path, target, encoding)
-    elif driver == "ESRI Shapefile":
-        _write_shapefile(table, geometries, out_path, file_crs, encoding)
-    else:
-        if driver == "GeoJSON" and out_path.exists():
-            # GDAL's GeoJSON driver refuses to overwrite; a GeoPackage only has its layer replaced.
-            out_path.unlink()
-        out = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
-        pyogrio.write_dataframe(out, out_path, layer=layer or out_path.stem, driver=driver)
+    if not out_path.parent.is_dir():
+        raise ValueError(f"cannot write {out_path.name}: the folder {out_path.parent} does not exist")
+    try:
+        if driver == "CSV":
+            _write_csv(table, geometries, out_path, target, encoding)
+        elif driver == "ESRI Shapefile":
+            _write_shapefile(table, geometries, out_path, file_crs, encoding)
+        else:
+            if driver == "GeoJSON" and out_path.exists():
+                # GDAL's GeoJSON driver refuses to overwrite; a GeoPackage only has its layer replaced.
+                out_path.unlink()
+            out = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
+            pyogrio.write_dataframe(out, out_path, layer=layer or out_path.stem, driver=driver)
+    except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        # A folder that is not writable, a full disk, a file another program holds open.
+        raise ValueError(f"cannot write {out_path.name}: {exc}") from exc
     return out_path
 
 

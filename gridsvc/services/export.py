@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis import crs as gis_crs
 from gis.export import write_layer
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
+from gridsvc.repositories import imports as imports_repo
 from gridsvc.repositories import layers
 
 EXPORT_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".csv")
@@ -20,13 +22,19 @@ def check_target(path: Path, crs: str, encoding: str) -> None:
     problems = []
     if path.suffix.lower() not in EXPORT_SUFFIXES:
         problems.append(FieldProblem("file", f"{path.name}: use one of {', '.join(EXPORT_SUFFIXES)}"))
+    elif not path.parent.is_dir():
+        problems.append(FieldProblem("file", f"{path.name}: the folder {path.parent} does not exist"))
     try:
         gis_crs.resolve_crs(crs)
     except gis_crs.CoordinateError as exc:
         problems.append(FieldProblem("crs", str(exc)))
-    if encoding.upper() not in ("UTF-8", "UTF8", "GBK", "GB18030"):
+    try:
+        codec = codecs.lookup(encoding).name  # utf8, UTF_8, cp936, ... named as Python knows them
+    except LookupError:
+        codec = ""
+    if codec not in ("utf-8", "gbk", "gb18030"):
         problems.append(FieldProblem("encoding", "UTF-8, GBK or GB18030"))
-    elif encoding.upper() != "UTF-8" and path.suffix.lower() != ".shp":
+    elif codec != "utf-8" and path.suffix.lower() != ".shp":
         problems.append(FieldProblem("encoding", "only Shapefiles are written in GBK; the others are UTF-8"))
     if problems:
         raise InvalidInputError("cannot export like that", problems=problems)
@@ -52,6 +60,17 @@ def export_layer(
         )
     with sessions() as session:
         if what == "components":
+            unknown = sorted(set(class_codes) - set(imports_repo.component_classes(session)))
+            if unknown:
+                raise InvalidInputError(
+                    "unknown component class",
+                    problems=[
+                        FieldProblem(
+                            "class", f"{c}: no such class (see GET /v1/component-classes)", {"value": c}
+                        )
+                        for c in unknown
+                    ],
+                )
             frame = layers.components(session, class_codes)
         elif what == "grids":
             if kind not in ("unit", "responsibility"):

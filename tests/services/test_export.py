@@ -60,6 +60,8 @@ def test_grids_and_boundaries(demo_sessions: sessionmaker[Session], tmp_path: Pa
         ({"path_name": "out.txt"}, "file"),
         ({"crs": "EPSG:999999"}, "crs"),
         ({"encoding": "GBK"}, "encoding"),  # GBK only for Shapefiles
+        ({"path_name": "no-such-folder/out.gpkg"}, "file"),  # said before the layer is read
+        ({"class_codes": ("0118", "9999")}, "class"),
     ],
 )
 def test_bad_export_options(
@@ -69,6 +71,27 @@ def test_bad_export_options(
     with pytest.raises(InvalidInputError) as info:
         export_layer(demo_sessions, "components", tmp_path / name, **kwargs)  # type: ignore[arg-type]
     assert info.value.problems[0].field == field
+
+
+def test_utf8_spelled_any_way_is_utf8(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    path, count = export_layer(
+        demo_sessions, "boundaries", tmp_path / "街道.gpkg", level="street", encoding="utf8"
+    )
+    assert len(gpd.read_file(path)) == count > 0
+
+
+def test_a_shapefile_written_again_in_another_crs_keeps_no_part_of_the_old_one(
+    demo_sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    target = tmp_path / "街道.shp"
+    export_layer(demo_sessions, "boundaries", target, level="street", crs="EPSG:4527")
+    assert target.with_suffix(".prj").exists()
+    target.with_suffix(".qix").write_bytes(b"an old spatial index")  # as QGIS leaves one
+    export_layer(demo_sessions, "boundaries", target, level="street", crs="gcj02")
+    # GCJ-02 has no EPSG code, so the file has no .prj: the old one would have put it in zone 39.
+    assert not target.with_suffix(".prj").exists() and not target.with_suffix(".qix").exists()
+    back = gpd.read_file(target)
+    assert back.crs is None and 116 < back.total_bounds[0] < 118
 
 
 def test_unknown_plan(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
