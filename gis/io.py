@@ -49,6 +49,7 @@ from gis.crs import (
     ResolvedCRS,
     ZonePrefixError,
     detect_gk_zone_prefix,
+    gauss_kruger_zone,
     gk_zone_epsg,
     resolve_crs,
     transform,
@@ -146,6 +147,26 @@ _SCAN_BYTES: Final = 4 << 20
 # Eastings from 39 000 000 to 39 999 999 carry the zone number of Jinan's 3-degree zone (EPSG:4527).
 _ZONE39_MIN: Final = 39_000_000.0
 _ZONE39_MAX: Final = 40_000_000.0
+# Gauss-Kruger numbers in China: northings run from about 2 000 km (18 deg N) to 6 000 km (54 deg N);
+# eastings lie within ~300 km of the central meridian's 500 000 m, with or without the zone number in
+# front (13 500 000 to 45 500 000). The two ranges never overlap, so a swap is plain to see.
+_NORTHING_RANGE: Final = (1_900_000.0, 6_100_000.0)
+_EASTING_RANGE: Final = (150_000.0, 850_000.0)
+
+
+def _gk_northing(v: FloatArray) -> npt.NDArray[np.bool_]:
+    return (v >= _NORTHING_RANGE[0]) & (v <= _NORTHING_RANGE[1])
+
+
+def _gk_easting(v: FloatArray) -> npt.NDArray[np.bool_]:
+    within_zone = np.where(v >= 1_000_000.0, np.mod(v, 1_000_000.0), v)
+    zone = np.floor_divide(v, 1_000_000.0)
+    known_zone = (zone == 0) | ((zone >= 13) & (zone <= 45))
+    return np.asarray(
+        known_zone & (within_zone >= _EASTING_RANGE[0]) & (within_zone <= _EASTING_RANGE[1]), dtype=bool
+    )
+
+
 # gis.crs names a coordinate by its array index (" at index 12"); messages here name the row instead.
 _INDEX_RE: Final = re.compile(r" at index \d+")
 # Archives inside an archive are never opened: GDAL would follow them (/vsizip/ nests), and each level
@@ -1364,6 +1385,18 @@ def _check_source_coords(
             f"{where}: coordinates like {_pt(x[i], y[i])} are degrees, not metres: {_says(info)}; "
             "try --crs cgcs2000 (or --crs gcj02 for points from Amap or Tencent maps)"
         )
+    if gauss_kruger_zone(crs) is not None:
+        # Chinese surveying calls the northing X and the easting Y, the other way round from GIS: a table
+        # with X/Y columns often holds them so.
+        swapped = _gk_northing(x) & _gk_easting(y)
+        if np.mean(swapped) > 0.5 and np.mean(_gk_northing(y) & _gk_easting(x)) <= 0.5:
+            i = int(np.argmax(swapped))
+            raise LayerError(
+                f"{where}: the easting and the northing are swapped: coordinates like {_pt(x[i], y[i])} "
+                f"hold a northing ({x[i]:,.0f} m) in x and an easting ({y[i]:,.0f} m) in y. Chinese survey "
+                "tables call the northing X: put the easting in x and the northing in y (in a CSV, name "
+                "the columns 东坐标 and 北坐标), or swap them in the file"
+            )
     try:
         detect_gk_zone_prefix(x, crs)
     except ZonePrefixError as exc:

@@ -607,6 +607,22 @@ def test_swapped_lon_lat(tmp_path: Path) -> None:
     assert "swap the columns" in str(err.value) and str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("epsg", [4527, 4548])  # with the zone number in front, and without
+def test_a_survey_table_with_the_northing_in_x(tmp_path: Path, epsg: int) -> None:
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, epsg)
+    lines = ["X,Y"] + [f"{b:.3f},{a:.3f}" for a, b in zip(x, y, strict=True)]
+    path = write_csv(tmp_path / "测量成果.csv", "\n".join(lines) + "\n")
+
+    with pytest.raises(LayerError, match="the easting and the northing are swapped") as err:
+        inspect_layer(path, crs=f"EPSG:{epsg}", city_bbox=JINAN_BBOX)
+    assert "name the columns 东坐标 and 北坐标" in str(err.value)
+    # Named as the hint says, the same numbers read.
+    named = ["北坐标,东坐标", *lines[1:]]
+    good = write_csv(tmp_path / "测量成果_改.csv", "\n".join(named) + "\n")
+    assert inspect_layer(good, crs=f"EPSG:{epsg}", city_bbox=JINAN_BBOX).feature_count == 3
+
+
 def test_zone_prefix_under_epsg_4548(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(3)
     x, y = project(lon, lat, 4527)
