@@ -527,6 +527,10 @@ def _shapefile_in_zip(archive: Path) -> _Source:
         _check_shapefile_parts(f"{label} ({shp})", lambda ext: (shp[:-4] + ext).lower() in lowered)
         return _Source("ESRI Shapefile", f"{vsi}/{shp}", label, shp=shp, archive=archive)
     gdbs = sorted({part for n in names for part in n.split("/")[:-1] if part.lower().endswith(".gdb")})
+    if len(gdbs) > 1:
+        raise LayerError(
+            f"{label} holds {len(gdbs)} FileGDBs ({', '.join(gdbs)}): zip only the one to import"
+        )
     if len(gdbs) == 1:
         prefix = next(n for n in names if f"{gdbs[0]}/" in n).split(f"{gdbs[0]}/")[0]
         return _Source("OpenFileGDB", f"{vsi}/{prefix}{gdbs[0]}", label)

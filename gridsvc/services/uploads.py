@@ -106,8 +106,15 @@ def _unpack_gdb(archive: Path, limits: io.ArchiveLimits) -> Path:
             members = zipped.infolist()
             names = [m.filename for m in members]
             gdb_roots = sorted({n.split(".gdb/")[0] + ".gdb" for n in names if ".gdb/" in n})
-            if not gdb_roots:
+            if not gdb_roots or any(n.lower().endswith(".shp") for n in names):
+                # A zipped Shapefile is read in place, as `gridsvc import` reads it; gis.io also says
+                # what is wrong with a zip holding a Shapefile and a FileGDB, or several of either.
                 return archive
+            if len(gdb_roots) > 1:
+                raise _refused(
+                    f"{archive.name} holds {len(gdb_roots)} FileGDBs ({', '.join(gdb_roots)}): zip only "
+                    "the one to import"
+                )
             unpack_to = (archive.parent / "unzipped").resolve()
             written = 0
             for member in members:

@@ -25,6 +25,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from gis.io import LayerError, inspect_layer
 from gridsvc.errors import InvalidInputError
 from gridsvc.services.access import LOCAL_OPERATOR
 from gridsvc.services.imports import ImportReport, ImportRequest, import_layer
@@ -276,6 +277,22 @@ def test_an_uploaded_filegdb_climbing_out_is_refused_and_nothing_is_written_outs
     assert "member 'survey.gdb/../../../escaped.txt' is a path that climbs out" in str(info.value)
     # Unpacked under /tmp/gridsvc-upload-*/unzipped/, the member would have landed in /tmp itself.
     assert not Path("/tmp/escaped.txt").exists()
+
+
+@pytest.mark.parametrize("door", ["upload", "file on the server"])
+def test_a_zip_of_two_filegdbs_is_refused_alike_through_both_doors(
+    test_settings: Settings, tmp_path: Path, door: str
+) -> None:
+    archive = zip_with(
+        tmp_path / "两库.zip", {"甲.gdb/a00000001.gdbtable": b"x", "乙.gdb/a00000001.gdbtable": b"x"}
+    )
+    with pytest.raises((InvalidInputError, LayerError)) as info:
+        if door == "upload":
+            with archive.open("rb") as stream, saved_upload("两库.zip", stream, test_settings):
+                pytest.fail("the upload was accepted")
+        else:
+            inspect_layer(archive)
+    assert "holds 2 FileGDBs (乙.gdb, 甲.gdb): zip only the one to import" in str(info.value)
 
 
 def test_an_upload_over_the_limit_is_refused_while_it_is_written(test_settings: Settings) -> None:
