@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 def components(
     session: Session, class_codes: Sequence[str] = (), include_void: bool = False
 ) -> gpd.GeoDataFrame:
-    """Current components (optionally of some classes) with their grid codes."""
+    """Current components (optionally of some classes) with their grid codes; the standard fields are named
+    as an import reads them (supervisor and maintainer are department codes), the free attributes are one
+    JSON text column."""
     where = ["c.valid_to IS NULL"]
     if not include_void:
         where.append("c.in_use")
@@ -20,8 +22,9 @@ def components(
         where.append("c.class_code = ANY(:classes)")
     sql = f"""
         SELECT c.code, c.class_code, k.name_zh AS class_name, c.name, c.status, c.in_use, c.owner,
-               c.owner_department_code, c.maintainer_department_code, u.code AS unit_grid_code,
-               r.code AS responsibility_grid_code, c.valid_from, c.attributes::text AS attributes, c.geom
+               c.owner_department_code AS supervisor, c.maintainer_department_code AS maintainer,
+               u.code AS unit_grid_code, r.code AS responsibility_grid_code, c.valid_from,
+               c.attributes::text AS attributes, c.geom
         FROM component c
         JOIN component_class k ON k.code = c.class_code
         LEFT JOIN unit_grid u ON u.id = c.unit_grid_id

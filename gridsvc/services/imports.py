@@ -32,7 +32,7 @@ import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import fieldmap, gridindex, io, validate
-from gis.export import REPORT_COLUMNS, write_problems
+from gis.export import DERIVED_COMPONENT_COLUMNS, REPORT_COLUMNS, shapefile_field_names, write_problems
 from gridsvc.db.models import SurveyBatch
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as audit
@@ -219,17 +219,32 @@ def _options_of_other_layers(request: ImportRequest) -> list[FieldProblem]:
 _REPORT_ONLY_COLUMNS = tuple(c for c in REPORT_COLUMNS if c != "source_row")
 
 
-def _report_columns(info: io.LayerInfo) -> tuple[str, ...]:
-    """The problems-report columns of a file that is a corrected report, else nothing."""
-    return _REPORT_ONLY_COLUMNS if set(_REPORT_ONLY_COLUMNS) <= set(info.fields) else ()
+# What a component export adds besides the fields an import reads (gis.export.DERIVED_COMPONENT_COLUMNS),
+# also as a Shapefile's 10-byte field names: GIS staff export, correct in QGIS and import again.
+_EXPORT_ONLY_COLUMNS = (
+    DERIVED_COMPONENT_COLUMNS,
+    tuple(shapefile_field_names(list(DERIVED_COMPONENT_COLUMNS)).values()),
+)
+
+
+def _left_out_columns(info: io.LayerInfo) -> tuple[str, ...]:
+    """The columns to leave out of a file gridsvc wrote: a corrected problems report's own columns, or a
+    components export's derived ones (class name, grids, validity: the import finds them itself). A
+    file with only some of them is any file, and keeps them in the free attributes."""
+    fields = set(info.fields)
+    if set(_REPORT_ONLY_COLUMNS) <= fields:
+        return _REPORT_ONLY_COLUMNS
+    return next((names for names in _EXPORT_ONLY_COLUMNS if set(names) <= fields), ())
 
 
 def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
     info = _inspect(request, settings)
-    if _report_columns(info):
+    left_out = _left_out_columns(info)
+    if left_out:
+        what = "problems report" if left_out == _REPORT_ONLY_COLUMNS else "components export"
         note = (
-            f"this file is a gridsvc problems report: its columns {', '.join(_REPORT_ONLY_COLUMNS)} were "
-            "left out; every other column was read as in any file"
+            f"this file is a gridsvc {what}: its columns {', '.join(left_out)} were left out (the import "
+            "finds them itself); every other column was read as in any file"
         )
         info = dataclasses.replace(info, warnings=(*info.warnings, note))
     return info
@@ -250,7 +265,7 @@ def _inspect(request: ImportRequest, settings: Settings) -> io.LayerInfo:
 
 
 def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> Iterator[gpd.GeoDataFrame]:
-    report_only = list(_report_columns(info))
+    report_only = list(_left_out_columns(info))
     try:
         for chunk in io.iter_chunks(info, chunk_rows=request.chunk_rows, city_bbox=settings.city_bbox):
             yield chunk.drop(columns=report_only) if report_only else chunk
@@ -260,7 +275,7 @@ def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> I
 
 def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
     try:
-        fields = [f for f in info.fields if f not in _report_columns(info)]
+        fields = [f for f in info.fields if f not in _left_out_columns(info)]
         return fieldmap.resolve_mapping(fields, request.mapping, layer=request.layer)
     except fieldmap.MappingError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc

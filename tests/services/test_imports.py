@@ -308,6 +308,42 @@ def test_a_row_whose_coordinate_cannot_be_converted_is_rejected_alone(
     assert written["source_row"].tolist() == [4] and written["code"].tolist() == [lamps["标识码"].iloc[3]]
 
 
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp"])
+def test_an_export_corrected_in_qgis_imports_again_as_the_changes_it_holds(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, suffix: str
+) -> None:
+    from gridsvc.services.export import export_layer
+
+    # Lamps with free attributes and departments, as an import leaves them.
+    first = tmp_path / "v1.gpkg"
+    _lamps(_grid_points(demo_sessions, 5, offset=400), first_seq=940_001, class_code="0114").to_file(
+        first, driver="GPKG"
+    )
+    assert _run(demo_sessions, test_settings, first).new == 5
+    # A Shapefile in GBK, as desktop GIS in China reads it (and 灯杆高度 fits its 10-byte names in GBK).
+    encoding = "GBK" if suffix == ".shp" else "UTF-8"
+    exported, count = export_layer(
+        demo_sessions, "components", tmp_path / f"导出{suffix}", class_codes=("0114",), encoding=encoding
+    )
+    assert count == 5
+    # The free attribute is a column of its own, to edit; supervisor and maintainer as an import reads them.
+    edited = gpd.read_file(exported)
+    assert {"灯杆高度", "supervisor", "maintainer"} <= set(edited.columns) and "attributes" not in edited
+    edited.loc[0, "灯杆高度"] = 9.0
+    if suffix == ".shp":
+        edited.to_file(exported, encoding=encoding)
+    else:
+        edited.to_file(exported, driver="GPKG")
+
+    report = _run(demo_sessions, test_settings, exported)
+    assert (report.rejected, report.new, report.changed, report.unchanged) == (0, 0, 1, 4)
+    assert any("gridsvc components export" in w for w in report.warnings)
+    changed = _current(demo_sessions, [edited.loc[0, "code"]]).iloc[0]
+    # No grid codes or class name among them; the maintainer no department matches stays as it was.
+    assert changed["attributes"] == {"灯杆高度": 9.0, "maintainer": "济南市路灯养护中心"}
+    assert changed["owner_department_code"] == "lighting"
+
+
 def test_duplicate_codes_are_rejected_alike_whatever_the_chunk_size(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
