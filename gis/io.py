@@ -182,7 +182,15 @@ _EOCD_SEARCH_BYTES: Final = 22 + 0xFFFF + 56 + 20
 
 
 class LayerError(ValueError):
-    """A whole-file problem: the message names the file (and layer), what is wrong and what to do."""
+    """A whole-file problem: the message names the file (and layer), what is wrong and what to do.
+
+    ``field`` is the option to change when that is what is wrong (``crs``, ``encoding``, ``layer``),
+    else ``file``.
+    """
+
+    def __init__(self, message: str, *, field: str = "file") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -756,7 +764,9 @@ def _explicit_encoding(encoding: str, label: str) -> str:
         return _display_encoding(encoding)
     except LookupError as exc:
         raise LayerError(
-            f"{label}: unknown encoding {encoding!r}: use e.g. UTF-8 or GB18030, or leave it out to detect it"
+            f"{label}: unknown encoding {encoding!r}: use e.g. UTF-8 or GB18030, or leave it out to "
+            "detect it",
+            field="encoding",
         ) from exc
 
 
@@ -906,7 +916,7 @@ def _resolve_override(crs: str | None) -> ResolvedCRS | None:
     try:
         return resolve_crs(crs)
     except CoordinateError as exc:
-        raise LayerError(f"--crs {crs}: {exc}") from exc
+        raise LayerError(f"--crs {crs}: {exc}", field="crs") from exc
 
 
 def _file_crs(raw: str | None, where: str) -> ResolvedCRS | None:
@@ -956,7 +966,9 @@ def _decide_crs(
             notes.append(f"{where}: the file {says}, but --crs {override.name} was given and is used")
         return override, "override", notes
     if declared is None:
-        raise LayerError(f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}")
+        raise LayerError(
+            f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}", field="crs"
+        )
     return declared, origin, []
 
 
@@ -981,13 +993,14 @@ def _pick_layer(source: _Source, layers: tuple[str, ...], layer: str | None) -> 
     listed = ", ".join(layers) if layers else "none"
     if layer is not None:
         if layer not in layers:
-            raise LayerError(f"{source.label} has no layer {layer!r}: its layers are {listed}")
+            raise LayerError(f"{source.label} has no layer {layer!r}: its layers are {listed}", field="layer")
         return layer
     if not layers:
         raise LayerError(f"{source.label} holds no layers: export the data to import into it first")
     if len(layers) > 1:
         raise LayerError(
-            f"{source.label} holds {len(layers)} layers ({listed}): say which to import with --layer"
+            f"{source.label} holds {len(layers)} layers ({listed}): say which to import with --layer",
+            field="layer",
         )
     return layers[0]
 
@@ -1035,7 +1048,8 @@ def _gdal_read(
     except UnicodeDecodeError as exc:
         raise LayerError(
             f"{where}: the attribute text is not {encoding} ({exc}): give the right encoding "
-            "(e.g. --encoding GB18030), or leave it out to detect it"
+            "(e.g. --encoding GB18030), or leave it out to detect it",
+            field="encoding",
         ) from exc
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
         raise _gdal_error(where, exc, f"failed reading features {skip + 1} to {skip + limit}") from exc
@@ -1098,7 +1112,8 @@ def _inspect_gdal(
     except UnicodeDecodeError as exc:
         raise LayerError(
             f"{where}: the field names are not {text_encoding} ({exc}): give the right encoding "
-            "(e.g. --encoding GB18030), or leave it out to detect it"
+            "(e.g. --encoding GB18030), or leave it out to detect it",
+            field="encoding",
         ) from exc
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
         raise _gdal_error(where, exc) from exc
@@ -1182,7 +1197,8 @@ def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
     except UnicodeDecodeError as exc:
         raise LayerError(
             f"{label}: the text is not {codec} ({exc}): give the right encoding (e.g. --encoding GB18030), "
-            "or leave it out to detect it"
+            "or leave it out to detect it",
+            field="encoding",
         ) from exc
     except pd.errors.EmptyDataError as exc:
         raise LayerError(f"{label} is empty: a CSV needs a header line and data rows") from exc
@@ -1237,7 +1253,8 @@ def _csv_raw(
             except UnicodeDecodeError as exc:
                 raise LayerError(
                     f"{label}: the text after line {line} is not {layout.codec} ({exc}): give the right "
-                    "encoding (e.g. --encoding GB18030), or leave it out to detect it"
+                    "encoding (e.g. --encoding GB18030), or leave it out to detect it",
+                    field="encoding",
                 ) from exc
             except (pd.errors.ParserError, ValueError) as exc:
                 raise LayerError(
@@ -1281,11 +1298,13 @@ def _inspect_csv(
     label = source.label
     layers = (given.stem,)
     if layer is not None and layer != given.stem:
-        raise LayerError(f"{label} has no layer {layer!r}: a CSV has one layer, {given.stem}")
+        raise LayerError(f"{label} has no layer {layer!r}: a CSV has one layer, {given.stem}", field="layer")
     text_encoding, notes = _csv_encoding(given, label, encoding)
     layout = _csv_layout(given, _python_codec(text_encoding, csv=True), label)
     if override is None:
-        raise LayerError(f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}")
+        raise LayerError(
+            f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}", field="crs"
+        )
     count = sum(len(frame) for frame, _ in _csv_raw(given, layout, label, 100_000))
     fields = tuple(c for c in layout.columns if c != layout.wkt)
     sample: list[Frame] = []

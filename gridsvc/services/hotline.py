@@ -116,7 +116,7 @@ def intake_hotline(
     try:
         _info, frame = gio.read_layer(path, crs=crs, encoding=encoding)
     except gio.LayerError as exc:
-        raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
+        raise InvalidInputError(str(exc), problems=[FieldProblem(exc.field, str(exc))]) from exc
     columns = {role: _column(frame, role, required=role in ("order", "time", "category")) for role in COLUMNS}
     zone = ZoneInfo(settings.timezone)
     report = HotlineReport(source=str(path), rows=len(frame))

@@ -261,7 +261,16 @@ def _inspect(request: ImportRequest, settings: Settings) -> io.LayerInfo:
             archive_limits=archive_limits(settings),
         )
     except io.LayerError as exc:
-        raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
+        raise _file_refused(exc, request) from exc
+
+
+def _file_refused(exc: io.LayerError, request: ImportRequest) -> InvalidInputError:
+    """The whole-file error under the option it is about (crs, encoding, layer, else file), naming an
+    upload by the name it was sent with rather than the temporary path the server gave it."""
+    message = str(exc)
+    if request.display_name:
+        message = message.replace(str(request.path), request.display_name)
+    return InvalidInputError(message, problems=[FieldProblem(exc.field, message)])
 
 
 def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> Iterator[gpd.GeoDataFrame]:
@@ -270,7 +279,7 @@ def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> I
         for chunk in io.iter_chunks(info, chunk_rows=request.chunk_rows, city_bbox=settings.city_bbox):
             yield chunk.drop(columns=report_only) if report_only else chunk
     except io.LayerError as exc:
-        raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
+        raise _file_refused(exc, request) from exc
 
 
 def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:

@@ -607,7 +607,7 @@ def locate_file(
             if progress is not None:
                 progress(len(chunk))
     except gio.LayerError as exc:
-        raise InvalidInputError(str(exc), problems=[FieldProblem("file", str(exc))]) from exc
+        raise InvalidInputError(str(exc), problems=[FieldProblem(exc.field, str(exc))]) from exc
     if answered:
         frame = gpd.GeoDataFrame(pd.concat(answered, ignore_index=True), crs=gcrs.STORAGE_CRS)
     else:

@@ -67,13 +67,16 @@ def run_import(
     return import_layer(sessions, ImportRequest(path=path, **kwargs), settings=settings, actor=LOCAL_OPERATOR)
 
 
-def refused(sessions: sessionmaker[Session], settings: Settings, path: Path, **kwargs: Any) -> str:
-    """Import ``path``, expect a refusal that leaves every table as it was; return its message."""
+def refused(
+    sessions: sessionmaker[Session], settings: Settings, path: Path, field: str = "file", **kwargs: Any
+) -> str:
+    """Import ``path``, expect a refusal (about ``field``) that leaves every table as it was; return its
+    message."""
     before = table_counts(sessions)
     with pytest.raises(InvalidInputError) as info:
         run_import(sessions, settings, path, **kwargs)
     assert table_counts(sessions) == before
-    assert info.value.problems and info.value.problems[0].field == "file"
+    assert info.value.problems and info.value.problems[0].field == field
     return str(info.value)
 
 
@@ -400,7 +403,9 @@ def test_sql_in_layer_and_field_names_is_only_ever_data(
     pyogrio.write_dataframe(lamps, path, layer="other", driver="GPKG", append=False)
     assert set(pyogrio.list_layers(path)[:, 0]) == {INJECTED_LAYER, "other"}
 
-    unknown = refused(demo_sessions, test_settings, path, source_layer="x'; DELETE FROM component; --")
+    unknown = refused(
+        demo_sessions, test_settings, path, "layer", source_layer="x'; DELETE FROM component; --"
+    )
     assert 'has no layer "x\'; DELETE FROM component; --"' in unknown
 
     report = run_import(demo_sessions, test_settings, path, source_layer=INJECTED_LAYER)

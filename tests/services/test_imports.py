@@ -686,6 +686,30 @@ def test_http_upload_returns_the_import_and_its_report(
         )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "file"
 
+        # What is wrong with an option is said under that option, naming the file as it was sent.
+        no_crs = client.post(
+            "/v1/imports/components",
+            files={
+                "file": ("井盖.csv", "经度,纬度,标识码\n117.0,36.6,3701020101000001\n".encode(), "text/csv")
+            },
+            headers={"X-API-Key": staff},
+        )
+        problem = no_crs.json()["errors"][0]
+        assert no_crs.status_code == 422 and problem["field"] == "crs"
+        assert (
+            problem["message"].startswith("井盖.csv has no coordinate reference system")
+            and "/tmp" not in problem["message"]
+        )
+        wrong_crs = client.post(
+            "/v1/imports/components", files=files, data={"crs": "EPSG:999999"}, headers={"X-API-Key": staff}
+        )
+        assert wrong_crs.status_code == 422 and wrong_crs.json()["errors"][0]["field"] == "crs"
+        no_layer = client.post(
+            "/v1/imports/components", files=files, data={"layer": "路灯"}, headers={"X-API-Key": staff}
+        )
+        assert no_layer.status_code == 422 and no_layer.json()["errors"][0]["field"] == "layer"
+        assert "路灯普查.gpkg has no layer '路灯'" in no_layer.json()["errors"][0]["message"]
+
 
 def test_http_upload_of_a_kmz(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
