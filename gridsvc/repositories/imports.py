@@ -688,9 +688,11 @@ def upsert_stations(session: Session) -> tuple[int, int, int]:
     return new, changed, total - new - changed
 
 
-def replace_net(session: Session, *, code: str, name: str, department: str, batch_id: int) -> tuple[int, int]:
-    """Create or replace one net's polygons; returns (polygons written, polygons replaced). An empty
-    ``department`` (not given) keeps the one stored."""
+def replace_net(
+    session: Session, *, code: str, name: str, department: str, batch_id: int
+) -> tuple[int, int, int, int]:
+    """Create or replace one net's polygons. Returns, by polygon code against the polygons it replaces,
+    (new, changed, unchanged, gone). An empty ``department`` (not given) keeps the one stored."""
     net_id = session.execute(
         text(
             "INSERT INTO net AS t (code, name, department, survey_batch_id) VALUES (:c, :n, :d, :b) "
@@ -700,21 +702,33 @@ def replace_net(session: Session, *, code: str, name: str, department: str, batc
         ),
         {"c": code, "n": name, "d": department, "b": batch_id},
     ).scalar_one()
-    replaced = session.execute(
+    # Counted before the replacement: what the department will want to know is which cells it redrew.
+    new, changed, unchanged, gone = session.execute(
         text(
-            "WITH gone AS (DELETE FROM net_polygon WHERE net_id = :id RETURNING 1) SELECT count(*) FROM gone"
+            """
+            SELECT count(*) FILTER (WHERE p.code IS NULL),
+                   count(*) FILTER (WHERE p.code IS NOT NULL AND s.code IS NOT NULL AND (
+                       p.name IS DISTINCT FROM s.name OR p.attributes IS DISTINCT FROM s.attributes
+                       OR ST_AsBinary(p.geom) <> ST_AsBinary(ST_Multi(s.geom)))),
+                   count(*) FILTER (WHERE p.code IS NOT NULL AND s.code IS NOT NULL AND NOT (
+                       p.name IS DISTINCT FROM s.name OR p.attributes IS DISTINCT FROM s.attributes
+                       OR ST_AsBinary(p.geom) <> ST_AsBinary(ST_Multi(s.geom)))),
+                   count(*) FILTER (WHERE s.code IS NULL)
+            FROM layer_stage s
+            FULL JOIN (SELECT * FROM net_polygon WHERE net_id = :id) p ON p.code = s.code
+            """
         ),
         {"id": net_id},
-    ).scalar_one()
-    written = session.execute(
+    ).one()
+    session.execute(text("DELETE FROM net_polygon WHERE net_id = :id"), {"id": net_id})
+    session.execute(
         text(
-            "WITH added AS (INSERT INTO net_polygon (net_id, code, name, attributes, geom) "
-            "SELECT :id, code, name, attributes, ST_Multi(geom) FROM layer_stage RETURNING 1) "
-            "SELECT count(*) FROM added"
+            "INSERT INTO net_polygon (net_id, code, name, attributes, geom) "
+            "SELECT :id, code, name, attributes, ST_Multi(geom) FROM layer_stage"
         ),
         {"id": net_id},
-    ).scalar_one()
-    return int(written), int(replaced)
+    )
+    return int(new), int(changed), int(unchanged), int(gone)
 
 
 def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int, int]:

@@ -1096,7 +1096,7 @@ def import_layer(
             elif request.layer == "stations":
                 report.new, report.changed, report.unchanged = repo.upsert_stations(session)
             elif request.layer == "net":
-                report.new, report.retired = repo.replace_net(
+                report.new, report.changed, report.unchanged, report.retired = repo.replace_net(
                     session,
                     code=str(request.net_code),
                     name=str(request.net_name),

@@ -198,7 +198,11 @@ def test_net_is_replaced_whole(
     assert first.new == 3
     net.head(2).to_crs(4326).to_file(path)
     second = _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
-    assert (second.new, second.retired) == (2, 3)
+    # Counted by cell code against the cells replaced: two as they were, one gone.
+    assert (second.new, second.changed, second.unchanged, second.retired) == (0, 0, 2, 1)
+    net.head(2).assign(网格名称=["党建一区", "党建二"]).to_crs(4326).to_file(path)
+    renamed = _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
+    assert (renamed.new, renamed.changed, renamed.unchanged, renamed.retired) == (0, 1, 1, 0)
     assert (
         _scalar(
             demo_sessions,
