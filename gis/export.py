@@ -37,7 +37,6 @@ __all__ = [
     "SHAPEFILE_NAME_BYTES",
     "SHAPEFILE_TEXT_BYTES",
     "shapefile_field_names",
-    "spread_attributes",
     "write_layer",
     "write_problems",
 ]
@@ -135,43 +134,6 @@ DERIVED_COMPONENT_COLUMNS: Final = (
     "responsibility_grid_code",
     "valid_from",
 )
-
-
-def spread_attributes(frame: pd.DataFrame, column: str = "attributes") -> pd.DataFrame:
-    """The JSON objects of ``column`` (text or dicts) as columns of their own, one per key, in place of it.
-
-    GIS staff edit a field in QGIS, not a JSON text; an import reads those columns back into the free
-    attributes. A key that is already a column name fills that column's empty cells, and keeps any other
-    value under ``attr_<key>``; values that are themselves objects or lists stay JSON text. Rows without a
-    key get a missing value.
-    """
-    if column not in frame.columns:
-        return frame
-    objects = [json.loads(v) if isinstance(v, str) else v for v in frame[column].tolist()]
-    objects = [o if isinstance(o, dict) else {} for o in objects]
-    keys = list(dict.fromkeys(k for o in objects for k in o))
-    out = frame.drop(columns=column)
-    spread: dict[str, list[object]] = {}
-    for key in keys:
-        values = [o.get(key) for o in objects]
-        if key not in out.columns:
-            spread[key] = values
-            continue
-        # The importer keeps a standard field it could not resolve (a department name it does not know)
-        # in the free attributes under the field's name: it goes back into that field's empty cells.
-        current = out[key].astype(object).where(out[key].notna(), None).tolist()
-        out[key] = [c if c is not None else v for c, v in zip(current, values, strict=True)]
-        clash = [
-            v if c is not None and v is not None and v != c else None
-            for c, v in zip(current, values, strict=True)
-        ]
-        if any(v is not None for v in clash):
-            spread[f"attr_{key}"] = clash
-    geometry = out.pop(out.geometry.name) if isinstance(out, gpd.GeoDataFrame) else None
-    out = pd.concat([out, pd.DataFrame(spread, index=out.index)], axis=1)
-    if geometry is not None:
-        out = gpd.GeoDataFrame(out, geometry=geometry, crs=frame.crs)
-    return out
 
 
 def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:

@@ -555,6 +555,13 @@ def _run_import(
             highlight=False,
         )
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[bold yellow]interrupted while committing:[/] {file.name} may have been imported; look for its "
+            "survey batch (GET /v1/imports/{id}, or the survey_batch table) before importing it again",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
     _print_import(result)
 
 

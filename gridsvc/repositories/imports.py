@@ -731,11 +731,11 @@ def replace_net(
     return int(new), int(changed), int(unchanged), int(gone)
 
 
-def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int, int]:
+def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int, int, int]:
     """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
-    roads loaded before. A road already stored with the same name and the same line is not added again
-    (roads have no code to update by), so importing a file twice adds its roads once. Returns (added,
-    deleted, already there)."""
+    roads loaded before. Roads have no code: a road already stored with the same name and the same line
+    is that road, updated (its class, its free attributes) rather than added again, so importing a
+    corrected file twice leaves one copy of each. Returns (added, updated, unchanged, deleted)."""
     deleted = 0
     if replace:
         deleted = int(
@@ -743,9 +743,30 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
                 text("WITH gone AS (DELETE FROM road RETURNING 1) SELECT count(*) FROM gone")
             ).scalar_one()
         )
+    same_road = (
+        "r.geom && s.geom AND r.name IS NOT DISTINCT FROM s.name"
+        " AND ST_AsBinary(r.geom) = ST_AsBinary(ST_Multi(s.geom))"
+    )
+    updated = session.execute(
+        text(
+            f"""
+            WITH updated AS (
+                UPDATE road r
+                SET road_class = s.road_class, attributes = s.attributes, survey_batch_id = :batch
+                FROM layer_stage s
+                WHERE {same_road} AND (
+                    r.road_class IS DISTINCT FROM s.road_class OR r.attributes IS DISTINCT FROM s.attributes
+                )
+                RETURNING 1
+            )
+            SELECT count(*) FROM updated
+            """
+        ),
+        {"batch": batch_id},
+    ).scalar_one()
     added = session.execute(
         text(
-            """
+            f"""
             WITH added AS (
                 INSERT INTO road (name, road_class, district_code, survey_batch_id, attributes, geom)
                 SELECT s.name, s.road_class, d.code, :batch, s.attributes, ST_Multi(s.geom) FROM layer_stage s
@@ -753,10 +774,7 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
                     SELECT code FROM district WHERE ST_Intersects(geom, ST_LineInterpolatePoint(
                         ST_GeometryN(ST_Multi(s.geom), 1), 0.5)) ORDER BY code LIMIT 1
                 ) d ON true
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM road r WHERE r.geom && s.geom AND r.name IS NOT DISTINCT FROM s.name
-                      AND ST_AsBinary(r.geom) = ST_AsBinary(ST_Multi(s.geom))
-                )
+                WHERE NOT EXISTS (SELECT 1 FROM road r WHERE {same_road})
                 RETURNING 1
             )
             SELECT count(*) FROM added
@@ -765,4 +783,4 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
         {"batch": batch_id},
     ).scalar_one()
     staged = int(session.execute(text("SELECT count(*) FROM layer_stage")).scalar_one())
-    return int(added), deleted, staged - int(added)
+    return int(added), int(updated), staged - int(added) - int(updated), deleted

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import crs as gis_crs
-from gis.export import spread_attributes, write_layer
+from gis.export import write_layer
 from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import imports as imports_repo
 from gridsvc.repositories import layers
@@ -89,7 +89,7 @@ def export_layer(
             raise InvalidInputError(f"cannot export {what!r}: components, grids or boundaries")
     if frame.empty:
         raise NotFoundError(f"nothing to export: no {what} match")
-    frame = spread_attributes(frame.set_crs(4490, allow_override=True))
+    frame = frame.set_crs(4490, allow_override=True)
     try:
         written = write_layer(frame, path, crs=crs, encoding=encoding)
     except ValueError as exc:  # gis.crs.CoordinateError too

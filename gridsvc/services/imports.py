@@ -142,9 +142,10 @@ class _DryRunDoneError(Exception):
 
 
 class ImportCancelled(KeyboardInterrupt):
-    """Ctrl+C stopped the import before it committed: its transaction is rolled back, nothing was written.
+    """Ctrl+C stopped the import before its commit: its transaction (if it had begun) is rolled back, and
+    nothing was written.
 
-    A plain KeyboardInterrupt from an import means it came after the commit, so the import did happen.
+    A plain KeyboardInterrupt from an import came while it was committing: it may be in the database.
     """
 
 
@@ -237,6 +238,37 @@ def _left_out_columns(info: io.LayerInfo) -> tuple[str, ...]:
     return next((names for names in _EXPORT_ONLY_COLUMNS if set(names) <= fields), ())
 
 
+def _is_export(info: io.LayerInfo) -> bool:
+    """Whether the file is a components export (see _left_out_columns)."""
+    left_out = _left_out_columns(info)
+    return bool(left_out) and left_out != _REPORT_ONLY_COLUMNS
+
+
+def _with_exported_attributes(mapped: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """An export's ``attributes`` column is the components' free attributes as JSON text: read it back into
+    them, rather than keep it as one text attribute inside them. A column GIS staff added to the export
+    stays an attribute of its own, and wins over a key of the same name; a cell that is not a JSON object
+    (cut at a Shapefile's 254 bytes, edited by hand) stays as it is, under ``attributes``."""
+
+    def merged(text: str | None) -> str | None:
+        if text is None:
+            return None
+        outer = json.loads(text)
+        inner = outer.get("attributes")
+        try:
+            exported = json.loads(inner) if isinstance(inner, str) else None
+        except json.JSONDecodeError:
+            exported = None
+        if not isinstance(exported, dict):
+            return text
+        del outer["attributes"]
+        return json.dumps({**exported, **outer}, ensure_ascii=False)
+
+    out = mapped.copy()
+    out["attributes"] = [merged(t) for t in mapped["attributes"].to_numpy(dtype=object, na_value=None)]
+    return out
+
+
 def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
     info = _inspect(request, settings)
     left_out = _left_out_columns(info)
@@ -245,6 +277,7 @@ def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
         note = (
             f"this file is a gridsvc {what}: its columns {', '.join(left_out)} were left out (the import "
             "finds them itself); every other column was read as in any file"
+            + (", its attributes JSON into the free attributes" if what == "components export" else "")
         )
         info = dataclasses.replace(info, warnings=(*info.warnings, note))
     return info
@@ -539,12 +572,13 @@ def import_components(
     actor.require("gis_staff")
     _check_request(request)
     started = time.perf_counter()
-    info = _open(request, settings)
-    mapping = _mapping(info, request)
-    report = _new_report(request, info, "components")
-    problem_rows: list[gpd.GeoDataFrame] = []
-    _freeze_older_objects()
+    committing = False
     try:
+        info = _open(request, settings)
+        mapping = _mapping(info, request)
+        report = _new_report(request, info, "components")
+        problem_rows: list[gpd.GeoDataFrame] = []
+        _freeze_older_objects()
         with sessions.begin() as session:
             rules = validate.ComponentRules(
                 classes=repo.component_classes(session),
@@ -598,10 +632,13 @@ def import_components(
                 say("retiring the components the file no longer has")
                 report.retired = repo.retire_missing(session, batch_id=batch.id, now=now)
             _record(session, batch, report, actor, problem_rows)
+            committing = True  # what is left is the commit
     except _DryRunDoneError:
         report.batch_id = None
-    except KeyboardInterrupt as exc:  # the session's context manager has rolled the transaction back
-        raise ImportCancelled from exc
+    except KeyboardInterrupt as exc:
+        if committing:  # it came while committing, which may have finished: not a rollback
+            raise
+        raise ImportCancelled from exc  # rolled back by the session's context manager, if one began
     return _done(report, request, problem_rows, started)
 
 
@@ -716,6 +753,8 @@ def _stage_components(
         for chunk in _chunks(run.info, run.request, run.settings):
             # Attributes as JSON text, built column by column: the rows are on their way to COPY.
             mapped = fieldmap.map_fields(chunk, run.mapping, attributes="json")
+            if _is_export(run.info):
+                mapped = _with_exported_attributes(mapped)
             mapped, oversized, refusals = _refused_before_validation(
                 mapped, chunk, run.settings.max_geometry_vertices
             )
@@ -1054,14 +1093,15 @@ def import_layer(
     _check_request(request)
     _check_layer_request(request)
     started = time.perf_counter()
-    info = _open(request, settings)
-    mapping = _mapping(info, request)
-    report = _new_report(
-        request, info, request.layer if request.layer != "boundaries" else f"boundaries:{request.level}"
-    )
-    problem_rows: list[gpd.GeoDataFrame] = []
-    _freeze_older_objects()
+    committing = False
     try:
+        info = _open(request, settings)
+        mapping = _mapping(info, request)
+        report = _new_report(
+            request, info, request.layer if request.layer != "boundaries" else f"boundaries:{request.level}"
+        )
+        problem_rows: list[gpd.GeoDataFrame] = []
+        _freeze_older_objects()
         with sessions.begin() as session:
             repo.create_layer_stage(session)
             seen = validate.SeenCodes()
@@ -1104,14 +1144,17 @@ def import_layer(
                     batch_id=batch.id,
                 )
             else:
-                report.new, report.retired, report.unchanged = repo.insert_roads(
+                report.new, report.changed, report.unchanged, report.retired = repo.insert_roads(
                     session, batch_id=batch.id, replace=request.replace
                 )
             if request.dry_run:
                 raise _DryRunDoneError
             _record(session, batch, report, actor, problem_rows)
+            committing = True  # what is left is the commit
     except _DryRunDoneError:
         report.batch_id = None
-    except KeyboardInterrupt as exc:  # the session's context manager has rolled the transaction back
-        raise ImportCancelled from exc
+    except KeyboardInterrupt as exc:
+        if committing:  # it came while committing, which may have finished: not a rollback
+            raise
+        raise ImportCancelled from exc  # rolled back by the session's context manager, if one began
     return _done(report, request, problem_rows, started)

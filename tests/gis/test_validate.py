@@ -413,18 +413,22 @@ def test_wrong_county_prefix(rules: ComponentRules) -> None:
 
 
 def test_a_code_of_a_loaded_county_outside_every_loaded_county(rules: ComponentRules) -> None:
-    # 历下区 is loaded and does not hold this point, which lies in no loaded county but in the city box.
-    astray = code(1, county="370102")
-    assert only(validate_components(chunk([{"code": astray, "geometry": Point(117.5, 36.5)}]), rules)) == (
-        Problem(
-            2,
-            "code",
-            astray,
-            "code county 370102 历下区 but the component lies at (117.500000 36.500000), outside it and in "
-            "no other loaded county",
-            "rejected",
-        )
+    # 历下区 is loaded and does not hold these points, which lie in no loaded county but in the city box.
+    rows = [
+        {"code": code(1), "geometry": Point(117.5, 36.5)},  # some 40 km away
+        {"code": code(2), "geometry": Point(117.1002, 36.65)},  # 18 m east of its edge: taken as in it
+        {"code": code(3), "geometry": Point(117.101, 36.65)},  # 89 m east
+    ]
+    problems = validate_components(chunk(rows), rules).problems
+    assert [(p.source_row, p.field, p.value) for p in problems] == [
+        (2, "code", code(1)),
+        (4, "code", code(3)),
+    ]
+    assert problems[1].reason == (
+        "code county 370102 历下区 but the component lies at (117.101000 36.650000), 89 m outside it and in "
+        "no other loaded county"
     )
+    assert problems[0].reason.startswith("code county 370102 历下区 but the component lies at (117.500000")
 
 
 def test_wrong_county_prefix_without_county_names(rules: ComponentRules) -> None:

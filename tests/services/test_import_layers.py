@@ -261,7 +261,15 @@ def test_roads_with_chinese_classes(
     assert lanes == {"车道数": 8}
     # The same file again adds nothing: roads have no code, but the same name and line is the same road.
     again = _run(demo_sessions, test_settings, path, layer="roads")
-    assert (again.new, again.unchanged) == (0, 2)
+    assert (again.new, again.changed, again.unchanged) == (0, 0, 2)
+    # A corrected class is that road updated, not a second copy of its line.
+    roads.assign(道路等级=["主干道", "支路"]).to_file(path, driver="GPKG")
+    corrected = _run(demo_sessions, test_settings, path, layer="roads")
+    assert (corrected.new, corrected.changed, corrected.unchanged) == (0, 1, 1)
+    assert (
+        _scalar(demo_sessions, "SELECT road_class FROM road WHERE survey_batch_id = :b", b=corrected.batch_id)
+        == "branch"
+    )
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 2  # type: ignore[arg-type]
 
     # Replacing every road with a file that has a rejected row (a polygon is no road) is refused whole.

@@ -314,31 +314,43 @@ def test_an_export_corrected_in_qgis_imports_again_as_the_changes_it_holds(
 ) -> None:
     from gridsvc.services.export import export_layer
 
-    # Lamps with free attributes and departments, as an import leaves them.
-    first = tmp_path / "v1.gpkg"
-    _lamps(_grid_points(demo_sessions, 5, offset=400), first_seq=940_001, class_code="0114").to_file(
-        first, driver="GPKG"
-    )
+    # Covers from two surveys with different free attributes (a number; a text, a yes/no with a gap, a
+    # data source), and departments, as imports leave them.
+    points = _grid_points(demo_sessions, 8, offset=400)
+    first, second = tmp_path / "v1.gpkg", tmp_path / "v2.gpkg"
+    _lamps(points.iloc[:5], first_seq=940_001, class_code="0114").to_file(first, driver="GPKG")
+    gpd.GeoDataFrame(
+        {
+            "标识码": [f"3701020114{940_101 + i:06d}" for i in range(3)],
+            "状态": "完好",
+            "数据来源": "2023普查",
+            "灯型": ["LED", "钠灯", None],
+            "是否智能": [True, None, False],
+        },
+        geometry=shapely.points(points["lon"].iloc[5:], points["lat"].iloc[5:]),
+        crs="EPSG:4490",
+    ).to_file(second, driver="GPKG")
     assert _run(demo_sessions, test_settings, first).new == 5
-    # A Shapefile in GBK, as desktop GIS in China reads it (and 灯杆高度 fits its 10-byte names in GBK).
+    assert _run(demo_sessions, test_settings, second).new == 3
+    # A Shapefile in GBK, as desktop GIS in China reads it.
     encoding = "GBK" if suffix == ".shp" else "UTF-8"
     exported, count = export_layer(
         demo_sessions, "components", tmp_path / f"导出{suffix}", class_codes=("0114",), encoding=encoding
     )
-    assert count == 5
-    # The free attribute is a column of its own, to edit; supervisor and maintainer as an import reads them.
+    assert count == 8
     edited = gpd.read_file(exported)
-    assert {"灯杆高度", "supervisor", "maintainer"} <= set(edited.columns) and "attributes" not in edited
-    edited.loc[0, "灯杆高度"] = 9.0
+    assert {"supervisor", "maintainer", "attributes"} <= set(edited.columns)
+    row = int(np.flatnonzero(edited["attributes"].str.contains("灯杆高度"))[0])
+    edited.loc[row, "attributes"] = edited.loc[row, "attributes"].replace("12.5", "9.0")
     if suffix == ".shp":
         edited.to_file(exported, encoding=encoding)
     else:
         edited.to_file(exported, driver="GPKG")
 
     report = _run(demo_sessions, test_settings, exported)
-    assert (report.rejected, report.new, report.changed, report.unchanged) == (0, 0, 1, 4)
+    assert (report.rejected, report.new, report.changed, report.unchanged) == (0, 0, 1, 7)
     assert any("gridsvc components export" in w for w in report.warnings)
-    changed = _current(demo_sessions, [edited.loc[0, "code"]]).iloc[0]
+    changed = _current(demo_sessions, [edited.loc[row, "code"]]).iloc[0]
     # No grid codes or class name among them; the maintainer no department matches stays as it was.
     assert changed["attributes"] == {"灯杆高度": 9.0, "maintainer": "济南市路灯养护中心"}
     assert changed["owner_department_code"] == "lighting"
