@@ -547,8 +547,8 @@ def _run_import(
                 phase=now_doing,
             )
     except ImportCancelled:
-        # Stopped before its commit, and rolled back by now, so the line can say so (a Ctrl+C after the
-        # commit is a plain KeyboardInterrupt). 130 is what shells expect of a command stopped by Ctrl+C.
+        # Stopped before its commit, and rolled back by now, so the line can say so (a Ctrl+C during or
+        # after the commit is a plain KeyboardInterrupt, below). 130 is what shells expect after Ctrl+C.
         err_console.print(
             f"[bold yellow]cancelled:[/] nothing of {file.name} was imported; the database is as it was "
             "before (the import is one transaction, and it was rolled back)",
