@@ -24,12 +24,26 @@ class GridsvcError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.problems = problems or []
+        # Where to go next (problem+json extension member "links"), e.g. a refused import's report.
+        self.links: dict[str, str] = {}
 
 
 class InvalidInputError(GridsvcError):
     """The caller sent something that cannot be accepted as it is."""
 
     title = "Invalid input"
+
+
+class ImportRefusedError(InvalidInputError):
+    """An import refused its file after reading it all (strict mode, or a layer it would replace with
+    rejected rows): nothing was written. ``held_report`` names its report when one was held for download
+    (services/held_reports.py)."""
+
+    def __init__(
+        self, detail: str, *, problems: list[FieldProblem] | None = None, held_report: str | None = None
+    ) -> None:
+        super().__init__(detail, problems=problems)
+        self.held_report = held_report
 
 
 class NotFoundError(GridsvcError):

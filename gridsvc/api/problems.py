@@ -85,6 +85,7 @@ def problem(
     kind: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    links: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A problem+json response."""
     body: dict[str, Any] = {
@@ -96,6 +97,8 @@ def problem(
     }
     if errors:
         body["errors"] = errors
+    if links:
+        body["links"] = links
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -114,7 +117,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         status, kind = _status_for(exc)
         errors = [{"field": p.field, "message": p.message, **p.location} for p in exc.problems]
         headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
-        return problem(request, status, exc.title, exc.detail, kind=kind, errors=errors, headers=headers)
+        return problem(
+            request, status, exc.title, exc.detail, kind=kind, errors=errors, headers=headers, links=exc.links
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

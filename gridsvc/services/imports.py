@@ -34,10 +34,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis import fieldmap, gridindex, io, validate
 from gis.export import DERIVED_COMPONENT_COLUMNS, REPORT_COLUMNS, shapefile_field_names, write_problems
 from gridsvc.db.models import SurveyBatch
-from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
+from gridsvc.errors import FieldProblem, ImportRefusedError, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as audit
 from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as repo
+from gridsvc.services import held_reports
 from gridsvc.services.access import Principal
 from gridsvc.services.uploads import archive_limits
 from gridsvc.settings import Settings
@@ -84,6 +85,9 @@ class ImportRequest:
     chunk_rows: int = 100_000
     display_name: str | None = None
     report_path: Path | None = None
+    # An empty folder to write the report into, as problems.gpkg and problems.csv, when the import stores
+    # no batch to keep it (a dry run, a refused file): the HTTP door's, see import_upload.
+    held_report_dir: Path | None = None
     level: str | None = None  # boundaries: district, street or community
     net_code: str | None = None  # net: which department's net this file is
     net_name: str | None = None
@@ -122,6 +126,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     problems: list[validate.Problem] = field(default_factory=list)
     report_file: str | None = None
+    held_report: str | None = None  # the id of the report held for download (see import_upload)
 
     def counts(self) -> dict[str, int]:
         """The numbers, for the survey batch record and summaries."""
@@ -836,13 +841,14 @@ def _settle(report: ImportReport, request: ImportRequest, problem_rows: list[gpd
             if not replacing
             else f"the file replaces {replacing}, which would lose what the rejected rows stand for"
         )
-        raise InvalidInputError(
+        raise ImportRefusedError(
             f"{report.rejected} rows were rejected and {why}; nothing was written (fix them and import "
             f"again; see the report{where})",
             problems=[
                 FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
                 for p in report.problems[:1000]
             ],
+            held_report=report.held_report,
         )
 
 
@@ -911,10 +917,41 @@ def _done(
 
 
 def _write_report(report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame]) -> None:
-    if request.report_path and report.problems and report.report_file is None:
+    if not report.problems:
+        return
+    if request.report_path and report.report_file is None:
         report.report_file = str(
             write_problems(report.problems, _problem_frame(problem_rows), request.report_path)
         )
+    folder = request.held_report_dir
+    if folder is not None and report.batch_id is None and report.held_report is None:
+        frame = _problem_frame(problem_rows)
+        for path in held_reports.files_in(folder):
+            write_problems(report.problems, frame, path)
+        report.held_report = folder.name
+
+
+def import_upload(
+    sessions: sessionmaker[Session], request: ImportRequest, *, settings: Settings, actor: Principal
+) -> ImportReport:
+    """:func:`import_layer` for the HTTP door. A recorded import's report is kept with its batch; the report
+    of one that stores nothing (a dry run, a file refused whole) is held as files for download instead
+    (:mod:`gridsvc.services.held_reports`): ``report.held_report``, or ``held_report`` on the refusal."""
+    folder = held_reports.new_folder(settings)
+    try:
+        report = import_layer(
+            sessions, dataclasses.replace(request, held_report_dir=folder), settings=settings, actor=actor
+        )
+    except ImportRefusedError as exc:
+        if exc.held_report is None:
+            held_reports.discard(folder)
+        raise
+    except BaseException:
+        held_reports.discard(folder)
+        raise
+    if report.held_report is None:
+        held_reports.discard(folder)
+    return report
 
 
 def _parameters(request: ImportRequest) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import geopandas as gpd
@@ -721,6 +723,88 @@ def test_http_upload_returns_the_import_and_its_report(
         )
         assert no_layer.status_code == 422 and no_layer.json()["errors"][0]["field"] == "layer"
         assert "路灯普查.gpkg has no layer '路灯'" in no_layer.json()["errors"][0]["message"]
+
+
+def test_http_dry_run_and_refusal_hold_their_report_for_download(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
+) -> None:
+    points = _grid_points(demo_sessions, 5, offset=40)
+    lamps = _lamps(points, first_seq=996_001)
+    lamps.loc[2, "状态"] = "坏了"  # not a known status: row 3 is rejected
+    path = tmp_path / "路灯.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    settings = test_settings.model_copy(update={"data_dir": tmp_path / "data"})
+    held_root = tmp_path / "data" / "import-reports"
+    staff = create_key(demo_sessions, name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR).secret
+    field_key = create_key(demo_sessions, name="网格员", role="field", actor=LOCAL_OPERATOR).secret
+    before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    files = {"file": ("路灯.gpkg", path.read_bytes(), "application/geopackage+sqlite3")}
+    staff_header = {"X-API-Key": staff}
+    with TestClient(create_app(settings, demo_url, sessions=demo_sessions)) as client:
+        dry = client.post(
+            "/v1/imports/components", files=files, data={"dry_run": "true"}, headers=staff_header
+        )
+        assert dry.status_code == 200, dry.text
+        body = dry.json()
+        assert (body["batch_id"], body["rejected"], body["new"]) == (None, 1, 4)
+        assert body["report_file"] is None  # no server path goes out
+        expires_in = datetime.fromisoformat(body["report_expires_at"]) - datetime.now(UTC)
+        assert timedelta(hours=23) < expires_in <= timedelta(hours=24)  # GRIDSVC_HELD_REPORT_HOURS
+        csv_link, gpkg_link = body["links"]["problems_csv"], body["links"]["problems_gpkg"]
+        assert client.get(csv_link).status_code == 401
+        assert client.get(csv_link, headers={"X-API-Key": field_key}).status_code == 403
+        csv = client.get(csv_link, headers=staff_header)
+        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+        table = pd.read_csv(io.BytesIO(csv.content), encoding="utf-8-sig", dtype=str)
+        assert list(table["source_row"]) == ["3"] and table.loc[0, "field"] == "status"
+        assert table.loc[0, "value"] == "坏了" and table.loc[0, "wkt"].startswith("POINT (117.")
+        gpkg = client.get(gpkg_link, headers=staff_header)
+        assert gpkg.status_code == 200
+        (tmp_path / "held.gpkg").write_bytes(gpkg.content)
+        layer = gpd.read_file(tmp_path / "held.gpkg")
+        assert list(layer["source_row"]) == [3] and layer.crs.to_epsg() == 4490
+        assert layer.geometry.iloc[0].distance(lamps.to_crs(4490).geometry.iloc[2]) < 1e-9
+
+        # A strict upload refused for that row: 422, nothing written, and the report to fix it with.
+        refused = client.post(
+            "/v1/imports/components", files=files, data={"strict": "true"}, headers=staff_header
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["source_row"] == 3
+        refused_csv = client.get(refused.json()["links"]["problems_csv"], headers=staff_header)
+        assert refused_csv.status_code == 200 and "坏了" in refused_csv.content.decode("utf-8-sig")
+        assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
+        assert len(list(held_root.iterdir())) == 2
+
+        # A clean dry run and a recorded import hold nothing: the first has no report, the second keeps
+        # its report with its batch.
+        clean = lamps.drop(index=2)
+        clean.to_file(tmp_path / "clean.gpkg", driver="GPKG")
+        clean_files = {
+            "file": ("clean.gpkg", (tmp_path / "clean.gpkg").read_bytes(), "application/octet-stream")
+        }
+        clean_dry = client.post(
+            "/v1/imports/components", files=clean_files, data={"dry_run": "true"}, headers=staff_header
+        )
+        assert clean_dry.status_code == 200 and "links" not in clean_dry.json()
+        recorded = client.post("/v1/imports/components", files=files, headers=staff_header)
+        assert recorded.status_code == 201 and recorded.json()["links"]["self"].endswith(
+            str(recorded.json()["batch_id"])
+        )
+        assert len(list(held_root.iterdir())) == 2
+
+        # Expired, unknown or malformed ids are 404, and an expired report is removed when asked for.
+        folder = held_root / csv_link.split("/")[-2]
+        day_ago = time.time() - 25 * 3600
+        os.utime(folder, (day_ago, day_ago))
+        gone = client.get(csv_link, headers=staff_header)
+        assert gone.status_code == 404 and "expired" in gone.json()["detail"]
+        assert not folder.exists()
+        for bad in ("AAAAAAAAAAAAAAAAAAAAAA", "..%2F..%2Fetc", "x" * 22):
+            assert (
+                client.get(f"/v1/imports/reports/{bad}/problems.csv", headers=staff_header).status_code == 404
+            )
+        assert client.get(refused.json()["links"]["problems_gpkg"], headers=staff_header).status_code == 200
 
 
 def test_http_upload_of_a_kmz(

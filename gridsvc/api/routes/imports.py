@@ -14,8 +14,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from gridsvc.api.deps import AppSettings, Caller, Sessions
 from gridsvc.api.request_body import UploadLimitRoute
 from gridsvc.api.roles import RoleRoute, allow
-from gridsvc.errors import FieldProblem, InvalidInputError
-from gridsvc.services import imports
+from gridsvc.errors import FieldProblem, ImportRefusedError, InvalidInputError
+from gridsvc.services import held_reports, imports
 from gridsvc.services.uploads import saved_upload
 
 
@@ -44,19 +44,33 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
     return value
 
 
+def _held_links(report_id: str) -> dict[str, str]:
+    base = f"/v1/imports/reports/{report_id}"
+    return {"problems_csv": f"{base}/problems.csv", "problems_gpkg": f"{base}/problems.gpkg"}
+
+
 @router.post(
     "/{kind}",
     dependencies=[allow("gis_staff")],
     summary="Import a survey layer file (gis_staff): components, boundaries, stations, net or roads",
     status_code=201,
     responses={
-        201: {"description": "imported; the body is the import with its counts and problems"},
-        200: {"description": "dry run: validated and counted, nothing written"},
+        201: {
+            "description": "imported; the body is the import with its counts and problems, and `links` to "
+            "the import and its problem report (CSV, GeoPackage)"
+        },
+        200: {
+            "description": "dry run: validated and counted, nothing written; with problems, `links` to the "
+            "report held for download until `report_expires_at`"
+        },
         400: {"description": "the body cannot be read as a multipart form"},
         401: {"description": "no or unknown API key"},
         403: {"description": "role is not gis_staff"},
         413: {"description": "the upload is larger than GRIDSVC_MAX_UPLOAD_BYTES; refused before it is read"},
-        422: {"description": "the file or the options cannot be used; nothing was written"},
+        422: {
+            "description": "the file or the options cannot be used; nothing was written. A file refused "
+            "whole for its rejected rows (strict, a net, roads with replace) has `links` to its report"
+        },
     },
 )
 def import_file(
@@ -120,7 +134,12 @@ def import_file(
             replace=replace,
             rebuild_indexes=rebuild_indexes,
         )
-        report = imports.import_layer(sessions, request, settings=settings, actor=caller)
+        try:
+            report = imports.import_upload(sessions, request, settings=settings, actor=caller)
+        except ImportRefusedError as exc:
+            if exc.held_report is not None:
+                exc.links = _held_links(exc.held_report)
+            raise
     body: dict[str, Any] = report.to_dict(problem_limit=PROBLEMS_SHOWN)
     if report.batch_id is not None:
         body["links"] = {
@@ -128,7 +147,30 @@ def import_file(
             "problems_csv": f"/v1/imports/{report.batch_id}/problems.csv",
             "problems_gpkg": f"/v1/imports/{report.batch_id}/problems.gpkg",
         }
+    elif report.held_report is not None:
+        body["links"] = _held_links(report.held_report)
+        body["report_expires_at"] = held_reports.expires_at(settings, report.held_report).isoformat()
     return JSONResponse(body, status_code=200 if report.dry_run else 201)
+
+
+@router.get(
+    "/reports/{report_id}/problems.{fmt}",
+    dependencies=[allow("gis_staff")],
+    summary="The problem report of a dry run or a refused upload, as CSV or GeoPackage",
+    responses={
+        200: {
+            "description": "the report",
+            "content": {"text/csv": {}, "application/geopackage+sqlite3": {}},
+        },
+        404: {"description": "no such report, or it has expired"},
+    },
+)
+def get_held_problems(report_id: str, fmt: Literal["csv", "gpkg"], settings: AppSettings) -> FileResponse:
+    """Rejected and repaired rows of an upload that stored nothing, held for GRIDSVC_HELD_REPORT_HOURS after
+    it: the `links` of its dry run's answer or of its refusal."""
+    path = held_reports.report_file(settings, report_id, fmt)
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/geopackage+sqlite3"
+    return FileResponse(path, media_type=media, filename=f"import-{report_id}-problems.{fmt}")
 
 
 @router.get(
