@@ -19,6 +19,7 @@ format, which mirrors the rules of :mod:`gis.codes`; the message for a failing c
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "GeometryKind",
     "Problem",
     "SeenCodes",
+    "SeenRoads",
     "ValidationResult",
     "validate_boundaries",
     "validate_components",
@@ -314,6 +316,51 @@ class SeenCodes:
         """Remember the first row of each code not met before (``codes`` holds none that was)."""
         # Reversed, so the first row of a code repeated inside the chunk is the one kept; one C-level update.
         self.first_row.update(zip(codes[::-1].tolist(), rows[::-1].tolist(), strict=True))
+
+
+class SeenRoads:
+    """The roads of one file's earlier rows, for the copy check across chunks.
+
+    A road has no code: its name and line are what it is (as when matching the roads stored before). A
+    later row with the same name and the same line is a copy, digitised twice or merged from two sheets,
+    and is rejected; the first row stays, so the road is imported once whatever the chunk size.
+    """
+
+    def __init__(self) -> None:
+        # A 16-byte digest per road, not its line: a city's road file stays a few MB in memory.
+        self.first_row: dict[bytes, int] = {}
+
+
+def _road_key(name: str | None, line: shapely.Geometry) -> bytes:
+    # One part or many, a road is stored as a MultiLineString: a LineString and the MultiLineString of
+    # that one line are the same road.
+    if line.geom_type == "LineString":
+        line = shapely.multilinestrings([line])
+    digest = hashlib.blake2b(shapely.to_wkb(line), digest_size=16)
+    digest.update(b"\x00" + (name or "").encode())
+    return digest.digest()
+
+
+def _check_road_copies(
+    findings: _Findings, names: pd.Series, geometries: ObjectArray, seen: SeenRoads | None
+) -> None:
+    """Reject a row whose name and line an earlier row of the file has (``seen`` holds earlier chunks')."""
+    first_row = seen.first_row if seen is not None else {}
+    positions, reasons, values = [], [], []
+    for pos in np.flatnonzero(~findings.rejected):
+        name = names.iloc[pos]
+        name = None if pd.isna(name) else str(name)
+        key = _road_key(name, geometries[pos])
+        row = int(findings.source_row[pos])
+        first = first_row.setdefault(key, row)
+        if first != row:
+            positions.append(pos)
+            values.append(name)
+            reasons.append(
+                f"road {name or '(no name)'} has the same name and line as row {first} of this file: a copy; "
+                "the road is imported once, from the first row"
+            )
+    findings.add(np.array(positions, dtype=np.int64), "geometry", values, reasons)
 
 
 def _rows_text(rows: Sequence[int]) -> str:
@@ -1065,7 +1112,9 @@ def validate_net_polygons(
     return _result(mapped, findings, geometries, columns)
 
 
-def validate_roads(mapped: gpd.GeoDataFrame, *, metric_crs: str = _DEFAULT_METRIC_CRS) -> ValidationResult:
+def validate_roads(
+    mapped: gpd.GeoDataFrame, *, metric_crs: str = _DEFAULT_METRIC_CRS, seen_roads: SeenRoads | None = None
+) -> ValidationResult:
     """Validate mapped road centre lines (see ``map_layer_fields(frame, "roads")``).
 
     Parameters
@@ -1074,6 +1123,9 @@ def validate_roads(mapped: gpd.GeoDataFrame, *, metric_crs: str = _DEFAULT_METRI
         EPSG:4490 with ``source_row``, ``road_class`` and optionally ``name``.
     metric_crs : str, optional
         Projected CRS in metres (used only if a polygon has to be checked for repair).
+    seen_roads : SeenRoads, optional
+        The roads of earlier chunks of the same import, updated in place. A row with the same name and
+        line as an earlier row, in this chunk or before, is rejected as a copy.
 
     Returns
     -------
@@ -1102,6 +1154,8 @@ def validate_roads(mapped: gpd.GeoDataFrame, *, metric_crs: str = _DEFAULT_METRI
     # Most unnamed urban roads are branch roads; cutting along them is the cautious default.
     road_class[road_class.isna()] = "branch"
     columns = {"road_class": road_class}
+    names = clean_text(mapped["name"]) if "name" in mapped.columns else pd.Series([None] * len(mapped))
     if "name" in mapped.columns:
-        columns["name"] = clean_text(mapped["name"])
+        columns["name"] = names
+    _check_road_copies(findings, names, geometries, seen_roads)
     return _result(mapped, findings, geometries, columns)

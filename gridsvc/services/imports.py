@@ -1028,7 +1028,11 @@ def _check_layer_request(request: ImportRequest) -> None:
 
 
 def _validated(
-    chunk_mapped: gpd.GeoDataFrame, request: ImportRequest, settings: Settings, seen: validate.SeenCodes
+    chunk_mapped: gpd.GeoDataFrame,
+    request: ImportRequest,
+    settings: Settings,
+    seen: validate.SeenCodes,
+    seen_roads: validate.SeenRoads,
 ) -> validate.ValidationResult:
     metric = settings.metric_crs
     if request.layer == "boundaries":
@@ -1038,7 +1042,7 @@ def _validated(
         return validate.validate_stations(chunk_mapped, metric_crs=metric, seen_codes=seen)
     if request.layer == "net":
         return validate.validate_net_polygons(chunk_mapped, metric_crs=metric, seen_codes=seen)
-    return validate.validate_roads(chunk_mapped, metric_crs=metric)
+    return validate.validate_roads(chunk_mapped, metric_crs=metric, seen_roads=seen_roads)
 
 
 def _missing_parents(
@@ -1141,13 +1145,13 @@ def import_layer(
         _freeze_older_objects()
         with sessions.begin() as session:
             repo.create_layer_stage(session)
-            seen = validate.SeenCodes()
+            seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_layer_fields(chunk, request.layer, mapping)
                 mapped, oversized, refusals = _refused_before_validation(
                     mapped, chunk, settings.max_geometry_vertices
                 )
-                result = _validated(mapped, request, settings, seen)
+                result = _validated(mapped, request, settings, seen, seen_roads)
                 accepted, orphans = _missing_parents(result.accepted, request, session)
                 problems = [*result.problems, *orphans, *refusals]
                 _collect(report, problems, _with_refused(mapped, oversized), problem_rows, len(chunk))

@@ -146,6 +146,7 @@ def city(
         "action": "handle",  # a step both roles that take steps may take: only the case's status decides
         "plan_id": str(case_city["plan_id"]),
         "batch_id": "1",
+        "report_id": "AAAAAAAAAAAAAAAAAAAAAA",
         "fmt": "json",
         "kind": "components",
         "layer": "cases",

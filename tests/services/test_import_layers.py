@@ -287,6 +287,48 @@ def test_roads_with_chinese_classes(
     assert replaced.retired == before + 2 and int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 2  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("chunk_rows", [2, 100])
+def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, chunk_rows: int
+) -> None:
+    a, b = _inside_lixia(demo_sessions, 2)
+    jingshi = shapely.LineString([a, b])
+    side = shapely.LineString([b, (b.x + 0.001, b.y)])
+    roads = gpd.GeoDataFrame(
+        {
+            "道路名称": ["经十路", "文化东路", "经十路", None, None, "文化西路"],
+            "道路等级": ["主干道", "次干道", "支路", "支路", "支路", "次干道"],
+        },
+        # Row 3 is row 1's line as a one-part MultiLineString (how a road is stored); row 5 repeats the
+        # unnamed row 4; row 6 shares row 2's line under another name, so it is another road.
+        geometry=[jingshi, side, shapely.MultiLineString([jingshi]), side.reverse(), side.reverse(), side],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "道路.geojson"
+    roads.to_file(path, driver="GeoJSON")
+    before = int(_scalar(demo_sessions, "SELECT count(*) FROM road"))  # type: ignore[arg-type]
+    report = _run(demo_sessions, test_settings, path, layer="roads", chunk_rows=chunk_rows)
+    assert (report.accepted, report.rejected, report.new) == (4, 2, 4)
+    assert [(p.source_row, p.field, p.value, p.reason) for p in report.problems] == [
+        (
+            3,
+            "geometry",
+            "经十路",
+            "road 经十路 has the same name and line as row 1 of this file: a copy; the road is imported "
+            "once, from the first row",
+        ),
+        (
+            5,
+            "geometry",
+            None,
+            "road (no name) has the same name and line as row 4 of this file: a copy; the road is imported "
+            "once, from the first row",
+        ),
+    ]
+    assert _scalar(demo_sessions, "SELECT road_class FROM road WHERE name = '经十路'") == "arterial"
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 4  # type: ignore[arg-type]
+
+
 def test_http_boundaries_upload(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
 ) -> None:
