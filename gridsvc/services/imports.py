@@ -49,6 +49,8 @@ LAYERS = ("components", "boundaries", "stations", "net", "roads")
 AREA_CODE = re.compile(r"\d{6}|\d{9}|\d{12}")
 # Standard fields that have no column of their own: kept in the free attributes under these keys.
 EXTRA_STANDARD_FIELDS = ("initial_date", "change_date", "data_source", "remarks", "photo")
+# Most problems kept with a recorded import (import_problem) or held for an HTTP upload's download: a file
+# of a million bad rows gives a report as large as itself, which the CLI's --report writes whole.
 STORED_PROBLEMS_LIMIT = 100_000
 # Chunks handed to the database thread and not yet staged: one being written while the next waits; more
 # would only hold more memory, since PostgreSQL is the slower side.
@@ -824,6 +826,12 @@ def _settle(report: ImportReport, request: ImportRequest, problem_rows: list[gpd
     """Count rejected and repaired rows; in strict mode a rejected row refuses the whole file, after writing
     the report file asked for (the refusal is when GIS staff need it most)."""
     report.problems.sort(key=lambda p: (p.source_row, p.field))
+    if len(report.problems) > STORED_PROBLEMS_LIMIT:
+        report.warnings.append(
+            f"{len(report.problems):,} problems: the report kept with the import or held for download lists "
+            f"the first {STORED_PROBLEMS_LIMIT:,} (by source row); `gridsvc import ... --report FILE` writes "
+            "them all"
+        )
     rejected_rows = {p.source_row for p in report.problems if p.action == "rejected"}
     report.rejected = len(rejected_rows)
     report.repaired = len({p.source_row for p in report.problems if p.action == "repaired"} - rejected_rows)
@@ -927,7 +935,7 @@ def _write_report(report: ImportReport, request: ImportRequest, problem_rows: li
     if folder is not None and report.batch_id is None and report.held_report is None:
         frame = _problem_frame(problem_rows)
         for path in held_reports.files_in(folder):
-            write_problems(report.problems, frame, path)
+            write_problems(report.problems[:STORED_PROBLEMS_LIMIT], frame, path)
         report.held_report = folder.name
 
 

@@ -807,6 +807,30 @@ def test_http_dry_run_and_refusal_hold_their_report_for_download(
         assert client.get(refused.json()["links"]["problems_gpkg"], headers=staff_header).status_code == 200
 
 
+def test_a_long_report_is_kept_and_held_up_to_the_limit_and_says_so(
+    demo_sessions: sessionmaker[Session],
+    test_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imports_service, "STORED_PROBLEMS_LIMIT", 2)
+    lamps = _lamps(_grid_points(demo_sessions, 4, offset=50), first_seq=997_001)
+    lamps.loc[[0, 1, 3], "状态"] = "坏了"
+    path = tmp_path / "坏.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    settings = test_settings.model_copy(update={"data_dir": tmp_path / "data"})
+    request = ImportRequest(path=path, dry_run=True, report_path=tmp_path / "all.csv")
+    report = imports_service.import_upload(demo_sessions, request, settings=settings, actor=LOCAL_OPERATOR)
+    assert report.rejected == 3 and report.held_report is not None
+    assert (
+        "3 problems: the report kept with the import or held for download lists the first 2"
+        in (report.warnings[-1])
+    )
+    held = tmp_path / "data" / "import-reports" / report.held_report / "problems.csv"
+    assert list(pd.read_csv(held, encoding="utf-8-sig")["source_row"]) == [1, 2]
+    assert list(pd.read_csv(tmp_path / "all.csv", encoding="utf-8-sig")["source_row"]) == [1, 2, 4]
+
+
 def test_http_upload_of_a_kmz(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
 ) -> None:
