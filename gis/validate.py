@@ -322,13 +322,24 @@ class SeenRoads:
     """The roads of one file's earlier rows, for the copy check across chunks.
 
     A road has no code: its name and line are what it is (as when matching the roads stored before). A
-    later row with the same name and the same line is a copy, digitised twice or merged from two sheets,
-    and is rejected; the first row stays, so the road is imported once whatever the chunk size.
+    later row with the same name and the same line is the same road, digitised twice or merged from two
+    sheets. It is rejected and the first row stays, so the road is imported once whatever the chunk size.
+    An exact copy (class and attributes too) loses nothing: its problem is on :data:`COPY_FIELD`, which
+    a whole-file refusal (strict, replace) does not count. A copy that says something else is a real
+    conflict, on ``geometry``.
     """
 
     def __init__(self) -> None:
-        # A 16-byte digest per road, not its line: a city's road file stays a few MB in memory.
-        self.first_row: dict[bytes, int] = {}
+        # 16-byte digests per road, not its line: a city's road file stays a few MB in memory.
+        self.first_row: dict[bytes, tuple[int, bytes]] = {}  # name and line -> (first row, its values)
+
+
+# The field of an exact copy's problem: the value is the row it copies.
+COPY_FIELD: Final = "copy_of_row"
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _road_key(name: str | None, line: shapely.Geometry) -> bytes:
@@ -336,31 +347,50 @@ def _road_key(name: str | None, line: shapely.Geometry) -> bytes:
     # that one line are the same road.
     if line.geom_type == "LineString":
         line = shapely.multilinestrings([line])
-    digest = hashlib.blake2b(shapely.to_wkb(line), digest_size=16)
-    digest.update(b"\x00" + (name or "").encode())
-    return digest.digest()
+    return _digest(shapely.to_wkb(line) + b"\x00" + (name or "").encode())
+
+
+def _missing(value: object) -> bool:
+    """None, NaN, NA or NaT: one missing value, however pandas read it."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
 
 
 def _check_road_copies(
-    findings: _Findings, names: pd.Series, geometries: ObjectArray, seen: SeenRoads | None
+    findings: _Findings,
+    names: pd.Series,
+    geometries: ObjectArray,
+    others: pd.DataFrame,
+    seen: SeenRoads | None,
 ) -> None:
-    """Reject a row whose name and line an earlier row of the file has (``seen`` holds earlier chunks')."""
+    """Reject a row whose name and line an earlier row of the file has (``seen`` holds earlier chunks'):
+    on :data:`COPY_FIELD` when its other values (``others``: class and free attributes) are the same too."""
     first_row = seen.first_row if seen is not None else {}
-    positions, reasons, values = [], [], []
+    copies: tuple[list[int], list[str | None], list[str]] = ([], [], [])
+    conflicts: tuple[list[int], list[str | None], list[str]] = ([], [], [])
     for pos in np.flatnonzero(~findings.rejected):
         name = names.iloc[pos]
         name = None if pd.isna(name) else str(name)
-        key = _road_key(name, geometries[pos])
+        road = f"road {name or '(no name)'}"
         row = int(findings.source_row[pos])
-        first = first_row.setdefault(key, row)
-        if first != row:
-            positions.append(pos)
-            values.append(name)
-            reasons.append(
-                f"road {name or '(no name)'} has the same name and line as row {first} of this file: a copy; "
-                "the road is imported once, from the first row"
+        values = _digest(repr([None if _missing(v) else v for v in others.iloc[pos]]).encode())
+        first, first_values = first_row.setdefault(_road_key(name, geometries[pos]), (row, values))
+        if first == row:
+            continue
+        value: str | None
+        if values == first_values:
+            found, value = copies, str(first)
+            reason = f"{road} is a copy of row {first} of this file (same name, line, class and attributes)"
+        else:
+            found, value = conflicts, name
+            reason = (
+                f"{road} has the same name and line as row {first} of this file but another class or other "
+                f"attributes: row {first} is imported, not this one; correct or delete one of them"
             )
-    findings.add(np.array(positions, dtype=np.int64), "geometry", values, reasons)
+        found[0].append(int(pos))
+        found[1].append(value)
+        found[2].append(reason)
+    for (positions, values_shown, reasons), field_name in ((copies, COPY_FIELD), (conflicts, "geometry")):
+        findings.add(np.array(positions, dtype=np.int64), field_name, values_shown, reasons)
 
 
 def _rows_text(rows: Sequence[int]) -> str:
@@ -1157,5 +1187,7 @@ def validate_roads(
     names = clean_text(mapped["name"]) if "name" in mapped.columns else pd.Series([None] * len(mapped))
     if "name" in mapped.columns:
         columns["name"] = names
-    _check_road_copies(findings, names, geometries, seen_roads)
+    others = mapped.drop(columns=["source_row", "name", "road_class", mapped.geometry.name], errors="ignore")
+    others.insert(0, "road_class", road_class.to_numpy())
+    _check_road_copies(findings, names, geometries, others, seen_roads)
     return _result(mapped, findings, geometries, columns)

@@ -24,8 +24,9 @@ class GridsvcError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.problems = problems or []
-        # Where to go next (problem+json extension member "links"), e.g. a refused import's report.
-        self.links: dict[str, str] = {}
+        # More members for the problem+json body (RFC 9457 extension members), e.g. a refused import's
+        # "links" to its report.
+        self.extensions: dict[str, Any] = {}
 
 
 class InvalidInputError(GridsvcError):
@@ -40,10 +41,16 @@ class ImportRefusedError(InvalidInputError):
     (services/held_reports.py)."""
 
     def __init__(
-        self, detail: str, *, problems: list[FieldProblem] | None = None, held_report: str | None = None
+        self,
+        detail: str,
+        *,
+        problems: list[FieldProblem] | None = None,
+        held_report: str | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         super().__init__(detail, problems=problems)
         self.held_report = held_report
+        self.warnings = warnings or []
 
 
 class NotFoundError(GridsvcError):

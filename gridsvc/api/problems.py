@@ -85,7 +85,7 @@ def problem(
     kind: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
-    links: dict[str, str] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """A problem+json response."""
     body: dict[str, Any] = {
@@ -97,8 +97,8 @@ def problem(
     }
     if errors:
         body["errors"] = errors
-    if links:
-        body["links"] = links
+    for name, value in (extensions or {}).items():
+        body.setdefault(name, value)  # never over the standard members
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -118,7 +118,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [{"field": p.field, "message": p.message, **p.location} for p in exc.problems]
         headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
         return problem(
-            request, status, exc.title, exc.detail, kind=kind, errors=errors, headers=headers, links=exc.links
+            request,
+            status,
+            exc.title,
+            exc.detail,
+            kind=kind,
+            errors=errors,
+            headers=headers,
+            extensions=exc.extensions,
         )
 
     @app.exception_handler(RequestValidationError)

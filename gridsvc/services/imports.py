@@ -87,9 +87,9 @@ class ImportRequest:
     chunk_rows: int = 100_000
     display_name: str | None = None
     report_path: Path | None = None
-    # An empty folder to write the report into, as problems.gpkg and problems.csv, when the import stores
-    # no batch to keep it (a dry run, a refused file): the HTTP door's, see import_upload.
-    held_report_dir: Path | None = None
+    # Hold the report for download when the import stores no batch to keep it (a dry run, a refused
+    # file): the HTTP door's way of giving it, see services/held_reports.py.
+    hold_report: bool = False
     level: str | None = None  # boundaries: district, street or community
     net_code: str | None = None  # net: which department's net this file is
     net_name: str | None = None
@@ -128,7 +128,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     problems: list[validate.Problem] = field(default_factory=list)
     report_file: str | None = None
-    held_report: str | None = None  # the id of the report held for download (see import_upload)
+    held_report: str | None = None  # the id of the report held for download (ImportRequest.hold_report)
 
     def counts(self) -> dict[str, int]:
         """The numbers, for the survey batch record and summaries."""
@@ -606,7 +606,7 @@ def import_components(
             run = _Run(request, settings, info, mapping, report, problem_rows, progress)
             _stage_components(run, session, rules, plan[0] if plan else None)
             _take_back_earlier_duplicates(run, session)
-            _settle(report, request, problem_rows)
+            _settle(report, request, problem_rows, settings)
             say("comparing with the current components")
             diff = repo.classify_components(session)
             report.new, report.changed, report.unchanged = diff["new"], diff["changed"], diff["unchanged"]
@@ -646,7 +646,7 @@ def import_components(
         if committing:  # it came while committing, which may have finished: not a rollback
             raise
         raise ImportCancelled from exc  # rolled back by the session's context manager, if one began
-    return _done(report, request, problem_rows, started)
+    return _done(report, request, problem_rows, started, settings)
 
 
 def _check_area(session: Session, area_codes: Sequence[str]) -> None:
@@ -822,16 +822,12 @@ def _collect(
         problem_rows.append(rows)
 
 
-def _settle(report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame]) -> None:
+def _settle(
+    report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame], settings: Settings
+) -> None:
     """Count rejected and repaired rows; in strict mode a rejected row refuses the whole file, after writing
     the report file asked for (the refusal is when GIS staff need it most)."""
     report.problems.sort(key=lambda p: (p.source_row, p.field))
-    if len(report.problems) > STORED_PROBLEMS_LIMIT:
-        report.warnings.append(
-            f"{len(report.problems):,} problems: the report kept with the import or held for download lists "
-            f"the first {STORED_PROBLEMS_LIMIT:,} (by source row); `gridsvc import ... --report FILE` writes "
-            "them all"
-        )
     rejected_rows = {p.source_row for p in report.problems if p.action == "rejected"}
     report.rejected = len(rejected_rows)
     report.repaired = len({p.source_row for p in report.problems if p.action == "repaired"} - rejected_rows)
@@ -841,8 +837,12 @@ def _settle(report: ImportReport, request: ImportRequest, problem_rows: list[gpd
             f"the file has no rows: it would replace {replacing} with nothing; nothing was written",
             problems=[FieldProblem("file", "no rows")],
         )
-    if (request.strict or replacing) and report.rejected:
-        _write_report(report, request, problem_rows)
+    # An exact copy of an earlier row (a road digitised twice) loses nothing: the first row is imported.
+    lost = {
+        p.source_row for p in report.problems if p.action == "rejected" and p.field != validate.COPY_FIELD
+    }
+    if (request.strict or replacing) and lost:
+        _write_report(report, request, problem_rows, settings)
         where = f" in {report.report_file}" if report.report_file else ""
         why = (
             "strict mode refuses a file with any rejected row"
@@ -850,13 +850,14 @@ def _settle(report: ImportReport, request: ImportRequest, problem_rows: list[gpd
             else f"the file replaces {replacing}, which would lose what the rejected rows stand for"
         )
         raise ImportRefusedError(
-            f"{report.rejected} rows were rejected and {why}; nothing was written (fix them and import "
+            f"{len(lost)} rows were rejected and {why}; nothing was written (fix them and import "
             f"again; see the report{where})",
             problems=[
                 FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
                 for p in report.problems[:1000]
             ],
             held_report=report.held_report,
+            warnings=report.warnings,
         )
 
 
@@ -882,7 +883,7 @@ def _new_batch(
         imported_by=actor.name,
         source_format=info.format,
         source_crs=info.crs,
-        warnings=report.warnings,
+        warnings=list(report.warnings),  # a copy: _record sets the final list
         parameters=_parameters(request),
     )
     report.batch_id = batch.id
@@ -902,8 +903,9 @@ def _record(
 ) -> None:
     """Store the problems, the batch's counts and the audit entry, in the import's transaction."""
     if report.problems:
-        stored = report.problems[:STORED_PROBLEMS_LIMIT]
+        stored = _capped(report, "kept with the import")
         repo.add_problems(session, _problem_rows(stored, _problem_frame(problem_rows), batch.id))
+        batch.warnings = list(report.warnings)
     batch.counts = report.counts()
     audit.record_audit(
         session,
@@ -916,50 +918,53 @@ def _record(
     )
 
 
+def _capped(report: ImportReport, where: str) -> list[validate.Problem]:
+    """The problems a report kept or held lists: those of the first rows, up to STORED_PROBLEMS_LIMIT and
+    never cutting a row's problems apart. Says so in the warnings when some are left out."""
+    problems = report.problems  # sorted by source row (_settle)
+    if len(problems) <= STORED_PROBLEMS_LIMIT:
+        return problems
+    cut = STORED_PROBLEMS_LIMIT
+    while cut < len(problems) and problems[cut].source_row == problems[cut - 1].source_row:
+        cut += 1
+    last_row = problems[cut - 1].source_row
+    report.warnings.append(
+        f"the report {where} lists the problems of rows up to {last_row} ({cut:,} of {len(problems):,}); "
+        "`gridsvc import ... --report FILE` on the server writes them all"
+    )
+    return problems[:cut]
+
+
 def _done(
-    report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame], started: float
+    report: ImportReport,
+    request: ImportRequest,
+    problem_rows: list[gpd.GeoDataFrame],
+    started: float,
+    settings: Settings,
 ) -> ImportReport:
     report.seconds = round(time.perf_counter() - started, 3)
-    _write_report(report, request, problem_rows)
+    _write_report(report, request, problem_rows, settings)
     return report
 
 
-def _write_report(report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame]) -> None:
+def _write_report(
+    report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame], settings: Settings
+) -> None:
     if not report.problems:
         return
     if request.report_path and report.report_file is None:
         report.report_file = str(
             write_problems(report.problems, _problem_frame(problem_rows), request.report_path)
         )
-    folder = request.held_report_dir
-    if folder is not None and report.batch_id is None and report.held_report is None:
+    if request.hold_report and report.batch_id is None and report.held_report is None:
+        listed = _capped(report, "held for download")
         frame = _problem_frame(problem_rows)
-        for path in held_reports.files_in(folder):
-            write_problems(report.problems[:STORED_PROBLEMS_LIMIT], frame, path)
-        report.held_report = folder.name
 
+        def write(folder: Path) -> None:
+            for fmt in held_reports.FORMATS:
+                write_problems(listed, frame, folder / f"problems.{fmt}")
 
-def import_upload(
-    sessions: sessionmaker[Session], request: ImportRequest, *, settings: Settings, actor: Principal
-) -> ImportReport:
-    """:func:`import_layer` for the HTTP door. A recorded import's report is kept with its batch; the report
-    of one that stores nothing (a dry run, a file refused whole) is held as files for download instead
-    (:mod:`gridsvc.services.held_reports`): ``report.held_report``, or ``held_report`` on the refusal."""
-    folder = held_reports.new_folder(settings)
-    try:
-        report = import_layer(
-            sessions, dataclasses.replace(request, held_report_dir=folder), settings=settings, actor=actor
-        )
-    except ImportRefusedError as exc:
-        if exc.held_report is None:
-            held_reports.discard(folder)
-        raise
-    except BaseException:
-        held_reports.discard(folder)
-        raise
-    if report.held_report is None:
-        held_reports.discard(folder)
-    return report
+        report.held_report = held_reports.hold(settings, write)
 
 
 def _parameters(request: ImportRequest) -> dict[str, Any]:
@@ -1176,7 +1181,7 @@ def import_layer(
                 report.accepted -= len(removed)
                 report.problems.extend(seen.taken_back)
                 problem_rows.append(removed)
-            _settle(report, request, problem_rows)
+            _settle(report, request, problem_rows, settings)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":
                 report.new, report.changed, report.unchanged = repo.upsert_boundaries(
@@ -1206,4 +1211,4 @@ def import_layer(
         if committing:  # it came while committing, which may have finished: not a rollback
             raise
         raise ImportCancelled from exc  # rolled back by the session's context manager, if one began
-    return _done(report, request, problem_rows, started)
+    return _done(report, request, problem_rows, started, settings)

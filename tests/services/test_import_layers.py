@@ -296,37 +296,61 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     side = shapely.LineString([b, (b.x + 0.001, b.y)])
     roads = gpd.GeoDataFrame(
         {
-            "道路名称": ["经十路", "文化东路", "经十路", None, None, "文化西路"],
-            "道路等级": ["主干道", "次干道", "支路", "支路", "支路", "次干道"],
+            "道路名称": ["经十路", "文化东路", "经十路", None, None, "文化西路", "文化东路"],
+            "道路等级": ["主干道", "次干道", "主干道", "支路", "支路", "次干道", "次干道"],
+            "车道数": [8, 4, 8, 2, 2, 4, 6],
         },
-        # Row 3 is row 1's line as a one-part MultiLineString (how a road is stored); row 5 repeats the
-        # unnamed row 4; row 6 shares row 2's line under another name, so it is another road.
-        geometry=[jingshi, side, shapely.MultiLineString([jingshi]), side.reverse(), side.reverse(), side],
+        # Row 3 is row 1 again, as a one-part MultiLineString (how a road is stored); row 5 repeats the
+        # unnamed row 4; row 6 shares row 2's line under another name, so it is another road; row 7 is
+        # row 2's road with other lanes: a conflict, not a copy.
+        geometry=[
+            jingshi,
+            side,
+            shapely.MultiLineString([jingshi]),
+            side.reverse(),
+            side.reverse(),
+            side,
+            side,
+        ],
         crs="EPSG:4490",
     )
     path = tmp_path / "道路.geojson"
     roads.to_file(path, driver="GeoJSON")
     before = int(_scalar(demo_sessions, "SELECT count(*) FROM road"))  # type: ignore[arg-type]
     report = _run(demo_sessions, test_settings, path, layer="roads", chunk_rows=chunk_rows)
-    assert (report.accepted, report.rejected, report.new) == (4, 2, 4)
+    assert (report.accepted, report.rejected, report.new) == (4, 3, 4)
     assert [(p.source_row, p.field, p.value, p.reason) for p in report.problems] == [
         (
             3,
-            "geometry",
-            "经十路",
-            "road 经十路 has the same name and line as row 1 of this file: a copy; the road is imported "
-            "once, from the first row",
+            "copy_of_row",
+            "1",
+            "road 经十路 is a copy of row 1 of this file (same name, line, class and attributes)",
         ),
         (
             5,
+            "copy_of_row",
+            "4",
+            "road (no name) is a copy of row 4 of this file (same name, line, class and attributes)",
+        ),
+        (
+            7,
             "geometry",
-            None,
-            "road (no name) has the same name and line as row 4 of this file: a copy; the road is imported "
-            "once, from the first row",
+            "文化东路",
+            "road 文化东路 has the same name and line as row 2 of this file but another class or other "
+            "attributes: row 2 is imported, not this one; correct or delete one of them",
         ),
     ]
-    assert _scalar(demo_sessions, "SELECT road_class FROM road WHERE name = '经十路'") == "arterial"
+    assert _scalar(demo_sessions, "SELECT attributes FROM road WHERE name = '文化东路'") == {"车道数": 4}
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 4  # type: ignore[arg-type]
+
+    # Replacing every road: a conflict refuses the file, an exact copy does not (it loses nothing).
+    with pytest.raises(InvalidInputError) as refused:
+        _run(demo_sessions, test_settings, path, layer="roads", replace=True, chunk_rows=chunk_rows)
+    assert refused.value.detail.startswith("1 rows were rejected and the file replaces every road")
+    roads.drop(index=6).to_file(path, driver="GeoJSON")
+    replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True, chunk_rows=chunk_rows)
+    assert (replaced.new, replaced.rejected, replaced.retired) == (4, 2, before + 4)
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 4  # type: ignore[arg-type]
 
 
 def test_http_boundaries_upload(

@@ -714,6 +714,9 @@ def test_http_upload_returns_the_import_and_its_report(
             problem["message"].startswith("井盖.csv has no coordinate reference system")
             and "/tmp" not in problem["message"]
         )
+        # Said in the upload's words: the form field crs, not the CLI's --crs.
+        assert "say which with crs (e.g. crs=EPSG:4527, crs=gcj02)" in problem["message"]
+        assert "--" not in no_crs.text
         wrong_crs = client.post(
             "/v1/imports/components", files=files, data={"crs": "EPSG:999999"}, headers={"X-API-Key": staff}
         )
@@ -816,19 +819,31 @@ def test_a_long_report_is_kept_and_held_up_to_the_limit_and_says_so(
     monkeypatch.setattr(imports_service, "STORED_PROBLEMS_LIMIT", 2)
     lamps = _lamps(_grid_points(demo_sessions, 4, offset=50), first_seq=997_001)
     lamps.loc[[0, 1, 3], "状态"] = "坏了"
+    lamps.loc[1, "标识码"] = "12345"  # row 2 has two problems: the cut must not part them
     path = tmp_path / "坏.gpkg"
     lamps.to_file(path, driver="GPKG")
     settings = test_settings.model_copy(update={"data_dir": tmp_path / "data"})
-    request = ImportRequest(path=path, dry_run=True, report_path=tmp_path / "all.csv")
-    report = imports_service.import_upload(demo_sessions, request, settings=settings, actor=LOCAL_OPERATOR)
-    assert report.rejected == 3 and report.held_report is not None
-    assert (
-        "3 problems: the report kept with the import or held for download lists the first 2"
-        in (report.warnings[-1])
+    held_root = tmp_path / "data" / "import-reports"
+    request = ImportRequest(path=path, dry_run=True, report_path=tmp_path / "all.csv", hold_report=True)
+    report = import_components(demo_sessions, request, settings=settings, actor=LOCAL_OPERATOR)
+    assert report.rejected == 3 and len(report.problems) == 4 and report.held_report is not None
+    assert report.warnings[-1] == (
+        "the report held for download lists the problems of rows up to 2 (3 of 4); "
+        "`gridsvc import ... --report FILE` on the server writes them all"
     )
-    held = tmp_path / "data" / "import-reports" / report.held_report / "problems.csv"
+    held = held_root / report.held_report / "problems.csv"
     assert list(pd.read_csv(held, encoding="utf-8-sig")["source_row"]) == [1, 2]
     assert list(pd.read_csv(tmp_path / "all.csv", encoding="utf-8-sig")["source_row"]) == [1, 2, 4]
+    # A recorded import keeps as many with its batch, and its stored warnings say so too; it holds nothing.
+    recorded = import_components(
+        demo_sessions, ImportRequest(path=path, hold_report=True), settings=settings, actor=LOCAL_OPERATOR
+    )
+    stored = imports_service.get_import(demo_sessions, int(recorded.batch_id or 0))
+    assert sorted(p["source_row"] for p in stored["problems"]) == [1, 2, 2]
+    assert stored["warnings"][-1].startswith(
+        "the report kept with the import lists the problems of rows up to 2"
+    )
+    assert [f.name for f in held_root.iterdir()] == [report.held_report]
 
 
 def test_http_upload_of_a_kmz(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Path, UploadFile
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
 from gridsvc.api.request_body import UploadLimitRoute
@@ -42,6 +45,36 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
             "mapping must be a JSON object", problems=[FieldProblem("mapping", '{"code": "标识码", ...}')]
         )
     return value
+
+
+# The import service serves both doors and names its options as the CLI spells them; an upload sets them
+# as form fields: "--crs EPSG:4527" reads "crs=EPSG:4527" here, "with --layer" reads "with layer". A value
+# starts with a capital or a digit, or has one (gcj02); "--crs says ..." is no value. Other options appear
+# only inside whole CLI commands ("gridsvc import boundaries FILE --level district") and stay as they are.
+_CLI_OPTION = re.compile(
+    r"--(crs|encoding|layer|retire-missing|strict)\b(?: ((?:[A-Z0-9]|[a-z]+\d)[\w:.-]*))?"
+)
+
+
+def as_form_fields(message: str) -> str:
+    """A service message with the CLI's option names replaced by the upload's form fields."""
+
+    def field(match: re.Match[str]) -> str:
+        name = match.group(1).replace("-", "_")
+        return f"{name}={match.group(2)}" if match.group(2) else name
+
+    return _CLI_OPTION.sub(field, message)
+
+
+def _in_form_words(exc: InvalidInputError) -> None:
+    exc.detail = as_form_fields(exc.detail)
+    exc.args = (exc.detail,)
+    for problem in exc.problems:
+        problem.message = as_form_fields(problem.message)
+
+
+def _expiry(settings: AppSettings, report_id: str) -> str:
+    return held_reports.expires_at(settings, report_id).isoformat()
 
 
 def _held_links(report_id: str) -> dict[str, str]:
@@ -133,14 +166,22 @@ def import_file(
             net_department=net_department,
             replace=replace,
             rebuild_indexes=rebuild_indexes,
+            hold_report=True,  # a dry run's or a refusal's report, for its links
         )
         try:
-            report = imports.import_upload(sessions, request, settings=settings, actor=caller)
-        except ImportRefusedError as exc:
-            if exc.held_report is not None:
-                exc.links = _held_links(exc.held_report)
+            report = imports.import_layer(sessions, request, settings=settings, actor=caller)
+        except InvalidInputError as exc:
+            _in_form_words(exc)
+            if isinstance(exc, ImportRefusedError):
+                exc.extensions["warnings"] = [as_form_fields(w) for w in exc.warnings]
+                if exc.held_report is not None:
+                    exc.extensions["links"] = _held_links(exc.held_report)
+                    exc.extensions["report_expires_at"] = _expiry(settings, exc.held_report)
             raise
     body: dict[str, Any] = report.to_dict(problem_limit=PROBLEMS_SHOWN)
+    body["warnings"] = [as_form_fields(w) for w in report.warnings]
+    for shown in body["problems"]:
+        shown["reason"] = as_form_fields(shown["reason"])
     if report.batch_id is not None:
         body["links"] = {
             "self": f"/v1/imports/{report.batch_id}",
@@ -149,7 +190,7 @@ def import_file(
         }
     elif report.held_report is not None:
         body["links"] = _held_links(report.held_report)
-        body["report_expires_at"] = held_reports.expires_at(settings, report.held_report).isoformat()
+        body["report_expires_at"] = _expiry(settings, report.held_report)
     return JSONResponse(body, status_code=200 if report.dry_run else 201)
 
 
@@ -165,12 +206,27 @@ def import_file(
         404: {"description": "no such report, or it has expired"},
     },
 )
-def get_held_problems(report_id: str, fmt: Literal["csv", "gpkg"], settings: AppSettings) -> FileResponse:
+def get_held_problems(
+    report_id: str, fmt: Literal["csv", "gpkg"], settings: AppSettings
+) -> StreamingResponse:
     """Rejected and repaired rows of an upload that stored nothing, held for GRIDSVC_HELD_REPORT_HOURS after
     it: the `links` of its dry run's answer or of its refusal."""
-    path = held_reports.report_file(settings, report_id, fmt)
+    handle = held_reports.open_report(settings, report_id, fmt)
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/geopackage+sqlite3"
-    return FileResponse(path, media_type=media, filename=f"import-{report_id}-problems.{fmt}")
+    return StreamingResponse(
+        _chunks_of(handle),
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="import-{report_id}-problems.{fmt}"',
+            "Content-Length": str(os.fstat(handle.fileno()).st_size),
+        },
+    )
+
+
+def _chunks_of(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while block := handle.read(1 << 20):
+            yield block
 
 
 @router.get(
