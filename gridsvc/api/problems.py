@@ -76,6 +76,41 @@ STATUS_OF: dict[type[GridsvcError], tuple[int, str]] = {
 }
 
 
+def problem_body(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    instance: str,
+    errors: list[dict[str, Any]] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The members of a problem+json body (RFC 9457)."""
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    if errors:
+        body["errors"] = errors
+    for name, value in (extensions or {}).items():
+        body.setdefault(name, value)  # never over the standard members
+    return body
+
+
+def domain_problem(exc: GridsvcError, instance: str) -> dict[str, Any]:
+    """The problem+json body of a domain error, as its handler answers it (also kept in a failed import
+    job's state)."""
+    status, kind = _status_for(exc)
+    errors = [{"field": p.field, "message": p.message, **p.location} for p in exc.problems]
+    return problem_body(
+        status, exc.title, exc.detail, kind=kind, instance=instance, errors=errors, extensions=exc.extensions
+    )
+
+
 def problem(
     request: Request,
     status: int,
@@ -88,17 +123,9 @@ def problem(
     extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """A problem+json response."""
-    body: dict[str, Any] = {
-        "type": TYPE_BASE + kind,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": str(request.url.path),
-    }
-    if errors:
-        body["errors"] = errors
-    for name, value in (extensions or {}).items():
-        body.setdefault(name, value)  # never over the standard members
+    body = problem_body(
+        status, title, detail, kind=kind, instance=str(request.url.path), errors=errors, extensions=extensions
+    )
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -114,18 +141,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GridsvcError)
     async def _domain(request: Request, exc: GridsvcError) -> JSONResponse:
-        status, kind = _status_for(exc)
-        errors = [{"field": p.field, "message": p.message, **p.location} for p in exc.problems]
-        headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if status == 401 else None
-        return problem(
-            request,
-            status,
-            exc.title,
-            exc.detail,
-            kind=kind,
-            errors=errors,
-            headers=headers,
-            extensions=exc.extensions,
+        body = domain_problem(exc, str(request.url.path))
+        headers = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'} if body["status"] == 401 else None
+        return JSONResponse(
+            jsonable_encoder(body), status_code=body["status"], media_type=PROBLEM_JSON, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)

@@ -1027,6 +1027,14 @@ PARENT_OF = {"street": ("district", 6), "community": ("street", 9)}
 NET_CODE = re.compile(r"[a-z][a-z0-9_]{1,31}")
 
 
+def check_request(request: ImportRequest) -> None:
+    """Refuse a request whose options cannot work, before anything is read (what the imports check first;
+    for a caller that starts the import later, as the HTTP door's background jobs do)."""
+    _check_request(request)
+    if request.layer != "components":
+        _check_layer_request(request)
+
+
 def _check_layer_request(request: ImportRequest) -> None:
     problems = []
     if request.layer == "boundaries" and request.level not in ("district", "street", "community"):

@@ -147,6 +147,7 @@ def city(
         "plan_id": str(case_city["plan_id"]),
         "batch_id": "1",
         "report_id": "AAAAAAAAAAAAAAAAAAAAAA",
+        "job_id": "AAAAAAAAAAAAAAAAAAAAAA",
         "fmt": "json",
         "kind": "components",
         "layer": "cases",

@@ -9,10 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import geopandas as gpd
 import numpy as np
@@ -808,6 +810,83 @@ def test_http_dry_run_and_refusal_hold_their_report_for_download(
                 client.get(f"/v1/imports/reports/{bad}/problems.csv", headers=staff_header).status_code == 404
             )
         assert client.get(refused.json()["links"]["problems_gpkg"], headers=staff_header).status_code == 200
+
+
+def _job_ended(client: TestClient, link: str, headers: dict[str, str]) -> dict[str, object]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state: dict[str, object] = client.get(link, headers=headers).json()
+        if state["status"] != "running":
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"the job at {link} did not end in 120 s")
+
+
+def test_http_upload_in_the_background_is_a_job_to_poll(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
+) -> None:
+    lamps = _lamps(_grid_points(demo_sessions, 6, offset=70), first_seq=998_001)
+    lamps.loc[3, "状态"] = "坏了"
+    path = tmp_path / "路灯.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    settings = test_settings.model_copy(update={"data_dir": tmp_path / "data"})
+    staff = {
+        "X-API-Key": create_key(demo_sessions, name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR).secret
+    }
+    field_key = create_key(demo_sessions, name="网格员", role="field", actor=LOCAL_OPERATOR).secret
+    files = {"file": ("路灯.gpkg", path.read_bytes(), "application/geopackage+sqlite3")}
+    with TestClient(create_app(settings, demo_url, sessions=demo_sessions)) as client:
+        started = client.post(
+            "/v1/imports/components", files=files, data={"background": "true"}, headers=staff
+        )
+        assert started.status_code == 202, started.text
+        link = started.json()["links"]["self"]
+        assert started.headers["location"] == link and started.json()["file"] == "路灯.gpkg"
+        assert "process" not in started.json()
+        assert client.get(link).status_code == 401
+        assert client.get(link, headers={"X-API-Key": field_key}).status_code == 403
+        done = _job_ended(client, link, staff)
+        assert done["status"] == "done" and done["rows_read"] == 6 and done["rows_in_file"] == 6
+        result = cast(dict[str, Any], done["result"])
+        assert (result["accepted"], result["rejected"], result["new"]) == (5, 1, 5)
+        assert result["problems"][0]["source_row"] == 4
+        batch = client.get(result["links"]["self"], headers=staff).json()
+        assert batch["counts"]["new"] == 5 and batch["imported_by"] == "测绘员"
+
+        # Options that cannot work are refused before any job starts; a file that cannot be read fails its
+        # job with the problem a synchronous upload would have answered.
+        wrong = client.post(
+            "/v1/imports/components",
+            files=files,
+            data={"background": "true", "area": "370102"},
+            headers=staff,
+        )
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "area"
+        no_crs = client.post(
+            "/v1/imports/components",
+            files={
+                "file": ("井盖.csv", "经度,纬度,标识码\n117.0,36.6,3701020101000001\n".encode(), "text/csv")
+            },
+            data={"background": "true"},
+            headers=staff,
+        )
+        failed = _job_ended(client, no_crs.json()["links"]["self"], staff)
+        error = cast(dict[str, Any], failed["error"])
+        assert failed["status"] == "failed" and error["status"] == 422
+        assert error["errors"][0]["field"] == "crs" and "crs=EPSG:4527" in error["errors"][0]["message"]
+        assert not list(Path(tempfile.gettempdir()).glob("gridsvc-upload-*/井盖.csv"))  # upload removed
+
+        # A job whose service process is gone is failed, nothing imported: its transaction died with it.
+        gone = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        )
+        state_file = tmp_path / "data" / "import-jobs" / f"{link.rsplit('/', 1)[1]}.json"
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        state.update(status="running", process={**state["process"], "pid": int(gone.stdout)})
+        state_file.write_text(json.dumps(state), encoding="utf-8")
+        died = client.get(link, headers=staff).json()
+        assert died["status"] == "failed" and "nothing of the file was imported" in died["error"]["detail"]
+        assert client.get("/v1/imports/jobs/nope", headers=staff).status_code == 404
 
 
 def test_a_long_report_is_kept_and_held_up_to_the_limit_and_says_so(

@@ -7,19 +7,24 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path as FilePath
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import Annotated, Any, BinaryIO, Literal, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Path, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
+from gridsvc.api.problems import domain_problem
 from gridsvc.api.request_body import UploadLimitRoute
 from gridsvc.api.roles import RoleRoute, allow
-from gridsvc.errors import FieldProblem, ImportRefusedError, InvalidInputError
-from gridsvc.services import held_reports, imports
+from gridsvc.errors import FieldProblem, GridsvcError, ImportRefusedError, InvalidInputError
+from gridsvc.services import held_reports, import_jobs, imports
+from gridsvc.services.access import Principal
 from gridsvc.services.uploads import saved_upload
+from gridsvc.settings import Settings
 
 
 class ImportRoute(UploadLimitRoute, RoleRoute):
@@ -29,6 +34,7 @@ class ImportRoute(UploadLimitRoute, RoleRoute):
 router = APIRouter(prefix="/v1/imports", tags=["imports"], route_class=ImportRoute)
 
 PROBLEMS_SHOWN = 1000
+T = TypeVar("T")
 
 
 def _mapping(raw: str | None) -> dict[str, str] | None:
@@ -96,6 +102,9 @@ def _held_links(report_id: str) -> dict[str, str]:
             "description": "dry run: validated and counted, nothing written; with problems, `links` to the "
             "report held for download until `report_expires_at`"
         },
+        202: {
+            "description": "background=true: the import runs as a job; poll `links.self` (also `Location`)"
+        },
         400: {"description": "the body cannot be read as a multipart form"},
         401: {"description": "no or unknown API key"},
         403: {"description": "role is not gis_staff"},
@@ -129,6 +138,13 @@ def import_file(
     net_name: Annotated[str | None, Form(description="net: its name, e.g. 综治网格")] = None,
     net_department: Annotated[str | None, Form(description="net: the department keeping it")] = None,
     replace: Annotated[bool, Form(description="roads: delete the roads loaded before")] = False,
+    background: Annotated[
+        bool,
+        Form(
+            description="answer 202 at once with a job to poll (GET /v1/imports/jobs/{job_id}) instead of "
+            "when the import ends: for files that take longer than a request may (a city's census)"
+        ),
+    ] = False,
     rebuild_indexes: Annotated[
         bool | None,
         Form(
@@ -147,7 +163,9 @@ def import_file(
                 )
             ],
         )
-    with saved_upload(file.filename or "", file.file, settings) as path:
+    upload = ExitStack()  # the saved upload: removed when the import ends, here or in its job
+    try:
+        path = upload.enter_context(saved_upload(file.filename or "", file.file, settings))
         request = imports.ImportRequest(
             path=path,
             layer=kind,
@@ -168,16 +186,35 @@ def import_file(
             rebuild_indexes=rebuild_indexes,
             hold_report=True,  # a dry run's or a refusal's report, for its links
         )
-        try:
-            report = imports.import_layer(sessions, request, settings=settings, actor=caller)
-        except InvalidInputError as exc:
-            _in_form_words(exc)
-            if isinstance(exc, ImportRefusedError):
-                exc.extensions["warnings"] = [as_form_fields(w) for w in exc.warnings]
-                if exc.held_report is not None:
-                    exc.extensions["links"] = _held_links(exc.held_report)
-                    exc.extensions["report_expires_at"] = _expiry(settings, exc.held_report)
-            raise
+        if background:
+            _explained(settings, imports.check_request, request)
+            return _started(sessions, request, settings, caller, upload)
+    except BaseException:
+        upload.close()
+        raise
+    with upload:
+        report = _explained(
+            settings, imports.import_layer, sessions, request, settings=settings, actor=caller
+        )
+    return JSONResponse(_answer(report, settings), status_code=200 if report.dry_run else 201)
+
+
+def _explained(settings: Settings, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Call the import service; a refusal gets the upload's words and the links to its held report."""
+    try:
+        return function(*args, **kwargs)
+    except InvalidInputError as exc:
+        _in_form_words(exc)
+        if isinstance(exc, ImportRefusedError):
+            exc.extensions["warnings"] = [as_form_fields(w) for w in exc.warnings]
+            if exc.held_report is not None:
+                exc.extensions["links"] = _held_links(exc.held_report)
+                exc.extensions["report_expires_at"] = _expiry(settings, exc.held_report)
+        raise
+
+
+def _answer(report: imports.ImportReport, settings: Settings) -> dict[str, Any]:
+    """The body answering an import: its counts, the first problems, and links to the rest."""
     body: dict[str, Any] = report.to_dict(problem_limit=PROBLEMS_SHOWN)
     body["warnings"] = [as_form_fields(w) for w in report.warnings]
     for shown in body["problems"]:
@@ -191,7 +228,61 @@ def import_file(
     elif report.held_report is not None:
         body["links"] = _held_links(report.held_report)
         body["report_expires_at"] = _expiry(settings, report.held_report)
-    return JSONResponse(body, status_code=200 if report.dry_run else 201)
+    return body
+
+
+def _started(
+    sessions: sessionmaker[Session],
+    request: imports.ImportRequest,
+    settings: Settings,
+    caller: Principal,
+    upload: ExitStack,
+) -> JSONResponse:
+    """Start the import as a job and answer 202 with it."""
+    instance = f"/v1/imports/{request.layer}"
+
+    def work(progress: import_jobs.JobProgress) -> tuple[str, dict[str, Any]]:
+        try:
+            report = _explained(
+                settings,
+                imports.import_layer,
+                sessions,
+                request,
+                settings=settings,
+                actor=caller,
+                progress=progress.rows,
+                phase=progress.phase,
+            )
+        except GridsvcError as exc:
+            return "failed", domain_problem(exc, instance)
+        return "done", _answer(report, settings)
+
+    state = import_jobs.start(
+        settings, work, layer=request.layer, file=request.display_name or "", cleanup=upload.close
+    )
+    body = _public(state)
+    return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
+
+
+def _public(state: dict[str, Any]) -> dict[str, Any]:
+    """A job's state as it is answered: without the process running it, with a link to itself."""
+    body = {k: v for k, v in state.items() if k != "process"}
+    body["links"] = {"self": f"/v1/imports/jobs/{state['job_id']}"}
+    return body
+
+
+@router.get(
+    "/jobs/{job_id}",
+    dependencies=[allow("gis_staff")],
+    summary="An import started with background=true: running (with progress), done or failed",
+    responses={404: {"description": "no such job, or it ended more than GRIDSVC_HELD_REPORT_HOURS ago"}},
+)
+def get_job(job_id: str, settings: AppSettings) -> JSONResponse:
+    """The job's state. `status` is `running` (with `phase`, `rows_read` of `rows_in_file`), `done` (with
+    `result`: the body a synchronous upload answers with, links included) or `failed` (with `error`: the
+    problem a synchronous upload would have answered, with its `status`). A job whose service process
+    stopped is failed, with nothing imported."""
+    return JSONResponse(_public(import_jobs.job(settings, job_id)))
 
 
 @router.get(
