@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gridsvc.errors import NotFoundError
+from gridsvc.errors import GridsvcError, NotFoundError
 from gridsvc.services import held_reports
 from gridsvc.settings import Settings
 
@@ -38,6 +38,17 @@ DIED = (
     "the service process running this import stopped before it finished; its transaction was rolled back "
     "with it, so nothing of the file was imported: upload it again"
 )
+
+
+class JobsFullError(GridsvcError):
+    """This process already runs as many import jobs as it may (GRIDSVC_MAX_IMPORT_JOBS)."""
+
+    title = "Service busy"
+
+
+# Jobs running in this process: each holds a database connection and, for a million rows, ~750 MiB.
+_running = 0
+_running_lock = threading.Lock()
 
 
 class JobProgress:
@@ -93,9 +104,23 @@ def start(
 ) -> dict[str, Any]:
     """Start ``work`` on a thread of this process; return the job's first state. ``cleanup`` (removing
     the saved upload) runs when the work ends, however it ends."""
+    global _running
+    with _running_lock:
+        if _running >= settings.max_import_jobs:
+            cleanup()
+            raise JobsFullError(
+                f"this service process already runs {_running} import jobs (GRIDSVC_MAX_IMPORT_JOBS): "
+                "upload again when one has ended"
+            )
+        _running += 1
     root = _root(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    remove_expired(settings)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        remove_expired(settings)
+    except BaseException:
+        _ended()
+        cleanup()
+        raise
     job_id = secrets.token_urlsafe(16)
     state: dict[str, Any] = {
         "job_id": job_id,
@@ -117,9 +142,16 @@ def start(
         thread.daemon = True  # a stopping service does not wait for it: the job is then reported failed
         thread.start()
     except BaseException:
+        _ended()
         cleanup()
         raise
     return state
+
+
+def _ended() -> None:
+    global _running
+    with _running_lock:
+        _running -= 1
 
 
 def _run(
@@ -139,6 +171,7 @@ def _run(
         )
     finally:
         cleanup()
+        _ended()
     state.update(status=status, finished_at=_now(), phase=None)
     state["result" if status == "done" else "error"] = body
     _write(settings, job_id, state)

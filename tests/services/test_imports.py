@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from gridsvc.api.app import create_app
 from gridsvc.errors import InvalidInputError
 from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as imports_repo
+from gridsvc.services import import_jobs
 from gridsvc.services import imports as imports_service
 from gridsvc.services.access import LOCAL_OPERATOR, Principal, create_key
 from gridsvc.services.imports import ImportReport, ImportRequest, import_components
@@ -887,6 +889,28 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         died = client.get(link, headers=staff).json()
         assert died["status"] == "failed" and "nothing of the file was imported" in died["error"]["detail"]
         assert client.get("/v1/imports/jobs/nope", headers=staff).status_code == 404
+
+    # Past GRIDSVC_MAX_IMPORT_JOBS running in this process, a background upload is 503 with Retry-After.
+    one_job = settings.model_copy(update={"max_import_jobs": 1})
+    release, cleaned = threading.Event(), threading.Event()
+    busy = import_jobs.start(
+        one_job,
+        lambda _: (release.wait(60), ("done", {}))[1],
+        layer="components",
+        file="x",
+        cleanup=lambda: None,
+    )
+    with TestClient(create_app(one_job, demo_url, sessions=demo_sessions)) as client:
+        refused = client.post(
+            "/v1/imports/components", files=files, data={"background": "true"}, headers=staff
+        )
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "30"
+        assert "GRIDSVC_MAX_IMPORT_JOBS" in refused.json()["detail"]
+        with pytest.raises(import_jobs.JobsFullError):
+            import_jobs.start(one_job, lambda _: ("done", {}), layer="roads", file="y", cleanup=cleaned.set)
+        assert cleaned.is_set()  # the refused job's upload is removed all the same
+        release.set()
+        assert _job_ended(client, f"/v1/imports/jobs/{busy['job_id']}", staff)["status"] == "done"
 
 
 def test_a_long_report_is_kept_and_held_up_to_the_limit_and_says_so(

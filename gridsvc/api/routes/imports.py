@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
-from gridsvc.api.problems import domain_problem
+from gridsvc.api.problems import PROBLEM_JSON, domain_problem, problem_body
 from gridsvc.api.request_body import UploadLimitRoute
 from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.errors import FieldProblem, GridsvcError, ImportRefusedError, InvalidInputError
@@ -35,6 +35,8 @@ router = APIRouter(prefix="/v1/imports", tags=["imports"], route_class=ImportRou
 
 PROBLEMS_SHOWN = 1000
 T = TypeVar("T")
+# A refused background import asks to come back when a running one may have ended.
+JOBS_RETRY_AFTER = 30
 
 
 def _mapping(raw: str | None) -> dict[str, str] | None:
@@ -104,6 +106,10 @@ def _held_links(report_id: str) -> dict[str, str]:
         },
         202: {
             "description": "background=true: the import runs as a job; poll `links.self` (also `Location`)"
+        },
+        503: {
+            "description": "background=true while this process runs GRIDSVC_MAX_IMPORT_JOBS imports: see "
+            "Retry-After"
         },
         400: {"description": "the body cannot be read as a multipart form"},
         401: {"description": "no or unknown API key"},
@@ -257,9 +263,15 @@ def _started(
             return "failed", domain_problem(exc, instance)
         return "done", _answer(report, settings)
 
-    state = import_jobs.start(
-        settings, work, layer=request.layer, file=request.display_name or "", cleanup=upload.close
-    )
+    try:
+        state = import_jobs.start(
+            settings, work, layer=request.layer, file=request.display_name or "", cleanup=upload.close
+        )
+    except import_jobs.JobsFullError as exc:
+        body = problem_body(503, exc.title, exc.detail, kind="busy", instance=instance)
+        return JSONResponse(
+            body, status_code=503, media_type=PROBLEM_JSON, headers={"Retry-After": str(JOBS_RETRY_AFTER)}
+        )
     body = _public(state)
     return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
 
