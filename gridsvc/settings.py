@@ -52,14 +52,14 @@ class Settings(BaseSettings):
         default=4 << 30, ge=1, description="Largest total a zip may unpack to (bytes), declared or real."
     )
     max_zip_members: int = Field(default=10_000, ge=1, description="Most files one zip may hold.")
-    # A dry run or a refused upload stores nothing, so its problem report is held as files in the data
-    # folder (services/held_reports.py): a day gives GIS staff time to fetch it, and the folder stays small.
     # Each background import holds a database connection and up to ~750 MiB (a million rows) while it runs.
     max_import_jobs: int = Field(
         default=2,
         ge=1,
         description="Most background imports (background=true) one service process runs at once.",
     )
+    # A dry run or a refused upload stores nothing, so its problem report is held as files in the data
+    # folder (services/held_reports.py): a day gives GIS staff time to fetch it, and the folder stays small.
     held_report_hours: float = Field(
         default=24.0,
         gt=0,

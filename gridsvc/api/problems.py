@@ -111,6 +111,32 @@ def domain_problem(exc: GridsvcError, instance: str) -> dict[str, Any]:
     )
 
 
+def exception_problem(exc: Exception, instance: str) -> dict[str, Any]:
+    """The problem+json body the handlers below answer ``exc`` with (for a failed import job's state,
+    which no handler sees): a domain error as itself, the database's as 503 or 409, anything else 500."""
+    if isinstance(exc, GridsvcError):
+        return domain_problem(exc, instance)
+    if isinstance(exc, PoolTimeoutError):
+        return problem_body(503, BUSY_TITLE, BUSY_DETAIL, kind="busy", instance=instance)
+    if is_database_unavailable(exc):
+        return problem_body(
+            503, DATABASE_DOWN_TITLE, DATABASE_DOWN_DETAIL, kind="unavailable", instance=instance
+        )
+    if isinstance(exc, IntegrityError):
+        rule = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "a database rule"
+        return problem_body(
+            409,
+            "Conflict with a database rule",
+            f"the change would break {rule}; nothing was written",
+            kind="conflict",
+            instance=instance,
+            errors=[{"field": "database", "message": f"refused by {rule}"}],
+        )
+    return problem_body(
+        500, "Internal error", "the request failed inside the service", kind="internal", instance=instance
+    )
+
+
 def problem(
     request: Request,
     status: int,

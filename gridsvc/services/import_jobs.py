@@ -6,8 +6,11 @@ starts the import on a thread of its process and answers 202 with a job. The job
 under the data folder, replaced whole (written aside, then renamed) as the import goes, so every service
 process on the machine answers for every job, and a reader never sees half a state.
 
-A job whose process died while it ran is reported failed: its transaction died with the connection, so
-nothing of it was written (an import is one transaction).
+A job whose process died while it ran is reported failed. Its transaction died with the connection, so
+nothing of it was written (an import is one transaction), unless the process died in the instant between
+the commit and writing the job's end: the answer says to check the imports before uploading again. The
+process is known by its pid and its start time, so a new process given the same pid (a restarted
+container's pid 1) is not taken for it.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ FOLDER_NAME = "import-jobs"
 # many small chunks (chunk_rows=1) would otherwise spend its time writing states.
 PROGRESS_EVERY_SECONDS = 1.0
 DIED = (
-    "the service process running this import stopped before it finished; its transaction was rolled back "
-    "with it, so nothing of the file was imported: upload it again"
+    "the service process running this import stopped before the job ended. Its transaction was rolled back "
+    "with it, so nothing of the file was imported, unless it stopped in the instant after committing: "
+    "check the survey batches for this file (GET /v1/imports/{id}) before uploading it again"
 )
 
 
@@ -71,8 +75,11 @@ class JobProgress:
 
     def _save(self, *, now: bool = False) -> None:
         if now or time.monotonic() - self._written >= PROGRESS_EVERY_SECONDS:
-            _write(self._settings, self._job_id, self._state)
             self._written = time.monotonic()
+            try:
+                _write(self._settings, self._job_id, self._state)
+            except OSError:  # progress is for people watching: a full disk must not stop the import
+                log.warning("import job %s: progress not saved", self._job_id, exc_info=True)
 
 
 # What a job runs: the import with these callbacks, returning ("done", the answer's body) or ("failed", a
@@ -86,6 +93,28 @@ def _root(settings: Settings) -> Path:
 
 def _path(settings: Settings, job_id: str) -> Path:
     return _root(settings) / f"{job_id}.json"
+
+
+def _started_ticks(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux); None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces; the start time is field 22.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _this_process() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": _started_ticks(pid)}
+
+
+def has_room(settings: Settings) -> bool:
+    """Whether this process may start another job now (checked again by :func:`start`): lets the door
+    refuse before it saves an upload it could not import."""
+    with _running_lock:
+        return _running < settings.max_import_jobs
 
 
 def _now() -> str:
@@ -132,7 +161,7 @@ def start(
         "phase": "reading the file",
         "rows_read": 0,
         "rows_in_file": None,
-        "process": {"host": socket.gethostname(), "pid": os.getpid()},
+        "process": _this_process(),
     }
     try:
         _write(settings, job_id, state)
@@ -157,33 +186,38 @@ def _ended() -> None:
 def _run(
     settings: Settings, job_id: str, state: dict[str, Any], work: JobWork, cleanup: Callable[[], None]
 ) -> None:
+    status, body = (
+        "failed",
+        {
+            "title": "Import stopped",
+            "status": 500,
+            "detail": "the import was stopped inside the service; nothing of the file was imported",
+        },
+    )
     try:
         status, body = work(JobProgress(settings, job_id, state))
-    except Exception:  # the route's work shapes every expected failure; this is a bug or a lost database
-        log.exception("import job %s failed", job_id)
-        status, body = (
-            "failed",
-            {
-                "title": "Internal error",
-                "status": 500,
-                "detail": "the import failed inside the service; nothing of the file was imported",
-            },
-        )
-    finally:
-        cleanup()
-        _ended()
-    state.update(status=status, finished_at=_now(), phase=None)
-    state["result" if status == "done" else "error"] = body
-    _write(settings, job_id, state)
+    finally:  # also for an interrupt or exit, which leave the job failed rather than running for ever
+        try:
+            cleanup()
+        finally:
+            _ended()
+            state.update(status=status, finished_at=_now(), phase=None)
+            state["result" if status == "done" else "error"] = body
+            try:
+                _write(settings, job_id, state)
+            except OSError:
+                log.exception("import job %s ended %s, but its state could not be written", job_id, status)
 
 
 def job(settings: Settings, job_id: str) -> dict[str, Any]:
     """A job's state; a running job whose process is gone is reported failed. NotFoundError when there
     is no such job (or it has expired)."""
-    path = _path(settings, job_id)
     if not held_reports.REPORT_ID.fullmatch(job_id):
         raise _gone(job_id)
+    path = _path(settings, job_id)
     try:
+        if path.stat().st_mtime < time.time() - settings.held_report_hours * 3600.0:
+            raise _gone(job_id)
         state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise _gone(job_id) from None
@@ -197,13 +231,15 @@ def job(settings: Settings, job_id: str) -> dict[str, Any]:
 def _alive(process: dict[str, Any]) -> bool:
     if process.get("host") != socket.gethostname():
         return True  # another machine's process: it cannot be checked from here
+    pid = int(process["pid"])
     try:
-        os.kill(int(process["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, as another user
-        return True
-    return True
+    except PermissionError:  # a process as another user: only the start time can tell whether it is ours
+        pass
+    recorded = process.get("started")
+    return recorded is None or _started_ticks(pid) in (None, recorded)
 
 
 def remove_expired(settings: Settings) -> int:
@@ -211,7 +247,7 @@ def remove_expired(settings: Settings) -> int:
     root = _root(settings)
     oldest = time.time() - settings.held_report_hours * 3600.0
     removed = 0
-    for path in root.glob("*.json"):
+    for path in [*root.glob("*.json"), *root.glob(".*.json.*")]:  # states, and any a crash left half-written
         try:
             if path.stat().st_mtime < oldest:
                 path.unlink()

@@ -888,6 +888,11 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         state_file.write_text(json.dumps(state), encoding="utf-8")
         died = client.get(link, headers=staff).json()
         assert died["status"] == "failed" and "nothing of the file was imported" in died["error"]["detail"]
+        # A live process with that pid is the job's only if it started when the job's did (pid reuse).
+        for started, status in (("1", "failed"), (state["process"]["started"], "running")):
+            state.update(process={**state["process"], "pid": os.getpid(), "started": started})
+            state_file.write_text(json.dumps(state), encoding="utf-8")
+            assert client.get(link, headers=staff).json()["status"] == status
         assert client.get("/v1/imports/jobs/nope", headers=staff).status_code == 404
 
     # Past GRIDSVC_MAX_IMPORT_JOBS running in this process, a background upload is 503 with Retry-After.

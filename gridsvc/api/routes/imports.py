@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.api.deps import AppSettings, Caller, Sessions
-from gridsvc.api.problems import PROBLEM_JSON, domain_problem, problem_body
+from gridsvc.api.problems import PROBLEM_JSON, exception_problem, problem_body
 from gridsvc.api.request_body import UploadLimitRoute
 from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.errors import FieldProblem, GridsvcError, ImportRefusedError, InvalidInputError
@@ -32,6 +33,8 @@ class ImportRoute(UploadLimitRoute, RoleRoute):
 
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"], route_class=ImportRoute)
+
+log = logging.getLogger(__name__)
 
 PROBLEMS_SHOWN = 1000
 T = TypeVar("T")
@@ -169,6 +172,8 @@ def import_file(
                 )
             ],
         )
+    if background and not import_jobs.has_room(settings):
+        return _jobs_full(f"/v1/imports/{kind}")
     upload = ExitStack()  # the saved upload: removed when the import ends, here or in its job
     try:
         path = upload.enter_context(saved_upload(file.filename or "", file.file, settings))
@@ -259,21 +264,31 @@ def _started(
                 progress=progress.rows,
                 phase=progress.phase,
             )
-        except GridsvcError as exc:
-            return "failed", domain_problem(exc, instance)
+        except Exception as exc:  # answered as the synchronous upload's handlers would (api/problems.py)
+            if not isinstance(exc, GridsvcError):
+                log.exception("import job for %s failed", request.display_name)
+            return "failed", exception_problem(exc, instance)
         return "done", _answer(report, settings)
 
     try:
         state = import_jobs.start(
             settings, work, layer=request.layer, file=request.display_name or "", cleanup=upload.close
         )
-    except import_jobs.JobsFullError as exc:
-        body = problem_body(503, exc.title, exc.detail, kind="busy", instance=instance)
-        return JSONResponse(
-            body, status_code=503, media_type=PROBLEM_JSON, headers={"Retry-After": str(JOBS_RETRY_AFTER)}
-        )
+    except import_jobs.JobsFullError:
+        return _jobs_full(instance)
     body = _public(state)
     return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
+
+
+def _jobs_full(instance: str) -> JSONResponse:
+    detail = (
+        "this service process already runs as many background imports as it may (GRIDSVC_MAX_IMPORT_JOBS): "
+        "upload again when one has ended"
+    )
+    body = problem_body(503, "Service busy", detail, kind="busy", instance=instance)
+    return JSONResponse(
+        body, status_code=503, media_type=PROBLEM_JSON, headers={"Retry-After": str(JOBS_RETRY_AFTER)}
+    )
 
 
 def _public(state: dict[str, Any]) -> dict[str, Any]:
