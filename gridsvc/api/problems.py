@@ -237,16 +237,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             # the service could not see, or a check it lacks) is a conflict with the stored data, not a
             # crash. Only the rule's name goes out: the driver's message may quote stored values.
             log.warning("database rule refused %s %s: %s", request.method, request.url.path, exc.orig)
-            rule = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "a database rule"
-            return problem(
-                request,
-                409,
-                "Conflict with a database rule",
-                f"the change would break {rule}; nothing was written",
-                kind="conflict",
-                errors=[{"field": "database", "message": f"refused by {rule}"}],
-            )
-        log.exception("database error")
-        return problem(
-            request, 500, "Internal error", "the request failed inside the service", kind="internal"
-        )
+        else:
+            log.exception("database error")
+        body = exception_problem(exc, str(request.url.path))  # 409 for the rule, else 500
+        return JSONResponse(jsonable_encoder(body), status_code=body["status"], media_type=PROBLEM_JSON)

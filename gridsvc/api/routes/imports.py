@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 PROBLEMS_SHOWN = 1000
 T = TypeVar("T")
+# A problem report, as a recorded import's or a held one's download answers it.
+REPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "gpkg": "application/geopackage+sqlite3"}
+REPORT_FILE: dict[str, Any] = {
+    "description": "the report",
+    "content": {"text/csv": {}, "application/geopackage+sqlite3": {}},
+}
 # A refused background import asks to come back when a running one may have ended.
 JOBS_RETRY_AFTER = 30
 
@@ -316,13 +322,7 @@ def get_job(job_id: str, settings: AppSettings) -> JSONResponse:
     "/reports/{report_id}/problems.{fmt}",
     dependencies=[allow("gis_staff")],
     summary="The problem report of a dry run or a refused upload, as CSV or GeoPackage",
-    responses={
-        200: {
-            "description": "the report",
-            "content": {"text/csv": {}, "application/geopackage+sqlite3": {}},
-        },
-        404: {"description": "no such report, or it has expired"},
-    },
+    responses={200: REPORT_FILE, 404: {"description": "no such report, or it has expired"}},
 )
 def get_held_problems(
     report_id: str, fmt: Literal["csv", "gpkg"], settings: AppSettings
@@ -330,7 +330,7 @@ def get_held_problems(
     """Rejected and repaired rows of an upload that stored nothing, held for GRIDSVC_HELD_REPORT_HOURS after
     it: the `links` of its dry run's answer or of its refusal."""
     handle = held_reports.open_report(settings, report_id, fmt)
-    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/geopackage+sqlite3"
+    media = REPORT_MEDIA[fmt]
     return StreamingResponse(
         _chunks_of(handle),
         media_type=media,
@@ -362,13 +362,7 @@ def get_import(batch_id: int, sessions: Sessions) -> JSONResponse:
     "/{batch_id}/problems.{fmt}",
     dependencies=[allow("gis_staff")],
     summary="The import's problem report as CSV or GeoPackage",
-    responses={
-        200: {
-            "description": "the report",
-            "content": {"text/csv": {}, "application/geopackage+sqlite3": {}},
-        },
-        404: {"description": "no such import"},
-    },
+    responses={200: REPORT_FILE, 404: {"description": "no such import"}},
 )
 def get_problems(
     batch_id: int, fmt: Literal["csv", "gpkg"], sessions: Sessions, background: BackgroundTasks
@@ -377,5 +371,5 @@ def get_problems(
     folder = FilePath(tempfile.mkdtemp(prefix="gridsvc-report-"))
     path = imports.import_problems_file(sessions, batch_id, folder / f"import-{batch_id}-problems.{fmt}")
     background.add_task(shutil.rmtree, folder, ignore_errors=True)
-    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/geopackage+sqlite3"
+    media = REPORT_MEDIA[fmt]
     return FileResponse(path, media_type=media, filename=path.name)
