@@ -44,6 +44,12 @@ DIED = (
 )
 
 
+FULL = (
+    "this service process already runs as many background imports as it may (GRIDSVC_MAX_IMPORT_JOBS): "
+    "upload again when one has ended"
+)
+
+
 class JobsFullError(GridsvcError):
     """This process already runs as many import jobs as it may (GRIDSVC_MAX_IMPORT_JOBS)."""
 
@@ -137,10 +143,7 @@ def start(
     with _running_lock:
         if _running >= settings.max_import_jobs:
             cleanup()
-            raise JobsFullError(
-                f"this service process already runs {_running} import jobs (GRIDSVC_MAX_IMPORT_JOBS): "
-                "upload again when one has ended"
-            )
+            raise JobsFullError(FULL)
         _running += 1
     root = _root(settings)
     try:

@@ -287,11 +287,9 @@ def _started(
 
 
 def _jobs_full(instance: str) -> JSONResponse:
-    detail = (
-        "this service process already runs as many background imports as it may (GRIDSVC_MAX_IMPORT_JOBS): "
-        "upload again when one has ended"
+    body = problem_body(
+        503, import_jobs.JobsFullError.title, import_jobs.FULL, kind="busy", instance=instance
     )
-    body = problem_body(503, "Service busy", detail, kind="busy", instance=instance)
     return JSONResponse(
         body, status_code=503, media_type=PROBLEM_JSON, headers={"Retry-After": str(JOBS_RETRY_AFTER)}
     )
