@@ -30,6 +30,7 @@ from gridsvc.api.routes import (
 )
 from gridsvc.db.engine import make_engine, make_session_factory
 from gridsvc.services import cases as cases_service
+from gridsvc.services import import_jobs
 from gridsvc.services import locate as locate_service
 from gridsvc.services.access import Principal
 from gridsvc.settings import Settings
@@ -96,7 +97,10 @@ def create_app(
         app.state.settings = settings
         if sessions is not None:
             app.state.sessions = sessions
-            yield
+            try:
+                yield
+            finally:
+                import_jobs.stop_all()
             return
         engine = make_engine(
             database_url,
@@ -118,6 +122,9 @@ def create_app(
             yield
         finally:
             stop.set()
+            # Background imports are cancelled and rolled back, not cut off with the connections: their
+            # jobs then read cancelled, "the service stopped", rather than failed.
+            import_jobs.stop_all()
             engine.dispose()
 
     app = FastAPI(

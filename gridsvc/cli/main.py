@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import signal
+import socket
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +21,9 @@ from rich.table import Table
 from gridsvc import __version__
 from gridsvc.errors import GridsvcError
 from gridsvc.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from gridsvc.services.imports import Cancellation
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -478,6 +485,38 @@ ReportOpt = Annotated[
 ChunkOpt = Annotated[int, typer.Option("--chunk-rows", help="Rows read at a time (memory stays bounded).")]
 
 
+@contextlib.contextmanager
+def _ctrl_c_cancels(cancellation: Cancellation) -> Iterator[None]:
+    """While an import runs, Ctrl+C also cancels the statement it waits on.
+
+    Python runs its SIGINT handler only between two steps of the main thread, and the main thread may be
+    inside one long statement (an index build, a wait for a lock): the cancel would wait for it to end.
+    The C-level handler writes the signal's number to a wakeup socket at once; a thread reading it asks the
+    import to stop, which sends libpq's cancel request. The KeyboardInterrupt still comes as before.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def watch() -> None:
+        while data := reader.recv(64):  # b"" once the writer is closed
+            if signal.SIGINT in data:
+                cancellation.cancel("interrupted (Ctrl+C)")
+
+    watcher = threading.Thread(target=watch, name="ctrl-c-cancels", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        writer.close()
+        watcher.join(timeout=5)
+        reader.close()
+
+
 def _run_import(
     file: Path,
     *,
@@ -496,7 +535,7 @@ def _run_import(
 
     from gis.fieldmap import MappingError, load_mapping
     from gridsvc.services.access import LOCAL_OPERATOR
-    from gridsvc.services.imports import ImportCancelled, ImportRequest, import_layer
+    from gridsvc.services.imports import Cancellation, ImportCancelled, ImportRequest, import_layer
 
     layer = extra.pop("layer")
     explicit: dict[str, str] = {}
@@ -520,15 +559,19 @@ def _run_import(
         report_path=report,
         **extra,
     )
+    cancellation = Cancellation()
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:>10,} rows"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-        ) as bar:
+        with (
+            _ctrl_c_cancels(cancellation),
+            Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:>10,} rows"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+            ) as bar,
+        ):
             task = bar.add_task(f"importing {file.name}", total=None)
 
             def rows_read(rows: int, total: int) -> None:
@@ -545,6 +588,7 @@ def _run_import(
                 actor=LOCAL_OPERATOR,
                 progress=rows_read,
                 phase=now_doing,
+                cancellation=cancellation,
             )
     except ImportCancelled:
         # Stopped before its commit, and rolled back by now, so the line can say so (a Ctrl+C during or

@@ -6,6 +6,12 @@ starts the import on a thread of its process and answers 202 with a job. The job
 under the data folder, replaced whole (written aside, then renamed) as the import goes, so every service
 process on the machine answers for every job, and a reader never sees half a state.
 
+A running job can be cancelled (``POST /v1/imports/jobs/{job_id}/cancel``): the request is written beside
+the job's state, for whichever process runs it, and that process cancels the import at once (its running
+statement too); its transaction rolls back and the job ends ``cancelled``. A stopping service cancels its
+running jobs the same way and waits for them to roll back. An import already committing is left to finish:
+it ends ``done``.
+
 A job whose process died while it ran is reported failed. Its transaction died with the connection, so
 nothing of it was written (an import is one transaction), unless the process died in the instant between
 the commit and writing the job's end: the answer says to check the imports before uploading again. The
@@ -27,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gridsvc.errors import GridsvcError, NotFoundError
+from gridsvc.errors import ConflictError, GridsvcError, NotFoundError
 from gridsvc.services import held_reports
+from gridsvc.services.imports import Cancellation
 from gridsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,9 +63,17 @@ class JobsFullError(GridsvcError):
     title = "Service busy"
 
 
+# What a stopping service says its cancelled jobs were stopped by.
+SERVICE_STOPPED = "the service stopped while the import ran"
+# How often a process looks for cancel requests written by another process (its own it takes at once).
+CANCEL_POLL_SECONDS = 0.5
+
 # Jobs running in this process: each holds a database connection and, for a million rows, ~750 MiB.
 _running = 0
 _running_lock = threading.Lock()
+# The running jobs of this process by id: what cancels each, and the thread running it.
+_here: dict[str, tuple[Cancellation, threading.Thread]] = {}
+_watching = False  # whether this process's watcher for other processes' cancel requests runs
 
 
 class JobProgress:
@@ -69,6 +84,7 @@ class JobProgress:
         self._job_id = job_id
         self._state = state
         self._written = 0.0
+        self.cancellation = Cancellation()  # for the import: a cancel of the job stops it
 
     def rows(self, rows_read: int, rows_in_file: int | None) -> None:
         self._state["rows_read"] += rows_read
@@ -99,6 +115,10 @@ def _root(settings: Settings) -> Path:
 
 def _path(settings: Settings, job_id: str) -> Path:
     return _root(settings) / f"{job_id}.json"
+
+
+def _cancel_path(settings: Settings, job_id: str) -> Path:
+    return _root(settings) / f"{job_id}.cancel.json"
 
 
 def _started_ticks(pid: int) -> str | None:
@@ -166,29 +186,37 @@ def start(
         "rows_in_file": None,
         "process": _this_process(),
     }
+    progress = JobProgress(settings, job_id, dict(state))
     try:
         _write(settings, job_id, state)
         thread = threading.Thread(
-            target=_run, args=(settings, job_id, dict(state), work, cleanup), name=f"import-job-{job_id}"
+            target=_run, args=(settings, job_id, progress, work, cleanup), name=f"import-job-{job_id}"
         )
-        thread.daemon = True  # a stopping service does not wait for it: the job is then reported failed
+        # A stopping service cancels its jobs and waits for them (stop_all); daemon, so that an exit without
+        # that wait is not held up by one (the job then reads failed: its process is gone).
+        thread.daemon = True
+        with _running_lock:
+            _here[job_id] = (progress.cancellation, thread)
         thread.start()
+        _watch_cancel_requests(settings)
     except BaseException:
-        _ended()
+        _ended(job_id)
         cleanup()
         raise
     return state
 
 
-def _ended() -> None:
+def _ended(job_id: str | None = None) -> None:
     global _running
     with _running_lock:
         _running -= 1
+        _here.pop(job_id or "", None)
 
 
 def _run(
-    settings: Settings, job_id: str, state: dict[str, Any], work: JobWork, cleanup: Callable[[], None]
+    settings: Settings, job_id: str, progress: JobProgress, work: JobWork, cleanup: Callable[[], None]
 ) -> None:
+    state = progress._state
     status, body = (
         "failed",
         {
@@ -198,12 +226,12 @@ def _run(
         },
     )
     try:
-        status, body = work(JobProgress(settings, job_id, state))
+        status, body = work(progress)
     finally:  # also for an interrupt or exit, which leave the job failed rather than running for ever
         try:
             cleanup()
         finally:
-            _ended()
+            _ended(job_id)
             state.update(status=status, finished_at=_now(), phase=None)
             state["result" if status == "done" else "error"] = body
             try:
@@ -213,8 +241,9 @@ def _run(
 
 
 def job(settings: Settings, job_id: str) -> dict[str, Any]:
-    """A job's state; a running job whose process is gone is reported failed. NotFoundError when there
-    is no such job (or it has expired)."""
+    """A job's state, with ``cancel_requested`` (by whom, when) once a cancel was asked for; a running job
+    whose process is gone is reported failed. NotFoundError when there is no such job (or it has
+    expired)."""
     if not held_reports.REPORT_ID.fullmatch(job_id):
         raise _gone(job_id)
     path = _path(settings, job_id)
@@ -224,11 +253,97 @@ def job(settings: Settings, job_id: str) -> dict[str, Any]:
         state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise _gone(job_id) from None
+    asked = _cancel_request(settings, job_id)
+    if asked is not None:
+        state["cancel_requested"] = asked
     if state["status"] == "running" and not _alive(state["process"]):
         state.update(
             status="failed", phase=None, error={"title": "Import stopped", "status": 503, "detail": DIED}
         )
     return state
+
+
+def request_cancel(settings: Settings, job_id: str, *, by: str) -> dict[str, Any]:
+    """Ask a running job to stop and roll back; returns its state with ``cancel_requested``.
+
+    The job ends ``cancelled``, or ``done`` if its import was already committing. NotFoundError for no such
+    job; ConflictError for a job that has ended.
+    """
+    state = job(settings, job_id)
+    if state["status"] != "running":
+        raise ConflictError(
+            f"import job {job_id} has ended ({state['status']}): there is nothing to cancel"
+            + (
+                " (its import is in the database: GET its result's links.self)"
+                if state["status"] == "done"
+                else ""
+            )
+        )
+    asked = state.get("cancel_requested") or {"by": by, "at": _now()}
+    if "cancel_requested" not in state:
+        # For whichever process runs the job; written aside and renamed like a state.
+        target = _cancel_path(settings, job_id)
+        aside = target.with_name(f".{target.name}.{threading.get_ident()}")
+        aside.write_text(json.dumps(asked, ensure_ascii=False), encoding="utf-8")
+        aside.replace(target)
+    _cancel_here(job_id, f"cancelled by {asked['by']}")
+    state["cancel_requested"] = asked
+    return state
+
+
+def _cancel_request(settings: Settings, job_id: str) -> dict[str, Any] | None:
+    try:
+        asked: dict[str, Any] = json.loads(_cancel_path(settings, job_id).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):  # none, or one being renamed into place
+        return None
+    return asked
+
+
+def _cancel_here(job_id: str, reason: str) -> None:
+    with _running_lock:
+        running = _here.get(job_id)
+    if running is not None:
+        running[0].cancel(reason)
+
+
+def _watch_cancel_requests(settings: Settings) -> None:
+    """Start, unless it runs, the thread that takes the cancel requests another process wrote for this
+    process's jobs; it ends when this process runs none."""
+    global _watching
+    with _running_lock:
+        if _watching:
+            return
+        _watching = True
+
+    def watch() -> None:
+        global _watching
+        while True:
+            with _running_lock:
+                ids = list(_here)
+                if not ids:
+                    _watching = False
+                    return
+            for job_id in ids:
+                asked = _cancel_request(settings, job_id)
+                if asked is not None:
+                    _cancel_here(job_id, f"cancelled by {asked.get('by', 'someone')}")
+            time.sleep(CANCEL_POLL_SECONDS)
+
+    threading.Thread(target=watch, name="import-job-cancels", daemon=True).start()
+
+
+def stop_all(reason: str = SERVICE_STOPPED, wait_seconds: float = 30.0) -> int:
+    """Cancel every job this process runs and wait (up to ``wait_seconds``) for them to end: they roll back
+    and end ``cancelled``; one already committing is left to finish. For a stopping service. Returns how
+    many jobs ran."""
+    with _running_lock:
+        running = list(_here.values())
+    for cancellation, _ in running:
+        cancellation.cancel(reason)
+    deadline = time.monotonic() + wait_seconds
+    for _, thread in running:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return len(running)
 
 
 def _alive(process: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +35,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis import fieldmap, gridindex, io, validate
 from gis.export import DERIVED_COMPONENT_COLUMNS, REPORT_COLUMNS, shapefile_field_names, write_problems
 from gridsvc.db.models import SurveyBatch
-from gridsvc.errors import FieldProblem, ImportRefusedError, InvalidInputError, NotFoundError
+from gridsvc.errors import (
+    FieldProblem,
+    GridsvcError,
+    ImportRefusedError,
+    InvalidInputError,
+    NotFoundError,
+)
 from gridsvc.repositories import access as audit
 from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as repo
@@ -149,11 +156,108 @@ class _DryRunDoneError(Exception):
 
 
 class ImportCancelled(KeyboardInterrupt):
-    """Ctrl+C stopped the import before its commit: its transaction (if it had begun) is rolled back, and
-    nothing was written.
+    """Ctrl+C or a :class:`Cancellation` stopped the import before its commit: its transaction (if it had
+    begun) is rolled back, and nothing was written. ``reason`` says who or what stopped it.
 
     A plain KeyboardInterrupt from an import came while it was committing: it may be in the database.
     """
+
+    def __init__(self, reason: str = "interrupted (Ctrl+C)") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Cancellation:
+    """A request to stop one import, made from another thread: a background job cancelled over HTTP, a
+    service that is stopping, Ctrl+C seen by the CLI's signal watcher.
+
+    The import checks it between chunks and steps. A statement running on the import's connection is
+    cancelled at once with libpq's cancel request (safe from any thread), so a cancel does not wait for an
+    index build or a lock. From the commit on a cancel is refused (:meth:`cancel` answers False): the
+    import may then be in the database already, and is left to finish.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+        self._connection: Any = None  # the import's psycopg2 connection, once its transaction began
+        self._too_late = False
+
+    @property
+    def reason(self) -> str | None:
+        """Why the import was asked to stop; None while nobody has asked."""
+        return self._reason
+
+    def cancel(self, reason: str) -> bool:
+        """Ask the import to stop, rolling back. False when it is too late: committing, or ended."""
+        with self._lock:
+            if self._too_late:
+                return False
+            if self._reason is None:
+                self._reason = reason
+                if self._connection is not None:
+                    self._connection.cancel()
+            return True
+
+    def bind(self, session: Session) -> None:
+        """Cancel the statements of ``session``'s connection too (called inside the import's transaction)."""
+        connection = session.connection().connection.dbapi_connection
+        with self._lock:
+            self._connection = connection
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`ImportCancelled` if a cancel was asked for."""
+        if self._reason is not None:
+            raise ImportCancelled(self._reason)
+
+    def commit_now(self) -> None:
+        """Refuse cancels from here on, unless one came already (then raise it): the commit is next."""
+        with self._lock:
+            self.check()
+            self._too_late = True
+
+    @property
+    def committing(self) -> bool:
+        return self._too_late
+
+    def end(self) -> None:
+        """The import is over, however it ended: later cancels are too late."""
+        with self._lock:
+            self._too_late = True
+            self._connection = None
+
+
+def _raise_if_cancelled(stop: Cancellation, exc: BaseException) -> None:
+    """Raise :class:`ImportCancelled` from ``exc`` (an import's failure) when ``exc`` is the cancel: an
+    interrupt before the commit, or a statement failing because ``stop`` cancelled it. The session's
+    context manager has rolled back by then. Otherwise return, for the caller to re-raise ``exc``: an
+    interrupt while committing stays a plain KeyboardInterrupt, since the commit may have finished."""
+    if isinstance(exc, ImportCancelled) or stop.committing:
+        return
+    if isinstance(exc, KeyboardInterrupt):
+        raise ImportCancelled(stop.reason or "interrupted (Ctrl+C)") from exc
+    # A refusal or a bad file found meanwhile is answered as it is; a database error after a cancel is the
+    # cancel (the statement it stopped, or one its cancel request reached as it began).
+    if isinstance(exc, Exception) and stop.reason is not None and not isinstance(exc, GridsvcError):
+        raise ImportCancelled(stop.reason) from exc
+
+
+def _checking(stop: Cancellation, progress: RowsFn | None, phase: PhaseFn | None) -> tuple[RowsFn, PhaseFn]:
+    """The progress and phase callbacks, each checking ``stop`` first: every chunk and step is a point
+    where a cancel is taken."""
+
+    def rows(read: int, total: int) -> None:
+        stop.check()
+        if progress is not None:
+            progress(read, total)
+
+    def say(text: str) -> None:
+        stop.check()
+        if phase is not None:
+            phase(text)
+
+    return rows, say
 
 
 def _freeze_older_objects() -> None:
@@ -573,13 +677,15 @@ def import_components(
     actor: Principal,
     progress: RowsFn | None = None,
     phase: PhaseFn | None = None,
+    cancellation: Cancellation | None = None,
 ) -> ImportReport:
-    """Import a component census file in one transaction and return what happened, row by row."""
-    say = phase or (lambda _: None)
+    """Import a component census file in one transaction and return what happened, row by row.
+    ``cancellation`` lets another thread stop it before its commit (see :class:`Cancellation`)."""
+    stop = cancellation or Cancellation()
+    progress, say = _checking(stop, progress, phase)
     actor.require("gis_staff")
     _check_request(request)
     started = time.perf_counter()
-    committing = False
     try:
         info = _open(request, settings)
         mapping = _mapping(info, request)
@@ -587,6 +693,7 @@ def import_components(
         problem_rows: list[gpd.GeoDataFrame] = []
         _freeze_older_objects()
         with sessions.begin() as session:
+            stop.bind(session)
             rules = validate.ComponentRules(
                 classes=repo.component_classes(session),
                 counties=repo.counties(session),
@@ -639,13 +746,14 @@ def import_components(
                 say("retiring the components the file no longer has")
                 report.retired = repo.retire_missing(session, batch_id=batch.id, now=now)
             _record(session, batch, report, actor, problem_rows)
-            committing = True  # what is left is the commit
+            stop.commit_now()  # what is left is the commit
     except _DryRunDoneError:
         report.batch_id = None
-    except KeyboardInterrupt as exc:
-        if committing:  # it came while committing, which may have finished: not a rollback
-            raise
-        raise ImportCancelled from exc  # rolled back by the session's context manager, if one began
+    except BaseException as exc:
+        _raise_if_cancelled(stop, exc)
+        raise
+    finally:
+        stop.end()
     return _done(report, request, problem_rows, started, settings)
 
 
@@ -1144,18 +1252,27 @@ def import_layer(
     actor: Principal,
     progress: RowsFn | None = None,
     phase: PhaseFn | None = None,
+    cancellation: Cancellation | None = None,
 ) -> ImportReport:
     """Import any survey layer: components, boundaries (by level), stations, another department's net or
-    roads. One transaction; bad rows reported like components'."""
+    roads. One transaction; bad rows reported like components'. ``cancellation`` lets another thread stop
+    it before its commit (see :class:`Cancellation`)."""
     if request.layer == "components":
         return import_components(
-            sessions, request, settings=settings, actor=actor, progress=progress, phase=phase
+            sessions,
+            request,
+            settings=settings,
+            actor=actor,
+            progress=progress,
+            phase=phase,
+            cancellation=cancellation,
         )
+    stop = cancellation or Cancellation()
+    progress, _ = _checking(stop, progress, phase)
     actor.require("gis_staff")
     _check_request(request)
     _check_layer_request(request)
     started = time.perf_counter()
-    committing = False
     try:
         info = _open(request, settings)
         mapping = _mapping(info, request)
@@ -1165,6 +1282,7 @@ def import_layer(
         problem_rows: list[gpd.GeoDataFrame] = []
         _freeze_older_objects()
         with sessions.begin() as session:
+            stop.bind(session)
             repo.create_layer_stage(session)
             seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
             for chunk in _chunks(info, request, settings):
@@ -1179,8 +1297,7 @@ def import_layer(
                 if len(accepted):
                     repo.stage_layer(session, _layer_stage_frame(accepted, request))
                 report.accepted += len(accepted)
-                if progress:
-                    progress(len(chunk), info.feature_count)
+                progress(len(chunk), info.feature_count)  # a cancel is taken here
             if seen.taken_back:  # see _take_back_earlier_duplicates
                 removed = _as_read(repo.unstage_layer(session, seen.taken_back_codes()), request)
                 removed["source_row"] = removed["code"].map(
@@ -1212,11 +1329,12 @@ def import_layer(
             if request.dry_run:
                 raise _DryRunDoneError
             _record(session, batch, report, actor, problem_rows)
-            committing = True  # what is left is the commit
+            stop.commit_now()  # what is left is the commit
     except _DryRunDoneError:
         report.batch_id = None
-    except KeyboardInterrupt as exc:
-        if committing:  # it came while committing, which may have finished: not a rollback
-            raise
-        raise ImportCancelled from exc  # rolled back by the session's context manager, if one began
+    except BaseException as exc:
+        _raise_if_cancelled(stop, exc)
+        raise
+    finally:
+        stop.end()
     return _done(report, request, problem_rows, started, settings)

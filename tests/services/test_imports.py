@@ -13,17 +13,19 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import geopandas as gpd
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis.crs import wgs84_to_gcj02
@@ -36,7 +38,7 @@ from gridsvc.services import imports as imports_service
 from gridsvc.services.access import LOCAL_OPERATOR, Principal, create_key
 from gridsvc.services.imports import ImportReport, ImportRequest, import_components
 from gridsvc.settings import Settings
-from tests.conftest import NEUTRAL_CWD
+from tests.conftest import NEUTRAL_CWD, served_gridsvc
 
 LAMP = "0118"
 GREEN_BELT = "0490"
@@ -814,7 +816,7 @@ def test_http_dry_run_and_refusal_hold_their_report_for_download(
         assert client.get(refused.json()["links"]["problems_gpkg"], headers=staff_header).status_code == 200
 
 
-def _job_ended(client: TestClient, link: str, headers: dict[str, str]) -> dict[str, object]:
+def _job_ended(client: TestClient | httpx.Client, link: str, headers: dict[str, str]) -> dict[str, object]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         state: dict[str, object] = client.get(link, headers=headers).json()
@@ -1119,13 +1121,19 @@ def test_an_import_killed_or_cancelled_while_staging_leaves_the_database_unchang
     assert tuple(after) == tuple(before)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
-def test_a_reimport_killed_or_cancelled_while_closing_versions_leaves_them_as_they_were(
-    stop: signal.Signals, demo_url: str, demo_engine_shared: Engine, tmp_path: Path
-) -> None:
-    # A re-survey of 200 of the demo's lamps that finds them all damaged: each gets a new version, and the
-    # import first closes the current one (UPDATE ... SET valid_to).
-    with demo_engine_shared.connect() as conn:
+# Rows, the newest id, current versions and survey batches: what an import that was stopped must leave.
+_COMPONENT_STATE = text(
+    "SELECT count(*), max(id), count(*) FILTER (WHERE valid_to IS NULL),"
+    " (SELECT count(*) FROM survey_batch) FROM component"
+)
+
+
+def _resurvey_held_up(engine: Engine, tmp_path: Path) -> tuple[Path, Connection]:
+    """A re-survey of 200 of the demo's lamps that finds them all damaged, and a connection holding the
+    last of them. Each lamp gets a new version, and the import first closes the current one (UPDATE ... SET
+    valid_to): that UPDATE waits for the held lamp, so a test can stop the import exactly then. Roll the
+    connection back to let the import go on."""
+    with engine.connect() as conn:
         lamps = gpd.read_postgis(
             text(
                 "SELECT code AS 标识码, '破损' AS 状态, geom FROM component"
@@ -1137,21 +1145,49 @@ def test_a_reimport_killed_or_cancelled_while_closing_versions_leaves_them_as_th
     assert len(lamps) == 200
     path = tmp_path / "复查.gpkg"
     lamps.to_file(path, driver="GPKG")
-    state = text(
-        "SELECT count(*), max(id), count(*) FILTER (WHERE valid_to IS NULL),"
-        " (SELECT count(*) FROM survey_batch) FROM component"
-    )
-    with demo_engine_shared.connect() as conn:
-        before = tuple(conn.execute(state).one())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
-    env.update(GRIDSVC_DATABASE_URL=demo_url)
-    # This connection holds one of those lamps: the import's UPDATE waits for it, so the test can stop the
-    # import exactly while it is closing versions.
-    holder = demo_engine_shared.connect()
+    holder = engine.connect()
     holder.execute(
         text("SELECT id FROM component WHERE code = :c AND valid_to IS NULL FOR UPDATE"),
         {"c": lamps["标识码"].iloc[-1]},
     )
+    return path, holder
+
+
+def _wait_for_import_held_up(engine: Engine, still_running: Callable[[], bool]) -> None:
+    """Wait until an import's UPDATE waits for the lamp :func:`_resurvey_held_up` holds."""
+    deadline = time.monotonic() + 120
+    while still_running() and time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gridsvc'"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE component%'"
+                )
+            ).scalar_one():
+                return
+        time.sleep(0.02)
+    raise AssertionError("the import never reached the closing of versions")
+
+
+def _component_state_returns_to(engine: Engine, before: tuple[Any, ...]) -> tuple[Any, ...]:
+    deadline = time.monotonic() + 30
+    while True:  # after a kill, the server notices the dropped connection and rolls back
+        with engine.connect() as conn:
+            after = tuple(conn.execute(_COMPONENT_STATE).one())
+        if after == before or time.monotonic() > deadline:
+            return after
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_a_reimport_killed_or_cancelled_while_closing_versions_leaves_them_as_they_were(
+    stop: signal.Signals, demo_url: str, demo_engine_shared: Engine, tmp_path: Path
+) -> None:
+    with demo_engine_shared.connect() as conn:
+        before = tuple(conn.execute(_COMPONENT_STATE).one())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=demo_url)
+    path, holder = _resurvey_held_up(demo_engine_shared, tmp_path)
     process = subprocess.Popen(
         [sys.executable, "-m", "gridsvc.cli", "import", "components", str(path)],
         env=env,
@@ -1160,38 +1196,74 @@ def test_a_reimport_killed_or_cancelled_while_closing_versions_leaves_them_as_th
         stderr=subprocess.PIPE,
         text=True,
     )
+    err = ""
     try:
-        waiting = False
-        deadline = time.monotonic() + 120
-        while not waiting and process.poll() is None and time.monotonic() < deadline:
-            with demo_engine_shared.connect() as conn:
-                waiting = bool(
-                    conn.execute(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gridsvc'"
-                            " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE component%'"
-                        )
-                    ).scalar_one()
-                )
-            time.sleep(0.02)
-        assert waiting, "the import never reached the closing of versions"
+        _wait_for_import_held_up(demo_engine_shared, lambda: process.poll() is None)
         process.send_signal(stop)
-        time.sleep(0.2)
+        if stop == signal.SIGINT:
+            # Ctrl+C cancels the statement the import waits in: it ends while the lamp is still held.
+            _, err = process.communicate(timeout=30)
     finally:
-        holder.rollback()  # the UPDATE goes on; after Ctrl+C the import then rolls itself back
+        holder.rollback()
         holder.close()
-        _, err = process.communicate(timeout=60)
+        if process.returncode is None:
+            _, err = process.communicate(timeout=60)
     if stop == signal.SIGINT:
         assert process.returncode == 130, err
         assert "cancelled: nothing of 复查.gpkg was imported" in err
-    deadline = time.monotonic() + 30
-    while True:  # after a kill, the server notices the dropped connection and rolls back
-        with demo_engine_shared.connect() as conn:
-            after = tuple(conn.execute(state).one())
-        if after == before or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert after == before
+    assert _component_state_returns_to(demo_engine_shared, before) == before
+
+
+def test_a_background_import_cancelled_or_stopped_with_the_service_rolls_back(
+    demo_url: str, demo_engine_shared: Engine, tmp_path: Path
+) -> None:
+    # The real server (uvicorn in its own process), the import held up in the middle of a statement: a cancel
+    # over HTTP, and then a service stopped under a running job, each end it at once and roll it back.
+    with demo_engine_shared.connect() as conn:
+        before = tuple(conn.execute(_COMPONENT_STATE).one())
+    staff = {
+        "X-API-Key": create_key(
+            sessionmaker(bind=demo_engine_shared), name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR
+        ).secret
+    }
+    path, holder = _resurvey_held_up(demo_engine_shared, tmp_path)
+    files = {"file": ("复查.gpkg", path.read_bytes(), "application/geopackage+sqlite3")}
+    data_dir = tmp_path / "data"
+    try:
+        with served_gridsvc(demo_url, DATA_DIR=str(data_dir)) as base, httpx.Client(base_url=base) as http:
+            started = http.post(
+                "/v1/imports/components", files=files, data={"background": "true"}, headers=staff
+            )
+            assert started.status_code == 202, started.text
+            link = started.json()["links"]["self"]
+            _wait_for_import_held_up(
+                demo_engine_shared, lambda: http.get(link, headers=staff).json()["status"] == "running"
+            )
+            asked = http.post(f"{link}/cancel", headers=staff)
+            assert asked.status_code == 202, asked.text
+            assert asked.json()["status"] == "running" and asked.json()["cancel_requested"]["by"] == "测绘员"
+            ended = _job_ended(http, link, staff)  # the lamp is still held: the cancel did not wait for it
+            assert ended["status"] == "cancelled", ended
+            detail = cast(dict[str, Any], ended["error"])["detail"]
+            assert detail.startswith("cancelled by 测绘员: nothing of 复查.gpkg was imported"), detail
+            again = http.post(f"{link}/cancel", headers=staff)
+            assert again.status_code == 409 and "has ended (cancelled)" in again.json()["detail"]
+            assert (
+                http.post("/v1/imports/jobs/AAAAAAAAAAAAAAAAAAAAAA/cancel", headers=staff).status_code == 404
+            )
+            second = http.post(
+                "/v1/imports/components", files=files, data={"background": "true"}, headers=staff
+            )
+            job_id = second.json()["job_id"]
+            _wait_for_import_held_up(demo_engine_shared, lambda: True)
+        # Out of the block: the server was stopped (SIGTERM) under the second job, which was running.
+        state = json.loads((data_dir / "import-jobs" / f"{job_id}.json").read_text(encoding="utf-8"))
+        assert state["status"] == "cancelled", state
+        assert state["error"]["detail"].startswith("the service stopped while the import ran: nothing of")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert _component_state_returns_to(demo_engine_shared, before) == before
 
 
 def test_report_json_is_serialisable(

@@ -269,7 +269,14 @@ def _started(
                 actor=caller,
                 progress=progress.rows,
                 phase=progress.phase,
+                cancellation=progress.cancellation,
             )
+        except imports.ImportCancelled as exc:  # by a cancel of the job, or a stopping service
+            detail = (
+                f"{exc.reason}: nothing of {request.display_name} was imported; the database is as it was "
+                "before (the import is one transaction, and it was rolled back)"
+            )
+            return "cancelled", {"title": "Import cancelled", "detail": detail}
         except Exception as exc:  # answered as the synchronous upload's handlers would (api/problems.py)
             if not isinstance(exc, GridsvcError):
                 log.exception("import job for %s failed", request.display_name)
@@ -310,10 +317,31 @@ def _public(state: dict[str, Any]) -> dict[str, Any]:
 )
 def get_job(job_id: str, settings: AppSettings) -> JSONResponse:
     """The job's state. `status` is `running` (with `phase`, `rows_read` of `rows_in_file`), `done` (with
-    `result`: the body a synchronous upload answers with, links included) or `failed` (with `error`: the
-    problem a synchronous upload would have answered, with its `status`). A job whose service process
-    stopped is failed, with nothing imported."""
+    `result`: the body a synchronous upload answers with, links included), `failed` (with `error`: the
+    problem a synchronous upload would have answered, with its `status`) or `cancelled` (with `error`
+    saying by whom; nothing imported). A job whose service process died is failed, with nothing imported;
+    a service that stops cancels its jobs. `cancel_requested` (by, at) appears once a cancel is asked."""
     return JSONResponse(_public(import_jobs.job(settings, job_id)))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    dependencies=[allow("gis_staff")],
+    status_code=202,
+    summary="Cancel a running background import: it rolls back, nothing of its file is imported",
+    responses={
+        202: {"description": "cancel asked; the job's state, with `cancel_requested`: poll it to its end"},
+        404: {"description": "no such job, or it ended more than GRIDSVC_HELD_REPORT_HOURS ago"},
+        409: {"description": "the job has already ended (done, failed or cancelled)"},
+    },
+)
+def cancel_job(job_id: str, settings: AppSettings, caller: Caller) -> JSONResponse:
+    """Stop a running import job. Its running statement is cancelled at once and its transaction rolls
+    back, so the database is as it was before; the job then reads `cancelled`. An import that was already
+    committing cannot be stopped: it ends `done`, its file imported."""
+    state = import_jobs.request_cancel(settings, job_id, by=caller.name)
+    body = _public(state)
+    return JSONResponse(body, status_code=202, headers={"Location": body["links"]["self"]})
 
 
 @router.get(
