@@ -72,6 +72,26 @@ REBUILD_TABLE_FACTOR = 3
 # How long to wait for readers of component to finish before inserting with the indexes in place instead.
 REBUILD_LOCK_TIMEOUT_MS = 2_000
 
+# The import serves both doors and names its options as the CLI spells them; an upload sets them as form
+# fields (ImportRequest.form_words): "--crs EPSG:4527" reads "crs=EPSG:4527" there, "with --layer" reads
+# "with layer". A value starts with a capital or a digit, or has one (gcj02); "--crs says ..." is no value.
+# Other options appear only inside whole CLI commands ("gridsvc import boundaries FILE --level district")
+# and stay as they are.
+_CLI_OPTION = re.compile(
+    r"--(crs|encoding|layer|retire-missing|strict)\b(?: ((?:[A-Z0-9]|[a-z]+\d)[\w:.-]*))?"
+)
+
+
+def as_form_fields(message: str) -> str:
+    """A service message with the CLI's option names replaced by the upload's form fields."""
+
+    def field(match: re.Match[str]) -> str:
+        name = match.group(1).replace("-", "_")
+        return f"{name}={match.group(2)}" if match.group(2) else name
+
+    return _CLI_OPTION.sub(field, message)
+
+
 RowsFn = Callable[[int, int], None]  # (rows just read, rows in the file)
 PhaseFn = Callable[[str], None]  # what the import does now, once the file is read (for a progress line)
 T = TypeVar("T")
@@ -97,6 +117,8 @@ class ImportRequest:
     # Hold the report for download when the import stores no batch to keep it (a dry run, a refused
     # file): the HTTP door's way of giving it, see services/held_reports.py.
     hold_report: bool = False
+    # Messages kept or held name the upload's form fields (crs=EPSG:4527) rather than the CLI's options.
+    form_words: bool = False
     level: str | None = None  # boundaries: district, street or community
     net_code: str | None = None  # net: which department's net this file is
     net_name: str | None = None
@@ -411,10 +433,17 @@ def _inspect(request: ImportRequest, settings: Settings) -> io.LayerInfo:
 def _file_refused(exc: io.LayerError, request: ImportRequest) -> InvalidInputError:
     """The whole-file error under the option it is about (crs, encoding, layer, else file), naming an
     upload by the name it was sent with rather than the temporary path the server gave it."""
-    message = str(exc)
-    if request.display_name:
-        message = message.replace(str(request.path), request.display_name)
+    message = _as_sent(request, str(exc))
     return InvalidInputError(message, problems=[FieldProblem(exc.field, message)])
+
+
+def _as_sent(request: ImportRequest, message: str) -> str:
+    """``message`` naming an upload by the name it was sent with: no path on the server goes out (the
+    temporary file, or the folder a zip was unpacked into)."""
+    if not request.display_name:
+        return message
+    message = message.replace(str(request.path), request.display_name)
+    return message.replace(f"{request.path.parent}/", "")
 
 
 def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> Iterator[gpd.GeoDataFrame]:
@@ -745,7 +774,7 @@ def import_components(
             if request.retire_missing:
                 say("retiring the components the file no longer has")
                 report.retired = repo.retire_missing(session, batch_id=batch.id, now=now)
-            _record(session, batch, report, actor, problem_rows)
+            _record(session, batch, report, request, actor, problem_rows)
             stop.commit_now()  # what is left is the commit
     except _DryRunDoneError:
         report.batch_id = None
@@ -907,7 +936,7 @@ def _new_report(request: ImportRequest, info: io.LayerInfo, layer: str) -> Impor
         crs_from=info.crs_from,
         encoding=info.encoding,
         dry_run=request.dry_run,
-        warnings=list(info.warnings),
+        warnings=[_as_sent(request, w) for w in info.warnings],
     )
 
 
@@ -1006,14 +1035,15 @@ def _record(
     session: Session,
     batch: SurveyBatch,
     report: ImportReport,
+    request: ImportRequest,
     actor: Principal,
     problem_rows: list[gpd.GeoDataFrame],
 ) -> None:
     """Store the problems, the batch's counts and the audit entry, in the import's transaction."""
     if report.problems:
-        stored = _capped(report, "kept with the import")
+        stored = _in_request_words(request, _capped(report, "kept with the import"))
         repo.add_problems(session, _problem_rows(stored, _problem_frame(problem_rows), batch.id))
-        batch.warnings = list(report.warnings)
+        batch.warnings = [_word(request, w) for w in report.warnings]
     batch.counts = report.counts()
     audit.record_audit(
         session,
@@ -1024,6 +1054,20 @@ def _record(
         entity_id=str(batch.id),
         details={"layer": report.layer, "file": report.file, "counts": report.counts()},
     )
+
+
+def _word(request: ImportRequest, message: str) -> str:
+    """``message`` as a report kept or held says it: for an upload, in form-field words and without the
+    server's paths."""
+    message = _as_sent(request, message)
+    return as_form_fields(message) if request.form_words else message
+
+
+def _in_request_words(request: ImportRequest, problems: list[validate.Problem]) -> list[validate.Problem]:
+    """``problems`` with their reasons as :func:`_word` says them."""
+    if not (request.form_words or request.display_name):
+        return problems
+    return [dataclasses.replace(p, reason=_word(request, p.reason)) for p in problems]
 
 
 def _capped(report: ImportReport, where: str) -> list[validate.Problem]:
@@ -1065,7 +1109,7 @@ def _write_report(
             write_problems(report.problems, _problem_frame(problem_rows), request.report_path)
         )
     if request.hold_report and report.batch_id is None and report.held_report is None:
-        listed = _capped(report, "held for download")
+        listed = _in_request_words(request, _capped(report, "held for download"))
         frame = _problem_frame(problem_rows)
 
         def write(folder: Path) -> None:
@@ -1328,7 +1372,7 @@ def import_layer(
                 )
             if request.dry_run:
                 raise _DryRunDoneError
-            _record(session, batch, report, actor, problem_rows)
+            _record(session, batch, report, request, actor, problem_rows)
             stop.commit_now()  # what is left is the commit
     except _DryRunDoneError:
         report.batch_id = None

@@ -802,6 +802,21 @@ def test_http_dry_run_and_refusal_hold_their_report_for_download(
         )
         assert len(list(held_root.iterdir())) == 2
 
+        # What an upload keeps with its import is in the upload's words too: crs=, not the CLI's --crs.
+        wgs84 = tmp_path / "wgs84.gpkg"
+        lamps.to_crs(4326).to_file(wgs84, driver="GPKG")
+        overridden = client.post(
+            "/v1/imports/components",
+            files={"file": ("wgs84.gpkg", wgs84.read_bytes(), "application/octet-stream")},
+            data={"crs": "cgcs2000"},
+            headers=staff_header,
+        )
+        assert overridden.status_code == 201, overridden.text
+        kept = client.get(overridden.json()["links"]["self"], headers=staff_header).json()["warnings"]
+        assert any("but crs=cgcs2000 was given" in w for w in kept), kept
+        assert not any("--crs" in w or "gridsvc-upload" in w for w in kept), kept  # nor the server's path
+        assert overridden.json()["warnings"] == kept
+
         # Expired, unknown or malformed ids are 404, and an expired report is removed when asked for.
         folder = held_root / csv_link.split("/")[-2]
         day_ago = time.time() - 25 * 3600

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -64,30 +63,11 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
     return value
 
 
-# The import service serves both doors and names its options as the CLI spells them; an upload sets them
-# as form fields: "--crs EPSG:4527" reads "crs=EPSG:4527" here, "with --layer" reads "with layer". A value
-# starts with a capital or a digit, or has one (gcj02); "--crs says ..." is no value. Other options appear
-# only inside whole CLI commands ("gridsvc import boundaries FILE --level district") and stay as they are.
-_CLI_OPTION = re.compile(
-    r"--(crs|encoding|layer|retire-missing|strict)\b(?: ((?:[A-Z0-9]|[a-z]+\d)[\w:.-]*))?"
-)
-
-
-def as_form_fields(message: str) -> str:
-    """A service message with the CLI's option names replaced by the upload's form fields."""
-
-    def field(match: re.Match[str]) -> str:
-        name = match.group(1).replace("-", "_")
-        return f"{name}={match.group(2)}" if match.group(2) else name
-
-    return _CLI_OPTION.sub(field, message)
-
-
 def _in_form_words(exc: InvalidInputError) -> None:
-    exc.detail = as_form_fields(exc.detail)
+    exc.detail = imports.as_form_fields(exc.detail)
     exc.args = (exc.detail,)
     for problem in exc.problems:
-        problem.message = as_form_fields(problem.message)
+        problem.message = imports.as_form_fields(problem.message)
 
 
 def _expiry(settings: AppSettings, report_id: str) -> str:
@@ -202,6 +182,7 @@ def import_file(
             replace=replace,
             rebuild_indexes=rebuild_indexes,
             hold_report=True,  # a dry run's or a refusal's report, for its links
+            form_words=True,
         )
         if background:
             _explained(settings, imports.check_request, request)
@@ -223,7 +204,7 @@ def _explained(settings: Settings, function: Callable[..., T], /, *args: Any, **
     except InvalidInputError as exc:
         _in_form_words(exc)
         if isinstance(exc, ImportRefusedError):
-            exc.extensions["warnings"] = [as_form_fields(w) for w in exc.warnings]
+            exc.extensions["warnings"] = [imports.as_form_fields(w) for w in exc.warnings]
             if exc.held_report is not None:
                 exc.extensions["links"] = _held_links(exc.held_report)
                 exc.extensions["report_expires_at"] = _expiry(settings, exc.held_report)
@@ -233,9 +214,9 @@ def _explained(settings: Settings, function: Callable[..., T], /, *args: Any, **
 def _answer(report: imports.ImportReport, settings: Settings) -> dict[str, Any]:
     """The body answering an import: its counts, the first problems, and links to the rest."""
     body: dict[str, Any] = report.to_dict(problem_limit=PROBLEMS_SHOWN)
-    body["warnings"] = [as_form_fields(w) for w in report.warnings]
+    body["warnings"] = [imports.as_form_fields(w) for w in report.warnings]
     for shown in body["problems"]:
-        shown["reason"] = as_form_fields(shown["reason"])
+        shown["reason"] = imports.as_form_fields(shown["reason"])
     if report.batch_id is not None:
         body["links"] = {
             "self": f"/v1/imports/{report.batch_id}",
