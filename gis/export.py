@@ -241,6 +241,20 @@ def _fit_text_values(frame: pd.DataFrame, codec: str, path: Path) -> pd.DataFram
 _SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml", ".qmd")
 
 
+def _timestamps_as_text(table: pd.DataFrame) -> pd.DataFrame:
+    """Date-times as ISO 8601 text (2023-05-04T08:00:00+08:00): a DBF field holds a date or text, and
+    GDAL would otherwise write the text itself, with a warning that means nothing to the user."""
+    stamps = [c for c in table.columns if pd.api.types.is_datetime64_any_dtype(table[c])]
+    if not stamps:
+        return table
+    table = table.copy()
+    for column in stamps:
+        values = table[column]
+        text = values.map(lambda v: v.isoformat(), na_action="ignore")
+        table[column] = text.astype(object).where(values.notna(), None)
+    return table
+
+
 def _write_shapefile(
     table: pd.DataFrame, geometries: npt.NDArray[np.object_], path: Path, file_crs: str | None, encoding: str
 ) -> None:
@@ -264,6 +278,7 @@ def _write_shapefile(
                 name,
             )
     table = table.set_axis([names[str(c)] for c in table.columns], axis=1)
+    table = _timestamps_as_text(table)
     _check_encodable(table, codec, label, path)
     table = _fit_text_values(table, codec, path)
     frame = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)

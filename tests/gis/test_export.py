@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -142,6 +143,21 @@ def test_utf8_shapefile_cuts_names_between_characters(tmp_path: Path, lamps: gpd
         "geometry",
     ]
     assert back["权属单"].tolist()[:2] == ["历下区城市管理局", "环卫处"]
+
+
+def test_shapefile_writes_date_times_as_iso_text_without_gdal_noise(
+    tmp_path: Path, lamps: gpd.GeoDataFrame
+) -> None:
+    stamped = lamps.assign(
+        valid_from=pd.to_datetime(["2023-05-04 08:00:00", "2024-12-01 00:00:00", None]).tz_localize("UTC")
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = write_layer(stamped, tmp_path / "lamps.shp")
+    # Not GDAL's "Field valid_from created as String field, though DateTime requested".
+    assert [str(w.message) for w in caught] == []
+    back = pyogrio.read_dataframe(path)
+    assert texts(back["valid_from"]) == ["2023-05-04T08:00:00+00:00", "2024-12-01T00:00:00+00:00", None]
 
 
 def test_shapefile_field_names_are_deterministic() -> None:
