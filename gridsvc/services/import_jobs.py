@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,18 @@ CANCEL_POLL_SECONDS = 0.5
 # Jobs running in this process: each holds a database connection and, for a million rows, ~750 MiB.
 _running = 0
 _running_lock = threading.Lock()
-# The running jobs of this process by id: what cancels each, and the thread running it.
-_here: dict[str, tuple[Cancellation, threading.Thread]] = {}
+
+
+@dataclass(frozen=True)
+class _Running:
+    """A job running in this process: what cancels it, the thread running it, and where its files are."""
+
+    cancellation: Cancellation
+    thread: threading.Thread
+    settings: Settings
+
+
+_here: dict[str, _Running] = {}  # by job id
 _watching = False  # whether this process's watcher for other processes' cancel requests runs
 
 
@@ -196,9 +207,9 @@ def start(
         # that wait is not held up by one (the job then reads failed: its process is gone).
         thread.daemon = True
         with _running_lock:
-            _here[job_id] = (progress.cancellation, thread)
+            _here[job_id] = _Running(progress.cancellation, thread, settings)
+        _watch_cancel_requests()
         thread.start()
-        _watch_cancel_requests(settings)
     except BaseException:
         _ended(job_id)
         cleanup()
@@ -230,14 +241,14 @@ def _run(
     finally:  # also for an interrupt or exit, which leave the job failed rather than running for ever
         try:
             cleanup()
-        finally:
-            _ended(job_id)
             state.update(status=status, finished_at=_now(), phase=None)
             state["result" if status == "done" else "error"] = body
             try:
                 _write(settings, job_id, state)
             except OSError:
                 log.exception("import job %s ended %s, but its state could not be written", job_id, status)
+        finally:
+            _ended(job_id)  # after the state is written: a stopping service waits for it (stop_all)
 
 
 def job(settings: Settings, job_id: str) -> dict[str, Any]:
@@ -266,47 +277,54 @@ def job(settings: Settings, job_id: str) -> dict[str, Any]:
 def request_cancel(settings: Settings, job_id: str, *, by: str) -> dict[str, Any]:
     """Ask a running job to stop and roll back; returns its state with ``cancel_requested``.
 
-    The job ends ``cancelled``, or ``done`` if its import was already committing. NotFoundError for no such
-    job; ConflictError for a job that has ended.
+    The job ends ``cancelled`` (or ``done``, if its import began to commit before another process took the
+    request). NotFoundError for no such job; ConflictError for a job that has ended, or whose import is
+    committing in this process.
     """
     state = job(settings, job_id)
     if state["status"] != "running":
+        done = (
+            " (its import is in the database: see its result's links.self)"
+            if state["status"] == "done"
+            else ""
+        )
         raise ConflictError(
-            f"import job {job_id} has ended ({state['status']}): there is nothing to cancel"
-            + (
-                " (its import is in the database: GET its result's links.self)"
-                if state["status"] == "done"
-                else ""
-            )
+            f"import job {job_id} has ended ({state['status']}): there is nothing to cancel{done}"
         )
     asked = state.get("cancel_requested") or {"by": by, "at": _now()}
+    if _cancel_here(job_id, f"cancelled by {asked['by']}") is False:
+        raise ConflictError(
+            f"import job {job_id} is committing its import, which can no longer be stopped: it ends done"
+        )
     if "cancel_requested" not in state:
-        # For whichever process runs the job; written aside and renamed like a state.
+        # For the process that runs the job, if not this one; written aside and renamed like a state.
         target = _cancel_path(settings, job_id)
-        aside = target.with_name(f".{target.name}.{threading.get_ident()}")
+        aside = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
         aside.write_text(json.dumps(asked, ensure_ascii=False), encoding="utf-8")
         aside.replace(target)
-    _cancel_here(job_id, f"cancelled by {asked['by']}")
     state["cancel_requested"] = asked
     return state
 
 
 def _cancel_request(settings: Settings, job_id: str) -> dict[str, Any] | None:
     try:
-        asked: dict[str, Any] = json.loads(_cancel_path(settings, job_id).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):  # none, or one being renamed into place
+        asked = json.loads(_cancel_path(settings, job_id).read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
-    return asked
+    except (OSError, ValueError):  # unreadable, or half-written by hand: taken as no request, and said
+        log.warning("import job %s: its cancel request cannot be read", job_id, exc_info=True)
+        return None
+    return asked if isinstance(asked, dict) and isinstance(asked.get("by"), str) else None
 
 
-def _cancel_here(job_id: str, reason: str) -> None:
+def _cancel_here(job_id: str, reason: str) -> bool | None:
+    """Cancel a job of this process: whether it took the cancel; None when it does not run here."""
     with _running_lock:
         running = _here.get(job_id)
-    if running is not None:
-        running[0].cancel(reason)
+    return None if running is None else running.cancellation.cancel(reason)
 
 
-def _watch_cancel_requests(settings: Settings) -> None:
+def _watch_cancel_requests() -> None:
     """Start, unless it runs, the thread that takes the cancel requests another process wrote for this
     process's jobs; it ends when this process runs none."""
     global _watching
@@ -314,22 +332,35 @@ def _watch_cancel_requests(settings: Settings) -> None:
         if _watching:
             return
         _watching = True
+    try:
+        threading.Thread(target=_watch, name="import-job-cancels", daemon=True).start()
+    except BaseException:
+        with _running_lock:
+            _watching = False
+        raise
 
-    def watch() -> None:
-        global _watching
+
+def _watch() -> None:
+    global _watching
+    try:
         while True:
             with _running_lock:
-                ids = list(_here)
-                if not ids:
+                running = list(_here.items())
+                if not running:  # said under the lock a new job registers under: it starts a new watch
                     _watching = False
                     return
-            for job_id in ids:
-                asked = _cancel_request(settings, job_id)
-                if asked is not None:
-                    _cancel_here(job_id, f"cancelled by {asked.get('by', 'someone')}")
+            for job_id, job_running in running:
+                try:
+                    asked = _cancel_request(job_running.settings, job_id)
+                    if asked is not None:
+                        job_running.cancellation.cancel(f"cancelled by {asked['by']}")
+                except Exception:  # one job's trouble must not end the watch for the others
+                    log.exception("import job %s: its cancel request could not be taken", job_id)
             time.sleep(CANCEL_POLL_SECONDS)
-
-    threading.Thread(target=watch, name="import-job-cancels", daemon=True).start()
+    except BaseException:
+        with _running_lock:
+            _watching = False
+        raise
 
 
 def stop_all(reason: str = SERVICE_STOPPED, wait_seconds: float = 30.0) -> int:
@@ -338,11 +369,11 @@ def stop_all(reason: str = SERVICE_STOPPED, wait_seconds: float = 30.0) -> int:
     many jobs ran."""
     with _running_lock:
         running = list(_here.values())
-    for cancellation, _ in running:
-        cancellation.cancel(reason)
+    for job_running in running:
+        job_running.cancellation.cancel(reason)
     deadline = time.monotonic() + wait_seconds
-    for _, thread in running:
-        thread.join(max(0.0, deadline - time.monotonic()))
+    for job_running in running:
+        job_running.thread.join(max(0.0, deadline - time.monotonic()))
     return len(running)
 
 

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -47,7 +48,7 @@ from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as repo
 from gridsvc.services import held_reports
 from gridsvc.services.access import Principal
-from gridsvc.services.uploads import archive_limits
+from gridsvc.services.uploads import UPLOAD_FOLDER_PREFIX, archive_limits
 from gridsvc.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -218,15 +219,26 @@ class Cancellation:
             if self._reason is None:
                 self._reason = reason
                 if self._connection is not None:
-                    self._connection.cancel()
+                    try:
+                        self._connection.cancel()
+                    except Exception:  # closed, or the server unreachable: the next check stops it
+                        log.warning("could not send the cancel request for an import", exc_info=True)
             return True
 
-    def bind(self, session: Session) -> None:
-        """Cancel the statements of ``session``'s connection too (called inside the import's transaction)."""
+    @contextmanager
+    def bound(self, session: Session) -> Iterator[None]:
+        """Within: cancel the statements of ``session``'s connection too. Leave it before the session
+        ends, so that no cancel request reaches the connection once it is back in the pool, serving
+        someone else (leaving waits for a request being sent)."""
         connection = session.connection().connection.dbapi_connection
         with self._lock:
             self._connection = connection
-        self.check()
+        try:
+            self.check()
+            yield
+        finally:
+            with self._lock:
+                self._connection = None
 
     def check(self) -> None:
         """Raise :class:`ImportCancelled` if a cancel was asked for."""
@@ -247,7 +259,6 @@ class Cancellation:
         """The import is over, however it ended: later cancels are too late."""
         with self._lock:
             self._too_late = True
-            self._connection = None
 
 
 def _raise_if_cancelled(stop: Cancellation, exc: BaseException) -> None:
@@ -443,7 +454,8 @@ def _as_sent(request: ImportRequest, message: str) -> str:
     if not request.display_name:
         return message
     message = message.replace(str(request.path), request.display_name)
-    return message.replace(f"{request.path.parent}/", "")
+    folder = next((p for p in request.path.parents if p.name.startswith(UPLOAD_FOLDER_PREFIX)), None)
+    return message if folder is None else message.replace(f"{folder}/", "")
 
 
 def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> Iterator[gpd.GeoDataFrame]:
@@ -721,8 +733,7 @@ def import_components(
         report = _new_report(request, info, "components")
         problem_rows: list[gpd.GeoDataFrame] = []
         _freeze_older_objects()
-        with sessions.begin() as session:
-            stop.bind(session)
+        with sessions.begin() as session, stop.bound(session):
             rules = validate.ComponentRules(
                 classes=repo.component_classes(session),
                 counties=repo.counties(session),
@@ -1020,7 +1031,7 @@ def _new_batch(
         imported_by=actor.name,
         source_format=info.format,
         source_crs=info.crs,
-        warnings=list(report.warnings),  # a copy: _record sets the final list
+        warnings=[_word(request, w) for w in report.warnings],  # a new list: _record may set another
         parameters=_parameters(request),
     )
     report.batch_id = batch.id
@@ -1043,7 +1054,7 @@ def _record(
     if report.problems:
         stored = _in_request_words(request, _capped(report, "kept with the import"))
         repo.add_problems(session, _problem_rows(stored, _problem_frame(problem_rows), batch.id))
-        batch.warnings = [_word(request, w) for w in report.warnings]
+        batch.warnings = [_word(request, w) for w in report.warnings]  # with the cut's, if any
     batch.counts = report.counts()
     audit.record_audit(
         session,
@@ -1325,8 +1336,7 @@ def import_layer(
         )
         problem_rows: list[gpd.GeoDataFrame] = []
         _freeze_older_objects()
-        with sessions.begin() as session:
-            stop.bind(session)
+        with sessions.begin() as session, stop.bound(session):
             repo.create_layer_stage(session)
             seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
             for chunk in _chunks(info, request, settings):

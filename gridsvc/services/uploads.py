@@ -23,6 +23,9 @@ from gridsvc.settings import Settings
 ACCEPTED_SUFFIXES = (".gpkg", ".zip", ".geojson", ".json", ".csv", ".kml", ".kmz", ".shp")
 BLOCK_BYTES = 1 << 20
 
+# The temporary folder an upload is saved (and a zip unpacked) in: never named to the uploader.
+UPLOAD_FOLDER_PREFIX = "gridsvc-upload-"
+
 
 def archive_limits(settings: Settings) -> io.ArchiveLimits:
     """The zip limits the settings give."""
@@ -67,7 +70,7 @@ def saved_upload(filename: str, stream: BinaryIO, settings: Settings) -> Iterato
                 )
             ],
         )
-    folder = Path(tempfile.mkdtemp(prefix="gridsvc-upload-"))
+    folder = Path(tempfile.mkdtemp(prefix=UPLOAD_FOLDER_PREFIX))
     try:
         target = folder / name
         written = 0

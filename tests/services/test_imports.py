@@ -804,7 +804,7 @@ def test_http_dry_run_and_refusal_hold_their_report_for_download(
 
         # What an upload keeps with its import is in the upload's words too: crs=, not the CLI's --crs.
         wgs84 = tmp_path / "wgs84.gpkg"
-        lamps.to_crs(4326).to_file(wgs84, driver="GPKG")
+        clean.to_crs(4326).to_file(wgs84, driver="GPKG")  # no problems: the warnings are kept all the same
         overridden = client.post(
             "/v1/imports/components",
             files={"file": ("wgs84.gpkg", wgs84.read_bytes(), "application/octet-stream")},
@@ -832,6 +832,8 @@ def test_http_dry_run_and_refusal_hold_their_report_for_download(
 
 
 def _job_ended(client: TestClient | httpx.Client, link: str, headers: dict[str, str]) -> dict[str, object]:
+    """Poll a job over HTTP until it ends. Only where its key checks do not share the job's connection:
+    a served app, or a job that does not touch the database."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         state: dict[str, object] = client.get(link, headers=headers).json()
@@ -839,6 +841,17 @@ def _job_ended(client: TestClient | httpx.Client, link: str, headers: dict[str, 
             return state
         time.sleep(0.1)
     raise AssertionError(f"the job at {link} did not end in 120 s")
+
+
+def _wait_for_job(settings: Settings, link: str) -> None:
+    """Wait for a job of an app on the test's one rolled-back connection to end, reading its state file.
+
+    Polling over HTTP would check the key on that connection while the job's transaction runs on it: two
+    threads' savepoints interleave there, and releasing one can take the other with it."""
+    deadline = time.monotonic() + 120
+    while import_jobs.job(settings, link.rsplit("/", 1)[1])["status"] == "running":
+        assert time.monotonic() < deadline, f"the job at {link} did not end in 120 s"
+        time.sleep(0.1)
 
 
 def test_http_upload_in_the_background_is_a_job_to_poll(
@@ -862,9 +875,10 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         link = started.json()["links"]["self"]
         assert started.headers["location"] == link and started.json()["file"] == "路灯.gpkg"
         assert "process" not in started.json()
+        _wait_for_job(settings, link)
         assert client.get(link).status_code == 401
         assert client.get(link, headers={"X-API-Key": field_key}).status_code == 403
-        done = _job_ended(client, link, staff)
+        done = client.get(link, headers=staff).json()
         assert done["status"] == "done" and done["rows_read"] == 6 and done["rows_in_file"] == 6
         result = cast(dict[str, Any], done["result"])
         assert (result["accepted"], result["rejected"], result["new"]) == (5, 1, 5)
@@ -889,7 +903,8 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
             data={"background": "true"},
             headers=staff,
         )
-        failed = _job_ended(client, no_crs.json()["links"]["self"], staff)
+        _wait_for_job(settings, no_crs.json()["links"]["self"])
+        failed = client.get(no_crs.json()["links"]["self"], headers=staff).json()
         error = cast(dict[str, Any], failed["error"])
         assert failed["status"] == "failed" and error["status"] == 422
         assert error["errors"][0]["field"] == "crs" and "crs=EPSG:4527" in error["errors"][0]["message"]
@@ -1227,6 +1242,20 @@ def test_a_reimport_killed_or_cancelled_while_closing_versions_leaves_them_as_th
         assert process.returncode == 130, err
         assert "cancelled: nothing of 复查.gpkg was imported" in err
     assert _component_state_returns_to(demo_engine_shared, before) == before
+
+
+def test_a_cancel_is_taken_until_the_commit_begins_and_refused_from_then_on() -> None:
+    early = imports_service.Cancellation()
+    assert early.cancel("cancelled by 测绘员") and early.reason == "cancelled by 测绘员"
+    with pytest.raises(imports_service.ImportCancelled) as stopped:
+        early.commit_now()  # the commit does not begin
+    assert stopped.value.reason == "cancelled by 测绘员"
+    late = imports_service.Cancellation()
+    late.commit_now()
+    assert late.cancel("cancelled by 测绘员") is False and late.reason is None
+    ended = imports_service.Cancellation()
+    ended.end()
+    assert ended.cancel("the service stopped while the import ran") is False
 
 
 def test_a_background_import_cancelled_or_stopped_with_the_service_rolls_back(
