@@ -292,14 +292,18 @@ def stage_components(session: Session, lines: npt.NDArray[Any], *, grids_of_plan
 
 
 def classify_components(session: Session) -> dict[str, int]:
-    """Compare the stage with the current components: new, changed or unchanged (by code)."""
+    """Compare the stage with the current components: new, changed or unchanged (by code).
+
+    Only the staged codes that already have a current component are written down (``import_diff``: code,
+    current id, changed or unchanged); every other staged row is new. A first census thus copies none of
+    its rows a second time, and a re-survey copies three columns, not the rows.
+    """
     session.execute(
         text(
             f"""
             CREATE TEMP TABLE import_diff ON COMMIT DROP AS
-            SELECT s.*, c.id AS current_id,
+            SELECT s.code, c.id AS current_id,
                    CASE
-                     WHEN c.id IS NULL THEN 'new'
                      WHEN c.class_code = s.class_code
                       AND c.name IS NOT DISTINCT FROM s.name
                       AND c.status = s.status
@@ -313,14 +317,23 @@ def classify_components(session: Session) -> dict[str, int]:
                      ELSE 'changed'
                    END AS change
             FROM {STAGE} s
-            LEFT JOIN component c ON c.code = s.code AND c.valid_to IS NULL
+            JOIN component c ON c.code = s.code AND c.valid_to IS NULL
             """
         )
     )
+    staged = session.execute(text(f"SELECT count(*) FROM {STAGE}")).scalar_one()
     rows = session.execute(text("SELECT change, count(*) FROM import_diff GROUP BY change")).all()
-    counts = {"new": 0, "changed": 0, "unchanged": 0}
+    counts = {"changed": 0, "unchanged": 0}
     counts.update({change: int(n) for change, n in rows})
+    counts["new"] = int(staged) - counts["changed"] - counts["unchanged"]
     return counts
+
+
+# The staged rows to write: the new ones (no current component) and the changed ones.
+_TO_WRITE = f"""
+    FROM {STAGE} s LEFT JOIN import_diff d ON d.code = s.code
+    WHERE d.change IS DISTINCT FROM 'unchanged'
+"""
 
 
 def apply_components(session: Session, *, batch_id: int, now: dt.datetime) -> int:
@@ -338,16 +351,15 @@ def apply_components(session: Session, *, batch_id: int, now: dt.datetime) -> in
     )
     result = session.execute(
         text(
-            """
+            f"""
             WITH inserted AS (
                 INSERT INTO component (code, class_code, name, status, owner, owner_department_code,
                                        maintainer_department_code, attributes, survey_batch_id, unit_grid_id,
                                        responsibility_grid_id, valid_from, geom)
-                SELECT d.code, d.class_code, d.name, d.status, d.owner, d.owner_department_code,
-                       d.maintainer_department_code, d.attributes, :batch, d.unit_grid_id,
-                       d.responsibility_grid_id, :now, d.geom
-                FROM import_diff d
-                WHERE d.change IN ('new', 'changed')
+                SELECT s.code, s.class_code, s.name, s.status, s.owner, s.owner_department_code,
+                       s.maintainer_department_code, s.attributes, :batch, s.unit_grid_id,
+                       s.responsibility_grid_id, :now, s.geom
+                {_TO_WRITE}
                 RETURNING unit_grid_id
             )
             SELECT count(unit_grid_id) FROM inserted
@@ -453,11 +465,7 @@ def rebuild_component_secondary(session: Session, saved: SecondaryStructures) ->
 def count_assignable(session: Session) -> int:
     """How many of the classified rows that would be written have a unit grid (a dry run's
     ``assigned_to_grid``; :func:`apply_components` counts the same when it writes them)."""
-    return int(
-        session.execute(
-            text("SELECT count(unit_grid_id) FROM import_diff WHERE change IN ('new', 'changed')")
-        ).scalar_one()
-    )
+    return int(session.execute(text(f"SELECT count(s.unit_grid_id) {_TO_WRITE}")).scalar_one())
 
 
 def areas_without_communities(session: Session, area_codes: Sequence[str]) -> list[str]:

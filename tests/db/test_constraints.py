@@ -81,6 +81,10 @@ def test_component_code_class_status_and_versions(sessions: sessionmaker[Session
             Component(code="3701020118000001", class_code="0118", status="broken", geom=point),
             "ck_component_status_known",
         )
+        # 16 or 17 ASCII digits: not 15 (18 is too long for the column), no letter, no full-width digit
+        # (migration 0012 checks it without a regular expression).
+        for code in ("370102011800001", "37010201180000A1", " 370102011800001", "3701020118００0001"):
+            _refused(session, Component(code=code, class_code="0118", geom=point), "ck_component_code_format")
         session.add(Component(code="3701020118000001", class_code="0118", geom=point))
         session.flush()
         # A second current version of the same code is refused; history rows are fine.
