@@ -769,7 +769,7 @@ def import_components(
                         f"{report.retired} marked void: fix their codes and import again"
                     )
             if request.dry_run:
-                report.assigned_to_grid = repo.count_assignable(session)
+                report.assigned_to_grid = repo.count_assignable(session, diff)
                 raise _DryRunDoneError
             # The wall clock after the whole file is staged, not the transaction start: two imports in one
             # transaction still order, and a version another import committed meanwhile ends after it began.
@@ -777,7 +777,7 @@ def import_components(
             batch = _new_batch(session, report, request, info, actor)
             rebuild = _rebuild_or_not(session, request, report.new + report.changed)
             say(f"writing {report.new + report.changed:,} components")
-            report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now)
+            report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now, counts=diff)
             if rebuild is not None:
                 say("rebuilding the component table's indexes and checking its foreign keys")
                 repo.rebuild_component_secondary(session, rebuild)

@@ -623,8 +623,11 @@ def test_one_import_starts_all_its_versions_at_one_instant(
     changed.loc[0, "状态"] = "破损"
     second = tmp_path / "v2.gpkg"
     changed.to_file(second, driver="GPKG")
+    # A dry run counts the grids of the rows a real run writes: the new and the changed, not the unchanged.
+    preview = _run(demo_sessions, test_settings, second, dry_run=True)
+    assert (preview.new, preview.changed, preview.unchanged, preview.assigned_to_grid) == (1, 1, 1, 2)
     report = _run(demo_sessions, test_settings, second)
-    assert (report.new, report.changed, report.unchanged) == (1, 1, 1)
+    assert (report.new, report.changed, report.unchanged, report.assigned_to_grid) == (1, 1, 1, 2)
     with demo_sessions() as session:
         rows = session.execute(
             text(
