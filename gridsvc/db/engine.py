@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 # libpq's connect_timeout is in whole seconds.
 CONNECT_TIMEOUT_SECONDS = 5
+
+_CONNECT_ARGS: dict[str, Any] = {
+    "options": "-c timezone=UTC",
+    "client_encoding": "utf8",
+    "application_name": "gridsvc",
+    # A server that accepts the connection and never answers (a hung host, a dropped route) would hold
+    # a request for ever without these; the pool timeout does not bound a connect. With them the
+    # request fails in seconds and the service answers 503 + Retry-After.
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def make_engine(
@@ -24,22 +40,36 @@ def make_engine(
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         pool_pre_ping=True,
-        connect_args={
-            "options": "-c timezone=UTC",
-            "client_encoding": "utf8",
-            "application_name": "gridsvc",
-            # A server that accepts the connection and never answers (a hung host, a dropped route) would hold
-            # a request for ever without these; the pool timeout does not bound a connect. With them the
-            # request fails in seconds and the service answers 503 + Retry-After.
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-        },
+        connect_args=dict(_CONNECT_ARGS),
     )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that do not expire objects on commit, so services can return what they wrote."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def backend_pid(session: Session) -> int:
+    """The server process of ``session``'s connection (no round trip: libpq knows it)."""
+    return int(session.connection().connection.dbapi_connection.info.backend_pid)  # type: ignore[union-attr]
+
+
+def cancel_statement(engine: Engine, pid: int) -> bool:
+    """Cancel the statement server process ``pid`` runs, from any thread: ``pg_cancel_backend`` over a
+    connection opened for it alone, outside the pool (which may be busy), and closed.
+
+    Why not psycopg2's ``connection.cancel()``: it sends libpq's cancel request holding the GIL, and
+    libpq connects for that with no timeout. Against a server that stopped answering, every thread of
+    the process (a service's requests too) would stand still until TCP gives up, minutes later. This
+    connect releases the GIL and gives up after :data:`CONNECT_TIMEOUT_SECONDS` with
+    ``psycopg2.OperationalError``. Returns whether the server found the process.
+    """
+    cargs, cparams = engine.dialect.create_connect_args(engine.url)
+    arguments = {**cparams, **_CONNECT_ARGS, "application_name": "gridsvc cancel"}
+    connection = engine.dialect.loaded_dbapi.connect(*cargs, **arguments)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_cancel_backend(%s)", (pid,))
+            return bool(cursor.fetchone()[0])
+    finally:
+        connection.close()

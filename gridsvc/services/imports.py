@@ -31,10 +31,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import shapely
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import fieldmap, gridindex, io, validate
 from gis.export import DERIVED_COMPONENT_COLUMNS, REPORT_COLUMNS, shapefile_field_names, write_problems
+from gridsvc.db import engine as db_engine
 from gridsvc.db.models import SurveyBatch
 from gridsvc.errors import (
     FieldProblem,
@@ -195,15 +197,15 @@ class Cancellation:
     service that is stopping, Ctrl+C seen by the CLI's signal watcher.
 
     The import checks it between chunks and steps. A statement running on the import's connection is
-    cancelled at once with libpq's cancel request (safe from any thread), so a cancel does not wait for an
-    index build or a lock. From the commit on a cancel is refused (:meth:`cancel` answers False): the
-    import may then be in the database already, and is left to finish.
+    cancelled at once (:func:`db_engine.cancel_statement`, safe from any thread and never holding the
+    GIL), so a cancel does not wait for an index build or a lock. From the commit on a cancel is refused
+    (:meth:`cancel` answers False): the import may then be in the database already, and is left to finish.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reason: str | None = None
-        self._connection: Any = None  # the import's psycopg2 connection, once its transaction began
+        self._backend: tuple[Engine, int] | None = None  # the import's engine and server process, once bound
         self._too_late = False
 
     @property
@@ -218,10 +220,10 @@ class Cancellation:
                 return False
             if self._reason is None:
                 self._reason = reason
-                if self._connection is not None:
+                if self._backend is not None:
                     try:
-                        self._connection.cancel()
-                    except Exception:  # closed, or the server unreachable: the next check stops it
+                        db_engine.cancel_statement(*self._backend)
+                    except Exception:  # the server unreachable, or full: the next check stops it
                         log.warning("could not send the cancel request for an import", exc_info=True)
             return True
 
@@ -230,15 +232,15 @@ class Cancellation:
         """Within: cancel the statements of ``session``'s connection too. Leave it before the session
         ends, so that no cancel request reaches the connection once it is back in the pool, serving
         someone else (leaving waits for a request being sent)."""
-        connection = session.connection().connection.dbapi_connection
+        backend = (session.connection().engine, db_engine.backend_pid(session))
         with self._lock:
-            self._connection = connection
+            self._backend = backend
         try:
             self.check()
             yield
         finally:
             with self._lock:
-                self._connection = None
+                self._backend = None
 
     def check(self) -> None:
         """Raise :class:`ImportCancelled` if a cancel was asked for."""
@@ -612,8 +614,9 @@ class _Writer:
         self._session = session
         self._grids = grids
         self._grids_of_plan = grids_of_plan
-        # Taken here, on the caller's thread: close() may need it while the thread uses the session.
-        self._raw = session.connection().connection.dbapi_connection
+        # Taken here, on the caller's thread: close() may need them while the thread uses the session.
+        self._engine = session.connection().engine
+        self._backend_pid = db_engine.backend_pid(session)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridsvc-import")
         self._pending: deque[Future[int]] = deque()
 
@@ -639,7 +642,10 @@ class _Writer:
     def close(self, *, failed: bool) -> None:
         """Stop the thread; after a failure, cancel the statement it runs so the rollback need not wait."""
         if failed and any(not f.done() for f in self._pending):
-            cast(Any, self._raw).cancel()  # libpq's cancel request is safe from any thread
+            try:
+                db_engine.cancel_statement(self._engine, self._backend_pid)
+            except Exception:  # the server unreachable: the rollback then waits for the statement
+                log.warning("could not cancel the import's running statement", exc_info=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
