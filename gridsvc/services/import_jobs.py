@@ -218,10 +218,15 @@ def start(
 
 
 def _ended(job_id: str | None = None) -> None:
-    global _running
     with _running_lock:
-        _running -= 1
-        _here.pop(job_id or "", None)
+        _free_slot(job_id)
+
+
+def _free_slot(job_id: str | None) -> None:
+    """Give back the job's place; hold ``_running_lock``."""
+    global _running
+    _running -= 1
+    _here.pop(job_id or "", None)
 
 
 def _run(
@@ -243,12 +248,19 @@ def _run(
             cleanup()
             state.update(status=status, finished_at=_now(), phase=None)
             state["result" if status == "done" else "error"] = body
-            try:
-                _write(settings, job_id, state)
-            except OSError:
-                log.exception("import job %s ended %s, but its state could not be written", job_id, status)
         finally:
-            _ended(job_id)  # after the state is written: a stopping service waits for it (stop_all)
+            # The final state and the free place in one step: a client that reads "done" and uploads the
+            # next file at once finds the place free (not a spurious 503), and a stopping service, which
+            # waits for the job's place (stop_all), finds the state written.
+            with _running_lock:
+                try:
+                    _write(settings, job_id, state)
+                except OSError:
+                    log.exception(
+                        "import job %s ended %s, but its state could not be written", job_id, status
+                    )
+                finally:
+                    _free_slot(job_id)
 
 
 def job(settings: Settings, job_id: str) -> dict[str, Any]:

@@ -858,7 +858,11 @@ def _wait_for_job(settings: Settings, link: str) -> None:
 
 
 def test_http_upload_in_the_background_is_a_job_to_poll(
-    demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
+    demo_sessions: sessionmaker[Session],
+    test_settings: Settings,
+    demo_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lamps = _lamps(_grid_points(demo_sessions, 6, offset=70), first_seq=998_001)
     lamps.loc[3, "状态"] = "坏了"
@@ -949,7 +953,20 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         with pytest.raises(import_jobs.JobsFullError):
             import_jobs.start(one_job, lambda _: ("done", {}), layer="roads", file="y", cleanup=cleaned.set)
         assert cleaned.is_set()  # the refused job's upload is removed all the same
+        # Once a job reads done its place is free: a client uploading the next file at once gets no 503.
+        # (The final state's write is slowed down, to hold open the moment between the two, if any.)
+        real_write = import_jobs._write
+
+        def slow_final_write(settings: Settings, job_id: str, state: dict[str, Any]) -> None:
+            real_write(settings, job_id, state)
+            if state["status"] != "running":
+                time.sleep(0.5)
+
+        monkeypatch.setattr(import_jobs, "_write", slow_final_write)
         release.set()
+        while import_jobs.job(one_job, busy["job_id"])["status"] == "running":
+            time.sleep(0.01)
+        assert import_jobs.has_room(one_job)
         assert _job_ended(client, f"/v1/imports/jobs/{busy['job_id']}", staff)["status"] == "done"
 
 
