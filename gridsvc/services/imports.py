@@ -205,7 +205,8 @@ class Cancellation:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reason: str | None = None
-        self._backend: tuple[Engine, int] | None = None  # the import's engine and server process, once bound
+        # The import's engine and server process, once bound.
+        self._backend: tuple[Engine, db_engine.Backend] | None = None
         self._too_late = False
 
     @property
@@ -232,7 +233,7 @@ class Cancellation:
         """Within: cancel the statements of ``session``'s connection too. Leave it before the session
         ends, so that no cancel request reaches the connection once it is back in the pool, serving
         someone else (leaving waits for a request being sent)."""
-        backend = (session.connection().engine, db_engine.backend_pid(session))
+        backend = (session.connection().engine, db_engine.current_backend(session))
         with self._lock:
             self._backend = backend
         try:
@@ -616,7 +617,7 @@ class _Writer:
         self._grids_of_plan = grids_of_plan
         # Taken here, on the caller's thread: close() may need them while the thread uses the session.
         self._engine = session.connection().engine
-        self._backend_pid = db_engine.backend_pid(session)
+        self._backend = db_engine.current_backend(session)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridsvc-import")
         self._pending: deque[Future[int]] = deque()
 
@@ -643,7 +644,7 @@ class _Writer:
         """Stop the thread; after a failure, cancel the statement it runs so the rollback need not wait."""
         if failed and any(not f.done() for f in self._pending):
             try:
-                db_engine.cancel_statement(self._engine, self._backend_pid)
+                db_engine.cancel_statement(self._engine, self._backend)
             except Exception:  # the server unreachable: the rollback then waits for the statement
                 log.warning("could not cancel the import's running statement", exc_info=True)
         self._pool.shutdown(wait=True, cancel_futures=True)

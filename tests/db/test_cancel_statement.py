@@ -3,6 +3,7 @@ answer never stalls the rest of the process."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from gridsvc.db.engine import (
     CONNECT_TIMEOUT_SECONDS,
-    backend_pid,
+    Backend,
     cancel_statement,
+    current_backend,
     make_engine,
     make_session_factory,
 )
@@ -34,13 +36,17 @@ def test_a_running_statement_is_cancelled_from_another_thread(engine: Engine) ->
             failed.append(exc)
 
     with make_session_factory(engine)() as session:
-        pid = backend_pid(session)
+        backend = current_backend(session)
         sleeper = threading.Thread(target=sleep_long, args=(session,))
         sleeper.start()
         started.wait()
+        # Another process that had this pid once (started at another time) is not this one: nothing stops.
+        earlier = Backend(pid=backend.pid, started=backend.started - dt.timedelta(seconds=1))
+        assert not cancel_statement(engine, earlier)
+        assert sleeper.is_alive()
         # Until the statement is on the server, a cancel finds nothing to stop; send until it does.
         while sleeper.is_alive():
-            assert cancel_statement(engine, pid)
+            assert cancel_statement(engine, backend)
             sleeper.join(timeout=0.2)
         session.rollback()
     assert len(failed) == 1
@@ -50,16 +56,27 @@ def test_a_running_statement_is_cancelled_from_another_thread(engine: Engine) ->
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A port that takes no connection and never refuses one, like a server behind a dropped route: its
-    one-place accept queue is full, so the kernel drops every further SYN."""
+    accept queue is filled until a connect times out, and from then on the kernel drops every SYN."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
+    listener.listen(1)
     port = listener.getsockname()[1]
-    filler = socket.create_connection(("127.0.0.1", port))
+    fillers: list[socket.socket] = []
     try:
+        for _ in range(16):
+            filler = socket.socket()
+            filler.settimeout(0.5)
+            fillers.append(filler)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break  # silent now: this connect got no answer
+        else:
+            pytest.fail("the listening socket kept taking connections: no silent server to test against")
         yield port
     finally:
-        filler.close()
+        for filler in fillers:
+            filler.close()
         listener.close()
 
 
@@ -69,7 +86,7 @@ def test_a_cancel_to_a_silent_server_gives_up_and_never_stalls_the_process(silen
 
     def cancel() -> None:
         try:
-            cancel_statement(engine, 4242)
+            cancel_statement(engine, Backend(pid=4242, started=dt.datetime.now(dt.UTC)))
         except BaseException as exc:  # the test reads what ended it
             failed.append(exc)
 
