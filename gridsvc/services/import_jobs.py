@@ -244,10 +244,12 @@ def _run(
     try:
         status, body = work(progress)
     finally:  # also for an interrupt or exit, which leave the job failed rather than running for ever
+        state.update(status=status, finished_at=_now(), phase=None)
+        state["result" if status == "done" else "error"] = body
         try:
             cleanup()
-            state.update(status=status, finished_at=_now(), phase=None)
-            state["result" if status == "done" else "error"] = body
+        except Exception:  # a leftover upload costs only disk in the temporary folder: the job has ended
+            log.exception("import job %s: its upload could not be removed", job_id)
         finally:
             # The final state and the free place in one step: a client that reads "done" and uploads the
             # next file at once finds the place free (not a spurious 503), and a stopping service, which

@@ -969,6 +969,18 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         assert import_jobs.has_room(one_job)
         assert _job_ended(client, f"/v1/imports/jobs/{busy['job_id']}", staff)["status"] == "done"
 
+    # A job whose upload cannot be removed still ends with its state written and its place free.
+    def cleanup_fails() -> None:
+        raise OSError("the upload folder is gone")
+
+    unclean = import_jobs.start(
+        one_job, lambda _: ("done", {}), layer="roads", file="z", cleanup=cleanup_fails
+    )
+    while import_jobs.job(one_job, unclean["job_id"])["status"] == "running":
+        time.sleep(0.01)
+    assert import_jobs.job(one_job, unclean["job_id"])["status"] == "done"
+    assert import_jobs.has_room(one_job)
+
 
 def test_a_long_report_is_kept_and_held_up_to_the_limit_and_says_so(
     demo_sessions: sessionmaker[Session],
