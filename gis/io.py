@@ -239,6 +239,9 @@ class LayerInfo:
         Features in the layer (for CSV, data rows that are not blank).
     fields : tuple of str
         Attribute field names as decoded.
+    coordinate_fields : tuple of str
+        The fields among ``fields`` the positions were read from: a CSV's x and y columns (they are read
+        as attributes too, as in QGIS, so a problem report shows a broken one as written); else empty.
     geometry_type : str or None
         As GDAL reports it, e.g. ``"Point"``; None for a table without geometry.
     warnings : tuple of str
@@ -256,6 +259,7 @@ class LayerInfo:
     fields: tuple[str, ...]
     geometry_type: str | None
     warnings: tuple[str, ...]
+    coordinate_fields: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -1324,6 +1328,7 @@ def _inspect_csv(
         fields=fields,
         geometry_type=geometry_type,
         warnings=tuple(notes),
+        coordinate_fields=(layout.x, layout.y) if layout.x is not None and layout.y is not None else (),
     )
     return info, iter(sample)
 

@@ -377,12 +377,14 @@ _EXPORT_ONLY_COLUMNS = (
 
 def _left_out_columns(info: io.LayerInfo) -> tuple[str, ...]:
     """The columns to leave out of a file gridsvc wrote: a corrected problems report's own columns, or a
-    components export's derived ones (class name, grids, validity: the import finds them itself). A
-    file with only some of them is any file, and keeps them in the free attributes."""
+    components export's derived ones (class name, grids, validity: the import finds them itself; in a CSV
+    also the coordinate columns, which are its position). A file with only some of them is any file, and
+    keeps them in the free attributes."""
     fields = set(info.fields)
     if set(_REPORT_ONLY_COLUMNS) <= fields:
         return _REPORT_ONLY_COLUMNS
-    return next((names for names in _EXPORT_ONLY_COLUMNS if set(names) <= fields), ())
+    derived = next((names for names in _EXPORT_ONLY_COLUMNS if set(names) <= fields), ())
+    return (*derived, *info.coordinate_fields) if derived else ()
 
 
 def _is_export(info: io.LayerInfo) -> bool:
@@ -395,7 +397,8 @@ def _with_exported_attributes(mapped: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """An export's ``attributes`` column is the components' free attributes as JSON text: read it back into
     them, rather than keep it as one text attribute inside them. A column GIS staff added to the export
     stays an attribute of its own, and wins over a key of the same name; a cell that is not a JSON object
-    (cut at a Shapefile's 254 bytes, edited by hand) stays as it is, under ``attributes``."""
+    (cut at a Shapefile's 254 bytes, edited by hand) stays as it is, under ``attributes``. GeoJSON holds
+    the object itself, which GDAL reads back as one."""
 
     def merged(text: str | None) -> str | None:
         if text is None:
@@ -403,7 +406,7 @@ def _with_exported_attributes(mapped: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         outer = json.loads(text)
         inner = outer.get("attributes")
         try:
-            exported = json.loads(inner) if isinstance(inner, str) else None
+            exported = json.loads(inner) if isinstance(inner, str) else inner
         except json.JSONDecodeError:
             exported = None
         if not isinstance(exported, dict):
@@ -421,9 +424,13 @@ def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
     left_out = _left_out_columns(info)
     if left_out:
         what = "problems report" if left_out == _REPORT_ONLY_COLUMNS else "components export"
+        derived = [c for c in left_out if c not in info.coordinate_fields]
+        position = [c for c in left_out if c in info.coordinate_fields]
         note = (
-            f"this file is a gridsvc {what}: its columns {', '.join(left_out)} were left out (the import "
-            "finds them itself); every other column was read as in any file"
+            f"this file is a gridsvc {what}: its columns {', '.join(derived)} were left out (the import "
+            "finds them itself)"
+            + (f", and {', '.join(position)} made the position only" if position else "")
+            + "; every other column was read as in any file"
             + (", its attributes JSON into the free attributes" if what == "components export" else "")
         )
         info = dataclasses.replace(info, warnings=(*info.warnings, note))

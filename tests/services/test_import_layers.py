@@ -69,6 +69,38 @@ def test_boundaries_upsert_by_code_and_need_their_parent(
     assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370102099'") == "更名街道"
 
 
+def test_a_layer_delivered_again_in_another_crs_is_the_same_layer(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A street and two roads delivered in CGCS2000 degrees, then again in Gauss-Krüger zone 39: converting
+    moves their vertices by nanometres, so the street is unchanged and no road is added twice."""
+    a, b = _inside_lixia(demo_sessions, 2)
+    street = gpd.GeoDataFrame(
+        {"区划代码": ["370102098"], "名称": ["换算街道"]},
+        geometry=[shapely.Polygon([(a.x, a.y), (a.x + 0.0031, a.y + 0.0007), (a.x + 0.0017, a.y + 0.0029)])],
+        crs="EPSG:4490",
+    )
+    roads = gpd.GeoDataFrame(
+        {"道路名称": ["换算路", "换算东路"], "道路等级": ["主干道", "支路"]},
+        geometry=[shapely.LineString([a, b]), shapely.LineString([b, (b.x + 0.0013, b.y + 0.0002)])],
+        crs="EPSG:4490",
+    )
+    for crs in ("EPSG:4490", "EPSG:4527"):
+        street.to_crs(crs).to_file(tmp_path / f"街道_{crs[5:]}.gpkg", driver="GPKG")
+        roads.to_crs(crs).to_file(tmp_path / f"道路_{crs[5:]}.gpkg", driver="GPKG")
+    first = _run(
+        demo_sessions, test_settings, tmp_path / "街道_4490.gpkg", layer="boundaries", level="street"
+    )
+    again = _run(
+        demo_sessions, test_settings, tmp_path / "街道_4527.gpkg", layer="boundaries", level="street"
+    )
+    assert (first.new, again.new, again.changed, again.unchanged) == (1, 0, 0, 1)
+    first = _run(demo_sessions, test_settings, tmp_path / "道路_4490.gpkg", layer="roads")
+    again = _run(demo_sessions, test_settings, tmp_path / "道路_4527.gpkg", layer="roads")
+    assert (first.new, again.new, again.changed, again.unchanged) == (2, 0, 0, 2)
+    assert _scalar(demo_sessions, "SELECT count(*) FROM road WHERE name LIKE '换算%'") == 2
+
+
 def test_a_boundary_code_used_twice_rejects_both_rows_with_their_values_whatever_the_chunk_size(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:

@@ -364,6 +364,69 @@ def test_an_export_corrected_in_qgis_imports_again_as_the_changes_it_holds(
     assert changed["owner_department_code"] == "lighting"
 
 
+@pytest.mark.parametrize(
+    ("suffix", "crs", "classes"),
+    [
+        (".gpkg", "EPSG:4527", ("0113", GREEN_BELT)),  # the Gauss-Krüger zone Jinan's GIS staff work in
+        (".shp", "EPSG:4527", ("0113",)),  # a Shapefile holds one kind of geometry
+        (".geojson", "EPSG:4490", ("0113", GREEN_BELT)),  # the free attributes as a JSON object
+        (".csv", "EPSG:4490", ("0113",)),  # lon and lat columns
+        (".csv", "EPSG:4490", ("0113", GREEN_BELT)),  # a wkt column, to nine decimals
+        (".gpkg", "gcj02", ("0113", GREEN_BELT)),  # for a web map; the file cannot say its datum
+    ],
+)
+def test_an_export_imported_again_untouched_changes_nothing(
+    demo_sessions: sessionmaker[Session],
+    test_settings: Settings,
+    tmp_path: Path,
+    suffix: str,
+    crs: str,
+    classes: tuple[str, ...],
+) -> None:
+    """Export, look in QGIS, import the file back as it was: no component gets a new version, though
+    converting to the file's CRS and back moved every vertex by nanometres and the file may have rounded
+    it. A move of a few centimetres is still a change."""
+    from gridsvc.services.export import export_layer
+
+    points = _grid_points(demo_sessions, 6, offset=420)
+    lamps = _lamps(points.iloc[:4], first_seq=950_001, class_code="0113")
+    lon, lat = points["lon"].to_numpy(), points["lat"].to_numpy()
+    belts = gpd.GeoDataFrame(
+        {
+            "标识码": [f"370102{GREEN_BELT}9500{11 + i}" for i in range(2)],
+            "状态": "完好",
+            "绿地类型": ["街旁绿地", None],
+        },
+        # A belt along a street, a few vertices that no grid of round numbers holds.
+        geometry=[
+            shapely.Polygon(
+                [(x, y), (x + 2.3e-4, y + 1.7e-5), (x + 2.1e-4, y + 1.3e-4), (x - 1.1e-5, y + 1.1e-4)]
+            )
+            for x, y in zip(lon[4:], lat[4:], strict=True)
+        ],
+        crs="EPSG:4490",
+    )
+    census = tmp_path / "census.gpkg"
+    pd.concat([lamps, belts], ignore_index=True).to_file(census, driver="GPKG")
+    assert _run(demo_sessions, test_settings, census).new == 6
+
+    exported, count = export_layer(
+        demo_sessions, "components", tmp_path / f"导出{suffix}", crs=crs, class_codes=classes
+    )
+    assert count == (6 if GREEN_BELT in classes else 4)
+    told = {"crs": crs} if suffix == ".csv" or crs == "gcj02" else {}  # the file does not say its CRS
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, exported, **told)
+    assert (report.rejected, report.new, report.changed, report.unchanged) == (0, 0, 0, count)
+    assert _count(demo_sessions) == before
+
+    # Three centimetres north is a move GIS staff made: a new version.
+    moved = lamps.iloc[[0]].set_geometry(shapely.points([lon[0]], [lat[0] + 3e-7]), crs="EPSG:4490")
+    moved.to_file(tmp_path / "moved.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "moved.gpkg")
+    assert (report.changed, report.unchanged) == (1, 0)
+
+
 def test_duplicate_codes_are_rejected_alike_whatever_the_chunk_size(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
