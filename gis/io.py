@@ -240,8 +240,9 @@ class LayerInfo:
     fields : tuple of str
         Attribute field names as decoded.
     coordinate_fields : tuple of str
-        The fields among ``fields`` the positions were read from: a CSV's x and y columns (they are read
-        as attributes too, as in QGIS, so a problem report shows a broken one as written); else empty.
+        The fields among ``fields`` that hold the positions: a CSV's x and y columns, and a WKT column
+        beside them. They come in each chunk too, so a problem report can show a broken one as written;
+        else empty.
     geometry_type : str or None
         As GDAL reports it, e.g. ``"Point"``; None for a table without geometry.
     warnings : tuple of str
@@ -1316,6 +1317,13 @@ def _inspect_csv(
         with contextlib.closing(_csv_frames(given, layout, label, _SAMPLE_ROWS)) as frames:
             sample.extend(itertools.islice(frames, 1))
     geometry_type = "Point" if layout.x is not None else _sample_geometry_type(sample)
+    coordinates = _csv_coordinate_fields(layout)
+    if len(coordinates) > 2:
+        notes.append(
+            f"{label}: the positions are read from its {coordinates[0]}/{coordinates[1]} columns; its "
+            f"{coordinates[2]} column is the same position written again and is left out (correct "
+            f"{coordinates[0]}/{coordinates[1]})"
+        )
     info = LayerInfo(
         path=given,
         format="CSV",
@@ -1328,9 +1336,18 @@ def _inspect_csv(
         fields=fields,
         geometry_type=geometry_type,
         warnings=tuple(notes),
-        coordinate_fields=(layout.x, layout.y) if layout.x is not None and layout.y is not None else (),
+        coordinate_fields=coordinates,
     )
     return info, iter(sample)
+
+
+def _csv_coordinate_fields(layout: _CsvLayout) -> tuple[str, ...]:
+    """The x and y columns a CSV's positions are read from, and a WKT column beside them (a problem
+    report's ``wkt``): the same position written again, not an attribute."""
+    if layout.x is None or layout.y is None:
+        return ()
+    keys = {c.strip().casefold(): c for c in layout.columns}
+    return (layout.x, layout.y, *(keys[name] for name in _WKT_COLUMNS if name in keys))
 
 
 def _sample_geometry_type(sample: list[Frame]) -> str | None:

@@ -377,14 +377,12 @@ _EXPORT_ONLY_COLUMNS = (
 
 def _left_out_columns(info: io.LayerInfo) -> tuple[str, ...]:
     """The columns to leave out of a file gridsvc wrote: a corrected problems report's own columns, or a
-    components export's derived ones (class name, grids, validity: the import finds them itself; in a CSV
-    also the coordinate columns, which are its position). A file with only some of them is any file, and
-    keeps them in the free attributes."""
+    components export's derived ones (class name, grids, validity: the import finds them itself). A
+    file with only some of them is any file, and keeps them in the free attributes."""
     fields = set(info.fields)
     if set(_REPORT_ONLY_COLUMNS) <= fields:
         return _REPORT_ONLY_COLUMNS
-    derived = next((names for names in _EXPORT_ONLY_COLUMNS if set(names) <= fields), ())
-    return (*derived, *info.coordinate_fields) if derived else ()
+    return next((names for names in _EXPORT_ONLY_COLUMNS if set(names) <= fields), ())
 
 
 def _is_export(info: io.LayerInfo) -> bool:
@@ -424,13 +422,9 @@ def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
     left_out = _left_out_columns(info)
     if left_out:
         what = "problems report" if left_out == _REPORT_ONLY_COLUMNS else "components export"
-        derived = [c for c in left_out if c not in info.coordinate_fields]
-        position = [c for c in left_out if c in info.coordinate_fields]
         note = (
-            f"this file is a gridsvc {what}: its columns {', '.join(derived)} were left out (the import "
-            "finds them itself)"
-            + (f", and {', '.join(position)} made the position only" if position else "")
-            + "; every other column was read as in any file"
+            f"this file is a gridsvc {what}: its columns {', '.join(left_out)} were left out (the import "
+            "finds them itself); every other column was read as in any file"
             + (", its attributes JSON into the free attributes" if what == "components export" else "")
         )
         info = dataclasses.replace(info, warnings=(*info.warnings, note))
@@ -479,10 +473,19 @@ def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> I
 
 def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
     try:
-        fields = [f for f in info.fields if f not in _left_out_columns(info)]
+        left_out = {*_left_out_columns(info), *info.coordinate_fields}
+        fields = [f for f in info.fields if f not in left_out]
         return fieldmap.resolve_mapping(fields, request.mapping, layer=request.layer)
     except fieldmap.MappingError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
+
+
+def _without_positions(chunk: gpd.GeoDataFrame, info: io.LayerInfo) -> gpd.GeoDataFrame:
+    """The chunk without the columns its positions were read from (a CSV's x and y): they are its geometry
+    now, not free attributes as well, which would hold a GCJ-02 text beside the stored CGCS2000 point and
+    make a census re-surveyed in another format differ in every row. A problem report shows them again
+    (see _collect)."""
+    return chunk.drop(columns=list(info.coordinate_fields)) if info.coordinate_fields else chunk
 
 
 def _refused_before_validation(
@@ -921,7 +924,7 @@ def _stage_components(
     try:
         for chunk in _chunks(run.info, run.request, run.settings):
             # Attributes as JSON text, built column by column: the rows are on their way to COPY.
-            mapped = fieldmap.map_fields(chunk, run.mapping, attributes="json")
+            mapped = fieldmap.map_fields(_without_positions(chunk, run.info), run.mapping, attributes="json")
             if _is_export(run.info):
                 mapped = _with_exported_attributes(mapped)
             mapped, oversized, refusals = _refused_before_validation(
@@ -930,7 +933,7 @@ def _stage_components(
             result = validate.validate_components(mapped, rules, seen_codes=run.seen)
             problems = [*result.problems, *refusals]
             read = _with_refused(mapped, oversized)
-            _collect(run.report, problems, read, run.problem_rows, len(chunk))
+            _collect(run.report, problems, read, run.problem_rows, chunk, run.info.coordinate_fields)
             _note_rejected_codes(run, problems, read)
             accepted = result.accepted
             if len(accepted):
@@ -970,17 +973,28 @@ def _collect(
     problems: list[validate.Problem],
     mapped: gpd.GeoDataFrame,
     problem_rows: list[gpd.GeoDataFrame],
-    rows_read: int,
+    chunk: gpd.GeoDataFrame,
+    coordinate_fields: tuple[str, ...] = (),
 ) -> None:
-    """Count a chunk and keep its problem rows (with geometry and attributes) for the report."""
-    report.rows_read += rows_read
+    """Count a chunk and keep its problem rows (with geometry and attributes) for the report. The columns
+    ``coordinate_fields`` of ``chunk`` (the file as read) go back among a problem row's attributes, as
+    written: a coordinate that is not a number (``117.0°``) is fixed there, and the report imported again
+    by them."""
+    report.rows_read += len(chunk)
     report.problems.extend(problems)
     if problems:
         touched = {p.source_row for p in problems}
         rows = mapped[mapped["source_row"].isin(touched)].copy()
         if "attributes" in rows.columns:
             # The report shows attributes as fields: the few problem rows get back their dicts.
-            rows["attributes"] = [json.loads(a) if isinstance(a, str) else a for a in rows["attributes"]]
+            dicts = [json.loads(a) if isinstance(a, str) else a for a in rows["attributes"]]
+            if coordinate_fields:
+                written = chunk.set_index("source_row").loc[rows["source_row"], list(coordinate_fields)]
+                dicts = [
+                    {**dict(zip(coordinate_fields, values, strict=True)), **attributes}
+                    for values, attributes in zip(written.itertuples(index=False), dicts, strict=True)
+                ]
+            rows["attributes"] = dicts
         problem_rows.append(rows)
 
 
@@ -1354,14 +1368,15 @@ def import_layer(
             repo.create_layer_stage(session)
             seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
             for chunk in _chunks(info, request, settings):
-                mapped = fieldmap.map_layer_fields(chunk, request.layer, mapping)
+                mapped = fieldmap.map_layer_fields(_without_positions(chunk, info), request.layer, mapping)
                 mapped, oversized, refusals = _refused_before_validation(
                     mapped, chunk, settings.max_geometry_vertices
                 )
                 result = _validated(mapped, request, settings, seen, seen_roads)
                 accepted, orphans = _missing_parents(result.accepted, request, session)
                 problems = [*result.problems, *orphans, *refusals]
-                _collect(report, problems, _with_refused(mapped, oversized), problem_rows, len(chunk))
+                read = _with_refused(mapped, oversized)
+                _collect(report, problems, read, problem_rows, chunk, info.coordinate_fields)
                 if len(accepted):
                     repo.stage_layer(session, _layer_stage_frame(accepted, request))
                 report.accepted += len(accepted)

@@ -200,6 +200,40 @@ def test_gcj02_csv_with_chinese_coordinate_columns(
     _check_imported(demo_sessions, lamps, points, _run(demo_sessions, test_settings, path, crs="gcj02"))
 
 
+def test_a_csv_position_is_its_geometry_not_an_attribute_but_a_broken_one_is_reported_as_written(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A census loaded from a GeoPackage and surveyed again as a CSV is unchanged: the coordinate columns
+    made the position and are not kept as attributes too. A coordinate that is not a number stays in the
+    report as written, is fixed there, and the report imports by it."""
+    points = _grid_points(demo_sessions, 3, offset=60)
+    # Text attributes only: a CSV has no types, so a number from a GeoPackage would differ as text.
+    lamps = _lamps(points, first_seq=960_001).drop(columns="灯杆高度").assign(灯型="LED")
+    lamps.to_file(tmp_path / "普查.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "普查.gpkg").new == 3
+    table = pd.DataFrame(lamps.drop(columns="geometry")).assign(
+        经度=[repr(x) for x in points["lon"]], 纬度=[repr(y) for y in points["lat"]]
+    )
+    table.loc[1, "经度"] = "117.0°"
+    table.to_csv(tmp_path / "复查.csv", index=False, encoding="utf-8-sig")
+    report_file = tmp_path / "问题.csv"
+    report = _run(
+        demo_sessions, test_settings, tmp_path / "复查.csv", crs="EPSG:4490", report_path=report_file
+    )
+    assert (report.accepted, report.rejected, report.unchanged, report.changed) == (2, 1, 2, 0)
+    for attributes in _current(demo_sessions, list(lamps["标识码"]))["attributes"]:
+        assert not {"经度", "纬度"} & attributes.keys()
+
+    fixed = pd.read_csv(report_file, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert (fixed.loc[0, "source_row"], fixed.loc[0, "经度"]) == ("3", "117.0°")  # line 3 of the CSV
+    fixed.loc[0, "经度"] = repr(float(points["lon"].iloc[1]))
+    fixed.to_csv(report_file, index=False, encoding="utf-8-sig")
+    again = _run(demo_sessions, test_settings, report_file, crs="EPSG:4490")
+    # Unchanged: the report's wkt beside the corrected 经度/纬度 is not an attribute either.
+    assert (again.accepted, again.rejected, again.unchanged) == (1, 0, 1), again.problems
+    assert any("its wkt column is the same position written again" in w for w in again.warnings)
+
+
 @pytest.mark.parametrize(
     ("suffix", "driver"), [(".geojson", "GeoJSON"), (".kml", "KML"), (".gdb", "OpenFileGDB")]
 )
