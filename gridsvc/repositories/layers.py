@@ -54,9 +54,13 @@ def grids(session: Session, plan_id: int, kind: str) -> gpd.GeoDataFrame:
 
 
 def boundaries(session: Session, level: str) -> gpd.GeoDataFrame:
-    """District, street or community boundaries."""
+    """District, street or community boundaries, in the fields an import of them reads (and households, for
+    communities), with their parent's code for reading."""
     parent = {"district": "NULL::text", "street": "district_code", "community": "street_code"}[level]
-    sql = f"SELECT code, name, {parent} AS parent_code, attributes, geom FROM {level} ORDER BY code"
+    households = "households, " if level == "community" else ""
+    sql = (
+        f"SELECT code, name, {households}{parent} AS parent_code, attributes, geom FROM {level} ORDER BY code"
+    )
     return gpd.read_postgis(text(sql), session.connection(), geom_col="geom")
 
 

@@ -367,50 +367,64 @@ def _options_of_other_layers(request: ImportRequest) -> list[FieldProblem]:
 _REPORT_ONLY_COLUMNS = tuple(c for c in REPORT_COLUMNS if c != "source_row")
 
 
-# What a component export adds besides the fields an import reads (gis.export.DERIVED_COMPONENT_COLUMNS),
-# also as a Shapefile's 10-byte field names: GIS staff export, correct in QGIS and import again.
-_EXPORT_ONLY_COLUMNS = (
-    DERIVED_COMPONENT_COLUMNS,
-    tuple(shapefile_field_names(list(DERIVED_COMPONENT_COLUMNS)).values()),
-)
+# What an export adds besides the fields an import of its layer reads, also as a Shapefile's 10-byte
+# field names: GIS staff export, correct in QGIS and import again. Components add
+# gis.export.DERIVED_COMPONENT_COLUMNS; boundaries their parent's code, which the import takes from the
+# code itself (a street's first 6 digits, a community's first 9). Both write their free attributes as
+# one column, ``attributes``.
+_EXPORT_ONLY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    layer: (names, tuple(shapefile_field_names(list(names)).values()))
+    for layer, names in (("components", DERIVED_COMPONENT_COLUMNS), ("boundaries", ("parent_code",)))
+}
 
 
-def _left_out_columns(info: io.LayerInfo) -> tuple[str, ...]:
-    """The columns to leave out of a file gridsvc wrote: a corrected problems report's own columns, or a
-    components export's derived ones (class name, grids, validity: the import finds them itself). A
-    file with only some of them is any file, and keeps them in the free attributes."""
+def _left_out_columns(info: io.LayerInfo, layer: str) -> tuple[str, ...]:
+    """The columns to leave out of a file gridsvc wrote: a corrected problems report's own columns, or an
+    export's derived ones (a component's class name, grids and validity, a boundary's parent: the import
+    finds them itself). A file with only some of them is any file, and keeps them in the free attributes;
+    so is a file with a ``parent_code`` but no ``attributes`` beside it."""
     fields = set(info.fields)
     if set(_REPORT_ONLY_COLUMNS) <= fields:
         return _REPORT_ONLY_COLUMNS
-    return next((names for names in _EXPORT_ONLY_COLUMNS if set(names) <= fields), ())
+    beside = {"attributes"} if layer == "boundaries" else set()
+    return next((names for names in _EXPORT_ONLY_COLUMNS.get(layer, ()) if {*names, *beside} <= fields), ())
 
 
-def _is_export(info: io.LayerInfo) -> bool:
-    """Whether the file is a components export (see _left_out_columns)."""
-    left_out = _left_out_columns(info)
+def _is_export(info: io.LayerInfo, layer: str) -> bool:
+    """Whether the file is an export of ``layer`` (see _left_out_columns)."""
+    left_out = _left_out_columns(info, layer)
     return bool(left_out) and left_out != _REPORT_ONLY_COLUMNS
 
 
-def _with_exported_attributes(mapped: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """An export's ``attributes`` column is the components' free attributes as JSON text: read it back into
-    them, rather than keep it as one text attribute inside them. A column GIS staff added to the export
-    stays an attribute of its own, and wins over a key of the same name; a cell that is not a JSON object
-    (cut at a Shapefile's 254 bytes, edited by hand) stays as it is, under ``attributes``. GeoJSON holds
-    the object itself, which GDAL reads back as one."""
+def _exported_attributes_merged(outer: dict[str, Any]) -> dict[str, Any] | None:
+    """A row's free attributes with the ``attributes`` member an export wrote (JSON text, or the object
+    itself from a GeoJSON) read back into them; None when that member is not a JSON object."""
+    inner = outer.get("attributes")
+    try:
+        exported = json.loads(inner) if isinstance(inner, str) else inner
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(exported, dict):
+        return None
+    return {**exported, **{k: v for k, v in outer.items() if k != "attributes"}}
 
-    def merged(text: str | None) -> str | None:
-        if text is None:
+
+def _with_exported_attributes(mapped: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """An export's ``attributes`` column is the rows' free attributes: read it back into them, rather than
+    keep it as one attribute inside them (where every export and import would nest it one level deeper). A
+    column GIS staff added to the export stays an attribute of its own, and wins over a key of the same
+    name; a cell that is not a JSON object (cut at a Shapefile's 254 bytes, edited by hand) stays as it
+    is, under ``attributes``. Attributes may be dicts or, on their way to COPY, JSON text."""
+
+    def merged(value: Any) -> Any:
+        if value is None:
             return None
-        outer = json.loads(text)
-        inner = outer.get("attributes")
-        try:
-            exported = json.loads(inner) if isinstance(inner, str) else inner
-        except json.JSONDecodeError:
-            exported = None
-        if not isinstance(exported, dict):
-            return text
-        del outer["attributes"]
-        return json.dumps({**exported, **outer}, ensure_ascii=False)
+        as_text = isinstance(value, str)
+        outer = json.loads(value) if as_text else value
+        result = _exported_attributes_merged(outer)
+        if result is None:
+            return value
+        return json.dumps(result, ensure_ascii=False) if as_text else result
 
     out = mapped.copy()
     out["attributes"] = [merged(t) for t in mapped["attributes"].to_numpy(dtype=object, na_value=None)]
@@ -419,13 +433,14 @@ def _with_exported_attributes(mapped: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
     info = _inspect(request, settings)
-    left_out = _left_out_columns(info)
+    left_out = _left_out_columns(info, request.layer)
     if left_out:
-        what = "problems report" if left_out == _REPORT_ONLY_COLUMNS else "components export"
+        exported = left_out != _REPORT_ONLY_COLUMNS
+        what = f"{request.layer} export" if exported else "problems report"
         note = (
             f"this file is a gridsvc {what}: its columns {', '.join(left_out)} were left out (the import "
             "finds them itself); every other column was read as in any file"
-            + (", its attributes JSON into the free attributes" if what == "components export" else "")
+            + (", its attributes JSON into the free attributes" if exported else "")
         )
         info = dataclasses.replace(info, warnings=(*info.warnings, note))
     return info
@@ -463,7 +478,7 @@ def _as_sent(request: ImportRequest, message: str) -> str:
 
 
 def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> Iterator[gpd.GeoDataFrame]:
-    report_only = list(_left_out_columns(info))
+    report_only = list(_left_out_columns(info, request.layer))
     try:
         for chunk in io.iter_chunks(info, chunk_rows=request.chunk_rows, city_bbox=settings.city_bbox):
             yield chunk.drop(columns=report_only) if report_only else chunk
@@ -473,7 +488,7 @@ def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> I
 
 def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
     try:
-        left_out = {*_left_out_columns(info), *info.coordinate_fields}
+        left_out = {*_left_out_columns(info, request.layer), *info.coordinate_fields}
         fields = [f for f in info.fields if f not in left_out]
         return fieldmap.resolve_mapping(fields, request.mapping, layer=request.layer)
     except fieldmap.MappingError as exc:
@@ -925,7 +940,7 @@ def _stage_components(
         for chunk in _chunks(run.info, run.request, run.settings):
             # Attributes as JSON text, built column by column: the rows are on their way to COPY.
             mapped = fieldmap.map_fields(_without_positions(chunk, run.info), run.mapping, attributes="json")
-            if _is_export(run.info):
+            if _is_export(run.info, "components"):
                 mapped = _with_exported_attributes(mapped)
             mapped, oversized, refusals = _refused_before_validation(
                 mapped, chunk, run.settings.max_geometry_vertices
@@ -1369,6 +1384,8 @@ def import_layer(
             seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_layer_fields(_without_positions(chunk, info), request.layer, mapping)
+                if _is_export(info, request.layer):
+                    mapped = _with_exported_attributes(mapped)
                 mapped, oversized, refusals = _refused_before_validation(
                     mapped, chunk, settings.max_geometry_vertices
                 )

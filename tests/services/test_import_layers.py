@@ -101,6 +101,35 @@ def test_a_layer_delivered_again_in_another_crs_is_the_same_layer(
     assert _scalar(demo_sessions, "SELECT count(*) FROM road WHERE name LIKE '换算%'") == 2
 
 
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".geojson", ".csv"])
+def test_a_boundaries_export_imported_again_untouched_changes_nothing(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, suffix: str
+) -> None:
+    """Communities exported in zone 39 and imported back as they are: unchanged, their free attributes read
+    back (not nested one level deeper each round) and their households kept; the parent code the export
+    adds for reading is left out, since the import takes it from the code."""
+    from gridsvc.services.export import export_layer
+
+    with demo_sessions.begin() as session:
+        session.execute(
+            text(
+                'UPDATE community SET attributes = \'{"网格员": "张三", "楼栋数": 12}\' '
+                "WHERE code = (SELECT min(code) FROM community)"
+            )
+        )
+    query = "SELECT jsonb_agg(jsonb_build_array(code, households, attributes) ORDER BY code) FROM community"
+    before = _scalar(demo_sessions, query)
+    exported, count = export_layer(
+        demo_sessions, "boundaries", tmp_path / f"社区{suffix}", crs="EPSG:4527", level="community"
+    )
+    told = {"crs": "EPSG:4527"} if suffix == ".csv" else {}
+    for _ in range(2):
+        report = _run(demo_sessions, test_settings, exported, layer="boundaries", level="community", **told)
+        assert (report.rejected, report.new, report.changed, report.unchanged) == (0, 0, 0, count)
+        assert any("gridsvc boundaries export" in w for w in report.warnings)
+    assert _scalar(demo_sessions, query) == before
+
+
 def test_a_boundary_code_used_twice_rejects_both_rows_with_their_values_whatever_the_chunk_size(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
