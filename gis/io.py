@@ -108,6 +108,20 @@ _MULTI_LAYER: Final = frozenset({"GPKG", "OpenFileGDB", "KML"})
 _WGS84_BY_SPEC: Final = frozenset({"GeoJSON", "KML"})
 # GeoPackage, GeoJSON, KML and FileGDB store text as UTF-8 by their specs; GDAL decodes it.
 _UTF8_BY_SPEC: Final = frozenset({"GPKG", "GeoJSON", "KML", "OpenFileGDB"})
+# The fields GDAL's KML drivers give every placemark besides its data: its own elements, read only when
+# some placemark of the layer has one, and its XML id (which GDAL writes as layer.fid) and how Google
+# Earth draws it, never survey data. Kept, they would become attributes of every component, and a census
+# surveyed again as KML would differ from the GeoPackage it was first loaded from in every row.
+_KML_ELEMENT_FIELDS: Final = ("Name", "description", "Description", "timestamp", "begin", "end")
+_KML_DISPLAY_FIELDS: Final = (
+    "id",
+    "altitudeMode",
+    "tessellate",
+    "extrude",
+    "visibility",
+    "drawOrder",
+    "icon",
+)
 
 _SUPPORTED: Final = (
     "GeoPackage (.gpkg), Shapefile (.shp, a folder or a .zip holding one), GeoJSON, "
@@ -1015,13 +1029,20 @@ def _where(label: str, layer: str | None) -> str:
 
 
 def _gdal_read(
-    source: _Source, layer: str | None, encoding: str | None, skip: int, limit: int, where: str
+    source: _Source,
+    layer: str | None,
+    encoding: str | None,
+    skip: int,
+    limit: int,
+    where: str,
+    columns: list[str] | None = None,
 ) -> Any:
     def read(text_encoding: str | None) -> Any:
         return pyogrio.read_dataframe(
             source.gdal_path,
             layer=layer,
             encoding=text_encoding,
+            columns=columns,
             skip_features=skip,
             max_features=limit,
             # Unclosed rings are closed; other unreadable geometries become None, keeping their row.
@@ -1130,6 +1151,9 @@ def _inspect_gdal(
     crs, origin, crs_notes = _decide_crs(source.format, meta["crs"], override, where, source.label)
     notes.extend(crs_notes)
     geometry_type = meta["geometry_type"]
+    fields = tuple(str(name) for name in meta["fields"])
+    if source.format == "KML":
+        fields = _kml_data_fields(source, chosen, fields, where)
     info = LayerInfo(
         path=given,
         format=source.format,
@@ -1139,11 +1163,29 @@ def _inspect_gdal(
         crs_from=origin,
         encoding=text_encoding,
         feature_count=max(int(meta["features"]), 0),
-        fields=tuple(str(name) for name in meta["fields"]),
+        fields=fields,
         geometry_type=None if geometry_type is None else str(geometry_type),
         warnings=tuple(notes),
     )
     return info, _gdal_frames(source, info, _SAMPLE_ROWS, limit_chunks=1)
+
+
+def _kml_data_fields(
+    source: _Source, layer: str | None, fields: tuple[str, ...], where: str
+) -> tuple[str, ...]:
+    """A KML layer's fields without the placemark elements no placemark has and without the display
+    fields (see _KML_ELEMENT_FIELDS)."""
+    elements = [f for f in fields if f in _KML_ELEMENT_FIELDS]
+    unused: set[str] = set()
+    if elements:
+        try:
+            values = pyogrio.read_dataframe(
+                source.gdal_path, layer=layer, columns=elements, read_geometry=False, datetime_as_string=True
+            )
+        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
+            raise _gdal_error(where, exc) from exc
+        unused = {f for f in elements if values[f].isna().all()}
+    return tuple(f for f in fields if f not in unused and f not in _KML_DISPLAY_FIELDS)
 
 
 def _gdal_frames(
@@ -1151,12 +1193,15 @@ def _gdal_frames(
 ) -> Frames:
     layer, encoding = _layer_args(info)
     where = _where(source.label, info.layer)
+    # A KML layer is read without the fields _kml_data_fields left out; other formats whole (a
+    # Shapefile's field names may be cut mid-character, so its decoded names cannot be asked for).
+    columns = list(info.fields) if info.format == "KML" else None
     skip = 0
     chunks = 0
     # skip_features/max_features keep one chunk in memory; features come in the order QGIS lists them,
     # so the 1-based position is the row number staff see.
     while limit_chunks is None or chunks < limit_chunks:
-        frame = _gdal_read(source, layer, encoding, skip, chunk_rows, where)
+        frame = _gdal_read(source, layer, encoding, skip, chunk_rows, where, columns)
         if len(frame) == 0:
             return
         yield _split_frame(frame, skip + 1)

@@ -200,6 +200,30 @@ def test_gcj02_csv_with_chinese_coordinate_columns(
     _check_imported(demo_sessions, lamps, points, _run(demo_sessions, test_settings, path, crs="gcj02"))
 
 
+def test_a_kml_brings_its_placemark_data_not_how_google_earth_draws_it(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """The lamps of a GeoPackage census surveyed again as KML are unchanged: GDAL's KML fields for drawing
+    (tessellate, extrude, visibility, ...), its placemark ids and the placemark elements no placemark has
+    are not attributes; a description that placemarks have is."""
+    points = _grid_points(demo_sessions, 3, offset=70)
+    lamps = _lamps(points, first_seq=970_001).drop(columns="灯杆高度")  # KML text has no number type
+    lamps.to_file(tmp_path / "普查.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "普查.gpkg").new == 3
+    lamps.to_crs("EPSG:4326").to_file(tmp_path / "复查.kml", driver="KML")
+    report = _run(demo_sessions, test_settings, tmp_path / "复查.kml")
+    assert (report.accepted, report.unchanged, report.changed) == (3, 3, 0)
+
+    described = lamps.assign(Description=["杆体倾斜", None, None]).to_crs("EPSG:4326")
+    described.to_file(tmp_path / "复查.kml", driver="KML")
+    report = _run(demo_sessions, test_settings, tmp_path / "复查.kml")
+    # The file now has a description field, null where a placemark has none: as a new column would.
+    assert (report.unchanged, report.changed) == (0, 3)
+    got = _current(demo_sessions, list(lamps["标识码"]))
+    assert got["attributes"].iloc[0] == {"description": "杆体倾斜", "maintainer": "济南市路灯养护中心"}
+    assert got["attributes"].iloc[1] == {"description": None, "maintainer": "济南市路灯养护中心"}
+
+
 def test_a_csv_position_is_its_geometry_not_an_attribute_but_a_broken_one_is_reported_as_written(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
