@@ -16,6 +16,7 @@ import codecs
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -51,6 +52,8 @@ REPORT_SEPARATOR: Final = " | "
 # Nine decimals: 0.1 mm in degrees, 1 nm in metres. GEOS's full precision (-1) prints 36.651 as
 # 36.650999999999996, which reads as an error to GIS staff.
 _WKT_DECIMALS: Final = 9
+# Where GDAL's GeoJSON writer puts "features": within the first few members it writes.
+_GEOJSON_HEAD_BYTES: Final = 4096
 
 _DRIVERS: Final[Mapping[str, str]] = {
     ".gpkg": "GPKG",
@@ -376,10 +379,16 @@ def write_layer(
         geometries = np.asarray(transform_geometry(geometries, source, target), dtype=object)
     file_crs = f"EPSG:{target.epsg}" if target.kind == "epsg" else None
     if file_crs is None and driver != "CSV":
+        carries = (
+            "other GIS read the file as WGS 84 (its crs member names it for gridsvc alone)"
+            if driver == "GeoJSON"
+            else "so the file carries no CRS"
+        )
         logger.warning(
-            "%s: %s has no EPSG code, so the file carries no CRS; say so wherever it is shared",
+            "%s: %s has no EPSG code, %s; say so wherever it is shared",
             out_path.name,
             target.description,
+            carries,
         )
     table = _plain_columns(pd.DataFrame(frame.drop(columns=frame.geometry.name)))
     if not out_path.parent.is_dir():
@@ -395,10 +404,30 @@ def write_layer(
                 out_path.unlink()
             out = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
             pyogrio.write_dataframe(out, out_path, layer=layer or out_path.stem, driver=driver)
+            if driver == "GeoJSON" and file_crs is None:
+                _name_geojson_datum(out_path, target.name)
     except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
         # A folder that is not writable, a full disk, a file another program holds open.
         raise ValueError(f"cannot write {out_path.name}: {exc}") from exc
     return out_path
+
+
+def _name_geojson_datum(path: Path, name: str) -> None:
+    """Add to a GeoJSON GDAL wrote a ``crs`` member naming its datum (``gcj02``, ``bd09``: no EPSG code, so
+    GDAL wrote none). GIS tools read the file as WGS 84 whatever it says, as the GeoJSON spec has them;
+    gridsvc's import reads the name, so a GCJ-02 export imported again is not put 500 m off."""
+    with path.open("rb") as fh:
+        head = fh.read(_GEOJSON_HEAD_BYTES)
+    at = head.find(b'"features"')
+    if at < 0:
+        raise ValueError(f"cannot write {path.name}: GDAL wrote no features member where expected")
+    member = json.dumps({"type": "name", "properties": {"name": name}}).encode()
+    written = path.with_name(path.name + ".part")
+    with path.open("rb") as source, written.open("wb") as target:
+        target.write(head[:at] + b'"crs": ' + member + b",\n")
+        source.seek(at)
+        shutil.copyfileobj(source, target, 1 << 20)
+    written.replace(path)
 
 
 # ------------------------------------------------------------------------------------------- reports

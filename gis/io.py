@@ -991,6 +991,45 @@ def _decide_crs(
     return declared, origin, []
 
 
+# A GeoJSON's old-style ``crs`` member is looked for in this many bytes at its start, before "features".
+_GEOJSON_HEAD_BYTES: Final = 64 << 10
+_GEOJSON_CRS_NAME = re.compile(
+    rb'"crs"\s*:\s*\{\s*"type"\s*:\s*"name"\s*,\s*"properties"\s*:\s*\{\s*"name"\s*:\s*"([^"]{1,64})"'
+)
+
+
+def _geojson_named_datum(source: _Source) -> ResolvedCRS | None:
+    """The GCJ-02 or BD-09 a GeoJSON's ``crs`` member names (as gridsvc's export writes it; GDAL knows
+    only EPSG names there and reads such a file as WGS 84, 500 m away); None for any other file."""
+    path = Path(source.gdal_path)
+    if not path.is_file():  # inside an archive: GDAL's word stands
+        return None
+    with path.open("rb") as fh:
+        head = fh.read(_GEOJSON_HEAD_BYTES)
+    head = head.split(b'"features"', 1)[0]
+    found = _GEOJSON_CRS_NAME.search(head)
+    if found is None:
+        return None
+    try:
+        named = resolve_crs(found.group(1).decode("utf-8", "replace"))
+    except CoordinateError:
+        return None
+    return named if named.kind != "epsg" else None
+
+
+def _named_datum(
+    named: ResolvedCRS, override: ResolvedCRS | None, where: str
+) -> tuple[ResolvedCRS, CrsSource, list[str]]:
+    if override is None:
+        return named, "file", []
+    notes = (
+        []
+        if override.name == named.name
+        else [f"{where}: the file says {named.name}, but --crs {override.name} was given and is used"]
+    )
+    return override, "override", notes
+
+
 # -------------------------------------------------------------------------------------- GDAL formats
 
 
@@ -1148,7 +1187,11 @@ def _inspect_gdal(
         raise LayerError(
             f"{source.label} is a {driver} file, which gridsvc does not read: export it as {_SUPPORTED}"
         )
-    crs, origin, crs_notes = _decide_crs(source.format, meta["crs"], override, where, source.label)
+    named = _geojson_named_datum(source) if source.format == "GeoJSON" else None
+    if named is not None:
+        crs, origin, crs_notes = _named_datum(named, override, where)
+    else:
+        crs, origin, crs_notes = _decide_crs(source.format, meta["crs"], override, where, source.label)
     notes.extend(crs_notes)
     geometry_type = meta["geometry_type"]
     fields = tuple(str(name) for name in meta["fields"])
