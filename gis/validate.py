@@ -429,16 +429,23 @@ def _check_coordinates(findings: _Findings, geometries: ObjectArray, positions: 
     # The first bad coordinate of each geometry, and its index within that geometry (owner is sorted).
     geoms, first = np.unique(owner[bad_at], return_index=True)
     counts = np.bincount(owner[bad_at], minlength=positions.size)
+    vertices = np.bincount(owner, minlength=positions.size)
     starts = np.searchsorted(owner, geoms)
     rows = positions[geoms]
     values, reasons = [], []
     for g, at, start in zip(geoms, bad_at[first], starts, strict=True):
         x, y = float(coords[at, 0]), float(coords[at, 1])
-        vertex = int(at - start)
-        what = "is not a finite number" if not finite[at] else "is not a longitude/latitude in degrees"
-        reason = f"coordinate {vertex} (counting from 0) {what}: ({x!r} {y!r})"
+        if finite[at]:
+            reason = f"({x!r} {y!r}) is not a longitude/latitude in degrees"
+        else:
+            # Which one, said plainly: a CSV's 经度 holding "117.0°" arrives here as x = nan.
+            axes = [axis for axis, value in (("x", x), ("y", y)) if not np.isfinite(value)]
+            verb = "are" if len(axes) == 2 else "is"
+            reason = f"{' and '.join(axes)} {verb} not a finite number: ({x!r} {y!r})"
+        if vertices[g] > 1:
+            reason = f"vertex {int(at - start) + 1} of {vertices[g]}: {reason}"
         if counts[g] > 1:
-            reason += f"; {counts[g]} coordinates of this geometry are bad"
+            reason += f"; {counts[g]} vertices of this geometry are bad"
         values.append(f"({x!r} {y!r})")
         reasons.append(reason)
     findings.add(rows, "geometry", values, reasons)

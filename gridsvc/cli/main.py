@@ -63,7 +63,14 @@ def _explain(exc: Exception) -> tuple[str, list[str]] | None:
     from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
     if isinstance(exc, GridsvcError):
-        return exc.detail, [f"{p.field}: {p.message}" for p in exc.problems]
+        # Where each problem is (the row of a refused file), and not the message of the line above again.
+        return exc.detail, [
+            f"row {p.location['source_row']}, {p.field}: {p.message}"
+            if p.location.get("source_row") is not None
+            else f"{p.field}: {p.message}"
+            for p in exc.problems
+            if p.message != exc.detail
+        ]
     if isinstance(exc, OperationalError):
         return (
             "cannot reach the database: is it running? Start the embedded one with `gridsvc db up`, "
@@ -824,7 +831,12 @@ def _print_import(result: Any) -> None:
     if result.problems:
         shown = result.problems[:20]
         problems = Table(
-            "row", "field", "value", "reason", "action", title=f"{len(result.problems):,} problems"
+            "row",
+            "field",
+            "value",
+            "reason",
+            "action",
+            title=f"{len(result.problems):,} problem{'' if len(result.problems) == 1 else 's'}",
         )
         for p in shown:
             problems.add_row(str(p.source_row), p.field, (p.value or "")[:40], p.reason, p.action)

@@ -1034,15 +1034,20 @@ def _settle(
     }
     if (request.strict or replacing) and lost:
         _write_report(report, request, problem_rows, settings)
-        where = f" in {report.report_file}" if report.report_file else ""
+        # The CLI lists the problems below the message; only a written or held report is somewhere else.
+        see = (
+            f"; see the report in {report.report_file}"
+            if report.report_file
+            else ("; see the report" if report.held_report else "")
+        )
         why = (
             "strict mode refuses a file with any rejected row"
             if not replacing
             else f"the file replaces {replacing}, which would lose what the rejected rows stand for"
         )
         raise ImportRefusedError(
-            f"{len(lost)} rows were rejected and {why}; nothing was written (fix them and import "
-            f"again; see the report{where})",
+            f"{len(lost)} {'row was' if len(lost) == 1 else 'rows were'} rejected and {why}; nothing was "
+            f"written (fix them and import again{see})",
             problems=[
                 FieldProblem(p.field, p.reason, {"source_row": p.source_row, "value": p.value})
                 for p in report.problems[:1000]

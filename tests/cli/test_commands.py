@@ -153,3 +153,20 @@ def test_export_writes_the_file_and_refuses_bad_options_in_one_line(demo_url: st
     refused = gridsvc(["export", "grids", str(tmp_path / "g.gpkg"), "--plan", "abc"], demo_url)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "plan: 'abc': a plan id (a number) or 'active'" in refused.stderr
+
+
+def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_path: Path) -> None:
+    census = tmp_path / "井盖.csv"
+    census.write_text(
+        "经度,纬度,标识码,状态\n117.05,36.65,3701020118900001,完好\n117.0°,36.65,3701020118900002,完好\n",
+        encoding="utf-8",
+    )
+    strict = gridsvc(["import", "components", str(census), "--crs", "EPSG:4490", "--strict"], demo_url)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    assert "1 row was rejected and strict mode refuses" in strict.stderr
+    assert "see the report" not in strict.stderr  # no --report: the rows are listed right here
+    assert "  - row 3, geometry: x is not a finite number: (nan 36.65)" in strict.stderr
+
+    no_crs = gridsvc(["import", "components", str(census)], demo_url)
+    assert no_crs.returncode == 1
+    assert no_crs.stderr.count("has no coordinate reference system") == 1

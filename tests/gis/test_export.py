@@ -331,7 +331,7 @@ REPORT = [
         5,
         "geometry",
         "(nan 36.6)",
-        "coordinate 0 (counting from 0) is not a finite number: (nan 36.6)",
+        "x is not a finite number: (nan 36.6)",
         "rejected",
     ),
 ]

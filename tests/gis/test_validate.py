@@ -172,22 +172,21 @@ def test_nan_and_infinite_coordinates_name_the_coordinate(rules: ComponentRules)
             2,
             "geometry",
             "(nan 36.66)",
-            "coordinate 1 (counting from 0) is not a finite number: (nan 36.66); "
-            "2 coordinates of this geometry are bad",
+            "vertex 2 of 3: x is not a finite number: (nan 36.66); 2 vertices of this geometry are bad",
             "rejected",
         ),
         Problem(
             3,
             "geometry",
             "(inf 36.6)",
-            "coordinate 0 (counting from 0) is not a finite number: (inf 36.6)",
+            "x is not a finite number: (inf 36.6)",
             "rejected",
         ),
         Problem(
             4,
             "geometry",
             "(39500000.0 4057000.0)",
-            "coordinate 0 (counting from 0) is not a longitude/latitude in degrees: (39500000.0 4057000.0)",
+            "(39500000.0 4057000.0) is not a longitude/latitude in degrees",
             "rejected",
         ),
     ]

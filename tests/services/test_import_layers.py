@@ -281,7 +281,7 @@ def test_net_is_replaced_whole(
     net.assign(网格编码=["DJ01", None, "DJ03"]).to_crs(4326).to_file(path)
     with pytest.raises(InvalidInputError) as refused:
         _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
-    assert "1 rows were rejected and the file replaces every polygon of net dangjian" in refused.value.detail
+    assert "1 row was rejected and the file replaces every polygon of net dangjian" in refused.value.detail
     assert [(p.field, p.location["source_row"]) for p in refused.value.problems] == [("code", 2)]
     assert (
         _scalar(
@@ -407,7 +407,7 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     # Replacing every road: a conflict refuses the file, an exact copy does not (it loses nothing).
     with pytest.raises(InvalidInputError) as refused:
         _run(demo_sessions, test_settings, path, layer="roads", replace=True, chunk_rows=chunk_rows)
-    assert refused.value.detail.startswith("1 rows were rejected and the file replaces every road")
+    assert refused.value.detail.startswith("1 row was rejected and the file replaces every road")
     roads.drop(index=6).to_file(path, driver="GeoJSON")
     replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True, chunk_rows=chunk_rows)
     assert (replaced.new, replaced.rejected, replaced.retired) == (4, 2, before + 4)
