@@ -70,6 +70,9 @@ ObjectArray = npt.NDArray[np.object_]
 
 # A repair may change a polygon's area by less than this fraction (0.5 %).
 MAX_REPAIR_AREA_CHANGE: Final = 0.005
+# A repair that multiplies the area by ten or more undid a bow-tie, whose two lobes cancel in the area of
+# the outline as drawn: said so, rather than as a change of millions of per cent.
+_CANCELLED_AREA_CHANGE: Final = 10.0
 # Jinan's metric CRS (DOMAIN.md §5), the default for the lighter validators; components take it from rules.
 _DEFAULT_METRIC_CRS: Final = "EPSG:4548"
 _WKT_CHARS: Final = 100
@@ -493,10 +496,13 @@ def _check_validity(
     parts = shapely.get_num_geometries(repaired)
     is_polygon = _FAMILY[t0] == "polygon"
     change = np.full(invalid.size, np.nan)
+    area_before = np.full(invalid.size, np.nan)
+    area_after = np.full(invalid.size, np.nan)
     if is_polygon.any():
         # Areas in degrees are not comparable across latitudes; the metric CRS gives square metres.
         a0 = _metric_areas(original[is_polygon], metric)
         a1 = _metric_areas(repaired[is_polygon], metric)
+        area_before[is_polygon], area_after[is_polygon] = a0, a1
         with np.errstate(divide="ignore", invalid="ignore"):
             # inf: zero area to compare with; NaN: an area PROJ could not measure.
             change[is_polygon] = np.where(a0 > 0, np.abs(a1 - a0) / a0, np.where(a0 == 0, np.inf, np.nan))
@@ -524,6 +530,11 @@ def _check_validity(
                 why = "its area is zero"
             elif np.isnan(change[i]):
                 why = f"its area cannot be measured in {metric}"
+            elif change[i] >= _CANCELLED_AREA_CHANGE:
+                why = (
+                    f"its outline crosses itself so that its parts cancel out ({area_before[i]:,.1f} m² as "
+                    f"drawn, {area_after[i]:,.0f} m² repaired): redraw it"
+                )
             else:
                 why = f"the repair changes the area by {100 * change[i]:.2f} %"
         else:

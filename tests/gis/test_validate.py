@@ -235,6 +235,15 @@ def test_repair_that_changes_the_area_is_rejected(rules: ComponentRules) -> None
     assert 0.5 < change < 10
 
 
+def test_a_bowtie_whose_lobes_cancel_is_said_so(rules: ComponentRules) -> None:
+    # In a MultiPolygon the repair's two parts are no split; its area, near zero as drawn, is what changes.
+    belt = MultiPolygon([BOWTIE])
+    problem = only(validate_components(chunk([{"code": code(1, cls="0490"), "geometry": belt}]), rules))
+    assert problem.action == "rejected"
+    assert "its outline crosses itself so that its parts cancel out" in problem.reason
+    assert problem.reason.endswith("m² repaired): redraw it") and " %" not in problem.reason
+
+
 def test_wrong_geometry_kind_for_the_class(rules: ComponentRules) -> None:
     rows = [
         {"code": code(1), "geometry": SQUARE},
