@@ -396,6 +396,14 @@ def _check_road_copies(
         findings.add(np.array(positions, dtype=np.int64), field_name, values_shown, reasons)
 
 
+def _lost_zero_hint(given: object, meant: object) -> str:
+    """A hint when a class code is ``meant`` without its leading zeros (a spreadsheet made it a number)."""
+    text = str(given)
+    if text.isdigit() and text != str(meant) and text.zfill(len(str(meant))) == str(meant):
+        return f" ({meant}, with the leading zero a spreadsheet drops? store the column as text)"
+    return ""
+
+
 def _rows_text(rows: Sequence[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:_MAX_ROWS_NAMED])
     more = len(rows) - _MAX_ROWS_NAMED
@@ -915,7 +923,7 @@ def validate_components(
         "class_code",
         list(given.to_numpy()[disagree]),
         [
-            f"code {c} carries class {k} but class_code is {g}"
+            f"code {c} carries class {k} but class_code is {g}" + _lost_zero_hint(g, k)
             for c, k, g in zip(
                 code.to_numpy()[disagree],
                 carried.to_numpy()[disagree],
@@ -932,7 +940,12 @@ def validate_components(
         "class_code",
         list(class_code.to_numpy()[unknown]),
         [
-            f"class {k} is not a known component class (known: {known})"
+            f"class {k} is not a known component class"
+            + (
+                _lost_zero_hint(k, str(k).zfill(4))
+                if str(k).zfill(4) in rules.classes
+                else f" (known: {known})"
+            )
             for k in class_code.to_numpy()[unknown]
         ],
     )

@@ -235,6 +235,26 @@ def test_repair_that_changes_the_area_is_rejected(rules: ComponentRules) -> None
     assert 0.5 < change < 10
 
 
+def test_a_class_code_that_lost_its_leading_zero_is_said_so(rules: ComponentRules) -> None:
+    result = validate_components(
+        chunk(
+            [
+                {"code": code(1), "class_code": "118"},
+                {"code": "370102" + "118" + "000002", "class_code": "118"},
+            ]
+        ),
+        rules,
+    )
+    reasons = [p.reason for p in result.problems]
+    assert reasons[0] == (
+        f"code {code(1)} carries class 0118 but class_code is 118 (0118, with the leading zero a spreadsheet "
+        "drops? store the column as text)"
+    )
+    assert any(
+        r.startswith("class 118 is not a known component class (0118, with the leading zero") for r in reasons
+    )
+
+
 def test_a_bowtie_whose_lobes_cancel_is_said_so(rules: ComponentRules) -> None:
     # In a MultiPolygon the repair's two parts are no split; its area, near zero as drawn, is what changes.
     belt = MultiPolygon([BOWTIE])
