@@ -418,8 +418,8 @@ def _name_geojson_datum(path: Path, name: str) -> None:
     gridsvc's import reads the name, so a GCJ-02 export imported again is not put 500 m off."""
     with path.open("rb") as fh:
         head = fh.read(_GEOJSON_HEAD_BYTES)
-    at = head.find(b'"features"')
-    if at < 0:
+    at = head.find(b'\n"features": [') + 1  # on a line of its own, not a layer named "features"
+    if at == 0:
         raise ValueError(f"cannot write {path.name}: GDAL wrote no features member where expected")
     member = json.dumps({"type": "name", "properties": {"name": name}}).encode()
     written = path.with_name(path.name + ".part")

@@ -1006,7 +1006,7 @@ def _geojson_named_datum(source: _Source) -> ResolvedCRS | None:
         return None
     with path.open("rb") as fh:
         head = fh.read(_GEOJSON_HEAD_BYTES)
-    head = head.split(b'"features"', 1)[0]
+    head = head.split(b'\n"features"', 1)[0]  # GDAL writes each member on a line of its own
     found = _GEOJSON_CRS_NAME.search(head)
     if found is None:
         return None
