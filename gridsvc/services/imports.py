@@ -1210,8 +1210,14 @@ def get_import(sessions: sessionmaker[Session], batch_id: int) -> dict[str, Any]
         "crs": batch.source_crs,
         "counts": batch.counts,
         "warnings": batch.warnings,
-        "problems": problems.drop(columns="geom").to_dict("records"),
+        "problems": _json_records(problems.drop(columns="geom")),
     }
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with None where a value is missing: pandas gives a text column with NULLs NaN, which
+    JSON cannot carry (a recorded import with one problem without a value answered 500)."""
+    return list(frame.astype(object).where(frame.notna(), None).to_dict("records"))
 
 
 def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: Path) -> Path:

@@ -799,6 +799,7 @@ def test_http_upload_returns_the_import_and_its_report(
     points = _grid_points(demo_sessions, 7)
     lamps = _lamps(points)
     lamps.loc[4, "状态"] = "坏了"
+    lamps.loc[5, "geometry"] = None  # a problem without a value, beside one with: JSON has no NaN
     path = tmp_path / "upload.gpkg"
     lamps.to_file(path, driver="GPKG")
     staff = create_key(demo_sessions, name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR).secret
@@ -818,12 +819,15 @@ def test_http_upload_returns_the_import_and_its_report(
         )
         assert response.status_code == 201, response.text
         body = response.json()
-        assert body["accepted"] == 6 and body["rejected"] == 1 and body["file"] == "路灯普查.gpkg"
+        assert body["accepted"] == 5 and body["rejected"] == 2 and body["file"] == "路灯普查.gpkg"
         assert body["indexes_rebuilt"] is True
         assert body["problems"][0]["source_row"] == 5 and body["problems"][0]["field"] == "status"
         assert client.get(body["links"]["self"]).status_code == 401  # imports are GIS staff's business
-        job = client.get(body["links"]["self"], headers={"X-API-Key": staff}).json()
-        assert job["counts"]["new"] == 6 and job["imported_by"] == "测绘员"
+        recorded = client.get(body["links"]["self"], headers={"X-API-Key": staff})
+        assert recorded.status_code == 200, recorded.text
+        job = recorded.json()
+        assert job["counts"]["new"] == 5 and job["imported_by"] == "测绘员"
+        assert [(p["source_row"], p["value"]) for p in job["problems"]] == [(5, "坏了"), (6, None)]
         csv = client.get(body["links"]["problems_csv"], headers={"X-API-Key": staff})
         assert csv.status_code == 200 and "坏了" in csv.content.decode("utf-8-sig")
         bad = client.post(
@@ -832,6 +836,16 @@ def test_http_upload_returns_the_import_and_its_report(
             headers={"X-API-Key": staff},
         )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "file"
+        # A mistyped option is refused, not ignored: dry-run (the CLI's spelling) would import for real.
+        before = _count(demo_sessions, "SELECT count(*) FROM survey_batch")
+        typo = client.post(
+            "/v1/imports/components", files=files, data={"dry-run": "true"}, headers={"X-API-Key": staff}
+        )
+        assert typo.status_code == 422, typo.text
+        assert typo.json()["errors"] == [
+            {"field": "dry-run", "message": "not a form field of an import; did you mean dry_run?"}
+        ]
+        assert _count(demo_sessions, "SELECT count(*) FROM survey_batch") == before
 
         # What is wrong with an option is said under that option, naming the file as it was sent.
         no_crs = client.post(

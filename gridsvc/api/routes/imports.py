@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import logging
 import os
@@ -12,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path as FilePath
 from typing import Annotated, Any, BinaryIO, Literal, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Path, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -79,9 +81,27 @@ def _held_links(report_id: str) -> dict[str, str]:
     return {"problems_csv": f"{base}/problems.csv", "problems_gpkg": f"{base}/problems.gpkg"}
 
 
+async def _known_form_fields(request: Request) -> None:
+    """Refuse a form field the import does not know (422): ignored, ``dry-run=true`` (the CLI's spelling)
+    would import for real. The form is the one FastAPI has already read for the route."""
+    form = await request.form()
+    unknown = sorted(set(form.keys()) - _FORM_FIELDS)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown form field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: nothing was imported",
+            problems=[FieldProblem(name, _unknown_field_message(name)) for name in unknown],
+        )
+
+
+def _unknown_field_message(name: str) -> str:
+    near = difflib.get_close_matches(name.replace("-", "_").lower(), sorted(_FORM_FIELDS), n=1, cutoff=0.6)
+    known = ", ".join(sorted(_FORM_FIELDS))
+    return f"not a form field of an import; did you mean {near[0]}?" if near else f"not one of {known}"
+
+
 @router.post(
     "/{kind}",
-    dependencies=[allow("gis_staff")],
+    dependencies=[allow("gis_staff"), Depends(_known_form_fields)],
     summary="Import a survey layer file (gis_staff): components, boundaries, stations, net or roads",
     status_code=201,
     responses={
@@ -195,6 +215,15 @@ def import_file(
             settings, imports.import_layer, sessions, request, settings=settings, actor=caller
         )
     return JSONResponse(_answer(report, settings), status_code=200 if report.dry_run else 201)
+
+
+# The form fields import_file reads: its parameters but the path's kind and what FastAPI gives it.
+_FORM_FIELDS = frozenset(inspect.signature(import_file).parameters) - {
+    "kind",
+    "sessions",
+    "settings",
+    "caller",
+}
 
 
 def _explained(settings: Settings, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -376,7 +405,11 @@ def get_problems(
 ) -> FileResponse:
     """Rejected and repaired rows with source row, field, value and reason, to fix in QGIS and re-import."""
     folder = FilePath(tempfile.mkdtemp(prefix="gridsvc-report-"))
-    path = imports.import_problems_file(sessions, batch_id, folder / f"import-{batch_id}-problems.{fmt}")
+    try:
+        path = imports.import_problems_file(sessions, batch_id, folder / f"import-{batch_id}-problems.{fmt}")
+    except BaseException:  # an unknown import (404) or a failure: no file to send, no folder to keep
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     background.add_task(shutil.rmtree, folder, ignore_errors=True)
     media = REPORT_MEDIA[fmt]
     return FileResponse(path, media_type=media, filename=path.name)
