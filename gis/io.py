@@ -543,17 +543,23 @@ def _shapefile_in_zip(archive: Path) -> _Source:
     # macOS archivers add __MACOSX/._name resource forks that look like shapefiles but are not.
     names = [n for n in names if not n.startswith("__MACOSX/") and "/._" not in f"/{n}"]
     shps = sorted(n for n in names if n.lower().endswith(".shp"))
+    gdbs = sorted({part for n in names for part in n.split("/")[:-1] if part.lower().endswith(".gdb")})
     vsi = f"/vsizip/{archive.resolve()}"
     if len(shps) > 1:
         raise LayerError(
             f"{label} holds {len(shps)} shapefiles ({', '.join(shps)}): zip only the one to import"
+        )
+    if shps and gdbs:
+        # Reading the shapefile would pass over the FileGDB without a word; which one is meant is unknown.
+        raise LayerError(
+            f"{label} holds a shapefile ({shps[0]}) and a FileGDB ({', '.join(gdbs)}): zip only the one to "
+            "import"
         )
     if len(shps) == 1:
         shp = shps[0]
         lowered = {n.lower() for n in names}
         _check_shapefile_parts(f"{label} ({shp})", lambda ext: (shp[:-4] + ext).lower() in lowered)
         return _Source("ESRI Shapefile", f"{vsi}/{shp}", label, shp=shp, archive=archive)
-    gdbs = sorted({part for n in names for part in n.split("/")[:-1] if part.lower().endswith(".gdb")})
     if len(gdbs) > 1:
         raise LayerError(
             f"{label} holds {len(gdbs)} FileGDBs ({', '.join(gdbs)}): zip only the one to import"

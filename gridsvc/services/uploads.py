@@ -99,7 +99,8 @@ def _check_zip(archive: Path, limits: io.ArchiveLimits) -> None:
     try:
         io.check_archive(archive, limits)
     except io.LayerError as exc:
-        raise _refused(str(exc)) from exc
+        # Named as it was sent: the temporary folder the server saved it in is nobody's business.
+        raise _refused(str(exc).replace(str(archive), archive.name)) from exc
 
 
 def _unpack_gdb(archive: Path, limits: io.ArchiveLimits) -> Path:
@@ -110,8 +111,8 @@ def _unpack_gdb(archive: Path, limits: io.ArchiveLimits) -> Path:
             names = [m.filename for m in members]
             gdb_roots = sorted({n.split(".gdb/")[0] + ".gdb" for n in names if ".gdb/" in n})
             if not gdb_roots or any(n.lower().endswith(".shp") for n in names):
-                # A zipped Shapefile is read in place, as `gridsvc import` reads it; gis.io also says
-                # what is wrong with a zip holding a Shapefile and a FileGDB, or several of either.
+                # A zipped Shapefile is read in place, as `gridsvc import` reads it; gis.io says what is
+                # wrong with a zip holding a Shapefile and a FileGDB, or several of either.
                 return archive
             if len(gdb_roots) > 1:
                 raise _refused(

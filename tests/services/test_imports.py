@@ -875,6 +875,40 @@ def test_http_upload_returns_the_import_and_its_report(
         assert "路灯普查.gpkg has no layer '路灯'" in no_layer.json()["errors"][0]["message"]
 
 
+def test_http_zip_refusals_name_the_upload_as_sent(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
+) -> None:
+    """A zip refused for its members names the upload, never the server's temporary folder; one holding a
+    shapefile and a FileGDB is refused (the FileGDB was passed over without a word)."""
+    points = _grid_points(demo_sessions, 2, offset=80)
+    _lamps(points, first_seq=981_001).to_file(tmp_path / "lamps.shp", encoding="UTF-8")
+    _lamps(points, first_seq=981_101).to_file(tmp_path / "survey.gdb", driver="OpenFileGDB", layer="lamps")
+    parts = sorted(tmp_path.glob("lamps.*"))
+    climbing, both = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(climbing, "w") as zipped:
+        for part in parts:
+            zipped.write(part, f"../../{part.name}")
+    with zipfile.ZipFile(both, "w") as zipped:
+        for part in [*parts, *sorted((tmp_path / "survey.gdb").iterdir())]:
+            zipped.write(part, part.relative_to(tmp_path).as_posix())
+    staff = create_key(demo_sessions, name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR).secret
+    with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
+        answers = {
+            name: client.post(
+                "/v1/imports/components",
+                files={"file": (name, data.getvalue(), "application/zip")},
+                data={"dry_run": "true"},
+                headers={"X-API-Key": staff},
+            )
+            for name, data in (("路灯.zip", climbing), ("两种.zip", both))
+        }
+    climbed = answers["路灯.zip"].json()
+    assert answers["路灯.zip"].status_code == 422 and "/tmp" not in answers["路灯.zip"].text
+    assert climbed["detail"].startswith("路灯.zip: member '../../lamps.")
+    assert answers["两种.zip"].status_code == 422
+    assert "两种.zip holds a shapefile (lamps.shp) and a FileGDB (survey.gdb)" in answers["两种.zip"].text
+
+
 def test_http_dry_run_and_refusal_hold_their_report_for_download(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
 ) -> None:
