@@ -1252,6 +1252,20 @@ def check_request(request: ImportRequest) -> None:
         _check_layer_request(request)
 
 
+def check_before_start(
+    sessions: sessionmaker[Session], request: ImportRequest, *, settings: Settings
+) -> None:
+    """Refuse what the import would refuse before reading its rows: the options (:func:`check_request`),
+    the file as a whole (its format, layer, encoding, CRS and the classic datum mistakes, from its first
+    features) and the survey area. For a caller that answers before the import runs, as a background job's
+    202 does: a job that could only fail is not started."""
+    check_request(request)
+    _open(request, settings)
+    if request.area_codes:
+        with sessions() as session:
+            _check_area(session, request.area_codes)
+
+
 def _check_layer_request(request: ImportRequest) -> None:
     problems = []
     if request.layer == "boundaries" and request.level not in ("district", "street", "community"):

@@ -1065,8 +1065,8 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         batch = client.get(result["links"]["self"], headers=staff).json()
         assert batch["counts"]["new"] == 5 and batch["imported_by"] == "测绘员"
 
-        # Options that cannot work are refused before any job starts; a file that cannot be read fails its
-        # job with the problem a synchronous upload would have answered.
+        # Options that cannot work, and a file the import would refuse whole before reading its rows (its
+        # CRS, its layer, an area no community lies in), are refused before any job starts.
         wrong = client.post(
             "/v1/imports/components",
             files=files,
@@ -1074,20 +1074,36 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
             headers=staff,
         )
         assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "area"
-        no_crs = client.post(
+        csv = "经度,纬度,标识码,状态\n117.0,36.6,3701020101000001,坏了\n".encode()
+        for form, field, said in (
+            ({}, "crs", "has no coordinate reference system: say which with crs (e.g. crs=EPSG:4527"),
+            ({"crs": "foo"}, "crs", "foo"),
+            ({"crs": "EPSG:4490", "retire_missing": "true", "area": "999999999"}, "area", "999999999"),
+        ):
+            answer = client.post(
+                "/v1/imports/components",
+                files={"file": ("井盖.csv", csv, "text/csv")},
+                data={"background": "true", **form},
+                headers=staff,
+            )
+            assert answer.status_code == 422, answer.text
+            assert (
+                answer.json()["errors"][0]["field"] == field and said in answer.json()["errors"][0]["message"]
+            )
+        assert not list(Path(tempfile.gettempdir()).glob("gridsvc-upload-*/井盖.csv"))  # uploads removed
+        # A file refused for its rows fails its job with the problem a synchronous upload would answer.
+        strict = client.post(
             "/v1/imports/components",
-            files={
-                "file": ("井盖.csv", "经度,纬度,标识码\n117.0,36.6,3701020101000001\n".encode(), "text/csv")
-            },
-            data={"background": "true"},
+            files={"file": ("井盖.csv", csv, "text/csv")},
+            data={"background": "true", "crs": "EPSG:4490", "strict": "true"},
             headers=staff,
         )
-        _wait_for_job(settings, no_crs.json()["links"]["self"])
-        failed = client.get(no_crs.json()["links"]["self"], headers=staff).json()
+        assert strict.status_code == 202, strict.text
+        _wait_for_job(settings, strict.json()["links"]["self"])
+        failed = client.get(strict.json()["links"]["self"], headers=staff).json()
         error = cast(dict[str, Any], failed["error"])
         assert failed["status"] == "failed" and error["status"] == 422
-        assert error["errors"][0]["field"] == "crs" and "crs=EPSG:4527" in error["errors"][0]["message"]
-        assert not list(Path(tempfile.gettempdir()).glob("gridsvc-upload-*/井盖.csv"))  # upload removed
+        assert "strict mode refuses a file with any rejected row" in error["detail"]
 
         # A job whose service process is gone is failed, nothing imported: its transaction died with it.
         gone = subprocess.run(

@@ -205,7 +205,7 @@ def import_file(
             form_words=True,
         )
         if background:
-            _explained(settings, imports.check_request, request)
+            _explained(settings, imports.check_before_start, sessions, request, settings=settings)
             return _started(sessions, request, settings, caller, upload)
     except BaseException:
         upload.close()
