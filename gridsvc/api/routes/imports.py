@@ -81,6 +81,51 @@ def _held_links(report_id: str) -> dict[str, str]:
     return {"problems_csv": f"{base}/problems.csv", "problems_gpkg": f"{base}/problems.gpkg"}
 
 
+# What a census upload answers (201): the import, its counts, its first problems and links.
+IMPORT_EXAMPLE: dict[str, Any] = {
+    "layer": "components",
+    "file": "路灯普查.gpkg",
+    "checksum_sha256": "9f2c…",
+    "format": "GPKG",
+    "source_layer": "路灯",
+    "crs": "EPSG:4527",
+    "crs_from": "file",
+    "encoding": "UTF-8",
+    "dry_run": False,
+    "batch_id": 42,
+    "rows_read": 12480,
+    "accepted": 12477,
+    "rejected": 3,
+    "repaired": 1,
+    "new": 310,
+    "changed": 52,
+    "unchanged": 12115,
+    "retired": 0,
+    "assigned_to_grid": 362,
+    "indexes_rebuilt": False,
+    "seconds": 2.4,
+    "warnings": [],
+    "problems": [
+        {
+            "source_row": 118,
+            "field": "status",
+            "value": "坏了",
+            "reason": "status 坏了 is not known; use one of: 完好 intact, 破损 damaged, 丢失 missing, "
+            "占用 occupied, 废弃 abandoned, 移除 removed",
+            "action": "rejected",
+        }
+    ],
+    "problems_total": 4,
+    "report_file": None,
+    "held_report": None,
+    "links": {
+        "self": "/v1/imports/42",
+        "problems_csv": "/v1/imports/42/problems.csv",
+        "problems_gpkg": "/v1/imports/42/problems.gpkg",
+    },
+}
+
+
 async def _known_form_fields(request: Request) -> None:
     """Refuse a form field the import does not know (422): ignored, ``dry-run=true`` (the CLI's spelling)
     would import for real. The form is the one FastAPI has already read for the route."""
@@ -107,7 +152,8 @@ def _unknown_field_message(name: str) -> str:
     responses={
         201: {
             "description": "imported; the body is the import with its counts and problems, and `links` to "
-            "the import and its problem report (CSV, GeoPackage)"
+            "the import and its problem report (CSV, GeoPackage)",
+            "content": {"application/json": {"example": IMPORT_EXAMPLE}},
         },
         200: {
             "description": "dry run: validated and counted, nothing written; with problems, `links` to the "
@@ -131,27 +177,54 @@ def _unknown_field_message(name: str) -> str:
     },
 )
 def import_file(
-    kind: Annotated[str, Path(description="components, boundaries, stations, net or roads")],
+    kind: Annotated[
+        str, Path(description="components, boundaries, stations, net or roads", examples=["components"])
+    ],
     sessions: Sessions,
     settings: AppSettings,
     caller: Caller,
     file: Annotated[
         UploadFile, File(description="GeoPackage, zipped Shapefile or FileGDB, GeoJSON, CSV or KML")
     ],
-    layer: Annotated[str | None, Form(description="layer name in a GeoPackage/FileGDB/KML")] = None,
-    crs: Annotated[
-        str | None, Form(description="the file's CRS if it has none: EPSG:4527, gcj02, ...")
+    layer: Annotated[
+        str | None, Form(description="layer name in a GeoPackage/FileGDB/KML", examples=["路灯"])
     ] = None,
-    encoding: Annotated[str | None, Form(description="attribute encoding, e.g. GBK")] = None,
-    mapping: Annotated[str | None, Form(description='JSON {"code": "标识码", ...}')] = None,
-    dry_run: Annotated[bool, Form()] = False,
-    retire_missing: Annotated[bool, Form()] = False,
-    area: Annotated[str | None, Form(description="comma-separated admin codes for retire_missing")] = None,
+    crs: Annotated[
+        str | None,
+        Form(
+            description="the file's CRS if it has none (every CSV), or to override it: EPSG:4527, gcj02, ...",
+            examples=["EPSG:4527"],
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None, Form(description="Shapefile or CSV attribute encoding if not detected", examples=["GBK"])
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        Form(
+            description="JSON: standard field to the file's field",
+            examples=['{"code": "标识码", "name": "名称"}'],
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, Form(description="validate and count, write nothing; the report is held")
+    ] = False,
+    retire_missing: Annotated[
+        bool, Form(description="mark void the components of the surveyed classes the file no longer has")
+    ] = False,
+    area: Annotated[
+        str | None,
+        Form(description="comma-separated admin codes for retire_missing", examples=["370102001,370102002"]),
+    ] = None,
     strict: Annotated[bool, Form(description="refuse the file if any row is rejected")] = False,
-    level: Annotated[str | None, Form(description="boundaries: district, street or community")] = None,
-    net_code: Annotated[str | None, Form(description="net: its short code, e.g. zongzhi")] = None,
-    net_name: Annotated[str | None, Form(description="net: its name, e.g. 综治网格")] = None,
-    net_department: Annotated[str | None, Form(description="net: the department keeping it")] = None,
+    level: Annotated[
+        str | None, Form(description="boundaries: district, street or community", examples=["community"])
+    ] = None,
+    net_code: Annotated[str | None, Form(description="net: its short code", examples=["zongzhi"])] = None,
+    net_name: Annotated[str | None, Form(description="net: its name", examples=["综治网格"])] = None,
+    net_department: Annotated[
+        str | None, Form(description="net: the department keeping it", examples=["综合治理"])
+    ] = None,
     replace: Annotated[bool, Form(description="roads: delete the roads loaded before")] = False,
     background: Annotated[
         bool,
