@@ -352,6 +352,9 @@ def inspect_layer(
         :func:`check_archive` refuses.
     """
     given = Path(path)
+    if given.is_file() and given.stat().st_size == 0:
+        # Said plainly, rather than as GDAL's "not recognized as being in a supported file format".
+        raise LayerError(f"{given} is empty (0 bytes): it was not copied or exported whole; do it again")
     source = _locate(given, archive_limits)
     box = _check_bbox(city_bbox)
     override = _resolve_override(crs)

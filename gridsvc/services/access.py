@@ -147,7 +147,10 @@ def list_keys(sessions: sessionmaker[Session]) -> list[ApiKey]:
 
 
 def revoke_key(sessions: sessionmaker[Session], *, prefix: str, actor: Principal) -> ApiKey:
-    """Revoke a key by its prefix; a revoked key authenticates no more."""
+    """Revoke a key by its prefix; a revoked key authenticates no more. The prefix may be given as the key
+    begins (``gs_7d2f709e``), or as the whole key."""
+    if prefix.startswith(f"{KEY_PREFIX}_"):
+        prefix = prefix.removeprefix(f"{KEY_PREFIX}_").split("_", 1)[0]
     with sessions.begin() as session:
         key = repo.find_key_by_prefix(session, prefix)
         if key is None:

@@ -52,6 +52,22 @@ def too_large(limit: int) -> str:
     )
 
 
+def upload_name(filename: str) -> str:
+    """The file name an upload was sent with, as its sender reads it: without a path (``../../x.gpkg`` is
+    ``x.gpkg``), and in Chinese when a GBK system sent it (the form parser reads the bytes as Latin-1, which
+    would show 路灯普查.gpkg as Â·µÆÆÕ²é.gpkg)."""
+    name = PurePosixPath(filename.replace("\\", "/")).name
+    if name.isascii() or any(ord(c) > 0xFF for c in name):
+        return name
+    raw = name.encode("latin-1")
+    for codec in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return name
+
+
 @contextmanager
 def saved_upload(filename: str, stream: BinaryIO, settings: Settings) -> Iterator[Path]:
     """Save an upload under its own name in a temporary folder (removed afterwards); yield the path to read.
@@ -59,7 +75,7 @@ def saved_upload(filename: str, stream: BinaryIO, settings: Settings) -> Iterato
     A .zip is checked whole first. One holding a FileGDB (a folder ending in .gdb) is unpacked and the .gdb
     folder is yielded; any other .zip is yielded as it is (shapefiles are read straight from the zip).
     """
-    name = PurePosixPath(filename.replace("\\", "/")).name
+    name = upload_name(filename)
     if not name or not name.lower().endswith(ACCEPTED_SUFFIXES):
         raise InvalidInputError(
             "unsupported upload",

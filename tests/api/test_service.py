@@ -116,6 +116,12 @@ def test_revoked_key_no_longer_works(
     revoke_key(sessions, prefix=prefix, actor=LOCAL_OPERATOR)
     response = client.post("/v1/departments", json=NEW_DEPARTMENT, headers={"X-API-Key": keys["gis_staff"]})
     assert response.status_code == 401
+    # Named as the key begins (gs_…), or by the whole key pasted, it is the same key.
+    for given in (f"gs_{keys['dispatcher'].split('_')[1]}", keys["field"]):
+        revoke_key(sessions, prefix=given, actor=LOCAL_OPERATOR)
+    for role in ("dispatcher", "field"):  # 401 for an unknown key, not the 403 of a known one's role
+        headers = {"X-API-Key": keys[role]}
+        assert client.post("/v1/departments", json=NEW_DEPARTMENT, headers=headers).status_code == 401
 
 
 def test_health_is_503_when_the_database_is_down(test_settings: Settings) -> None:

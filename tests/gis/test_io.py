@@ -549,6 +549,15 @@ def test_missing_file(tmp_path: Path) -> None:
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["empty.gpkg", "empty.geojson", "empty.csv", "empty.zip"])
+def test_an_empty_file_is_said_to_be_empty(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(LayerError, match=r"is empty \(0 bytes\)") as err:
+        inspect_layer(path, crs="EPSG:4490")
+    assert "GDAL" not in str(err.value)
+
+
 def test_truncated_gpkg(two_layer_gpkg: Path, tmp_path: Path) -> None:
     data = two_layer_gpkg.read_bytes()
     cut = tmp_path / "cut.gpkg"

@@ -908,6 +908,18 @@ def test_http_zip_refusals_name_the_upload_as_sent(
     assert answers["两种.zip"].status_code == 422
     assert "两种.zip holds a shapefile (lamps.shp) and a FileGDB (survey.gdb)" in answers["两种.zip"].text
 
+    # A name a GBK system sent (read as Latin-1 by the form parser), with a path: named as its sender sees it.
+    with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
+        _lamps(points, first_seq=981_201).to_file(tmp_path / "lamps.gpkg", driver="GPKG")
+        sent = "../../" + "路灯普查.gpkg".encode("gbk").decode("latin-1")
+        answer = client.post(
+            "/v1/imports/components",
+            files={"file": (sent, (tmp_path / "lamps.gpkg").read_bytes(), "application/octet-stream")},
+            data={"dry_run": "true"},
+            headers={"X-API-Key": staff},
+        )
+    assert answer.status_code == 200 and answer.json()["file"] == "路灯普查.gpkg"
+
 
 def test_http_dry_run_and_refusal_hold_their_report_for_download(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path

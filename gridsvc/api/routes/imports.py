@@ -25,7 +25,7 @@ from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.errors import FieldProblem, GridsvcError, ImportRefusedError, InvalidInputError
 from gridsvc.services import held_reports, import_jobs, imports
 from gridsvc.services.access import Principal
-from gridsvc.services.uploads import saved_upload
+from gridsvc.services.uploads import saved_upload, upload_name
 from gridsvc.settings import Settings
 
 
@@ -267,7 +267,7 @@ def import_file(
             retire_missing=retire_missing,
             area_codes=tuple(a.strip() for a in (area or "").split(",") if a.strip()),
             strict=strict,
-            display_name=file.filename,
+            display_name=upload_name(file.filename or ""),
             level=level,
             net_code=net_code,
             net_name=net_name,
