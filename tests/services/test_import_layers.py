@@ -99,6 +99,16 @@ def test_a_layer_delivered_again_in_another_crs_is_the_same_layer(
     again = _run(demo_sessions, test_settings, tmp_path / "道路_4527.gpkg", layer="roads")
     assert (first.new, again.new, again.changed, again.unchanged) == (2, 0, 0, 2)
     assert _scalar(demo_sessions, "SELECT count(*) FROM road WHERE name LIKE '换算%'") == 2
+    # One corner 5 cm further east is a redrawn boundary, and a road moved 5 cm is another line.
+    moved = shapely.Polygon([(a.x, a.y), (a.x + 0.0031 + 5e-7, a.y + 0.0007), (a.x + 0.0017, a.y + 0.0029)])
+    street.set_geometry([moved], crs="EPSG:4490").to_file(tmp_path / "街道_moved.gpkg", driver="GPKG")
+    again = _run(
+        demo_sessions, test_settings, tmp_path / "街道_moved.gpkg", layer="boundaries", level="street"
+    )
+    assert (again.changed, again.unchanged) == (1, 0)
+    shifted = roads.iloc[[0]].set_geometry([shapely.LineString([(a.x + 5e-7, a.y), b])], crs="EPSG:4490")
+    shifted.to_file(tmp_path / "道路_moved.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "道路_moved.gpkg", layer="roads").new == 1
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".geojson", ".csv"])
