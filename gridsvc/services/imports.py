@@ -1257,10 +1257,11 @@ def check_before_start(
 ) -> None:
     """Refuse what the import would refuse before reading its rows: the options (:func:`check_request`),
     the file as a whole (its format, layer, encoding, CRS and the classic datum mistakes, from its first
-    features) and the survey area. For a caller that answers before the import runs, as a background job's
-    202 does: a job that could only fail is not started."""
+    features), the field mapping and the survey area. For a caller that answers before the import runs, as
+    a background job's 202 does: a job that could only fail is not started. It costs the file's inspection
+    (a CSV, GeoJSON or KML is read through once to count its rows), which the job repeats."""
     check_request(request)
-    _open(request, settings)
+    _mapping(_open(request, settings), request)
     if request.area_codes:
         with sessions() as session:
             _check_area(session, request.area_codes)

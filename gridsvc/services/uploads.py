@@ -8,11 +8,12 @@ member by member, each written under the upload's own folder and counted as it i
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -52,20 +53,27 @@ def too_large(limit: int) -> str:
     )
 
 
-def upload_name(filename: str) -> str:
+# The file name as the form's bytes carry it (headers are read as Latin-1), when not given as filename*.
+_QUOTED_FILENAME = re.compile(r'filename="([^"]*)"')
+
+
+def upload_name(filename: str, disposition: str | None = None) -> str:
     """The file name an upload was sent with, as its sender reads it: without a path (``../../x.gpkg`` is
-    ``x.gpkg``), and in Chinese when a GBK system sent it (the form parser reads the bytes as Latin-1, which
-    would show 路灯普查.gpkg as Â·µÆÆÕ²é.gpkg)."""
-    name = PurePosixPath(filename.replace("\\", "/")).name
-    if name.isascii() or any(ord(c) > 0xFF for c in name):
-        return name
-    raw = name.encode("latin-1")
-    for codec in ("utf-8", "gb18030"):
+    ``x.gpkg``), and in Chinese when a GBK system sent it. The form parser decodes a name as UTF-8 and
+    falls back to Latin-1 (路灯普查.gpkg would read Â·µÆÆÕ²é.gpkg); which one it did shows only in the
+    part's Content-Disposition header, ``disposition``: its bytes not UTF-8 are read as GB18030."""
+    name = filename
+    found = _QUOTED_FILENAME.search(disposition or "") if "filename*" not in (disposition or "") else None
+    if found is not None:
         try:
-            return raw.decode(codec)
+            raw = found.group(1).encode("latin-1")
+            raw.decode("utf-8")
+        except UnicodeEncodeError:
+            pass  # not the bytes as sent: keep the parser's name
         except UnicodeDecodeError:
-            continue
-    return name
+            with suppress(UnicodeDecodeError):
+                name = raw.decode("gb18030")
+    return PurePosixPath(name.replace("\\", "/")).name
 
 
 @contextmanager

@@ -908,17 +908,37 @@ def test_http_zip_refusals_name_the_upload_as_sent(
     assert answers["两种.zip"].status_code == 422
     assert "两种.zip holds a shapefile (lamps.shp) and a FileGDB (survey.gdb)" in answers["两种.zip"].text
 
-    # A name a GBK system sent (read as Latin-1 by the form parser), with a path: named as its sender sees it.
+    # Names as their senders read them: GBK bytes (which the form parser reads as Latin-1), a UTF-8 name
+    # of Latin letters (to be left alone), a path (dropped).
+    _lamps(points, first_seq=981_201).to_file(tmp_path / "lamps.gpkg", driver="GPKG")
+    data = (tmp_path / "lamps.gpkg").read_bytes()
+    boundary = b"gridsvc-test-boundary"
+    named = {}
     with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
-        _lamps(points, first_seq=981_201).to_file(tmp_path / "lamps.gpkg", driver="GPKG")
-        sent = "../../" + "路灯普查.gpkg".encode("gbk").decode("latin-1")
-        answer = client.post(
-            "/v1/imports/components",
-            files={"file": (sent, (tmp_path / "lamps.gpkg").read_bytes(), "application/octet-stream")},
-            data={"dry_run": "true"},
-            headers={"X-API-Key": staff},
-        )
-    assert answer.status_code == 200 and answer.json()["file"] == "路灯普查.gpkg"
+        for sent in ("../../路灯普查.gpkg".encode("gbk"), "Müller.gpkg".encode()):
+            body = (
+                b"--" + boundary + b'\r\nContent-Disposition: form-data; name="dry_run"\r\n\r\ntrue\r\n'
+                b"--"
+                + boundary
+                + b'\r\nContent-Disposition: form-data; name="file"; filename="'
+                + sent
+                + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                + data
+                + b"\r\n--"
+                + boundary
+                + b"--\r\n"
+            )
+            answer = client.post(
+                "/v1/imports/components",
+                content=body,
+                headers={
+                    "Content-Type": f"multipart/form-data; boundary={boundary.decode()}",
+                    "X-API-Key": staff,
+                },
+            )
+            assert answer.status_code == 200, answer.text
+            named[sent] = answer.json()["file"]
+    assert list(named.values()) == ["路灯普查.gpkg", "Müller.gpkg"]
 
 
 def test_http_dry_run_and_refusal_hold_their_report_for_download(
@@ -1091,6 +1111,7 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
             ({}, "crs", "has no coordinate reference system: say which with crs (e.g. crs=EPSG:4527"),
             ({"crs": "foo"}, "crs", "foo"),
             ({"crs": "EPSG:4490", "retire_missing": "true", "area": "999999999"}, "area", "999999999"),
+            ({"crs": "EPSG:4490", "mapping": '{"code": "编号"}'}, "mapping", "编号"),
         ):
             answer = client.post(
                 "/v1/imports/components",

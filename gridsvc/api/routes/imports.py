@@ -255,7 +255,8 @@ def import_file(
         return _jobs_full(f"/v1/imports/{kind}")
     upload = ExitStack()  # the saved upload: removed when the import ends, here or in its job
     try:
-        path = upload.enter_context(saved_upload(file.filename or "", file.file, settings))
+        name = upload_name(file.filename or "", file.headers.get("content-disposition"))
+        path = upload.enter_context(saved_upload(name, file.file, settings))
         request = imports.ImportRequest(
             path=path,
             layer=kind,
@@ -267,7 +268,7 @@ def import_file(
             retire_missing=retire_missing,
             area_codes=tuple(a.strip() for a in (area or "").split(",") if a.strip()),
             strict=strict,
-            display_name=upload_name(file.filename or ""),
+            display_name=name,
             level=level,
             net_code=net_code,
             net_name=net_name,
