@@ -423,11 +423,14 @@ def _name_geojson_datum(path: Path, name: str) -> None:
         raise ValueError(f"cannot write {path.name}: GDAL wrote no features member where expected")
     member = json.dumps({"type": "name", "properties": {"name": name}}).encode()
     written = path.with_name(path.name + ".part")
-    with path.open("rb") as source, written.open("wb") as target:
-        target.write(head[:at] + b'"crs": ' + member + b",\n")
-        source.seek(at)
-        shutil.copyfileobj(source, target, 1 << 20)
-    written.replace(path)
+    try:
+        with path.open("rb") as source, written.open("wb") as target:
+            target.write(head[:at] + b'"crs": ' + member + b",\n")
+            source.seek(at)
+            shutil.copyfileobj(source, target, 1 << 20)
+        written.replace(path)
+    finally:
+        written.unlink(missing_ok=True)  # a full disk leaves no half copy behind
 
 
 # ------------------------------------------------------------------------------------------- reports
