@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg2
@@ -162,6 +163,29 @@ def _status_for(exc: GridsvcError) -> tuple[int, str]:
     return 400, "bad-request"
 
 
+def _request_error(err: Mapping[str, Any]) -> dict[str, str]:
+    """One of FastAPI's validation errors in the client's words. A body's own fields are named as the
+    client sent them (a form field, a JSON member: ``file``, ``location.lat``), not as ``body.file``; a
+    query or path parameter keeps where it is (``query.limit``). The messages the framework words for its
+    own types say what to send instead."""
+    where = [str(part) for part in err["loc"]]
+    field = ".".join(where[1:] if where[0] == "body" and len(where) > 1 else where)
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "missing":
+        message = "required, and missing from the request"
+        if where == ["body", "file"]:
+            message = "missing: send the layer's file as the multipart form part named file"
+    elif "Expected UploadFile" in message:
+        message = "must be a file: a multipart form part with a filename, not a text value"
+    return {"field": field, "message": message}
+
+
+def _request_detail(errors: list[dict[str, str]]) -> str:
+    said = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
+    more = f" (and {len(errors) - 3} more, see errors)" if len(errors) > 3 else ""
+    return f"the request is not valid: {said}{more}"
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error through problem+json; driver messages are logged, never sent."""
 
@@ -175,17 +199,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(part) for part in err["loc"]), "message": err["msg"]}
-            for err in exc.errors()
-        ]
+        errors = [_request_error(err) for err in exc.errors()]
         return problem(
-            request,
-            422,
-            "Invalid input",
-            "the request is not valid; see errors",
-            kind="invalid-input",
-            errors=errors,
+            request, 422, "Invalid input", _request_detail(errors), kind="invalid-input", errors=errors
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -166,10 +166,16 @@ def _write(settings: Settings, job_id: str, state: dict[str, Any]) -> None:
 
 
 def start(
-    settings: Settings, work: JobWork, *, layer: str, file: str, cleanup: Callable[[], None]
+    settings: Settings,
+    work: JobWork,
+    *,
+    layer: str,
+    file: str,
+    cleanup: Callable[[], None],
+    started_by: str | None = None,
 ) -> dict[str, Any]:
     """Start ``work`` on a thread of this process; return the job's first state. ``cleanup`` (removing
-    the saved upload) runs when the work ends, however it ends."""
+    the saved upload) runs when the work ends, however it ends; ``started_by`` names the key that asked."""
     global _running
     with _running_lock:
         if _running >= settings.max_import_jobs:
@@ -190,6 +196,7 @@ def start(
         "status": "running",
         "layer": layer,
         "file": file,
+        "started_by": started_by,
         "started_at": _now(),
         "finished_at": None,
         "phase": "reading the file",
@@ -286,6 +293,23 @@ def job(settings: Settings, job_id: str) -> dict[str, Any]:
             status="failed", phase=None, error={"title": "Import stopped", "status": 503, "detail": DIED}
         )
     return state
+
+
+def jobs(settings: Settings, *, status: str | None = None) -> list[dict[str, Any]]:
+    """The states of the jobs still held (see :func:`job`), the latest started first; only those with
+    ``status`` when given. Of each service process's jobs, not only this one's: they share the folder."""
+    found = []
+    for path in _root(settings).glob("*.json"):
+        job_id = path.name.removesuffix(".json")
+        if not held_reports.REPORT_ID.fullmatch(job_id):  # a cancel request (<id>.cancel.json)
+            continue
+        try:
+            state = job(settings, job_id)
+        except NotFoundError:  # expired, or removed meanwhile
+            continue
+        if status is None or state["status"] == status:
+            found.append(state)
+    return sorted(found, key=lambda state: (state["started_at"], state["job_id"]), reverse=True)
 
 
 def request_cancel(settings: Settings, job_id: str, *, by: str) -> dict[str, Any]:

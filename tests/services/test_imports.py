@@ -836,6 +836,15 @@ def test_http_upload_returns_the_import_and_its_report(
             headers={"X-API-Key": staff},
         )
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "file"
+        # No file part, or a text value in its place: said in the client's words, not the framework's.
+        for data, said in (
+            ({"dry_run": "true"}, "missing: send the layer's file as the multipart form part named file"),
+            ({"file": "路灯.gpkg"}, "must be a file: a multipart form part with a filename, not a text value"),
+        ):
+            no_file = client.post("/v1/imports/components", data=data, headers={"X-API-Key": staff})
+            assert no_file.status_code == 422
+            assert no_file.json()["errors"] == [{"field": "file", "message": said}]
+            assert no_file.json()["detail"] == f"the request is not valid: file: {said}"
         # A mistyped option is refused, not ignored: dry-run (the CLI's spelling) would import for real.
         before = _count(demo_sessions, "SELECT count(*) FROM survey_batch")
         typo = client.post(
@@ -1137,6 +1146,17 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         error = cast(dict[str, Any], failed["error"])
         assert failed["status"] == "failed" and error["status"] == 422
         assert "strict mode refuses a file with any rejected row" in error["detail"]
+        # The jobs still held, the latest first, without their (large) results; a status narrows them.
+        listed = client.get("/v1/imports/jobs", headers=staff).json()
+        assert [j["links"]["self"] for j in listed["jobs"]] == [strict.json()["links"]["self"], link]
+        assert listed["count"] == 2 and {j["started_by"] for j in listed["jobs"]} == {"测绘员"}
+        assert all("result" not in j and "process" not in j for j in listed["jobs"])
+        done_only = client.get("/v1/imports/jobs/?status=done", headers=staff).json()["jobs"]
+        assert [(j["status"], j["file"]) for j in done_only] == [("done", "路灯.gpkg")]
+        assert client.get("/v1/imports/jobs", headers={"X-API-Key": field_key}).status_code == 403
+        unknown_status = client.get("/v1/imports/jobs?status=stuck", headers=staff)
+        assert unknown_status.status_code == 422
+        assert unknown_status.json()["errors"][0]["field"] == "query.status"
 
         # A job whose service process is gone is failed, nothing imported: its transaction died with it.
         gone = subprocess.run(

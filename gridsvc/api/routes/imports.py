@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path as FilePath
 from typing import Annotated, Any, BinaryIO, Literal, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Path, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -369,7 +369,12 @@ def _started(
 
     try:
         state = import_jobs.start(
-            settings, work, layer=request.layer, file=request.display_name or "", cleanup=upload.close
+            settings,
+            work,
+            layer=request.layer,
+            file=request.display_name or "",
+            cleanup=upload.close,
+            started_by=caller.name,
         )
     except import_jobs.JobsFullError:
         return _jobs_full(instance)
@@ -391,6 +396,28 @@ def _public(state: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in state.items() if k != "process"}
     body["links"] = {"self": f"/v1/imports/jobs/{state['job_id']}"}
     return body
+
+
+@router.get(
+    "/jobs",
+    dependencies=[allow("gis_staff")],
+    summary="The background imports of the last GRIDSVC_HELD_REPORT_HOURS: running, done, failed, cancelled",
+)
+def list_jobs(
+    settings: AppSettings,
+    status: Annotated[
+        Literal["running", "done", "failed", "cancelled"] | None,
+        Query(description="only the jobs with this status: `running` answers what is importing now"),
+    ] = None,
+) -> JSONResponse:
+    """Every background import job still held, the latest started first: who started it, on which file and
+    layer, its status and phase. A done job's `result` is left out here (its own link answers it), so the
+    list stays small however large the reports."""
+    listed = [
+        _public({k: v for k, v in state.items() if k != "result"})
+        for state in import_jobs.jobs(settings, status=status)
+    ]
+    return JSONResponse({"jobs": listed, "count": len(listed)})
 
 
 @router.get(
