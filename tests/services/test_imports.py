@@ -845,6 +845,15 @@ def test_http_upload_returns_the_import_and_its_report(
             assert no_file.status_code == 422
             assert no_file.json()["errors"] == [{"field": "file", "message": said}]
             assert no_file.json()["detail"] == f"the request is not valid: file: {said}"
+        # A form value far past any real one is refused unread, not echoed back at its length.
+        long_encoding = client.post(
+            "/v1/imports/components",
+            files={"file": ("notes.csv", b"lon,lat\n117,36\n", "text/csv")},
+            data={"encoding": "x" * 100_000},
+            headers={"X-API-Key": staff},
+        )
+        assert long_encoding.status_code == 422 and len(long_encoding.content) < 1_000
+        assert long_encoding.json()["errors"][0]["field"] == "encoding"
         # A mistyped option is refused, not ignored: dry-run (the CLI's spelling) would import for real.
         before = _count(demo_sessions, "SELECT count(*) FROM survey_batch")
         typo = client.post(

@@ -33,6 +33,11 @@ class ImportRoute(UploadLimitRoute, RoleRoute):
     """Roles as declared; an upload over GRIDSVC_MAX_UPLOAD_BYTES is answered 413 before it is read."""
 
 
+# Longest values of the form's one-word options (crs, encoding, level, a net's code) and names (a layer, a
+# net, a department): past them a value is refused without being read, let alone echoed in the answer.
+_WORD_MAX = 64
+_NAME_MAX = 255
+
 router = APIRouter(prefix="/v1/imports", tags=["imports"], route_class=ImportRoute)
 
 log = logging.getLogger(__name__)
@@ -187,17 +192,24 @@ def import_file(
         UploadFile, File(description="GeoPackage, zipped Shapefile or FileGDB, GeoJSON, CSV or KML")
     ],
     layer: Annotated[
-        str | None, Form(description="layer name in a GeoPackage/FileGDB/KML", examples=["路灯"])
+        str | None,
+        Form(description="layer name in a GeoPackage/FileGDB/KML", examples=["路灯"], max_length=_NAME_MAX),
     ] = None,
     crs: Annotated[
         str | None,
         Form(
             description="the file's CRS if it has none (every CSV), or to override it: EPSG:4527, gcj02, ...",
             examples=["EPSG:4527"],
+            max_length=_WORD_MAX,
         ),
     ] = None,
     encoding: Annotated[
-        str | None, Form(description="Shapefile or CSV attribute encoding if not detected", examples=["GBK"])
+        str | None,
+        Form(
+            description="Shapefile or CSV attribute encoding if not detected",
+            examples=["GBK"],
+            max_length=_WORD_MAX,
+        ),
     ] = None,
     mapping: Annotated[
         str | None,
@@ -218,12 +230,22 @@ def import_file(
     ] = None,
     strict: Annotated[bool, Form(description="refuse the file if any row is rejected")] = False,
     level: Annotated[
-        str | None, Form(description="boundaries: district, street or community", examples=["community"])
+        str | None,
+        Form(
+            description="boundaries: district, street or community",
+            examples=["community"],
+            max_length=_WORD_MAX,
+        ),
     ] = None,
-    net_code: Annotated[str | None, Form(description="net: its short code", examples=["zongzhi"])] = None,
-    net_name: Annotated[str | None, Form(description="net: its name", examples=["综治网格"])] = None,
+    net_code: Annotated[
+        str | None, Form(description="net: its short code", examples=["zongzhi"], max_length=_WORD_MAX)
+    ] = None,
+    net_name: Annotated[
+        str | None, Form(description="net: its name", examples=["综治网格"], max_length=_NAME_MAX)
+    ] = None,
     net_department: Annotated[
-        str | None, Form(description="net: the department keeping it", examples=["综合治理"])
+        str | None,
+        Form(description="net: the department keeping it", examples=["综合治理"], max_length=_NAME_MAX),
     ] = None,
     replace: Annotated[bool, Form(description="roads: delete the roads loaded before")] = False,
     background: Annotated[
