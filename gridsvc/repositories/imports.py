@@ -86,6 +86,14 @@ def same_shape(a: str, b: str) -> str:
     )
 
 
+def same_attributes(a: str, b: str) -> str:
+    """SQL: whether jsonb objects ``a`` and ``b`` hold the same free attributes: equal, or equal once each
+    value is read as its text. A CSV has no types, so a census surveyed again as CSV reads 灯杆高度 12.5
+    as "12.5": the same value GIS staff wrote, not a change (nor is "0531" 531: texts must match)."""
+    as_text = "(SELECT jsonb_object_agg(key, value #>> '{{}}') FROM jsonb_each({}))"
+    return f"({a} = {b} OR {as_text.format(a)} IS NOT DISTINCT FROM {as_text.format(b)})"
+
+
 # The plan's unit grid containing a feature's representative point; ORDER BY makes a point on a shared
 # edge land in one grid deterministically (the smallest code). Plan activation (repositories/plans.py
 # _REGRID) uses the same rule.
@@ -338,7 +346,7 @@ def classify_components(session: Session) -> dict[str, int]:
                       AND c.owner IS NOT DISTINCT FROM s.owner
                       AND c.owner_department_code IS NOT DISTINCT FROM s.owner_department_code
                       AND c.maintainer_department_code IS NOT DISTINCT FROM s.maintainer_department_code
-                      AND c.attributes = s.attributes
+                      AND {same_attributes("c.attributes", "s.attributes")}
                       AND {same_shape("c.geom", "s.geom")}
                      THEN 'unchanged'
                      ELSE 'changed'
@@ -676,12 +684,12 @@ def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
             "coalesce(s.households, (SELECT c.households FROM community c WHERE c.code = s.code), 0)"
         )
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "code")
+    differs = {
+        "geom": f"NOT {same_shape('t.geom', 'EXCLUDED.geom')}",
+        "attributes": f"NOT {same_attributes('t.attributes', 'EXCLUDED.attributes')}",
+    }
     compare = " OR ".join(
-        f"t.{c} IS DISTINCT FROM EXCLUDED.{c}"
-        if c != "geom"
-        else f"NOT {same_shape('t.geom', 'EXCLUDED.geom')}"
-        for c in columns
-        if c != "code"
+        differs.get(c, f"t.{c} IS DISTINCT FROM EXCLUDED.{c}") for c in columns if c != "code"
     )
     total = int(session.execute(text("SELECT count(*) FROM layer_stage")).scalar_one())
     row = session.execute(
@@ -719,7 +727,7 @@ def upsert_stations(session: Session) -> tuple[int, int, int]:
                     phone = EXCLUDED.phone, attributes = EXCLUDED.attributes, geom = EXCLUDED.geom
                 WHERE t.community_code IS DISTINCT FROM EXCLUDED.community_code OR t.name IS DISTINCT FROM
                     EXCLUDED.name OR t.phone IS DISTINCT FROM EXCLUDED.phone
-                    OR t.attributes IS DISTINCT FROM EXCLUDED.attributes
+                    OR NOT {same_attributes("t.attributes", "EXCLUDED.attributes")}
                     OR NOT {same_shape("t.geom", "EXCLUDED.geom")}
                 RETURNING (xmax = 0) AS inserted
             )
@@ -751,10 +759,10 @@ def replace_net(
             f"""
             SELECT count(*) FILTER (WHERE p.code IS NULL),
                    count(*) FILTER (WHERE p.code IS NOT NULL AND s.code IS NOT NULL AND (
-                       p.name IS DISTINCT FROM s.name OR p.attributes IS DISTINCT FROM s.attributes
+                       p.name IS DISTINCT FROM s.name OR NOT {same_attributes("p.attributes", "s.attributes")}
                        OR NOT {same_shape("p.geom", "ST_Multi(s.geom)")})),
                    count(*) FILTER (WHERE p.code IS NOT NULL AND s.code IS NOT NULL AND NOT (
-                       p.name IS DISTINCT FROM s.name OR p.attributes IS DISTINCT FROM s.attributes
+                       p.name IS DISTINCT FROM s.name OR NOT {same_attributes("p.attributes", "s.attributes")}
                        OR NOT {same_shape("p.geom", "ST_Multi(s.geom)")})),
                    count(*) FILTER (WHERE s.code IS NULL)
             FROM layer_stage s
@@ -798,7 +806,8 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
                 SET road_class = s.road_class, attributes = s.attributes, survey_batch_id = :batch
                 FROM layer_stage s
                 WHERE {same_road} AND (
-                    r.road_class IS DISTINCT FROM s.road_class OR r.attributes IS DISTINCT FROM s.attributes
+                    r.road_class IS DISTINCT FROM s.road_class
+                    OR NOT {same_attributes("r.attributes", "s.attributes")}
                 )
                 RETURNING 1
             )

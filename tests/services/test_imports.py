@@ -488,6 +488,30 @@ def test_an_export_imported_again_untouched_changes_nothing(
     assert (report.changed, report.unchanged) == (1, 0)
 
 
+def test_a_census_surveyed_again_as_csv_keeps_its_numeric_attributes_unchanged(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A CSV has no types: the GeoPackage census's 灯杆高度 12.5 comes back from a CSV re-survey as the text
+    "12.5", the same value, and no component gets a new version for it; a different text is a change."""
+    points = _grid_points(demo_sessions, 3, offset=440)
+    lamps = _lamps(points, first_seq=951_001).assign(灯杆数=np.array([1, 2, 3], dtype=np.int64))
+    lamps.to_file(tmp_path / "census.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "census.gpkg").new == 3
+    stored = _current(demo_sessions, list(lamps["标识码"]))["attributes"].tolist()
+    assert [(a["灯杆高度"], a["灯杆数"]) for a in stored] == [(12.5, 1), (12.5, 2), (12.5, 3)]
+
+    as_csv = pd.DataFrame(lamps.drop(columns="geometry")).assign(经度=points["lon"], 纬度=points["lat"])
+    as_csv.loc[2, "灯杆数"] = 4  # one lamp really got a fourth pole
+    as_csv.to_csv(tmp_path / "resurvey.csv", index=False, float_format="%.15g")
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, tmp_path / "resurvey.csv", crs="EPSG:4490")
+    assert (report.rejected, report.new, report.changed, report.unchanged) == (0, 0, 1, 2)
+    assert _count(demo_sessions) == before + 1
+    after = _current(demo_sessions, list(lamps["标识码"]))["attributes"].tolist()
+    assert after[:2] == stored[:2]  # not rewritten: the stored numbers stay numbers
+    assert after[2]["灯杆数"] == "4"
+
+
 def test_duplicate_codes_are_rejected_alike_whatever_the_chunk_size(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
