@@ -1223,7 +1223,8 @@ def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: Path) -> Path:
     """Write a recorded import's problem report (GeoPackage or CSV by suffix)."""
     with sessions() as session:
-        if repo.get_batch(session, batch_id) is None:
+        batch = repo.get_batch(session, batch_id)
+        if batch is None:
             raise NotFoundError(f"no import {batch_id}")
         rows = repo.problems(session, batch_id)
     problems = [
@@ -1232,8 +1233,13 @@ def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: P
         )
         for r in rows.itertuples()
     ]
+    # The layer's standard fields come first and all of them, empty or not, as in the report the import
+    # wrote: a row's stored values leave out the empty ones (_row_values).
+    values = pd.DataFrame(rows["attributes"].tolist(), index=rows.index)
+    standard = list(fieldmap.LAYER_FIELDS.get(batch.layer, ()))
+    values = values.reindex(columns=[*standard, *(c for c in values.columns if c not in standard)])
     frame = gpd.GeoDataFrame(
-        {"source_row": rows["source_row"], "attributes": rows["attributes"]}, geometry=rows.geometry, crs=4490
+        pd.concat([rows[["source_row"]], values], axis=1), geometry=rows.geometry, crs=4490
     )
     return write_problems(problems, frame, path)
 
