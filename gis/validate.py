@@ -112,7 +112,8 @@ _LEVELS: Final[Mapping[str, tuple[int, str, Callable[[str], str]]]] = {
     "community": (12, _COMMUNITY_RE, codes.validate_community_code),
 }
 # Mirrors the station.phone check constraint.
-_PHONE_RE: Final = r"[0-9+\- ]{5,20}"
+# A switchboard's extension after 转, an area code in brackets: (0531)86001234转8001.
+_PHONE_RE: Final = r"[0-9+() -]{5,20}(?:转[0-9]{1,6})?"
 _STATION_CODE_CHARS: Final = 32
 _NET_CODE_CHARS: Final = 64
 
@@ -1123,7 +1124,11 @@ def validate_stations(
             bad,
             "phone",
             list(phone.to_numpy()[bad]),
-            ["phone may hold only digits, spaces, + and -, 5 to 20 characters"] * bad.size,
+            [
+                "phone may hold only digits, spaces, brackets, + and -, 5 to 20 characters, then an "
+                "extension after 转 (0531-86001234转8001)"
+            ]
+            * bad.size,
         )
         columns["phone"] = phone
     return _result(mapped, findings, geometries, columns)

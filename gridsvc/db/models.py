@@ -184,7 +184,7 @@ class Station(Base):
     geom: Mapped[Any] = _geom("POINT")
     __table_args__ = (
         CheckConstraint("jsonb_typeof(attributes) = 'object'", name="attributes_is_object"),
-        CheckConstraint(r"phone IS NULL OR phone ~ '^[0-9+\- ]{5,20}$'", name="phone_format"),
+        CheckConstraint(r"phone IS NULL OR phone ~ '^[0-9+() -]{5,20}(转[0-9]{1,6})?$'", name="phone_format"),
         CheckConstraint("jsonb_typeof(staff) = 'array'", name="staff_is_list"),
         CheckConstraint(_valid(), name="geom_valid"),
     )

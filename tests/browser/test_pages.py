@@ -234,6 +234,8 @@ def test_field_page_answers_for_the_phone_position(
     assert driver.find_element(By.ID, "gs-grid-code").text == code
     call = driver.find_element(By.ID, "gs-station-call")
     assert call.get_attribute("href") == "tel:" + re.sub(r"[^0-9+]", "", expected["station"]["phone"])
+    # A switchboard's extension is dialled after a pause, not as more digits of the number.
+    assert driver.execute_script("return gridsvc.telHref('(0531)86001234转8001')") == "tel:053186001234,8001"
     assert expected["station"]["name"] in driver.find_element(By.ID, "gs-answer").text
     shown = [
         li.get_attribute("data-code") for li in driver.find_elements(By.CSS_SELECTOR, "#gs-components li")

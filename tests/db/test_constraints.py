@@ -105,7 +105,9 @@ def test_station_phone_and_staff_shape(sessions: sessionmaker[Session]) -> None:
             geom=ewkt("POINT(117.02 36.665)"),
         )
         _refused(session, Station(phone="call me", **base), "ck_station_phone_format")
-        session.add(Station(phone="0531-82071556", staff=[{"name": "王芳", "role": "站长"}], **base))
+        _refused(session, Station(phone="0531-82071556转", **base), "ck_station_phone_format")
+        _refused(session, Station(phone="82071556分机1", **base), "ck_station_phone_format")
+        session.add(Station(phone="(0531)82071556转8001", staff=[{"name": "王芳", "role": "站长"}], **base))
         session.flush()
 
 

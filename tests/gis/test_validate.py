@@ -655,7 +655,7 @@ def test_validate_stations() -> None:
                 "0531-86000000",
                 "０５３１－８６０００００１",
                 "86000000",
-                "86000000转1",
+                "86000000分机1",
                 None,
                 None,
             ],
@@ -682,8 +682,9 @@ def test_validate_stations() -> None:
         Problem(
             5,
             "phone",
-            "86000000转1",
-            "phone may hold only digits, spaces, + and -, 5 to 20 characters",
+            "86000000分机1",
+            "phone may hold only digits, spaces, brackets, + and -, 5 to 20 characters, then an extension "
+            "after 转 (0531-86001234转8001)",
             "rejected",
         ),
         Problem(
@@ -703,6 +704,25 @@ def test_validate_stations() -> None:
     ]
     # Full-width digits and dash folded to ASCII.
     assert result.accepted["phone"].tolist() == ["0531-86000001"]
+
+
+def test_station_phones_as_the_bureau_writes_them() -> None:
+    """An area code in brackets and a switchboard extension after 转 are phones; 分机, or 转 with nothing
+    after it, are not. Full-width brackets fold to ASCII like the digits."""
+    phones = ["（0531）86000000", "0531-86000000转8001", "0531-86000000转", "86000000分机1"]
+    mapped = layer(
+        "stations",
+        {
+            "编码": [f"ZD00{i}" for i in range(1, 5)],
+            "工作站名称": [f"{i}号站" for i in range(1, 5)],
+            "社区代码": ["370102001001"] * 4,
+            "联系电话": phones,
+        },
+        [LAMP_AT] * 4,
+    )
+    result = validate_stations(mapped)
+    assert result.accepted["phone"].tolist() == ["(0531)86000000", "0531-86000000转8001"]
+    assert [(p.source_row, p.field) for p in result.problems] == [(4, "phone"), (5, "phone")]
 
 
 def test_stations_without_codes_are_their_communitys_first_and_one_community_has_one() -> None:

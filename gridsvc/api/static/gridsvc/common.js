@@ -287,8 +287,14 @@
     return dl;
   };
 
+  // A tel: link dials what a person would: the digits, and a switchboard's extension (after 转) after a
+  // pause (a comma), not glued to the number as one long wrong one.
+  gs.telHref = function (phone) {
+    return 'tel:' + String(phone).replace(/转/g, ',').replace(/[^0-9+,]/g, '');
+  };
+
   gs.telLink = function (phone, label) {
     if (!phone) return null;
-    return gs.el('a', { href: 'tel:' + String(phone).replace(/[^0-9+]/g, ''), class: 'gs-tel', text: label || phone });
+    return gs.el('a', { href: gs.telHref(phone), class: 'gs-tel', text: label || phone });
   };
 })();

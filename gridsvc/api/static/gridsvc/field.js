@@ -133,7 +133,7 @@
         el('div', { class: 'gs-card' }, [
           gs.rows([
             ['责任网格', r ? el('span', {}, [el('code', { id: 'gs-grid-code', text: r.code }), ' ' + (r.name || '')]) : '（无）'],
-            ['网格员', worker ? el('span', {}, [(worker.name || '') + ' ', worker.phone ? el('a', { id: 'gs-worker-call', href: 'tel:' + String(worker.phone).replace(/[^0-9+]/g, ''), text: worker.phone }) : null]) : null],
+            ['网格员', worker ? el('span', {}, [(worker.name || '') + ' ', worker.phone ? el('a', { id: 'gs-worker-call', href: gs.telHref(worker.phone), text: worker.phone }) : null]) : null],
             ['单元网格', a.unit_grid ? el('code', { id: 'gs-unit-code', text: a.unit_grid.code }) : null],
             ['社区', a.community ? a.community.name + ' ' + a.community.code : null],
             ['街道', a.street ? a.street.name : null],
@@ -141,7 +141,7 @@
             ['工作站', s ? s.name + (s.distance_m !== null ? '（' + Math.round(s.distance_m) + ' m）' : '') : null],
           ]),
           s && s.phone
-            ? el('p', {}, [el('a', { id: 'gs-station-call', class: 'gs-tel', href: 'tel:' + String(s.phone).replace(/[^0-9+]/g, ''), text: '拨打工作站 ' + s.phone })])
+            ? el('p', {}, [el('a', { id: 'gs-station-call', class: 'gs-tel', href: gs.telHref(s.phone), text: '拨打工作站 ' + s.phone })])
             : null,
           a.plan ? el('p', { class: 'gs-muted', text: '方案 ' + a.plan.name + '（' + a.plan.status + '）' }) : null,
         ])
