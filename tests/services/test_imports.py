@@ -891,6 +891,26 @@ def test_http_upload_returns_the_import_and_its_report(
             {"field": "dry-run", "message": "not a form field of an import; did you mean dry_run?"}
         ]
         assert _count(demo_sessions, "SELECT count(*) FROM survey_batch") == before
+        # Nor is an option sent twice read as its last value (dry_run true, then false, imported for real),
+        # nor a second file imported instead of the first.
+        twice = client.post(
+            "/v1/imports/components",
+            files=files,
+            data={"dry_run": ["true", "false"]},
+            headers={"X-API-Key": staff},
+        )
+        assert twice.status_code == 422, twice.text
+        assert twice.json()["errors"] == [
+            {"field": "dry_run", "message": "sent 2 times; send it once (one file per upload)"}
+        ]
+        two_files = client.post(
+            "/v1/imports/components",
+            files=[("file", files["file"]), ("file", files["file"])],
+            data={"dry_run": "true"},
+            headers={"X-API-Key": staff},
+        )
+        assert two_files.status_code == 422 and two_files.json()["errors"][0]["field"] == "file"
+        assert _count(demo_sessions, "SELECT count(*) FROM survey_batch") == before
 
         # What is wrong with an option is said under that option, naming the file as it was sent.
         no_crs = client.post(

@@ -133,13 +133,26 @@ IMPORT_EXAMPLE: dict[str, Any] = {
 
 async def _known_form_fields(request: Request) -> None:
     """Refuse a form field the import does not know (422): ignored, ``dry-run=true`` (the CLI's spelling)
-    would import for real. The form is the one FastAPI has already read for the route."""
+    would import for real. Refuse one sent twice too: the framework keeps the last, so ``dry_run=true``
+    then ``dry_run=false`` imported for real, and a second ``file`` part was imported instead of the first.
+    The form is the one FastAPI has already read for the route."""
     form = await request.form()
-    unknown = sorted(set(form.keys()) - _FORM_FIELDS)
+    names = [name for name, _ in form.multi_items()]
+    unknown = sorted(set(names) - _FORM_FIELDS)
     if unknown:
         raise InvalidInputError(
             f"unknown form field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: nothing was imported",
             problems=[FieldProblem(name, _unknown_field_message(name)) for name in unknown],
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InvalidInputError(
+            f"form field{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} sent more than once: "
+            "nothing was imported",
+            problems=[
+                FieldProblem(name, f"sent {names.count(name)} times; send it once (one file per upload)")
+                for name in repeated
+            ],
         )
 
 
