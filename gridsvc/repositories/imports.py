@@ -74,15 +74,24 @@ def same_shape(a: str, b: str) -> str:
     :data:`SAME_SHAPE_DEGREES` of its match. The byte comparison comes first, so a file imported again
     as it was costs nothing more; a point is one distance; a line or polygon one pass over its vertices
     (GEOS's Hausdorff distance measures every vertex against every segment: minutes for a boundary of
-    250,000 vertices), and a line drawn the other way is a change."""
+    250,000 vertices), and a line drawn the other way is a change.
+
+    A polygon's rings are compared in one orientation from one start (ST_Normalize: shells clockwise,
+    each ring from its least vertex, parts in order): a ring has no direction or first vertex of its
+    own, and a Shapefile writes shells clockwise where GeoPackage, GeoJSON (RFC 7946) and QGIS may not."""
     tolerance = repr(SAME_SHAPE_DEGREES)
+    a_vertices, b_vertices = (
+        f"CASE WHEN GeometryType({g}) IN ('POLYGON', 'MULTIPOLYGON') THEN ST_Normalize({g}) ELSE {g} END"
+        for g in (a, b)
+    )
     return (
         f"(ST_AsBinary({a}) = ST_AsBinary({b}) OR (GeometryType({a}) = GeometryType({b}) "
         f"AND ST_NPoints({a}) = ST_NPoints({b}) AND CASE WHEN GeometryType({a}) = 'POINT' "
         f"THEN ST_DWithin({a}, {b}, {tolerance}) "
         # Aliases no caller uses: ``a`` may be ``p.geom`` of an outer query.
         f"ELSE (SELECT count(*) = ST_NPoints({a}) AND bool_and(ST_DWithin(vertex_a.geom, vertex_b.geom, "
-        f"{tolerance})) FROM ST_DumpPoints({a}) vertex_a JOIN ST_DumpPoints({b}) vertex_b USING (path)) END))"
+        f"{tolerance})) FROM ST_DumpPoints({a_vertices}) vertex_a "
+        f"JOIN ST_DumpPoints({b_vertices}) vertex_b USING (path)) END))"
     )
 
 

@@ -491,6 +491,40 @@ def test_an_export_imported_again_untouched_changes_nothing(
     assert (report.changed, report.unchanged) == (1, 0)
 
 
+def test_a_polygon_with_its_ring_turned_or_started_elsewhere_is_unchanged(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A ring has no direction or first vertex of its own: a Shapefile writes shells clockwise, QGIS may
+    start a ring anywhere. The same belt drawn so is unchanged; a vertex moved 3 cm is still a change."""
+    points = _grid_points(demo_sessions, 3, offset=460)
+    rings = [
+        [(x, y), (x + 2.3e-4, y + 1.7e-5), (x + 2.1e-4, y + 1.3e-4), (x - 1.1e-5, y + 1.1e-4)]
+        for x, y in zip(points["lon"], points["lat"], strict=True)
+    ]
+
+    def belts(drawn: list[list[tuple[float, float]]]) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame(
+            {"标识码": [f"370102{GREEN_BELT}9520{11 + i}" for i in range(3)], "状态": "完好"},
+            geometry=[shapely.Polygon(ring) for ring in drawn],
+            crs="EPSG:4490",
+        )
+
+    belts(rings).to_file(tmp_path / "belts.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "belts.gpkg").new == 3
+    turned = [rings[0][::-1], rings[1][2:] + rings[1][:2], rings[2][::-1][1:] + rings[2][::-1][:1]]
+    assert not any(shapely.Polygon(ring).exterior.is_ccw for ring in (turned[0], turned[2]))
+    belts(turned).to_file(tmp_path / "turned.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "turned.gpkg")
+    assert (report.new, report.changed, report.unchanged) == (0, 0, 3)
+
+    moved = [list(ring) for ring in turned]
+    x, y = moved[2][1]
+    moved[2][1] = (x, y + 3e-7)
+    belts(moved).to_file(tmp_path / "moved.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "moved.gpkg")
+    assert (report.changed, report.unchanged) == (1, 2)
+
+
 def test_a_census_surveyed_again_as_csv_keeps_its_numeric_attributes_unchanged(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
