@@ -1196,8 +1196,8 @@ def validate_roads(
     Returns
     -------
     ValidationResult
-        Accepted lines; ``road_class`` normalised to arterial, secondary, branch or rural, ``"branch"``
-        where the file gives none.
+        Accepted lines; ``road_class`` normalised to arterial, secondary, branch or rural, missing where
+        the file gives none (the store keeps a known road's class then, and takes a new one as branch).
 
     Raises
     ------
@@ -1217,8 +1217,6 @@ def validate_roads(
         list(road_class.to_numpy()[at]),
         [f"road class {c} is not known; use one of: {names}" for c in road_class.to_numpy()[at]],
     )
-    # Most unnamed urban roads are branch roads; cutting along them is the cautious default.
-    road_class[road_class.isna()] = "branch"
     columns = {"road_class": road_class}
     names = clean_text(mapped["name"]) if "name" in mapped.columns else pd.Series([None] * len(mapped))
     if "name" in mapped.columns:

@@ -795,7 +795,8 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
     """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
     roads loaded before. Roads have no code: a road already stored with the same name and the same line
     is that road, updated (its class, its free attributes) rather than added again, so importing a
-    corrected file twice leaves one copy of each. Returns (added, updated, unchanged, deleted)."""
+    corrected file twice leaves one copy of each. A blank class keeps the stored one (a new road is a
+    branch road). Returns (added, updated, unchanged, deleted)."""
     deleted = 0
     if replace:
         deleted = int(
@@ -812,10 +813,11 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
             f"""
             WITH updated AS (
                 UPDATE road r
-                SET road_class = s.road_class, attributes = s.attributes, survey_batch_id = :batch
+                SET road_class = coalesce(s.road_class, r.road_class), attributes = s.attributes,
+                    survey_batch_id = :batch
                 FROM layer_stage s
                 WHERE {same_road} AND (
-                    r.road_class IS DISTINCT FROM s.road_class
+                    r.road_class IS DISTINCT FROM coalesce(s.road_class, r.road_class)
                     OR NOT {same_attributes("r.attributes", "s.attributes")}
                 )
                 RETURNING 1
@@ -830,7 +832,10 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
             f"""
             WITH added AS (
                 INSERT INTO road (name, road_class, district_code, survey_batch_id, attributes, geom)
-                SELECT s.name, s.road_class, d.code, :batch, s.attributes, ST_Multi(s.geom) FROM layer_stage s
+                -- Most unnamed urban roads are branch roads; cutting along them is the cautious default.
+                SELECT s.name, coalesce(s.road_class, 'branch'), d.code, :batch, s.attributes,
+                       ST_Multi(s.geom)
+                FROM layer_stage s
                 LEFT JOIN LATERAL (
                     SELECT code FROM district WHERE ST_Intersects(geom, ST_LineInterpolatePoint(
                         ST_GeometryN(ST_Multi(s.geom), 1), 0.5)) ORDER BY code LIMIT 1

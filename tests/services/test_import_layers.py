@@ -342,6 +342,12 @@ def test_roads_with_chinese_classes(
         == "branch"
     )
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 2  # type: ignore[arg-type]
+    # A blank class keeps the stored one (a road new to the store is a branch road).
+    roads.assign(道路等级=[None, "支路"]).to_file(path, driver="GPKG")
+    blank = _run(demo_sessions, test_settings, path, layer="roads")
+    assert (blank.new, blank.changed, blank.unchanged) == (0, 0, 2)
+    kept = "SELECT road_class FROM road WHERE name = '经十路' AND survey_batch_id = :b"
+    assert _scalar(demo_sessions, kept, b=report.batch_id) == "arterial"
 
     # Replacing every road with a file that has a rejected row (a polygon is no road) is refused whole.
     with_polygon = pd.concat(
