@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import getpass
 import json
 import logging
 import signal
@@ -117,6 +118,20 @@ def friendly(func: Callable[P, R]) -> Callable[P, R]:
 
 def _settings() -> Settings:
     return get_settings()
+
+
+def _operator(name: str | None = None) -> Any:
+    """Who runs a command that records its author (an import's survey batch, a plan edit). The command line
+    has the rights of whoever can run it on the server (LOCAL_OPERATOR's); the name is the person's login,
+    ``cli:<login>``, so the history can tell who imported or changed what."""
+    from gridsvc.services.access import Principal
+
+    if name is None:
+        try:
+            name = f"cli:{getpass.getuser()}"
+        except (KeyError, OSError):  # no login name (a container's numeric user)
+            name = "cli"
+    return Principal(name=name, role="gis_staff")
 
 
 def _sessions(settings: Settings) -> Any:
@@ -541,7 +556,6 @@ def _run_import(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from gis.fieldmap import MappingError, load_mapping
-    from gridsvc.services.access import LOCAL_OPERATOR
     from gridsvc.services.imports import Cancellation, ImportCancelled, ImportRequest, import_layer
 
     layer = extra.pop("layer")
@@ -592,7 +606,7 @@ def _run_import(
                 _sessions(settings),
                 request,
                 settings=settings,
-                actor=LOCAL_OPERATOR,
+                actor=_operator(),
                 progress=rows_read,
                 phase=now_doing,
                 cancellation=cancellation,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gridsvc.cli.main import _sessions, _settings, console, friendly
+from gridsvc.cli.main import _operator, _sessions, _settings, console, friendly
 from gridsvc.cli.plans import plan_app
 
 PlanArg = Annotated[int, typer.Argument(help="The draft plan's id.")]
@@ -28,16 +27,7 @@ EditorOpt = Annotated[
 
 
 def _actor(editor: str | None) -> Any:
-    from gridsvc.services.access import Principal
-
-    # The command line has the rights of whoever can run it on the server (LOCAL_OPERATOR); the name is the
-    # person's, so the history and a refused editor can tell who changed what.
-    if editor is None:
-        try:
-            editor = f"cli:{getpass.getuser()}"
-        except (KeyError, OSError):  # no login name (a container's numeric user)
-            editor = "cli"
-    return Principal(name=editor, role="gis_staff")
+    return _operator(editor)
 
 
 def _print(result: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy
 
 from tests.conftest import NEUTRAL_CWD, free_port
 
@@ -170,3 +172,12 @@ def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_pa
     no_crs = gridsvc(["import", "components", str(census)], demo_url)
     assert no_crs.returncode == 1
     assert no_crs.stderr.count("has no coordinate reference system") == 1
+
+    # The import that goes through is recorded as the login that ran it, not as "cli".
+    kept = gridsvc(["import", "components", str(census), "--crs", "EPSG:4490"], demo_url)
+    assert kept.returncode == 0, kept.stderr
+    engine = sqlalchemy.create_engine(demo_url)
+    with engine.connect() as conn:
+        by = conn.execute(sqlalchemy.text("SELECT imported_by FROM survey_batch ORDER BY id DESC LIMIT 1"))
+        assert by.scalar_one() == f"cli:{getpass.getuser()}"
+    engine.dispose()
