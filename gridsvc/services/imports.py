@@ -486,13 +486,46 @@ def _chunks(info: io.LayerInfo, request: ImportRequest, settings: Settings) -> I
         raise _file_refused(exc, request) from exc
 
 
+# The fields every row of a layer needs. A file with no column for one (its code under a name no alias
+# knows, such as BM) would have every row rejected for it and an empty batch recorded: it is refused whole
+# instead, with the file's fields to choose from.
+_REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "components": ("code",),
+    "boundaries": ("code", "name"),
+    "stations": ("name", "community_code"),
+    "net": ("code",),
+}
+
+
 def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
+    left_out = {*_left_out_columns(info, request.layer), *info.coordinate_fields}
+    fields = [f for f in info.fields if f not in left_out]
     try:
-        left_out = {*_left_out_columns(info, request.layer), *info.coordinate_fields}
-        fields = [f for f in info.fields if f not in left_out]
-        return fieldmap.resolve_mapping(fields, request.mapping, layer=request.layer)
+        mapping = fieldmap.resolve_mapping(fields, request.mapping, layer=request.layer)
     except fieldmap.MappingError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem("mapping", str(exc))]) from exc
+    missing = [f for f in _REQUIRED_FIELDS.get(request.layer, ()) if f not in mapping]
+    if missing:
+        aliases = fieldmap.LAYER_ALIASES[request.layer]
+        how = (
+            (lambda f: f'mapping={{"{f}": "FIELD"}}')
+            if request.form_words
+            else (lambda f: f"--map {f}=FIELD")
+        )
+        problems = [
+            FieldProblem(
+                "mapping",
+                f"no field of the file is the {f} (known as {', '.join(aliases.get(f, ())[:4]) or f}); the "
+                f"file's fields are: {', '.join(fields) or '(none)'}; say which with {how(f)}",
+            )
+            for f in missing
+        ]
+        raise InvalidInputError(
+            f"{request.display_name or request.path.name}: no field holds the {' or the '.join(missing)}, "
+            "so every row would be rejected; nothing was imported",
+            problems=problems,
+        )
+    return mapping
 
 
 def _without_positions(chunk: gpd.GeoDataFrame, info: io.LayerInfo) -> gpd.GeoDataFrame:

@@ -1441,8 +1441,13 @@ def test_cli_mapping_profile(demo_url: str, demo_engine_shared: Engine, tmp_path
     _contractor_fields(lamps).to_file(path, driver="GPKG")
     profile = tmp_path / "承包商.yml"
     profile.write_text("code: LAMP_ID\nname: LAMP_TXT\nstatus: COND\n", encoding="utf-8")
+    # LAMP_ID means nothing by itself: with no field for the code every row would be rejected, so the
+    # file is refused whole, naming its fields and the option that says which one it is.
     without = _cli_dry_run(demo_url, path)
-    assert without.returncode == 0 and "code is missing" in without.stdout  # LAMP_ID means nothing itself
+    assert without.returncode == 1 and "Traceback" not in without.stderr
+    said = " ".join(without.stderr.split())
+    assert "contractor.gpkg: no field holds the code, so every row would be rejected" in said
+    assert "LAMP_ID" in said and "--map code=FIELD" in said
     with_profile = _cli_dry_run(demo_url, path, "--mapping", str(profile), "--map", "data_source=FROM_WHO")
     assert with_profile.returncode == 0, with_profile.stderr
     assert "│ accepted" in with_profile.stdout and "problems" not in with_profile.stdout
