@@ -507,16 +507,13 @@ def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
     missing = [f for f in _REQUIRED_FIELDS.get(request.layer, ()) if f not in mapping]
     if missing:
         aliases = fieldmap.LAYER_ALIASES[request.layer]
-        how = (
-            (lambda f: f'mapping={{"{f}": "FIELD"}}')
-            if request.form_words
-            else (lambda f: f"--map {f}=FIELD")
-        )
+        # Said as the door the file came through spells it.
+        how = 'mapping={{"{}": "FIELD"}}' if request.form_words else "--map {}=FIELD"
         problems = [
             FieldProblem(
                 "mapping",
                 f"no field of the file is the {f} (known as {', '.join(aliases.get(f, ())[:4]) or f}); the "
-                f"file's fields are: {', '.join(fields) or '(none)'}; say which with {how(f)}",
+                f"file's fields are: {', '.join(fields) or '(none)'}; say which with {how.format(f)}",
             )
             for f in missing
         ]

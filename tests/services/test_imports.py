@@ -1222,6 +1222,14 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
             assert (
                 answer.json()["errors"][0]["field"] == field and said in answer.json()["errors"][0]["message"]
             )
+        no_code = client.post(
+            "/v1/imports/components",
+            files={"file": ("井盖.csv", "经度,纬度,BM\n117.0,36.6,3701020101000001\n".encode(), "text/csv")},
+            data={"background": "true", "crs": "EPSG:4490"},
+            headers=staff,
+        )
+        assert no_code.status_code == 422 and no_code.json()["errors"][0]["field"] == "mapping"
+        assert 'say which with mapping={"code": "FIELD"}' in no_code.json()["errors"][0]["message"]
         assert not list(Path(tempfile.gettempdir()).glob("gridsvc-upload-*/井盖.csv"))  # uploads removed
         # A file refused for its rows fails its job with the problem a synchronous upload would answer.
         strict = client.post(
