@@ -984,6 +984,34 @@ def _check_required_text(findings: _Findings, values: pd.Series, field: str) -> 
     findings.add(at, field, [None] * at.size, [f"{field} is missing"] * at.size)
 
 
+def _check_in_city_box(
+    findings: _Findings,
+    geometries: ObjectArray,
+    usable: BoolArray,
+    city_bbox: tuple[float, float, float, float] | None,
+    what: str,
+) -> None:
+    """Reject features whose representative point lies outside the city box: a boundary, station, road or
+    net cell moved 3° east, or another city's, would otherwise be stored without a word (a component is
+    checked against the counties too, see _check_location)."""
+    if city_bbox is None:
+        return
+    positions = np.flatnonzero(usable & ~shapely.is_missing(geometries))
+    if positions.size == 0:
+        return
+    points = representative_points(geometries[positions])
+    x, y = shapely.get_x(points), shapely.get_y(points)
+    minx, miny, maxx, maxy = city_bbox
+    outside = np.flatnonzero(~((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy)))
+    box = ", ".join(f"{v:g}" for v in city_bbox)
+    findings.add(
+        positions[outside],
+        "geometry",
+        _wkt(geometries[positions[outside]]),
+        [f"the {what} lies at {_xy(x[i], y[i])}, outside the city box ({box})" for i in outside],
+    )
+
+
 def _expected(kind: GeometryKind, n: int) -> ObjectArray:
     return np.full(n, kind, dtype=object)
 
@@ -993,6 +1021,7 @@ def validate_boundaries(
     level: BoundaryLevel,
     *,
     metric_crs: str = _DEFAULT_METRIC_CRS,
+    city_bbox: tuple[float, float, float, float] | None = None,
     seen_codes: SeenCodes | None = None,
 ) -> ValidationResult:
     """Validate mapped admin boundaries of one level (see ``map_layer_fields(frame, "boundaries")``).
@@ -1005,6 +1034,8 @@ def validate_boundaries(
         County-level units (6-digit codes), streets/towns (9) or communities/villages (12).
     metric_crs : str, optional
         Projected CRS in metres for the area check of repairs (default EPSG:4548).
+    city_bbox : tuple of float, optional
+        (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_codes : SeenCodes, optional
         Codes of earlier chunks, updated in place (see :func:`validate_components`).
 
@@ -1027,6 +1058,7 @@ def validate_boundaries(
     geometries = _check_kind(
         findings, geometries, usable, _expected("polygon", len(mapped)), lambda _: f"a {level} boundary"
     )
+    _check_in_city_box(findings, geometries, usable, city_bbox, level)
     code = clean_text(mapped["code"])
     what = f"{level} code"
     _check_code(
@@ -1055,6 +1087,7 @@ def validate_stations(
     mapped: gpd.GeoDataFrame,
     *,
     metric_crs: str = _DEFAULT_METRIC_CRS,
+    city_bbox: tuple[float, float, float, float] | None = None,
     seen_codes: SeenCodes | None = None,
 ) -> ValidationResult:
     """Validate mapped urban-management stations (see ``map_layer_fields(frame, "stations")``).
@@ -1066,6 +1099,8 @@ def validate_stations(
         A row without a code gets its community's code + ``01`` (the community's first station).
     metric_crs : str, optional
         Projected CRS in metres (used only if a polygon has to be checked for repair).
+    city_bbox : tuple of float, optional
+        (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_codes : SeenCodes, optional
         Station codes of earlier chunks, updated in place.
 
@@ -1085,6 +1120,7 @@ def validate_stations(
     geometries = _check_kind(
         findings, geometries, usable, _expected("point", len(mapped)), lambda _: "a station"
     )
+    _check_in_city_box(findings, geometries, usable, city_bbox, "station")
     name = clean_text(mapped["name"])
     _check_required_text(findings, name, "name")
     community = clean_text(mapped["community_code"])
@@ -1138,6 +1174,7 @@ def validate_net_polygons(
     mapped: gpd.GeoDataFrame,
     *,
     metric_crs: str = _DEFAULT_METRIC_CRS,
+    city_bbox: tuple[float, float, float, float] | None = None,
     seen_codes: SeenCodes | None = None,
 ) -> ValidationResult:
     """Validate the mapped polygons of another department's net (see ``map_layer_fields(frame, "net")``).
@@ -1148,6 +1185,8 @@ def validate_net_polygons(
         EPSG:4490 with ``source_row``, ``code`` and optionally ``name``.
     metric_crs : str, optional
         Projected CRS in metres for the area check of repairs (default EPSG:4548).
+    city_bbox : tuple of float, optional
+        (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_codes : SeenCodes, optional
         Codes of earlier chunks, updated in place.
 
@@ -1167,6 +1206,7 @@ def validate_net_polygons(
     geometries = _check_kind(
         findings, geometries, usable, _expected("polygon", len(mapped)), lambda _: "a net cell"
     )
+    _check_in_city_box(findings, geometries, usable, city_bbox, "net cell")
     code = clean_text(mapped["code"])
     _check_code(
         findings, code, field="code", what="net polygon code", pattern=None, max_chars=_NET_CODE_CHARS
@@ -1179,7 +1219,11 @@ def validate_net_polygons(
 
 
 def validate_roads(
-    mapped: gpd.GeoDataFrame, *, metric_crs: str = _DEFAULT_METRIC_CRS, seen_roads: SeenRoads | None = None
+    mapped: gpd.GeoDataFrame,
+    *,
+    metric_crs: str = _DEFAULT_METRIC_CRS,
+    city_bbox: tuple[float, float, float, float] | None = None,
+    seen_roads: SeenRoads | None = None,
 ) -> ValidationResult:
     """Validate mapped road centre lines (see ``map_layer_fields(frame, "roads")``).
 
@@ -1189,6 +1233,8 @@ def validate_roads(
         EPSG:4490 with ``source_row``, ``road_class`` and optionally ``name``.
     metric_crs : str, optional
         Projected CRS in metres (used only if a polygon has to be checked for repair).
+    city_bbox : tuple of float, optional
+        (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_roads : SeenRoads, optional
         The roads of earlier chunks of the same import, updated in place. A row with the same name and
         line as an earlier row, in this chunk or before, is rejected as a copy.
@@ -1208,6 +1254,7 @@ def validate_roads(
     findings = _Findings(mapped["source_row"].to_numpy(dtype=np.int64))
     geometries, usable = _check_geometry(findings, _geometries(mapped), metric_crs)
     geometries = _check_kind(findings, geometries, usable, _expected("line", len(mapped)), lambda _: "a road")
+    _check_in_city_box(findings, geometries, usable, city_bbox, "road")
     road_class, unknown = normalise_road_class(mapped["road_class"])
     at = np.flatnonzero(unknown.to_numpy())
     names = ", ".join(f"{ROAD_CLASS_LABELS[c]} {c}" for c in ROAD_CLASSES)

@@ -1323,15 +1323,17 @@ def _validated(
     seen: validate.SeenCodes,
     seen_roads: validate.SeenRoads,
 ) -> validate.ValidationResult:
-    metric = settings.metric_crs
+    metric, box = settings.metric_crs, settings.city_bbox
     if request.layer == "boundaries":
         level = cast(Literal["district", "street", "community"], request.level)  # checked on entry
-        return validate.validate_boundaries(chunk_mapped, level, metric_crs=metric, seen_codes=seen)
+        return validate.validate_boundaries(
+            chunk_mapped, level, metric_crs=metric, city_bbox=box, seen_codes=seen
+        )
     if request.layer == "stations":
-        return validate.validate_stations(chunk_mapped, metric_crs=metric, seen_codes=seen)
+        return validate.validate_stations(chunk_mapped, metric_crs=metric, city_bbox=box, seen_codes=seen)
     if request.layer == "net":
-        return validate.validate_net_polygons(chunk_mapped, metric_crs=metric, seen_codes=seen)
-    return validate.validate_roads(chunk_mapped, metric_crs=metric, seen_roads=seen_roads)
+        return validate.validate_net_polygons(chunk_mapped, metric_crs=metric, city_bbox=box, seen_codes=seen)
+    return validate.validate_roads(chunk_mapped, metric_crs=metric, city_bbox=box, seen_roads=seen_roads)
 
 
 def _missing_parents(

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import shapely
 from shapely import LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon, box
+from shapely.affinity import translate
 
 from gis import codes
 from gis.fieldmap import map_fields, map_layer_fields
@@ -830,3 +831,44 @@ def test_repaired_geometry_is_kept_in_place_of_the_original(rules: ComponentRule
     ]
     accepted = validate_components(chunk(rows), rules).accepted
     assert shapely.equals(accepted.geometry.to_numpy(), np.array([SQUARE, SQUARE], dtype=object)).all()
+
+
+def test_other_layers_outside_the_city_box_are_rejected_with_their_position() -> None:
+    """A community moved 3° east, a station or road of another city: not stored without a word."""
+    jinan = (116.1, 35.9, 118.1, 37.65)
+    far = translate(SQUARE, xoff=3.0)
+    boundaries = validate_boundaries(
+        layer(
+            "boundaries",
+            {"代码": ["370102001001", "370102001002"], "名称": ["甲社区", "乙社区"]},
+            [SQUARE, far],
+        ),
+        "community",
+        city_bbox=jinan,
+    )
+    assert boundaries.accepted["code"].tolist() == ["370102001001"]
+    [problem] = boundaries.problems
+    assert (problem.source_row, problem.field, problem.action) == (3, "geometry", "rejected")
+    assert problem.reason.startswith("the community lies at (120.05")
+    assert problem.reason.endswith("outside the city box (116.1, 35.9, 118.1, 37.65)")
+
+    stations = validate_stations(
+        layer(
+            "stations",
+            {"工作站名称": ["甲站", "乙站"], "社区代码": ["370102001001", "370102001002"]},
+            [LAMP_AT, Point(116.0, 36.0)],
+        ),
+        city_bbox=jinan,
+    )
+    assert [p.reason.split(",")[0] for p in stations.problems] == [
+        "the station lies at (116.000000 36.000000)"
+    ]
+    road = LineString([(117.05, 36.65), (117.06, 36.65)])
+    roads = validate_roads(
+        layer("roads", {"道路名称": ["经十路", "远路"]}, [road, translate(road, xoff=3.0)]), city_bbox=jinan
+    )
+    assert [(p.source_row, p.field) for p in roads.problems] == [(3, "geometry")]
+    cells = validate_net_polygons(layer("net", {"编码": ["DJ01", "DJ02"]}, [SQUARE, far]), city_bbox=jinan)
+    assert cells.accepted["code"].tolist() == ["DJ01"] and "the net cell lies at" in cells.problems[0].reason
+    # Without a box (a caller that checks elsewhere) nothing is rejected for where it lies.
+    assert not validate_net_polygons(layer("net", {"编码": ["DJ03"]}, [far])).problems

@@ -245,6 +245,23 @@ def test_stations_update_phone_of_existing_station(
     )
 
 
+def test_a_station_outside_the_city_is_rejected_not_stored(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    community = str(_scalar(demo_sessions, "SELECT code FROM community ORDER BY code LIMIT 1"))
+    stations = gpd.GeoDataFrame(
+        {"工作站名称": ["近处工作站", "远方工作站"], "社区代码": [community] * 2, "编码": ["NEAR1", "FAR01"]},
+        geometry=[_inside_lixia(demo_sessions, 1)[0], shapely.Point(116.0, 36.0)],
+        crs="EPSG:4490",
+    )
+    stations.to_file(tmp_path / "远方.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "远方.gpkg", layer="stations", dry_run=True)
+    assert (report.accepted, report.rejected) == (1, 1)
+    [problem] = report.problems
+    assert (problem.source_row, problem.field) == (2, "geometry")  # the file's second feature
+    assert problem.reason.startswith("the station lies at (116.000000 36.000000), outside the city")
+
+
 def test_net_is_replaced_whole(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
