@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -394,18 +395,22 @@ def write_layer(
     if not out_path.parent.is_dir():
         raise ValueError(f"cannot write {out_path.name}: the folder {out_path.parent} does not exist")
     try:
-        if driver == "CSV":
-            _write_csv(table, geometries, out_path, target, encoding)
-        elif driver == "ESRI Shapefile":
-            _write_shapefile(table, geometries, out_path, file_crs, encoding)
-        else:
-            if driver == "GeoJSON" and out_path.exists():
-                # GDAL's GeoJSON driver refuses to overwrite; a GeoPackage only has its layer replaced.
-                out_path.unlink()
-            out = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
-            pyogrio.write_dataframe(out, out_path, layer=layer or out_path.stem, driver=driver)
-            if driver == "GeoJSON" and file_crs is None:
-                _name_geojson_datum(out_path, target.name)
+        with warnings.catch_warnings():
+            # A GCJ-02 or BD-09 file has no CRS GDAL can write, by design (logged above): pyogrio's
+            # warning that none was given, with its source line, told GIS staff nothing they had not chosen.
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+            if driver == "CSV":
+                _write_csv(table, geometries, out_path, target, encoding)
+            elif driver == "ESRI Shapefile":
+                _write_shapefile(table, geometries, out_path, file_crs, encoding)
+            else:
+                if driver == "GeoJSON" and out_path.exists():
+                    # GDAL's GeoJSON driver refuses to overwrite; a GeoPackage only has its layer replaced.
+                    out_path.unlink()
+                out = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
+                pyogrio.write_dataframe(out, out_path, layer=layer or out_path.stem, driver=driver)
+                if driver == "GeoJSON" and file_crs is None:
+                    _name_geojson_datum(out_path, target.name)
     except (OSError, pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
         # A folder that is not writable, a full disk, a file another program holds open.
         raise ValueError(f"cannot write {out_path.name}: {exc}") from exc

@@ -57,6 +57,15 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(crs_app, name="crs")
 
 
+# Request fields the services name as an upload's form does, that the command line spells otherwise.
+_CLI_OPTION_OF = {
+    "area": "--area",
+    "net_code": "--net-code",
+    "net_name": "--name",
+    "net_department": "--department",
+}
+
+
 def _explain(exc: Exception) -> tuple[str, list[str]] | None:
     """A user's explanation of an error that is not ours to raise, or None to let it propagate."""
     from alembic.util import CommandError
@@ -68,7 +77,7 @@ def _explain(exc: Exception) -> tuple[str, list[str]] | None:
         return exc.detail, [
             f"row {p.location['source_row']}, {p.field}: {p.message}"
             if p.location.get("source_row") is not None
-            else f"{p.field}: {p.message}"
+            else f"{_CLI_OPTION_OF.get(p.field, p.field)}: {p.message}"
             for p in exc.problems
             if p.message != exc.detail
         ]
@@ -648,7 +657,10 @@ def import_components_command(
     ] = False,
     area: Annotated[
         list[str] | None,
-        typer.Option(help="Survey area for --retire-missing: admin codes (default: communities touched)."),
+        typer.Option(
+            help="Survey area for --retire-missing: admin codes, repeated or comma-separated "
+            "(default: the communities the file touches)."
+        ),
     ] = None,
     strict: StrictOpt = False,
     report: ReportOpt = None,
@@ -685,7 +697,8 @@ def import_components_command(
         chunk_rows=chunk_rows,
         layer="components",
         retire_missing=retire_missing,
-        area_codes=tuple(area or ()),
+        # Repeated (--area 370102001 --area 370102002) or comma-separated, as an upload's area= is.
+        area_codes=tuple(a.strip() for given in area or () for a in given.split(",") if a.strip()),
         rebuild_indexes=rebuild_indexes,
     )
 

@@ -173,6 +173,12 @@ def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_pa
     assert no_crs.returncode == 1
     assert no_crs.stderr.count("has no coordinate reference system") == 1
 
+    # --area takes codes repeated or comma-separated, as an upload's area= does.
+    retire = ["--dry-run", "--retire-missing", "--area", "370102,999999999"]
+    areas = gridsvc(["import", "components", str(census), "--crs", "EPSG:4490", *retire], demo_url)
+    assert areas.returncode == 1 and "999999999: no loaded community lies in it" in areas.stderr
+    assert "370102," not in areas.stderr and "  - --area: 999999999" in areas.stderr  # the option, as typed
+
     # The import that goes through is recorded as the login that ran it, not as "cli".
     kept = gridsvc(["import", "components", str(census), "--crs", "EPSG:4490"], demo_url)
     assert kept.returncode == 0, kept.stderr
