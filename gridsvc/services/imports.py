@@ -381,19 +381,31 @@ _EXPORT_ONLY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
 def _left_out_columns(info: io.LayerInfo, layer: str) -> tuple[str, ...]:
     """The columns to leave out of a file gridsvc wrote: a corrected problems report's own columns, or an
     export's derived ones (a component's class name, grids and validity, a boundary's parent: the import
-    finds them itself). A file with only some of them is any file, and keeps them in the free attributes;
-    so is a file with a ``parent_code`` but no ``attributes`` beside it."""
+    finds them itself). An export is known by all of them, or by any of them beside its ``attributes``
+    column: GIS staff may delete one in QGIS before importing the file again, and the rest would then
+    make every row a change. A file with some of them and no ``attributes`` is any file, and keeps them
+    in the free attributes; so is a file with a ``parent_code`` alone."""
     fields = set(info.fields)
     if set(_REPORT_ONLY_COLUMNS) <= fields:
         return _REPORT_ONLY_COLUMNS
-    beside = {"attributes"} if layer == "boundaries" else set()
-    return next((names for names in _EXPORT_ONLY_COLUMNS.get(layer, ()) if {*names, *beside} <= fields), ())
+    # The names as written, or as a Shapefile cut them (unit_grid_): whichever the file has more of.
+    names, present = max(
+        (
+            (names, tuple(name for name in names if name in fields))
+            for names in _EXPORT_ONLY_COLUMNS.get(layer, ())
+        ),
+        key=lambda candidate: len(candidate[1]),
+        default=((), ()),
+    )
+    whole = len(present) == len(names) and (layer != "boundaries" or "attributes" in fields)
+    return present if present and (whole or "attributes" in fields) else ()
 
 
 def _is_export(info: io.LayerInfo, layer: str) -> bool:
-    """Whether the file is an export of ``layer`` (see _left_out_columns)."""
-    left_out = _left_out_columns(info, layer)
-    return bool(left_out) and left_out != _REPORT_ONLY_COLUMNS
+    """Whether the file's ``attributes`` column is read back into the free attributes rather than kept as
+    one attribute: an export's, whatever derived columns were deleted from it (see _left_out_columns),
+    or any file's column of that name holding JSON objects (a cell that is not one stays as it is)."""
+    return "attributes" in info.fields and _left_out_columns(info, layer) != _REPORT_ONLY_COLUMNS
 
 
 def _exported_attributes_merged(outer: dict[str, Any]) -> dict[str, Any] | None:

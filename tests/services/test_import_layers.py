@@ -6,6 +6,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
+import pyogrio
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -138,6 +139,13 @@ def test_a_boundaries_export_imported_again_untouched_changes_nothing(
         assert (report.rejected, report.new, report.changed, report.unchanged) == (0, 0, 0, count)
         assert any("gridsvc boundaries export" in w for w in report.warnings)
     assert _scalar(demo_sessions, query) == before
+    if suffix == ".gpkg":
+        # The parent code deleted in QGIS first: its attributes column still says what the file is.
+        trimmed = tmp_path / "社区-无上级.gpkg"
+        pyogrio.read_dataframe(exported).drop(columns="parent_code").to_file(trimmed, driver="GPKG")
+        report = _run(demo_sessions, test_settings, trimmed, layer="boundaries", level="community")
+        assert (report.rejected, report.changed, report.unchanged) == (0, 0, count)
+        assert _scalar(demo_sessions, query) == before
 
 
 def test_a_boundary_code_used_twice_rejects_both_rows_with_their_values_whatever_the_chunk_size(
