@@ -171,7 +171,9 @@ def _request_error(err: Mapping[str, Any]) -> dict[str, str]:
     where = [str(part) for part in err["loc"]]
     field = ".".join(where[1:] if where[0] == "body" and len(where) > 1 else where)
     message = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "missing":
+    if err["type"] == "json_invalid":  # where[1] is a character position, not a member
+        field, message = "body", f"{message} (at character {where[1] if len(where) > 1 else '?'})"
+    elif err["type"] == "missing":
         message = "required, and missing from the request"
         if where == ["body", "file"]:
             message = "missing: send the layer's file as the multipart form part named file"

@@ -76,22 +76,29 @@ def same_shape(a: str, b: str) -> str:
     (GEOS's Hausdorff distance measures every vertex against every segment: minutes for a boundary of
     250,000 vertices), and a line drawn the other way is a change.
 
-    A polygon's rings are compared in one orientation from one start (ST_Normalize: shells clockwise,
-    each ring from its least vertex, parts in order): a ring has no direction or first vertex of its
-    own, and a Shapefile writes shells clockwise where GeoPackage, GeoJSON (RFC 7946) and QGIS may not."""
+    A ring has no direction or first vertex of its own (a Shapefile writes shells clockwise, QGIS may
+    start a ring anywhere), so polygons that do not match as written are matched again with their rings
+    turned clockwise (first vertices kept), then normalised (ST_Normalize: each ring from its least
+    vertex, parts in order). Normalising alone would not do: where two vertices tie for least (a grid
+    cell's western edge), nanodegrees of a zone-39 round trip pick the start, and a cell would differ
+    from itself."""
     tolerance = repr(SAME_SHAPE_DEGREES)
-    a_vertices, b_vertices = (
-        f"CASE WHEN GeometryType({g}) IN ('POLYGON', 'MULTIPOLYGON') THEN ST_Normalize({g}) ELSE {g} END"
-        for g in (a, b)
-    )
+
+    def vertices_match(x: str, y: str) -> str:
+        # Aliases no caller uses: ``a`` may be ``p.geom`` of an outer query.
+        return (
+            f"(SELECT count(*) = ST_NPoints({a}) AND bool_and(ST_DWithin(vertex_a.geom, vertex_b.geom, "
+            f"{tolerance})) FROM ST_DumpPoints({x}) vertex_a JOIN ST_DumpPoints({y}) vertex_b USING (path))"
+        )
+
+    polygon = f"GeometryType({a}) IN ('POLYGON', 'MULTIPOLYGON')"
     return (
         f"(ST_AsBinary({a}) = ST_AsBinary({b}) OR (GeometryType({a}) = GeometryType({b}) "
         f"AND ST_NPoints({a}) = ST_NPoints({b}) AND CASE WHEN GeometryType({a}) = 'POINT' "
         f"THEN ST_DWithin({a}, {b}, {tolerance}) "
-        # Aliases no caller uses: ``a`` may be ``p.geom`` of an outer query.
-        f"ELSE (SELECT count(*) = ST_NPoints({a}) AND bool_and(ST_DWithin(vertex_a.geom, vertex_b.geom, "
-        f"{tolerance})) FROM ST_DumpPoints({a_vertices}) vertex_a "
-        f"JOIN ST_DumpPoints({b_vertices}) vertex_b USING (path)) END))"
+        f"ELSE coalesce({vertices_match(a, b)} "
+        f"OR ({polygon} AND ({vertices_match(f'ST_ForcePolygonCW({a})', f'ST_ForcePolygonCW({b})')} "
+        f"OR {vertices_match(f'ST_Normalize({a})', f'ST_Normalize({b})')})), false) END))"
     )
 
 
@@ -100,7 +107,7 @@ def same_attributes(a: str, b: str) -> str:
     value is read as its text. A CSV has no types, so a census surveyed again as CSV reads 灯杆高度 12.5
     as "12.5": the same value GIS staff wrote, not a change (nor is "0531" 531: texts must match)."""
     as_text = "(SELECT jsonb_object_agg(key, value #>> '{{}}') FROM jsonb_each({}))"
-    return f"({a} = {b} OR {as_text.format(a)} IS NOT DISTINCT FROM {as_text.format(b)})"
+    return f"coalesce({a} = {b} OR {as_text.format(a)} IS NOT DISTINCT FROM {as_text.format(b)}, false)"
 
 
 # The plan's unit grid containing a feature's representative point; ORDER BY makes a point on a shared

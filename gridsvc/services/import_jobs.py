@@ -307,6 +307,9 @@ def jobs(settings: Settings, *, status: str | None = None) -> list[dict[str, Any
             state = job(settings, job_id)
         except NotFoundError:  # expired, or removed meanwhile
             continue
+        except (OSError, ValueError):  # unreadable: one damaged state must not hide the others
+            log.warning("import job state %s cannot be read", path.name, exc_info=True)
+            continue
         if status is None or state["status"] == status:
             found.append(state)
     return sorted(found, key=lambda state: (state["started_at"], state["job_id"]), reverse=True)

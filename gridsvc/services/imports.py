@@ -381,10 +381,10 @@ _EXPORT_ONLY_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
 def _left_out_columns(info: io.LayerInfo, layer: str) -> tuple[str, ...]:
     """The columns to leave out of a file gridsvc wrote: a corrected problems report's own columns, or an
     export's derived ones (a component's class name, grids and validity, a boundary's parent: the import
-    finds them itself). An export is known by all of them, or by any of them beside its ``attributes``
-    column: GIS staff may delete one in QGIS before importing the file again, and the rest would then
-    make every row a change. A file with some of them and no ``attributes`` is any file, and keeps them
-    in the free attributes; so is a file with a ``parent_code`` alone."""
+    finds them itself). An export is known by all of them, or by two or more of them beside its
+    ``attributes`` column: GIS staff may delete one in QGIS before importing the file again, and the rest
+    would then make every row a change. Any other file keeps such columns in its free attributes (a
+    boundaries file with a ``parent_code`` alone, or one of them beside an ``attributes`` column)."""
     fields = set(info.fields)
     if set(_REPORT_ONLY_COLUMNS) <= fields:
         return _REPORT_ONLY_COLUMNS
@@ -398,7 +398,9 @@ def _left_out_columns(info: io.LayerInfo, layer: str) -> tuple[str, ...]:
         default=((), ()),
     )
     whole = len(present) == len(names) and (layer != "boundaries" or "attributes" in fields)
-    return present if present and (whole or "attributes" in fields) else ()
+    # Some deleted: at least two left beside ``attributes``, so that a contractor's own valid_from (an
+    # installation date) beside an attributes column is not taken for an export's and left out.
+    return present if whole or (len(present) >= 2 and "attributes" in fields) else ()
 
 
 def _is_export(info: io.LayerInfo, layer: str) -> bool:

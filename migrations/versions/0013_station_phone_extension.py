@@ -31,11 +31,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # A phone the first rule refuses keeps its number and loses what it cannot hold: the brackets, and
-    # the extension (the switchboard still answers).
+    # the extension (the switchboard still answers); one that is then too short is dropped. The new rule
+    # goes first, since the shortened phone may break it ((05)1 is 051).
+    op.drop_constraint(op.f(NAME), "station", type_="check")
     op.execute(
         "UPDATE station SET phone = nullif(translate(split_part(phone, '转', 1), '()', ''), '') "
         r"WHERE phone !~ '^[0-9+\- ]{5,20}$'"
     )
     op.execute(r"UPDATE station SET phone = NULL WHERE phone !~ '^[0-9+\- ]{5,20}$'")
-    op.drop_constraint(op.f(NAME), "station", type_="check")
     op.create_check_constraint(op.f(NAME), "station", FIRST)

@@ -91,6 +91,16 @@ def test_invalid_body_lists_each_field(client: TestClient, keys: dict[str, str])
     assert fields == {"code", "geometry_kind", "name_zh"}
 
 
+def test_a_body_that_is_not_json_says_where_it_breaks(client: TestClient, keys: dict[str, str]) -> None:
+    response = client.post(
+        "/v1/component-classes",
+        content=b'{"code": "0392", "name_zh": ',
+        headers={"X-API-Key": keys["gis_staff"], "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{"field": "body", "message": "JSON decode error (at character 28)"}]
+
+
 def test_extension_class_needs_known_department(client: TestClient, keys: dict[str, str]) -> None:
     body = {"code": "0392", "name_zh": "大件垃圾投放点", "default_department_code": "nobody"}
     response = client.post("/v1/component-classes", json=body, headers={"X-API-Key": keys["gis_staff"]})

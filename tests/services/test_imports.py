@@ -531,6 +531,41 @@ def test_a_polygon_with_its_ring_turned_or_started_elsewhere_is_unchanged(
     assert (report.changed, report.unchanged) == (1, 2)
 
 
+def test_rectangles_surveyed_again_in_zone_39_are_unchanged(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A rectangle's two western vertices tie for least x: after a zone-39 round trip nanodegrees pick
+    which comes first if rings are normalised, so the match keeps each ring's own first vertex."""
+    points = _grid_points(demo_sessions, 6, offset=480)
+    cells = gpd.GeoDataFrame(
+        {"标识码": [f"370102{GREEN_BELT}9530{11 + i}" for i in range(6)], "状态": "完好"},
+        geometry=[
+            shapely.box(x, y, x + 1e-3, y + 5e-4) for x, y in zip(points["lon"], points["lat"], strict=True)
+        ],
+        crs="EPSG:4490",
+    )
+    cells.to_file(tmp_path / "cells.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "cells.gpkg").new == 6
+    for suffix in (".gpkg", ".shp"):  # a Shapefile also turns the shells clockwise
+        cells.to_crs("EPSG:4527").to_file(tmp_path / f"cells-4527{suffix}", encoding="UTF-8")
+        report = _run(demo_sessions, test_settings, tmp_path / f"cells-4527{suffix}")
+        assert (report.new, report.changed, report.unchanged) == (0, 0, 6), suffix
+
+
+def test_a_survey_file_with_one_export_like_column_keeps_it(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A contractor's own valid_from (an installation date) beside an attributes column is no export's
+    derived column: it is kept in the free attributes, and the attributes object read into them."""
+    lamps = _lamps(_grid_points(demo_sessions, 2, offset=500), first_seq=954_001)
+    lamps = lamps.assign(valid_from="2023-05-04", attributes='{"灯型": "LED"}')
+    lamps.to_file(tmp_path / "survey.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "survey.gpkg")
+    assert report.new == 2 and not any("export" in w for w in report.warnings)
+    attributes = _current(demo_sessions, list(lamps["标识码"]))["attributes"].iloc[0]
+    assert attributes["valid_from"] == "2023-05-04" and attributes["灯型"] == "LED"
+
+
 def test_a_census_surveyed_again_as_csv_keeps_its_numeric_attributes_unchanged(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
@@ -912,7 +947,7 @@ def test_http_upload_returns_the_import_and_its_report(
             assert no_file.status_code == 422
             assert no_file.json()["errors"] == [{"field": "file", "message": said}]
             assert no_file.json()["detail"] == f"the request is not valid: file: {said}"
-        # A form value far past any real one is refused unread, not echoed back at its length.
+        # A form value far past any real one is refused, not echoed back at its length.
         long_encoding = client.post(
             "/v1/imports/components",
             files={"file": ("notes.csv", b"lon,lat\n117,36\n", "text/csv")},
@@ -1255,6 +1290,11 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         assert [j["links"]["self"] for j in listed["jobs"]] == [strict.json()["links"]["self"], link]
         assert listed["count"] == 2 and {j["started_by"] for j in listed["jobs"]} == {"测绘员"}
         assert all("result" not in j and "process" not in j for j in listed["jobs"])
+        assert "errors" in error and listed["jobs"][0]["error"]["detail"] == error["detail"]
+        assert "errors" not in listed["jobs"][0]["error"]  # the failed job's rows: at its own link
+        # One damaged state (a disk that filled up mid-write) does not hide the others.
+        (settings.resolved_data_dir / "import-jobs" / f"{'x' * 22}.json").write_text("{", encoding="utf-8")
+        assert client.get("/v1/imports/jobs", headers=staff).json()["count"] == 2
         done_only = client.get("/v1/imports/jobs/?status=done", headers=staff).json()["jobs"]
         assert [(j["status"], j["file"]) for j in done_only] == [("done", "路灯.gpkg")]
         assert client.get("/v1/imports/jobs", headers={"X-API-Key": field_key}).status_code == 403

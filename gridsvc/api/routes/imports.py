@@ -34,7 +34,8 @@ class ImportRoute(UploadLimitRoute, RoleRoute):
 
 
 # Longest values of the form's one-word options (crs, encoding, level, a net's code) and names (a layer, a
-# net, a department): past them a value is refused without being read, let alone echoed in the answer.
+# net, a department): past them a value is refused (the form parser has read it, up to its part limit)
+# and not echoed in the answer.
 _WORD_MAX = 64
 _NAME_MAX = 255
 
@@ -446,13 +447,18 @@ def list_jobs(
     ] = None,
 ) -> JSONResponse:
     """Every background import job still held, the latest started first: who started it, on which file and
-    layer, its status and phase. A done job's `result` is left out here (its own link answers it), so the
-    list stays small however large the reports."""
-    listed = [
-        _public({k: v for k, v in state.items() if k != "result"})
-        for state in import_jobs.jobs(settings, status=status)
-    ]
+    layer, its status and phase. A done job's `result` and a failed one's `error.errors` are left out here
+    (its own link answers them), so the list stays small however large the reports."""
+    listed = [_listed(state) for state in import_jobs.jobs(settings, status=status)]
     return JSONResponse({"jobs": listed, "count": len(listed)})
+
+
+def _listed(state: dict[str, Any]) -> dict[str, Any]:
+    """A job as the list shows it: its state without the result, and its error without the row list."""
+    body = {k: v for k, v in state.items() if k != "result"}
+    if isinstance(body.get("error"), dict):
+        body["error"] = {k: v for k, v in body["error"].items() if k != "errors"}
+    return _public(body)
 
 
 @router.get(
