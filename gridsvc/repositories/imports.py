@@ -787,11 +787,26 @@ def replace_net(
         ),
         {"id": net_id},
     ).one()
-    session.execute(text("DELETE FROM net_polygon WHERE net_id = :id"), {"id": net_id})
+    # The file's cells replace the stored ones; a cell counted unchanged keeps its row as stored (its
+    # numbers, where a CSV has their text; its vertices, where a zone-39 file moved them by nanometres).
     session.execute(
         text(
-            "INSERT INTO net_polygon (net_id, code, name, attributes, geom) "
-            "SELECT :id, code, name, attributes, ST_Multi(geom) FROM layer_stage"
+            "DELETE FROM net_polygon p WHERE p.net_id = :id "
+            "AND NOT EXISTS (SELECT 1 FROM layer_stage s WHERE s.code = p.code)"
+        ),
+        {"id": net_id},
+    )
+    session.execute(
+        text(
+            f"""
+            INSERT INTO net_polygon AS p (net_id, code, name, attributes, geom)
+            SELECT :id, code, name, attributes, ST_Multi(geom) FROM layer_stage
+            ON CONFLICT (net_id, code) DO UPDATE
+            SET name = EXCLUDED.name, attributes = EXCLUDED.attributes, geom = EXCLUDED.geom
+            WHERE p.name IS DISTINCT FROM EXCLUDED.name
+               OR NOT {same_attributes("p.attributes", "EXCLUDED.attributes")}
+               OR NOT {same_shape("p.geom", "EXCLUDED.geom")}
+            """
         ),
         {"id": net_id},
     )

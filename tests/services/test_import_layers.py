@@ -327,6 +327,16 @@ def test_net_is_replaced_whole(
         == "DJ01,DJ02"
     )
 
+    # Surveyed again with the numbers as text: unchanged, and the cells keep their stored values.
+    net.head(2).assign(户数=[120, 80]).to_crs(4326).to_file(path)
+    numbered = _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
+    assert (numbered.changed, numbered.unchanged) == (2, 0)
+    net.head(2).assign(户数=["120", "80"]).to_crs(4326).to_file(path)
+    as_text = _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
+    assert (as_text.new, as_text.changed, as_text.unchanged, as_text.retired) == (0, 0, 2, 0)
+    kept = "SELECT p.attributes FROM net_polygon p JOIN net n ON n.id = p.net_id WHERE p.code = 'DJ01'"
+    assert _scalar(demo_sessions, kept) == {"户数": 120}
+
 
 def test_roads_with_chinese_classes(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
