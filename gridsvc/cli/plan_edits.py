@@ -26,10 +26,6 @@ EditorOpt = Annotated[
 ]
 
 
-def _actor(editor: str | None) -> Any:
-    return _operator(editor)
-
-
 def _print(result: dict[str, Any]) -> None:
     console.print_json(json.dumps(result, ensure_ascii=False, default=str))
 
@@ -70,7 +66,7 @@ def plan_split_command(
     text = Path(line[1:]).read_text(encoding="utf-8") if line.startswith("@") else line
     settings = _settings()
     result = split_grid(
-        _sessions(settings), settings, plan_id, grid, text, version=version, actor=_actor(editor), crs=crs
+        _sessions(settings), settings, plan_id, grid, text, version=version, actor=_operator(editor), crs=crs
     )
     _print(result.to_dict())
 
@@ -96,7 +92,7 @@ def plan_merge_command(
 
     settings = _settings()
     result = merge_grids(
-        _sessions(settings), settings, plan_id, grid_a, grid_b, version=version, actor=_actor(editor)
+        _sessions(settings), settings, plan_id, grid_a, grid_b, version=version, actor=_operator(editor)
     )
     _print(result.to_dict())
 
@@ -125,7 +121,7 @@ def plan_move_command(
     codes = [code.strip() for item in unit for code in item.split(",") if code.strip()]
     settings = _settings()
     result = move_unit_grids(
-        _sessions(settings), settings, plan_id, codes, to, version=version, actor=_actor(editor)
+        _sessions(settings), settings, plan_id, codes, to, version=version, actor=_operator(editor)
     )
     _print(result.to_dict())
 
@@ -143,4 +139,4 @@ def plan_edits_command(plan_id: Annotated[int, typer.Argument(help="The plan's i
     from gridsvc.services.plan_edits import plan_edit_history
 
     settings = _settings()
-    _print(plan_edit_history(_sessions(settings), settings, plan_id, actor=_actor(None)))
+    _print(plan_edit_history(_sessions(settings), settings, plan_id, actor=_operator(None)))
