@@ -418,6 +418,24 @@ def _objects(values: pd.Series | ObjectArray, index: pd.Index) -> pd.Series:
     return pd.Series(array, index=index, dtype=object)
 
 
+def _sliced(values: pd.Series | ObjectArray, start: int, stop: int | None) -> ObjectArray:
+    """``value[start:stop]`` of each text value, None where missing (pandas' .str.slice, without its
+    per-value overhead on a chunk of codes)."""
+    array = values.to_numpy(dtype=object, na_value=None) if isinstance(values, pd.Series) else values
+    out = np.empty(len(array), dtype=object)
+    out[:] = [None if v is None else v[start:stop] for v in array.tolist()]
+    return out
+
+
+def _fullmatches(values: pd.Series, pattern: str) -> BoolArray:
+    """Whether each value is text matching ``pattern`` whole (False where missing)."""
+    matcher = re.compile(pattern).fullmatch
+    array = values.to_numpy(dtype=object, na_value=None).tolist()
+    return np.fromiter(
+        (isinstance(v, str) and matcher(v) is not None for v in array), dtype=bool, count=len(array)
+    )
+
+
 def _true(values: pd.Series) -> BoolArray:
     """A possibly-NA boolean series as a plain mask, NA counting as False."""
     return np.asarray(values.to_numpy(dtype=bool, na_value=False), dtype=bool)
@@ -669,7 +687,7 @@ def _check_code(
         findings.add(at, field, [None] * at.size, [f"{what} is missing"] * at.size)
     ok = present.copy()
     if pattern is not None and validator is not None:
-        ok &= _true(values.str.fullmatch(pattern))
+        ok &= _fullmatches(values, pattern)
         at = np.flatnonzero(present & ~ok)
         shown = values.to_numpy()[at]
         findings.add(at, field, list(shown), [_code_reason(v, what, lengths, validator) for v in shown])
@@ -780,7 +798,7 @@ def _check_location(
         ],
     )
     shown = code.to_numpy()[positions]
-    prefix = code.str.slice(0, 6).to_numpy(dtype=object, na_value=None)[positions]
+    prefix = _sliced(code.to_numpy(dtype=object, na_value=None)[positions], 0, 6)
     # In no loaded county, but inside the box: boundaries may be loaded for part of the city only, so
     # where it lies is unknown. Its code's county is known, though, when that county is loaded: the
     # component is not in it, unless it is only just outside (a lamp on the city's edge road, a sliver
@@ -914,7 +932,7 @@ def validate_components(
     _check_duplicates(findings, code, seen_codes, field="code", what="code")
 
     # Class digits: 7-10 of a 16-digit code, 7-11 of a 17-digit one (county 6 first, sequence 6 last).
-    carried = _objects(code.str.slice(6, -6), code.index)
+    carried = _objects(_sliced(code, 6, -6), code.index)
     carried[~code_ok] = None
     given = clean_text(mapped["class_code"])
     class_code = _objects(np.where(given.notna(), given.to_numpy(), carried.to_numpy()), code.index)

@@ -674,8 +674,8 @@ class _Writer:
     it waits). Calls run in the order made, on the session's connection, in its transaction; the calling
     thread leaves the session alone until :meth:`close`.
 
-    The thread also finishes each chunk's COPY lines (:func:`_chunk_lines`): GEOS's tree query and numpy's
-    string joins release the GIL, so they run beside the next chunk's validation.
+    The thread also finishes each chunk's COPY data (:func:`_chunk_block`): GEOS's tree query releases the
+    GIL, so it runs beside the next chunk's validation.
     """
 
     def __init__(
@@ -701,8 +701,8 @@ class _Writer:
         self._pending.append(self._pool.submit(self._stage, chunk))
 
     def _stage(self, chunk: _EncodedChunk) -> int:
-        lines = _chunk_lines(chunk, self._grids)
-        return repo.stage_components(self._session, lines, grids_of_plan=self._grids_of_plan)
+        block = _chunk_block(chunk, self._grids)
+        return repo.stage_components(self._session, block, grids_of_plan=self._grids_of_plan)
 
     def finish(self) -> None:
         """Wait for every chunk to be staged (raising its error, if one failed)."""
@@ -727,19 +727,19 @@ def _department_names(accepted: gpd.GeoDataFrame) -> set[str]:
     return names
 
 
-def _copy_ids(ids: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+def _copy_ids(ids: npt.NDArray[np.int64]) -> list[str]:
     """Ids as COPY fields, :data:`gridindex.NO_GRID` as NULL."""
     fields = ids.astype(np.dtypes.StringDType())  # straight to StringDType: via str is six times slower
     fields[ids == gridindex.NO_GRID] = "\\N"
-    return fields
+    return cast(list[str], fields.tolist())
 
 
 @dataclass(frozen=True)
 class _EncodedChunk:
     """Accepted rows as COPY fields of ``repo.CHUNK_COLUMNS`` but the two grid columns, and their shapes,
-    from which :func:`_chunk_lines` finds the grids and makes the lines."""
+    from which :func:`_chunk_block` finds the grids and makes the COPY data."""
 
-    fields: list[npt.NDArray[Any]]
+    fields: list[list[str]]
     geoms: npt.NDArray[Any]
 
 
@@ -771,19 +771,19 @@ def _encode_components(accepted: gpd.GeoDataFrame, departments: dict[str, str | 
         repo.copy_text(codes["supervisor"]),
         repo.copy_text(codes["maintainer"]),
         repo.copy_text(attributes),
-        geom,
+        geom.tolist(),
     ]
     return _EncodedChunk(fields, geoms)
 
 
-def _chunk_lines(chunk: _EncodedChunk, grids: gridindex.UnitGridIndex | None) -> npt.NDArray[Any]:
-    """COPY lines of ``repo.CHUNK_COLUMNS``, with the unit and responsibility grids ``grids`` finds (NULL
+def _chunk_block(chunk: _EncodedChunk, grids: gridindex.UnitGridIndex | None) -> bytes:
+    """COPY data of ``repo.CHUNK_COLUMNS``, with the unit and responsibility grids ``grids`` finds (NULL
     without it: none, or found in SQL)."""
     if grids is not None:
         unit, responsibility = (_copy_ids(ids) for ids in grids.assign(chunk.geoms))
     else:
-        unit = responsibility = np.full(len(chunk.geoms), "\\N", dtype=np.dtypes.StringDType())
-    return repo.copy_lines([*chunk.fields, unit, responsibility])
+        unit = responsibility = ["\\N"] * len(chunk.geoms)
+    return repo.copy_block([*chunk.fields, unit, responsibility])
 
 
 def import_components(

@@ -280,6 +280,16 @@ def test_clean_text_mixed_object_column() -> None:
     assert clean_text(values).tolist() == ["a", "3", "2.5", None, None, None]
 
 
+def test_clean_text_string_column_strips_every_kind_of_blank() -> None:
+    # pandas' own string dtype (what pyogrio reads text into) with NaN for missing; the ideographic space
+    # (U+3000) of Chinese forms is whitespace to str.strip as well.
+    values = pd.Series(["\u3000泉城路\t", "  ", None, "\n", "3701"], dtype="str")
+    cleaned = clean_text(values)
+    assert cleaned.dtype == object
+    assert cleaned.tolist() == ["泉城路", None, None, None, "3701"]
+    assert cleaned.index.equals(values.index)
+
+
 # --------------------------------------------------------------------------------- other layers
 
 

@@ -1890,9 +1890,15 @@ def test_point_ewkb_is_what_shapely_writes() -> None:
 
 def test_copy_text_escapes_and_nulls() -> None:
     fields = imports_repo.copy_text(
-        np.array(["a\tb", "c\\d", "e\nf\rg", None, float("nan"), "中"], dtype=object)
+        np.array(["a\tb", "c\\d", "e\nf\rg", None, float("nan"), pd.NA, "中", "", 12.5], dtype=object)
     )
-    assert fields.astype(object).tolist() == ["a\\tb", "c\\\\d", "e\\nf\\rg", "\\N", "\\N", "中"]
+    assert fields == ["a\\tb", "c\\\\d", "e\\nf\\rg", "\\N", "\\N", "\\N", "中", "", "12.5"]
+
+
+def test_copy_block_is_a_line_per_row() -> None:
+    block = imports_repo.copy_block([imports_repo.copy_text(["a\nb", None]), ["1", "2"]])
+    assert block == b"a\\nb\t1\n\\N\t2\n"
+    assert imports_repo.copy_block([[], []]) == b""
 
 
 def test_a_failure_part_way_leaves_nothing_and_stops_the_writer(
