@@ -123,6 +123,11 @@ _KML_DISPLAY_FIELDS: Final = (
     "icon",
 )
 
+# GDAL's LIBKML driver launders <Data name="..."> field names by default, turning every non-ASCII byte into
+# "_": Google Earth's 标识码 and 养护单位 became "_________" and "____________", and two names of one byte
+# length collided, so one value silently overwrote the other. The names as written are what gets mapped.
+pyogrio.set_gdal_config_options({"LIBKML_LAUNDER_FIELD_NAMES": "NO"})
+
 _SUPPORTED: Final = (
     "GeoPackage (.gpkg), Shapefile (.shp, a folder or a .zip holding one), GeoJSON, "
     "CSV with coordinate columns, KML or FileGDB (.gdb folder)"

@@ -442,6 +442,33 @@ def test_kml(tmp_path: Path) -> None:
     np.testing.assert_allclose(coords_of(read)[:, :2], np.column_stack([lon, lat]), atol=1e-9)
 
 
+def test_kml_data_with_chinese_names_keeps_them(tmp_path: Path) -> None:
+    # Google Earth and most Chinese survey apps write untyped <Data name="..."> (GDAL writes SchemaData, so
+    # this file is written as they write it). 状态 and 编号 have the same UTF-8 length: laundered to
+    # underscores they were one field, and 编号 overwrote 状态.
+    path = tmp_path / "路灯.kml"
+    placemarks = "".join(
+        f"""<Placemark><name>路灯{n}</name><ExtendedData>
+        <Data name="标识码"><value>370102011800000{n}</value></Data>
+        <Data name="状态"><value>{status}</value></Data>
+        <Data name="编号"><value>00{n}</value></Data>
+        </ExtendedData><Point><coordinates>117.1228,36.7075,35.5</coordinates></Point></Placemark>"""
+        for n, status in ((1, "完好"), (2, "破损"))
+    )
+    path.write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        f"{placemarks}</Document></kml>",
+        encoding="utf-8",
+    )
+
+    _, read = read_layer(path, city_bbox=JINAN_BBOX)
+
+    assert read[["标识码", "状态", "编号"]].values.tolist() == [
+        ["3701020118000001", "完好", "001"],
+        ["3701020118000002", "破损", "002"],
+    ]
+
+
 def test_filegdb(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(4)
     x, y = project(lon, lat, 4527)
