@@ -70,11 +70,12 @@ SAME_SHAPE_DEGREES = 1e-7
 
 def same_shape(a: str, b: str) -> str:
     """SQL: whether geometry expressions ``a`` and ``b`` are the same shape: equal bytes, or the same type
-    and the same vertices in the same order (matched by their path: part, ring, number), each within
-    :data:`SAME_SHAPE_DEGREES` of its match. The byte comparison comes first, so a file imported again
-    as it was costs nothing more; a point is one distance; a line or polygon one pass over its vertices
-    (GEOS's Hausdorff distance measures every vertex against every segment: minutes for a boundary of
-    250,000 vertices), and a line drawn the other way is a change.
+    (a single-part multi geometry counting as its part) and the same vertices in the same order
+    (matched by their path: part, ring, number), each within :data:`SAME_SHAPE_DEGREES` of its match.
+    The byte comparison comes first, so a file imported again as it was costs nothing more; a point is
+    one distance; a line or polygon one pass over its vertices (GEOS's Hausdorff distance measures every
+    vertex against every segment: minutes for a boundary of 250,000 vertices), and a line drawn the
+    other way is a change.
 
     A ring has no direction or first vertex of its own (a Shapefile writes shells clockwise, QGIS may
     start a ring anywhere), so polygons that do not match as written are matched again with their rings
@@ -91,14 +92,19 @@ def same_shape(a: str, b: str) -> str:
             f"{tolerance})) FROM ST_DumpPoints({x}) vertex_a JOIN ST_DumpPoints({y}) vertex_b USING (path))"
         )
 
-    polygon = f"GeometryType({a}) IN ('POLYGON', 'MULTIPOLYGON')"
+    # Lines and polygons are compared as multi-part ones: QGIS, ArcGIS and every FileGDB write a polygon
+    # as a MultiPolygon of one part, which is the same shape as the Polygon another format holds.
+    multi_a, multi_b = f"ST_Multi({a})", f"ST_Multi({b})"
+    polygon = f"GeometryType({multi_a}) = 'MULTIPOLYGON'"
+    clockwise_a, clockwise_b = f"ST_ForcePolygonCW({multi_a})", f"ST_ForcePolygonCW({multi_b})"
     return (
-        f"(ST_AsBinary({a}) = ST_AsBinary({b}) OR (GeometryType({a}) = GeometryType({b}) "
-        f"AND ST_NPoints({a}) = ST_NPoints({b}) AND CASE WHEN GeometryType({a}) = 'POINT' "
+        f"(ST_AsBinary({a}) = ST_AsBinary({b}) OR (GeometryType({multi_a}) = GeometryType({multi_b}) "
+        f"AND ST_NPoints({a}) = ST_NPoints({b}) "
+        f"AND CASE WHEN GeometryType({a}) = 'POINT' AND GeometryType({b}) = 'POINT' "
         f"THEN ST_DWithin({a}, {b}, {tolerance}) "
-        f"ELSE coalesce({vertices_match(a, b)} "
-        f"OR ({polygon} AND ({vertices_match(f'ST_ForcePolygonCW({a})', f'ST_ForcePolygonCW({b})')} "
-        f"OR {vertices_match(f'ST_Normalize({a})', f'ST_Normalize({b})')})), false) END))"
+        f"ELSE coalesce({vertices_match(multi_a, multi_b)} "
+        f"OR ({polygon} AND ({vertices_match(clockwise_a, clockwise_b)} "
+        f"OR {vertices_match(f'ST_Normalize({multi_a})', f'ST_Normalize({multi_b})')})), false) END))"
     )
 
 

@@ -552,6 +552,38 @@ def test_rectangles_surveyed_again_in_zone_39_are_unchanged(
         assert (report.new, report.changed, report.unchanged) == (0, 0, 6), suffix
 
 
+def test_single_part_multi_geometries_surveyed_again_are_unchanged(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """QGIS, ArcGIS and FileGDB write a polygon as a MultiPolygon of one part: the same green belt either
+    way, in either order of the surveys, is unchanged; a second part is a change."""
+    points = _grid_points(demo_sessions, 4, offset=490)
+    belts = gpd.GeoDataFrame(
+        {"标识码": [f"370102{GREEN_BELT}9540{11 + i}" for i in range(4)], "状态": "完好"},
+        geometry=[
+            shapely.box(x, y, x + 1e-3, y + 5e-4) for x, y in zip(points["lon"], points["lat"], strict=True)
+        ],
+        crs="EPSG:4490",
+    )
+    belts.to_file(tmp_path / "single.gpkg", driver="GPKG")
+    belts.assign(geometry=[shapely.MultiPolygon([g]) for g in belts.geometry]).to_file(
+        tmp_path / "multi.gpkg", driver="GPKG"
+    )
+    assert _run(demo_sessions, test_settings, tmp_path / "single.gpkg").new == 4
+    report = _run(demo_sessions, test_settings, tmp_path / "multi.gpkg")
+    assert (report.new, report.changed, report.unchanged) == (0, 0, 4)
+    belts.to_file(tmp_path / "belts.gdb", driver="OpenFileGDB")  # GDAL writes MultiPolygon there
+    report = _run(demo_sessions, test_settings, tmp_path / "belts.gdb")
+    assert (report.new, report.changed, report.unchanged) == (0, 0, 4)
+
+    two_parts = belts.copy()
+    first = two_parts.geometry.iloc[0]
+    two_parts.loc[0, "geometry"] = shapely.MultiPolygon([first, shapely.affinity.translate(first, 0.002)])
+    two_parts.to_file(tmp_path / "two.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "two.gpkg")
+    assert (report.new, report.changed, report.unchanged) == (0, 1, 3)
+
+
 def test_a_survey_file_with_one_export_like_column_keeps_it(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
