@@ -1010,6 +1010,12 @@ _GEOJSON_HEAD_BYTES: Final = 64 << 10
 _GEOJSON_CRS_NAME = re.compile(
     rb'"crs"\s*:\s*\{\s*"type"\s*:\s*"name"\s*,\s*"properties"\s*:\s*\{\s*"name"\s*:\s*"([^"]{1,64})"'
 )
+# The same member written after "features" (a tool that writes members in another order): the last thing
+# in the file but for scalar members, so a ``crs`` inside the last feature's geometry is not taken for it.
+_GEOJSON_CRS_NAME_LAST = re.compile(
+    _GEOJSON_CRS_NAME.pattern
+    + rb'\s*\}\s*\}\s*(?:,\s*"[^"]*"\s*:\s*(?:"[^"]*"|[-+.0-9eE]+|true|false|null)\s*)*\}\s*$'
+)
 
 
 def _geojson_named_datum(source: _Source) -> ResolvedCRS | None:
@@ -1020,8 +1026,10 @@ def _geojson_named_datum(source: _Source) -> ResolvedCRS | None:
         return None
     with path.open("rb") as fh:
         head = fh.read(_GEOJSON_HEAD_BYTES)
+        fh.seek(max(0, path.stat().st_size - _GEOJSON_HEAD_BYTES))
+        tail = fh.read()
     head = head.split(b'\n"features"', 1)[0]  # GDAL writes each member on a line of its own
-    found = _GEOJSON_CRS_NAME.search(head)
+    found = _GEOJSON_CRS_NAME.search(head) or _GEOJSON_CRS_NAME_LAST.search(tail)
     if found is None:
         return None
     try:

@@ -407,6 +407,25 @@ def test_geojson_is_wgs84_by_its_spec(tmp_path: Path) -> None:
     np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-9)
 
 
+def test_geojson_naming_gcj02_after_its_features(tmp_path: Path) -> None:
+    # A tool that writes the members in its own order puts crs last, far past the file's first 64 KiB.
+    lon, lat = jinan_lonlat(2000)
+    gcj = tmp_path / "gcj.geojson"
+    gcj.write_text(geojson_text(*wgs84_to_gcj02(lon, lat), "gcj02"), encoding="utf-8")
+    assert gcj.stat().st_size > 100_000 and gcj.read_text(encoding="utf-8").rstrip().endswith("}}}")
+    info, frame = read_layer(gcj)
+    assert (info.crs, info.crs_from) == ("gcj02", "file")
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-8)
+
+    # A crs inside the last feature's geometry (GeoJSON 2008 allowed it) is not the file's.
+    document = json.loads(gcj.read_text(encoding="utf-8"))
+    document["features"][-1]["geometry"]["crs"] = document.pop("crs")
+    inner = tmp_path / "inner.geojson"
+    inner.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    info, _ = read_layer(inner, city_bbox=JINAN_BBOX)
+    assert (info.crs, info.crs_from) == ("wgs84", "format")
+
+
 def test_geojson_declaring_a_crs_and_an_override_that_contradicts_it(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(3)
     x, y = project(lon, lat, 4548)
