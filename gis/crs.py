@@ -46,6 +46,7 @@ __all__ = [
     "CRSKind",
     "CRSLike",
     "CoordinateError",
+    "DatumShiftError",
     "GaussKrugerZone",
     "NonFiniteCoordinateError",
     "OutsideAreaError",
@@ -55,6 +56,7 @@ __all__ = [
     "ZonePrefixError",
     "bd09_to_gcj02",
     "bd09_to_wgs84",
+    "check_datum_shift",
     "check_finite",
     "check_within",
     "detect_gk_zone_prefix",
@@ -150,6 +152,10 @@ class ZonePrefixError(CoordinateError):
 
 class NonFiniteCoordinateError(CoordinateError):
     """A coordinate is NaN or infinite."""
+
+
+class DatumShiftError(CoordinateError):
+    """PROJ knows no shift between the two CRSs' datums, and would convert as if there were none."""
 
 
 # ----------------------------------------------------------------------------------- CRS resolution
@@ -926,7 +932,60 @@ def _transformer(from_epsg: int, to_epsg: int) -> pyproj.Transformer:
     return pyproj.Transformer.from_crs(f"EPSG:{from_epsg}", f"EPSG:{to_epsg}", always_xy=True)
 
 
+# Datums that realise one terrestrial frame to within a few decimetres at city scale (CGCS2000 is tied to
+# ITRF97; WGS 84 follows the ITRF): PROJ's "ballpark" transformation between them, a null shift, is right.
+_ONE_FRAME_DATUMS: Final = ("China 2000", "World Geodetic System 1984", "International Terrestrial Reference")
+
+
+def _one_frame(datum: str) -> bool:
+    return datum.startswith(_ONE_FRAME_DATUMS)
+
+
+def _datum_name(epsg: int) -> str:
+    crs = _pyproj_crs(epsg)
+    return crs.datum.name if crs.datum is not None else crs.name
+
+
+@functools.lru_cache(maxsize=64)
+def _datum_shift_problem(from_epsg: int, to_epsg: int) -> str | None:
+    a, b = _datum_name(from_epsg), _datum_name(to_epsg)
+    if a == b or (_one_frame(a) and _one_frame(b)):
+        return None
+    if _transformer(from_epsg, to_epsg).accuracy >= 0:  # a real transformation PROJ has parameters for
+        return None
+    return (
+        f"the {a} datum, and PROJ has no shift between it and {b}: converting would leave out the whole "
+        "datum difference, tens of metres or more, without a word. Convert between the two with the "
+        "bureau's own transformation parameters (a 7-parameter set, e.g. in QGIS or ArcGIS), and give "
+        "gridsvc CGCS2000 (EPSG:4490, or a Gauss-Krüger zone such as EPSG:4527 or EPSG:4548)"
+    )
+
+
+def check_datum_shift(from_crs: CRSLike, to_crs: CRSLike) -> None:
+    """Refuse a conversion between datums PROJ knows no shift for (DOMAIN: never guess silently).
+
+    Beijing 1954 and Xi'an 1980 to CGCS2000 are the usual case: PROJ has no parameters for them in
+    China, and its fallback moves nothing, so the result would be off by the whole datum difference.
+    CGCS2000, WGS 84 and the ITRF realisations count as one frame (decimetres apart).
+
+    Parameters
+    ----------
+    from_crs, to_crs : str, int, ResolvedCRS or pyproj.CRS
+        Anything :func:`resolve_crs` accepts.
+
+    Raises
+    ------
+    DatumShiftError
+        If converting from ``from_crs`` to ``to_crs`` would drop an unknown datum shift.
+    """
+    src, dst = resolve_crs(from_crs), resolve_crs(to_crs)
+    problem = _datum_shift_problem(src.epsg, dst.epsg)
+    if problem is not None:
+        raise DatumShiftError(f"{src.description} is on {problem}")
+
+
 def _proj_transform(xa: FloatArray, ya: FloatArray, src: ResolvedCRS, dst: ResolvedCRS) -> XY:
+    check_datum_shift(src, dst)
     tx, ty = _transformer(src.epsg, dst.epsg).transform(xa.ravel(), ya.ravel())
     ox = np.asarray(tx, dtype=np.float64).reshape(xa.shape)
     oy = np.asarray(ty, dtype=np.float64).reshape(ya.shape)

@@ -48,6 +48,7 @@ from gis.crs import (
     CoordinateError,
     ResolvedCRS,
     ZonePrefixError,
+    check_datum_shift,
     detect_gk_zone_prefix,
     gauss_kruger_zone,
     gk_zone_epsg,
@@ -367,6 +368,11 @@ def inspect_layer(
         info, sample = _inspect_csv(given, source, layer, override, encoding)
     else:
         info, sample = _inspect_gdal(given, source, layer, override, encoding)
+    try:
+        check_datum_shift(info.crs, STORAGE_CRS)
+    except CoordinateError as exc:
+        origin = "--crs" if info.crs_from == "override" else "the file's CRS"
+        raise LayerError(f"{source.label}: {origin} {exc}", field="crs") from exc
     # Converting the first rows runs every whole-file check; the rows themselves are not kept.
     with contextlib.closing(_converted(info, sample, box)) as checked:
         next(checked, None)

@@ -25,7 +25,7 @@ def check_target(path: Path, crs: str, encoding: str) -> None:
     elif not path.parent.is_dir():
         problems.append(FieldProblem("file", f"{path.name}: the folder {path.parent} does not exist"))
     try:
-        gis_crs.resolve_crs(crs)
+        gis_crs.check_datum_shift(gis_crs.STORAGE_CRS, crs)  # resolves it too
     except gis_crs.CoordinateError as exc:
         problems.append(FieldProblem("crs", str(exc)))
     try:

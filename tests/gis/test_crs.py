@@ -477,6 +477,26 @@ def test_wgs84_and_cgcs2000_are_a_null_transform() -> None:
     assert s_lon is not lon
 
 
+@pytest.mark.parametrize(
+    ("source", "datum"),
+    [("EPSG:2415", "Beijing 1954"), ("EPSG:2363", "Xian 1980"), ("EPSG:4214", "Beijing 1954")],
+)
+def test_datums_proj_has_no_shift_for_are_refused(source: str, datum: str) -> None:
+    # PROJ's fallback for these in China moves nothing: a silent error of tens of metres or more.
+    with pytest.raises(crs.DatumShiftError, match=f"on the {datum} datum.*no shift") as raised:
+        crs.transform(117.0, 36.66, source, "EPSG:4490")
+    assert "EPSG:4527" in str(raised.value)
+    with pytest.raises(crs.DatumShiftError):
+        crs.transform(117.0, 36.66, "EPSG:4490", source)  # the other way too (an export)
+    # A projection on one datum is not a datum shift.
+    crs.check_datum_shift(source, "EPSG:4214" if datum == "Beijing 1954" else "EPSG:4610")
+
+
+def test_cgcs2000_wgs84_and_itrf_count_as_one_frame() -> None:
+    for source in ("EPSG:4326", "EPSG:32650", "EPSG:3857", "EPSG:9000", "EPSG:4527", "gcj02", "bd09"):
+        crs.check_datum_shift(source, "EPSG:4490")
+
+
 def test_identity_transform_returns_copies() -> None:
     lon = np.array([117.0])
     out, _ = crs.transform(lon, np.array([36.6]), "cgcs2000", "EPSG:4490")

@@ -407,6 +407,20 @@ def test_geojson_is_wgs84_by_its_spec(tmp_path: Path) -> None:
     np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-9)
 
 
+def test_a_beijing_1954_file_is_refused_whole(tmp_path: Path) -> None:
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, 4527)
+    path = tmp_path / "bj54.gpkg"
+    gpd.GeoDataFrame({"名称": ["甲", "乙", "丙"]}, geometry=gpd.points_from_xy(x, y), crs=2415).to_file(path)
+    with pytest.raises(LayerError, match=r"the file's CRS EPSG:2415 .* Beijing 1954 datum") as raised:
+        read_layer(path, city_bbox=JINAN_BBOX)
+    assert raised.value.field == "crs"
+    path = tmp_path / "cgcs.gpkg"
+    gpd.GeoDataFrame({"名称": ["甲", "乙", "丙"]}, geometry=gpd.points_from_xy(x, y), crs=4527).to_file(path)
+    with pytest.raises(LayerError, match=r"--crs EPSG:2363 .* Xian 1980 datum"):
+        read_layer(path, crs="EPSG:2363", city_bbox=JINAN_BBOX)
+
+
 def test_geojson_naming_gcj02_after_its_features(tmp_path: Path) -> None:
     # A tool that writes the members in its own order puts crs last, far past the file's first 64 KiB.
     lon, lat = jinan_lonlat(2000)

@@ -59,6 +59,7 @@ def test_grids_and_boundaries(demo_sessions: sessionmaker[Session], tmp_path: Pa
     [
         ({"path_name": "out.txt"}, "file"),
         ({"crs": "EPSG:999999"}, "crs"),
+        ({"crs": "EPSG:2415"}, "crs"),  # Beijing 1954: PROJ knows no shift to it, and would leave it out
         ({"encoding": "GBK"}, "encoding"),  # GBK only for Shapefiles
         ({"path_name": "no-such-folder/out.gpkg"}, "file"),  # said before the layer is read
         ({"class_codes": ("0118", "9999")}, "class"),
