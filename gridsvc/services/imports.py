@@ -19,12 +19,12 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 import geopandas as gpd
 import numpy as np
@@ -423,26 +423,45 @@ def _exported_attributes_merged(outer: dict[str, Any]) -> dict[str, Any] | None:
     return {**exported, **{k: v for k, v in outer.items() if k != "attributes"}}
 
 
-def _with_exported_attributes(mapped: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+# Why an export's attributes cell that holds no JSON object is rejected rather than imported.
+_UNREADABLE_ATTRIBUTES: Final = (
+    "the attributes column holds no JSON object (a Shapefile keeps only 254 bytes of a text, so a long one "
+    "arrives cut): the free attributes it held cannot be read back, and importing the row would replace "
+    "them. Import this row from a GeoPackage or GeoJSON export, which keeps the column whole, or repair "
+    "its JSON text"
+)
+
+
+def _with_exported_attributes(
+    mapped: gpd.GeoDataFrame,
+) -> tuple[gpd.GeoDataFrame, dict[int, tuple[str, str]]]:
     """An export's ``attributes`` column is the rows' free attributes: read it back into them, rather than
     keep it as one attribute inside them (where every export and import would nest it one level deeper). A
     column GIS staff added to the export stays an attribute of its own, and wins over a key of the same
-    name; a cell that is not a JSON object (cut at a Shapefile's 254 bytes, edited by hand) stays as it
-    is, under ``attributes``. Attributes may be dicts or, on their way to COPY, JSON text."""
+    name. Attributes may be dicts or, on their way to COPY, JSON text.
 
-    def merged(value: Any) -> Any:
+    Returns the rows, and for each row whose cell holds text that is no JSON object (cut at a Shapefile's
+    254 bytes, edited by hand) its value and why it is rejected: imported, it would replace the stored
+    attributes with a fragment. An empty cell is no attributes."""
+    unreadable: dict[int, tuple[str, str]] = {}
+
+    def merged(row: int, value: Any) -> Any:
         if value is None:
             return None
         as_text = isinstance(value, str)
         outer = json.loads(value) if as_text else value
         result = _exported_attributes_merged(outer)
         if result is None:
+            if outer.get("attributes") is not None:
+                unreadable[row] = (str(outer["attributes"]), _UNREADABLE_ATTRIBUTES)
             return value
         return json.dumps(result, ensure_ascii=False) if as_text else result
 
     out = mapped.copy()
-    out["attributes"] = [merged(t) for t in mapped["attributes"].to_numpy(dtype=object, na_value=None)]
-    return out
+    rows = mapped["source_row"].to_numpy(dtype=np.int64).tolist()
+    values = mapped["attributes"].to_numpy(dtype=object, na_value=None).tolist()
+    out["attributes"] = [merged(row, value) for row, value in zip(rows, values, strict=True)]
+    return out, unreadable
 
 
 def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
@@ -548,22 +567,31 @@ def _without_positions(chunk: gpd.GeoDataFrame, info: io.LayerInfo) -> gpd.GeoDa
 
 
 def _refused_before_validation(
-    mapped: gpd.GeoDataFrame, chunk: gpd.GeoDataFrame, max_vertices: int
+    mapped: gpd.GeoDataFrame,
+    chunk: gpd.GeoDataFrame,
+    max_vertices: int,
+    unreadable_attributes: Mapping[int, tuple[str, str]] | None = None,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, list[validate.Problem]]:
     """Split off, with their problems, the rows the reader could not convert from the file's CRS (it
-    left them without geometry, see ``gis.io.UNCONVERTIBLE``) and those with too many vertices."""
-    unconvertible: dict[int, tuple[str, str]] = chunk.attrs.get(io.UNCONVERTIBLE, {})
-    refused_rows = mapped.iloc[0:0]
-    problems = []
-    if unconvertible:
-        bad = mapped["source_row"].isin(list(unconvertible)).to_numpy()
-        refused_rows, mapped = mapped[bad], mapped[~bad].reset_index(drop=True)
-        problems = [
-            validate.Problem(int(row), "geometry", *unconvertible[int(row)], action="rejected")
-            for row in refused_rows["source_row"]
-        ]
+    left them without geometry, see ``gis.io.UNCONVERTIBLE``), those whose exported attributes cannot be
+    read back (see :func:`_with_exported_attributes`) and those with too many vertices."""
+    refused = []
+    problems: list[validate.Problem] = []
+    found: Mapping[int, tuple[str, str]]
+    for column, found in (
+        ("geometry", chunk.attrs.get(io.UNCONVERTIBLE, {})),
+        ("attributes", unreadable_attributes or {}),
+    ):
+        if not found:
+            continue
+        bad = mapped["source_row"].isin(list(found)).to_numpy()
+        refused.append(mapped[bad])
+        mapped = mapped[~bad].reset_index(drop=True)
+        for row in refused[-1]["source_row"]:
+            value, reason = found[int(row)]
+            problems.append(validate.Problem(int(row), column, value, reason, action="rejected"))
     mapped, oversized, too_many_vertices = _without_oversized(mapped, max_vertices)
-    return mapped, pd.concat([refused_rows, oversized]), [*problems, *too_many_vertices]
+    return mapped, pd.concat([*refused, oversized]), [*problems, *too_many_vertices]
 
 
 def _without_oversized(
@@ -984,10 +1012,11 @@ def _stage_components(
         for chunk in _chunks(run.info, run.request, run.settings):
             # Attributes as JSON text, built column by column: the rows are on their way to COPY.
             mapped = fieldmap.map_fields(_without_positions(chunk, run.info), run.mapping, attributes="json")
+            unreadable: dict[int, tuple[str, str]] = {}
             if _is_export(run.info, "components"):
-                mapped = _with_exported_attributes(mapped)
+                mapped, unreadable = _with_exported_attributes(mapped)
             mapped, oversized, refusals = _refused_before_validation(
-                mapped, chunk, run.settings.max_geometry_vertices
+                mapped, chunk, run.settings.max_geometry_vertices, unreadable
             )
             result = validate.validate_components(mapped, rules, seen_codes=run.seen)
             problems = [*result.problems, *refusals]
@@ -1462,10 +1491,11 @@ def import_layer(
             seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_layer_fields(_without_positions(chunk, info), request.layer, mapping)
+                unreadable: dict[int, tuple[str, str]] = {}
                 if _is_export(info, request.layer):
-                    mapped = _with_exported_attributes(mapped)
+                    mapped, unreadable = _with_exported_attributes(mapped)
                 mapped, oversized, refusals = _refused_before_validation(
-                    mapped, chunk, settings.max_geometry_vertices
+                    mapped, chunk, settings.max_geometry_vertices, unreadable
                 )
                 result = _validated(mapped, request, settings, seen, seen_roads)
                 accepted, orphans = _missing_parents(result.accepted, request, session)

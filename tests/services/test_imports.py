@@ -497,6 +497,35 @@ def test_an_export_imported_again_untouched_changes_nothing(
     assert (report.changed, report.unchanged) == (1, 0)
 
 
+def test_a_shapefile_export_whose_attributes_were_cut_rejects_those_rows(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A Shapefile keeps 254 bytes of a text: a component with a long remark comes back with its
+    attributes JSON cut. Imported, it would replace the stored attributes with a fragment; it is
+    rejected, saying why, and keeps its stored version. The others are unchanged."""
+    from gridsvc.services.export import export_layer
+
+    lamps = _lamps(_grid_points(demo_sessions, 3, offset=530), first_seq=955_001)
+    lamps["备注"] = ["灯杆锈蚀，需要除锈刷漆，基础松动，周边有小广告。" * 4, "无", None]
+    lamps.to_file(tmp_path / "census.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "census.gpkg").new == 3
+    stored = _current(demo_sessions, list(lamps["标识码"]))
+    exported, count = export_layer(demo_sessions, "components", tmp_path / "导出.shp", class_codes=(LAMP,))
+
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, exported)
+
+    assert (report.rejected, report.new, report.changed) == (1, 0, 0)
+    assert report.unchanged == count - 1
+    (problem,) = report.problems
+    assert (problem.field, problem.action) == ("attributes", "rejected")
+    assert problem.reason.startswith("the attributes column holds no JSON object (a Shapefile keeps only")
+    assert problem.value.startswith('{"remarks": "灯杆锈蚀')  # 备注 is the standard field remarks
+    assert _count(demo_sessions) == before
+    after = _current(demo_sessions, list(lamps["标识码"]))
+    assert after["attributes"].tolist() == stored["attributes"].tolist()
+
+
 def test_a_polygon_with_its_ring_turned_or_started_elsewhere_is_unchanged(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
