@@ -483,7 +483,14 @@ def _parse_map(pairs: list[str]) -> dict[str, str]:
                 f"{pair!r}: use STANDARD=FILE_FIELD, e.g. code=标识码", param_hint="--map"
             )
         standard, field_name = pair.split("=", 1)
-        mapping[standard.strip()] = field_name.strip()
+        standard, field_name = standard.strip(), field_name.strip()
+        if standard in mapping and mapping[standard] != field_name:
+            # As a profile with a duplicate key is refused: one of the two would be dropped unseen.
+            raise typer.BadParameter(
+                f"{standard} is mapped twice ({standard}={mapping[standard]} and {pair}): give one",
+                param_hint="--map",
+            )
+        mapping[standard] = field_name
     return mapping
 
 
@@ -493,7 +500,12 @@ FileArg = Annotated[
 LayerOpt = Annotated[str | None, typer.Option("--layer", help="Layer name in a GeoPackage, FileGDB or KML.")]
 CrsOpt = Annotated[
     str | None,
-    typer.Option("--crs", help="The file's CRS when it has none or a wrong one: EPSG:4527, gcj02, ..."),
+    typer.Option(
+        "--crs",
+        help="The file's CRS when it has none (every CSV) or a wrong one: wgs84, cgcs2000, gcj02 (Amap, "
+        "Tencent), bd09 (Baidu) or an EPSG code such as EPSG:4527 (Gauss-Krüger zone 39, easting with the "
+        "39 in front) or EPSG:4548 (CM 117°E).",
+    ),
 ]
 EncodingOpt = Annotated[
     str | None, typer.Option("--encoding", help="Attribute text encoding (default: .cpg, else detected).")
@@ -681,6 +693,10 @@ def import_components_command(
     Built-in recognition of common field names (标识码/OBJCODE, 名称/OBJNAME, 主管部门, 养护单位,
     状态/OBJSTATE, ...); unknown fields are kept in the free attributes. Re-importing a corrected file
     updates by component code: changed rows get a new version, unchanged rows are not rewritten.
+
+    A CSV holds its points in two coordinate columns, recognised by name: lon/lat, lng/lat, x/y,
+    经度/纬度 or 东坐标/北坐标 (any case), or as WKT in a wkt or geometry column; it has no CRS, so
+    give --crs.
 
     Example: `gridsvc import components 路灯普查.zip --crs EPSG:4527 --report 问题.gpkg`
     """

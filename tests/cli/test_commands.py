@@ -173,6 +173,14 @@ def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_pa
     assert no_crs.returncode == 1
     assert no_crs.stderr.count("has no coordinate reference system") == 1
 
+    # One standard field mapped twice: neither is dropped unseen (as a profile with a duplicate key).
+    twice = gridsvc(
+        ["import", "components", str(census), "--map", "code=标识码", "--map", "code=状态"], demo_url
+    )
+    assert (
+        twice.returncode == 2 and "code is mapped twice (code=标识码 and code=状态): give one" in twice.stderr
+    )
+
     # --area takes codes repeated or comma-separated, as an upload's area= does.
     retire = ["--dry-run", "--retire-missing", "--area", "370102,999999999"]
     areas = gridsvc(["import", "components", str(census), "--crs", "EPSG:4490", *retire], demo_url)
