@@ -1067,22 +1067,39 @@ def _gdal_error(label: str, exc: BaseException, doing: str = "cannot be read") -
     )
 
 
-def _gdal_layers(source: _Source) -> tuple[str, ...]:
+def _gdal_layer_kinds(source: _Source) -> dict[str, str | None]:
+    """Each layer's name and geometry type (None for a table without geometry)."""
     try:
         found = pyogrio.list_layers(source.gdal_path)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
         raise _gdal_error(source.label, exc) from exc
-    return tuple(str(name) for name in found[:, 0]) if len(found) else ()
+    return {str(name): None if kind is None else str(kind) for name, kind in found}
 
 
-def _pick_layer(source: _Source, layers: tuple[str, ...], layer: str | None) -> str | None:
+def _gdal_layers(source: _Source) -> tuple[str, ...]:
+    return tuple(_gdal_layer_kinds(source))
+
+
+def _pick_layer(source: _Source, kinds: dict[str, str | None], layer: str | None) -> str | None:
+    """The layer to read: the one named, else the only one, else the only one with geometry (QGIS saves
+    its styles in a GeoPackage as the table ``layer_styles``, which is no layer to import)."""
+    layers = tuple(kinds)
     listed = ", ".join(layers) if layers else "none"
+    spatial = [name for name, kind in kinds.items() if kind is not None]
     if layer is not None:
         if layer not in layers:
             raise LayerError(f"{source.label} has no layer {layer!r}: its layers are {listed}", field="layer")
+        if kinds[layer] is None and spatial:
+            raise LayerError(
+                f"{source.label}: {layer!r} is a table without geometry; the layers with geometry are "
+                f"{', '.join(spatial)}",
+                field="layer",
+            )
         return layer
     if not layers:
         raise LayerError(f"{source.label} holds no layers: export the data to import into it first")
+    if len(layers) > 1 and len(spatial) == 1:
+        return spatial[0]
     if len(layers) > 1:
         raise LayerError(
             f"{source.label} holds {len(layers)} layers ({listed}): say which to import with --layer",
@@ -1170,8 +1187,9 @@ def _layer_args(info: LayerInfo) -> tuple[str | None, str | None]:
 def _inspect_gdal(
     given: Path, source: _Source, layer: str | None, override: ResolvedCRS | None, encoding: str | None
 ) -> tuple[LayerInfo, Iterator[Frame]]:
-    layers = _gdal_layers(source)
-    chosen = _pick_layer(source, layers, layer)
+    kinds = _gdal_layer_kinds(source)
+    layers = tuple(kinds)
+    chosen = _pick_layer(source, kinds, layer)
     notes: list[str] = []
     if source.format == "ESRI Shapefile":
         text_encoding: str | None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pyproj
 import pytest
@@ -123,6 +124,22 @@ def test_gpkg_with_several_layers_needs_a_name(two_layer_gpkg: Path) -> None:
         inspect_layer(two_layer_gpkg)
     assert "lamps, toilets" in str(err.value) and "--layer" in str(err.value)
     assert str(two_layer_gpkg) in str(err.value)
+
+
+def test_gpkg_with_qgis_styles_reads_its_one_layer(tmp_path: Path) -> None:
+    # QGIS saves a layer's style into the GeoPackage as the table layer_styles, which has no geometry.
+    lon, lat = jinan_lonlat(2)
+    path = tmp_path / "styled.gpkg"
+    lamps = gpd.GeoDataFrame({"名称": ["甲", "乙"]}, geometry=gpd.points_from_xy(lon, lat), crs=4490)
+    lamps.to_file(path, layer="路灯", driver="GPKG")
+    styles = pd.DataFrame({"f_table_name": ["路灯"], "styleQML": ["<qgis/>"]})
+    pyogrio.write_dataframe(styles, path, layer="layer_styles", driver="GPKG", append=True)
+    assert len(pyogrio.list_layers(path)) == 2
+
+    info, read = read_layer(path, city_bbox=JINAN_BBOX)
+    assert (info.layer, len(read)) == ("路灯", 2)
+    with pytest.raises(LayerError, match=r"'layer_styles' is a table without geometry; .* are 路灯"):
+        read_layer(path, layer="layer_styles")
 
 
 def test_gpkg_unknown_layer_lists_the_layers(two_layer_gpkg: Path) -> None:
