@@ -1581,6 +1581,14 @@ def _check_source_coords(
     except ZonePrefixError as exc:
         # A few wrong eastings are wrong rows, rejected one by one when converted (_to_storage).
         if np.mean(_failing(coords, lambda xs, _: detect_gk_zone_prefix(xs, crs))) > 0.5:
+            # The hint names the code of the same zone with(out) the prefix; when the zone itself is wrong
+            # too (CM 117°E eastings given as zone 40), the code under which they lie in the city is said.
+            better = _better_crs(coords, crs, box) if box is not None else None
+            if better is not None and better.name not in str(exc):
+                raise LayerError(
+                    f"{where}: {_in_row(exc, coords)}. But that zone is not the city's either: the "
+                    f"coordinates fall inside the city as {better.description}: try --crs {better.name}"
+                ) from exc
             raise LayerError(f"{where}: {_in_row(exc, coords)}") from exc
 
 

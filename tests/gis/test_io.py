@@ -16,7 +16,7 @@ import pytest
 import shapely
 
 from gis import io
-from gis.crs import wgs84_to_gcj02
+from gis.crs import resolve_crs, wgs84_to_gcj02
 from gis.io import LayerError, LayerInfo, inspect_layer, iter_chunks, list_layers, read_layer
 
 GEOD = pyproj.Geod(ellps="WGS84")
@@ -722,6 +722,24 @@ def test_zone_prefix_under_epsg_4548(tmp_path: Path) -> None:
     message = str(err.value)
     assert "EPSG:4527" in message and "instead of EPSG:4548" in message and "row 1" in message
     assert "at index" not in message
+
+
+def test_eastings_without_a_prefix_under_another_zone_are_sent_to_the_citys_code(tmp_path: Path) -> None:
+    # CM 117°E eastings labelled zone 40: the same zone without the prefix (CM 120°E) is wrong too.
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, 4548)
+    path = tmp_path / "坐标.csv"
+    path.write_text(
+        "东坐标,北坐标\n" + "".join(f"{e},{n}\n" for e, n in zip(x, y, strict=True)), encoding="utf-8"
+    )
+    with pytest.raises(LayerError, match="use EPSG:4549") as err:
+        inspect_layer(path, crs="EPSG:4528", city_bbox=JINAN_BBOX)
+    assert str(err.value).endswith(
+        "fall inside the city as " + resolve_crs(4548).description + ": try --crs EPSG:4548"
+    )
+    with pytest.raises(LayerError, match="use EPSG:4548") as err:  # the right zone: its hint is enough
+        inspect_layer(path, crs="EPSG:4527", city_bbox=JINAN_BBOX)
+    assert "not the city's" not in str(err.value)
 
 
 def test_whole_file_outside_the_city(tmp_path: Path) -> None:
