@@ -19,6 +19,7 @@ format, which mirrors the rules of :mod:`gis.codes`; the message for a failing c
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -890,7 +891,8 @@ def validate_components(
 
     Checks geometry (missing, empty, non-finite, invalid, wrong kind for the class), code (missing,
     format, duplicates in the chunk and across chunks), class (from the field or the code's class digits;
-    disagreement; unknown), status (unknown after normalisation; missing becomes ``"intact"``), and place
+    disagreement; unknown), status (unknown after normalisation; missing becomes ``"intact"``), dates
+    (:data:`DATE_FIELDS`, written as ISO 8601 by :func:`iso_date`; text that is no date), and place
     (outside the city; county prefix of the code against the county the component lies in).
 
     Parameters
@@ -991,7 +993,82 @@ def validate_components(
     status[status.isna()] = "intact"
 
     _check_location(findings, geometries, usable, code, code_ok, rules)
-    return _result(mapped, findings, geometries, {"code": code, "class_code": class_code, "status": status})
+    columns = {"code": code, "class_code": class_code, "status": status}
+    for date_field in DATE_FIELDS:
+        if date_field in mapped.columns:
+            columns[date_field] = _check_date(findings, mapped[date_field], date_field)
+    return _result(mapped, findings, geometries, columns)
+
+
+# The standard fields that hold a date: stored as ISO 8601 text, so one date read from a GeoPackage DATE, a
+# FileGDB datetime (2023-05-01T00:00:00Z) and a CSV's 2023/5/1 is one value, and a re-survey is no change.
+DATE_FIELDS: Final = ("initial_date", "change_date")
+_DATE_RE: Final = re.compile(
+    r"(?P<year>[0-9]{4})"
+    r"(?:[-/.](?P<month>[0-9]{1,2})[-/.](?P<day>[0-9]{1,2})"
+    r"|年(?P<cn_month>[0-9]{1,2})月(?P<cn_day>[0-9]{1,2})日?"
+    r"|(?P<packed_month>[0-9]{2})(?P<packed_day>[0-9]{2}))"
+    # A time, as GeoPackage DATETIME and FileGDB dates carry (midnight, for a date), with its zone if any.
+    r"(?:[T ](?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2})(?:\.[0-9]+)?)?"
+    r"\s*(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+
+
+def iso_date(text: str) -> str | None:
+    """A survey date as ISO 8601 text, or None if ``text`` is no date.
+
+    Reads 2023-05-01, 2023/5/1, 2023.5.1, 20230501 and 2023年5月1日, each with a time or not. The result is
+    the date alone when the time is midnight or absent (``2023-05-01``), else the date and the time as
+    written (``2023-05-01T14:30:00``; a zone designator is dropped: survey times are the city's own).
+
+    Parameters
+    ----------
+    text : str
+        The value as the file holds it.
+
+    Returns
+    -------
+    str or None
+        ISO 8601 text, or None for text that is no date or a date that does not exist (2023-13-45).
+    """
+    found = _DATE_RE.fullmatch(text.strip())
+    if found is None:
+        return None
+    month = found["month"] or found["cn_month"] or found["packed_month"]
+    day = found["day"] or found["cn_day"] or found["packed_day"]
+    try:
+        date = dt.date(int(found["year"]), int(month), int(day))
+        time = dt.time(int(found["hour"] or 0), int(found["minute"] or 0), int(found["second"] or 0))
+    except ValueError:
+        return None
+    if time == dt.time(0, 0):
+        return date.isoformat()
+    return dt.datetime.combine(date, time).isoformat()
+
+
+def _check_date(findings: _Findings, values: pd.Series, field: str) -> pd.Series:
+    """Reject rows whose ``field`` is no date; returns the values as ISO 8601 text (see :func:`iso_date`)."""
+    present = values.to_numpy(dtype=object, na_value=None)
+    # A census has few distinct dates: each is read once.
+    read = {v: iso_date(str(v)) for v in pd.unique(present[~pd.isna(present)])}
+    out = np.array([None if v is None else read[v] for v in present.tolist()], dtype=object)
+    at = np.flatnonzero(np.array([v is not None and read[v] is None for v in present.tolist()], dtype=bool))
+    findings.add(
+        at,
+        field,
+        [str(present[i]) for i in at],
+        [
+            f"{field} {present[i]} is not a date: write it as YYYY-MM-DD (2023/5/1, 20230501 and "
+            "2023年5月1日 are read too)"
+            + (
+                "; a five-digit number is how Excel stores a date: format the column as a date before saving"
+                if str(present[i]).isdigit() and len(str(present[i])) == 5
+                else ""
+            )
+            for i in at
+        ],
+    )
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 # ------------------------------------------------------------------------------------- other layers

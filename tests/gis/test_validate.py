@@ -10,6 +10,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 from shapely import LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon, box
@@ -22,6 +23,7 @@ from gis.validate import (
     Problem,
     SeenCodes,
     ValidationResult,
+    iso_date,
     validate_boundaries,
     validate_components,
     validate_net_polygons,
@@ -142,6 +144,47 @@ def test_clean_rows_are_accepted_with_normalised_values(rules: ComponentRules) -
     assert accepted.crs == "EPSG:4490"
     assert accepted.geometry.tolist() == [r.get("geometry", LAMP_AT) for r in rows]
     assert accepted["attributes"].tolist() == [{"灯杆材质": "钢"}] * 6
+
+
+# ------------------------------------------------------------------------------------------ dates
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [
+        ("2023-05-01", "2023-05-01"),
+        ("2023/5/1", "2023-05-01"),
+        ("2023.05.01", "2023-05-01"),
+        ("20230501", "2023-05-01"),
+        ("2023年5月1日", "2023-05-01"),
+        (" 2023年05月01 ", "2023-05-01"),
+        ("2023-05-01T00:00:00Z", "2023-05-01"),  # a FileGDB date, as GDAL reads it
+        ("2023-05-01 00:00:00", "2023-05-01"),  # a GeoPackage DATETIME at midnight
+        ("2023/5/1 14:30", "2023-05-01T14:30:00"),
+        ("2023-05-01T14:30:05.250+08:00", "2023-05-01T14:30:05"),
+        ("2023-13-45", None),
+        ("2023-02-29", None),
+        ("45047", None),  # an Excel serial number
+        ("明天", None),
+        ("2023-05-01T25:00", None),
+    ],
+)
+def test_iso_date(text: str, iso: str | None) -> None:
+    assert iso_date(text) == iso
+
+
+def test_dates_are_written_as_iso_and_text_that_is_no_date_is_rejected(rules: ComponentRules) -> None:
+    mapped = chunk([{"code": code(i)} for i in range(1, 5)])
+    mapped["initial_date"] = ["2023/5/1", "45047", None, "2023年5月1日"]
+    mapped["change_date"] = [None, None, "不详", "2024-01-02T00:00:00Z"]
+    result = validate_components(mapped, rules)
+    assert [(p.source_row, p.field, p.value) for p in result.problems] == [
+        (3, "initial_date", "45047"),
+        (4, "change_date", "不详"),
+    ]
+    assert "Excel" in result.problems[0].reason and "Excel" not in result.problems[1].reason
+    assert result.accepted["initial_date"].tolist() == ["2023-05-01", "2023-05-01"]
+    assert [None if pd.isna(v) else v for v in result.accepted["change_date"]] == [None, "2024-01-02"]
 
 
 # -------------------------------------------------------------------------------------- geometry

@@ -526,6 +526,35 @@ def test_a_shapefile_export_whose_attributes_were_cut_rejects_those_rows(
     assert after["attributes"].tolist() == stored["attributes"].tolist()
 
 
+def test_dates_are_stored_as_iso_and_one_date_in_another_format_is_no_change(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A FileGDB holds a date as a datetime (2023-05-01T00:00:00Z as GDAL reads it), a GeoPackage as a
+    DATE, a CSV as any text: one date each time, stored as 2023-05-01, and a re-survey in another format
+    is no change. Text that is no date rejects its row."""
+    lamps = _lamps(_grid_points(demo_sessions, 3, offset=560), first_seq=956_001)[["标识码", "geometry"]]
+    census = lamps.assign(初始日期=pd.to_datetime(["2023-05-01", "2023-05-01", "2024-02-29"]))
+    census.to_file(tmp_path / "census.gdb", driver="OpenFileGDB")
+    assert _run(demo_sessions, test_settings, tmp_path / "census.gdb").new == 3
+    stored = _current(demo_sessions, list(lamps["标识码"]))["attributes"].tolist()
+    assert [a["initial_date"] for a in stored] == ["2023-05-01", "2023-05-01", "2024-02-29"]
+
+    resurvey = pd.DataFrame(
+        {
+            "标识码": lamps["标识码"],
+            "初始日期": ["2023/5/1", "2023年5月1日", "45047"],
+            "经度": lamps.geometry.x,
+            "纬度": lamps.geometry.y,
+        }
+    )
+    resurvey.to_csv(tmp_path / "resurvey.csv", index=False)
+    report = _run(demo_sessions, test_settings, tmp_path / "resurvey.csv", crs="EPSG:4490")
+    assert (report.rejected, report.changed, report.unchanged) == (1, 0, 2)
+    (problem,) = report.problems
+    assert (problem.field, problem.value) == ("initial_date", "45047")
+    assert problem.reason.startswith("initial_date 45047 is not a date: write it as YYYY-MM-DD")
+
+
 def test_a_polygon_with_its_ring_turned_or_started_elsewhere_is_unchanged(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
