@@ -236,6 +236,13 @@ def case_events(session: Session, case_id: int) -> list[CaseEvent]:
     )
 
 
+def last_event_at(session: Session, case_id: int, action: str) -> dt.datetime | None:
+    """When a case last took a step (e.g. when it was parked)."""
+    return session.execute(
+        select(func.max(CaseEvent.at)).where(CaseEvent.case_id == case_id, CaseEvent.action == action)
+    ).scalar_one_or_none()
+
+
 def case_codes(session: Session, ids: list[int]) -> dict[int, str]:
     """Request codes of cases by id."""
     if not ids:

@@ -14,10 +14,14 @@ Routing a case (on intake, and again on reassignment):
 5. every decision is stored in ``case_record.routing`` with its reason, and the intake event keeps it.
 
 Deadlines: the case's ``deadline`` is the one of its current stage: register (from intake), dispatch
-(from registration), handle (from dispatch: the clock that evaluation counts, kept in
-``handle_deadline``), verify (from report-back). A parked case has none until it is unparked.
+(from registration), handle (from dispatch, kept in ``handle_deadline``), verify (from report-back).
 Escalation moves a case whose handling deadline passed one level up (community → street → district →
-city) and gives the new level a fresh handling limit from that moment.
+city) and gives the new level a fresh handling limit from that moment; rework gives a fresh limit too.
+Those fresh limits are what the handler works to, never what evaluation counts: a report-back is on time
+(按期) by ``on_time_deadline``, the handling deadline set at dispatch (DOMAIN.md §4: the clock starts at
+dispatch). Parking (挂账) stops both clocks: a parked case has no deadline, and unparking it moves the
+handling and the on-time deadline on by the time it spent parked (working time, or elapsed time for a
+limit in calendar hours), so it comes back exactly as late, or as early, as it was.
 """
 
 from __future__ import annotations
@@ -564,43 +568,87 @@ def _apply(
         if case.department_code is None:
             raise _problem("department_code", "the case has no department: reassign it to one first")
         handle = _limit(session, case, "handle")
-        case.handle_deadline = case.deadline = _due(calendar, now, handle)
-        case.dispatched_at = now if action == "dispatch" else case.dispatched_at
-        case.handled_at = None
-        if action == "rework":
+        if action == "dispatch":
+            case.dispatched_at = now
+            case.on_time_deadline = _due(calendar, now, handle)
+        else:
+            # A failed verification gives the handler time to redo it, not the case a new on-time clock.
+            _hold_on_time_deadline(case)
             case.rework_count += 1
-        return {"deadline": _iso(case.deadline), "limit": _limit_text(handle) if handle else None}
+        case.handle_deadline = case.deadline = _due(calendar, now, handle)
+        case.handled_at = None
+        return {
+            "deadline": _iso(case.deadline),
+            "limit": _limit_text(handle) if handle else None,
+            "on_time_deadline": _iso(case.on_time_deadline),
+        }
     elif action == "report_back":
         case.handled_at = now
         case.deadline = _due(calendar, now, _limit(session, case, "verify"))
-        on_time = case.handle_deadline is None or now <= case.handle_deadline
-        return {"handled_on_time": on_time, "deadline": _iso(case.deadline)}
+        return {"handled_on_time": handled_on_time(case), "deadline": _iso(case.deadline)}
     elif action == "verify":
         case.deadline = None
     elif action == "close":
         case.closed_at, case.deadline = now, None
-        on_time = case.handled_at is not None and (
-            case.handle_deadline is None or case.handled_at <= case.handle_deadline
-        )
-        return {"closed_on_time": on_time}
+        return {"closed_on_time": handled_on_time(case)}
     elif action == "park":
         case.parked_from, case.deadline = before, None
         return {"parked_from": case.parked_from}
     elif action == "unpark":
-        back = case.parked_from or "registered"
-        case.status, case.parked_from = back, None
-        stage = {"registered": "dispatch", "dispatched": "handle", "in_progress": "handle"}.get(
-            back, "handle"
-        )
-        case.deadline = _due(calendar, now, _limit(session, case, stage))
-        if stage == "handle":
-            case.handle_deadline = case.deadline
-        return {"back_to": back, "deadline": _iso(case.deadline)}
+        return _unpark(session, case, now, calendar)
     elif action == "escalate":
         return _escalate(session, case, now, calendar)
     elif action == "reassign":
         return _reassign(session, sessions, settings, case, step, now, calendar)
     return {"deadline": _iso(case.deadline)}
+
+
+def _hold_on_time_deadline(case: Case) -> None:
+    """Keep the dispatch deadline before the working one moves (rows loaded without it have only that)."""
+    if case.on_time_deadline is None:
+        case.on_time_deadline = case.handle_deadline
+
+
+def handled_on_time(case: Case) -> bool:
+    """Reported back by the handling deadline set at dispatch (moved on only by parked time)."""
+    deadline = case.on_time_deadline if case.on_time_deadline is not None else case.handle_deadline
+    return case.handled_at is not None and (deadline is None or case.handled_at <= deadline)
+
+
+def _after_pause(
+    calendar: WorkingCalendar, deadline: dt.datetime, paused_from: dt.datetime, until: dt.datetime, unit: str
+) -> dt.datetime:
+    """``deadline`` moved on by the time from ``paused_from`` to ``until``, counted as its limit counts."""
+    if unit == "calendar_hours":
+        return deadline + max(until - paused_from, dt.timedelta(0))
+    minutes = workcalendar.working_minutes_between(calendar, paused_from, until)
+    if minutes <= 0:
+        return deadline
+    return workcalendar.add_limit(calendar, deadline, Decimal(str(minutes)), "working_minutes")
+
+
+def _unpark(session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar) -> dict[str, Any]:
+    """Back where it was; a case in handling gets its clocks back as they stood, moved on by the pause."""
+    back = case.parked_from or "registered"
+    case.status, case.parked_from = back, None
+    if back == "registered" or case.handle_deadline is None:
+        # Not dispatched yet (or no handling limit): the stage starts afresh, no on-time clock runs.
+        stage = "dispatch" if back == "registered" else "handle"
+        case.deadline = _due(calendar, now, _limit(session, case, stage))
+        return {"back_to": back, "deadline": _iso(case.deadline)}
+    parked_at = repo.last_event_at(session, case.id, "park") or now
+    handle = _limit(session, case, "handle")
+    unit = handle.unit if handle else "working_minutes"
+    _hold_on_time_deadline(case)
+    case.handle_deadline = case.deadline = _after_pause(calendar, case.handle_deadline, parked_at, now, unit)
+    if case.on_time_deadline is not None:
+        case.on_time_deadline = _after_pause(calendar, case.on_time_deadline, parked_at, now, unit)
+    return {
+        "back_to": back,
+        "parked_since": _iso(parked_at),
+        "deadline": _iso(case.deadline),
+        "on_time_deadline": _iso(case.on_time_deadline),
+    }
 
 
 def _escalate(session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar) -> dict[str, Any]:
@@ -610,6 +658,8 @@ def _escalate(session: Session, case: Case, now: dt.datetime, calendar: WorkingC
         raise ConflictError(f"case {case.request_code} is already handled at city level")
     case.handling_level = HANDLING_LEVELS[index + 1]
     handle = _limit(session, case, "handle")
+    # The new level works to a fresh limit; evaluation still counts from dispatch.
+    _hold_on_time_deadline(case)
     case.handle_deadline = case.deadline = _due(calendar, now, handle)
     return {"from_level": level, "to_level": case.handling_level, "deadline": _iso(case.deadline)}
 
@@ -734,6 +784,7 @@ def case_view(session: Session, case: Case, *, personal: bool, history: bool = T
         "dispatched_at": _iso(case.dispatched_at),
         "deadline": _iso(case.deadline),
         "handle_deadline": _iso(case.handle_deadline),
+        "on_time_deadline": _iso(case.on_time_deadline),
         "handled_at": _iso(case.handled_at),
         "closed_at": _iso(case.closed_at),
         "routing": case.routing,

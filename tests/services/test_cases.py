@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
-from gridsvc.services import cases
+from gridsvc.services import cases, stats
 from gridsvc.services.access import Principal
 from gridsvc.settings import Settings
 from tests.factories import LAMP
@@ -317,3 +317,91 @@ def test_reassigning_a_lamp_case_to_a_grid_keeps_the_lamp(
     )
     assert again["routing"]["component"]["code"] == "3701020118000002"  # a new point snaps anew
     assert again["department_code"] == "lighting"
+
+
+def _event_case(
+    sessions: sessionmaker[Session], settings: Settings, lon: float, reported_at: dt.datetime
+) -> str:
+    """An illegal-parking case (60 working minutes to handle, community level), one per spot."""
+    return str(
+        _intake(
+            sessions, settings, kind="event", class_code="0403", x=lon, y=36.6812, reported_at=reported_at
+        ).case["request_code"]
+    )
+
+
+def _event_details(sessions: sessionmaker[Session], code: str, action: str) -> list[dict[str, Any]]:
+    with sessions() as session:
+        return list(
+            session.execute(
+                text(
+                    "SELECT e.details FROM case_event e JOIN case_record c ON c.id = e.case_id "
+                    "WHERE c.request_code = :c AND e.action = :a ORDER BY e.seq"
+                ),
+                {"c": code, "a": action},
+            ).scalars()
+        )
+
+
+def test_escalation_rework_and_parking_do_not_make_a_late_case_on_time(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    # Dispatched Monday 12 October 2026 at 09:00 with 60 working minutes: due at 10:00 that day.
+    def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
+        return dt.datetime(2026, 10, day, hour, minute, tzinfo=BEIJING)
+
+    escalated, parked, reworked = (
+        _event_case(sessions, test_settings, 117.0002 + i * 0.0006, at(12, 8, 40)) for i in range(3)
+    )
+    for code in (escalated, parked, reworked):
+        _step(sessions, test_settings, code, "register", at=at(12, 9))
+        dispatched = _step(sessions, test_settings, code, "dispatch", at=at(12, 9))
+        assert dt.datetime.fromisoformat(dispatched["on_time_deadline"]) == at(12, 10)
+
+    # The escalation job finds all three overdue the next morning and gives the street a fresh hour.
+    moved = cases.escalate_overdue(sessions, test_settings, actor=DISPATCHER, now=at(13, 9))
+    assert sorted(m["request_code"] for m in moved) == sorted([escalated, parked, reworked])
+    back = _step(sessions, test_settings, escalated, "report_back", actor=FIELD, at=at(13, 9, 30))
+    assert dt.datetime.fromisoformat(back["handle_deadline"]) == at(13, 10)  # the handler's new deadline
+    assert dt.datetime.fromisoformat(back["on_time_deadline"]) == at(12, 10)  # evaluation's, from dispatch
+
+    # Parked and unparked five working minutes later: the clock moves on by five minutes, still a day late.
+    _step(sessions, test_settings, parked, "park", note="挂账", at=at(13, 9, 10))
+    unparked = _step(sessions, test_settings, parked, "unpark", at=at(13, 9, 15))
+    assert dt.datetime.fromisoformat(unparked["on_time_deadline"]) == at(12, 10, 5)
+    _step(sessions, test_settings, parked, "report_back", actor=FIELD, at=at(13, 9, 20))
+
+    # Reported back late, reworked, reported back within the rework's hour: still late.
+    _step(sessions, test_settings, reworked, "report_back", actor=FIELD, at=at(13, 9, 20))
+    _step(sessions, test_settings, reworked, "rework", note="仍有车辆", at=at(13, 9, 30))
+    _step(sessions, test_settings, reworked, "report_back", actor=FIELD, at=at(13, 10))
+
+    for code in (escalated, parked, reworked):
+        assert _event_details(sessions, code, "report_back")[-1]["handled_on_time"] is False
+        _step(sessions, test_settings, code, "verify", at=at(13, 11))
+        _step(sessions, test_settings, code, "close", at=at(13, 11, 5))
+        assert _event_details(sessions, code, "close") == [{"closed_on_time": False}]
+    row = stats.monthly(sessions, test_settings, "2026-10", "city")[0]
+    assert (row["closed"], row["closed_on_time"], row["on_time_rate"]) == (3, 0, 0.0)
+
+
+def test_parked_working_time_does_not_count_against_the_handler(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
+        return dt.datetime(2026, 10, day, hour, minute, tzinfo=BEIJING)
+
+    code = _event_case(sessions, test_settings, 117.0002, at(12, 8, 40))
+    _step(sessions, test_settings, code, "register", at=at(12, 9))
+    _step(sessions, test_settings, code, "dispatch", at=at(12, 9))  # due 10:00
+    _step(sessions, test_settings, code, "park", note="需协调交警", at=at(12, 9, 30))  # 30 minutes left
+    unparked = _step(sessions, test_settings, code, "unpark", at=at(13, 9))
+    # The 30 minutes left run from the unpark: due at 09:30 the next morning, for the handler and evaluation.
+    assert dt.datetime.fromisoformat(unparked["deadline"]) == at(13, 9, 30)
+    assert dt.datetime.fromisoformat(unparked["on_time_deadline"]) == at(13, 9, 30)
+    _step(sessions, test_settings, code, "report_back", actor=FIELD, at=at(13, 9, 20))
+    _step(sessions, test_settings, code, "verify", at=at(13, 10))
+    closed = _step(sessions, test_settings, code, "close", at=at(13, 10, 5))
+    assert closed["status"] == "closed"
+    assert _event_details(sessions, code, "close") == [{"closed_on_time": True}]
+    assert stats.monthly(sessions, test_settings, "2026-10", "city")[0]["closed_on_time"] == 1
