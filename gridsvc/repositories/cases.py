@@ -139,14 +139,25 @@ def find_open_duplicate(
     *,
     kind: str,
     class_code: str,
+    component_id: int | None,
     lon: float,
     lat: float,
     radius_m: float,
     since: dt.datetime,
     exclude_id: int | None = None,
 ) -> tuple[int, str, float] | None:
-    """The nearest open, original case of the same class within the radius reported since ``since``."""
+    """The nearest open, original case of the same class reported since ``since`` that is about the same
+    thing: the same component when the report names one, else one naming none within the radius."""
     class_column = "component_class_code" if kind == "component" else "event_class_code"
+    # Two lamps ten metres apart are two cases, one lamp reported from both ends of a street is one: a
+    # named component decides, and the radius only stands in for it when neither report names one.
+    same_thing = (
+        "c.component_id = :component"
+        if component_id is not None
+        else """c.component_id IS NULL
+              AND ST_DWithin(c.geom, pt.g, :deg)
+              AND ST_DWithin(c.geom::geography, pt.g::geography, :m)"""
+    )
     row = session.execute(
         text(
             f"""
@@ -156,8 +167,7 @@ def find_open_duplicate(
             WHERE c.kind = :kind AND c.{class_column} = :cls
               AND c.status NOT IN ('closed', 'rejected') AND c.duplicate_of_id IS NULL
               AND c.reported_at >= :since AND c.id IS DISTINCT FROM :exclude
-              AND ST_DWithin(c.geom, pt.g, :deg)
-              AND ST_DWithin(c.geom::geography, pt.g::geography, :m)
+              AND {same_thing}
             ORDER BY d, c.id LIMIT 1
             """
         ),
@@ -166,6 +176,7 @@ def find_open_duplicate(
             "lat": lat,
             "kind": kind,
             "cls": class_code,
+            "component": component_id,
             "since": since,
             "exclude": exclude_id,
             "m": radius_m,

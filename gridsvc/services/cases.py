@@ -11,7 +11,9 @@ Routing a case (on intake, and again on reassignment):
 3. the department is the component's maintainer, else the class's default department;
 4. the handling level and the limits come from ``time_limit_rule`` (the class's own rule, else the
    kind's default), the deadlines from the working calendar (gis/workcalendar.py);
-5. every decision is stored in ``case_record.routing`` with its reason, and the intake event keeps it.
+5. every decision is stored in ``case_record.routing`` with its reason, and the intake event keeps it;
+6. a likely duplicate is an open case of the same component when the case names one, else of the same
+   class naming none within the class's radius; both within the class's window.
 
 Deadlines: the case's ``deadline`` is the one of its current stage: register (from intake), dispatch
 (from registration), handle (from dispatch, kept in ``handle_deadline``), verify (from report-back).
@@ -182,6 +184,13 @@ def route(
             "reason": "named by the reporter",
             "distance_m": round(snapped.distance_m, 1),
         }
+        if snapped.distance_m > snap_m:
+            # A mistyped code or a report from the wrong place: either way a dispatcher looks before the
+            # case goes to the component's owner.
+            confirm.append(
+                f"component {snapped.code} is {snapped.distance_m:.0f} m from the reported point "
+                f"(more than the {snap_m:g} m snap distance of class {class_code})"
+            )
     elif kind == "component":
         snapped = repo.nearest_component(session, class_code, lon, lat, snap_m)
         if snapped is None:
@@ -370,6 +379,7 @@ def _intake(
         session,
         kind=intake.kind,
         class_code=intake.class_code,
+        component_id=routing.values["component_id"],
         lon=lon,
         lat=lat,
         radius_m=radius,
@@ -377,10 +387,15 @@ def _intake(
     )
     reasons = dict(routing.reasons)
     if duplicate is not None:
+        component = reasons.get("component", {}).get("code") if routing.values["component_id"] else None
         reasons["duplicate"] = {
             "of": duplicate[1],
             "distance_m": round(duplicate[2], 1),
-            "reason": f"an open case of the same class {duplicate[2]:.0f} m away (radius {radius:g} m)",
+            "reason": (
+                f"an open case of the same component {component}, {duplicate[2]:.0f} m away"
+                if component
+                else f"an open case of the same class {duplicate[2]:.0f} m away (radius {radius:g} m)"
+            ),
         }
     seq = repo.next_request_seq(session, _local_day(reported_at, settings))
     from gis.codes import format_request_code

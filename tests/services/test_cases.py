@@ -405,3 +405,36 @@ def test_parked_working_time_does_not_count_against_the_handler(
     assert closed["status"] == "closed"
     assert _event_details(sessions, code, "close") == [{"closed_on_time": True}]
     assert stats.monthly(sessions, test_settings, "2026-10", "city")[0]["closed_on_time"] == 1
+
+
+def test_a_named_lamp_decides_what_is_a_duplicate(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    # Two lamps named from one spot are two cases, however close the reporters stood.
+    lamp_2 = _intake(sessions, test_settings, x=LAMP[0], y=LAMP[1], component_code="3701020118000002")
+    lamp_1 = _intake(sessions, test_settings, x=LAMP[0], y=LAMP[1], component_code="3701020118000001")
+    assert lamp_2.duplicate_of is None and lamp_1.duplicate_of is None
+    # Lamp 1 again, from 70 m east of it (beyond the 50 m radius): the same case.
+    east = _intake(sessions, test_settings, x=LAMP[0] + 0.00078, y=LAMP[1], component_code="3701020118000001")
+    assert 65 < east.case["routing"]["component"]["distance_m"] < 75
+    assert east.duplicate_of == lamp_1.case["request_code"]
+    assert "same component 3701020118000001" in east.case["routing"]["duplicate"]["reason"]
+    # A report naming no lamp repeats another naming none within the radius, never a named lamp's case.
+    no_lamp = {"x": 117.0010, "y": 36.6835}  # ~280 m north of both lamps: nothing to snap to
+    unnamed = _intake(sessions, test_settings, **no_lamp)
+    again = _intake(sessions, test_settings, x=no_lamp["x"] + 0.0002, y=no_lamp["y"])
+    assert again.duplicate_of == unnamed.case["request_code"]
+
+
+def test_a_named_component_far_from_the_report_needs_a_dispatcher(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    near = _intake(sessions, test_settings, component_code="3701020118000001")  # 18 m away
+    assert near.case["needs_confirmation"] is False
+    far = _intake(sessions, test_settings, x=117.0010, y=36.6835, component_code="3701020118000002")
+    routing = far.case["routing"]
+    assert far.case["needs_confirmation"] and routing["needs_confirmation"]
+    assert routing["confirm_reasons"] == [
+        "component 3701020118000002 is 315 m from the reported point "
+        "(more than the 50 m snap distance of class 0118)"
+    ]
