@@ -143,11 +143,13 @@ def find_open_duplicate(
     lon: float,
     lat: float,
     radius_m: float,
-    since: dt.datetime,
+    reported_at: dt.datetime,
+    window: dt.timedelta,
     exclude_id: int | None = None,
 ) -> tuple[int, str, float] | None:
-    """The nearest open, original case of the same class reported since ``since`` that is about the same
-    thing: the same component when the report names one, else one naming none within the radius."""
+    """The nearest open, original case of the same class reported within ``window`` of ``reported_at``
+    (before or after it) that is about the same thing: the same component when the report names one,
+    else one naming none within the radius."""
     class_column = "component_class_code" if kind == "component" else "event_class_code"
     # Two lamps ten metres apart are two cases, one lamp reported from both ends of a street is one: a
     # named component decides, and the radius only stands in for it when neither report names one.
@@ -166,7 +168,8 @@ def find_open_duplicate(
             FROM case_record c, pt
             WHERE c.kind = :kind AND c.{class_column} = :cls
               AND c.status NOT IN ('closed', 'rejected') AND c.duplicate_of_id IS NULL
-              AND c.reported_at >= :since AND c.id IS DISTINCT FROM :exclude
+              -- Both ways: a hotline file loads old orders after newer cases were reported.
+              AND c.reported_at BETWEEN :earliest AND :latest AND c.id IS DISTINCT FROM :exclude
               AND {same_thing}
             ORDER BY d, c.id LIMIT 1
             """
@@ -177,7 +180,8 @@ def find_open_duplicate(
             "kind": kind,
             "cls": class_code,
             "component": component_id,
-            "since": since,
+            "earliest": reported_at - window,
+            "latest": reported_at + window,
             "exclude": exclude_id,
             "m": radius_m,
             "deg": radius_m * DEGREES_PER_METRE_BOUND,

@@ -383,7 +383,8 @@ def _intake(
         lon=lon,
         lat=lat,
         radius_m=radius,
-        since=reported_at - _duplicate_window(session, intake.kind, intake.class_code),
+        reported_at=reported_at,
+        window=_duplicate_window(session, intake.kind, intake.class_code),
     )
     reasons = dict(routing.reasons)
     if duplicate is not None:

@@ -438,3 +438,23 @@ def test_a_named_component_far_from_the_report_needs_a_dispatcher(
         "component 3701020118000002 is 315 m from the reported point "
         "(more than the 50 m snap distance of class 0118)"
     ]
+
+
+def test_the_duplicate_window_looks_both_ways(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    # Manhole covers (event 0101): 24 h window. A 12345 file loads an order of September after a case of
+    # November at the same spot: months apart, not a duplicate.
+    def report(moment: dt.datetime) -> cases.IntakeResult:
+        return _intake(
+            sessions, test_settings, kind="event", class_code="0101", x=117.001, y=36.681, reported_at=moment
+        )
+
+    november = report(dt.datetime(2026, 11, 23, 9, 30, tzinfo=BEIJING))
+    assert report(dt.datetime(2026, 9, 1, 9, 0, tzinfo=BEIJING)).duplicate_of is None
+    assert (
+        report(dt.datetime(2026, 11, 24, 9, 0, tzinfo=BEIJING)).duplicate_of == november.case["request_code"]
+    )
+    assert (
+        report(dt.datetime(2026, 11, 22, 10, 0, tzinfo=BEIJING)).duplicate_of == november.case["request_code"]
+    )
