@@ -613,7 +613,9 @@ def _apply(
     elif action == "unpark":
         return _unpark(session, case, now, calendar)
     elif action == "escalate":
-        return _escalate(session, case, now, calendar)
+        return _escalate(
+            session, case, now, calendar, "by a dispatcher" + (f" ({step.note})" if step.note else "")
+        )
     elif action == "reassign":
         return _reassign(session, sessions, settings, case, step, now, calendar)
     return {"deadline": _iso(case.deadline)}
@@ -667,17 +669,30 @@ def _unpark(session: Session, case: Case, now: dt.datetime, calendar: WorkingCal
     }
 
 
-def _escalate(session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar) -> dict[str, Any]:
+def _escalate(
+    session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar, why: str
+) -> dict[str, Any]:
     level = case.handling_level or "community"
     index = HANDLING_LEVELS.index(level)
     if index + 1 >= len(HANDLING_LEVELS):
         raise ConflictError(f"case {case.request_code} is already handled at city level")
     case.handling_level = HANDLING_LEVELS[index + 1]
+    routing = dict(case.routing) if isinstance(case.routing, dict) else {}
+    previous_level = routing.get("handling_level")
+    case.routing = {
+        **routing,
+        "handling_level": {"level": case.handling_level, "reason": f"escalated from {level}: {why}"},
+    }
     handle = _limit(session, case, "handle")
     # The new level works to a fresh limit; evaluation still counts from dispatch.
     _hold_on_time_deadline(case)
     case.handle_deadline = case.deadline = _due(calendar, now, handle)
-    return {"from_level": level, "to_level": case.handling_level, "deadline": _iso(case.deadline)}
+    return {
+        "from_level": level,
+        "to_level": case.handling_level,
+        "deadline": _iso(case.deadline),
+        "previous_routing": {"handling_level": previous_level},
+    }
 
 
 def _reassign(
@@ -698,10 +713,17 @@ def _reassign(
     }
     if step.department_code is None and step.lon is None and step.unit_grid_code is None:
         raise _problem("target", "reassign needs a department_code, a unit_grid_code or a new point")
+    # The stored routing follows the case (README: every decision and its reason is in it); what it said
+    # before is in this event's previous_routing.
+    routing = dict(case.routing) if isinstance(case.routing, dict) else {}
     if step.department_code is not None:
         if reference_repo.get_department(session, step.department_code) is None:
             raise _problem("department_code", f"unknown department {step.department_code!r}")
         case.department_code = step.department_code
+        routing["department"] = {
+            "code": step.department_code,
+            "reason": f"reassigned by a dispatcher: {step.note}",
+        }
     lon = lat = None
     if step.lon is not None and step.lat is not None:
         lon_a, lat_a = locate.to_cgcs2000([step.lon], [step.lat], step.crs)
@@ -713,7 +735,7 @@ def _reassign(
         lon, lat = found
     if lon is not None and lat is not None:
         class_code = case.component_class_code or case.event_class_code or ""
-        routing = route(
+        found_routing = route(
             session,
             sessions,
             settings,
@@ -738,17 +760,25 @@ def _reassign(
             "station_id",
             "plan_id",
         ):
-            setattr(case, key, routing.values[key])
-        reasons = dict(routing.reasons)
+            setattr(case, key, found_routing.values[key])
+        # The place decides the owner; the level (perhaps escalated since) and the deadlines stay the case's.
+        routing["owner"] = found_routing.reasons["owner"]
         if moved_point:
             case.geom = repo.point(lon, lat)
+            if "component" in found_routing.reasons:
+                routing["component"] = found_routing.reasons["component"]
             if keep_department is None:
-                case.department_code = routing.values["department_code"]
-        else:
-            previous = dict(case.routing or {}) if isinstance(case.routing, dict) else {}
-            reasons.update({k: previous[k] for k in ("component", "department") if k in previous})
-        case.routing = {**reasons, "reassigned_at": now.isoformat(), "reassign_note": step.note}
+                case.department_code = found_routing.values["department_code"]
+                routing["department"] = found_routing.reasons["department"]
+    # The dispatcher who reassigned it has confirmed it.
     case.needs_confirmation = False
+    case.routing = {
+        **routing,
+        "needs_confirmation": False,
+        "confirm_reasons": [],
+        "reassigned_at": now.isoformat(),
+        "reassign_note": step.note,
+    }
     return {"before": {k: v for k, v in old.items() if k != "routing"}, "previous_routing": old["routing"]}
 
 
@@ -843,7 +873,9 @@ def escalate_overdue(
         calendar = _calendar(session, settings)
         for case in repo.overdue_cases(session, moment):
             before, overdue_since = case.status, case.deadline
-            details = _escalate(session, case, moment, calendar)
+            details = _escalate(
+                session, case, moment, calendar, f"handling deadline {_iso(overdue_since)} passed"
+            )
             details["overdue_since"] = _iso(overdue_since)
             case.updated_at = moment
             repo.add_event(
@@ -858,5 +890,10 @@ def escalate_overdue(
                 details=details,
             )
             _audit(session, actor, "escalate", case, details)
-            moved.append({"request_code": case.request_code, **details})
+            moved.append(
+                {
+                    "request_code": case.request_code,
+                    **{k: v for k, v in details.items() if k != "previous_routing"},
+                }
+            )
     return moved

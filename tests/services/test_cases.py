@@ -458,3 +458,34 @@ def test_the_duplicate_window_looks_both_ways(
     assert (
         report(dt.datetime(2026, 11, 22, 10, 0, tzinfo=BEIJING)).duplicate_of == november.case["request_code"]
     )
+
+
+def test_the_stored_routing_follows_escalation_and_reassignment(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    code = _intake(sessions, test_settings, kind="event", class_code="0403", x=117.001, y=36.681).case[
+        "request_code"
+    ]
+    _step(sessions, test_settings, code, "register")
+    _step(sessions, test_settings, code, "dispatch")
+    for _ in range(3):
+        _step(sessions, test_settings, code, "escalate")
+    _step(sessions, test_settings, code, "reassign", note="改派执法", department_code="enforcement")
+    case = _step(sessions, test_settings, code, "reassign", note="改派网格", unit_grid_code="370102001001004")
+    routing = case["routing"]
+    assert case["department_code"] == routing["department"]["code"] == "enforcement"
+    assert routing["department"]["reason"] == "reassigned by a dispatcher: 改派执法"
+    assert case["handling_level"] == routing["handling_level"]["level"] == "city"
+    assert routing["handling_level"]["reason"] == "escalated from district: by a dispatcher"
+    assert routing["owner"]["unit_grid_code"] == "370102001001004"
+    assert case["needs_confirmation"] is routing["needs_confirmation"] is False
+    # What the routing said before each change is in the history.
+    escalations = _event_details(sessions, code, "escalate")
+    assert [e["previous_routing"]["handling_level"]["level"] for e in escalations] == [
+        "community",
+        "street",
+        "district",
+    ]
+    reassignments = _event_details(sessions, code, "reassign")
+    assert reassignments[0]["previous_routing"]["department"]["code"] == "traffic"
+    assert reassignments[1]["previous_routing"]["owner"]["unit_grid_code"] == "370102001001003"
