@@ -242,6 +242,19 @@ def case_by_external_ref(session: Session, channel: str, external_ref: str) -> C
     ).scalar_one_or_none()
 
 
+def intake_event(session: Session, case_id: int) -> CaseEvent | None:
+    """A case's first event: who took it in, and what it said then."""
+    return (
+        session.execute(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case_id, CaseEvent.action == "intake")
+            .order_by(CaseEvent.seq)
+        )
+        .scalars()
+        .first()
+    )
+
+
 def case_events(session: Session, case_id: int) -> list[CaseEvent]:
     """A case's history in order."""
     return list(

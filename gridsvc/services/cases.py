@@ -29,6 +29,8 @@ limit in calendar hours), so it comes back exactly as late, or as early, as it w
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -39,7 +41,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis import workcalendar
 from gis.workcalendar import WorkingCalendar
 from gridsvc.db.models import CASE_KINDS, CHANNELS, HANDLING_LEVELS, OPEN311_CLOSED_STATUSES, Case
-from gridsvc.errors import ConflictError, FieldProblem, InvalidInputError, NotFoundError
+from gridsvc.errors import (
+    ConflictError,
+    FieldProblem,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import cases as repo
 from gridsvc.repositories import reference as reference_repo
@@ -50,6 +58,10 @@ from gridsvc.settings import Settings
 INTAKE_ROLES = ("reporter", "dispatcher", "field")
 SEVERITIES = ("normal", "urgent")
 CONTACT_FIELDS = ("first_name", "last_name", "name", "phone", "email", "device_id", "account_id")
+# Channels only some roles may claim. A 12345 work order comes in through the hotline import, which acts as
+# the dispatch centre (services/hotline.py, `gridsvc intake hotline`); a citizen's app claiming the channel
+# could take an order number before the real order is loaded, and the real one would be skipped.
+CHANNEL_ROLES: dict[str, tuple[str, ...]] = {"hotline_12345": ("dispatcher",)}
 
 
 @dataclass
@@ -330,6 +342,13 @@ def intake_case(
     """
     actor.require(*INTAKE_ROLES)
     _check_intake(intake)
+    channel_roles = CHANNEL_ROLES.get(intake.channel)
+    if channel_roles is not None and actor.role not in channel_roles:
+        message = f"the {intake.channel} channel is for {', '.join(channel_roles)} keys, not {actor.role}"
+        raise PermissionDeniedError(
+            f"the API key {actor.name!r} may not report through the {intake.channel} channel",
+            problems=[FieldProblem("channel", message)],
+        )
     lon_a, lat_a = locate.to_cgcs2000([intake.x], [intake.y], intake.crs, x_field="long", y_field="lat")
     lon, lat = float(lon_a[0]), float(lat_a[0])
     if session is None:
@@ -351,6 +370,7 @@ def _intake(
     if intake.external_ref:
         existing = repo.case_by_external_ref(session, intake.channel, intake.external_ref)
         if existing is not None:
+            _check_replay(session, existing, intake, actor)
             original = (
                 repo.case_codes(session, [existing.duplicate_of_id]) if existing.duplicate_of_id else {}
             )
@@ -432,7 +452,12 @@ def _intake(
         from_status=None,
         to_status="reported",
         actor=actor.name,
-        details={"channel": intake.channel, "routing": reasons},
+        details={
+            "channel": intake.channel,
+            "routing": reasons,
+            "sender": _sender(actor),
+            "request_digest": _request_digest(intake),
+        },
     )
     if duplicate is not None:
         repo.add_event(
@@ -458,6 +483,61 @@ def _intake(
         created=True,
         duplicate_of=duplicate[1] if duplicate else None,
     )
+
+
+def _sender(actor: Principal) -> dict[str, Any]:
+    return {"name": actor.name, "api_key_id": actor.api_key_id}
+
+
+def _request_digest(intake: CaseIntake) -> str:
+    """A digest of what a report said, so a replay under the same external_ref can be told from a change."""
+    said = {
+        "kind": intake.kind,
+        "class_code": intake.class_code,
+        "x": intake.x,
+        "y": intake.y,
+        "crs": intake.crs,
+        "description": intake.description,
+        "address": intake.address,
+        "reporter": intake.reporter,
+        "media_url": intake.media_url,
+        "attributes": intake.attributes,
+        "severity": intake.severity,
+        "component_code": intake.component_code,
+        "reported_at": _iso(intake.reported_at),
+    }
+    return hashlib.sha256(json.dumps(said, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _check_replay(session: Session, existing: Case, intake: CaseIntake, actor: Principal) -> None:
+    """A report sent again under its external_ref is answered with its case only when the same caller
+    sends the same report: anyone else, or other content, collides with the order already taken."""
+    event = repo.intake_event(session, existing.id)
+    details = event.details if event is not None and isinstance(event.details, dict) else {}
+    sender = details.get("sender")
+    # Cases taken in before senders were recorded: the intake event's actor is the caller's name.
+    same_sender = sender == _sender(actor) if sender else event is not None and event.actor == actor.name
+    where = [FieldProblem("external_ref", f"{intake.channel} {intake.external_ref} is taken")]
+    if not same_sender:
+        raise ConflictError(
+            f"{intake.channel} order {intake.external_ref!r} was reported by another caller", problems=where
+        )
+    digest = details.get("request_digest")
+    same_report = (
+        digest == _request_digest(intake)
+        if digest
+        else (
+            existing.kind == intake.kind
+            and (existing.component_class_code or existing.event_class_code) == intake.class_code
+            and existing.description == intake.description
+            and existing.address == intake.address
+        )
+    )
+    if not same_report:
+        raise ConflictError(
+            f"{intake.channel} order {intake.external_ref!r} was reported before with other content",
+            problems=where,
+        )
 
 
 # --- transitions --------------------------------------------------------------------------------
@@ -613,9 +693,7 @@ def _apply(
     elif action == "unpark":
         return _unpark(session, case, now, calendar)
     elif action == "escalate":
-        return _escalate(
-            session, case, now, calendar, "by a dispatcher" + (f" ({step.note})" if step.note else "")
-        )
+        return _escalate(session, case, now, calendar, "by a dispatcher")
     elif action == "reassign":
         return _reassign(session, sessions, settings, case, step, now, calendar)
     return {"deadline": _iso(case.deadline)}
@@ -722,7 +800,7 @@ def _reassign(
         case.department_code = step.department_code
         routing["department"] = {
             "code": step.department_code,
-            "reason": f"reassigned by a dispatcher: {step.note}",
+            "reason": "reassigned by a dispatcher (reassign_note says why)",
         }
     lon = lat = None
     if step.lon is not None and step.lat is not None:
@@ -851,6 +929,18 @@ def case_view(session: Session, case: Case, *, personal: bool, history: bool = T
             for e in repo.case_events(session, case.id)
         ]
     return view
+
+
+def reporter_view(view: dict[str, Any]) -> dict[str, Any]:
+    """What a reporter sees of a case: no contact details, no staff names, no dispatchers' notes."""
+    shown = {k: v for k, v in view.items() if k != "reporter"}
+    if isinstance(shown.get("routing"), dict):
+        shown["routing"] = {k: v for k, v in shown["routing"].items() if k != "reassign_note"}
+    if "history" in shown:
+        shown["history"] = [
+            {k: v for k, v in e.items() if k not in ("actor", "note")} for e in shown["history"]
+        ]
+    return shown
 
 
 def get_case(sessions: sessionmaker[Session], request_code: str, *, personal: bool) -> dict[str, Any]:

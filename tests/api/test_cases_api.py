@@ -106,3 +106,44 @@ def test_escalation_and_stats_routes(api: tuple[TestClient, dict[str, dict[str, 
     assert sheet.text.startswith("\ufefflevel,code,name")
     assert client.get("/v1/stats", params={"month": "October"}, headers=keys["dispatcher"]).status_code == 422
     assert client.get("/v1/stats", params={"month": "2026-10"}, headers=keys["field"]).status_code == 403
+
+
+def test_a_reporter_key_neither_takes_nor_reads_other_callers_orders(
+    api: tuple[TestClient, dict[str, dict[str, str]]], sessions: sessionmaker[Session]
+) -> None:
+    client, keys = api
+    # A citizen app cannot claim a 12345 order number: the hotline import (the dispatch centre) owns them.
+    claimed = client.post(
+        "/v1/cases",
+        json={**REPORT, "channel": "hotline_12345", "external_ref": "HJ1"},
+        headers=keys["reporter"],
+    )
+    assert claimed.status_code == 403, claimed.text
+    assert claimed.json()["errors"][0]["field"] == "channel"
+    hotline = client.post(
+        "/v1/cases",
+        json={**REPORT, "channel": "hotline_12345", "external_ref": "H001"},
+        headers=keys["dispatcher"],
+    )
+    assert hotline.status_code == 201
+    # An app's own order: sent again by the same key it is the same case, without the dispatchers' notes.
+    order = {**REPORT, "channel": "app", "external_ref": "APP-1"}
+    made = client.post("/v1/cases", json=order, headers=keys["reporter"])
+    code = made.json()["request_code"]
+    note = "内部：电力公司联系人王工"
+    moved = client.post(
+        f"/v1/cases/{code}/reassign",
+        json={"note": note, "department_code": "lighting"},
+        headers=keys["dispatcher"],
+    )
+    assert moved.status_code == 200, moved.text
+    again = client.post("/v1/cases", json=order, headers=keys["reporter"])
+    assert again.status_code == 200 and again.json()["request_code"] == code
+    assert note not in again.text and "api-dispatcher" not in again.text and "reporter" not in again.json()
+    other_key = {
+        "X-API-Key": create_key(sessions, name="另一个App", role="reporter", actor=LOCAL_OPERATOR).secret
+    }
+    for body, headers in ((order, other_key), ({**order, "description": "路灯倒了"}, keys["reporter"])):
+        refused = client.post("/v1/cases", json=body, headers=headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["errors"][0]["field"] == "external_ref" and code not in refused.text

@@ -22,7 +22,9 @@ FIELD = Principal(name="网格员", role="field")
 REPORTER = Principal(name="市民App", role="reporter")
 
 
-def _intake(sessions: sessionmaker[Session], settings: Settings, **values: Any) -> cases.IntakeResult:
+def _intake(
+    sessions: sessionmaker[Session], settings: Settings, actor: Principal = REPORTER, **values: Any
+) -> cases.IntakeResult:
     defaults: dict[str, Any] = {
         "kind": "component",
         "class_code": "0118",
@@ -30,7 +32,7 @@ def _intake(sessions: sessionmaker[Session], settings: Settings, **values: Any) 
         "y": LAMP[1],
         "crs": "cgcs2000",
     }
-    return cases.intake_case(sessions, settings, cases.CaseIntake(**{**defaults, **values}), actor=REPORTER)
+    return cases.intake_case(sessions, settings, cases.CaseIntake(**{**defaults, **values}), actor=actor)
 
 
 def _step(
@@ -118,9 +120,34 @@ def test_a_second_report_nearby_is_linked_as_a_duplicate(
 def test_the_same_channel_order_is_not_taken_twice(
     case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
 ) -> None:
-    first = _intake(sessions, test_settings, channel="hotline_12345", external_ref="GD20261123001")
-    again = _intake(sessions, test_settings, channel="hotline_12345", external_ref="GD20261123001")
+    order = {"channel": "hotline_12345", "external_ref": "GD20261123001", "description": "路灯不亮"}
+    first = _intake(sessions, test_settings, actor=DISPATCHER, **order)
+    again = _intake(sessions, test_settings, actor=DISPATCHER, **order)
     assert not again.created and again.case["request_code"] == first.case["request_code"]
+    # Another caller, or other content, under an order number already taken: a conflict, not the case.
+    with pytest.raises(ConflictError, match="another caller") as other_caller:
+        _intake(
+            sessions,
+            test_settings,
+            actor=Principal(name="另一调度员", role="dispatcher", api_key_id=7),
+            **order,
+        )
+    assert other_caller.value.problems[0].field == "external_ref"
+    with pytest.raises(ConflictError, match="other content"):
+        _intake(sessions, test_settings, actor=DISPATCHER, **{**order, "description": "路灯倒了"})
+
+
+def test_only_the_hotline_import_and_dispatchers_report_as_12345(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    for actor in (REPORTER, FIELD):
+        with pytest.raises(PermissionDeniedError, match="hotline_12345") as refused:
+            _intake(
+                sessions, test_settings, actor=actor, channel="hotline_12345", external_ref="GD20261124009"
+            )
+        assert refused.value.problems[0].field == "channel"
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM case_record")).scalar_one() == 0
 
 
 def test_bad_intake_is_refused_and_nothing_is_stored(
@@ -474,7 +501,7 @@ def test_the_stored_routing_follows_escalation_and_reassignment(
     case = _step(sessions, test_settings, code, "reassign", note="改派网格", unit_grid_code="370102001001004")
     routing = case["routing"]
     assert case["department_code"] == routing["department"]["code"] == "enforcement"
-    assert routing["department"]["reason"] == "reassigned by a dispatcher: 改派执法"
+    assert routing["department"]["reason"] == "reassigned by a dispatcher (reassign_note says why)"
     assert case["handling_level"] == routing["handling_level"]["level"] == "city"
     assert routing["handling_level"]["reason"] == "escalated from district: by a dispatcher"
     assert routing["owner"]["unit_grid_code"] == "370102001001004"

@@ -81,8 +81,12 @@ class StepBody(BaseModel):
     status_code=201,
     responses={
         201: {"description": "a new case; `duplicate_of` names an open case it probably repeats"},
-        200: {"description": "the channel already sent this external_ref: the case made then"},
+        200: {"description": "the same caller already sent this report under this external_ref: its case"},
         400: {"description": "the body cannot be read: not UTF-8 JSON"},
+        403: {
+            "description": "the role may not report, or not through this channel (hotline_12345: dispatchers)"
+        },
+        409: {"description": "the external_ref was sent before by another caller, or with other content"},
         422: {"description": "unknown class, bad coordinates, outside the city"},
     },
 )
@@ -109,7 +113,9 @@ def report_case(body: IntakeBody, sessions: Sessions, settings: AppSettings, cal
         actor=caller,
     )
     payload: dict[str, Any] = dict(result.case)
-    if caller.role != "dispatcher":
+    if caller.role == "reporter":
+        payload = cases.reporter_view(payload)
+    elif caller.role != "dispatcher":
         payload.pop("reporter", None)
     payload["duplicate_of"] = result.duplicate_of
     return JSONResponse(payload, status_code=201 if result.created else 200)
