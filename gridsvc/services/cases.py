@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -62,6 +63,10 @@ CONTACT_FIELDS = ("first_name", "last_name", "name", "phone", "email", "device_i
 # the dispatch centre (services/hotline.py, `gridsvc intake hotline`); a citizen's app claiming the channel
 # could take an order number before the real order is loaded, and the real one would be skipped.
 CHANNEL_ROLES: dict[str, tuple[str, ...]] = {"hotline_12345": ("dispatcher",)}
+# Open311 serves media_url publicly and the map links it: only a web address, never javascript: or data:
+# (the rule Open311's own POST applies, services/open311.py).
+MEDIA_URL = re.compile(r"https?://\S+")
+MAX_MEDIA_URL = 2000
 
 
 @dataclass
@@ -323,6 +328,10 @@ def _check_intake(intake: CaseIntake) -> None:
         raise _problem("reporter", f"unknown contact fields {unknown}")
     if intake.description is not None and len(intake.description) > 4000:
         raise _problem("description", "longer than 4000 characters")
+    if intake.media_url is not None and (
+        len(intake.media_url) > MAX_MEDIA_URL or not MEDIA_URL.fullmatch(intake.media_url)
+    ):
+        raise _problem("media_url", f"must be an http or https URL of at most {MAX_MEDIA_URL} characters")
     if intake.reported_at is not None and intake.reported_at.tzinfo is None:
         raise _problem("reported_at", "needs a time zone (e.g. +08:00)")
 

@@ -147,3 +147,16 @@ def test_a_reporter_key_neither_takes_nor_reads_other_callers_orders(
         refused = client.post("/v1/cases", json=body, headers=headers)
         assert refused.status_code == 409, refused.text
         assert refused.json()["errors"][0]["field"] == "external_ref" and code not in refused.text
+
+
+def test_media_url_is_a_web_address(api: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    client, keys = api
+    for url in ("javascript:alert(document.cookie)", "data:text/html,<script>1</script>", "ftp://x/a.jpg"):
+        refused = client.post("/v1/cases", json={**REPORT, "media_url": url}, headers=keys["reporter"])
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["errors"] == [
+            {"field": "media_url", "message": "must be an http or https URL of at most 2000 characters"}
+        ]
+    photo = "https://img.example.cn/2026/11/25/lamp.jpg"
+    made = client.post("/v1/cases", json={**REPORT, "media_url": photo}, headers=keys["reporter"])
+    assert made.status_code == 201 and made.json()["media_url"] == photo

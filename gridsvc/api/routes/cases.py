@@ -38,7 +38,9 @@ class IntakeBody(BaseModel):
     reporter: dict[str, str] = Field(
         default_factory=dict, description="name, phone, email, device_id, account_id"
     )
-    media_url: str | None = None
+    media_url: str | None = Field(
+        default=None, max_length=2000, description="a photo or video of it: an http or https URL"
+    )
     severity: Literal["normal", "urgent"] = "normal"
     component_code: str | None = Field(default=None, description="the component, when the reporter knows it")
     external_ref: str | None = Field(default=None, description="the channel's own order number (idempotent)")
