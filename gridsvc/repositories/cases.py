@@ -229,6 +229,8 @@ def add_event(session: Session, case: Case, **values: Any) -> CaseEvent:
 
 def case_by_code(session: Session, request_code: str, *, for_update: bool = False) -> Case | None:
     """One case by its request code; ``for_update`` locks it so two transitions cannot interleave."""
+    if "\x00" in request_code:
+        return None  # no code holds NUL, and PostgreSQL's driver refuses to send one
     query = select(Case).where(Case.request_code == request_code)
     if for_update:
         query = query.with_for_update()

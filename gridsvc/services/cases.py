@@ -318,7 +318,31 @@ def _audit(session: Session, actor: Principal, action: str, case: Case, details:
     )
 
 
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+
+
+def _refuse_nul(texts: dict[str, str | None]) -> None:
+    """PostgreSQL's text cannot hold NUL: name the field rather than fail in the driver."""
+    for name, value in texts.items():
+        if value is not None and "\x00" in value:
+            raise _problem(name, NUL_MESSAGE)
+
+
 def _check_intake(intake: CaseIntake) -> None:
+    _refuse_nul(
+        {
+            "class_code": intake.class_code,
+            "crs": intake.crs,
+            "channel": intake.channel,
+            "description": intake.description,
+            "address": intake.address,
+            "media_url": intake.media_url,
+            "component_code": intake.component_code,
+            "external_ref": intake.external_ref,
+            **{f"reporter.{name}": value for name, value in intake.reporter.items()},
+            "reporter": "".join(intake.reporter),  # the contact fields' names
+        }
+    )
     if intake.channel not in CHANNELS:
         raise _problem("channel", f"unknown channel {intake.channel!r}: one of {', '.join(CHANNELS)}")
     if intake.severity not in SEVERITIES:
@@ -608,6 +632,14 @@ def transition(
     if rule is None:
         raise _problem("action", f"unknown action {step.action!r}: one of {', '.join(TRANSITIONS)}")
     actor.require(*rule.roles)
+    _refuse_nul(
+        {
+            "note": step.note,
+            "unit_grid_code": step.unit_grid_code,
+            "department_code": step.department_code,
+            "crs": step.crs,
+        }
+    )
     if rule.needs_note and not (step.note and step.note.strip()):
         raise _problem("note", f"{step.action} needs a note that says why")
     with sessions.begin() as session:

@@ -160,3 +160,25 @@ def test_media_url_is_a_web_address(api: tuple[TestClient, dict[str, dict[str, s
     photo = "https://img.example.cn/2026/11/25/lamp.jpg"
     made = client.post("/v1/cases", json={**REPORT, "media_url": photo}, headers=keys["reporter"])
     assert made.status_code == 201 and made.json()["media_url"] == photo
+
+
+def test_a_nul_character_is_refused_with_its_field_named(
+    api: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    client, keys = api
+    message = "must not contain the NUL character (\\u0000)"
+    for body, field in (
+        ({**REPORT, "description": "abc\u0000def"}, "description"),
+        ({**REPORT, "reporter": {"name": "a\u0000b"}}, "reporter.name"),
+        ({**REPORT, "address": "\u0000"}, "address"),
+        ({**REPORT, "external_ref": "X\u00001"}, "external_ref"),
+    ):
+        refused = client.post("/v1/cases", json=body, headers=keys["reporter"])
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["errors"] == [{"field": field, "message": message}]
+    code = client.post("/v1/cases", json=REPORT, headers=keys["reporter"]).json()["request_code"]
+    step = client.post(f"/v1/cases/{code}/reject", json={"note": "非\u0000城管"}, headers=keys["dispatcher"])
+    assert step.status_code == 422 and step.json()["errors"] == [{"field": "note", "message": message}]
+    assert client.get("/v1/cases/JN%00", headers=keys["dispatcher"]).status_code == 404
+    assert client.post("/v1/cases/JN%00/register", headers=keys["dispatcher"]).status_code == 404

@@ -516,3 +516,20 @@ def test_the_stored_routing_follows_escalation_and_reassignment(
     reassignments = _event_details(sessions, code, "reassign")
     assert reassignments[0]["previous_routing"]["department"]["code"] == "traffic"
     assert reassignments[1]["previous_routing"]["owner"]["unit_grid_code"] == "370102001001003"
+
+
+def test_the_service_refuses_nul_characters_for_every_door(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    for values, field in (
+        ({"address": "泉城路\u00009号"}, "address"),
+        ({"reporter": {"phone": "138\u0000"}}, "reporter.phone"),
+        ({"reporter": {"na\u0000me": "x"}}, "reporter"),
+    ):
+        with pytest.raises(InvalidInputError, match="NUL") as refused:
+            _intake(sessions, test_settings, **values)
+        assert refused.value.problems[0].field == field
+    code = _intake(sessions, test_settings).case["request_code"]
+    with pytest.raises(InvalidInputError, match="NUL") as refused:
+        _step(sessions, test_settings, code, "reject", note="\u0000")
+    assert refused.value.problems[0].field == "note"
