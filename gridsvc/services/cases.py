@@ -69,9 +69,30 @@ MEDIA_URL = re.compile(r"https?://\S+")
 MAX_MEDIA_URL = 2000
 
 
+@dataclass(frozen=True)
+class IntakeFields:
+    """What the caller's request calls the fields that errors point at, so a 422 names the client's field."""
+
+    class_code: str
+    component_code: str
+    x: str
+    y: str
+
+    @property
+    def point(self) -> str:
+        return f"{self.x}/{self.y}"
+
+
+OPEN311_FIELDS = IntakeFields(
+    class_code="service_code", component_code="service_object_id", x="long", y="lat"
+)
+CASES_API_FIELDS = IntakeFields(class_code="class_code", component_code="component_code", x="lon", y="lat")
+
+
 @dataclass
 class CaseIntake:
-    """A new report: what, where (in which datum), through which channel, from whom."""
+    """A new report: what, where (in which datum), through which channel, from whom; ``fields``: what the
+    caller's request calls them (Open311's unless told: the Open311 and hotline doors pass none)."""
 
     kind: str
     class_code: str
@@ -88,6 +109,7 @@ class CaseIntake:
     component_code: str | None = None
     external_ref: str | None = None
     reported_at: dt.datetime | None = None
+    fields: IntakeFields = OPEN311_FIELDS
 
 
 @dataclass(frozen=True)
@@ -119,14 +141,17 @@ def _due(calendar: WorkingCalendar, start: dt.datetime, limit: repo.TimeLimit | 
     return workcalendar.add_limit(calendar, start, Decimal(str(limit.value)), limit.unit)
 
 
-def _class_info(session: Session, kind: str, class_code: str) -> tuple[str, str | None, float, float]:
-    """(name, default department, snap distance, duplicate radius, ...) of a class, or a clear error."""
+def _class_info(
+    session: Session, kind: str, class_code: str, field_name: str = "class_code"
+) -> tuple[str, str | None, float, float]:
+    """(name, default department, snap distance, duplicate radius) of a class, or an error naming
+    ``field_name``."""
     if kind not in CASE_KINDS:
         raise _problem("kind", f"unknown case kind {kind!r}: component or event")
     if kind == "component":
         component_class = reference_repo.get_component_class(session, class_code)
         if component_class is None:
-            raise _problem("service_code", f"unknown component class {class_code!r}")
+            raise _problem(field_name, f"unknown component class {class_code!r}")
         return (
             component_class.name_zh,
             component_class.default_department_code,
@@ -135,7 +160,7 @@ def _class_info(session: Session, kind: str, class_code: str) -> tuple[str, str 
         )
     event_class = reference_repo.get_event_class(session, class_code)
     if event_class is None:
-        raise _problem("service_code", f"unknown event class {class_code!r}")
+        raise _problem(field_name, f"unknown event class {class_code!r}")
     return (
         event_class.name_zh,
         event_class.default_department_code,
@@ -181,20 +206,22 @@ def route(
     severity: str = "normal",
     start: dt.datetime,
     calendar: WorkingCalendar,
+    fields: IntakeFields = CASES_API_FIELDS,
 ) -> Routing:
     """Decide component, grids, worker, station, department, level and register deadline of a case."""
-    class_name, default_department, snap_m, _ = _class_info(session, kind, class_code)
+    class_name, default_department, snap_m, _ = _class_info(session, kind, class_code, fields.class_code)
     reasons: dict[str, Any] = {"class": {"kind": kind, "code": class_code, "name": class_name}}
     confirm: list[str] = []
     snapped: repo.SnappedComponent | None = None
     if component_code:
         found = repo.component_by_code(session, component_code, lon, lat)
         if found is None:
-            raise _problem("service_object_id", f"no current component with code {component_code!r}")
+            raise _problem(fields.component_code, f"no current component with code {component_code!r}")
         snapped, found_class = found
         if kind != "component" or found_class != class_code:
             raise _problem(
-                "service_object_id", f"component {component_code} is of class {found_class}, not {class_code}"
+                fields.component_code,
+                f"component {component_code} is of class {found_class}, not {class_code}",
             )
         reasons["component"] = {
             "code": snapped.code,
@@ -225,7 +252,7 @@ def route(
     pl = locate.plan_locator(sessions, settings)
     answer = locate.answer_one(pl, at_lon, at_lat)
     if answer.how == "outside":
-        raise _problem("lat/long", f"({lon:.6f}, {lat:.6f}) is outside {settings.city_name}")
+        raise _problem(fields.point, f"({lon:.6f}, {lat:.6f}) is outside {settings.city_name}")
     row = answer.row or {}
     reasons["owner"] = {
         "how": answer.how,
@@ -382,7 +409,9 @@ def intake_case(
             f"the API key {actor.name!r} may not report through the {intake.channel} channel",
             problems=[FieldProblem("channel", message)],
         )
-    lon_a, lat_a = locate.to_cgcs2000([intake.x], [intake.y], intake.crs, x_field="long", y_field="lat")
+    lon_a, lat_a = locate.to_cgcs2000(
+        [intake.x], [intake.y], intake.crs, x_field=intake.fields.x, y_field=intake.fields.y
+    )
     lon, lat = float(lon_a[0]), float(lat_a[0])
     if session is None:
         with sessions.begin() as own:
@@ -426,8 +455,9 @@ def _intake(
         severity=intake.severity,
         start=reported_at,
         calendar=calendar,
+        fields=intake.fields,
     )
-    _, _, _, radius = _class_info(session, intake.kind, intake.class_code)
+    _, _, _, radius = _class_info(session, intake.kind, intake.class_code, intake.fields.class_code)
     duplicate = repo.find_open_duplicate(
         session,
         kind=intake.kind,

@@ -82,9 +82,15 @@ def test_bad_reports_are_refused_with_the_field_named(
     client, keys = api
     unknown = client.post("/v1/cases", json={**REPORT, "class_code": "9999"}, headers=keys["reporter"])
     assert unknown.status_code == 422
-    assert unknown.json()["errors"][0]["field"] == "service_code"
+    # This API's own field names, not Open311's (service_code, service_object_id, lat/long).
+    assert unknown.json()["errors"][0]["field"] == "class_code"
     outside = client.post("/v1/cases", json={**REPORT, "lon": 117.05, "lat": 36.70}, headers=keys["reporter"])
     assert outside.status_code == 422 and "outside" in outside.json()["detail"]
+    assert outside.json()["errors"][0]["field"] == "lon/lat"
+    no_lamp = client.post(
+        "/v1/cases", json={**REPORT, "component_code": "3701020118999999"}, headers=keys["reporter"]
+    )
+    assert no_lamp.status_code == 422 and no_lamp.json()["errors"][0]["field"] == "component_code"
     assert client.post("/v1/cases", json=REPORT).status_code == 401
     assert client.post("/v1/cases", json=REPORT, headers=keys["gis_staff"]).status_code == 403
     assert (

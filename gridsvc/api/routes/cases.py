@@ -122,6 +122,7 @@ def report_case(body: IntakeBody, sessions: Sessions, settings: AppSettings, cal
             severity=body.severity,
             component_code=body.component_code,
             external_ref=body.external_ref,
+            fields=cases.CASES_API_FIELDS,
         ),
         actor=caller,
     )
