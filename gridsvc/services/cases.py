@@ -660,7 +660,12 @@ def transition(
     """Take one step of the loop on a case, checking the role and the status; timestamped and audited."""
     rule = TRANSITIONS.get(step.action)
     if rule is None:
-        raise _problem("action", f"unknown action {step.action!r}: one of {', '.join(TRANSITIONS)}")
+        # The step is the last segment of the resource's path (/v1/cases/{code}/{action}): no such step is
+        # no such resource, as the OpenAPI says.
+        known = f"one of {', '.join(TRANSITIONS)}"
+        raise NotFoundError(
+            f"no step {step.action!r}: {known}", problems=[FieldProblem("action", f"unknown step: {known}")]
+        )
     actor.require(*rule.roles)
     _refuse_nul(
         {

@@ -72,7 +72,14 @@ def test_report_then_walk_the_loop_over_http(api: tuple[TestClient, dict[str, di
     assert final["status"] == "closed" and final["open311_status"] == "closed"
     assert [e["action"] for e in final["history"]][-1] == "close"
     assert step("reject", "dispatcher").status_code == 422  # a note is required (and it is closed anyway)
-    assert step("fly", "dispatcher").status_code == 422
+    fly = step("fly", "dispatcher")
+    assert fly.status_code == 404 and fly.json()["errors"][0]["field"] == "action"  # as the OpenAPI says
+    assert (
+        "404"
+        in client.get("/openapi.json").json()["paths"]["/v1/cases/{request_code}/{action}"]["post"][
+            "responses"
+        ]
+    )
     assert client.post("/v1/cases/JN202611239999999/register", headers=keys["dispatcher"]).status_code == 404
 
 

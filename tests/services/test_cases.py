@@ -226,7 +226,7 @@ def test_roles_and_statuses_are_checked(
         _step(sessions, test_settings, code, "close")
     with pytest.raises(InvalidInputError, match="note"):
         _step(sessions, test_settings, code, "reject")
-    with pytest.raises(InvalidInputError, match="unknown action"):
+    with pytest.raises(NotFoundError, match="no step 'teleport'"):
         _step(sessions, test_settings, code, "teleport")
     with pytest.raises(NotFoundError):
         _step(sessions, test_settings, "JN202611239999999", "register")
