@@ -543,8 +543,13 @@ class Case(Base):
     updated_at: Mapped[dt.datetime] = _now()
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     deadline: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    # The handling deadline set at dispatch and when the handler reported back: "on time" compares them.
+    # The handling deadline the handler works to now: set at dispatch, renewed by escalation and rework.
     handle_deadline: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The handling deadline set at dispatch, moved only by the working time the case spent parked (挂账 stops
+    # the clock, DOMAIN.md §4): a report-back by then is on time (按期), whatever escalation or rework
+    # later gave the handler (migration 0014). NULL before dispatch, and on rows loaded without it (the demo
+    # loader): those are scored against handle_deadline.
+    on_time_deadline: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     geom: Mapped[Any] = _geom("POINT")

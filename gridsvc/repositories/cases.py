@@ -139,14 +139,27 @@ def find_open_duplicate(
     *,
     kind: str,
     class_code: str,
+    component_id: int | None,
     lon: float,
     lat: float,
     radius_m: float,
-    since: dt.datetime,
+    reported_at: dt.datetime,
+    window: dt.timedelta,
     exclude_id: int | None = None,
 ) -> tuple[int, str, float] | None:
-    """The nearest open, original case of the same class within the radius reported since ``since``."""
+    """The nearest open, original case of the same class reported within ``window`` of ``reported_at``
+    (before or after it) that is about the same thing: the same component when the report names one,
+    else one naming none within the radius."""
     class_column = "component_class_code" if kind == "component" else "event_class_code"
+    # Two lamps ten metres apart are two cases, one lamp reported from both ends of a street is one: a
+    # named component decides, and the radius only stands in for it when neither report names one.
+    same_thing = (
+        "c.component_id = :component"
+        if component_id is not None
+        else """c.component_id IS NULL
+              AND ST_DWithin(c.geom, pt.g, :deg)
+              AND ST_DWithin(c.geom::geography, pt.g::geography, :m)"""
+    )
     row = session.execute(
         text(
             f"""
@@ -155,9 +168,9 @@ def find_open_duplicate(
             FROM case_record c, pt
             WHERE c.kind = :kind AND c.{class_column} = :cls
               AND c.status NOT IN ('closed', 'rejected') AND c.duplicate_of_id IS NULL
-              AND c.reported_at >= :since AND c.id IS DISTINCT FROM :exclude
-              AND ST_DWithin(c.geom, pt.g, :deg)
-              AND ST_DWithin(c.geom::geography, pt.g::geography, :m)
+              -- Both ways: a hotline file loads old orders after newer cases were reported.
+              AND c.reported_at BETWEEN :earliest AND :latest AND c.id IS DISTINCT FROM :exclude
+              AND {same_thing}
             ORDER BY d, c.id LIMIT 1
             """
         ),
@@ -166,7 +179,9 @@ def find_open_duplicate(
             "lat": lat,
             "kind": kind,
             "cls": class_code,
-            "since": since,
+            "component": component_id,
+            "earliest": reported_at - window,
+            "latest": reported_at + window,
             "exclude": exclude_id,
             "m": radius_m,
             "deg": radius_m * DEGREES_PER_METRE_BOUND,
@@ -214,6 +229,8 @@ def add_event(session: Session, case: Case, **values: Any) -> CaseEvent:
 
 def case_by_code(session: Session, request_code: str, *, for_update: bool = False) -> Case | None:
     """One case by its request code; ``for_update`` locks it so two transitions cannot interleave."""
+    if "\x00" in request_code:
+        return None  # no code holds NUL, and PostgreSQL's driver refuses to send one
     query = select(Case).where(Case.request_code == request_code)
     if for_update:
         query = query.with_for_update()
@@ -227,6 +244,19 @@ def case_by_external_ref(session: Session, channel: str, external_ref: str) -> C
     ).scalar_one_or_none()
 
 
+def intake_event(session: Session, case_id: int) -> CaseEvent | None:
+    """A case's first event: who took it in, and what it said then."""
+    return (
+        session.execute(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case_id, CaseEvent.action == "intake")
+            .order_by(CaseEvent.seq)
+        )
+        .scalars()
+        .first()
+    )
+
+
 def case_events(session: Session, case_id: int) -> list[CaseEvent]:
     """A case's history in order."""
     return list(
@@ -234,6 +264,13 @@ def case_events(session: Session, case_id: int) -> list[CaseEvent]:
             select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq)
         ).scalars()
     )
+
+
+def last_event_at(session: Session, case_id: int, action: str) -> dt.datetime | None:
+    """When a case last took a step (e.g. when it was parked)."""
+    return session.execute(
+        select(func.max(CaseEvent.at)).where(CaseEvent.case_id == case_id, CaseEvent.action == action)
+    ).scalar_one_or_none()
 
 
 def case_codes(session: Session, ids: list[int]) -> dict[int, str]:

@@ -42,7 +42,9 @@ def monthly_figures(
                count(*) FILTER (WHERE c.status = 'closed') AS closed,
                count(*) FILTER (
                    WHERE c.status = 'closed' AND c.handled_at IS NOT NULL
-                     AND (c.handle_deadline IS NULL OR c.handled_at <= c.handle_deadline)
+                     -- by the deadline set at dispatch (rows loaded without it: the working one)
+                     AND (coalesce(c.on_time_deadline, c.handle_deadline) IS NULL
+                          OR c.handled_at <= coalesce(c.on_time_deadline, c.handle_deadline))
                ) AS closed_on_time,
                coalesce(sum(rw.n), 0) AS rework_count,
                percentile_cont(0.5) WITHIN GROUP (

@@ -11,18 +11,27 @@ Routing a case (on intake, and again on reassignment):
 3. the department is the component's maintainer, else the class's default department;
 4. the handling level and the limits come from ``time_limit_rule`` (the class's own rule, else the
    kind's default), the deadlines from the working calendar (gis/workcalendar.py);
-5. every decision is stored in ``case_record.routing`` with its reason, and the intake event keeps it.
+5. every decision is stored in ``case_record.routing`` with its reason, and the intake event keeps it;
+6. a likely duplicate is an open case of the same component when the case names one, else of the same
+   class naming none within the class's radius; both within the class's window.
 
 Deadlines: the case's ``deadline`` is the one of its current stage: register (from intake), dispatch
-(from registration), handle (from dispatch: the clock that evaluation counts, kept in
-``handle_deadline``), verify (from report-back). A parked case has none until it is unparked.
+(from registration), handle (from dispatch, kept in ``handle_deadline``), verify (from report-back).
 Escalation moves a case whose handling deadline passed one level up (community → street → district →
-city) and gives the new level a fresh handling limit from that moment.
+city) and gives the new level a fresh handling limit from that moment; rework gives a fresh limit too.
+Those fresh limits are what the handler works to, never what evaluation counts: a report-back is on time
+(按期) by ``on_time_deadline``, the handling deadline set at dispatch (DOMAIN.md §4: the clock starts at
+dispatch). Parking (挂账) stops both clocks: a parked case has no deadline, and unparking it moves the
+handling and the on-time deadline on by the time it spent parked (working time, or elapsed time for a
+limit in calendar hours), so it comes back exactly as late, or as early, as it was.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -33,7 +42,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis import workcalendar
 from gis.workcalendar import WorkingCalendar
 from gridsvc.db.models import CASE_KINDS, CHANNELS, HANDLING_LEVELS, OPEN311_CLOSED_STATUSES, Case
-from gridsvc.errors import ConflictError, FieldProblem, InvalidInputError, NotFoundError
+from gridsvc.errors import (
+    ConflictError,
+    FieldProblem,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import cases as repo
 from gridsvc.repositories import reference as reference_repo
@@ -44,11 +59,40 @@ from gridsvc.settings import Settings
 INTAKE_ROLES = ("reporter", "dispatcher", "field")
 SEVERITIES = ("normal", "urgent")
 CONTACT_FIELDS = ("first_name", "last_name", "name", "phone", "email", "device_id", "account_id")
+# Channels only some roles may claim. A 12345 work order comes in through the hotline import, which acts as
+# the dispatch centre (services/hotline.py, `gridsvc intake hotline`); a citizen's app claiming the channel
+# could take an order number before the real order is loaded, and the real one would be skipped.
+CHANNEL_ROLES: dict[str, tuple[str, ...]] = {"hotline_12345": ("dispatcher",)}
+# Open311 serves media_url publicly and the map links it: only a web address, never javascript: or data:
+# (the rule Open311's own POST applies, services/open311.py).
+MEDIA_URL = re.compile(r"https?://\S+")
+MAX_MEDIA_URL = 2000
+
+
+@dataclass(frozen=True)
+class IntakeFields:
+    """What the caller's request calls the fields that errors point at, so a 422 names the client's field."""
+
+    class_code: str
+    component_code: str
+    x: str
+    y: str
+
+    @property
+    def point(self) -> str:
+        return f"{self.x}/{self.y}"
+
+
+OPEN311_FIELDS = IntakeFields(
+    class_code="service_code", component_code="service_object_id", x="long", y="lat"
+)
+CASES_API_FIELDS = IntakeFields(class_code="class_code", component_code="component_code", x="lon", y="lat")
 
 
 @dataclass
 class CaseIntake:
-    """A new report: what, where (in which datum), through which channel, from whom."""
+    """A new report: what, where (in which datum), through which channel, from whom; ``fields``: what the
+    caller's request calls them (Open311's unless told: the Open311 and hotline doors pass none)."""
 
     kind: str
     class_code: str
@@ -65,6 +109,7 @@ class CaseIntake:
     component_code: str | None = None
     external_ref: str | None = None
     reported_at: dt.datetime | None = None
+    fields: IntakeFields = OPEN311_FIELDS
 
 
 @dataclass(frozen=True)
@@ -96,14 +141,17 @@ def _due(calendar: WorkingCalendar, start: dt.datetime, limit: repo.TimeLimit | 
     return workcalendar.add_limit(calendar, start, Decimal(str(limit.value)), limit.unit)
 
 
-def _class_info(session: Session, kind: str, class_code: str) -> tuple[str, str | None, float, float]:
-    """(name, default department, snap distance, duplicate radius, ...) of a class, or a clear error."""
+def _class_info(
+    session: Session, kind: str, class_code: str, field_name: str = "class_code"
+) -> tuple[str, str | None, float, float]:
+    """(name, default department, snap distance, duplicate radius) of a class, or an error naming
+    ``field_name``."""
     if kind not in CASE_KINDS:
         raise _problem("kind", f"unknown case kind {kind!r}: component or event")
     if kind == "component":
         component_class = reference_repo.get_component_class(session, class_code)
         if component_class is None:
-            raise _problem("service_code", f"unknown component class {class_code!r}")
+            raise _problem(field_name, f"unknown component class {class_code!r}")
         return (
             component_class.name_zh,
             component_class.default_department_code,
@@ -112,7 +160,7 @@ def _class_info(session: Session, kind: str, class_code: str) -> tuple[str, str 
         )
     event_class = reference_repo.get_event_class(session, class_code)
     if event_class is None:
-        raise _problem("service_code", f"unknown event class {class_code!r}")
+        raise _problem(field_name, f"unknown event class {class_code!r}")
     return (
         event_class.name_zh,
         event_class.default_department_code,
@@ -158,26 +206,35 @@ def route(
     severity: str = "normal",
     start: dt.datetime,
     calendar: WorkingCalendar,
+    fields: IntakeFields = CASES_API_FIELDS,
 ) -> Routing:
     """Decide component, grids, worker, station, department, level and register deadline of a case."""
-    class_name, default_department, snap_m, _ = _class_info(session, kind, class_code)
+    class_name, default_department, snap_m, _ = _class_info(session, kind, class_code, fields.class_code)
     reasons: dict[str, Any] = {"class": {"kind": kind, "code": class_code, "name": class_name}}
     confirm: list[str] = []
     snapped: repo.SnappedComponent | None = None
     if component_code:
         found = repo.component_by_code(session, component_code, lon, lat)
         if found is None:
-            raise _problem("service_object_id", f"no current component with code {component_code!r}")
+            raise _problem(fields.component_code, f"no current component with code {component_code!r}")
         snapped, found_class = found
         if kind != "component" or found_class != class_code:
             raise _problem(
-                "service_object_id", f"component {component_code} is of class {found_class}, not {class_code}"
+                fields.component_code,
+                f"component {component_code} is of class {found_class}, not {class_code}",
             )
         reasons["component"] = {
             "code": snapped.code,
             "reason": "named by the reporter",
             "distance_m": round(snapped.distance_m, 1),
         }
+        if snapped.distance_m > snap_m:
+            # A mistyped code or a report from the wrong place: either way a dispatcher looks before the
+            # case goes to the component's owner.
+            confirm.append(
+                f"component {snapped.code} is {snapped.distance_m:.0f} m from the reported point "
+                f"(more than the {snap_m:g} m snap distance of class {class_code})"
+            )
     elif kind == "component":
         snapped = repo.nearest_component(session, class_code, lon, lat, snap_m)
         if snapped is None:
@@ -195,7 +252,7 @@ def route(
     pl = locate.plan_locator(sessions, settings)
     answer = locate.answer_one(pl, at_lon, at_lat)
     if answer.how == "outside":
-        raise _problem("lat/long", f"({lon:.6f}, {lat:.6f}) is outside {settings.city_name}")
+        raise _problem(fields.point, f"({lon:.6f}, {lat:.6f}) is outside {settings.city_name}")
     row = answer.row or {}
     reasons["owner"] = {
         "how": answer.how,
@@ -288,7 +345,31 @@ def _audit(session: Session, actor: Principal, action: str, case: Case, details:
     )
 
 
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
+
+
+def _refuse_nul(texts: dict[str, str | None]) -> None:
+    """PostgreSQL's text cannot hold NUL: name the field rather than fail in the driver."""
+    for name, value in texts.items():
+        if value is not None and "\x00" in value:
+            raise _problem(name, NUL_MESSAGE)
+
+
 def _check_intake(intake: CaseIntake) -> None:
+    _refuse_nul(
+        {
+            "class_code": intake.class_code,
+            "crs": intake.crs,
+            "channel": intake.channel,
+            "description": intake.description,
+            "address": intake.address,
+            "media_url": intake.media_url,
+            "component_code": intake.component_code,
+            "external_ref": intake.external_ref,
+            **{f"reporter.{name}": value for name, value in intake.reporter.items()},
+            "reporter": "".join(intake.reporter),  # the contact fields' names
+        }
+    )
     if intake.channel not in CHANNELS:
         raise _problem("channel", f"unknown channel {intake.channel!r}: one of {', '.join(CHANNELS)}")
     if intake.severity not in SEVERITIES:
@@ -298,6 +379,10 @@ def _check_intake(intake: CaseIntake) -> None:
         raise _problem("reporter", f"unknown contact fields {unknown}")
     if intake.description is not None and len(intake.description) > 4000:
         raise _problem("description", "longer than 4000 characters")
+    if intake.media_url is not None and (
+        len(intake.media_url) > MAX_MEDIA_URL or not MEDIA_URL.fullmatch(intake.media_url)
+    ):
+        raise _problem("media_url", f"must be an http or https URL of at most {MAX_MEDIA_URL} characters")
     if intake.reported_at is not None and intake.reported_at.tzinfo is None:
         raise _problem("reported_at", "needs a time zone (e.g. +08:00)")
 
@@ -317,7 +402,16 @@ def intake_case(
     """
     actor.require(*INTAKE_ROLES)
     _check_intake(intake)
-    lon_a, lat_a = locate.to_cgcs2000([intake.x], [intake.y], intake.crs, x_field="long", y_field="lat")
+    channel_roles = CHANNEL_ROLES.get(intake.channel)
+    if channel_roles is not None and actor.role not in channel_roles:
+        message = f"the {intake.channel} channel is for {', '.join(channel_roles)} keys, not {actor.role}"
+        raise PermissionDeniedError(
+            f"the API key {actor.name!r} may not report through the {intake.channel} channel",
+            problems=[FieldProblem("channel", message)],
+        )
+    lon_a, lat_a = locate.to_cgcs2000(
+        [intake.x], [intake.y], intake.crs, x_field=intake.fields.x, y_field=intake.fields.y
+    )
     lon, lat = float(lon_a[0]), float(lat_a[0])
     if session is None:
         with sessions.begin() as own:
@@ -338,6 +432,7 @@ def _intake(
     if intake.external_ref:
         existing = repo.case_by_external_ref(session, intake.channel, intake.external_ref)
         if existing is not None:
+            _check_replay(session, existing, intake, actor)
             original = (
                 repo.case_codes(session, [existing.duplicate_of_id]) if existing.duplicate_of_id else {}
             )
@@ -360,23 +455,31 @@ def _intake(
         severity=intake.severity,
         start=reported_at,
         calendar=calendar,
+        fields=intake.fields,
     )
-    _, _, _, radius = _class_info(session, intake.kind, intake.class_code)
+    _, _, _, radius = _class_info(session, intake.kind, intake.class_code, intake.fields.class_code)
     duplicate = repo.find_open_duplicate(
         session,
         kind=intake.kind,
         class_code=intake.class_code,
+        component_id=routing.values["component_id"],
         lon=lon,
         lat=lat,
         radius_m=radius,
-        since=reported_at - _duplicate_window(session, intake.kind, intake.class_code),
+        reported_at=reported_at,
+        window=_duplicate_window(session, intake.kind, intake.class_code),
     )
     reasons = dict(routing.reasons)
     if duplicate is not None:
+        component = reasons.get("component", {}).get("code") if routing.values["component_id"] else None
         reasons["duplicate"] = {
             "of": duplicate[1],
             "distance_m": round(duplicate[2], 1),
-            "reason": f"an open case of the same class {duplicate[2]:.0f} m away (radius {radius:g} m)",
+            "reason": (
+                f"an open case of the same component {component}, {duplicate[2]:.0f} m away"
+                if component
+                else f"an open case of the same class {duplicate[2]:.0f} m away (radius {radius:g} m)"
+            ),
         }
     seq = repo.next_request_seq(session, _local_day(reported_at, settings))
     from gis.codes import format_request_code
@@ -412,7 +515,12 @@ def _intake(
         from_status=None,
         to_status="reported",
         actor=actor.name,
-        details={"channel": intake.channel, "routing": reasons},
+        details={
+            "channel": intake.channel,
+            "routing": reasons,
+            "sender": _sender(actor),
+            "request_digest": _request_digest(intake),
+        },
     )
     if duplicate is not None:
         repo.add_event(
@@ -438,6 +546,61 @@ def _intake(
         created=True,
         duplicate_of=duplicate[1] if duplicate else None,
     )
+
+
+def _sender(actor: Principal) -> dict[str, Any]:
+    return {"name": actor.name, "api_key_id": actor.api_key_id}
+
+
+def _request_digest(intake: CaseIntake) -> str:
+    """A digest of what a report said, so a replay under the same external_ref can be told from a change."""
+    said = {
+        "kind": intake.kind,
+        "class_code": intake.class_code,
+        "x": intake.x,
+        "y": intake.y,
+        "crs": intake.crs,
+        "description": intake.description,
+        "address": intake.address,
+        "reporter": intake.reporter,
+        "media_url": intake.media_url,
+        "attributes": intake.attributes,
+        "severity": intake.severity,
+        "component_code": intake.component_code,
+        "reported_at": _iso(intake.reported_at),
+    }
+    return hashlib.sha256(json.dumps(said, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _check_replay(session: Session, existing: Case, intake: CaseIntake, actor: Principal) -> None:
+    """A report sent again under its external_ref is answered with its case only when the same caller
+    sends the same report: anyone else, or other content, collides with the order already taken."""
+    event = repo.intake_event(session, existing.id)
+    details = event.details if event is not None and isinstance(event.details, dict) else {}
+    sender = details.get("sender")
+    # Cases taken in before senders were recorded: the intake event's actor is the caller's name.
+    same_sender = sender == _sender(actor) if sender else event is not None and event.actor == actor.name
+    where = [FieldProblem("external_ref", f"{intake.channel} {intake.external_ref} is taken")]
+    if not same_sender:
+        raise ConflictError(
+            f"{intake.channel} order {intake.external_ref!r} was reported by another caller", problems=where
+        )
+    digest = details.get("request_digest")
+    same_report = (
+        digest == _request_digest(intake)
+        if digest
+        else (
+            existing.kind == intake.kind
+            and (existing.component_class_code or existing.event_class_code) == intake.class_code
+            and existing.description == intake.description
+            and existing.address == intake.address
+        )
+    )
+    if not same_report:
+        raise ConflictError(
+            f"{intake.channel} order {intake.external_ref!r} was reported before with other content",
+            problems=where,
+        )
 
 
 # --- transitions --------------------------------------------------------------------------------
@@ -497,8 +660,21 @@ def transition(
     """Take one step of the loop on a case, checking the role and the status; timestamped and audited."""
     rule = TRANSITIONS.get(step.action)
     if rule is None:
-        raise _problem("action", f"unknown action {step.action!r}: one of {', '.join(TRANSITIONS)}")
+        # The step is the last segment of the resource's path (/v1/cases/{code}/{action}): no such step is
+        # no such resource, as the OpenAPI says.
+        known = f"one of {', '.join(TRANSITIONS)}"
+        raise NotFoundError(
+            f"no step {step.action!r}: {known}", problems=[FieldProblem("action", f"unknown step: {known}")]
+        )
     actor.require(*rule.roles)
+    _refuse_nul(
+        {
+            "note": step.note,
+            "unit_grid_code": step.unit_grid_code,
+            "department_code": step.department_code,
+            "crs": step.crs,
+        }
+    )
     if rule.needs_note and not (step.note and step.note.strip()):
         raise _problem("note", f"{step.action} needs a note that says why")
     with sessions.begin() as session:
@@ -564,54 +740,113 @@ def _apply(
         if case.department_code is None:
             raise _problem("department_code", "the case has no department: reassign it to one first")
         handle = _limit(session, case, "handle")
-        case.handle_deadline = case.deadline = _due(calendar, now, handle)
-        case.dispatched_at = now if action == "dispatch" else case.dispatched_at
-        case.handled_at = None
-        if action == "rework":
+        if action == "dispatch":
+            case.dispatched_at = now
+            case.on_time_deadline = _due(calendar, now, handle)
+        else:
+            # A failed verification gives the handler time to redo it, not the case a new on-time clock.
+            _hold_on_time_deadline(case)
             case.rework_count += 1
-        return {"deadline": _iso(case.deadline), "limit": _limit_text(handle) if handle else None}
+        case.handle_deadline = case.deadline = _due(calendar, now, handle)
+        case.handled_at = None
+        return {
+            "deadline": _iso(case.deadline),
+            "limit": _limit_text(handle) if handle else None,
+            "on_time_deadline": _iso(case.on_time_deadline),
+        }
     elif action == "report_back":
         case.handled_at = now
         case.deadline = _due(calendar, now, _limit(session, case, "verify"))
-        on_time = case.handle_deadline is None or now <= case.handle_deadline
-        return {"handled_on_time": on_time, "deadline": _iso(case.deadline)}
+        return {"handled_on_time": handled_on_time(case), "deadline": _iso(case.deadline)}
     elif action == "verify":
         case.deadline = None
     elif action == "close":
         case.closed_at, case.deadline = now, None
-        on_time = case.handled_at is not None and (
-            case.handle_deadline is None or case.handled_at <= case.handle_deadline
-        )
-        return {"closed_on_time": on_time}
+        return {"closed_on_time": handled_on_time(case)}
     elif action == "park":
         case.parked_from, case.deadline = before, None
         return {"parked_from": case.parked_from}
     elif action == "unpark":
-        back = case.parked_from or "registered"
-        case.status, case.parked_from = back, None
-        stage = {"registered": "dispatch", "dispatched": "handle", "in_progress": "handle"}.get(
-            back, "handle"
-        )
-        case.deadline = _due(calendar, now, _limit(session, case, stage))
-        if stage == "handle":
-            case.handle_deadline = case.deadline
-        return {"back_to": back, "deadline": _iso(case.deadline)}
+        return _unpark(session, case, now, calendar)
     elif action == "escalate":
-        return _escalate(session, case, now, calendar)
+        return _escalate(session, case, now, calendar, "by a dispatcher")
     elif action == "reassign":
         return _reassign(session, sessions, settings, case, step, now, calendar)
     return {"deadline": _iso(case.deadline)}
 
 
-def _escalate(session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar) -> dict[str, Any]:
+def _hold_on_time_deadline(case: Case) -> None:
+    """Keep the dispatch deadline before the working one moves (rows loaded without it have only that)."""
+    if case.on_time_deadline is None:
+        case.on_time_deadline = case.handle_deadline
+
+
+def handled_on_time(case: Case) -> bool:
+    """Reported back by the handling deadline set at dispatch (moved on only by parked time)."""
+    deadline = case.on_time_deadline if case.on_time_deadline is not None else case.handle_deadline
+    return case.handled_at is not None and (deadline is None or case.handled_at <= deadline)
+
+
+def _after_pause(
+    calendar: WorkingCalendar, deadline: dt.datetime, paused_from: dt.datetime, until: dt.datetime, unit: str
+) -> dt.datetime:
+    """``deadline`` moved on by the time from ``paused_from`` to ``until``, counted as its limit counts."""
+    if unit == "calendar_hours":
+        return deadline + max(until - paused_from, dt.timedelta(0))
+    minutes = workcalendar.working_minutes_between(calendar, paused_from, until)
+    if minutes <= 0:
+        return deadline
+    return workcalendar.add_limit(calendar, deadline, Decimal(str(minutes)), "working_minutes")
+
+
+def _unpark(session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar) -> dict[str, Any]:
+    """Back where it was; a case in handling gets its clocks back as they stood, moved on by the pause."""
+    back = case.parked_from or "registered"
+    case.status, case.parked_from = back, None
+    if back == "registered" or case.handle_deadline is None:
+        # Not dispatched yet (or no handling limit): the stage starts afresh, no on-time clock runs.
+        stage = "dispatch" if back == "registered" else "handle"
+        case.deadline = _due(calendar, now, _limit(session, case, stage))
+        return {"back_to": back, "deadline": _iso(case.deadline)}
+    parked_at = repo.last_event_at(session, case.id, "park") or now
+    handle = _limit(session, case, "handle")
+    unit = handle.unit if handle else "working_minutes"
+    _hold_on_time_deadline(case)
+    case.handle_deadline = case.deadline = _after_pause(calendar, case.handle_deadline, parked_at, now, unit)
+    if case.on_time_deadline is not None:
+        case.on_time_deadline = _after_pause(calendar, case.on_time_deadline, parked_at, now, unit)
+    return {
+        "back_to": back,
+        "parked_since": _iso(parked_at),
+        "deadline": _iso(case.deadline),
+        "on_time_deadline": _iso(case.on_time_deadline),
+    }
+
+
+def _escalate(
+    session: Session, case: Case, now: dt.datetime, calendar: WorkingCalendar, why: str
+) -> dict[str, Any]:
     level = case.handling_level or "community"
     index = HANDLING_LEVELS.index(level)
     if index + 1 >= len(HANDLING_LEVELS):
         raise ConflictError(f"case {case.request_code} is already handled at city level")
     case.handling_level = HANDLING_LEVELS[index + 1]
+    routing = dict(case.routing) if isinstance(case.routing, dict) else {}
+    previous_level = routing.get("handling_level")
+    case.routing = {
+        **routing,
+        "handling_level": {"level": case.handling_level, "reason": f"escalated from {level}: {why}"},
+    }
     handle = _limit(session, case, "handle")
+    # The new level works to a fresh limit; evaluation still counts from dispatch.
+    _hold_on_time_deadline(case)
     case.handle_deadline = case.deadline = _due(calendar, now, handle)
-    return {"from_level": level, "to_level": case.handling_level, "deadline": _iso(case.deadline)}
+    return {
+        "from_level": level,
+        "to_level": case.handling_level,
+        "deadline": _iso(case.deadline),
+        "previous_routing": {"handling_level": previous_level},
+    }
 
 
 def _reassign(
@@ -632,10 +867,17 @@ def _reassign(
     }
     if step.department_code is None and step.lon is None and step.unit_grid_code is None:
         raise _problem("target", "reassign needs a department_code, a unit_grid_code or a new point")
+    # The stored routing follows the case (README: every decision and its reason is in it); what it said
+    # before is in this event's previous_routing.
+    routing = dict(case.routing) if isinstance(case.routing, dict) else {}
     if step.department_code is not None:
         if reference_repo.get_department(session, step.department_code) is None:
             raise _problem("department_code", f"unknown department {step.department_code!r}")
         case.department_code = step.department_code
+        routing["department"] = {
+            "code": step.department_code,
+            "reason": "reassigned by a dispatcher (reassign_note says why)",
+        }
     lon = lat = None
     if step.lon is not None and step.lat is not None:
         lon_a, lat_a = locate.to_cgcs2000([step.lon], [step.lat], step.crs)
@@ -647,7 +889,7 @@ def _reassign(
         lon, lat = found
     if lon is not None and lat is not None:
         class_code = case.component_class_code or case.event_class_code or ""
-        routing = route(
+        found_routing = route(
             session,
             sessions,
             settings,
@@ -672,17 +914,25 @@ def _reassign(
             "station_id",
             "plan_id",
         ):
-            setattr(case, key, routing.values[key])
-        reasons = dict(routing.reasons)
+            setattr(case, key, found_routing.values[key])
+        # The place decides the owner; the level (perhaps escalated since) and the deadlines stay the case's.
+        routing["owner"] = found_routing.reasons["owner"]
         if moved_point:
             case.geom = repo.point(lon, lat)
+            if "component" in found_routing.reasons:
+                routing["component"] = found_routing.reasons["component"]
             if keep_department is None:
-                case.department_code = routing.values["department_code"]
-        else:
-            previous = dict(case.routing or {}) if isinstance(case.routing, dict) else {}
-            reasons.update({k: previous[k] for k in ("component", "department") if k in previous})
-        case.routing = {**reasons, "reassigned_at": now.isoformat(), "reassign_note": step.note}
+                case.department_code = found_routing.values["department_code"]
+                routing["department"] = found_routing.reasons["department"]
+    # The dispatcher who reassigned it has confirmed it.
     case.needs_confirmation = False
+    case.routing = {
+        **routing,
+        "needs_confirmation": False,
+        "confirm_reasons": [],
+        "reassigned_at": now.isoformat(),
+        "reassign_note": step.note,
+    }
     return {"before": {k: v for k, v in old.items() if k != "routing"}, "previous_routing": old["routing"]}
 
 
@@ -734,6 +984,7 @@ def case_view(session: Session, case: Case, *, personal: bool, history: bool = T
         "dispatched_at": _iso(case.dispatched_at),
         "deadline": _iso(case.deadline),
         "handle_deadline": _iso(case.handle_deadline),
+        "on_time_deadline": _iso(case.on_time_deadline),
         "handled_at": _iso(case.handled_at),
         "closed_at": _iso(case.closed_at),
         "routing": case.routing,
@@ -756,6 +1007,18 @@ def case_view(session: Session, case: Case, *, personal: bool, history: bool = T
     return view
 
 
+def reporter_view(view: dict[str, Any]) -> dict[str, Any]:
+    """What a reporter sees of a case: no contact details, no staff names, no dispatchers' notes."""
+    shown = {k: v for k, v in view.items() if k != "reporter"}
+    if isinstance(shown.get("routing"), dict):
+        shown["routing"] = {k: v for k, v in shown["routing"].items() if k != "reassign_note"}
+    if "history" in shown:
+        shown["history"] = [
+            {k: v for k, v in e.items() if k not in ("actor", "note")} for e in shown["history"]
+        ]
+    return shown
+
+
 def get_case(sessions: sessionmaker[Session], request_code: str, *, personal: bool) -> dict[str, Any]:
     """One case with its history."""
     with sessions() as session:
@@ -776,7 +1039,9 @@ def escalate_overdue(
         calendar = _calendar(session, settings)
         for case in repo.overdue_cases(session, moment):
             before, overdue_since = case.status, case.deadline
-            details = _escalate(session, case, moment, calendar)
+            details = _escalate(
+                session, case, moment, calendar, f"handling deadline {_iso(overdue_since)} passed"
+            )
             details["overdue_since"] = _iso(overdue_since)
             case.updated_at = moment
             repo.add_event(
@@ -791,5 +1056,10 @@ def escalate_overdue(
                 details=details,
             )
             _audit(session, actor, "escalate", case, details)
-            moved.append({"request_code": case.request_code, **details})
+            moved.append(
+                {
+                    "request_code": case.request_code,
+                    **{k: v for k, v in details.items() if k != "previous_routing"},
+                }
+            )
     return moved

@@ -3,7 +3,8 @@
 The cohort of a month is the cases registered (立案) in it, in the city's local time. For them:
 - registered (立案数), dispatched (派遣数), closed (结案数), deferred (parked, 挂账);
 - due to close (应结案数) = registered; closure rate (结案率) = closed / (due − deferred);
-- closed on time (按期结案数): closed, and reported back by the handling deadline set at dispatch;
+- closed on time (按期结案数): closed, and reported back by the handling deadline set at dispatch
+  (``on_time_deadline``: escalation and rework never move it, parked time does; services/cases.py);
   on-time rate (按期结案率) = closed on time / (due − deferred);
 - rework count (返工数): rework steps of those cases; median handling time: report-back − dispatch, hours.
 Rates are None when the denominator is 0.

@@ -72,7 +72,14 @@ def test_report_then_walk_the_loop_over_http(api: tuple[TestClient, dict[str, di
     assert final["status"] == "closed" and final["open311_status"] == "closed"
     assert [e["action"] for e in final["history"]][-1] == "close"
     assert step("reject", "dispatcher").status_code == 422  # a note is required (and it is closed anyway)
-    assert step("fly", "dispatcher").status_code == 422
+    fly = step("fly", "dispatcher")
+    assert fly.status_code == 404 and fly.json()["errors"][0]["field"] == "action"  # as the OpenAPI says
+    assert (
+        "404"
+        in client.get("/openapi.json").json()["paths"]["/v1/cases/{request_code}/{action}"]["post"][
+            "responses"
+        ]
+    )
     assert client.post("/v1/cases/JN202611239999999/register", headers=keys["dispatcher"]).status_code == 404
 
 
@@ -82,9 +89,15 @@ def test_bad_reports_are_refused_with_the_field_named(
     client, keys = api
     unknown = client.post("/v1/cases", json={**REPORT, "class_code": "9999"}, headers=keys["reporter"])
     assert unknown.status_code == 422
-    assert unknown.json()["errors"][0]["field"] == "service_code"
+    # This API's own field names, not Open311's (service_code, service_object_id, lat/long).
+    assert unknown.json()["errors"][0]["field"] == "class_code"
     outside = client.post("/v1/cases", json={**REPORT, "lon": 117.05, "lat": 36.70}, headers=keys["reporter"])
     assert outside.status_code == 422 and "outside" in outside.json()["detail"]
+    assert outside.json()["errors"][0]["field"] == "lon/lat"
+    no_lamp = client.post(
+        "/v1/cases", json={**REPORT, "component_code": "3701020118999999"}, headers=keys["reporter"]
+    )
+    assert no_lamp.status_code == 422 and no_lamp.json()["errors"][0]["field"] == "component_code"
     assert client.post("/v1/cases", json=REPORT).status_code == 401
     assert client.post("/v1/cases", json=REPORT, headers=keys["gis_staff"]).status_code == 403
     assert (
@@ -106,3 +119,79 @@ def test_escalation_and_stats_routes(api: tuple[TestClient, dict[str, dict[str, 
     assert sheet.text.startswith("\ufefflevel,code,name")
     assert client.get("/v1/stats", params={"month": "October"}, headers=keys["dispatcher"]).status_code == 422
     assert client.get("/v1/stats", params={"month": "2026-10"}, headers=keys["field"]).status_code == 403
+
+
+def test_a_reporter_key_neither_takes_nor_reads_other_callers_orders(
+    api: tuple[TestClient, dict[str, dict[str, str]]], sessions: sessionmaker[Session]
+) -> None:
+    client, keys = api
+    # A citizen app cannot claim a 12345 order number: the hotline import (the dispatch centre) owns them.
+    claimed = client.post(
+        "/v1/cases",
+        json={**REPORT, "channel": "hotline_12345", "external_ref": "HJ1"},
+        headers=keys["reporter"],
+    )
+    assert claimed.status_code == 403, claimed.text
+    assert claimed.json()["errors"][0]["field"] == "channel"
+    hotline = client.post(
+        "/v1/cases",
+        json={**REPORT, "channel": "hotline_12345", "external_ref": "H001"},
+        headers=keys["dispatcher"],
+    )
+    assert hotline.status_code == 201
+    # An app's own order: sent again by the same key it is the same case, without the dispatchers' notes.
+    order = {**REPORT, "channel": "app", "external_ref": "APP-1"}
+    made = client.post("/v1/cases", json=order, headers=keys["reporter"])
+    code = made.json()["request_code"]
+    note = "内部：电力公司联系人王工"
+    moved = client.post(
+        f"/v1/cases/{code}/reassign",
+        json={"note": note, "department_code": "lighting"},
+        headers=keys["dispatcher"],
+    )
+    assert moved.status_code == 200, moved.text
+    again = client.post("/v1/cases", json=order, headers=keys["reporter"])
+    assert again.status_code == 200 and again.json()["request_code"] == code
+    assert note not in again.text and "api-dispatcher" not in again.text and "reporter" not in again.json()
+    other_key = {
+        "X-API-Key": create_key(sessions, name="另一个App", role="reporter", actor=LOCAL_OPERATOR).secret
+    }
+    for body, headers in ((order, other_key), ({**order, "description": "路灯倒了"}, keys["reporter"])):
+        refused = client.post("/v1/cases", json=body, headers=headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["errors"][0]["field"] == "external_ref" and code not in refused.text
+
+
+def test_media_url_is_a_web_address(api: tuple[TestClient, dict[str, dict[str, str]]]) -> None:
+    client, keys = api
+    for url in ("javascript:alert(document.cookie)", "data:text/html,<script>1</script>", "ftp://x/a.jpg"):
+        refused = client.post("/v1/cases", json={**REPORT, "media_url": url}, headers=keys["reporter"])
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["errors"] == [
+            {"field": "media_url", "message": "must be an http or https URL of at most 2000 characters"}
+        ]
+    photo = "https://img.example.cn/2026/11/25/lamp.jpg"
+    made = client.post("/v1/cases", json={**REPORT, "media_url": photo}, headers=keys["reporter"])
+    assert made.status_code == 201 and made.json()["media_url"] == photo
+
+
+def test_a_nul_character_is_refused_with_its_field_named(
+    api: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    client, keys = api
+    message = "must not contain the NUL character (\\u0000)"
+    for body, field in (
+        ({**REPORT, "description": "abc\u0000def"}, "description"),
+        ({**REPORT, "reporter": {"name": "a\u0000b"}}, "reporter.name"),
+        ({**REPORT, "address": "\u0000"}, "address"),
+        ({**REPORT, "external_ref": "X\u00001"}, "external_ref"),
+    ):
+        refused = client.post("/v1/cases", json=body, headers=keys["reporter"])
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["errors"] == [{"field": field, "message": message}]
+    code = client.post("/v1/cases", json=REPORT, headers=keys["reporter"]).json()["request_code"]
+    step = client.post(f"/v1/cases/{code}/reject", json={"note": "非\u0000城管"}, headers=keys["dispatcher"])
+    assert step.status_code == 422 and step.json()["errors"] == [{"field": "note", "message": message}]
+    assert client.get("/v1/cases/JN%00", headers=keys["dispatcher"]).status_code == 404
+    assert client.post("/v1/cases/JN%00/register", headers=keys["dispatcher"]).status_code == 404

@@ -87,3 +87,88 @@ def test_database_is_at_head(database_url: str) -> None:
     engine = create_engine(database_url)
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
+
+
+def test_0014_backfills_the_on_time_deadline_from_the_history(scratch_url: str) -> None:
+    migrate.upgrade(scratch_url, "0013_station_phone_extension")
+    engine = create_engine(scratch_url)
+
+    def add_case(code: str, handle_deadline: str | None, events: list[tuple[str, str, str]]) -> None:
+        with engine.begin() as conn:
+            case_id = conn.execute(
+                text(
+                    "INSERT INTO case_record (request_code, kind, event_class_code, status, channel, "
+                    "department_code, handling_level, routing, reported_at, dispatched_at, handle_deadline, "
+                    "geom) VALUES (:code, 'event', '0403', 'dispatched', 'app', 'traffic', 'street', "
+                    """'{"source": "test"}', '2026-10-12 08:40+08', """
+                    ":dispatched, :due, ST_SetSRID(ST_MakePoint(117.0, 36.68), 4490)) RETURNING id"
+                ),
+                {
+                    "code": code,
+                    "dispatched": "2026-10-12 09:00+08" if events else None,
+                    "due": handle_deadline,
+                },
+            ).scalar_one()
+            for seq, (action, at, details) in enumerate(events, start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO case_event (case_id, seq, at, action, to_status, details) "
+                        "VALUES (:id, :seq, :at, :action, 'dispatched', CAST(:details AS jsonb))"
+                    ),
+                    {"id": case_id, "seq": seq, "at": at, "action": action, "details": details},
+                )
+
+    dispatch = ("dispatch", "2026-10-12 09:00+08", '{"deadline": "2026-10-12T10:00:00+08:00"}')
+    # Dispatched through the API, then escalated: the deadline the dispatch event wrote.
+    add_case(
+        "JN202610120000001",
+        "2026-10-13 10:00+08",
+        [dispatch, ("escalate", "2026-10-13 09:00+08", '{"overdue_since": "2026-10-12T10:00:00+08:00"}')],
+    )
+    # Parked 30 minutes and back into handling (the old unpark gave a fresh limit): the parked time is added.
+    add_case(
+        "JN202610120000002",
+        "2026-10-12 11:40+08",
+        [
+            dispatch,
+            ("park", "2026-10-12 09:10+08", '{"parked_from": "dispatched"}'),
+            ("unpark", "2026-10-12 09:40+08", '{"back_to": "dispatched"}'),
+        ],
+    )
+    # Loaded by the demo (no event details), escalated by the job: the deadline the first escalation replaced.
+    add_case(
+        "JN202610120000003",
+        "2026-10-14 10:00+08",
+        [
+            ("dispatch", "2026-10-12 09:00+08", "{}"),
+            ("escalate", "2026-10-13 09:00+08", '{"overdue_since": "2026-10-12T10:00:00+08:00"}'),
+            ("escalate", "2026-10-14 09:00+08", '{"overdue_since": "2026-10-13T10:00:00+08:00"}'),
+        ],
+    )
+    # Loaded by the demo, never escalated: its handling deadline.
+    add_case("JN202610120000004", "2026-10-12 10:00+08", [("dispatch", "2026-10-12 09:00+08", "{}")])
+    add_case("JN202610120000005", None, [])  # not dispatched
+
+    migrate.upgrade(scratch_url, "0014_on_time_deadline")
+    with engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                text(
+                    "SELECT request_code, to_char(on_time_deadline AT TIME ZONE 'Asia/Shanghai', "
+                    "'YYYY-MM-DD HH24:MI') FROM case_record"
+                )
+            ).all()
+        )
+    assert rows == {
+        "JN202610120000001": "2026-10-12 10:00",
+        "JN202610120000002": "2026-10-12 10:30",
+        "JN202610120000003": "2026-10-12 10:00",
+        "JN202610120000004": "2026-10-12 10:00",
+        "JN202610120000005": None,
+    }
+    migrate.downgrade(scratch_url, "0013_station_phone_extension")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM case_record")).scalar() == 5
+        columns = {c["name"] for c in inspect(conn).get_columns("case_record")}
+    assert "on_time_deadline" not in columns and "handle_deadline" in columns
+    engine.dispose()

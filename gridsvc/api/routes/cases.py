@@ -20,28 +20,41 @@ READ_ROLES = ("dispatcher", "field", "gis_staff")
 STEP_ROLES = tuple(sorted({role for step in cases.TRANSITIONS.values() for role in step.roles}))
 
 
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
+
+
+# PostgreSQL's text cannot hold NUL: every text of these bodies is refused with its field named (422), not
+# left to fail in the driver (500).
+Text = Annotated[str, AfterValidator(_without_nul)]
+
+
 class IntakeBody(BaseModel):
     """A report: what (kind and class), where (in which datum) and from whom."""
 
     kind: Literal["component", "event"] = Field(description="component (部件) or event (事件)")
-    class_code: str = Field(
+    class_code: Text = Field(
         description="component class (0118 street lamp) or event class (0403 illegal parking)"
     )
     lon: float = Field(description="longitude, or easting for a projected crs")
     lat: float = Field(description="latitude, or northing")
-    crs: str = Field(default="wgs84", description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
-    channel: str = Field(
+    crs: Text = Field(default="wgs84", description="wgs84, cgcs2000, gcj02, bd09 or EPSG:n")
+    channel: Text = Field(
         default="app", description="hotline_12345, online, app, mini_program, patrol, video, open311"
     )
-    description: str | None = Field(default=None, max_length=4000)
-    address: str | None = None
-    reporter: dict[str, str] = Field(
+    description: Text | None = Field(default=None, max_length=4000)
+    address: Text | None = None
+    reporter: dict[Text, Text] = Field(
         default_factory=dict, description="name, phone, email, device_id, account_id"
     )
-    media_url: str | None = None
+    media_url: Text | None = Field(
+        default=None, max_length=2000, description="a photo or video of it: an http or https URL"
+    )
     severity: Literal["normal", "urgent"] = "normal"
-    component_code: str | None = Field(default=None, description="the component, when the reporter knows it")
-    external_ref: str | None = Field(default=None, description="the channel's own order number (idempotent)")
+    component_code: Text | None = Field(default=None, description="the component, when the reporter knows it")
+    external_ref: Text | None = Field(default=None, description="the channel's own order number (idempotent)")
 
     model_config = {
         "json_schema_extra": {
@@ -64,12 +77,12 @@ class IntakeBody(BaseModel):
 class StepBody(BaseModel):
     """A step: why (a note; required to reject, rework, reassign and park) and, to reassign, where to."""
 
-    note: str | None = Field(default=None, max_length=2000)
-    unit_grid_code: str | None = Field(default=None, description="reassign: the unit grid that owns it now")
-    department_code: str | None = Field(default=None, description="reassign: the department that handles it")
+    note: Text | None = Field(default=None, max_length=2000)
+    unit_grid_code: Text | None = Field(default=None, description="reassign: the unit grid that owns it now")
+    department_code: Text | None = Field(default=None, description="reassign: the department that handles it")
     lon: float | None = Field(default=None, description="reassign: the corrected location")
     lat: float | None = None
-    crs: str = "wgs84"
+    crs: Text = "wgs84"
 
     model_config = {"json_schema_extra": {"examples": [{"note": "已派遣照明处"}]}}
 
@@ -81,8 +94,12 @@ class StepBody(BaseModel):
     status_code=201,
     responses={
         201: {"description": "a new case; `duplicate_of` names an open case it probably repeats"},
-        200: {"description": "the channel already sent this external_ref: the case made then"},
+        200: {"description": "the same caller already sent this report under this external_ref: its case"},
         400: {"description": "the body cannot be read: not UTF-8 JSON"},
+        403: {
+            "description": "the role may not report, or not through this channel (hotline_12345: dispatchers)"
+        },
+        409: {"description": "the external_ref was sent before by another caller, or with other content"},
         422: {"description": "unknown class, bad coordinates, outside the city"},
     },
 )
@@ -105,11 +122,14 @@ def report_case(body: IntakeBody, sessions: Sessions, settings: AppSettings, cal
             severity=body.severity,
             component_code=body.component_code,
             external_ref=body.external_ref,
+            fields=cases.CASES_API_FIELDS,
         ),
         actor=caller,
     )
     payload: dict[str, Any] = dict(result.case)
-    if caller.role != "dispatcher":
+    if caller.role == "reporter":
+        payload = cases.reporter_view(payload)
+    elif caller.role != "dispatcher":
         payload.pop("reporter", None)
     payload["duplicate_of"] = result.duplicate_of
     return JSONResponse(payload, status_code=201 if result.created else 200)
