@@ -40,6 +40,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "phone": ("来电号码", "联系电话", "phone"),
 }
 
+# PostgreSQL text cannot hold U+0000; in an export it is a damaged row (binary pasted into a cell).
+NUL_SHOWN = "\\u0000"
+NUL_REASON = "contains a NUL character (\\u0000), which text cannot hold: the export is damaged in this row"
+
 
 @dataclass
 class HotlineReport:
@@ -118,6 +122,7 @@ def intake_hotline(
     except gio.LayerError as exc:
         raise InvalidInputError(str(exc), problems=[FieldProblem(exc.field, str(exc))]) from exc
     columns = {role: _column(frame, role, required=role in ("order", "time", "category")) for role in COLUMNS}
+    text_columns = [name for name in columns.values() if name is not None]
     zone = ZoneInfo(settings.timezone)
     report = HotlineReport(source=str(path), rows=len(frame))
     geoms = frame.geometry.to_numpy()
@@ -137,7 +142,10 @@ def intake_hotline(
             category = _text(row[columns["category"]])
             reported_at = _time(row[columns["time"]], zone)
             geom = geoms[i]
-            if order is None:
+            with_nul = next((c for c in text_columns if "\x00" in str(row[c])), None)
+            if with_nul is not None:
+                problem(with_nul, str(row[with_nul]).replace("\x00", NUL_SHOWN), NUL_REASON)
+            elif order is None:
                 problem(str(columns["order"]), None, "no order number")
             elif order in seen:
                 problem(str(columns["order"]), order, "the order number appears twice in the file")

@@ -651,6 +651,14 @@ def test_post_with_a_form_that_is_not_text_is_400(
         check(response, 400, *words)
 
 
+@pytest.mark.parametrize("field", ["description", "first_name", "address_string"])
+def test_post_with_a_nul_character_is_400_naming_the_field(city: City, field: str) -> None:
+    # PostgreSQL text cannot hold U+0000: refused as bad input, not a 500 from the driver.
+    place = city.places[4]
+    assert_json_error(post(city, place, "E0101", **{field: "abc\x00def"}), 400, field, "NUL")
+    assert_xml_error(post(city, place, "E0101", fmt="xml", **{field: "abc\x00def"}), 400, field, "NUL")
+
+
 @pytest.mark.parametrize(
     ("form", "words"),
     [

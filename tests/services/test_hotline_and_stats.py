@@ -115,6 +115,26 @@ def test_hotline_file_without_the_needed_columns_is_refused(
         hotline.intake_hotline(sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER)
 
 
+def test_hotline_row_with_a_nul_character_is_reported_and_the_rest_loaded(
+    case_city: dict[str, Any], tmp_path: Path, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    place = _gcj(117.0010, 36.6810)
+    path = write_export(
+        tmp_path / "nul.csv",
+        [
+            ["NUL1", "2026-10-08 09:30:00", "其他", "甲社区", "正常", "1", *place],
+            ["NUL2", "2026-10-08 09:40:00", "违章停车", "甲社区", "bad\x00content", "1", *place],
+        ],
+        encoding="utf-8",
+    )
+    report = hotline.intake_hotline(sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER)
+    assert len(report.created) == 1
+    (problem,) = report.problems
+    assert problem["row"] == 3 and problem["field"] == "诉求内容"
+    assert problem["value"] == "bad\\u0000content"
+    assert "NUL" in problem["reason"]
+
+
 def _run(
     sessions: sessionmaker[Session], settings: Settings, code: str, steps: list[tuple[str, dt.datetime]]
 ) -> None:
