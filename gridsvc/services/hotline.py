@@ -105,6 +105,65 @@ def _time(value: Any, zone: ZoneInfo) -> dt.datetime | None:
     return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 
+def _read(
+    path: Path, crs: str, encoding: str | None
+) -> tuple[gio.LayerInfo, pd.DataFrame, dict[int, tuple[str, str]]]:
+    """The export in EPSG:4490, and its rows whose coordinates could not be converted ({line: (the
+    coordinate as written, why)}), gathered from every chunk (a concatenated frame would lose them)."""
+    try:
+        info = gio.inspect_layer(path, crs=crs, encoding=encoding)
+        chunks = list(gio.iter_chunks(info))
+    except gio.LayerError as exc:
+        raise InvalidInputError(str(exc), problems=[FieldProblem(exc.field, str(exc))]) from exc
+    unconvertible = {
+        line: why for chunk in chunks for line, why in chunk.attrs.get(gio.UNCONVERTIBLE, {}).items()
+    }
+    if not chunks:
+        return info, pd.DataFrame(columns=[*info.fields, "source_row", "geometry"]), unconvertible
+    return info, pd.concat(chunks, ignore_index=True), unconvertible
+
+
+def _coordinate_problem(
+    row: pd.Series, info: gio.LayerInfo, unconvertible: tuple[str, str] | None, settings: Settings
+) -> tuple[str, str | None, str]:
+    """(field, value as written, reason) for a row without a usable position: no coordinates at all, text
+    that is not a number, longitude and latitude swapped, or a coordinate the datum cannot convert."""
+    names = info.coordinate_fields[:2]
+    if len(names) < 2:
+        return "coordinates", None, "no coordinates: cannot route by address alone"
+    field_name = "/".join(names)
+    texts = [_text(row[name]) for name in names]
+    written = ", ".join(f"{name} {text or '(blank)'}" for name, text in zip(names, texts, strict=True))
+    if texts[0] is None and texts[1] is None:
+        return field_name, None, "no coordinates: cannot route by address alone"
+    x, y = (_number(text) for text in texts)
+    if x is None or y is None:
+        wrong = [
+            f"{name} is blank" if text is None else f"{name} {text!r} is not a number in decimal degrees"
+            for name, text, number in zip(names, texts, (x, y), strict=True)
+            if number is None
+        ]
+        return field_name, written, "; ".join(wrong)
+    west, south, east, north = settings.city_bbox
+    if west <= y <= east and south <= x <= north:
+        return (
+            field_name,
+            written,
+            f"longitude and latitude are swapped: {names[0]} holds a latitude and {names[1]} a longitude "
+            f"of {settings.city_name}; swap the two values in this row",
+        )
+    why = unconvertible[1] if unconvertible is not None else "not a position"
+    return field_name, written, why
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and np.isfinite(value) else None
+
+
 def intake_hotline(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -117,10 +176,7 @@ def intake_hotline(
 ) -> HotlineReport:
     """Route every work order of a 12345 export in one transaction; report the rows that could not be."""
     actor.require(*cases.INTAKE_ROLES)
-    try:
-        _info, frame = gio.read_layer(path, crs=crs, encoding=encoding)
-    except gio.LayerError as exc:
-        raise InvalidInputError(str(exc), problems=[FieldProblem(exc.field, str(exc))]) from exc
+    info, frame, unconvertible = _read(path, crs, encoding)
     columns = {role: _column(frame, role, required=role in ("order", "time", "category")) for role in COLUMNS}
     text_columns = [name for name in columns.values() if name is not None]
     zone = ZoneInfo(settings.timezone)
@@ -160,7 +216,8 @@ def intake_hotline(
             elif (
                 geom is None or shapely.is_empty(geom) or not np.isfinite(shapely.get_coordinates(geom)).all()
             ):
-                problem("coordinates", None, "no coordinates: cannot route by address alone")
+                where, written, reason = _coordinate_problem(row, info, unconvertible.get(line), settings)
+                problem(where, written, reason)
             else:
                 seen.add(order)
                 kind, class_code = categories[category]

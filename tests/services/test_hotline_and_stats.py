@@ -135,6 +135,31 @@ def test_hotline_row_with_a_nul_character_is_reported_and_the_rest_loaded(
     assert "NUL" in problem["reason"]
 
 
+def test_hotline_row_with_swapped_or_broken_coordinates_says_what_is_wrong_with_them(
+    case_city: dict[str, Any], tmp_path: Path, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    lon, lat = _gcj(117.0010, 36.6810)
+    path = write_export(
+        tmp_path / "coordinates.csv",
+        [
+            ["XY1", "2026-10-08 09:30:00", "违章停车", "甲社区", "正常", "1", lon, lat],
+            ["XY2", "2026-10-08 09:31:00", "爆管", "甲社区", "坐标颠倒", "1", lat, lon],
+            ["XY3", "2026-10-08 09:32:00", "爆管", "甲社区", "经度不是数", "1", "117度", lat],
+            ["XY4", "2026-10-08 09:33:00", "爆管", "甲社区", "缺纬度", "1", lon, ""],
+        ],
+    )
+    report = hotline.intake_hotline(sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER)
+    assert len(report.created) == 1
+    by_row = {p["row"]: p for p in report.problems}
+    assert set(by_row) == {3, 4, 5}
+    assert {p["field"] for p in report.problems} == {"经度/纬度"}
+    assert by_row[3]["value"] == f"经度 {lat}, 纬度 {lon}"
+    assert by_row[3]["reason"].startswith("longitude and latitude are swapped")
+    assert by_row[4]["value"] == f"经度 117度, 纬度 {lat}"
+    assert by_row[4]["reason"] == "经度 '117度' is not a number in decimal degrees"
+    assert by_row[5]["reason"] == "纬度 is blank"
+
+
 def _run(
     sessions: sessionmaker[Session], settings: Settings, code: str, steps: list[tuple[str, dt.datetime]]
 ) -> None:
