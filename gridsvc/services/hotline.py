@@ -40,6 +40,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "phone": ("来电号码", "联系电话", "phone"),
 }
 
+# An order time later than now by more than the clocks of the hotline system and this one may differ is a
+# wrong time (a mistyped year: 2031 for 2021); taken in, it would make a case numbered and due years ahead.
+CLOCK_SKEW = dt.timedelta(minutes=10)
+# An export is of recent orders. One over a year old is a mistyped year too (2016 for 2026, or a 1900/1970
+# placeholder); taken in, it would be past every deadline at once (escalated straight up), counted in a
+# month whose evaluation is long reported, and routed by today's plan rather than the one then in force.
+MAX_ORDER_AGE = dt.timedelta(days=366)
 # PostgreSQL text cannot hold U+0000; in an export it is a damaged row (binary pasted into a cell).
 NUL_SHOWN = "\\u0000"
 NUL_REASON = "contains a NUL character (\\u0000), which text cannot hold: the export is damaged in this row"
@@ -173,13 +180,19 @@ def intake_hotline(
     encoding: str | None = None,
     actor: Principal,
     progress: Callable[[int, int], None] | None = None,
+    now: dt.datetime | None = None,
 ) -> HotlineReport:
-    """Route every work order of a 12345 export in one transaction; report the rows that could not be."""
+    """Route every work order of a 12345 export in one transaction; report the rows that could not be.
+
+    ``now`` (default: the current time) bounds the order times: none later than ``now`` + CLOCK_SKEW, none
+    older than MAX_ORDER_AGE.
+    """
     actor.require(*cases.INTAKE_ROLES)
     info, frame, unconvertible = _read(path, crs, encoding)
     columns = {role: _column(frame, role, required=role in ("order", "time", "category")) for role in COLUMNS}
     text_columns = [name for name in columns.values() if name is not None]
     zone = ZoneInfo(settings.timezone)
+    loaded_at = (now or dt.datetime.now(dt.UTC)).astimezone(zone)
     report = HotlineReport(source=str(path), rows=len(frame))
     geoms = frame.geometry.to_numpy()
     with sessions.begin() as session:
@@ -207,6 +220,19 @@ def intake_hotline(
                 problem(str(columns["order"]), order, "the order number appears twice in the file")
             elif reported_at is None:
                 problem(str(columns["time"]), row[columns["time"]], "not a time (e.g. 2026-10-08 09:30:00)")
+            elif reported_at > loaded_at + CLOCK_SKEW:
+                problem(
+                    str(columns["time"]),
+                    row[columns["time"]],
+                    f"later than now ({loaded_at:%Y-%m-%d %H:%M}): a mistyped year or date?",
+                )
+            elif reported_at < loaded_at - MAX_ORDER_AGE:
+                problem(
+                    str(columns["time"]),
+                    row[columns["time"]],
+                    f"more than a year before now ({loaded_at:%Y-%m-%d}): a mistyped year? Orders that old "
+                    "are past every deadline and are not taken in",
+                )
             elif category is None or category not in categories:
                 problem(
                     str(columns["category"]),
