@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -242,6 +243,16 @@ def escalate_command() -> None:
     console.print(f"{len(moved)} case(s) escalated")
 
 
+def _write_raw(content: str) -> None:
+    """A machine format (CSV, HTML, JSON) on stdout in UTF-8, exactly as ``--out`` writes it: printed
+    through rich it would be wrapped at the terminal's width (80 columns when redirected), splitting lines."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(content.encode("utf-8"))
+    if not content.endswith("\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.buffer.flush()
+
+
 report_app = typer.Typer(help="Reports: the monthly evaluation (月报) per grid, community, street, district.")
 app.add_typer(report_app, name="report")
 
@@ -293,7 +304,7 @@ def report_monthly_command(
     else:
         raise typer.BadParameter("table, json, csv or html", param_hint="--format")
     if out is None:
-        console.print(content, highlight=False, markup=False)
+        _write_raw(content)
     else:
         out.write_text(content, encoding="utf-8")
         console.print(f"wrote {out}")
