@@ -124,7 +124,7 @@ def category_set_command(
     from gridsvc.services.hotline import set_category
 
     set_category(_sessions(_settings()), text, kind, class_code, actor=LOCAL_DISPATCHER)
-    console.print(f"{text} → {kind} {class_code}")
+    console.print(f"{text.strip()} → {kind} {class_code}")
 
 
 @intake_app.command("category-remove")
@@ -137,7 +137,7 @@ def category_remove_command(text: Annotated[str, typer.Argument(help="The catego
     if not remove_category(_sessions(_settings()), text, actor=LOCAL_DISPATCHER):
         err_console.print(f"[bold red]error:[/] no category {text!r}")
         raise typer.Exit(1)
-    console.print(f"removed {text}")
+    console.print(f"removed {text.strip()}")
 
 
 def _print_case(view: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gis import io as gio
 from gridsvc.errors import FieldProblem, GridsvcError, InvalidInputError
+from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import cases as cases_repo
 from gridsvc.services import cases
 from gridsvc.services.access import Principal
@@ -288,18 +289,58 @@ def list_categories(sessions: sessionmaker[Session]) -> dict[str, tuple[str, str
         return dict(sorted(cases_repo.hotline_categories(session).items()))
 
 
+def _category_text(category_text: str) -> str:
+    """The text as stored and looked up: without the spaces around it (exports pad their cells)."""
+    text = category_text.strip()
+    if not text:
+        raise InvalidInputError(
+            "the category text is empty",
+            problems=[FieldProblem("category", "give the text as 12345 writes it")],
+        )
+    return text
+
+
 def set_category(
     sessions: sessionmaker[Session], category_text: str, kind: str, class_code: str, *, actor: Principal
 ) -> None:
-    """Map a category text to a class (checked against the class tables)."""
+    """Map a category text to a class (checked against the class tables); the change is audited."""
     actor.require("dispatcher", "gis_staff")
+    text = _category_text(category_text)
     with sessions.begin() as session:
         cases.class_name(session, kind, class_code)
-        cases_repo.set_hotline_category(session, category_text.strip(), kind, class_code)
+        before = cases_repo.hotline_categories(session).get(text)
+        if before == (kind, class_code):
+            return  # nothing changes, nothing to audit
+        cases_repo.set_hotline_category(session, text, kind, class_code)
+        details: dict[str, Any] = {"kind": kind, "class_code": class_code}
+        if before is not None:
+            details["before"] = {"kind": before[0], "class_code": before[1]}
+        access_repo.record_audit(
+            session,
+            actor=actor.name,
+            api_key_id=actor.api_key_id,
+            action="create" if before is None else "update",
+            entity="hotline_category",
+            entity_id=text,
+            details=details,
+        )
 
 
 def remove_category(sessions: sessionmaker[Session], category_text: str, *, actor: Principal) -> bool:
-    """Drop a category mapping."""
+    """Drop a category mapping (the text stripped as set_category stores it); audited. False when none."""
     actor.require("dispatcher", "gis_staff")
+    text = _category_text(category_text)
     with sessions.begin() as session:
-        return cases_repo.delete_hotline_category(session, category_text)
+        before = cases_repo.hotline_categories(session).get(text)
+        if before is None or not cases_repo.delete_hotline_category(session, text):
+            return False
+        access_repo.record_audit(
+            session,
+            actor=actor.name,
+            api_key_id=actor.api_key_id,
+            action="delete",
+            entity="hotline_category",
+            entity_id=text,
+            details={"before": {"kind": before[0], "class_code": before[1]}},
+        )
+        return True

@@ -114,6 +114,37 @@ def test_hotline_category_table_is_editable(
     assert not hotline.remove_category(sessions, "外星人", actor=LOCAL_DISPATCHER)
 
 
+def test_category_changes_are_audited_and_set_and_remove_read_the_text_alike(
+    sessions: sessionmaker[Session],
+) -> None:
+    hotline.set_category(sessions, " 审计测试类 ", "event", "0102", actor=LOCAL_DISPATCHER)
+    hotline.set_category(sessions, "审计测试类", "event", "0102", actor=LOCAL_DISPATCHER)  # no change
+    hotline.set_category(sessions, "审计测试类", "event", "0101", actor=LOCAL_DISPATCHER)
+    assert hotline.list_categories(sessions)["审计测试类"] == ("event", "0101")
+    assert hotline.remove_category(sessions, "审计测试类 ", actor=LOCAL_DISPATCHER)
+    assert "审计测试类" not in hotline.list_categories(sessions)
+    assert not hotline.remove_category(sessions, "审计测试类", actor=LOCAL_DISPATCHER)
+    with pytest.raises(InvalidInputError, match="empty"):
+        hotline.set_category(sessions, "  ", "event", "0101", actor=LOCAL_DISPATCHER)
+    with sessions() as session:
+        entries = session.execute(
+            text(
+                "SELECT actor, action, entity_id, details FROM audit_log "
+                "WHERE entity = 'hotline_category' ORDER BY id"
+            )
+        ).all()
+    assert [tuple(e) for e in entries] == [
+        ("cli", "create", "审计测试类", {"kind": "event", "class_code": "0102"}),
+        (
+            "cli",
+            "update",
+            "审计测试类",
+            {"kind": "event", "class_code": "0101", "before": {"kind": "event", "class_code": "0102"}},
+        ),
+        ("cli", "delete", "审计测试类", {"before": {"kind": "event", "class_code": "0101"}}),
+    ]
+
+
 def test_hotline_file_without_the_needed_columns_is_refused(
     case_city: dict[str, Any], tmp_path: Path, sessions: sessionmaker[Session], test_settings: Settings
 ) -> None:
