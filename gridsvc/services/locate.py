@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import re
 import tempfile
 import threading
 import time
@@ -657,6 +658,40 @@ def _check_points(chunk: gpd.GeoDataFrame) -> None:
 MAX_BATCH_BYTES = 64 << 20
 
 
+# The file door's advice (gis.io, locate_file) in the batch's terms: the request body, not a file on the
+# server (whose temporary path means nothing to the client and is not its business), and query parameters,
+# not command-line options. Applied in order.
+POSTED_TERMS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"--crs says ([^\s;,]+)"), r"the datum is \1 (query parameter crs; wgs84 when not given)"),
+    (re.compile(r"--crs (?=\()"), "the query parameter crs "),
+    (re.compile(r"--crs ([^\s;,)]+)"), r"?crs=\1"),
+    (
+        re.compile(
+            r"give the (right )?encoding \(e\.g\. --encoding [^)]+\)(, or leave it out to detect it)?"
+        ),
+        "send the text in UTF-8",
+    ),
+    (re.compile(r"copy it again or re-export it"), "check it and send it again"),
+    (re.compile(r"; nothing was written"), ""),
+)
+
+
+def _as_posted(exc: InvalidInputError, folder: str, posted: str) -> InvalidInputError:
+    """The error of a batch's temporary file told of the request body, in HTTP terms."""
+
+    def said(text: str) -> str:
+        text = re.sub(re.escape(folder) + r"/\S+?\.(csv|geojson)", posted, text)
+        for pattern, replacement in POSTED_TERMS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    problems = [
+        FieldProblem("body" if p.field == "file" else p.field, said(p.message), p.location)
+        for p in exc.problems
+    ]
+    return InvalidInputError(said(exc.detail), problems=problems)
+
+
 def locate_document(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -689,6 +724,10 @@ def locate_document(
         # A CSV has no datum of its own; like GET /v1/locate, the default is WGS 84 (GPS, Open311).
         # GeoJSON is WGS 84 by definition (RFC 7946) unless crs says otherwise.
         source_crs = crs if crs is not None else ("wgs84" if fmt == "csv" else None)
-        report = locate_file(sessions, settings, source, target, crs=source_crs, at=at, out_crs="wgs84")
+        try:
+            report = locate_file(sessions, settings, source, target, crs=source_crs, at=at, out_crs="wgs84")
+        except InvalidInputError as exc:
+            posted = "the posted CSV" if fmt == "csv" else "the posted GeoJSON"
+            raise _as_posted(exc, folder, posted) from None
         # The file door writes a BOM for Excel; an HTTP client reading CSV does not expect one.
         return target.read_bytes().removeprefix(b"\xef\xbb\xbf"), report
