@@ -84,3 +84,19 @@ def test_report_to_stdout_is_the_file_not_wrapped_at_the_terminal_width(
         header, *rows = list(csv.reader(io.StringIO(shown.stdout.lstrip("\ufeff"))))
         assert header == list(stats.COLUMNS) and rows
         assert all(len(row) == len(header) for row in rows)
+
+
+def test_cases_show_gives_the_routing_and_local_times_in_80_columns(case_city_db: CaseCity) -> None:
+    shown = gridsvc(["cases", "show", case_city_db.request_code], case_city_db.url, columns=80)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    # The routing: which lamp, which grids, which department, and why.
+    assert "3701020118000001" in out and "nearest 路灯 within" in out
+    assert "370102001001003" in out and "370102001001R01" in out
+    assert "power" in out and "maintainer of component" in out
+    # Times on the city's clock, whole: registered 10:02 Beijing time, due 30 working minutes later.
+    assert "deadline" in out and "2026-10-08 10:32:00+08:00" in out
+    assert "+00:00" not in out
+    assert "2026-10-08 09:30:00+08:00" in out  # reported
+    assert "2026-10-08 10:02:00+08:00" in out  # the register step in the history
+    assert "…" not in out
