@@ -221,6 +221,28 @@ def _build(
     return built
 
 
+def _check_degrees(
+    x: npt.ArrayLike, y: npt.ArrayLike, crs: gcrs.ResolvedCRS, x_field: str, y_field: str
+) -> None:
+    """InvalidInputError for a longitude outside ±180° or a latitude outside ±90°: no place on Earth, so
+    bad input (422), not a place outside the city (404)."""
+    problems = []
+    for values, name, limit, what in ((x, x_field, 180.0, "longitude"), (y, y_field, 90.0, "latitude")):
+        array = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        wrong = ~(np.abs(array) <= limit)  # NaN is wrong too
+        if wrong.any():
+            problems.append(
+                FieldProblem(
+                    name, f"{array[wrong][0]:g} is not a {what} in degrees (-{limit:g} to {limit:g})"
+                )
+            )
+    if problems:
+        raise InvalidInputError(
+            f"not a position in {crs.description}: " + "; ".join(f"{p.field}: {p.message}" for p in problems),
+            problems=problems,
+        )
+
+
 def to_cgcs2000(
     x: npt.ArrayLike, y: npt.ArrayLike, crs: str, *, x_field: str = "lon", y_field: str = "lat"
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -275,7 +297,12 @@ class Located:
             notes.append("on a shared edge or vertex: owned by the grid with the smallest code")
         if self.how == "nearest":
             notes.append(f"in no grid: given to the nearest grid, {self.distance_m:.1f} m away")
-        if self.how == "territory":
+        if self.how == "territory" and self.plan is None:
+            notes.append(
+                "no grid plan was in force on the date asked (or none is active now): falls to the district "
+                "by territory (属地兜底)"
+            )
+        elif self.how == "territory":
             notes.append("in no grid and none nearby: falls to the district by territory (属地兜底)")
         if self.near_boundary:
             notes.append(
@@ -354,7 +381,14 @@ def locate_point(
     crs: str = "wgs84",
     at: dt.date | None = None,
 ) -> Located:
-    """Locate one point given in ``crs``; NotFoundError when it is outside the city."""
+    """Locate one point given in ``crs``; NotFoundError when it is outside the city, InvalidInputError when
+    it is no place at all (a longitude past 180°)."""
+    try:
+        resolved = gcrs.resolve_crs(crs)
+    except gcrs.CoordinateError:
+        resolved = None  # to_cgcs2000 says why
+    if resolved is not None and resolved.is_geographic:
+        _check_degrees([x], [y], resolved, "lon", "lat")
     lon, lat = to_cgcs2000([x], [y], crs)
     located = answer_one(plan_locator(sessions, settings, at), float(lon[0]), float(lat[0]))
     if located.how == "outside":

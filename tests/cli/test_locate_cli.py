@@ -60,6 +60,10 @@ def test_locate_at_a_date_before_the_plan_falls_to_the_district(grid_city_url: s
     assert answer["how"] == "territory" and answer["plan"] is None and answer["district"]["code"] == "370102"
     bad = gridsvc(["locate", "117.001", "36.681", "--at", "yesterday"], grid_city_url)
     assert bad.returncode != 0 and "yesterday" in bad.stderr
+    shown = gridsvc(["locate", "117.001", "36.681", "--crs", "cgcs2000", "--at", "2024-01-01"], grid_city_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "none was in force on 2024-01-01" in shown.stdout
+    assert "no grid plan was in force" in shown.stderr and "none nearby" not in shown.stderr
 
 
 def test_locate_outside_and_bad_datum_say_why(grid_city_url: str) -> None:
@@ -67,6 +71,9 @@ def test_locate_outside_and_bad_datum_say_why(grid_city_url: str) -> None:
     assert outside.returncode == 1 and "outside" in outside.stderr and "Traceback" not in outside.stderr
     bad = gridsvc(["locate", "117.0", "36.68", "--crs", "mars"], grid_city_url)
     assert bad.returncode == 1 and "unknown CRS" in bad.stderr
+    nowhere = gridsvc(["locate", "200", "36.68"], grid_city_url)
+    assert nowhere.returncode == 1 and "200 is not a longitude" in nowhere.stderr
+    assert "outside" not in nowhere.stderr
 
 
 def test_locate_file_csv_in_gcj02(grid_city_url: str, tmp_path: Path) -> None:

@@ -170,6 +170,24 @@ def test_http_one_by_one(client: tuple[TestClient, str]) -> None:
     assert bad.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"lon": 200, "lat": 36.68}, "lon"),
+        ({"lon": 117.0, "lat": -91}, "lat"),
+        ({"lon": 217.0, "lat": 36.68, "crs": "gcj02"}, "lon"),
+    ],
+)
+def test_http_a_longitude_past_180_is_bad_input_not_outside_the_city(
+    client: tuple[TestClient, str], params: dict[str, Any], field: str
+) -> None:
+    http, key = client
+    response = http.get("/v1/locate", params=params, headers={"X-API-Key": key})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == field and "in degrees" in error["message"]
+
+
 def test_http_batch_geojson_and_csv(client: tuple[TestClient, str]) -> None:
     http, key = client
     features = [
