@@ -27,9 +27,13 @@ app.add_typer(cases_app, name="cases")
 def intake_hotline_command(
     file: Annotated[Path, typer.Argument(help="The 12345 work-order export (CSV, UTF-8 or GBK).")],
     crs: Annotated[
-        str,
-        typer.Option("--crs", help="Datum of the coordinates: gcj02 (Amap-based systems) or bd09 (Baidu)."),
-    ] = "gcj02",
+        str | None,
+        typer.Option(
+            "--crs",
+            help="Datum of the coordinates: gcj02 (Amap-based systems) or bd09 (Baidu). Without it gcj02 is "
+            "assumed, and the output says so.",
+        ),
+    ] = None,
     encoding: Annotated[
         str | None, typer.Option("--encoding", help="Text encoding; detected when omitted.")
     ] = None,
@@ -77,10 +81,12 @@ def intake_hotline_command(
             writer = csv.DictWriter(fh, fieldnames=["row", "field", "value", "reason"])
             writer.writeheader()
             writer.writerows(result.problems)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
     if as_json:
         console.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    table = Table(title=f"12345 work orders from {file.name}")
+    table = Table(title=f"12345 work orders from {file.name} ({result.crs})")
     table.add_column("")
     table.add_column("orders", justify="right")
     table.add_row("in the file", f"{result.rows:,}")

@@ -114,6 +114,7 @@ def test_hotline_intake_and_monthly_report_from_the_command_line(grid_city_url: 
     report = tmp_path / "not-routed.csv"
     first = gridsvc(["intake", "hotline", str(export), "--report", str(report), "--json"], grid_city_url)
     assert first.returncode == 0, first.stderr
+    assert "read as GCJ-02" in first.stderr  # no --crs: the datum assumed is said, not silent
     assert json.loads(first.stdout)["created"] == 1
     assert "外星人" in report.read_text(encoding="utf-8-sig")
     again = gridsvc(["intake", "hotline", str(export), "--json"], grid_city_url)

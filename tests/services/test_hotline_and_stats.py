@@ -145,6 +145,20 @@ def test_category_changes_are_audited_and_set_and_remove_read_the_text_alike(
     ]
 
 
+def test_hotline_without_a_datum_says_it_assumed_gcj02(
+    case_city: dict[str, Any], export: Path, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    assumed = hotline.intake_hotline(sessions, test_settings, export, actor=LOCAL_DISPATCHER, now=LOADED_AT)
+    assert assumed.crs == "gcj02" and len(assumed.created) == 2
+    (warning,) = assumed.warnings
+    assert "GCJ-02" in warning and "--crs bd09" in warning
+    assert assumed.to_dict()["warnings"] == [warning]
+    told = hotline.intake_hotline(
+        sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
+    assert told.crs == "gcj02" and told.warnings == []
+
+
 def test_hotline_file_without_the_needed_columns_is_refused(
     case_city: dict[str, Any], tmp_path: Path, sessions: sessionmaker[Session], test_settings: Settings
 ) -> None:
