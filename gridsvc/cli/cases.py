@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
@@ -24,9 +27,13 @@ app.add_typer(cases_app, name="cases")
 def intake_hotline_command(
     file: Annotated[Path, typer.Argument(help="The 12345 work-order export (CSV, UTF-8 or GBK).")],
     crs: Annotated[
-        str,
-        typer.Option("--crs", help="Datum of the coordinates: gcj02 (Amap-based systems) or bd09 (Baidu)."),
-    ] = "gcj02",
+        str | None,
+        typer.Option(
+            "--crs",
+            help="Datum of the coordinates: gcj02 (Amap-based systems) or bd09 (Baidu). Without it gcj02 is "
+            "assumed, and the output says so.",
+        ),
+    ] = None,
     encoding: Annotated[
         str | None, typer.Option("--encoding", help="Text encoding; detected when omitted.")
     ] = None,
@@ -74,10 +81,12 @@ def intake_hotline_command(
             writer = csv.DictWriter(fh, fieldnames=["row", "field", "value", "reason"])
             writer.writeheader()
             writer.writerows(result.problems)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
     if as_json:
         console.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    table = Table(title=f"12345 work orders from {file.name}")
+    table = Table(title=f"12345 work orders from {file.name} ({result.crs})")
     table.add_column("")
     table.add_column("orders", justify="right")
     table.add_row("in the file", f"{result.rows:,}")
@@ -123,7 +132,7 @@ def category_set_command(
     from gridsvc.services.hotline import set_category
 
     set_category(_sessions(_settings()), text, kind, class_code, actor=LOCAL_DISPATCHER)
-    console.print(f"{text} → {kind} {class_code}")
+    console.print(f"{text.strip()} → {kind} {class_code}")
 
 
 @intake_app.command("category-remove")
@@ -136,40 +145,112 @@ def category_remove_command(text: Annotated[str, typer.Argument(help="The catego
     if not remove_category(_sessions(_settings()), text, actor=LOCAL_DISPATCHER):
         err_console.print(f"[bold red]error:[/] no category {text!r}")
         raise typer.Exit(1)
-    console.print(f"removed {text}")
+    console.print(f"removed {text.strip()}")
 
 
-def _print_case(view: dict[str, Any]) -> None:
+# The view's times, shown in the city's time zone (settings.timezone).
+TIME_FIELDS = ("reported_at", "dispatched_at", "deadline", "handle_deadline", "handled_at", "closed_at")
+
+
+def _local(iso: str | None, zone: ZoneInfo) -> str:
+    """An ISO time from the case view as the city's clock shows it: 2026-10-08 10:02:00+08:00."""
+    if not iso:
+        return "—"
+    return dt.datetime.fromisoformat(iso).astimezone(zone).isoformat(sep=" ", timespec="seconds")
+
+
+def _routing_rows(routing: dict[str, Any], zone: ZoneInfo) -> list[tuple[str, str, str]]:
+    """(what, decided, why) for each routing decision the case records."""
+    rows: list[tuple[str, str, str]] = []
+    component = routing.get("component")
+    if component:
+        distance = f" ({component['distance_m']} m away)" if component.get("distance_m") is not None else ""
+        rows.append(
+            ("component", str(component.get("code") or "—"), f"{component.get('reason', '')}{distance}")
+        )
+    owner = routing.get("owner")
+    if owner:
+        located = f"located at the {owner.get('located_at', 'report')}: {owner.get('how')}"
+        if owner.get("distance_m") is not None:
+            located += f", {owner['distance_m']:.1f} m away"
+        rows.append(("unit grid", str(owner.get("unit_grid_code") or "—"), located))
+        rows.append(
+            (
+                "responsibility grid",
+                str(owner.get("responsibility_grid_code") or "—"),
+                f"plan {owner.get('plan_id')}",
+            )
+        )
+        for note in owner.get("notes") or []:
+            rows.append(("", "", str(note)))
+    for key, label in (("department", "department"), ("handling_level", "handling level")):
+        decided = routing.get(key)
+        if decided:
+            value = decided.get("code") if key == "department" else decided.get("level")
+            rows.append((label, str(value or "—"), str(decided.get("reason", ""))))
+    deadlines = routing.get("deadlines") or {}
+    register, handle = deadlines.get("register") or {}, deadlines.get("handle") or {}
+    if register.get("limit"):
+        rows.append(("register within", str(register["limit"]), f"due {_local(register.get('due'), zone)}"))
+    if handle.get("limit"):
+        rows.append(
+            ("handle within", str(handle["limit"]), f"counted from {handle.get('counts_from', 'dispatch')}")
+        )
+    duplicate = routing.get("duplicate")
+    if duplicate:
+        rows.append(("duplicate of", str(duplicate.get("of")), str(duplicate.get("reason", ""))))
+    for reason in routing.get("confirm_reasons") or []:
+        rows.append(("to confirm", "", str(reason)))
+    return rows
+
+
+def _print_case(view: dict[str, Any], zone: ZoneInfo) -> None:
     table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for key in (
         "request_code",
         "status",
         "kind",
         "class_code",
+        "channel",
+        "external_ref",
         "description",
         "address",
+        "reported_at",
+        "community_code",
+        "street_code",
+        "district_code",
+        "station_id",
         "department_code",
         "handling_level",
-        "community_code",
-        "district_code",
+        "dispatched_at",
         "deadline",
         "needs_confirmation",
         "duplicate_of",
     ):
-        table.add_row(key, str(view.get(key)))
+        value = view.get(key)
+        table.add_row(key, _local(value, zone) if key in TIME_FIELDS else str(value))
     console.print(table)
-    history = Table(title="history")
-    for column in ("seq", "at", "action", "from", "to", "actor", "note"):
-        history.add_column(column)
+    routing = Table(title="routing: what was decided, and why")
+    routing.add_column("", style="bold", no_wrap=True)
+    routing.add_column("decided", no_wrap=True)
+    routing.add_column("why")
+    for row in _routing_rows(view.get("routing") or {}, zone):
+        routing.add_row(*row)
+    console.print(routing)
+    history = Table(title=f"history ({zone.key})")
+    history.add_column("seq", no_wrap=True)
+    # Never cut: the time is what a dispatcher reads the history for; the other columns fold, not cut.
+    history.add_column("at", no_wrap=True, min_width=25)
+    for column in ("action", "status", "actor", "note"):
+        history.add_column(column, overflow="fold")
     for event in view.get("history", []):
         history.add_row(
             str(event["seq"]),
-            event["at"],
+            _local(event["at"], zone),
             event["action"],
-            str(event["from_status"] or ""),
-            event["to_status"],
+            f"{event['from_status']} → {event['to_status']}" if event["from_status"] else event["to_status"],
             str(event["actor"] or ""),
             str(event["note"] or ""),
         )
@@ -185,11 +266,12 @@ def case_show_command(
     """One case with its routing reasons and its history."""
     from gridsvc.services.cases import get_case
 
-    view = get_case(_sessions(_settings()), request_code, personal=True)
+    settings = _settings()
+    view = get_case(_sessions(settings), request_code, personal=True)
     if as_json:
         console.print_json(json.dumps(view, ensure_ascii=False, default=str))
     else:
-        _print_case(view)
+        _print_case(view, ZoneInfo(settings.timezone))
 
 
 @cases_app.command("step")
@@ -223,7 +305,9 @@ def case_step_command(
         TransitionRequest(action=action, note=note, unit_grid_code=unit_grid, department_code=department),
         actor=LOCAL_DISPATCHER,
     )
-    console.print(f"{request_code}: {view['status']} (deadline {view['deadline'] or '—'})")
+    console.print(
+        f"{request_code}: {view['status']} (deadline {_local(view['deadline'], ZoneInfo(settings.timezone))})"
+    )
 
 
 @cases_app.command("escalate")
@@ -235,11 +319,21 @@ def escalate_command() -> None:
 
     settings = _settings()
     moved = escalate_overdue(_sessions(settings), settings, actor=LOCAL_DISPATCHER)
+    zone = ZoneInfo(settings.timezone)
     for item in moved:
-        console.print(
-            f"{item['request_code']}: {item['from_level']} → {item['to_level']} (due {item['deadline']})"
-        )
+        due = _local(item["deadline"], zone)
+        console.print(f"{item['request_code']}: {item['from_level']} → {item['to_level']} (due {due})")
     console.print(f"{len(moved)} case(s) escalated")
+
+
+def _write_raw(content: str) -> None:
+    """A machine format (CSV, HTML, JSON) on stdout in UTF-8, exactly as ``--out`` writes it: printed
+    through rich it would be wrapped at the terminal's width (80 columns when redirected), splitting lines."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(content.encode("utf-8"))
+    if not content.endswith("\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.buffer.flush()
 
 
 report_app = typer.Typer(help="Reports: the monthly evaluation (月报) per grid, community, street, district.")
@@ -293,7 +387,7 @@ def report_monthly_command(
     else:
         raise typer.BadParameter("table, json, csv or html", param_hint="--format")
     if out is None:
-        console.print(content, highlight=False, markup=False)
+        _write_raw(content)
     else:
         out.write_text(content, encoding="utf-8")
         console.print(f"wrote {out}")

@@ -64,7 +64,7 @@ def locate_command(
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
-    for label, value in _lines(answer):
+    for label, value in _lines(answer, at.date() if at is not None else None):
         table.add_row(label, value)
     console.print(table)
     for note in answer["notes"]:
@@ -77,7 +77,7 @@ def _named(part: dict[str, Any] | None) -> str:
     return f"{part.get('code') or ''} {part.get('name') or ''}".strip()
 
 
-def _lines(answer: dict[str, Any]) -> list[tuple[str, str]]:
+def _lines(answer: dict[str, Any], at: dt.date | None = None) -> list[tuple[str, str]]:
     rgrid = answer["responsibility_grid"] or {}
     worker = rgrid.get("worker") or {}
     station = answer["station"] or {}
@@ -96,7 +96,14 @@ def _lines(answer: dict[str, Any]) -> list[tuple[str, str]]:
             f"{station.get('name') or '—'} {station.get('phone') or ''}"
             + (f" ({station['distance_m']:.0f} m away)" if station.get("distance_m") is not None else ""),
         ),
-        ("plan", f"{plan.get('id', '—')} {plan.get('name') or ''}".strip()),
+        (
+            "plan",
+            f"{plan['id']} {plan.get('name') or ''}".strip()
+            if plan
+            else f"none was in force on {at:%Y-%m-%d}"
+            if at is not None
+            else "none is active",
+        ),
     ]
     for candidate in answer["candidates"]:
         lines.append(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import re
 import tempfile
 import threading
 import time
@@ -220,6 +221,28 @@ def _build(
     return built
 
 
+def _check_degrees(
+    x: npt.ArrayLike, y: npt.ArrayLike, crs: gcrs.ResolvedCRS, x_field: str, y_field: str
+) -> None:
+    """InvalidInputError for a longitude outside ±180° or a latitude outside ±90°: no place on Earth, so
+    bad input (422), not a place outside the city (404)."""
+    problems = []
+    for values, name, limit, what in ((x, x_field, 180.0, "longitude"), (y, y_field, 90.0, "latitude")):
+        array = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        wrong = ~(np.abs(array) <= limit)  # NaN is wrong too
+        if wrong.any():
+            problems.append(
+                FieldProblem(
+                    name, f"{array[wrong][0]:g} is not a {what} in degrees (-{limit:g} to {limit:g})"
+                )
+            )
+    if problems:
+        raise InvalidInputError(
+            f"not a position in {crs.description}: " + "; ".join(f"{p.field}: {p.message}" for p in problems),
+            problems=problems,
+        )
+
+
 def to_cgcs2000(
     x: npt.ArrayLike, y: npt.ArrayLike, crs: str, *, x_field: str = "lon", y_field: str = "lat"
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -274,7 +297,12 @@ class Located:
             notes.append("on a shared edge or vertex: owned by the grid with the smallest code")
         if self.how == "nearest":
             notes.append(f"in no grid: given to the nearest grid, {self.distance_m:.1f} m away")
-        if self.how == "territory":
+        if self.how == "territory" and self.plan is None:
+            notes.append(
+                "no grid plan was in force on the date asked (or none is active now): falls to the district "
+                "by territory (属地兜底)"
+            )
+        elif self.how == "territory":
             notes.append("in no grid and none nearby: falls to the district by territory (属地兜底)")
         if self.near_boundary:
             notes.append(
@@ -353,7 +381,14 @@ def locate_point(
     crs: str = "wgs84",
     at: dt.date | None = None,
 ) -> Located:
-    """Locate one point given in ``crs``; NotFoundError when it is outside the city."""
+    """Locate one point given in ``crs``; NotFoundError when it is outside the city, InvalidInputError when
+    it is no place at all (a longitude past 180°)."""
+    try:
+        resolved = gcrs.resolve_crs(crs)
+    except gcrs.CoordinateError:
+        resolved = None  # to_cgcs2000 says why
+    if resolved is not None and resolved.is_geographic:
+        _check_degrees([x], [y], resolved, "lon", "lat")
     lon, lat = to_cgcs2000([x], [y], crs)
     located = answer_one(plan_locator(sessions, settings, at), float(lon[0]), float(lat[0]))
     if located.how == "outside":
@@ -657,6 +692,40 @@ def _check_points(chunk: gpd.GeoDataFrame) -> None:
 MAX_BATCH_BYTES = 64 << 20
 
 
+# The file door's advice (gis.io, locate_file) in the batch's terms: the request body, not a file on the
+# server (whose temporary path means nothing to the client and is not its business), and query parameters,
+# not command-line options. Applied in order.
+POSTED_TERMS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"--crs says ([^\s;,]+)"), r"the datum is \1 (query parameter crs; wgs84 when not given)"),
+    (re.compile(r"--crs (?=\()"), "the query parameter crs "),
+    (re.compile(r"--crs ([^\s;,)]+)"), r"?crs=\1"),
+    (
+        re.compile(
+            r"give the (right )?encoding \(e\.g\. --encoding [^)]+\)(, or leave it out to detect it)?"
+        ),
+        "send the text in UTF-8",
+    ),
+    (re.compile(r"copy it again or re-export it"), "check it and send it again"),
+    (re.compile(r"; nothing was written"), ""),
+)
+
+
+def _as_posted(exc: InvalidInputError, folder: str, posted: str) -> InvalidInputError:
+    """The error of a batch's temporary file told of the request body, in HTTP terms."""
+
+    def said(text: str) -> str:
+        text = re.sub(re.escape(folder) + r"/\S+?\.(csv|geojson)", posted, text)
+        for pattern, replacement in POSTED_TERMS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    problems = [
+        FieldProblem("body" if p.field == "file" else p.field, said(p.message), p.location)
+        for p in exc.problems
+    ]
+    return InvalidInputError(said(exc.detail), problems=problems)
+
+
 def locate_document(
     sessions: sessionmaker[Session],
     settings: Settings,
@@ -689,6 +758,10 @@ def locate_document(
         # A CSV has no datum of its own; like GET /v1/locate, the default is WGS 84 (GPS, Open311).
         # GeoJSON is WGS 84 by definition (RFC 7946) unless crs says otherwise.
         source_crs = crs if crs is not None else ("wgs84" if fmt == "csv" else None)
-        report = locate_file(sessions, settings, source, target, crs=source_crs, at=at, out_crs="wgs84")
+        try:
+            report = locate_file(sessions, settings, source, target, crs=source_crs, at=at, out_crs="wgs84")
+        except InvalidInputError as exc:
+            posted = "the posted CSV" if fmt == "csv" else "the posted GeoJSON"
+            raise _as_posted(exc, folder, posted) from None
         # The file door writes a BOM for Excel; an HTTP client reading CSV does not expect one.
         return target.read_bytes().removeprefix(b"\xef\xbb\xbf"), report

@@ -333,6 +333,16 @@ def _limit_zh(limit: str) -> str:
     return f"{value} {LIMIT_UNITS_ZH[unit]}" if unit in LIMIT_UNITS_ZH else limit
 
 
+def _refuse_nul(params: Mapping[str, Sequence[str]]) -> None:
+    """InvalidInputError naming the first field holding a NUL character: PostgreSQL text cannot store one,
+    and no honest report has one (it is binary pasted into a text field)."""
+    for name, values in params.items():
+        if "\x00" in name or any("\x00" in value for value in values):
+            raise _problem(
+                name.replace("\x00", "\\u0000"), "contains a NUL character (\\u0000), which text cannot hold"
+            )
+
+
 @dataclass(frozen=True)
 class Submitted:
     """What POST requests answers: the spec's one-element list, and whether a case was made."""
@@ -359,6 +369,7 @@ def submit_request(
         raise AuthenticationError("api_key is required: a key with the reporter role")
     principal = access.authenticate(sessions, raw_key)
     principal.require(*cases.INTAKE_ROLES)
+    _refuse_nul(params)
     raw_code = _one(params, "service_code")
     if raw_code is None:
         raise _problem("service_code", "required: GET services for the service codes")

@@ -111,7 +111,9 @@ def city(database_url: str, test_settings: Settings) -> Iterator[City]:
     engine.dispose()
     places = _far_apart(list(rows), 10)
 
-    with served_gridsvc(url) as base:
+    # Every test here posts from one address: more than the 60 a minute a citizen's phone may
+    # (tests/api/test_rate_limit.py tests that limit).
+    with served_gridsvc(url, OPEN311_POST_PER_MINUTE_PER_ADDRESS="600") as base:
         yield City(base, keys, places, str(lamp[0]), float(lamp[1]), float(lamp[2]))
 
 
@@ -593,6 +595,70 @@ def test_post_with_the_key_in_the_header_works(city: City) -> None:
         headers={"X-API-Key": city.keys["reporter"]},
     )
     assert response.status_code == 201, response.text
+
+
+def _raw_form(city: City, place: Place, service: str, **fields: str) -> str:
+    """A urlencoded body with the Chinese text unescaped, as `curl -d` and many apps send it."""
+    form = {"api_key": city.keys["reporter"], "service_code": service, "lat": repr(place.lat)}
+    form.update({"long": repr(place.lon), **fields})
+    return "&".join(f"{name}={value}" for name, value in form.items())
+
+
+@pytest.mark.parametrize(
+    ("content_type", "charset", "place_index", "service"),
+    [
+        ("application/x-www-form-urlencoded", "utf-8", 1, "E0101"),
+        ("application/x-www-form-urlencoded; charset=utf-8", "utf-8", 2, "E0101"),
+        ("application/x-www-form-urlencoded; charset=GB18030", "gb18030", 3, "E0101"),
+    ],
+)
+def test_post_with_raw_chinese_in_the_form_keeps_the_text(
+    city: City, content_type: str, charset: str, place_index: int, service: str
+) -> None:
+    body = _raw_form(city, city.places[place_index], service, description="路面脏乱请清扫", first_name="张三")
+    response = httpx.post(
+        f"{city.api}/requests.json", content=body.encode(charset), headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 201, response.text
+    (answer,) = json_of(response)
+    request_id = answer["service_request_id"]
+    assert get_one(city, request_id)["description"] == "路面脏乱请清扫"
+    case = httpx.get(f"{city.base}/v1/cases/{request_id}", headers={"X-API-Key": city.keys["dispatcher"]})
+    assert case.status_code == 200, case.text
+    assert case.json()["reporter"]["first_name"] == "张三"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "words"),
+    [
+        (
+            "application/x-www-form-urlencoded",
+            "description=路面".encode("gbk"),
+            ("not valid utf-8", "offset"),
+        ),
+        ("application/x-www-form-urlencoded", b"description=%C2%28", ("percent-encoded", "utf-8")),
+        ("application/x-www-form-urlencoded; charset=klingon", b"description=x", ("klingon",)),
+    ],
+)
+def test_post_with_a_form_that_is_not_text_is_400(
+    city: City, content_type: str, body: bytes, words: tuple[str, ...]
+) -> None:
+    content = (
+        b"api_key=" + city.keys["reporter"].encode() + b"&service_code=E0101&lat=36.6&long=117.0&" + body
+    )
+    for fmt, check in (("json", assert_json_error), ("xml", assert_xml_error)):
+        response = httpx.post(
+            f"{city.api}/requests.{fmt}", content=content, headers={"Content-Type": content_type}
+        )
+        check(response, 400, *words)
+
+
+@pytest.mark.parametrize("field", ["description", "first_name", "address_string"])
+def test_post_with_a_nul_character_is_400_naming_the_field(city: City, field: str) -> None:
+    # PostgreSQL text cannot hold U+0000: refused as bad input, not a 500 from the driver.
+    place = city.places[4]
+    assert_json_error(post(city, place, "E0101", **{field: "abc\x00def"}), 400, field, "NUL")
+    assert_xml_error(post(city, place, "E0101", fmt="xml", **{field: "abc\x00def"}), 400, field, "NUL")
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,12 @@ import sqlalchemy
 from tests.conftest import NEUTRAL_CWD, free_port
 
 
-def gridsvc(args: list[str], database_url: str | None = None) -> subprocess.CompletedProcess[str]:
+def gridsvc(
+    args: list[str], database_url: str | None = None, *, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
+    """Run the command in a process of its own; ``columns`` is the terminal width rich sees."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = str(columns)
     if database_url:
         env["GRIDSVC_DATABASE_URL"] = database_url
     return subprocess.run(

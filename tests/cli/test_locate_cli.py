@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,10 @@ def test_locate_at_a_date_before_the_plan_falls_to_the_district(grid_city_url: s
     assert answer["how"] == "territory" and answer["plan"] is None and answer["district"]["code"] == "370102"
     bad = gridsvc(["locate", "117.001", "36.681", "--at", "yesterday"], grid_city_url)
     assert bad.returncode != 0 and "yesterday" in bad.stderr
+    shown = gridsvc(["locate", "117.001", "36.681", "--crs", "cgcs2000", "--at", "2024-01-01"], grid_city_url)
+    assert shown.returncode == 0, shown.stderr
+    assert "none was in force on 2024-01-01" in shown.stdout
+    assert "no grid plan was in force" in shown.stderr and "none nearby" not in shown.stderr
 
 
 def test_locate_outside_and_bad_datum_say_why(grid_city_url: str) -> None:
@@ -66,6 +71,9 @@ def test_locate_outside_and_bad_datum_say_why(grid_city_url: str) -> None:
     assert outside.returncode == 1 and "outside" in outside.stderr and "Traceback" not in outside.stderr
     bad = gridsvc(["locate", "117.0", "36.68", "--crs", "mars"], grid_city_url)
     assert bad.returncode == 1 and "unknown CRS" in bad.stderr
+    nowhere = gridsvc(["locate", "200", "36.68"], grid_city_url)
+    assert nowhere.returncode == 1 and "200 is not a longitude" in nowhere.stderr
+    assert "outside" not in nowhere.stderr
 
 
 def test_locate_file_csv_in_gcj02(grid_city_url: str, tmp_path: Path) -> None:
@@ -93,17 +101,20 @@ def test_hotline_intake_and_monthly_report_from_the_command_line(grid_city_url: 
     from gis import crs as gcrs
 
     x, y = gcrs.from_storage(117.001, 36.681, "gcj02")
+    # Recent orders: the load refuses order times later than now or over a year old.
+    taken = (dt.datetime.now() - dt.timedelta(days=3)).strftime("%Y-%m-%d %H:%M:%S")
     export = tmp_path / "12345.csv"
     export.write_bytes(
         (
             "工单编号,受理时间,诉求分类,事发地址,经度,纬度\r\n"
-            f"GD9001,2026-10-08 09:30:00,违章停车,甲社区东门,{float(x):.8f},{float(y):.8f}\r\n"
-            f"GD9002,2026-10-08 09:40:00,外星人,甲社区,{float(x):.8f},{float(y):.8f}\r\n"
+            f"GD9001,{taken},违章停车,甲社区东门,{float(x):.8f},{float(y):.8f}\r\n"
+            f"GD9002,{taken},外星人,甲社区,{float(x):.8f},{float(y):.8f}\r\n"
         ).encode("gbk")
     )
     report = tmp_path / "not-routed.csv"
     first = gridsvc(["intake", "hotline", str(export), "--report", str(report), "--json"], grid_city_url)
     assert first.returncode == 0, first.stderr
+    assert "read as GCJ-02" in first.stderr  # no --crs: the datum assumed is said, not silent
     assert json.loads(first.stdout)["created"] == 1
     assert "外星人" in report.read_text(encoding="utf-8-sig")
     again = gridsvc(["intake", "hotline", str(export), "--json"], grid_city_url)

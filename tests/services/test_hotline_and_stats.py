@@ -19,6 +19,8 @@ from gridsvc.settings import Settings
 from tests.services.test_cases import DISPATCHER, FIELD, _intake, _step
 
 BEIJING = ZoneInfo("Asia/Shanghai")
+# When the exports below are loaded: order times are checked against it (none later, none a year older).
+LOADED_AT = dt.datetime(2026, 11, 1, 9, 0, tzinfo=BEIJING)
 
 
 def _gcj(lon: float, lat: float) -> tuple[str, str]:
@@ -63,7 +65,9 @@ def export(tmp_path: Path) -> Path:
 def test_hotline_routes_good_rows_reports_the_rest_and_reloads_nothing(
     case_city: dict[str, Any], export: Path, sessions: sessionmaker[Session], test_settings: Settings
 ) -> None:
-    report = hotline.intake_hotline(sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER)
+    report = hotline.intake_hotline(
+        sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
     assert report.rows == 7 and len(report.created) == 2 and report.already_loaded == 0
     reasons = {p["row"]: p["reason"] for p in report.problems}
     assert set(reasons) == {4, 5, 6, 7, 8}  # CSV line numbers (the header is line 1)
@@ -84,7 +88,9 @@ def test_hotline_routes_good_rows_reports_the_rest_and_reloads_nothing(
     lamp = cases.get_case(sessions, report.created[1], personal=False)
     assert lamp["routing"]["component"]["code"] == "3701020118000001"
 
-    again = hotline.intake_hotline(sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER)
+    again = hotline.intake_hotline(
+        sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
     assert again.created == [] and again.already_loaded == 2
     with sessions() as session:
         loaded = session.execute(
@@ -98,12 +104,59 @@ def test_hotline_category_table_is_editable(
 ) -> None:
     hotline.set_category(sessions, "外星人", "event", "0601", actor=LOCAL_DISPATCHER)
     assert hotline.list_categories(sessions)["外星人"] == ("event", "0601")
-    report = hotline.intake_hotline(sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER)
+    report = hotline.intake_hotline(
+        sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
     assert len(report.created) == 3
     with pytest.raises(InvalidInputError, match="unknown event class"):
         hotline.set_category(sessions, "坏分类", "event", "9999", actor=LOCAL_DISPATCHER)
     assert hotline.remove_category(sessions, "外星人", actor=LOCAL_DISPATCHER)
     assert not hotline.remove_category(sessions, "外星人", actor=LOCAL_DISPATCHER)
+
+
+def test_category_changes_are_audited_and_set_and_remove_read_the_text_alike(
+    sessions: sessionmaker[Session],
+) -> None:
+    hotline.set_category(sessions, " 审计测试类 ", "event", "0102", actor=LOCAL_DISPATCHER)
+    hotline.set_category(sessions, "审计测试类", "event", "0102", actor=LOCAL_DISPATCHER)  # no change
+    hotline.set_category(sessions, "审计测试类", "event", "0101", actor=LOCAL_DISPATCHER)
+    assert hotline.list_categories(sessions)["审计测试类"] == ("event", "0101")
+    assert hotline.remove_category(sessions, "审计测试类 ", actor=LOCAL_DISPATCHER)
+    assert "审计测试类" not in hotline.list_categories(sessions)
+    assert not hotline.remove_category(sessions, "审计测试类", actor=LOCAL_DISPATCHER)
+    with pytest.raises(InvalidInputError, match="empty"):
+        hotline.set_category(sessions, "  ", "event", "0101", actor=LOCAL_DISPATCHER)
+    with sessions() as session:
+        entries = session.execute(
+            text(
+                "SELECT actor, action, entity_id, details FROM audit_log "
+                "WHERE entity = 'hotline_category' ORDER BY id"
+            )
+        ).all()
+    assert [tuple(e) for e in entries] == [
+        ("cli", "create", "审计测试类", {"kind": "event", "class_code": "0102"}),
+        (
+            "cli",
+            "update",
+            "审计测试类",
+            {"kind": "event", "class_code": "0101", "before": {"kind": "event", "class_code": "0102"}},
+        ),
+        ("cli", "delete", "审计测试类", {"before": {"kind": "event", "class_code": "0101"}}),
+    ]
+
+
+def test_hotline_without_a_datum_says_it_assumed_gcj02(
+    case_city: dict[str, Any], export: Path, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    assumed = hotline.intake_hotline(sessions, test_settings, export, actor=LOCAL_DISPATCHER, now=LOADED_AT)
+    assert assumed.crs == "gcj02" and len(assumed.created) == 2
+    (warning,) = assumed.warnings
+    assert "GCJ-02" in warning and "--crs bd09" in warning
+    assert assumed.to_dict()["warnings"] == [warning]
+    told = hotline.intake_hotline(
+        sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
+    assert told.crs == "gcj02" and told.warnings == []
 
 
 def test_hotline_file_without_the_needed_columns_is_refused(
@@ -112,7 +165,90 @@ def test_hotline_file_without_the_needed_columns_is_refused(
     path = tmp_path / "wrong.csv"
     path.write_text("编号,经度,纬度\nA,117.0,36.68\n", encoding="utf-8")
     with pytest.raises(InvalidInputError, match="no time column"):
-        hotline.intake_hotline(sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER)
+        hotline.intake_hotline(
+            sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+        )
+
+
+def test_hotline_row_with_a_nul_character_is_reported_and_the_rest_loaded(
+    case_city: dict[str, Any], tmp_path: Path, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    place = _gcj(117.0010, 36.6810)
+    path = write_export(
+        tmp_path / "nul.csv",
+        [
+            ["NUL1", "2026-10-08 09:30:00", "其他", "甲社区", "正常", "1", *place],
+            ["NUL2", "2026-10-08 09:40:00", "违章停车", "甲社区", "bad\x00content", "1", *place],
+        ],
+        encoding="utf-8",
+    )
+    report = hotline.intake_hotline(
+        sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
+    assert len(report.created) == 1
+    (problem,) = report.problems
+    assert problem["row"] == 3 and problem["field"] == "诉求内容"
+    assert problem["value"] == "bad\\u0000content"
+    assert "NUL" in problem["reason"]
+
+
+def test_hotline_row_with_swapped_or_broken_coordinates_says_what_is_wrong_with_them(
+    case_city: dict[str, Any], tmp_path: Path, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    lon, lat = _gcj(117.0010, 36.6810)
+    path = write_export(
+        tmp_path / "coordinates.csv",
+        [
+            ["XY1", "2026-10-08 09:30:00", "违章停车", "甲社区", "正常", "1", lon, lat],
+            ["XY2", "2026-10-08 09:31:00", "爆管", "甲社区", "坐标颠倒", "1", lat, lon],
+            ["XY3", "2026-10-08 09:32:00", "爆管", "甲社区", "经度不是数", "1", "117度", lat],
+            ["XY4", "2026-10-08 09:33:00", "爆管", "甲社区", "缺纬度", "1", lon, ""],
+        ],
+    )
+    report = hotline.intake_hotline(
+        sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
+    assert len(report.created) == 1
+    by_row = {p["row"]: p for p in report.problems}
+    assert set(by_row) == {3, 4, 5}
+    assert {p["field"] for p in report.problems} == {"经度/纬度"}
+    assert by_row[3]["value"] == f"经度 {lat}, 纬度 {lon}"
+    assert by_row[3]["reason"].startswith("longitude and latitude are swapped")
+    assert by_row[4]["value"] == f"经度 117度, 纬度 {lat}"
+    assert by_row[4]["reason"] == "经度 '117度' is not a number in decimal degrees"
+    assert by_row[5]["reason"] == "纬度 is blank"
+
+
+def test_hotline_orders_later_than_now_or_over_a_year_old_are_reported(
+    case_city: dict[str, Any], tmp_path: Path, sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    place = _gcj(117.0010, 36.6810)
+    path = write_export(
+        tmp_path / "times.csv",
+        [
+            ["T1", "2031-05-01 09:00:00", "其他", "甲社区", "未来", "1", *place],
+            ["T2", "2026-11-01 09:05:00", "其他", "甲社区", "时钟略快", "1", *place],
+            ["T3", "2026-11-01 09:11:00", "其他", "甲社区", "稍后", "1", *place],
+            ["T4", "1999-05-01 09:00:00", "其他", "甲社区", "过去", "1", *place],
+            ["T5", "2025-10-30 09:00:00", "其他", "甲社区", "一年前", "1", *place],
+            ["T6", "2025-11-02 09:00:00", "其他", "甲社区", "不到一年", "1", *place],
+        ],
+    )
+    report = hotline.intake_hotline(
+        sessions, test_settings, path, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
+    assert len(report.created) == 2  # T2 (within the clocks' skew) and T6
+    by_row = {p["row"]: p for p in report.problems}
+    assert set(by_row) == {2, 4, 5, 6}
+    assert {p["field"] for p in report.problems} == {"受理时间"}
+    assert by_row[2]["value"] == "2031-05-01 09:00:00"
+    assert by_row[2]["reason"].startswith("later than now (2026-11-01 09:00)")
+    assert by_row[5]["reason"].startswith("more than a year before now (2026-11-01)")
+    with sessions() as session:
+        refs = session.execute(
+            text("SELECT external_ref FROM case_record WHERE channel = 'hotline_12345' ORDER BY 1")
+        ).scalars()
+        assert list(refs) == ["T2", "T6"]
 
 
 def _run(

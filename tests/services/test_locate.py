@@ -170,6 +170,24 @@ def test_http_one_by_one(client: tuple[TestClient, str]) -> None:
     assert bad.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"lon": 200, "lat": 36.68}, "lon"),
+        ({"lon": 117.0, "lat": -91}, "lat"),
+        ({"lon": 217.0, "lat": 36.68, "crs": "gcj02"}, "lon"),
+    ],
+)
+def test_http_a_longitude_past_180_is_bad_input_not_outside_the_city(
+    client: tuple[TestClient, str], params: dict[str, Any], field: str
+) -> None:
+    http, key = client
+    response = http.get("/v1/locate", params=params, headers={"X-API-Key": key})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == field and "in degrees" in error["message"]
+
+
 def test_http_batch_geojson_and_csv(client: tuple[TestClient, str]) -> None:
     http, key = client
     features = [
@@ -208,6 +226,41 @@ def test_http_batch_geojson_and_csv(client: tuple[TestClient, str]) -> None:
         "/v1/locate/batch", content=b"<xml/>", headers={"X-API-Key": key, "Content-Type": "application/xml"}
     )
     assert wrong.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "field", "words"),
+    [
+        (
+            "text/csv",
+            b"x,y\n509553.843,4064028.655\n",
+            "body",
+            ("the posted CSV", "metres, not degrees", "?crs=EPSG:4548"),
+        ),
+        (
+            "application/geo+json",
+            b'{"type":"FeatureCollection","features":[{"type":"Feature"}\n{"x":1}]}',
+            "body",
+            ("the posted GeoJSON cannot be read", "send it again"),
+        ),
+        ("text/csv", b"a,b\n1,2\n", "body", ("the posted CSV has no coordinate columns",)),
+    ],
+)
+def test_http_batch_errors_speak_of_the_request_not_the_server(
+    client: tuple[TestClient, str], content_type: str, body: bytes, field: str, words: tuple[str, ...]
+) -> None:
+    http, key = client
+    response = http.post(
+        "/v1/locate/batch", content=body, headers={"X-API-Key": key, "Content-Type": content_type}
+    )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert [e["field"] for e in problem["errors"]] == [field]
+    said = problem["detail"] + " " + problem["errors"][0]["message"]
+    for word in words:
+        assert word in said, said
+    for internal in ("/tmp", "gridsvc-locate", "points.", "--crs", "--encoding"):
+        assert internal not in said, said
 
 
 def test_file_and_batch_agree_with_one_by_one(

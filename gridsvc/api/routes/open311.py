@@ -3,12 +3,13 @@
 The format is the path's suffix (``services.xml``, ``requests.json``). Errors never answer
 problem+json here: they are the spec's list of ``{code, description}`` in the requested format
 (``<errors><error><code/><description/></error></errors>`` in XML), with code = the HTTP status:
-400 for a missing or malformed parameter or a POST body that is not a form (XML or JSON bodies are
-refused unread, so no entity is ever expanded), 403 for a missing, unknown, revoked or wrong-role api_key,
-404 for an unknown service, request, path or format (an unknown format answers in XML), 405 for a
-method a resource does not have, 409 for a conflict with the case's state, 413 for a form over 256 KiB,
-429 (with Retry-After) when one api_key or one client address posts too often, 503 when the machine
-lacks something, 500 for any other failure inside the service (logged, never echoed).
+400 for a missing or malformed parameter, a POST body that is not a form (XML or JSON bodies are
+refused unread, so no entity is ever expanded) or a form that is not text in its charset, 403 for a
+missing, unknown, revoked or wrong-role api_key, 404 for an unknown service, request, path or format
+(an unknown format answers in XML), 405 for a method a resource does not have, 409 for a conflict with
+the case's state, 413 for a form over 256 KiB, 429 (with Retry-After) when one api_key or one client
+address posts too often, 503 when the machine lacks something, 500 for any other failure inside the
+service (logged, never echoed).
 Parameters are read as plain strings and checked by the service, so FastAPI's own validation (and the
 app's problem+json handlers) never answer for these routes. Extensions: see gridsvc/services/open311.py.
 """
@@ -21,6 +22,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
@@ -60,6 +62,9 @@ MAX_FORM_BYTES = 256 << 10
 FORM_TOO_LARGE = (
     f"the form is larger than {MAX_FORM_BYTES >> 10} KiB: the description holds at most 4000 characters"
 )
+# As many fields as Starlette's own form parser allows; an honest report has about twenty.
+MAX_FORM_FIELDS = 1000
+URLENCODED = "application/x-www-form-urlencoded"
 
 
 class Open311Route(BoundedBodyRoute, RoleRoute):
@@ -259,6 +264,57 @@ FORM_FIELDS = {
 }
 
 
+def _charset(content_type: str) -> str:
+    """The charset parameter of a Content-Type, UTF-8 when there is none."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"'):
+            return value.strip().strip('"')
+    return "utf-8"
+
+
+def _urlencoded_fields(body: bytes, charset: str) -> list[tuple[str, str]]:
+    """The fields of an application/x-www-form-urlencoded body, raw and percent-encoded bytes alike read in
+    ``charset``, as the WHATWG URL standard's urlencoded parser does (§5.1). Starlette's form parser reads
+    the raw bytes as Latin-1 instead, which turns the UTF-8 that ``curl -d`` and many apps send unescaped
+    into mojibake (路面 became è·¯é\x9d¢)."""
+    try:
+        text = body.decode(charset)
+    except LookupError:
+        raise InvalidInputError(
+            f"the Content-Type names charset {charset!r}, which is not a known text encoding: "
+            "send the form in UTF-8"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"the form is not valid {charset} (byte 0x{body[exc.start]:02x} at offset {exc.start}): "
+            "send it in UTF-8, raw or percent-encoded, or name its charset in the Content-Type"
+        ) from None
+    try:
+        return parse_qsl(
+            text, keep_blank_values=True, encoding=charset, errors="strict", max_num_fields=MAX_FORM_FIELDS
+        )
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"a percent-encoded value is not valid {charset}: percent-encode the UTF-8 bytes of the text"
+        ) from None
+    except ValueError:  # more than MAX_FORM_FIELDS fields
+        raise InvalidInputError(f"the form has more than {MAX_FORM_FIELDS} fields") from None
+
+
+async def _form_fields(request: Request, media_type: str) -> dict[str, list[str]]:
+    """Every value of every text field of the posted form (files ignored), read bounded by Open311Route."""
+    if media_type == URLENCODED:
+        fields = _urlencoded_fields(await request.body(), _charset(request.headers.get("content-type", "")))
+    else:  # multipart (whose parts Starlette decodes in the charset they name), or no body at all
+        form = await request.form()
+        fields = [(key, value) for key, value in form.multi_items() if isinstance(value, str)]
+    params: dict[str, list[str]] = {}
+    for key, value in fields:
+        params.setdefault(key, []).append(value)
+    return params
+
+
 def _not_a_form(media_type: str) -> str:
     what = "XML" if "xml" in media_type else media_type
     return (
@@ -310,11 +366,7 @@ async def post_request(
         # Never parsed, so an XML body's entities (billion laughs, external files) cannot expand or be read.
         return errors(chosen, 400, [_not_a_form(media_type)])
     try:
-        form = await request.form()  # bounded by Open311Route
-        params: dict[str, list[str]] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, str):
-                params.setdefault(key, []).append(value)
+        params = await _form_fields(request, media_type)
         in_url: dict[str, list[str]] = {}
         for key, value in request.query_params.multi_items():  # some clients put api_key in the URL
             in_url.setdefault(key, []).append(value)
