@@ -93,7 +93,7 @@ def test_every_change_route_audits_who_and_what(
             ("case", "dispatch"),
         ),
         (
-            lambda h: client.post("/v1/escalations", params={"now": "2099-01-01T00:00:00Z"}, headers=h),
+            lambda h: client.post(f"/v1/cases/{code[0]}/escalate", headers=h),
             "dispatcher",
             ("case", "escalate"),
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,6 +110,14 @@ def test_escalation_and_stats_routes(api: tuple[TestClient, dict[str, dict[str, 
     client, keys = api
     assert client.post("/v1/escalations", headers=keys["field"]).status_code == 403
     assert client.post("/v1/escalations", headers=keys["dispatcher"]).json() == {"escalated": []}
+    # Not in the future: that would escalate cases not yet due and date their history ahead of time.
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    future = client.post("/v1/escalations", params={"now": ahead}, headers=keys["dispatcher"])
+    assert future.status_code == 422, future.text
+    assert future.json()["errors"][0]["field"] == "query.now"
+    assert "server's clock" in future.json()["errors"][0]["message"]
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    assert client.post("/v1/escalations", params={"now": past}, headers=keys["dispatcher"]).status_code == 200
     stats = client.get(
         "/v1/stats", params={"month": "2026-10", "level": "district"}, headers=keys["dispatcher"]
     )

@@ -197,6 +197,9 @@ escalation_router = APIRouter(prefix="/v1/escalations", tags=["cases"], route_cl
 # No place is further from UTC than -12:00/+14:00, and PostgreSQL stores no offset beyond ±15:59: an
 # instant outside these years or offsets is a typo, refused with 422 rather than failing in the database.
 EARLIEST_NOW, LATEST_NOW = dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
+# A `now` ahead of the server's clock would escalate cases not yet due and write history dated in the
+# future; a caller's clock may run a little ahead of ours, hence the allowance.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def _plausible_now(value: dt.datetime | None) -> dt.datetime | None:
@@ -208,6 +211,9 @@ def _plausible_now(value: dt.datetime | None) -> dt.datetime | None:
     aware = value if offset is not None else value.replace(tzinfo=dt.UTC)
     if not EARLIEST_NOW <= aware < LATEST_NOW:
         raise ValueError("the instant must lie between 1970 and 2999")
+    if aware > dt.datetime.now(dt.UTC) + CLOCK_SKEW:
+        minutes = int(CLOCK_SKEW.total_seconds() // 60)
+        raise ValueError(f"must not be later than the server's clock (by more than {minutes} minutes)")
     return value
 
 
@@ -223,7 +229,10 @@ def escalate(
     now: Annotated[
         dt.datetime | None,
         AfterValidator(_plausible_now),
-        Query(description="escalate as if it were this instant (default: now), e.g. 2026-11-23T18:00+08:00"),
+        Query(
+            description="escalate as if it were this instant (default: now; not later than the server's "
+            "clock plus 5 minutes), e.g. 2026-11-23T18:00+08:00"
+        ),
     ] = None,
 ) -> JSONResponse:
     """One level up per run: community → street → district → city, with a fresh handling limit."""
