@@ -377,6 +377,7 @@ def _load(
                 "dispatched_at": times["dispatched_at"],
                 "handled_at": times["handled_at"],
                 "handle_deadline": times["handle_deadline"],
+                "on_time_deadline": times["on_time_deadline"],
                 "deadline": times["deadline"],
                 "rework_count": times["rework_count"],
                 "updated_at": times["updated_at"],
@@ -435,15 +436,23 @@ def _case_times(session: Session, cases: pd.DataFrame, events: pd.DataFrame) -> 
     kinds = cases["kind"].to_numpy()
     classes = cases["class_code"].to_numpy()
     limits: dict[tuple[str, str], Any] = {}
-    deadline = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(~np.isnat(restarted)):
-        key = (str(kinds[i]), str(classes[i]))
-        if key not in limits:
-            limits[key] = cases_repo.time_limits(session, *key).get("handle")
-        limit = limits[key]
-        if limit is not None:
-            start = pd.Timestamp(restarted[i]).tz_localize("UTC").to_pydatetime()
-            deadline[i] = workcalendar.add_limit(calendar, start, Decimal(str(limit.value)), limit.unit)
+
+    def due(starts: Any) -> Any:
+        out = np.full(n, None, dtype=object)
+        for i in np.flatnonzero(~np.isnat(starts)):
+            key = (str(kinds[i]), str(classes[i]))
+            if key not in limits:
+                limits[key] = cases_repo.time_limits(session, *key).get("handle")
+            limit = limits[key]
+            if limit is not None:
+                start = pd.Timestamp(starts[i]).tz_localize("UTC").to_pydatetime()
+                out[i] = workcalendar.add_limit(calendar, start, Decimal(str(limit.value)), limit.unit)
+        return out
+
+    deadline = due(restarted)
+    # Evaluation scores the report-back against the deadline set at the first dispatch (a rework's fresh
+    # limit is the handler's, not a second chance at being on time).
+    on_time = due(dispatched)
     status = cases["status"].to_numpy()
     open_handling = np.isin(status, ("dispatched", "in_progress"))
 
@@ -456,6 +465,7 @@ def _case_times(session: Session, cases: pd.DataFrame, events: pd.DataFrame) -> 
         "handled_at": column(handled),
         "updated_at": column(updated),
         "handle_deadline": handle_deadline.to_numpy(dtype=object),
+        "on_time_deadline": column(pd.Series(on_time, dtype=object)),
         "deadline": handle_deadline.where(open_handling).to_numpy(dtype=object),
         "rework_count": rework.astype(np.int64),
     }

@@ -61,6 +61,18 @@ def test_small_demo_is_one_district_with_everything(loaded: demo.DemoReport, dem
     assert _scalar(demo_engine, "SELECT count(*) FROM grid_plan WHERE status = 'active'") == 1
 
 
+def test_demo_cases_are_scored_against_the_deadline_of_their_dispatch(
+    loaded: demo.DemoReport, demo_engine: Engine
+) -> None:
+    # Every dispatched case has the deadline evaluation counts; a reworked one works to one no earlier.
+    missing = "SELECT count(*) FROM case_record WHERE dispatched_at IS NOT NULL AND on_time_deadline IS NULL"
+    assert _scalar(demo_engine, missing) == 0
+    later = "SELECT bool_and(handle_deadline >= on_time_deadline) FROM case_record WHERE rework_count > 0"
+    assert _scalar(demo_engine, later) is True
+    same = "SELECT bool_and(handle_deadline = on_time_deadline) FROM case_record WHERE rework_count = 0"
+    assert _scalar(demo_engine, same) is True
+
+
 def test_demo_is_spatially_consistent(loaded: demo.DemoReport, demo_engine: Engine) -> None:
     # Components lie in their unit grid; unit grids in their community; codes carry the parent's prefix.
     outside = _scalar(
