@@ -1363,6 +1363,9 @@ def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
     return _CsvLayout(codec, sep, columns, x, y, wkt, first_line)
 
 
+_CSV_FIELD_COUNT_RE: Final = re.compile(r"Expected ([0-9]+) fields in line ([0-9]+), saw ([0-9]+)")
+
+
 def _csv_raw(
     path: Path, layout: _CsvLayout, label: str, chunk_rows: int
 ) -> Generator[tuple[pd.DataFrame, RowArray], None, None]:
@@ -1396,6 +1399,14 @@ def _csv_raw(
                     field="encoding",
                 ) from exc
             except (pd.errors.ParserError, ValueError) as exc:
+                fields = _CSV_FIELD_COUNT_RE.search(str(exc))
+                if fields is not None:
+                    # pandas counts the file's lines itself, header included: its number is the one to fix.
+                    expected, at, saw = fields.groups()
+                    raise LayerError(
+                        f"{label} cannot be read as CSV: line {at} has {saw} fields where the header has "
+                        f"{expected}: fix that line (a value holding the separator needs quotes)"
+                    ) from exc
                 raise LayerError(
                     f"{label} cannot be read as CSV after line {line} ({exc}): fix that line"
                 ) from exc

@@ -653,6 +653,15 @@ def test_unknown_format(tmp_path: Path) -> None:
     assert str(path) in str(err.value)
 
 
+def test_csv_with_a_line_of_too_many_fields_names_that_line(tmp_path: Path) -> None:
+    path = tmp_path / "井盖.csv"
+    lines = [f"3701020101000{i:03d},117.05,36.65" for i in range(1, 200)]
+    lines[149] += ",多出来的,值"  # line 151 of the file, after the header
+    path.write_text("标识码,经度,纬度\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(LayerError, match="line 151 has 5 fields where the header has 3: fix that line"):
+        read_layer(path, crs="EPSG:4490")
+
+
 def test_csv_without_crs(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "points.csv", "lng,lat\n117.0,36.6\n")
     with pytest.raises(LayerError) as err:
