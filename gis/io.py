@@ -1426,19 +1426,40 @@ def _numbers(column: pd.Series) -> FloatArray:
     return np.asarray(pd.to_numeric(column.str.strip(), errors="coerce"), dtype=np.float64)
 
 
+def _not_numbers(frame: pd.DataFrame, columns: tuple[str, str], rows: RowArray) -> dict[int, tuple[str, str]]:
+    """Rows whose coordinate cell holds text that is no number (117°07′12″, 117.0°, 东经117): the column and
+    the text as written, which the row's NaN coordinate would not show. Empty cells are missing, not here."""
+    found: dict[int, tuple[str, str]] = {}
+    for column in columns:
+        text = frame[column]
+        bad = text.notna().to_numpy() & np.isnan(_numbers(text))
+        for at in np.flatnonzero(bad):
+            if int(rows[at]) not in found:
+                value = str(text.iloc[at])
+                found[int(rows[at])] = (
+                    value,
+                    f"{column} {value} is not a number: write the coordinate as a decimal number (degrees "
+                    "as 117.12, not 117°07′12″; metres without units)",
+                )
+    return found
+
+
 def _csv_frames(path: Path, layout: _CsvLayout, label: str, chunk_rows: int) -> Frames:
     for frame, rows in _csv_raw(path, layout, label, chunk_rows):
         if layout.x is not None and layout.y is not None:
             geoms = np.asarray(
                 shapely.points(_numbers(frame[layout.x]), _numbers(frame[layout.y])), dtype=object
             )
-            attrs = frame
+            attrs = frame.copy()
+            attrs.attrs[UNCONVERTIBLE] = _not_numbers(frame, (layout.x, layout.y), rows)
         else:
             assert layout.wkt is not None
             text = frame[layout.wkt].astype(object).where(frame[layout.wkt].notna(), None)
             geoms = np.asarray(shapely.from_wkt(text.to_numpy(dtype=object), on_invalid="fix"), dtype=object)
             attrs = frame.drop(columns=[layout.wkt])
+        unreadable = attrs.attrs.get(UNCONVERTIBLE, {})
         attrs = attrs.astype(object).where(attrs.notna(), None)
+        attrs.attrs[UNCONVERTIBLE] = unreadable
         yield attrs, geoms, rows
 
 
@@ -1788,6 +1809,8 @@ def _converted(
         # The checks run on the first chunk that has coordinates at all.
         converted, checked, unconvertible = _convert(geoms, rows, crs, info, where, box, unchecked)
         unchecked = unchecked and not checked
+        # A CSV's coordinate text that is no number, said as written (the reader found it).
+        unconvertible = {**attrs.attrs.get(UNCONVERTIBLE, {}), **unconvertible}
         attrs["source_row"] = rows
         frame = gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(converted, crs=STORAGE_CRS), crs=STORAGE_CRS)
         frame.attrs[UNCONVERTIBLE] = unconvertible
