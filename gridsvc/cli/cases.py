@@ -230,6 +230,13 @@ def _print_case(view: dict[str, Any], zone: ZoneInfo) -> None:
         "duplicate_of",
     ):
         value = view.get(key)
+        if key == "station_id" and view.get("station"):
+            # The station the case went to, as field staff know it: its name, code and phone.
+            station = view["station"]
+            table.add_row(
+                "station", f"{station['name']} ({station['code']}) {station['phone'] or ''}".strip()
+            )
+            continue
         table.add_row(key, _local(value, zone) if key in TIME_FIELDS else str(value))
     console.print(table)
     routing = Table(title="routing: what was decided, and why")

@@ -10,7 +10,7 @@ from geoalchemy2.elements import WKTElement
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from gridsvc.db.models import STORAGE_SRID, Case, CaseEvent, HotlineCategory
+from gridsvc.db.models import STORAGE_SRID, Case, CaseEvent, HotlineCategory, Station
 
 # Degrees per metre is at most 1/88,000 in Jinan's latitudes (a degree of longitude at 37.6°N is 88.3 km):
 # an index prefilter with this factor never drops a point that the exact geodesic test keeps.
@@ -279,6 +279,14 @@ def case_codes(session: Session, ids: list[int]) -> dict[int, str]:
         return {}
     rows = session.execute(select(Case.id, Case.request_code).where(Case.id.in_(ids))).all()
     return {int(r[0]): str(r[1]) for r in rows}
+
+
+def station_summary(session: Session, station_id: int) -> dict[str, Any] | None:
+    """A station's code, name and phone, as a case shows whom it went to; None if there is none."""
+    row = session.execute(
+        select(Station.code, Station.name, Station.phone).where(Station.id == station_id)
+    ).one_or_none()
+    return None if row is None else {"code": row[0], "name": row[1], "phone": row[2]}
 
 
 def case_point(session: Session, case_id: int) -> tuple[float, float]:

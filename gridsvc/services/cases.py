@@ -973,6 +973,7 @@ def case_view(session: Session, case: Case, *, personal: bool, history: bool = T
         "street_code": case.street_code,
         "district_code": case.district_code,
         "station_id": case.station_id,
+        "station": repo.station_summary(session, case.station_id) if case.station_id else None,
         "department_code": case.department_code,
         "handling_level": case.handling_level,
         "needs_confirmation": case.needs_confirmation,

@@ -533,3 +533,16 @@ def test_the_service_refuses_nul_characters_for_every_door(
     with pytest.raises(InvalidInputError, match="NUL") as refused:
         _step(sessions, test_settings, code, "reject", note="\u0000")
     assert refused.value.problems[0].field == "note"
+
+
+def test_a_case_shows_the_station_it_went_to(demo_sessions: sessionmaker[Session]) -> None:
+    """Field teams ask which station answers for a case: its name, code and phone, not a database id."""
+    with demo_sessions() as session:
+        code, station = session.execute(
+            text(
+                "SELECT c.request_code, json_build_object('code', s.code, 'name', s.name, 'phone', s.phone) "
+                "FROM case_record c JOIN station s ON s.id = c.station_id ORDER BY c.id LIMIT 1"
+            )
+        ).one()
+    view = cases.get_case(demo_sessions, code, personal=False)
+    assert view["station"] == station and view["station"]["name"]
