@@ -204,6 +204,11 @@ def intake_hotline(
     info, frame, unconvertible = _read(path, crs or DEFAULT_CRS, encoding)
     columns = {role: _column(frame, role, required=role in ("order", "time", "category")) for role in COLUMNS}
     text_columns = [name for name in columns.values() if name is not None]
+    # Intake's problems name the work order's own columns, as the not-routed report's other rows do.
+    x_name, y_name = (*info.coordinate_fields[:2], "lon", "lat")[:2]
+    fields = cases.IntakeFields(
+        class_code=str(columns["category"]), component_code="component", x=x_name, y=y_name
+    )
     zone = ZoneInfo(settings.timezone)
     loaded_at = (now or dt.datetime.now(dt.UTC)).astimezone(zone)
     report = HotlineReport(
@@ -282,6 +287,7 @@ def intake_hotline(
                     attributes={"hotline_category": category},
                     external_ref=order,
                     reported_at=reported_at,
+                    fields=fields,
                 )
                 try:
                     with session.begin_nested():

@@ -76,6 +76,8 @@ def test_hotline_routes_good_rows_reports_the_rest_and_reloads_nothing(
     assert "not a time" in reasons[6]
     assert "twice" in reasons[7]
     assert "outside" in reasons[8]
+    # Intake's problem names the work order's own columns, not Open311's lat/long.
+    assert {p["row"]: p["field"] for p in report.problems}[8] == "经度/纬度"
     parking = cases.get_case(sessions, report.created[0], personal=True)
     assert parking["channel"] == "hotline_12345" and parking["external_ref"] == "GD001"
     assert parking["class_code"] == "0403" and parking["department_code"] == "traffic"
