@@ -926,6 +926,49 @@ def _guessed_warning(label: str, encoding: str, what: str) -> str:
     )
 
 
+_CJK_RE: Final = re.compile("[\u4e00-\u9fff]")
+
+
+def _dbf_field_names(fh: IO[bytes]) -> list[bytes]:
+    """The raw bytes of a .dbf's field names (its header's descriptors)."""
+    head = fh.read(32)
+    if len(head) < 32:
+        return []
+    descriptors = fh.read(max(int.from_bytes(head[8:10], "little") - 32, 0))
+    names = []
+    for start in range(0, len(descriptors) - 31, 32):
+        if descriptors[start] == 0x0D:
+            break
+        names.append(descriptors[start : start + 11].split(b"\0", 1)[0])
+    return names
+
+
+def _check_cpg(source: _Source, declared: str, encoding: str) -> None:
+    """Refuse a .cpg that names an encoding the .dbf's text is not in, saying which it is: read as the
+    .cpg says, GBK text is either refused row by row or turns into Latin letters without a word."""
+    if encoding == "GB18030":
+        return
+    with _open_part(source, ".dbf") as fh:
+        utf8 = True if fh is None else _dbf_text_is_utf8(fh)
+    if utf8:
+        return
+    with _open_part(source, ".dbf") as fh:
+        names = [] if fh is None else _dbf_field_names(fh)
+    chinese = [n.decode("gb18030", errors="replace") for n in names if not n.isascii()]
+    if any(_CJK_RE.search(name) for name in chinese):
+        said = f"its field names read as Chinese in GBK ({', '.join(chinese[:3])})"
+        fix = "give --encoding GB18030"
+    elif encoding == "UTF-8":
+        said = "its text is not UTF-8"
+        fix = "give the encoding it is in with --encoding (GB18030 for Chinese, CP1252 for Western European)"
+    else:
+        return  # a single-byte code page reads any byte: nothing here says it is wrong
+    raise LayerError(
+        f"{source.label}: its .cpg says {declared} ({encoding}), but {said}: {fix}, or correct the .cpg",
+        field="encoding",
+    )
+
+
 def _shapefile_encoding(source: _Source, explicit: str | None) -> tuple[str, list[str]]:
     if explicit is not None:
         return _explicit_encoding(explicit, source.label), []
@@ -935,6 +978,7 @@ def _shapefile_encoding(source: _Source, explicit: str | None) -> tuple[str, lis
     if declared is not None:
         found = _cpg_encoding(declared)
         if found is not None:
+            _check_cpg(source, declared.strip(), found)
             return found, notes
         notes.append(
             f"{source.label}: ignored its .cpg file, which names no known encoding ({declared.strip()!r})"

@@ -268,6 +268,25 @@ def test_gbk_shapefile_with_cpg(tmp_path: Path, cpg: str) -> None:
     assert read["名称"].tolist() == data["名称"]
 
 
+@pytest.mark.parametrize("cpg", ["UTF-8", "1252"])
+def test_gbk_shapefile_with_a_cpg_naming_another_encoding_is_refused_saying_so(
+    tmp_path: Path, cpg: str
+) -> None:
+    # Read as the .cpg says, the text was refused row by row (UTF-8) or became Latin letters (1252).
+    lon, lat = jinan_lonlat(3)
+    data = {k: v[:3] for k, v in components(3).items()}
+    frame = gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4490")
+    shp = tmp_path / "gbk.shp"
+    pyogrio.write_dataframe(frame, shp, encoding="GBK")
+    shp.with_suffix(".cpg").write_text(cpg)
+
+    with pytest.raises(LayerError, match=f"its .cpg says {cpg} .*read as Chinese in GBK") as err:
+        read_layer(shp)
+    assert err.value.field == "encoding" and "--encoding GB18030" in str(err.value)
+    _, read = read_layer(shp, encoding="GB18030")  # told, it reads
+    assert read["名称"].tolist() == data["名称"]
+
+
 def test_utf8_shapefile_with_cpg(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(3)
     data = {k: v[:3] for k, v in components(3).items() if k != "主管部门"}  # 12 UTF-8 bytes: over .dbf's 10
