@@ -1060,6 +1060,7 @@ _GEOJSON_HEAD_BYTES: Final = 64 << 10
 _GEOJSON_CRS_NAME = re.compile(
     rb'"crs"\s*:\s*\{\s*"type"\s*:\s*"name"\s*,\s*"properties"\s*:\s*\{\s*"name"\s*:\s*"([^"]{1,64})"'
 )
+_GEOJSON_FEATURES = re.compile(rb'"features"\s*:')
 # The same member written after "features" (a tool that writes members in another order): the last thing
 # in the file but for scalar members, so a ``crs`` inside the last feature's geometry is not taken for it.
 _GEOJSON_CRS_NAME_LAST = re.compile(
@@ -1078,7 +1079,8 @@ def _geojson_named_datum(source: _Source) -> ResolvedCRS | None:
         head = fh.read(_GEOJSON_HEAD_BYTES)
         fh.seek(max(0, path.stat().st_size - _GEOJSON_HEAD_BYTES))
         tail = fh.read()
-    head = head.split(b'\n"features"', 1)[0]  # GDAL writes each member on a line of its own
+    # Only what comes before the features is the file's: a "crs" after them is looked for at the end.
+    head = _GEOJSON_FEATURES.split(head, 1)[0]
     found = _GEOJSON_CRS_NAME.search(head) or _GEOJSON_CRS_NAME_LAST.search(tail)
     if found is None:
         return None

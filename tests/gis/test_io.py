@@ -467,13 +467,16 @@ def test_geojson_naming_gcj02_after_its_features(tmp_path: Path) -> None:
     assert (info.crs, info.crs_from) == ("gcj02", "file")
     np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-8)
 
-    # A crs inside the last feature's geometry (GeoJSON 2008 allowed it) is not the file's.
-    document = json.loads(gcj.read_text(encoding="utf-8"))
-    document["features"][-1]["geometry"]["crs"] = document.pop("crs")
-    inner = tmp_path / "inner.geojson"
-    inner.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-    info, _ = read_layer(inner, city_bbox=JINAN_BBOX)
-    assert (info.crs, info.crs_from) == ("wgs84", "format")
+    # A crs inside the first or the last feature's geometry (GeoJSON 2008 allowed it) is not the file's,
+    # in a large file or a small one.
+    for size in (2000, 3):
+        for at in (0, -1):
+            document = json.loads(geojson_text(*wgs84_to_gcj02(lon[:size], lat[:size])))
+            document["features"][at]["geometry"]["crs"] = {"type": "name", "properties": {"name": "gcj02"}}
+            inner = tmp_path / "inner.geojson"
+            inner.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+            info, _ = read_layer(inner, city_bbox=JINAN_BBOX)
+            assert (info.crs, info.crs_from) == ("wgs84", "format"), (size, at)
 
 
 def test_geojson_declaring_a_crs_and_an_override_that_contradicts_it(tmp_path: Path) -> None:
