@@ -433,16 +433,17 @@ _UNREADABLE_ATTRIBUTES: Final = (
 
 
 def _with_exported_attributes(
-    mapped: gpd.GeoDataFrame,
+    mapped: gpd.GeoDataFrame, *, exported: bool
 ) -> tuple[gpd.GeoDataFrame, dict[int, tuple[str, str]]]:
     """An export's ``attributes`` column is the rows' free attributes: read it back into them, rather than
     keep it as one attribute inside them (where every export and import would nest it one level deeper). A
     column GIS staff added to the export stays an attribute of its own, and wins over a key of the same
-    name. Attributes may be dicts or, on their way to COPY, JSON text.
+    name. Attributes may be dicts or, on their way to COPY, JSON text. A blank cell is no attributes.
 
-    Returns the rows, and for each row whose cell holds text that is no JSON object (cut at a Shapefile's
-    254 bytes, edited by hand) its value and why it is rejected: imported, it would replace the stored
-    attributes with a fragment. An empty cell is no attributes."""
+    Returns the rows, and, when the file is ``exported`` by gridsvc (known by its derived columns, see
+    _left_out_columns), each row whose cell holds text that is no JSON object (cut at a Shapefile's 254
+    bytes, edited by hand) with its value and why it is rejected: imported, it would replace the stored
+    attributes with a fragment. In any other file such text stays an attribute, as the file has it."""
     unreadable: dict[int, tuple[str, str]] = {}
 
     def merged(row: int, value: Any) -> Any:
@@ -450,10 +451,14 @@ def _with_exported_attributes(
             return None
         as_text = isinstance(value, str)
         outer = json.loads(value) if as_text else value
-        result = _exported_attributes_merged(outer)
+        inner = outer.get("attributes")
+        if isinstance(inner, str) and not inner.strip():
+            result: dict[str, Any] | None = {k: v for k, v in outer.items() if k != "attributes"}
+        else:
+            result = _exported_attributes_merged(outer)
         if result is None:
-            if outer.get("attributes") is not None:
-                unreadable[row] = (str(outer["attributes"]), _UNREADABLE_ATTRIBUTES)
+            if exported and inner is not None:
+                unreadable[row] = (str(inner), _UNREADABLE_ATTRIBUTES)
             return value
         return json.dumps(result, ensure_ascii=False) if as_text else result
 
@@ -1014,7 +1019,9 @@ def _stage_components(
             mapped = fieldmap.map_fields(_without_positions(chunk, run.info), run.mapping, attributes="json")
             unreadable: dict[int, tuple[str, str]] = {}
             if _is_export(run.info, "components"):
-                mapped, unreadable = _with_exported_attributes(mapped)
+                mapped, unreadable = _with_exported_attributes(
+                    mapped, exported=bool(_left_out_columns(run.info, "components"))
+                )
             mapped, oversized, refusals = _refused_before_validation(
                 mapped, chunk, run.settings.max_geometry_vertices, unreadable
             )
@@ -1493,7 +1500,9 @@ def import_layer(
                 mapped = fieldmap.map_layer_fields(_without_positions(chunk, info), request.layer, mapping)
                 unreadable: dict[int, tuple[str, str]] = {}
                 if _is_export(info, request.layer):
-                    mapped, unreadable = _with_exported_attributes(mapped)
+                    mapped, unreadable = _with_exported_attributes(
+                        mapped, exported=bool(_left_out_columns(info, request.layer))
+                    )
                 mapped, oversized, refusals = _refused_before_validation(
                     mapped, chunk, settings.max_geometry_vertices, unreadable
                 )

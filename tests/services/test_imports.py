@@ -656,6 +656,20 @@ def test_a_survey_file_with_one_export_like_column_keeps_it(
     assert attributes["valid_from"] == "2023-05-04" and attributes["灯型"] == "LED"
 
 
+def test_a_survey_files_own_attributes_text_is_kept_not_rejected(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """Only a gridsvc export's attributes column that holds no JSON object rejects its row; a contractor's
+    own column of that name keeps its text as an attribute, and a blank cell is no attributes."""
+    lamps = _lamps(_grid_points(demo_sessions, 2, offset=570), first_seq=957_001)
+    lamps = lamps.assign(attributes=["钢杆 6米", ""])
+    lamps.to_file(tmp_path / "survey.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "survey.gpkg")
+    assert (report.rejected, report.new) == (0, 2)
+    stored = _current(demo_sessions, list(lamps["标识码"]))["attributes"].tolist()
+    assert stored[0]["attributes"] == "钢杆 6米" and "attributes" not in stored[1]
+
+
 def test_a_census_surveyed_again_as_csv_keeps_its_numeric_attributes_unchanged(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
