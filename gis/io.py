@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import csv
 import itertools
 import re
 import stat
@@ -1412,6 +1413,18 @@ def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
 _CSV_FIELD_COUNT_RE: Final = re.compile(r"Expected ([0-9]+) fields in line ([0-9]+), saw ([0-9]+)")
 
 
+def _csv_record_line(path: Path, layout: _CsvLayout, record: int) -> int:
+    """The line the ``record``-th record of a CSV (the header is record 1) starts on."""
+    start = 1
+    with path.open(encoding=layout.codec, newline="", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=layout.sep)
+        for number, _ in enumerate(reader, start=1):
+            if number == record:
+                return start
+            start = reader.line_num + 1
+    return start
+
+
 def _csv_raw(
     path: Path, layout: _CsvLayout, label: str, chunk_rows: int
 ) -> Generator[tuple[pd.DataFrame, RowArray], None, None]:
@@ -1447,8 +1460,10 @@ def _csv_raw(
             except (pd.errors.ParserError, ValueError) as exc:
                 fields = _CSV_FIELD_COUNT_RE.search(str(exc))
                 if fields is not None:
-                    # pandas counts the file's lines itself, header included: its number is the one to fix.
-                    expected, at, saw = fields.groups()
+                    # pandas numbers records, header included; a quoted value may span lines, so the
+                    # record's own line is found by reading the file again to it.
+                    expected, record, saw = fields.groups()
+                    at = _csv_record_line(path, layout, int(record))
                     raise LayerError(
                         f"{label} cannot be read as CSV: line {at} has {saw} fields where the header has "
                         f"{expected}: fix that line (a value holding the separator needs quotes)"

@@ -685,6 +685,11 @@ def test_csv_with_a_line_of_too_many_fields_names_that_line(tmp_path: Path) -> N
     path.write_text("标识码,经度,纬度\n" + "\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(LayerError, match="line 151 has 5 fields where the header has 3: fix that line"):
         read_layer(path, crs="EPSG:4490")
+    # A quoted value that spans lines (a 12345 order's content, a remark) moves the lines after it down.
+    lines[0] += ',"两行\n备注"'
+    path.write_text("标识码,经度,纬度,备注\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(LayerError, match="line 152 has 5 fields where the header has 4: fix that line"):
+        read_layer(path, crs="EPSG:4490")
 
 
 def test_csv_without_crs(tmp_path: Path) -> None:
