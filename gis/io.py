@@ -1493,7 +1493,8 @@ def _not_numbers(frame: pd.DataFrame, columns: tuple[str, str], rows: RowArray) 
     found: dict[int, tuple[str, str]] = {}
     for column in columns:
         text = frame[column]
-        bad = text.notna().to_numpy() & np.isnan(_numbers(text))
+        written = text.str.strip().fillna("").to_numpy(dtype=object) != ""  # blank is missing, not text
+        bad = written & np.isnan(_numbers(text))
         for at in np.flatnonzero(bad):
             if int(rows[at]) not in found:
                 value = str(text.iloc[at])

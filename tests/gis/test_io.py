@@ -586,7 +586,8 @@ def test_gcj02_csv_in_gbk(tmp_path: Path) -> None:
 
 def test_csv_empty_or_bad_coordinate_becomes_nan_on_its_line(tmp_path: Path) -> None:
     text = (
-        '\ufeffID,Lon,Lat,备注\n1,117.01,36.65,ok\n2,,36.66,"two\nlines"\n\n3,abc,36.67,\n4,117.04,36.68,ok\n'
+        '\ufeffID,Lon,Lat,备注\n1,117.01,36.65,ok\n2,  ,36.66,"two\nlines"\n\n'
+        "3,abc,36.67,\n4,117.04,36.68,ok\n"
     )
     path = write_csv(tmp_path / "bom.csv", text)
 
@@ -599,7 +600,7 @@ def test_csv_empty_or_bad_coordinate_becomes_nan_on_its_line(tmp_path: Path) -> 
     xy = coords_of(frame)
     assert math.isnan(xy[1, 0]) and math.isnan(xy[2, 0])
     np.testing.assert_allclose(xy[[0, 3]], [[117.01, 36.65], [117.04, 36.68]], atol=1e-9)
-    assert frame["Lon"].tolist() == ["117.01", None, "abc", "117.04"]
+    assert frame["Lon"].tolist() == ["117.01", "  ", "abc", "117.04"]
     # Text that is no number is said as written, with its column; an empty cell is only missing.
     ((row, (value, reason)),) = frame.attrs[io.UNCONVERTIBLE].items()
     assert (row, value) == (6, "abc") and reason.startswith("Lon abc is not a number: write the coordinate")
