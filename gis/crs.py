@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
@@ -951,7 +952,13 @@ def _datum_shift_problem(from_epsg: int, to_epsg: int) -> str | None:
     a, b = _datum_name(from_epsg), _datum_name(to_epsg)
     if a == b or (_one_frame(a) and _one_frame(b)):
         return None
-    if _transformer(from_epsg, to_epsg).accuracy >= 0:  # a real transformation PROJ has parameters for
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "best transformation is not available": a grid
+        candidates = pyproj.transformer.TransformerGroup(
+            f"EPSG:{from_epsg}", f"EPSG:{to_epsg}", always_xy=True
+        ).transformers
+    # A transformation with parameters (NAD83 to WGS 84, ...) is fine; PROJ's last resort is the ballpark.
+    if any("Ballpark geographic offset" not in t.description for t in candidates):
         return None
     return (
         f"the {a} datum, and PROJ has no shift between it and {b}: converting would leave out the whole "
