@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gridsvc.cli.main import _sessions, _settings, app, console, err_console, friendly
@@ -82,7 +83,7 @@ def intake_hotline_command(
             writer.writeheader()
             writer.writerows(result.problems)
     for warning in result.warnings:
-        err_console.print(f"[yellow]note:[/] {warning}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(warning)}", highlight=False)
     if as_json:
         console.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
         return
@@ -98,7 +99,9 @@ def intake_hotline_command(
     console.print(table)
     for problem in result.problems[:20]:
         err_console.print(
-            f"  row {problem['row']}: {problem['field']} {problem['value'] or ''} — {problem['reason']}",
+            escape(
+                f"  row {problem['row']}: {problem['field']} {problem['value'] or ''} — {problem['reason']}"
+            ),
             highlight=False,
         )
     if len(result.problems) > 20:
@@ -116,7 +119,7 @@ def categories_command() -> None:
     table.add_column("kind")
     table.add_column("class")
     for text, (kind, class_code) in list_categories(_sessions(_settings())).items():
-        table.add_row(text, kind, class_code)
+        table.add_row(escape(text), kind, class_code)
     console.print(table)
 
 
@@ -132,7 +135,7 @@ def category_set_command(
     from gridsvc.services.hotline import set_category
 
     set_category(_sessions(_settings()), text, kind, class_code, actor=LOCAL_DISPATCHER)
-    console.print(f"{text.strip()} → {kind} {class_code}")
+    console.print(escape(f"{text.strip()} → {kind} {class_code}"))
 
 
 @intake_app.command("category-remove")
@@ -143,9 +146,9 @@ def category_remove_command(text: Annotated[str, typer.Argument(help="The catego
     from gridsvc.services.hotline import remove_category
 
     if not remove_category(_sessions(_settings()), text, actor=LOCAL_DISPATCHER):
-        err_console.print(f"[bold red]error:[/] no category {text!r}")
+        err_console.print(f"[bold red]error:[/] no category {escape(repr(text))}")
         raise typer.Exit(1)
-    console.print(f"removed {text.strip()}")
+    console.print(escape(f"removed {text.strip()}"))
 
 
 # The view's times, shown in the city's time zone (settings.timezone).
@@ -234,17 +237,17 @@ def _print_case(view: dict[str, Any], zone: ZoneInfo) -> None:
             # The station the case went to, as field staff know it: its name, code and phone.
             station = view["station"]
             table.add_row(
-                "station", f"{station['name']} ({station['code']}) {station['phone'] or ''}".strip()
+                "station", escape(f"{station['name']} ({station['code']}) {station['phone'] or ''}".strip())
             )
             continue
-        table.add_row(key, _local(value, zone) if key in TIME_FIELDS else str(value))
+        table.add_row(key, _local(value, zone) if key in TIME_FIELDS else escape(str(value)))
     console.print(table)
     routing = Table(title="routing: what was decided, and why")
     routing.add_column("", style="bold", no_wrap=True)
     routing.add_column("decided", no_wrap=True)
     routing.add_column("why")
     for row in _routing_rows(view.get("routing") or {}, zone):
-        routing.add_row(*row)
+        routing.add_row(*(escape(cell) for cell in row))
     console.print(routing)
     history = Table(title=f"history ({zone.key})")
     history.add_column("seq", no_wrap=True)
@@ -258,8 +261,8 @@ def _print_case(view: dict[str, Any], zone: ZoneInfo) -> None:
             _local(event["at"], zone),
             event["action"],
             f"{event['from_status']} → {event['to_status']}" if event["from_status"] else event["to_status"],
-            str(event["actor"] or ""),
-            str(event["note"] or ""),
+            escape(str(event["actor"] or "")),
+            escape(str(event["note"] or "")),
         )
     console.print(history)
 

@@ -49,7 +49,8 @@ def case_city_db(database_url: str, test_settings: Settings) -> Iterator[CaseCit
         x=LAMP[0] + 0.0002,
         y=LAMP[1],
         crs="cgcs2000",
-        description="路灯不亮",
+        # Text a reporter wrote, which rich would read as markup: shown as written, never an error.
+        description="路灯不亮[/图片]",
         reported_at=REPORTED_AT,
     )
     made = cases.intake_case(sessions, settings, intake, actor=REPORTER)
@@ -100,3 +101,4 @@ def test_cases_show_gives_the_routing_and_local_times_in_80_columns(case_city_db
     assert "2026-10-08 09:30:00+08:00" in out  # reported
     assert "2026-10-08 10:02:00+08:00" in out  # the register step in the history
     assert "…" not in out
+    assert "路灯不亮[/图片]" in out
