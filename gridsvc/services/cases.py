@@ -572,6 +572,10 @@ def _request_digest(intake: CaseIntake) -> str:
     return hashlib.sha256(json.dumps(said, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+class ReportChangedError(ConflictError):
+    """The caller sent again, under its external_ref, a report that now says something else."""
+
+
 def _check_replay(session: Session, existing: Case, intake: CaseIntake, actor: Principal) -> None:
     """A report sent again under its external_ref is answered with its case only when the same caller
     sends the same report: anyone else, or other content, collides with the order already taken."""
@@ -597,7 +601,7 @@ def _check_replay(session: Session, existing: Case, intake: CaseIntake, actor: P
         )
     )
     if not same_report:
-        raise ConflictError(
+        raise ReportChangedError(
             f"{intake.channel} order {intake.external_ref!r} was reported before with other content",
             problems=where,
         )

@@ -46,7 +46,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 DEFAULT_CRS = "gcj02"
 ASSUMED_CRS = (
     "coordinates read as GCJ-02 (gcj02), the datum of Amap-based 12345 systems, as no datum was given: "
-    "if the export comes from a Baidu-based system, load it again with --crs bd09"
+    "an export from a Baidu-based system needs --crs bd09 (its cases would lie about 1 km off; an order "
+    "already loaded is not loaded again, so correct such cases by hand: gridsvc cases step CODE reassign)"
 )
 # An order time later than now by more than the clocks of the hotline system and this one may differ is a
 # wrong time (a mistyped year: 2031 for 2021); taken in, it would make a case numbered and due years ahead.
@@ -221,6 +222,7 @@ def intake_hotline(
     with sessions.begin() as session:
         categories = cases_repo.hotline_categories(session)
         seen: set[str] = set()
+        changed: list[str] = []  # orders loaded before that the export now tells otherwise
         for i in range(len(frame)):
             row = frame.iloc[i]
             line = int(row["source_row"])
@@ -292,6 +294,11 @@ def intake_hotline(
                 try:
                     with session.begin_nested():
                         result = cases.intake_case(sessions, settings, intake, actor=actor, session=session)
+                except cases.ReportChangedError:
+                    # Loaded before, and the export now says something else of it (another datum given,
+                    # a category remapped, the content edited): the loaded case stays as it is.
+                    report.already_loaded += 1
+                    changed.append(order)
                 except GridsvcError as exc:
                     problem(exc.problems[0].field if exc.problems else "row", order, exc.detail)
                 else:
@@ -303,6 +310,12 @@ def intake_hotline(
                         report.needs_confirmation += bool(result.case["needs_confirmation"])
             if progress is not None and (i % 200 == 199 or i == len(frame) - 1):
                 progress(i + 1, len(frame))
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        report.warnings.append(
+            f"{len(changed)} orders loaded before now say something else ({shown}): their cases were kept "
+            "as first loaded; correct a case by hand (gridsvc cases step CODE reassign --unit-grid ...)"
+        )
     return report
 
 

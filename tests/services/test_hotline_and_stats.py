@@ -94,6 +94,16 @@ def test_hotline_routes_good_rows_reports_the_rest_and_reloads_nothing(
         sessions, test_settings, export, crs="gcj02", actor=LOCAL_DISPATCHER, now=LOADED_AT
     )
     assert again.created == [] and again.already_loaded == 2
+    # Loaded again in another datum (or with a category remapped): the orders loaded before stay as they
+    # were, counted as loaded before and named, not listed as orders that could not be routed.
+    other = hotline.intake_hotline(
+        sessions, test_settings, export, crs="bd09", actor=LOCAL_DISPATCHER, now=LOADED_AT
+    )
+    assert other.created == [] and other.already_loaded == 2
+    assert {p["row"] for p in other.problems} <= {4, 5, 6, 7, 8}
+    assert any(
+        w.startswith("2 orders loaded before now say something else (GD001, GD002)") for w in other.warnings
+    )
     with sessions() as session:
         loaded = session.execute(
             text("SELECT count(*) FROM case_record WHERE channel = 'hotline_12345'")
