@@ -1005,21 +1005,34 @@ def validate_components(
 DATE_FIELDS: Final = ("initial_date", "change_date")
 _DATE_RE: Final = re.compile(
     r"(?P<year>[0-9]{4})"
-    r"(?:[-/.](?P<month>[0-9]{1,2})[-/.](?P<day>[0-9]{1,2})"
-    r"|年(?P<cn_month>[0-9]{1,2})月(?P<cn_day>[0-9]{1,2})日?"
-    r"|(?P<packed_month>[0-9]{2})(?P<packed_day>[0-9]{2}))"
+    r"(?:[-/.](?P<month>[0-9]{1,2})(?:[-/.](?P<day>[0-9]{1,2}))?"
+    r"|年(?:(?P<cn_month>[0-9]{1,2})月(?:(?P<cn_day>[0-9]{1,2})日?)?)?"
+    r"|(?P<packed_month>[0-9]{2})(?P<packed_day>[0-9]{2}))?"
     # A time, as GeoPackage DATETIME and FileGDB dates carry (midnight, for a date), with its zone if any.
     r"(?:[T ](?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2})(?:\.[0-9]+)?)?"
-    r"\s*(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+    r"\s*(?P<zone>Z|UTC|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
 )
+# Years a survey date can have; a four-digit number outside them is no year (a code, a count).
+_DATE_YEARS: Final = range(1900, 2101)
+
+
+def _zone_text(zone: str | None) -> str:
+    """A zone designator as ISO 8601 writes it: +08:00; UTC and Z as +00:00; none as nothing."""
+    if not zone:
+        return ""
+    if zone in ("Z", "UTC"):
+        return "+00:00"
+    digits = zone[1:].replace(":", "")
+    return f"{zone[0]}{digits[:2]}:{digits[2:4] or '00'}"
 
 
 def iso_date(text: str) -> str | None:
     """A survey date as ISO 8601 text, or None if ``text`` is no date.
 
-    Reads 2023-05-01, 2023/5/1, 2023.5.1, 20230501 and 2023年5月1日, each with a time or not. The result is
-    the date alone when the time is midnight or absent (``2023-05-01``), else the date and the time as
-    written (``2023-05-01T14:30:00``; a zone designator is dropped: survey times are the city's own).
+    Reads 2023-05-01, 2023/5/1, 2023.5.1, 20230501 and 2023年5月1日, each with a time or not, and a year
+    or a month alone (2019, 2019年, 2019-06, 2023年5月), which surveys of old components write. The result
+    is the date alone when the time is midnight or absent (``2023-05-01``; ``2019``; ``2019-06``), else the
+    date and the time with the zone as written (``2023-05-01T14:30:00``, ``2023-05-01T01:30:00+00:00``).
 
     Parameters
     ----------
@@ -1032,18 +1045,25 @@ def iso_date(text: str) -> str | None:
         ISO 8601 text, or None for text that is no date or a date that does not exist (2023-13-45).
     """
     found = _DATE_RE.fullmatch(text.strip())
-    if found is None:
+    if found is None or int(found["year"]) not in _DATE_YEARS:
         return None
-    month = found["month"] or found["cn_month"] or found["packed_month"]
-    day = found["day"] or found["cn_day"] or found["packed_day"]
+    year = int(found["year"])
+    month_text = found["month"] or found["cn_month"] or found["packed_month"]
+    day_text = found["day"] or found["cn_day"] or found["packed_day"]
+    if day_text is None:
+        if found["hour"] is not None:
+            return None  # a time needs its day
+        if month_text is None:
+            return f"{year:04d}"
+        return f"{year:04d}-{int(month_text):02d}" if 1 <= int(month_text) <= 12 else None
     try:
-        date = dt.date(int(found["year"]), int(month), int(day))
+        date = dt.date(year, int(month_text), int(day_text))
         time = dt.time(int(found["hour"] or 0), int(found["minute"] or 0), int(found["second"] or 0))
     except ValueError:
         return None
     if time == dt.time(0, 0):
         return date.isoformat()
-    return dt.datetime.combine(date, time).isoformat()
+    return dt.datetime.combine(date, time).isoformat() + _zone_text(found["zone"])
 
 
 def _check_date(findings: _Findings, values: pd.Series, field: str) -> pd.Series:
