@@ -251,15 +251,21 @@ def test_explicit_encoding_overrides_detection(tmp_path: Path) -> None:
     assert info.fields == CHINESE_FIELDS and frame["主管部门"].tolist() == components()["主管部门"]
 
 
-@pytest.mark.parametrize("cpg", ["GBK", "936", "CP936"])
-def test_gbk_shapefile_with_cpg(tmp_path: Path, cpg: str) -> None:
-    # ArcGIS writes 936 (the Windows code page) or GBK; the .cpg is honoured, nothing is guessed.
+def gbk_shapefile_with_cpg(tmp_path: Path, cpg: str) -> tuple[Path, dict[str, list[str]]]:
+    """Three components written in GBK, beside a .cpg that says ``cpg``; returns the .shp and the data."""
     lon, lat = jinan_lonlat(3)
     data = {k: v[:3] for k, v in components(3).items()}
     frame = gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4490")
     shp = tmp_path / "gbk.shp"
     pyogrio.write_dataframe(frame, shp, encoding="GBK")
     shp.with_suffix(".cpg").write_text(cpg)
+    return shp, data
+
+
+@pytest.mark.parametrize("cpg", ["GBK", "936", "CP936"])
+def test_gbk_shapefile_with_cpg(tmp_path: Path, cpg: str) -> None:
+    # ArcGIS writes 936 (the Windows code page) or GBK; the .cpg is honoured, nothing is guessed.
+    shp, data = gbk_shapefile_with_cpg(tmp_path, cpg)
 
     info, read = read_layer(shp)
 
@@ -273,12 +279,7 @@ def test_gbk_shapefile_with_a_cpg_naming_another_encoding_is_refused_saying_so(
     tmp_path: Path, cpg: str
 ) -> None:
     # Read as the .cpg says, the text was refused row by row (UTF-8) or became Latin letters (1252).
-    lon, lat = jinan_lonlat(3)
-    data = {k: v[:3] for k, v in components(3).items()}
-    frame = gpd.GeoDataFrame(data, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4490")
-    shp = tmp_path / "gbk.shp"
-    pyogrio.write_dataframe(frame, shp, encoding="GBK")
-    shp.with_suffix(".cpg").write_text(cpg)
+    shp, data = gbk_shapefile_with_cpg(tmp_path, cpg)
 
     with pytest.raises(LayerError, match=f"its .cpg says {cpg} .*read as Chinese in GBK") as err:
         read_layer(shp)
