@@ -227,24 +227,55 @@ def create_component_stage(session: Session) -> None:
     session.execute(text(f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT * FROM {CHUNK} WITH NO DATA"))
 
 
+# Staged or written rows as the report shows them, with the unit grid (for the counts; not a report column).
+_AS_REPORTED = """
+    code, class_code, name, status, owner, owner_department_code AS supervisor,
+    maintainer_department_code AS maintainer, attributes, unit_grid_id, ST_AsBinary(geom) AS wkb
+"""
+
+
 def unstage_components(session: Session, codes: Sequence[str]) -> gpd.GeoDataFrame:
     """Take the staged rows of ``codes`` out of the stage; returns them as the report shows rows (code,
-    class_code, name, status, owner, supervisor and maintainer as department codes, attributes, geometry)."""
-    rows = (
+    class_code, name, status, owner, supervisor and maintainer as department codes, attributes, geometry)
+    and their ``unit_grid_id``."""
+    return _as_reported(
+        session.execute(
+            text(f"DELETE FROM {STAGE} WHERE code = ANY(CAST(:codes AS text[])) RETURNING {_AS_REPORTED}"),
+            {"codes": list(codes)},
+        )
+    )
+
+
+def unwrite_components(session: Session, codes: Sequence[str], *, batch_id: int) -> gpd.GeoDataFrame:
+    """Take the rows of ``codes`` that :func:`write_new_components` wrote for batch ``batch_id`` out of
+    component again; returns them as :func:`unstage_components` does."""
+    return _as_reported(
         session.execute(
             text(
                 f"""
-            DELETE FROM {STAGE} WHERE code = ANY(CAST(:codes AS text[]))
-            RETURNING code, class_code, name, status, owner, owner_department_code AS supervisor,
-                      maintainer_department_code AS maintainer, attributes, ST_AsBinary(geom) AS wkb
-            """
+                DELETE FROM component WHERE code = ANY(CAST(:codes AS text[])) AND valid_to IS NULL
+                  AND survey_batch_id = :batch
+                RETURNING {_AS_REPORTED}
+                """
             ),
-            {"codes": list(codes)},
+            {"codes": list(codes), "batch": batch_id},
         )
-        .mappings()
-        .all()
     )
-    columns = ["code", "class_code", "name", "status", "owner", "supervisor", "maintainer", "attributes"]
+
+
+def _as_reported(result: Any) -> gpd.GeoDataFrame:
+    rows = result.mappings().all()
+    columns = [
+        "code",
+        "class_code",
+        "name",
+        "status",
+        "owner",
+        "supervisor",
+        "maintainer",
+        "attributes",
+        "unit_grid_id",
+    ]
     return gpd.GeoDataFrame(
         {c: [r[c] for r in rows] for c in columns},
         geometry=shapely.from_wkb([bytes(r["wkb"]) for r in rows]),
@@ -326,6 +357,16 @@ def copy_block(fields: Sequence[Sequence[str]]) -> bytes:
     return ("\n".join(map("\t".join, zip(*fields, strict=True))) + "\n").encode("utf-8")
 
 
+def _copy_in(session: Session, table: str, block: bytes) -> None:
+    """COPY ``block`` (rows of :data:`CHUNK_COLUMNS`) into ``table``."""
+    data = io.BytesIO(block)
+    statement = _COPY_SQL.format(table=table, columns=", ".join(CHUNK_COLUMNS))
+    # COPY is psycopg2's own API, not DB-API: reach the driver connection under the session's transaction.
+    raw = cast(psycopg2.extensions.connection, session.connection().connection.dbapi_connection)
+    with raw.cursor() as cursor:
+        cursor.copy_expert(statement, data, size=_COPY_BLOCK)
+
+
 def stage_components(session: Session, block: bytes, *, grids_of_plan: int | None = None) -> int:
     """Add encoded rows (:data:`CHUNK_COLUMNS`, from :func:`copy_block`) to the stage.
 
@@ -335,12 +376,7 @@ def stage_components(session: Session, block: bytes, *, grids_of_plan: int | Non
     """
     if not block:
         return 0
-    data = io.BytesIO(block)
-    statement = _COPY_SQL.format(table=CHUNK if grids_of_plan else STAGE, columns=", ".join(CHUNK_COLUMNS))
-    # COPY is psycopg2's own API, not DB-API: reach the driver connection under the session's transaction.
-    raw = cast(psycopg2.extensions.connection, session.connection().connection.dbapi_connection)
-    with raw.cursor() as cursor:
-        cursor.copy_expert(statement, data, size=_COPY_BLOCK)
+    _copy_in(session, CHUNK if grids_of_plan else STAGE, block)
     if grids_of_plan is not None:
         columns = ", ".join(f"c.{name}" for name in CHUNK_COLUMNS[:-2])
         session.execute(
@@ -356,6 +392,60 @@ def stage_components(session: Session, block: bytes, *, grids_of_plan: int | Non
         session.execute(text(f"TRUNCATE {CHUNK}"))
     # A row per line: the fields' own line breaks are escaped.
     return block.count(b"\n")
+
+
+def write_new_components(
+    session: Session, block: bytes, *, batch_id: int, now: dt.datetime
+) -> tuple[int, int]:
+    """Insert encoded rows (as :func:`stage_components` takes them, with their grids) into component as new
+    components of batch ``batch_id``, valid from ``now``; a row whose code has a current component goes to
+    the stage instead, for :func:`classify_components` to compare. Returns how many rows were inserted,
+    and how many of them have a unit grid.
+
+    This is how a first census is written while the file is still read: the server inserts one chunk while
+    the service prepares the next, instead of all of them after the whole file is staged.
+    """
+    if not block:
+        return 0, 0
+    _copy_in(session, CHUNK, block)
+    session.execute(
+        text(
+            f"""
+            WITH surveyed_before AS (
+                DELETE FROM {CHUNK} k USING component c WHERE c.code = k.code AND c.valid_to IS NULL
+                RETURNING k.*
+            )
+            INSERT INTO {STAGE} SELECT * FROM surveyed_before
+            """
+        )
+    )
+    inserted = session.execute(
+        text(
+            f"""
+            WITH inserted AS (
+                INSERT INTO component ({", ".join(CHUNK_COLUMNS)}, survey_batch_id, valid_from)
+                SELECT {", ".join(CHUNK_COLUMNS)}, :batch, :now FROM {CHUNK}
+                RETURNING unit_grid_id
+            )
+            SELECT count(*), count(unit_grid_id) FROM inserted
+            """
+        ),
+        {"batch": batch_id, "now": now},
+    ).one()
+    session.execute(text(f"TRUNCATE {CHUNK}"))
+    return int(inserted[0]), int(inserted[1])
+
+
+def current_codes_count(session: Session, codes: Sequence[str]) -> int:
+    """How many of ``codes`` have a current component."""
+    return int(
+        session.execute(
+            text(
+                "SELECT count(*) FROM component WHERE code = ANY(CAST(:codes AS text[])) AND valid_to IS NULL"
+            ),
+            {"codes": list(codes)},
+        ).scalar_one()
+    )
 
 
 def classify_components(session: Session) -> dict[str, int]:
@@ -447,6 +537,9 @@ def apply_components(session: Session, *, batch_id: int, now: dt.datetime, count
 
 # --- a large insert: component's secondary indexes and foreign keys rebuilt around it --------------------
 
+# The unique index of the current version of each code (models.Component), which a rebuild keeps.
+CURRENT_CODE_INDEX = "uq_component_current_code"
+
 
 @dataclass(frozen=True)
 class SecondaryStructures:
@@ -488,19 +581,24 @@ def lock_component_exclusively(session: Session, *, timeout_ms: int) -> bool:
 
 
 def drop_component_secondary(session: Session) -> SecondaryStructures:
-    """Drop component's secondary indexes and foreign keys (the primary key stays) and return their
-    definitions for :func:`rebuild_component_secondary`. Hold :func:`lock_component_exclusively` first."""
+    """Drop component's secondary indexes and foreign keys and return their definitions for
+    :func:`rebuild_component_secondary`. Hold :func:`lock_component_exclusively` first.
+
+    The primary key stays, and so does :data:`CURRENT_CODE_INDEX`: every written chunk looks its codes up
+    in it (:func:`write_new_components`), and keeping it up to date costs about what building it does.
+    """
     indexes = session.execute(
         text(
             """
             SELECT c.relname, pg_get_indexdef(i.indexrelid)
             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-            WHERE i.indrelid = 'component'::regclass AND NOT i.indisprimary
+            WHERE i.indrelid = 'component'::regclass AND NOT i.indisprimary AND c.relname <> :kept
               AND NOT EXISTS (SELECT 1 FROM pg_constraint k
                               WHERE k.conrelid = i.indrelid AND k.conindid = i.indexrelid)
             ORDER BY c.relname
             """
-        )
+        ),
+        {"kept": CURRENT_CODE_INDEX},
     ).all()
     foreign_keys = session.execute(
         text(

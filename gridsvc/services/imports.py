@@ -11,6 +11,7 @@ and only the versioning and the insert into ``component`` wait for the whole fil
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import gc
 import hashlib
 import json
@@ -708,7 +709,8 @@ class _Writer:
     thread leaves the session alone until :meth:`close`.
 
     The thread also finishes each chunk's COPY data (:func:`_chunk_block`): GEOS's tree query releases the
-    GIL, so it runs beside the next chunk's validation.
+    GIL, so it runs beside the next chunk's validation. Once :attr:`written` is set, chunks go straight
+    into component (see :class:`_Written`) rather than to the stage.
     """
 
     def __init__(
@@ -721,7 +723,8 @@ class _Writer:
         self._engine = session.connection().engine
         self._backend = db_engine.current_backend(session)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridsvc-import")
-        self._pending: deque[Future[int]] = deque()
+        self._pending: deque[Future[None]] = deque()
+        self.written: _Written | None = None
 
     def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(session, *args)`` after the work handed over so far, and return its result."""
@@ -733,9 +736,16 @@ class _Writer:
             self._pending.popleft().result()
         self._pending.append(self._pool.submit(self._stage, chunk))
 
-    def _stage(self, chunk: _EncodedChunk) -> int:
+    def _stage(self, chunk: _EncodedChunk) -> None:
         block = _chunk_block(chunk, self._grids)
-        return repo.stage_components(self._session, block, grids_of_plan=self._grids_of_plan)
+        if self.written is None:
+            repo.stage_components(self._session, block, grids_of_plan=self._grids_of_plan)
+            return
+        inserted, with_grid = repo.write_new_components(
+            self._session, block, batch_id=self.written.batch.id, now=self.written.now
+        )
+        self.written.new += inserted
+        self.written.assigned_to_grid += with_grid
 
     def finish(self) -> None:
         """Wait for every chunk to be staged (raising its error, if one failed)."""
@@ -859,13 +869,16 @@ def import_components(
             # wait for: its grids are what the report shows, not what gets stored.
             plan = repo.active_plan(session) if request.dry_run else repo.lock_active_plan(session)
             repo.create_component_stage(session)
-            run = _Run(request, settings, info, mapping, report, problem_rows, progress)
+            run = _Run(request, settings, info, mapping, report, problem_rows, progress, actor)
             _stage_components(run, session, rules, plan[0] if plan else None)
             _take_back_earlier_duplicates(run, session)
             _settle(report, request, problem_rows, settings)
             say("comparing with the current components")
             diff = repo.classify_components(session)
+            written = run.written
             report.new, report.changed, report.unchanged = diff["new"], diff["changed"], diff["unchanged"]
+            if written is not None:
+                report.new += written.new
             if request.retire_missing:
                 # Found before anything is written, so a dry run shows what a real run would void.
                 report.retired = repo.find_missing(
@@ -880,13 +893,20 @@ def import_components(
             if request.dry_run:
                 report.assigned_to_grid = repo.count_assignable(session, diff)
                 raise _DryRunDoneError
-            # The wall clock after the whole file is staged, not the transaction start: two imports in one
-            # transaction still order, and a version another import committed meanwhile ends after it began.
-            now = repo.clock(session)
-            batch = _new_batch(session, report, request, info, actor)
-            rebuild = _rebuild_or_not(session, request, report.new + report.changed)
-            say(f"writing {report.new + report.changed:,} components")
-            report.assigned_to_grid = repo.apply_components(session, batch_id=batch.id, now=now, counts=diff)
+            if written is None:
+                # The wall clock after the whole file is staged, not the transaction start: two imports in
+                # one transaction still order, and a version another import committed meanwhile ends after
+                # it began. (A census written as it is read took it with component to itself.)
+                now = repo.clock(session)
+                batch = _new_batch(session, report, request, info, actor)
+                rebuild = _rebuild_or_not(session, request, report.new + report.changed)
+                say(f"writing {report.new + report.changed:,} components")
+            else:
+                now, batch, rebuild = written.now, written.batch, written.rebuild
+                report.assigned_to_grid = written.assigned_to_grid
+                if diff["new"] + diff["changed"]:
+                    say(f"writing {diff['new'] + diff['changed']:,} components surveyed before")
+            report.assigned_to_grid += repo.apply_components(session, batch_id=batch.id, now=now, counts=diff)
             if rebuild is not None:
                 say("rebuilding the component table's indexes and checking its foreign keys")
                 repo.rebuild_component_secondary(session, rebuild)
@@ -924,26 +944,35 @@ def _check_area(session: Session, area_codes: Sequence[str]) -> None:
         )
 
 
-def _rebuild_or_not(
-    session: Session, request: ImportRequest, inserting: int
-) -> repo.SecondaryStructures | None:
-    """Drop component's secondary indexes and foreign keys for a large insert, returning what to rebuild;
-    None to insert with them in place.
-
-    Rebuilding needs component to itself until the import commits; when other transactions keep it
-    longer than :data:`REBUILD_LOCK_TIMEOUT_MS`, the import inserts with the indexes in place instead.
-    """
+def _rebuild_wanted(session: Session, request: ImportRequest, inserting: int) -> bool:
+    """Whether inserting ``inserting`` rows should rebuild component's secondary indexes and foreign keys
+    around the insert (the request's choice, else the size rule of :data:`REBUILD_MIN_ROWS`)."""
     wanted = request.rebuild_indexes
     if wanted is None:
         wanted = inserting >= REBUILD_MIN_ROWS and (
             repo.component_rows_estimate(session) <= REBUILD_TABLE_FACTOR * inserting
         )
-    if not wanted or not inserting:
-        return None
+    return bool(wanted) and inserting > 0
+
+
+def _drop_for_rebuild(session: Session, inserting: int) -> repo.SecondaryStructures | None:
+    """Drop component's secondary indexes and foreign keys, returning what to rebuild; None, with nothing
+    dropped, when other transactions keep component longer than :data:`REBUILD_LOCK_TIMEOUT_MS`:
+    rebuilding needs it alone until the import commits, so the import inserts with them in place."""
     if not repo.lock_component_exclusively(session, timeout_ms=REBUILD_LOCK_TIMEOUT_MS):
-        log.info("component is in use: inserting %s rows with its indexes in place", inserting)
+        log.info("component is in use: inserting about %s rows with its indexes in place", inserting)
         return None
     return repo.drop_component_secondary(session)
+
+
+def _rebuild_or_not(
+    session: Session, request: ImportRequest, inserting: int
+) -> repo.SecondaryStructures | None:
+    """For the staged rows: drop component's secondary indexes and foreign keys when inserting them is
+    large, returning what to rebuild; None to insert with them in place."""
+    if not _rebuild_wanted(session, request, inserting):
+        return None
+    return _drop_for_rebuild(session, inserting)
 
 
 @dataclass
@@ -957,6 +986,9 @@ class _Run:
     report: ImportReport
     problem_rows: list[gpd.GeoDataFrame]
     progress: RowsFn | None
+    actor: Principal
+    # Set when the file is written into component as it is read (a large first census, see _Written).
+    written: _Written | None = None
     # Codes of rejected rows, and how many rejected rows had none: --retire-missing must not void the
     # component a rejected row stands for (a typo in its status is no reason to retire a lamp).
     rejected_codes: set[str] = field(default_factory=set)
@@ -964,14 +996,64 @@ class _Run:
     seen: validate.SeenCodes = field(default_factory=validate.SeenCodes)
 
 
+@dataclass
+class _Written:
+    """A large first census written into component chunk by chunk while the file is read, so that the
+    server inserts one chunk while the service reads and validates the next, instead of inserting them all
+    after the whole file is staged (docs/BENCHMARKS.md). Its rows are new components of ``batch``, valid
+    from ``now``; rows whose code has a current component are staged and compared as usual.
+
+    It needs component alone from the first chunk to the commit, with its secondary indexes and foreign
+    keys dropped (``rebuild``), and is never a dry run's or --retire-missing's (see
+    :func:`_may_write_while_reading`).
+    """
+
+    batch: SurveyBatch
+    now: dt.datetime
+    rebuild: repo.SecondaryStructures
+    new: int = 0
+    assigned_to_grid: int = 0
+
+
+def _may_write_while_reading(request: ImportRequest, grids_in_sql: bool) -> bool:
+    """Whether an import may write as it reads (:class:`_Written`): not a dry run, which writes nothing;
+    not with --retire-missing, which finds what is missing by what is staged; not when told to keep the
+    indexes, nor when each chunk's grids are found in SQL on its way into the stage (a small file)."""
+    return not (request.dry_run or request.retire_missing or request.rebuild_indexes is False or grids_in_sql)
+
+
+def _begin_writing(session: Session, run: _Run, first: gpd.GeoDataFrame) -> _Written | None:
+    """Start writing as the file is read (:class:`_Written`) if ``first``, the first accepted rows, tell
+    that the whole file inserts enough rows to rebuild component's indexes around it, and component can be
+    had alone; None to stage the file."""
+    if not len(first):
+        return None
+    new_share = 1 - repo.current_codes_count(session, first["code"].tolist()) / len(first)
+    inserting = round(new_share * max(run.info.feature_count, len(first)))
+    if not _rebuild_wanted(session, run.request, inserting):
+        return None
+    rebuild = _drop_for_rebuild(session, inserting)
+    if rebuild is None:
+        return None
+    batch = _new_batch(session, run.report, run.request, run.info, run.actor)
+    return _Written(batch=batch, now=repo.clock(session), rebuild=rebuild)
+
+
 def _take_back_earlier_duplicates(run: _Run, session: Session) -> None:
-    """Take out of the stage, into the report, the earlier rows of codes a later chunk used again (see
-    ``gis.validate.SeenCodes``): every row of a duplicated code is rejected, whatever the chunk size."""
+    """Take out of the stage (or out of component, for rows written as they were read), into the report, the
+    earlier rows of codes a later chunk used again (see ``gis.validate.SeenCodes``): every row of a
+    duplicated code is rejected, whatever the chunk size."""
     problems = run.seen.taken_back
     if not problems:
         return
     codes = run.seen.taken_back_codes()
     removed = repo.unstage_components(session, codes)
+    if run.written is not None:
+        unwritten = repo.unwrite_components(session, codes, batch_id=run.written.batch.id)
+        run.written.new -= len(unwritten)
+        run.written.assigned_to_grid -= int(unwritten["unit_grid_id"].notna().sum())
+        removed = pd.concat([removed, unwritten], ignore_index=True)
+    removed = removed.drop(columns="unit_grid_id")
     removed["source_row"] = removed["code"].map({str(p.value): p.source_row for p in problems})
     run.report.accepted -= len(removed)
     run.report.problems.extend(problems)
@@ -1004,13 +1086,18 @@ def _stage_components(
     has unit grids reads the grids once and finds them in memory (gis.gridindex, the same rule), since
     reading a grid costs about what looking up one row in SQL does; a smaller file looks them up in SQL,
     chunk by chunk, on the database thread.
+
+    A large first census is written into component as it is read, from its first accepted chunk on
+    (:class:`_Written`, set on ``run``).
     """
     grids = None
     if plan_id is not None and _grids_in_memory(
         run.info.feature_count, repo.unit_grid_count(session, plan_id)
     ):
         grids = gridindex.UnitGridIndex(*repo.unit_grids_by_code(session, plan_id))
-    writer = _Writer(session, grids, grids_of_plan=plan_id if grids is None else None)
+    grids_in_sql = plan_id is not None and grids is None
+    writer = _Writer(session, grids, grids_of_plan=plan_id if grids_in_sql else None)
+    undecided = _may_write_while_reading(run.request, grids_in_sql)
     failed = True
     departments: dict[str, str | None] = {}
     try:
@@ -1035,6 +1122,9 @@ def _stage_components(
                 unknown = _department_names(accepted) - departments.keys()
                 if unknown:
                     departments.update(writer.call(repo.department_codes, sorted(unknown)))
+                if undecided:
+                    run.written = writer.written = writer.call(_begin_writing, run, accepted)
+                    undecided = False
                 writer.stage(_encode_components(accepted, departments))
             run.report.accepted += len(accepted)
             if run.progress:
@@ -1182,7 +1272,8 @@ def _record(
     if report.problems:
         stored = _in_request_words(request, _capped(report, "kept with the import"))
         repo.add_problems(session, _problem_rows(stored, _problem_frame(problem_rows), batch.id))
-        batch.warnings = [_word(request, w) for w in report.warnings]  # with the cut's, if any
+    # With the cut's, if any, and those found after a census written as read made its batch.
+    batch.warnings = [_word(request, w) for w in report.warnings]
     batch.counts = report.counts()
     audit.record_audit(
         session,

@@ -87,10 +87,9 @@ def test_a_large_first_census_rebuilds_and_the_schema_is_as_before(
         phase=phases.append,
     )
     assert report.indexes_rebuilt and report.new == n
-    # What the CLI's progress line shows once the file is read.
+    # What the CLI's progress line shows once the file is read: its rows were written as it was read.
     assert phases == [
         "comparing with the current components",
-        f"writing {n:,} components",
         "rebuilding the component table's indexes and checking its foreign keys",
     ]
     with demo_sessions() as session:
@@ -117,6 +116,62 @@ def test_a_large_first_census_rebuilds_and_the_schema_is_as_before(
     assert not _run(demo_sessions, test_settings, small).indexes_rebuilt
 
 
+def test_a_census_written_as_read_takes_back_duplicates_and_versions_codes_surveyed_before(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Small chunks, so the census is written into component over several of them while it is read; its
+    # first row's code comes again in its last chunk, and two of its codes are components surveyed before.
+    with demo_sessions() as session:
+        schema = _schema(session)
+        table_rows = imports_repo.component_rows_estimate(session)
+        n = max(imports_service.REBUILD_MIN_ROWS, table_rows // imports_service.REBUILD_TABLE_FACTOR + 1) + 10
+        path = _census(session, n, tmp_path / "census.gpkg", first_seq=700_001)
+        surveyed_before = session.execute(
+            text(
+                "SELECT code, id FROM component WHERE valid_to IS NULL AND code LIKE '370102%' "
+                "ORDER BY code LIMIT 2"
+            )
+        ).all()
+    census = gpd.read_file(path)
+    duplicated = census.loc[0, "标识码"]
+    census.loc[n - 1, "标识码"] = duplicated
+    census.loc[[1000, 1001], "标识码"] = [code for code, _ in surveyed_before]
+    census.to_file(path, driver="GPKG")
+    phases: list[str] = []
+    request = ImportRequest(path=path, chunk_rows=10_000)
+    report = import_components(
+        demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR, phase=phases.append
+    )
+    assert report.indexes_rebuilt
+    # The new rows were written as the file was read; the two surveyed before are written after comparing.
+    assert phases[1] == "writing 2 components surveyed before"
+    assert (report.new, report.changed, report.unchanged, report.rejected) == (n - 4, 2, 0, 2)
+    assert sorted((p.source_row, p.field) for p in report.problems) == [(1, "code"), (n, "code")]
+    with demo_sessions() as session:
+        assert _schema(session) == schema
+        stored = session.execute(
+            text("SELECT count(*), count(unit_grid_id) FROM component WHERE survey_batch_id = :b"),
+            {"b": report.batch_id},
+        ).one()
+        assert tuple(stored) == (n - 2, report.assigned_to_grid)
+        # The earlier row of the duplicated code was written, then taken back out: nothing of it is left.
+        assert not session.execute(
+            text("SELECT count(*) FROM component WHERE code = :c"), {"c": duplicated}
+        ).scalar_one()
+        # The components surveyed before got a new version; the old ones end when it begins.
+        for code, old_id in surveyed_before:
+            versions = session.execute(
+                text("SELECT id, valid_from, valid_to FROM component WHERE code = :c ORDER BY valid_from"),
+                {"c": code},
+            ).all()
+            assert len(versions) == 2 and versions[0].id == old_id
+            assert versions[0].valid_to == versions[1].valid_from and versions[1].valid_to is None
+    # The same file again: its first chunk tells it is no census, so nothing is dropped, nothing written.
+    again = _run(demo_sessions, test_settings, path, chunk_rows=10_000)
+    assert not again.indexes_rebuilt
+    assert (again.new, again.changed, again.unchanged, again.rejected) == (0, 0, n - 2, 2)
+
+
 def test_readers_that_stay_make_the_import_keep_the_indexes(
     demo_sessions: sessionmaker[Session],
     demo_engine_shared: Engine,
@@ -140,8 +195,16 @@ def test_readers_that_stay_make_the_import_keep_the_indexes(
         assert _schema(session) == schema
 
 
-def test_a_kill_during_the_rebuild_leaves_rows_and_schema_unchanged(
-    demo_url: str, demo_engine_shared: Engine, tmp_path: Path
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("CREATE %INDEX%", id="during-the-rebuild"),
+        # The census is written into component while it is read: killed with rows of it in the table.
+        pytest.param("%INSERT INTO component%", id="while-writing-as-read"),
+    ],
+)
+def test_a_kill_leaves_rows_and_schema_unchanged(
+    demo_url: str, demo_engine_shared: Engine, tmp_path: Path, statement: str
 ) -> None:
     with demo_engine_shared.connect() as conn:
         path = _census(conn, 200_000, tmp_path / "big.gpkg")
@@ -164,8 +227,9 @@ def test_a_kill_during_the_rebuild_leaves_rows_and_schema_unchanged(
                     conn.execute(
                         text(
                             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gridsvc'"
-                            " AND state = 'active' AND query LIKE 'CREATE %INDEX%'"
-                        )
+                            " AND state = 'active' AND query LIKE :statement"
+                        ),
+                        {"statement": statement},
                     ).scalar_one()
                 )
             time.sleep(0.01)
@@ -173,7 +237,7 @@ def test_a_kill_during_the_rebuild_leaves_rows_and_schema_unchanged(
             process.send_signal(signal.SIGKILL)
     finally:
         _, err = process.communicate(timeout=60)
-    assert seen, f"the import never rebuilt an index: {err.decode()[-1000:]}"
+    assert seen, f"the import never ran {statement}: {err.decode()[-1000:]}"
     deadline = time.monotonic() + 30
     while True:  # the server notices the dropped connection and rolls back
         with demo_engine_shared.connect() as conn:
