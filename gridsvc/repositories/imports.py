@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -408,17 +409,21 @@ def write_new_components(
     if not block:
         return 0, 0
     _copy_in(session, CHUNK, block)
-    session.execute(
-        text(
-            f"""
-            WITH surveyed_before AS (
-                DELETE FROM {CHUNK} k USING component c WHERE c.code = k.code AND c.valid_to IS NULL
-                RETURNING k.*
+    # A probe of the current-code index per row, not a hash of all of component per chunk: the planner,
+    # which counts the rows this import has just added, would hash them again for each chunk (0.5 s a
+    # chunk once the table holds 1 M rows, against 0.14 s).
+    with _planner_settings(session, enable_hashjoin="off", enable_mergejoin="off"):
+        session.execute(
+            text(
+                f"""
+                WITH surveyed_before AS (
+                    DELETE FROM {CHUNK} k USING component c WHERE c.code = k.code AND c.valid_to IS NULL
+                    RETURNING k.*
+                )
+                INSERT INTO {STAGE} SELECT * FROM surveyed_before
+                """
             )
-            INSERT INTO {STAGE} SELECT * FROM surveyed_before
-            """
         )
-    )
     inserted = session.execute(
         text(
             f"""
@@ -434,6 +439,33 @@ def write_new_components(
     ).one()
     session.execute(text(f"TRUNCATE {CHUNK}"))
     return int(inserted[0]), int(inserted[1])
+
+
+@contextmanager
+def _planner_settings(session: Session, **settings: str) -> Iterator[None]:
+    """Planner settings for the statements inside, put back as they were after them. Only this transaction
+    sees them (``set_config(..., true)`` is SET LOCAL), so a failed statement, which ends it, leaves
+    nothing behind: nothing is put back then, since the aborted transaction would refuse it."""
+    names = list(settings)
+    before = session.execute(
+        text("SELECT " + ", ".join(f"current_setting(:name{i})" for i in range(len(names)))),
+        {f"name{i}": name for i, name in enumerate(names)},
+    ).one()
+    _set_local(session, settings)
+    yield
+    _set_local(session, dict(zip(names, before, strict=True)))
+
+
+def _set_local(session: Session, settings: Mapping[str, str]) -> None:
+    items = list(settings.items())
+    session.execute(
+        text("SELECT " + ", ".join(f"set_config(:name{i}, :value{i}, true)" for i in range(len(items)))),
+        {
+            k: v
+            for i, (name, value) in enumerate(items)
+            for k, v in ((f"name{i}", name), (f"value{i}", value))
+        },
+    )
 
 
 def current_codes_count(session: Session, codes: Sequence[str]) -> int:
