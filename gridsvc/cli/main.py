@@ -100,7 +100,8 @@ def _explain(exc: Exception) -> tuple[str, list[str]] | None:
     if isinstance(exc, CommandError):
         return f"migration failed: {exc}", []
     if isinstance(exc, DBAPIError):
-        log.exception("database error")
+        # The details (SQL, the driver's words) are for --verbose: the line below is what a user gets.
+        log.info("database error", exc_info=True)
         return "the database refused the operation (run with --verbose for details)", []
     return None
 

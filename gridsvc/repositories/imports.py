@@ -131,6 +131,28 @@ LEFT JOIN LATERAL (
 """
 
 
+# Imports of one layer take turns: pg_advisory_xact_lock(IMPORT_LOCK, the layer's number) for each.
+IMPORT_LOCK = 0x696D7074  # "impt"
+_LAYER_NUMBERS = {"components": 1, "boundaries": 2, "stations": 3, "net": 4, "roads": 5}
+
+
+def try_import_lock(session: Session, layer: str) -> bool:
+    """Take ``layer``'s import lock for this transaction; False when another import of it holds it."""
+    return bool(
+        session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:k, :layer)"),
+            {"k": IMPORT_LOCK, "layer": _LAYER_NUMBERS[layer]},
+        ).scalar_one()
+    )
+
+
+def wait_for_import_lock(session: Session, layer: str) -> None:
+    """Take ``layer``'s import lock for this transaction, waiting for the import that holds it to end."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:k, :layer)"), {"k": IMPORT_LOCK, "layer": _LAYER_NUMBERS[layer]}
+    )
+
+
 def component_classes(session: Session) -> dict[str, str]:
     """Class code -> geometry kind."""
     rows = session.execute(text("SELECT code, geometry_kind FROM component_class")).all()

@@ -865,6 +865,7 @@ def import_components(
                     "county: import the boundaries first (gridsvc import boundaries FILE --level district)"
                 )
             _check_area(session, request.area_codes)
+            _take_turn(session, "components", request, say)
             # A dry run writes nothing, so it reads the active plan without the lock an activation would
             # wait for: its grids are what the report shows, not what gets stored.
             plan = repo.active_plan(session) if request.dry_run else repo.lock_active_plan(session)
@@ -924,6 +925,18 @@ def import_components(
     finally:
         stop.end()
     return _done(report, request, problem_rows, started, settings)
+
+
+def _take_turn(session: Session, layer: str, request: ImportRequest, say: PhaseFn) -> None:
+    """Wait for an import of the same layer that runs now to end (a dry run, which writes nothing, does
+    not). Two imports of the same codes at once would each version what the other is writing, and the
+    second to commit would fail on the one-current-version rule; in turn, the second compares its rows with
+    what the first committed."""
+    if request.dry_run or repo.try_import_lock(session, layer):
+        return
+    say(f"waiting for another import of {layer} to end")
+    repo.wait_for_import_lock(session, layer)
+    say("reading the file")
 
 
 def _check_area(session: Session, area_codes: Sequence[str]) -> None:
@@ -1571,7 +1584,7 @@ def import_layer(
             cancellation=cancellation,
         )
     stop = cancellation or Cancellation()
-    progress, _ = _checking(stop, progress, phase)
+    progress, say = _checking(stop, progress, phase)
     actor.require("gis_staff")
     _check_request(request)
     _check_layer_request(request)
@@ -1585,6 +1598,7 @@ def import_layer(
         problem_rows: list[gpd.GeoDataFrame] = []
         _freeze_older_objects()
         with sessions.begin() as session, stop.bound(session):
+            _take_turn(session, request.layer, request, say)
             repo.create_layer_stage(session)
             seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
             for chunk in _chunks(info, request, settings):

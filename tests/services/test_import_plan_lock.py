@@ -1,4 +1,5 @@
-"""An import and a plan activation at the same time: the import's components end up on the new plan's grids.
+"""An import and a plan activation at the same time: the import's components end up on the new plan's grids;
+and two imports of the same components at the same time, which take turns.
 
 An import finds each component's grids while it stages the file, long before it commits; an activation
 re-grids only the components it can see. The import share-locks the active plan for its whole
@@ -200,3 +201,39 @@ def test_an_import_during_an_activation_waits_and_takes_the_new_plans_grids(
     assert activated["result"].components_regridded == 2  # the import was not committed yet
     assert (report.new, report.assigned_to_grid) == (LAMPS, LAMPS)
     assert _plans_of_imported(city, report) == [city.draft_id] * LAMPS
+
+
+def test_a_second_import_of_the_same_lamps_waits_for_the_first_and_finds_them_unchanged(
+    city: City, test_settings: Settings
+) -> None:
+    # Imports of one layer take turns (repositories/imports.IMPORT_LOCK): at once, the second would version
+    # what the first is writing and fail on the one-current-version index when it commits.
+    staged, go_on = threading.Event(), threading.Event()
+
+    def hold_after_the_first_chunk(rows: int, total: int) -> None:
+        if not staged.is_set():
+            staged.set()
+            go_on.wait(WAIT_SECONDS)
+
+    first, first_outcome = _in_background(lambda: _import(city, test_settings, hold_after_the_first_chunk))
+    assert staged.wait(WAIT_SECONDS)
+    phases: list[str] = []
+    second_request = ImportRequest(path=city.census, chunk_rows=2)
+    second, second_outcome = _in_background(
+        lambda: import_components(
+            city.sessions, second_request, settings=test_settings, actor=GIS, phase=phases.append
+        )
+    )
+    _wait_for("the second import to wait", lambda: _waiting_for_a_lock(city, "SELECT pg_advisory_xact_lock"))
+    assert phases == ["waiting for another import of components to end"]
+    # A dry run writes nothing, so it does not wait.
+    dry = import_components(
+        city.sessions, ImportRequest(path=city.census, dry_run=True), settings=test_settings, actor=GIS
+    )
+    assert dry.new == LAMPS and "result" not in second_outcome
+    go_on.set()
+    first.join(WAIT_SECONDS)
+    second.join(WAIT_SECONDS)
+    assert "error" not in first_outcome and "error" not in second_outcome, (first_outcome, second_outcome)
+    assert (first_outcome["result"].new, second_outcome["result"].unchanged) == (LAMPS, LAMPS)
+    assert phases[:2] == ["waiting for another import of components to end", "reading the file"]
