@@ -112,8 +112,9 @@ def same_shape(a: str, b: str) -> str:
 def same_attributes(a: str, b: str) -> str:
     """SQL: whether jsonb objects ``a`` and ``b`` hold the same free attributes: equal, or equal once each
     value is read as its text. A CSV has no types, so a census surveyed again as CSV reads 灯杆高度 12.5
-    as "12.5": the same value GIS staff wrote, not a change (nor is "0531" 531: texts must match)."""
-    as_text = "(SELECT jsonb_object_agg(key, value) FROM jsonb_each_text({}))"
+    as "12.5": the same value GIS staff wrote, not a change (nor is "0531" 531: texts must match). Nor is
+    an empty text against no value: a GeoPackage's "" is a CSV's blank cell, which reads as null."""
+    as_text = "(SELECT jsonb_object_agg(key, nullif(value, '')) FROM jsonb_each_text({}))"
     return f"coalesce({a} = {b} OR {as_text.format(a)} IS NOT DISTINCT FROM {as_text.format(b)}, false)"
 
 

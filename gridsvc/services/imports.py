@@ -1211,6 +1211,12 @@ def _settle(
             f"the file has no rows: it would replace {replacing} with nothing; nothing was written",
             problems=[FieldProblem("file", "no rows")],
         )
+    if not report.rows_read:
+        # Most often the wrong layer, or an export that failed half-way: worth a word, not a refusal.
+        what = f"the file's layer {report.source_layer}" if report.source_layer else "the file"
+        report.warnings.append(
+            f"{what} has no rows, so nothing was imported: is it the right file and layer?"
+        )
     # An exact copy of an earlier row (a road digitised twice) loses nothing: the first row is imported.
     lost = {
         p.source_row for p in report.problems if p.action == "rejected" and p.field != validate.COPY_FIELD

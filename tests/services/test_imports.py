@@ -674,9 +674,12 @@ def test_a_census_surveyed_again_as_csv_keeps_its_numeric_attributes_unchanged(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
     """A CSV has no types: the GeoPackage census's 灯杆高度 12.5 comes back from a CSV re-survey as the text
-    "12.5", the same value, and no component gets a new version for it; a different text is a change."""
+    "12.5", the same value, and no component gets a new version for it; a different text is a change. An
+    empty text in the GeoPackage is a blank cell in the CSV, read as no value: the same, too."""
     points = _grid_points(demo_sessions, 3, offset=440)
-    lamps = _lamps(points, first_seq=951_001).assign(灯杆数=np.array([1, 2, 3], dtype=np.int64))
+    lamps = _lamps(points, first_seq=951_001).assign(
+        灯杆数=np.array([1, 2, 3], dtype=np.int64), 备注说明=["", None, "x"]
+    )
     lamps.to_file(tmp_path / "census.gpkg", driver="GPKG")
     assert _run(demo_sessions, test_settings, tmp_path / "census.gpkg").new == 3
     stored = _current(demo_sessions, list(lamps["标识码"]))["attributes"].tolist()
@@ -2057,3 +2060,17 @@ def test_objects_alive_before_reading_are_frozen_out_of_the_collector(
     )
     assert report.new == 20
     assert len(frozen_while_reading) == 2 and all(frozen_while_reading)
+
+
+def test_an_empty_layer_imports_nothing_and_says_so(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    path = tmp_path / "路灯.gpkg"
+    empty = gpd.GeoDataFrame({"标识码": pd.Series(dtype=str)}, geometry=gpd.GeoSeries([], crs="EPSG:4490"))
+    empty.to_file(path, layer="路灯", driver="GPKG", geometry_type="Point")
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, path)
+    assert (report.rows_read, report.new) == (0, 0) and _count(demo_sessions) == before
+    assert report.warnings == [
+        "the file's layer 路灯 has no rows, so nothing was imported: is it the right file and layer?"
+    ]
