@@ -48,6 +48,7 @@ __all__ = [
     "MappingError",
     "add_json_members",
     "clean_text",
+    "field_name_problem",
     "json_objects",
     "load_mapping",
     "map_fields",
@@ -283,12 +284,64 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
+class _ProfileLoader(_UniqueKeyLoader):
+    """Reads a profile's plain scalars as the text written, but for an empty value (``code:``, ``null``).
+
+    A profile's values are field names: YAML 1.1 would read ``2023`` as a number, ``0117`` as the octal
+    number 79, ``NO`` (a common field for 编号) as false and ``2023-05-01`` as a date, so the name used would
+    not be the one written, or the entry would be refused for a value that is fine.
+    """
+
+
+_ProfileLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     duplicated = sorted({k for k in keys if keys.count(k) > 1})
     if duplicated:
         raise MappingError(f"duplicate key(s) {', '.join(map(repr, duplicated))}")
     return dict(pairs)
+
+
+def field_name_problem(standard: str, value: object, *, as_json: bool = False) -> str | None:
+    """What is wrong with ``value`` as the file field a mapping entry gives ``standard`` from, or None.
+
+    A number is refused, not read as a name: in JSON a name is written in quotes, so ``{"code": 5}`` is a
+    slip more often than a field called 5, and the answer says how to write one that is.
+
+    Parameters
+    ----------
+    standard : str
+        The entry's key, a standard field.
+    value : object
+        The entry's value as read from JSON or YAML.
+    as_json : bool, optional
+        Quote a wrong value as JSON writes it (``null``, ``true``), for a caller who wrote JSON; else as
+        Python's repr.
+
+    Returns
+    -------
+    str or None
+        The problem, naming the key; None for a name (non-empty text).
+    """
+    if isinstance(value, str) and value.strip():
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = json.dumps(value)
+        return (
+            f"{standard!r} must name a file field as text, got the number {number}; "
+            f'write {{"{standard}": "{number}"}} if the field is called {number}'
+        )
+    shown = json.dumps(value, ensure_ascii=False, default=str) if as_json else repr(value)
+    return f"{standard!r} must name a file field, got {shown}"
 
 
 def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> dict[str, str]:
@@ -325,7 +378,7 @@ def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> 
         if suffix == ".json":
             data = json.loads(text, object_pairs_hook=_unique_json_object)
         else:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+            data = yaml.load(text, Loader=_ProfileLoader)  # a SafeLoader subclass: no arbitrary objects
     except (json.JSONDecodeError, yaml.YAMLError, MappingError) as exc:
         raise MappingError(f"mapping profile {file} is malformed: {exc}") from exc
     if not isinstance(data, dict):
@@ -339,10 +392,10 @@ def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> 
             raise MappingError(
                 f"mapping profile {file}: {key!r} is not a standard field; use one of {', '.join(fields)}"
             )
-        # YAML reads an all-digit name such as 2023 as a number; a field name is still meant.
-        if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-            raise MappingError(f"mapping profile {file}: {key!r} must name a file field, got {value!r}")
-        profile[key] = str(value)
+        problem = field_name_problem(key, value)
+        if problem is not None:
+            raise MappingError(f"mapping profile {file}: {problem}")
+        profile[key] = value
     return profile
 
 

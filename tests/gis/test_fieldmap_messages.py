@@ -1,0 +1,49 @@
+"""The messages gis.fieldmap gives GIS staff about profiles and field names (issue 3's exploratory test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gis.fieldmap import MappingError, load_mapping
+
+# ---------------------------------------------------------------------------- a number for a field name
+
+
+def test_a_json_profile_giving_a_number_is_refused_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text('{"name": "名称", "code": 2023}', encoding="utf-8")
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    assert str(refused.value) == (
+        f"mapping profile {path}: 'code' must name a file field as text, got the number 2023; "
+        'write {"code": "2023"} if the field is called 2023'
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "field"),
+    [
+        ("2023", "2023"),
+        ("0117", "0117"),  # YAML 1.1 would read the octal number 79
+        ("NO", "NO"),  # and false
+        ("1.50", "1.50"),  # and 1.5
+        ("2023-05-01", "2023-05-01"),  # and a date, refused as no name
+        ("'2023'", "2023"),
+    ],
+)
+def test_a_yaml_profile_gives_the_field_name_as_written(tmp_path: Path, written: str, field: str) -> None:
+    # In YAML an unquoted name is the usual way to write text, so it is the name, exactly as written.
+    path = tmp_path / "p.yml"
+    path.write_text(f"code: {written}\n", encoding="utf-8")
+    assert load_mapping(path) == {"code": field}
+
+
+@pytest.mark.parametrize("written", ["", " null", " ~"])
+def test_a_yaml_profile_with_an_empty_value_is_refused(tmp_path: Path, written: str) -> None:
+    path = tmp_path / "p.yml"
+    path.write_text(f"code:{written}\n", encoding="utf-8")
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    assert str(refused.value) == f"mapping profile {path}: 'code' must name a file field, got None"
