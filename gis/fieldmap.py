@@ -16,6 +16,7 @@ small field lists and alias tables (:data:`LAYER_FIELDS`, :data:`LAYER_ALIASES`,
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import decimal
 import json
@@ -344,13 +345,33 @@ def field_name_problem(standard: str, value: object, *, as_json: bool = False) -
     return f"{standard!r} must name a file field, got {shown}"
 
 
+def _profile_text(data: bytes) -> str | None:
+    """A profile's text: UTF-8 (with or without a BOM), UTF-16 with its BOM, else GB18030; None if none fits.
+
+    Windows Notepad saves "ANSI" as GBK on a Chinese system and "Unicode" as UTF-16. A profile holds a few
+    field names, and text that is not valid UTF-8 is almost never valid by chance, so UTF-8 is tried first
+    and a GBK file (GB18030 reads every GBK text) is read, not refused.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings: tuple[str, ...] = ("utf-16",)
+    else:
+        encodings = ("utf-8-sig", "gb18030")
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
 def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> dict[str, str]:
     """Read a saved field-mapping profile ``{standard_field: file_field}`` from YAML or JSON.
 
     Parameters
     ----------
     path : str or path-like
-        A ``.yml``/``.yaml`` or ``.json`` file in UTF-8 (a BOM, as Windows Notepad writes, is allowed).
+        A ``.yml``/``.yaml`` or ``.json`` file in UTF-8 (a BOM, as Windows Notepad writes, is allowed), or in
+        GBK or UTF-16 with a BOM (Notepad's "ANSI" and "Unicode" on a Chinese system).
     layer : str, optional
         The layer whose standard fields the keys must name (default ``"components"``).
 
@@ -371,9 +392,15 @@ def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> 
     if suffix not in _PROFILE_SUFFIXES:
         raise MappingError(f"mapping profile {file}: unknown format {suffix!r}; use .yaml, .yml or .json")
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(f"mapping profile {file} cannot be read: {exc}") from exc
+        data = file.read_bytes()
+    except OSError as exc:
+        raise MappingError(f"mapping profile {file} cannot be read: {exc.strerror or exc}") from exc
+    text = _profile_text(data)
+    if text is None:
+        raise MappingError(
+            f"mapping profile {file} is neither UTF-8 nor GBK text: open it in a text editor and save it "
+            "as UTF-8"
+        )
     try:
         if suffix == ".json":
             data = json.loads(text, object_pairs_hook=_unique_json_object)

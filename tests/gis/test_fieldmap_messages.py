@@ -47,3 +47,31 @@ def test_a_yaml_profile_with_an_empty_value_is_refused(tmp_path: Path, written: 
     with pytest.raises(MappingError) as refused:
         load_mapping(path)
     assert str(refused.value) == f"mapping profile {path}: 'code' must name a file field, got None"
+
+
+# ------------------------------------------------------------------------------ a profile's encoding
+
+
+@pytest.mark.parametrize("encoding", ["gbk", "gb18030", "utf-16", "utf-8-sig"])
+def test_a_profile_saved_by_notepad_is_read(tmp_path: Path, encoding: str) -> None:
+    # "ANSI" on a Chinese Windows is GBK; "Unicode" is UTF-16 with its BOM.
+    path = tmp_path / "gbk.yml"
+    path.write_text("# 承包商甲的字段\ncode: 设施编号\nname: 设施名称\n", encoding=encoding)
+    assert load_mapping(path) == {"code": "设施编号", "name": "设施名称"}
+
+
+def test_a_profile_in_no_known_encoding_says_to_save_it_as_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_bytes(b'{"code": "\xff\xfe\xff"}')
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    assert str(refused.value) == (
+        f"mapping profile {path} is neither UTF-8 nor GBK text: open it in a text editor and save it as UTF-8"
+    )
+
+
+def test_a_missing_profile_says_so_once(tmp_path: Path) -> None:
+    path = tmp_path / "none.yml"
+    with pytest.raises(MappingError) as refused:
+        load_mapping(path)
+    assert str(refused.value) == f"mapping profile {path} cannot be read: No such file or directory"
