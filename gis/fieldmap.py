@@ -142,7 +142,10 @@ LAYER_ALIASES: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = MappingProxy
         "components": BUILTIN_ALIASES,
         "boundaries": MappingProxyType(
             {
-                # XZQDM/XZQMC are the land-survey (三调) names for admin code and name.
+                # XZQDM/XZQMC are the land-survey (三调) names for admin code and name. The names of one
+                # level (社区代码, 街道代码, 区县代码) come finest first: a file of one level may carry
+                # the codes and names of the levels above it (a community's street), never of those below,
+                # so the finest present is the file's own whatever the level imported.
                 "code": (
                     "代码",
                     "行政区划代码",
@@ -152,8 +155,20 @@ LAYER_ALIASES: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = MappingProxy
                     "XZQHDM",
                     "ADCODE",
                     "CODE",
+                    "社区代码",
+                    "街道代码",
+                    "区县代码",
                 ),
-                "name": ("名称", "行政区划名称", "区划名称", "XZQMC", "NAME"),
+                "name": (
+                    "名称",
+                    "行政区划名称",
+                    "区划名称",
+                    "XZQMC",
+                    "NAME",
+                    "社区名称",
+                    "街道名称",
+                    "区县名称",
+                ),
                 "households": ("户数", "总户数", "HOUSEHOLDS", "HS"),
             }
         ),

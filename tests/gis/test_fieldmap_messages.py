@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gis.fieldmap import MappingError, load_mapping
+from gis.fieldmap import LAYER_ALIASES, LAYERS, MappingError, load_mapping, resolve_mapping
 
 # ---------------------------------------------------------------------------- a number for a field name
 
@@ -75,3 +75,30 @@ def test_a_missing_profile_says_so_once(tmp_path: Path) -> None:
     with pytest.raises(MappingError) as refused:
         load_mapping(path)
     assert str(refused.value) == f"mapping profile {path} cannot be read: No such file or directory"
+
+
+# ------------------------------------------------------------------------------- boundaries' names
+
+
+@pytest.mark.parametrize(
+    ("columns", "code", "name"),
+    [
+        # A community file carries its street's and district's codes and names too: its own are the finest.
+        (["区县代码", "街道代码", "街道名称", "社区代码", "社区名称"], "社区代码", "社区名称"),
+        (["区县代码", "区县名称", "街道名称", "街道代码"], "街道代码", "街道名称"),
+        (["区县名称", "区县代码"], "区县代码", "区县名称"),
+        # A generic name is the file's own: the level's names beside it are its parents'.
+        (["代码", "名称", "街道代码", "街道名称"], "代码", "名称"),
+    ],
+)
+def test_boundaries_are_known_by_their_level_s_names(columns: list[str], code: str, name: str) -> None:
+    assert resolve_mapping(columns, layer="boundaries") == {"code": code, "name": name}
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_no_built_in_name_stands_for_two_fields_of_a_layer(layer: str) -> None:
+    fields_of: dict[str, set[str]] = {}
+    for field, names in LAYER_ALIASES[layer].items():
+        for name in names:
+            fields_of.setdefault(name.strip().casefold(), set()).add(field)
+    assert {name: fields for name, fields in fields_of.items() if len(fields) > 1} == {}
