@@ -16,6 +16,7 @@ small field lists and alias tables (:data:`LAYER_FIELDS`, :data:`LAYER_ALIASES`,
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import decimal
 import json
@@ -48,6 +49,7 @@ __all__ = [
     "MappingError",
     "add_json_members",
     "clean_text",
+    "field_name_problem",
     "json_objects",
     "load_mapping",
     "map_fields",
@@ -140,7 +142,10 @@ LAYER_ALIASES: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = MappingProxy
         "components": BUILTIN_ALIASES,
         "boundaries": MappingProxyType(
             {
-                # XZQDM/XZQMC are the land-survey (三调) names for admin code and name.
+                # XZQDM/XZQMC are the land-survey (三调) names for admin code and name. The names of one
+                # level (社区代码, 街道代码, 区县代码) come finest first: a file of one level may carry
+                # the codes and names of the levels above it (a community's street), never of those below,
+                # so the finest present is the file's own whatever the level imported.
                 "code": (
                     "代码",
                     "行政区划代码",
@@ -150,8 +155,20 @@ LAYER_ALIASES: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = MappingProxy
                     "XZQHDM",
                     "ADCODE",
                     "CODE",
+                    "社区代码",
+                    "街道代码",
+                    "区县代码",
                 ),
-                "name": ("名称", "行政区划名称", "区划名称", "XZQMC", "NAME"),
+                "name": (
+                    "名称",
+                    "行政区划名称",
+                    "区划名称",
+                    "XZQMC",
+                    "NAME",
+                    "社区名称",
+                    "街道名称",
+                    "区县名称",
+                ),
                 "households": ("户数", "总户数", "HOUSEHOLDS", "HS"),
             }
         ),
@@ -283,6 +300,25 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
+class _ProfileLoader(_UniqueKeyLoader):
+    """Reads a profile's plain scalars as the text written, but for an empty value (``code:``, ``null``).
+
+    A profile's values are field names: YAML 1.1 would read ``2023`` as a number, ``0117`` as the octal
+    number 79, ``NO`` (a common field for 编号) as false and ``2023-05-01`` as a date, so the name used would
+    not be the one written, or the entry would be refused for a value that is fine.
+    """
+
+
+_ProfileLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")
+    ]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     duplicated = sorted({k for k in keys if keys.count(k) > 1})
@@ -291,13 +327,66 @@ def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+def field_name_problem(standard: str, value: object, *, as_json: bool = False) -> str | None:
+    """What is wrong with ``value`` as the file field a mapping entry gives ``standard`` from, or None.
+
+    A number is refused, not read as a name: in JSON a name is written in quotes, so ``{"code": 5}`` is a
+    slip more often than a field called 5, and the answer says how to write one that is.
+
+    Parameters
+    ----------
+    standard : str
+        The entry's key, a standard field.
+    value : object
+        The entry's value as read from JSON or YAML.
+    as_json : bool, optional
+        Quote a wrong value as JSON writes it (``null``, ``true``), for a caller who wrote JSON; else as
+        Python's repr.
+
+    Returns
+    -------
+    str or None
+        The problem, naming the key; None for a name (non-empty text).
+    """
+    if isinstance(value, str) and value.strip():
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = json.dumps(value)
+        return (
+            f"{standard!r} must name a file field as text, got the number {number}; "
+            f'write {{"{standard}": "{number}"}} if the field is called {number}'
+        )
+    shown = json.dumps(value, ensure_ascii=False, default=str) if as_json else repr(value)
+    return f"{standard!r} must name a file field, got {shown}"
+
+
+def _profile_text(data: bytes) -> str | None:
+    """A profile's text: UTF-8 (with or without a BOM), UTF-16 with its BOM, else GB18030; None if none fits.
+
+    Windows Notepad saves "ANSI" as GBK on a Chinese system and "Unicode" as UTF-16. A profile holds a few
+    field names, and text that is not valid UTF-8 is almost never valid by chance, so UTF-8 is tried first
+    and a GBK file (GB18030 reads every GBK text) is read, not refused.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings: tuple[str, ...] = ("utf-16",)
+    else:
+        encodings = ("utf-8-sig", "gb18030")
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
 def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> dict[str, str]:
     """Read a saved field-mapping profile ``{standard_field: file_field}`` from YAML or JSON.
 
     Parameters
     ----------
     path : str or path-like
-        A ``.yml``/``.yaml`` or ``.json`` file in UTF-8 (a BOM, as Windows Notepad writes, is allowed).
+        A ``.yml``/``.yaml`` or ``.json`` file in UTF-8 (a BOM, as Windows Notepad writes, is allowed), or in
+        GBK or UTF-16 with a BOM (Notepad's "ANSI" and "Unicode" on a Chinese system).
     layer : str, optional
         The layer whose standard fields the keys must name (default ``"components"``).
 
@@ -318,14 +407,20 @@ def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> 
     if suffix not in _PROFILE_SUFFIXES:
         raise MappingError(f"mapping profile {file}: unknown format {suffix!r}; use .yaml, .yml or .json")
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(f"mapping profile {file} cannot be read: {exc}") from exc
+        data = file.read_bytes()
+    except OSError as exc:
+        raise MappingError(f"mapping profile {file} cannot be read: {exc.strerror or exc}") from exc
+    text = _profile_text(data)
+    if text is None:
+        raise MappingError(
+            f"mapping profile {file} is neither UTF-8 nor GBK text: open it in a text editor and save it "
+            "as UTF-8"
+        )
     try:
         if suffix == ".json":
             data = json.loads(text, object_pairs_hook=_unique_json_object)
         else:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+            data = yaml.load(text, Loader=_ProfileLoader)  # a SafeLoader subclass: no arbitrary objects
     except (json.JSONDecodeError, yaml.YAMLError, MappingError) as exc:
         raise MappingError(f"mapping profile {file} is malformed: {exc}") from exc
     if not isinstance(data, dict):
@@ -339,10 +434,10 @@ def load_mapping(path: str | os.PathLike[str], *, layer: str = "components") -> 
             raise MappingError(
                 f"mapping profile {file}: {key!r} is not a standard field; use one of {', '.join(fields)}"
             )
-        # YAML reads an all-digit name such as 2023 as a number; a field name is still meant.
-        if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-            raise MappingError(f"mapping profile {file}: {key!r} must name a file field, got {value!r}")
-        profile[key] = str(value)
+        problem = field_name_problem(key, value)
+        if problem is not None:
+            raise MappingError(f"mapping profile {file}: {problem}")
+        profile[key] = value
     return profile
 
 

@@ -19,6 +19,7 @@ format, which mirrors the rules of :mod:`gis.codes`; the message for a failing c
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import hashlib
 import re
@@ -1014,6 +1015,9 @@ _DATE_RE: Final = re.compile(
 )
 # Years a survey date can have; a four-digit number outside them is no year (a code, a count).
 _DATE_YEARS: Final = range(1900, 2101)
+# Day 0 of Excel's and Access's date serials (1899-12-30; 1899-12-31 in some exports): what an empty date
+# cell becomes when a table passes through them (ADO, ODBC), not a date anyone surveyed.
+_EMPTY_OFFICE_DATES: Final = frozenset({(1899, 12, 30), (1899, 12, 31)})
 
 
 def _zone_text(zone: str | None) -> str:
@@ -1073,22 +1077,46 @@ def _check_date(findings: _Findings, values: pd.Series, field: str) -> pd.Series
     read = {v: iso_date(str(v)) for v in pd.unique(present[~pd.isna(present)])}
     out = np.array([None if v is None else read[v] for v in present.tolist()], dtype=object)
     at = np.flatnonzero(np.array([v is not None and read[v] is None for v in present.tolist()], dtype=bool))
-    findings.add(
-        at,
-        field,
-        [str(present[i]) for i in at],
-        [
-            f"{field} {present[i]} is not a date: write it as YYYY-MM-DD (2023/5/1, 20230501 and "
-            "2023年5月1日 are read too)"
-            + (
-                "; a five-digit number is how Excel stores a date: format the column as a date before saving"
-                if str(present[i]).isdigit() and len(str(present[i])) == 5
-                else ""
-            )
-            for i in at
-        ],
-    )
+    reasons = {v: _date_problem(field, str(v)) for v, iso in read.items() if iso is None}
+    findings.add(at, field, [str(present[i]) for i in at], [reasons[present[i]] for i in at])
     return pd.Series(out, index=values.index, dtype=object)
+
+
+def _date_problem(field: str, text: str) -> str:
+    """Why ``text``, which :func:`iso_date` did not read, is refused: the message GIS staff are shown.
+
+    A value written as a date but for a year outside :data:`_DATE_YEARS` or a day the month does not have
+    is told so, not told to write what it already is; Excel's and Access's empty date gets how to leave it
+    empty. Anything else is told the forms that are read.
+    """
+    found = _DATE_RE.fullmatch(text.strip())
+    month_text = None if found is None else found["month"] or found["cn_month"] or found["packed_month"]
+    if found is not None and month_text is not None and 1 <= int(month_text) <= 12:
+        year, month = int(found["year"]), int(month_text)
+        day_text = found["day"] or found["cn_day"] or found["packed_day"]
+        day = None if day_text is None else int(day_text)
+        if day is None or 1 <= day <= 31:
+            if (year, month, day) in _EMPTY_OFFICE_DATES:
+                return (
+                    f"{field} {text} is outside the years 1900–2100 a survey date may have: it is the date "
+                    "Excel and Access give an empty date cell; leave the cell blank if the date is not known"
+                )
+            if year not in _DATE_YEARS:
+                return (
+                    f"{field} {text}: the year {year} is outside the years 1900–2100 a survey date may have"
+                )
+            days = calendar.monthrange(year, month)[1]
+            if day is not None and day > days:
+                return f"{field} {text} is no day of the calendar: {year}-{month:02d} has {days} days"
+    return (
+        f"{field} {text} is not a date: write it as YYYY-MM-DD (2023/5/1, 20230501 and 2023年5月1日 are "
+        "read too)"
+        + (
+            "; a five-digit number is how Excel stores a date: format the column as a date before saving"
+            if text.isdigit() and len(text) == 5
+            else ""
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------- other layers

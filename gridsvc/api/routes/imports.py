@@ -18,6 +18,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Path, Query
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
+from gis import fieldmap
 from gridsvc.api.deps import AppSettings, Caller, Sessions
 from gridsvc.api.problems import PROBLEM_JSON, exception_problem, problem_body
 from gridsvc.api.request_body import UploadLimitRoute
@@ -62,11 +63,21 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInputError("mapping is not JSON", problems=[FieldProblem("mapping", str(exc))]) from exc
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
+    if not isinstance(value, dict):
         raise InvalidInputError(
             "mapping must be a JSON object", problems=[FieldProblem("mapping", '{"code": "标识码", ...}')]
+        )
+    # Each value named, its key with it: a wrong one among right ones is otherwise hard to see.
+    wrong = [
+        problem
+        for k, v in value.items()
+        if (problem := fieldmap.field_name_problem(k, v, as_json=True)) is not None
+    ]
+    if wrong:
+        raise InvalidInputError(
+            "each value of mapping must be the name of one of the file's fields, as text: "
+            "nothing was imported",
+            problems=[FieldProblem("mapping", problem) for problem in wrong],
         )
     return value
 
