@@ -551,7 +551,7 @@ def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
         problems = [
             FieldProblem(
                 "mapping",
-                f"no field of the file is the {f} (known as {', '.join(aliases.get(f, ())[:4]) or f}); the "
+                f"no field of the file is the {f} (known as {', '.join(aliases.get(f, ())) or f}); the "
                 f"file's fields are: {', '.join(fields) or '(none)'}; say which with {how.format(f)}",
             )
             for f in missing

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import geopandas as gpd
+import pytest
 import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from gridsvc.errors import InvalidInputError
 from gridsvc.services.access import LOCAL_OPERATOR
 from gridsvc.services.imports import ImportRequest, import_layer
 from gridsvc.settings import Settings
@@ -43,3 +45,23 @@ def test_a_street_file_with_its_district_s_fields_is_read_by_its_own(
         street = session.execute(text("SELECT name, attributes FROM street WHERE code = '370102098'")).one()
     assert street.name == "新建街道"
     assert street.attributes == {"区县代码": "370102", "区县名称": "历下区"}  # the parent's, kept as written
+
+
+def test_a_file_with_no_code_is_told_every_name_a_code_is_known_by(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    streets = gpd.GeoDataFrame(
+        {"编号": ["370102098"], "街道名称": ["新建街道"]},
+        geometry=[shapely.box(117.02, 36.66, 117.022, 36.662)],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "街道.gpkg"
+    streets.to_file(path, driver="GPKG")
+    request = ImportRequest(path=path, layer="boundaries", level="street")
+    with pytest.raises(InvalidInputError) as refused:
+        import_layer(demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR)
+    assert [p.message for p in refused.value.problems] == [
+        "no field of the file is the code (known as 代码, 行政区划代码, 区划代码, 统计用区划代码, XZQDM, "
+        "XZQHDM, ADCODE, CODE, 社区代码, 街道代码, 区县代码); the file's fields are: 编号, 街道名称; say "
+        "which with --map code=FIELD"
+    ]
