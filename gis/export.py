@@ -221,7 +221,8 @@ def _fit_text_values(frame: pd.DataFrame, codec: str, path: Path) -> pd.DataFram
         values = out[column]
         if not _is_text(values):
             continue
-        array = values.to_numpy(dtype=object, na_value=None)
+        # Our own copy: pandas may hand back its own buffer, read-only, and the long values are cut in it.
+        array = values.to_numpy(dtype=object, na_value=None, copy=True)
         # No character takes more than 4 bytes, so only strings longer than 254 / 4 characters need encoding.
         chars = pd.Series(array, dtype=object).str.len().to_numpy(dtype=np.float64, na_value=0.0)
         long = chars > SHAPEFILE_TEXT_BYTES // 4
