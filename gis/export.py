@@ -455,6 +455,28 @@ def _as_report_text(values: pd.Series) -> pd.Series:
     return values.map(_report_text, na_action="ignore").astype(object).where(values.notna(), None)
 
 
+def _number_kind(value: object) -> str | None:
+    """``"integer"``, ``"real"`` or None (anything else, booleans too) for one attribute value."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return "integer" if -(2**63) <= value < 2**63 else None  # beyond a GeoPackage INTEGER: text
+    if isinstance(value, float | np.floating):
+        return "real"
+    return None
+
+
+def _as_attribute_column(values: pd.Series) -> pd.Series:
+    """A free attribute's values in the type they had: integers if every value is one, real numbers if every
+    value is a number, else text. The report corrected and imported again then gives back 12.5, not "12.5"."""
+    kinds = {_number_kind(v) for v in values[values.notna()]}
+    if kinds == {"integer"}:
+        return values.astype("Int64")
+    if kinds and kinds <= {"integer", "real"}:
+        return values.astype("Float64")
+    return _as_report_text(values)
+
+
 def _joined(values: Sequence[str | None]) -> str | None:
     """One report cell for a row's problems: the value itself for one, joined text for several."""
     if len(values) == 1 or all(v is None for v in values):
@@ -463,12 +485,14 @@ def _joined(values: Sequence[str | None]) -> str | None:
 
 
 def _originals(
-    rows: gpd.GeoDataFrame, wanted: npt.NDArray[np.int64], reserved: Sequence[str]
+    rows: gpd.GeoDataFrame, wanted: npt.NDArray[np.int64], reserved: Sequence[str], typed: bool = False
 ) -> tuple[pd.DataFrame, npt.NDArray[np.object_]]:
-    """The rows' own values (as text) and geometries for each report row; None where a row is not given.
+    """The rows' own values and geometries for each report row; None where a row is not given.
 
     Columns are the rows' fields, then the keys of their ``attributes``, renamed with a suffix where they
     clash with ``reserved`` or each other (a file may well have a field called ``value`` or ``CODE``).
+    Values are text, but with ``typed`` the attributes keep their numbers (see
+    :func:`_as_attribute_column`). The fields stay text, as the report stored with an import has them.
     """
     geometries = np.full(len(wanted), None, dtype=object)
     if "source_row" not in rows.columns:
@@ -485,6 +509,7 @@ def _originals(
         geometries[found] = np.asarray(rows.geometry.to_numpy(), dtype=object)[take]
     names: list[str] = []
     columns: list[npt.NDArray[np.object_]] = []
+    attribute_columns: set[int] = set()
 
     def add(name: object, source: npt.NDArray[np.object_]) -> None:
         values = np.full(len(wanted), None, dtype=object)
@@ -500,11 +525,14 @@ def _originals(
         records = [a if isinstance(a, dict) else {} for a in rows["attributes"].to_numpy(dtype=object)[take]]
         # Object columns by hand: from_records would turn a column of 1 and None into 1.0 and NaN.
         for key in dict.fromkeys(k for record in records for k in record):
+            attribute_columns.add(len(columns))
             add(key, np.array([r.get(key) for r in records], dtype=object))
     unique = _unique_names(names, reserved)
     data = {
-        name: _as_report_text(pd.Series(values, dtype=object))
-        for name, values in zip(unique, columns, strict=True)
+        name: (_as_attribute_column if typed and at in attribute_columns else _as_report_text)(
+            pd.Series(values, dtype=object)
+        )
+        for at, (name, values) in enumerate(zip(unique, columns, strict=True))
     }
     return pd.DataFrame(data, index=pd.RangeIndex(len(wanted))), geometries
 
@@ -535,8 +563,9 @@ def write_problems(
         ``pd.concat([result.rejected, result.repaired])`` so repaired rows show their geometry too. A
         problem whose row is not here gets a null geometry and empty values.
     path : str or path-like
-        ``.gpkg`` (layer ``problems``, one geometry column, null where the row has no usable geometry) or
-        ``.csv`` (UTF-8 with BOM, the geometry as a ``wkt`` column).
+        ``.gpkg`` (layer ``problems``, one geometry column, null where the row has no usable geometry; an
+        attribute whose values are all numbers is a number column) or ``.csv`` (UTF-8 with BOM, the
+        geometry as a ``wkt`` column).
 
     Returns
     -------
@@ -569,7 +598,8 @@ def write_problems(
         }
     )
     reserved = (*REPORT_COLUMNS, *(_GPKG_RESERVED if driver == "GPKG" else ("wkt",)))
-    originals, geometries = _originals(rejected, source_rows, reserved)
+    # A GeoPackage has column types, and its numbers must come back as numbers; CSV is text anyway.
+    originals, geometries = _originals(rejected, source_rows, reserved, typed=driver == "GPKG")
     if driver == "CSV":
         wkt = pd.Series(
             shapely.to_wkt(geometries, rounding_precision=_WKT_DECIMALS), dtype=object, name="wkt"

@@ -6,13 +6,19 @@ import json
 import logging
 from pathlib import Path
 
+import geopandas as gpd
+import numpy as np
 import pyogrio
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis.export import SHAPEFILE_TEXT_BYTES
+from gridsvc.services.access import LOCAL_OPERATOR
 from gridsvc.services.export import export_layer
+from gridsvc.services.imports import ImportRequest, import_components
+from gridsvc.settings import Settings
+from tests.services.test_imports import _grid_points, _lamps
 
 LONG_REMARK = "很长的说明" * 30  # 150 characters: 450 bytes in UTF-8, 300 in GBK
 
@@ -44,3 +50,45 @@ def test_a_street_with_a_long_free_attribute_is_written_to_a_shapefile_cut_at_a_
     # The other streets are written whole.
     others = back.loc[back["code"] != street, "attributes"].dropna()
     assert all(isinstance(json.loads(a), dict) for a in others)
+
+
+def test_a_geopackage_report_keeps_its_numbers_numbers_through_a_correction(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """灯杆高度 12.5 (REAL) and 灯杆数 2 (INTEGER) of a rejected lamp: the report holds them as numbers, so
+    the lamp imported from the corrected report has the numbers an import of the census itself would."""
+    lamps = _lamps(_grid_points(demo_sessions, 2, offset=300), first_seq=973_001)
+    lamps["灯杆数"] = np.array([2, 3], dtype=np.int64)
+    lamps["灯型"] = ["钠灯", "LED"]  # text stays text
+    lamps.loc[1, "状态"] = "良"  # no such status: the row is rejected
+    lamps.to_file(tmp_path / "base.gpkg", driver="GPKG")
+
+    def run(path: Path, **kwargs: object) -> None:
+        request = ImportRequest(path=path, **kwargs)  # type: ignore[arg-type]
+        import_components(demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR)
+
+    report = tmp_path / "rep.gpkg"
+    run(tmp_path / "base.gpkg", dry_run=True, report_path=report)
+    info = pyogrio.read_info(report)
+    types = dict(zip(info["fields"], info["dtypes"], strict=True))
+    assert (types["灯杆高度"], types["灯杆数"], types["灯型"]) == ("float64", "int64", "object")
+
+    fixed = gpd.read_file(report)  # corrected in QGIS: the status
+    assert fixed["status"].tolist() == ["良"]
+    fixed["status"] = "破损"
+    fixed.to_file(report, layer="problems", driver="GPKG")
+    run(tmp_path / "base.gpkg")
+    run(report)
+    with demo_sessions() as session:
+        kinds = session.execute(
+            text(
+                "SELECT code, jsonb_typeof(attributes->'灯杆高度'), attributes->>'灯杆高度',"
+                " jsonb_typeof(attributes->'灯杆数'), attributes->>'灯杆数', status"
+                " FROM component WHERE code = ANY(:codes) AND valid_to IS NULL ORDER BY code"
+            ),
+            {"codes": list(lamps["标识码"])},
+        ).all()
+    assert [tuple(k)[1:] for k in kinds] == [
+        ("number", "12.5", "number", "2", "intact"),
+        ("number", "12.5", "number", "3", "damaged"),
+    ]
