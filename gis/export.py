@@ -247,15 +247,19 @@ _SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx
 
 
 def _timestamps_as_text(table: pd.DataFrame) -> pd.DataFrame:
-    """Date-times as ISO 8601 text (2023-05-04T08:00:00+08:00): a DBF field holds a date or text, and
-    GDAL would otherwise write the text itself, with a warning that means nothing to the user."""
+    """Date-times as ISO 8601 text in one form, to the microsecond (2023-05-04T08:00:00.000000+08:00).
+
+    A DBF field holds a date or text, and GDAL would otherwise write the text itself, with a warning that
+    means nothing to the user; pandas's CSV and GDAL's GeoJSON leave out the fraction where it is zero (and
+    GDAL cuts it to milliseconds), so one file's rows, or two exports, would read differently.
+    """
     stamps = [c for c in table.columns if pd.api.types.is_datetime64_any_dtype(table[c])]
     if not stamps:
         return table
     table = table.copy()
     for column in stamps:
         values = table[column]
-        text = values.map(lambda v: v.isoformat(), na_action="ignore")
+        text = values.map(lambda v: v.isoformat(timespec="microseconds"), na_action="ignore")
         table[column] = text.astype(object).where(values.notna(), None)
     return table
 
@@ -283,7 +287,6 @@ def _write_shapefile(
                 name,
             )
     table = table.set_axis([names[str(c)] for c in table.columns], axis=1)
-    table = _timestamps_as_text(table)
     _check_encodable(table, codec, label, path)
     table = _fit_text_values(table, codec, path)
     frame = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
@@ -393,6 +396,8 @@ def write_layer(
             carries,
         )
     table = _plain_columns(pd.DataFrame(frame.drop(columns=frame.geometry.name)))
+    if driver != "GPKG":  # a GeoPackage has a date-time type, written in the form its standard names
+        table = _timestamps_as_text(table)
     if not out_path.parent.is_dir():
         raise ValueError(f"cannot write {out_path.name}: the folder {out_path.parent} does not exist")
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 from sqlalchemy import text
@@ -92,3 +93,40 @@ def test_a_geopackage_report_keeps_its_numbers_numbers_through_a_correction(
         ("number", "12.5", "number", "2", "intact"),
         ("number", "12.5", "number", "3", "damaged"),
     ]
+
+
+ONE_FORM = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".shp", ".geojson"])
+def test_valid_from_is_written_in_one_iso_form_in_every_row_and_text_format(
+    demo_sessions: sessionmaker[Session], tmp_path: Path, suffix: str
+) -> None:
+    with demo_sessions.begin() as session:
+        codes = (
+            session.execute(
+                text(
+                    "SELECT code FROM component WHERE class_code = '0118' AND valid_to IS NULL AND in_use"
+                    " ORDER BY code LIMIT 2"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for code, stamp in zip(codes, ["2024-12-01 00:00:00+00", "2026-11-24 09:15:30.25+08"], strict=True):
+            session.execute(
+                text("UPDATE component SET valid_from = CAST(:stamp AS timestamptz) WHERE code = :code"),
+                {"code": code, "stamp": stamp},
+            )
+    path, count = export_layer(demo_sessions, "components", tmp_path / f"路灯{suffix}", class_codes=("0118",))
+    if suffix == ".csv":
+        back = pd.read_csv(path, encoding="utf-8-sig", dtype=str)
+    elif suffix == ".shp":
+        back = pyogrio.read_dataframe(path)
+    else:
+        features = json.loads(path.read_text(encoding="utf-8"))["features"]
+        back = pd.DataFrame([f["properties"] for f in features])
+    assert len(back) == count
+    stamps = back.set_index("code")["valid_from"]
+    assert stamps.str.fullmatch(ONE_FORM).all(), stamps[~stamps.str.fullmatch(ONE_FORM)].head()
+    assert stamps[codes].tolist() == ["2024-12-01T00:00:00.000000+00:00", "2026-11-24T01:15:30.250000+00:00"]
