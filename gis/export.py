@@ -221,7 +221,8 @@ def _fit_text_values(frame: pd.DataFrame, codec: str, path: Path) -> pd.DataFram
         values = out[column]
         if not _is_text(values):
             continue
-        array = values.to_numpy(dtype=object, na_value=None)
+        # Our own copy: pandas may hand back its own buffer, read-only, and the long values are cut in it.
+        array = values.to_numpy(dtype=object, na_value=None, copy=True)
         # No character takes more than 4 bytes, so only strings longer than 254 / 4 characters need encoding.
         chars = pd.Series(array, dtype=object).str.len().to_numpy(dtype=np.float64, na_value=0.0)
         long = chars > SHAPEFILE_TEXT_BYTES // 4
@@ -246,15 +247,19 @@ _SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx
 
 
 def _timestamps_as_text(table: pd.DataFrame) -> pd.DataFrame:
-    """Date-times as ISO 8601 text (2023-05-04T08:00:00+08:00): a DBF field holds a date or text, and
-    GDAL would otherwise write the text itself, with a warning that means nothing to the user."""
+    """Date-times as ISO 8601 text in one form, to the microsecond (2023-05-04T08:00:00.000000+08:00).
+
+    A DBF field holds a date or text, and GDAL would otherwise write the text itself, with a warning that
+    means nothing to the user; pandas's CSV and GDAL's GeoJSON leave out the fraction where it is zero (and
+    GDAL cuts it to milliseconds), so one file's rows, or two exports, would read differently.
+    """
     stamps = [c for c in table.columns if pd.api.types.is_datetime64_any_dtype(table[c])]
     if not stamps:
         return table
     table = table.copy()
     for column in stamps:
         values = table[column]
-        text = values.map(lambda v: v.isoformat(), na_action="ignore")
+        text = values.map(lambda v: v.isoformat(timespec="microseconds"), na_action="ignore")
         table[column] = text.astype(object).where(values.notna(), None)
     return table
 
@@ -282,7 +287,6 @@ def _write_shapefile(
                 name,
             )
     table = table.set_axis([names[str(c)] for c in table.columns], axis=1)
-    table = _timestamps_as_text(table)
     _check_encodable(table, codec, label, path)
     table = _fit_text_values(table, codec, path)
     frame = gpd.GeoDataFrame(table, geometry=geometries, crs=file_crs)
@@ -392,6 +396,8 @@ def write_layer(
             carries,
         )
     table = _plain_columns(pd.DataFrame(frame.drop(columns=frame.geometry.name)))
+    if driver != "GPKG":  # a GeoPackage has a date-time type, written in the form its standard names
+        table = _timestamps_as_text(table)
     if not out_path.parent.is_dir():
         raise ValueError(f"cannot write {out_path.name}: the folder {out_path.parent} does not exist")
     try:
@@ -454,6 +460,28 @@ def _as_report_text(values: pd.Series) -> pd.Series:
     return values.map(_report_text, na_action="ignore").astype(object).where(values.notna(), None)
 
 
+def _number_kind(value: object) -> str | None:
+    """``"integer"``, ``"real"`` or None (anything else, booleans too) for one attribute value."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return "integer" if -(2**63) <= value < 2**63 else None  # beyond a GeoPackage INTEGER: text
+    if isinstance(value, float | np.floating):
+        return "real"
+    return None
+
+
+def _as_attribute_column(values: pd.Series) -> pd.Series:
+    """A free attribute's values in the type they had: integers if every value is one, real numbers if every
+    value is a number, else text. The report corrected and imported again then gives back 12.5, not "12.5"."""
+    kinds = {_number_kind(v) for v in values[values.notna()]}
+    if kinds == {"integer"}:
+        return values.astype("Int64")
+    if kinds and kinds <= {"integer", "real"}:
+        return values.astype("Float64")
+    return _as_report_text(values)
+
+
 def _joined(values: Sequence[str | None]) -> str | None:
     """One report cell for a row's problems: the value itself for one, joined text for several."""
     if len(values) == 1 or all(v is None for v in values):
@@ -462,12 +490,14 @@ def _joined(values: Sequence[str | None]) -> str | None:
 
 
 def _originals(
-    rows: gpd.GeoDataFrame, wanted: npt.NDArray[np.int64], reserved: Sequence[str]
+    rows: gpd.GeoDataFrame, wanted: npt.NDArray[np.int64], reserved: Sequence[str], typed: bool = False
 ) -> tuple[pd.DataFrame, npt.NDArray[np.object_]]:
-    """The rows' own values (as text) and geometries for each report row; None where a row is not given.
+    """The rows' own values and geometries for each report row; None where a row is not given.
 
     Columns are the rows' fields, then the keys of their ``attributes``, renamed with a suffix where they
     clash with ``reserved`` or each other (a file may well have a field called ``value`` or ``CODE``).
+    Values are text, but with ``typed`` the attributes keep their numbers (see
+    :func:`_as_attribute_column`). The fields stay text, as the report stored with an import has them.
     """
     geometries = np.full(len(wanted), None, dtype=object)
     if "source_row" not in rows.columns:
@@ -484,6 +514,7 @@ def _originals(
         geometries[found] = np.asarray(rows.geometry.to_numpy(), dtype=object)[take]
     names: list[str] = []
     columns: list[npt.NDArray[np.object_]] = []
+    attribute_columns: set[int] = set()
 
     def add(name: object, source: npt.NDArray[np.object_]) -> None:
         values = np.full(len(wanted), None, dtype=object)
@@ -499,11 +530,14 @@ def _originals(
         records = [a if isinstance(a, dict) else {} for a in rows["attributes"].to_numpy(dtype=object)[take]]
         # Object columns by hand: from_records would turn a column of 1 and None into 1.0 and NaN.
         for key in dict.fromkeys(k for record in records for k in record):
+            attribute_columns.add(len(columns))
             add(key, np.array([r.get(key) for r in records], dtype=object))
     unique = _unique_names(names, reserved)
     data = {
-        name: _as_report_text(pd.Series(values, dtype=object))
-        for name, values in zip(unique, columns, strict=True)
+        name: (_as_attribute_column if typed and at in attribute_columns else _as_report_text)(
+            pd.Series(values, dtype=object)
+        )
+        for at, (name, values) in enumerate(zip(unique, columns, strict=True))
     }
     return pd.DataFrame(data, index=pd.RangeIndex(len(wanted))), geometries
 
@@ -534,8 +568,9 @@ def write_problems(
         ``pd.concat([result.rejected, result.repaired])`` so repaired rows show their geometry too. A
         problem whose row is not here gets a null geometry and empty values.
     path : str or path-like
-        ``.gpkg`` (layer ``problems``, one geometry column, null where the row has no usable geometry) or
-        ``.csv`` (UTF-8 with BOM, the geometry as a ``wkt`` column).
+        ``.gpkg`` (layer ``problems``, one geometry column, null where the row has no usable geometry; an
+        attribute whose values are all numbers is a number column) or ``.csv`` (UTF-8 with BOM, the
+        geometry as a ``wkt`` column).
 
     Returns
     -------
@@ -568,7 +603,8 @@ def write_problems(
         }
     )
     reserved = (*REPORT_COLUMNS, *(_GPKG_RESERVED if driver == "GPKG" else ("wkt",)))
-    originals, geometries = _originals(rejected, source_rows, reserved)
+    # A GeoPackage has column types, and its numbers must come back as numbers; CSV is text anyway.
+    originals, geometries = _originals(rejected, source_rows, reserved, typed=driver == "GPKG")
     if driver == "CSV":
         wkt = pd.Series(
             shapely.to_wkt(geometries, rounding_precision=_WKT_DECIMALS), dtype=object, name="wkt"
