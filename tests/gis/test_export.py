@@ -157,7 +157,11 @@ def test_shapefile_writes_date_times_as_iso_text_without_gdal_noise(
     # Not GDAL's "Field valid_from created as String field, though DateTime requested".
     assert [str(w.message) for w in caught] == []
     back = pyogrio.read_dataframe(path)
-    assert texts(back["valid_from"]) == ["2023-05-04T08:00:00+00:00", "2024-12-01T00:00:00+00:00", None]
+    assert texts(back["valid_from"]) == [
+        "2023-05-04T08:00:00.000000+00:00",
+        "2024-12-01T00:00:00.000000+00:00",
+        None,
+    ]
 
 
 def test_shapefile_field_names_are_deterministic() -> None:
@@ -382,7 +386,7 @@ def test_problems_report_in_geopackage(tmp_path: Path, rejected: gpd.GeoDataFram
     assert texts(back["code"]) == ["3701020490000001", None, None, "3701020118000005"]
     assert texts(back["name"]) == ["绿化带", "路灯", None, None]
     assert texts(back["灯杆材质"]) == ["钢", "铝", None, None]
-    assert texts(back["value_2"]) == ["1", None, None, None]
+    assert texts(back["value_2"]) == [1.0, None, None, None]
     assert texts(back["Code_2"]) == ["L-1", None, None, None]
     # One geometry column; null where the row has none, was not given (row 4), or has NaN coordinates.
     assert back.geometry.iloc[0].equals_exact(BOWTIE, 1e-12)
