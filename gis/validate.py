@@ -1127,6 +1127,33 @@ def _check_in_city_box(
     )
 
 
+def _check_county_of_city(
+    findings: _Findings,
+    values: pd.Series,
+    ok: BoolArray,
+    *,
+    field: str,
+    city_code: str | None,
+    city_name: str,
+) -> BoolArray:
+    """Reject well-formed codes whose county (the first 6 digits) is not one of the city's
+    (:func:`gis.codes.validate_county_of_city`); returns ``ok`` without them."""
+    if city_code is None:
+        return ok
+    codes.validate_county_of_city(city_code, city_code)  # a wrong setting fails once, not on every row
+    wrong = ok & np.asarray(_sliced(values, 0, 4) != city_code[:4], dtype=bool)
+    at = np.flatnonzero(wrong)
+    shown = values.to_numpy(dtype=object, na_value=None)[at]
+    reasons = []
+    for value in shown:
+        try:
+            codes.validate_county_of_city(value, city_code, city_name)
+        except ValueError as exc:
+            reasons.append(str(exc))
+    findings.add(at, field, list(shown), reasons)
+    return np.asarray(ok & ~wrong, dtype=bool)
+
+
 def _expected(kind: GeometryKind, n: int) -> ObjectArray:
     return np.full(n, kind, dtype=object)
 
@@ -1138,6 +1165,8 @@ def validate_boundaries(
     metric_crs: str = _DEFAULT_METRIC_CRS,
     city_bbox: tuple[float, float, float, float] | None = None,
     seen_codes: SeenCodes | None = None,
+    city_code: str | None = None,
+    city_name: str = "",
 ) -> ValidationResult:
     """Validate mapped admin boundaries of one level (see ``map_layer_fields(frame, "boundaries")``).
 
@@ -1153,6 +1182,11 @@ def validate_boundaries(
         (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_codes : SeenCodes, optional
         Codes of earlier chunks, updated in place (see :func:`validate_components`).
+    city_code : str, optional
+        The city's prefecture-level code (``"370100"``): a code whose county is not one of the city's
+        (3701xx) is rejected (:func:`gis.codes.validate_county_of_city`).
+    city_name : str, optional
+        The city's name, for that message.
 
     Returns
     -------
@@ -1176,8 +1210,11 @@ def validate_boundaries(
     _check_in_city_box(findings, geometries, usable, city_bbox, level)
     code = clean_text(mapped["code"])
     what = f"{level} code"
-    _check_code(
+    code_ok = _check_code(
         findings, code, field="code", what=what, pattern=pattern, lengths=(digits,), validator=validator
+    )
+    code_ok = _check_county_of_city(
+        findings, code, code_ok, field="code", city_code=city_code, city_name=city_name
     )
     _check_duplicates(findings, code, seen_codes, field="code", what=what)
     name = clean_text(mapped["name"])
@@ -1204,6 +1241,8 @@ def validate_stations(
     metric_crs: str = _DEFAULT_METRIC_CRS,
     city_bbox: tuple[float, float, float, float] | None = None,
     seen_codes: SeenCodes | None = None,
+    city_code: str | None = None,
+    city_name: str = "",
 ) -> ValidationResult:
     """Validate mapped urban-management stations (see ``map_layer_fields(frame, "stations")``).
 
@@ -1218,6 +1257,9 @@ def validate_stations(
         (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_codes : SeenCodes, optional
         Station codes of earlier chunks, updated in place.
+    city_code, city_name : str, optional
+        The city's code and name: a community code whose county is not one of the city's is rejected (see
+        :func:`validate_boundaries`).
 
     Returns
     -------
@@ -1239,7 +1281,7 @@ def validate_stations(
     name = clean_text(mapped["name"])
     _check_required_text(findings, name, "name")
     community = clean_text(mapped["community_code"])
-    _check_code(
+    community_ok = _check_code(
         findings,
         community,
         field="community_code",
@@ -1247,6 +1289,9 @@ def validate_stations(
         pattern=_COMMUNITY_RE,
         lengths=(12,),
         validator=codes.validate_community_code,
+    )
+    _check_county_of_city(
+        findings, community, community_ok, field="community_code", city_code=city_code, city_name=city_name
     )
     columns = {"name": name, "community_code": community}
     own = pd.Series(None, index=mapped.index, dtype=object)

@@ -1478,13 +1478,16 @@ def _validated(
     seen_roads: validate.SeenRoads,
 ) -> validate.ValidationResult:
     metric, box = settings.metric_crs, settings.city_bbox
+    city = {"city_code": settings.city_code, "city_name": settings.city_name}
     if request.layer == "boundaries":
         level = cast(Literal["district", "street", "community"], request.level)  # checked on entry
         return validate.validate_boundaries(
-            chunk_mapped, level, metric_crs=metric, city_bbox=box, seen_codes=seen
+            chunk_mapped, level, metric_crs=metric, city_bbox=box, seen_codes=seen, **city
         )
     if request.layer == "stations":
-        return validate.validate_stations(chunk_mapped, metric_crs=metric, city_bbox=box, seen_codes=seen)
+        return validate.validate_stations(
+            chunk_mapped, metric_crs=metric, city_bbox=box, seen_codes=seen, **city
+        )
     if request.layer == "net":
         return validate.validate_net_polygons(chunk_mapped, metric_crs=metric, city_bbox=box, seen_codes=seen)
     return validate.validate_roads(chunk_mapped, metric_crs=metric, city_bbox=box, seen_roads=seen_roads)
