@@ -760,8 +760,11 @@ def _check_location(
     code: pd.Series,
     code_ok: BoolArray,
     rules: ComponentRules,
+    *,
+    what: str = "component",
 ) -> None:
-    """Outside the city, and the code's county prefix against the county the component lies in."""
+    """Outside the city, and the code's county prefix against the county the component (or street:
+    ``what``) lies in."""
     positions = np.flatnonzero(usable)
     if positions.size == 0:
         return
@@ -793,7 +796,7 @@ def _check_location(
         "geometry",
         _wkt(geometries[positions[outside]]),
         [
-            f"the component lies at {_xy(x[i], y[i])}, outside the city: in none of its counties and "
+            f"the {what} lies at {_xy(x[i], y[i])}, outside the city: in none of its counties and "
             f"outside the city box ({box})"
             for i in outside
         ],
@@ -822,7 +825,7 @@ def _check_location(
             "code",
             list(shown[astray]),
             [
-                f"code county {prefix[i]}{_named(name_of[prefix[i]])} but the component lies at "
+                f"code county {prefix[i]}{_named(name_of[prefix[i]])} but the {what} lies at "
                 f"{_xy(x[i], y[i])}, {m:,.0f} m outside it and in no other loaded county"
                 for i, m in zip(astray, metres, strict=True)
             ],
@@ -840,7 +843,7 @@ def _check_location(
     first = pairs[wrong[hit]].sort_values(["at", "county"]).drop_duplicates("at")
     at = first["at"].to_numpy()
     reasons = [
-        f"code county {p} but the component lies in {c}{_named(name)}"
+        f"code county {p} but the {what} lies in {c}{_named(name)}"
         for p, c, name in zip(prefix[at], first["county"], first["name"], strict=True)
     ]
     findings.add(positions[at], "code", list(shown[at]), reasons)
@@ -1105,15 +1108,16 @@ def _check_in_city_box(
     usable: BoolArray,
     city_bbox: tuple[float, float, float, float] | None,
     what: str,
-) -> None:
+) -> BoolArray:
     """Reject features whose representative point lies outside the city box: a boundary, station, road or
     net cell moved 3° east, or another city's, would otherwise be stored without a word (a component is
-    checked against the counties too, see _check_location)."""
+    checked against the counties too, see _check_location). Returns the rows rejected for it."""
+    outside_rows = np.zeros(len(geometries), dtype=bool)
     if city_bbox is None:
-        return
+        return outside_rows
     positions = np.flatnonzero(usable & ~shapely.is_missing(geometries))
     if positions.size == 0:
-        return
+        return outside_rows
     points = representative_points(geometries[positions])
     x, y = shapely.get_x(points), shapely.get_y(points)
     minx, miny, maxx, maxy = city_bbox
@@ -1125,6 +1129,8 @@ def _check_in_city_box(
         _wkt(geometries[positions[outside]]),
         [f"the {what} lies at {_xy(x[i], y[i])}, outside the city box ({box})" for i in outside],
     )
+    outside_rows[positions[outside]] = True
+    return outside_rows
 
 
 def _check_county_of_city(
@@ -1154,6 +1160,91 @@ def _check_county_of_city(
     return np.asarray(ok & ~wrong, dtype=bool)
 
 
+def _units(frame: gpd.GeoDataFrame) -> tuple[ObjectArray, ObjectArray, ObjectArray]:
+    """Codes, names (None where there is none) and geometries in EPSG:4490 of loaded admin units."""
+    if frame.crs is not None and resolve_crs(frame.crs).epsg != resolve_crs(STORAGE_CRS).epsg:
+        frame = frame.to_crs(STORAGE_CRS)
+    names = (
+        frame["name"].to_numpy(dtype=object, na_value=None)
+        if "name" in frame.columns
+        else np.full(len(frame), None, dtype=object)
+    )
+    return frame["code"].astype(str).to_numpy(dtype=object), names, _geometries(frame)
+
+
+def _check_street_in_district(
+    findings: _Findings,
+    geometries: ObjectArray,
+    usable: BoolArray,
+    code: pd.Series,
+    code_ok: BoolArray,
+    districts: gpd.GeoDataFrame,
+    metric: str,
+) -> None:
+    """A street's county prefix against the loaded district it lies in: the components' rule, with their
+    tolerance of COUNTY_EDGE_METRES for generalised boundaries (_check_location). A street of a district
+    that is not loaded is left to the import, which refuses it for its missing district."""
+    loaded = set(_units(districts)[0])
+    of_loaded = np.fromiter((p in loaded for p in _sliced(code, 0, 6)), dtype=bool, count=len(code))
+    # The whole world as the box: a street outside the city box has been rejected for it already.
+    rules = ComponentRules(
+        classes={}, counties=districts, city_bbox=(-180.0, -90.0, 180.0, 90.0), metric_crs=metric
+    )
+    _check_location(findings, geometries, usable, code, code_ok & of_loaded, rules, what="street")
+
+
+def _check_community_in_street(
+    findings: _Findings,
+    geometries: ObjectArray,
+    usable: BoolArray,
+    code: pd.Series,
+    code_ok: BoolArray,
+    streets: gpd.GeoDataFrame,
+    metric: str,
+) -> None:
+    """Reject a community that lies outside the loaded street its code names: its representative point
+    more than COUNTY_EDGE_METRES from the street (boundaries are generalised, and neighbouring layers
+    drawn apart meet only roughly). A community of a street that is not loaded is left to the import,
+    which refuses it for its missing street."""
+    street_codes, street_names, street_geometries = _units(streets)
+    index_of = {c: i for i, c in enumerate(street_codes)}
+    positions = np.flatnonzero(usable & code_ok)
+    street_of = _sliced(code.to_numpy(dtype=object, na_value=None)[positions], 0, 9)
+    have = np.fromiter((s in index_of for s in street_of), dtype=bool, count=street_of.size)
+    positions, street_of = positions[have], street_of[have]
+    if positions.size == 0:
+        return
+    points = representative_points(geometries[positions])
+    metres = np.empty(positions.size)
+    for street in pd.unique(street_of):
+        these = street_of == street
+        metres[these] = shapely.distance(
+            transform_geometry(points[these], STORAGE_CRS, metric),
+            transform_geometry(street_geometries[index_of[street]], STORAGE_CRS, metric),
+        )
+    far = np.flatnonzero(metres > COUNTY_EDGE_METRES)
+    if far.size == 0:
+        return
+    # Name the street it does lie in, when a loaded one holds it: usually the code's or the drawing's slip.
+    point, street = shapely.STRtree(street_geometries).query(points[far], predicate="intersects")
+    lies_in: dict[int, int] = {}
+    for p, t in zip(point.tolist(), street.tolist(), strict=True):
+        lies_in.setdefault(p, t)
+    x, y = shapely.get_x(points[far]), shapely.get_y(points[far])
+    reasons = []
+    for k, i in enumerate(far):
+        own = index_of[street_of[i]]
+        where = ""
+        if k in lies_in:
+            where = f", in street {street_codes[lies_in[k]]}{_named(street_names[lies_in[k]])}"
+        reasons.append(
+            f"code street {street_codes[own]}{_named(street_names[own])} but the community lies at "
+            f"{_xy(x[k], y[k])}, {metres[i]:,.0f} m outside it{where}"
+        )
+    shown = code.to_numpy(dtype=object, na_value=None)[positions[far]]
+    findings.add(positions[far], "code", list(shown), reasons)
+
+
 def _expected(kind: GeometryKind, n: int) -> ObjectArray:
     return np.full(n, kind, dtype=object)
 
@@ -1167,6 +1258,7 @@ def validate_boundaries(
     seen_codes: SeenCodes | None = None,
     city_code: str | None = None,
     city_name: str = "",
+    parents: gpd.GeoDataFrame | None = None,
 ) -> ValidationResult:
     """Validate mapped admin boundaries of one level (see ``map_layer_fields(frame, "boundaries")``).
 
@@ -1187,6 +1279,11 @@ def validate_boundaries(
         (3701xx) is rejected (:func:`gis.codes.validate_county_of_city`).
     city_name : str, optional
         The city's name, for that message.
+    parents : geopandas.GeoDataFrame, optional
+        The loaded units one level up (``code``, optionally ``name``, polygons): districts for streets,
+        streets for communities. A street whose code's county is a loaded district but which lies in
+        another district, or more than COUNTY_EDGE_METRES outside its own, is rejected; so is a community
+        more than COUNTY_EDGE_METRES outside its loaded street.
 
     Returns
     -------
@@ -1207,7 +1304,7 @@ def validate_boundaries(
     geometries = _check_kind(
         findings, geometries, usable, _expected("polygon", len(mapped)), lambda _: f"a {level} boundary"
     )
-    _check_in_city_box(findings, geometries, usable, city_bbox, level)
+    outside = _check_in_city_box(findings, geometries, usable, city_bbox, level)
     code = clean_text(mapped["code"])
     what = f"{level} code"
     code_ok = _check_code(
@@ -1216,6 +1313,12 @@ def validate_boundaries(
     code_ok = _check_county_of_city(
         findings, code, code_ok, field="code", city_code=city_code, city_name=city_name
     )
+    if parents is not None and level == "street":
+        _check_street_in_district(findings, geometries, usable & ~outside, code, code_ok, parents, metric_crs)
+    elif parents is not None and level == "community":
+        _check_community_in_street(
+            findings, geometries, usable & ~outside, code, code_ok, parents, metric_crs
+        )
     _check_duplicates(findings, code, seen_codes, field="code", what=what)
     name = clean_text(mapped["name"])
     _check_required_text(findings, name, "name")

@@ -811,6 +811,15 @@ def existing_codes(session: Session, table: str) -> set[str]:
     return {str(c) for c in session.execute(text(f'SELECT code FROM "{table}"')).scalars()}
 
 
+def admin_units(session: Session, table: str) -> gpd.GeoDataFrame:
+    """The loaded districts or streets (code, name, geometry), to check where their children lie."""
+    if table not in ("district", "street"):
+        raise ValueError(f"admin_units reads district or street, not {table!r}")
+    return gpd.read_postgis(
+        f'SELECT code, name, geom FROM "{table}" ORDER BY code', session.connection(), geom_col="geom"
+    )
+
+
 def create_layer_stage(session: Session) -> None:
     """A generic staging table for the small layers."""
     session.execute(text("DROP TABLE IF EXISTS layer_stage"))

@@ -1476,13 +1476,14 @@ def _validated(
     settings: Settings,
     seen: validate.SeenCodes,
     seen_roads: validate.SeenRoads,
+    parents: gpd.GeoDataFrame | None = None,
 ) -> validate.ValidationResult:
     metric, box = settings.metric_crs, settings.city_bbox
     city = {"city_code": settings.city_code, "city_name": settings.city_name}
     if request.layer == "boundaries":
         level = cast(Literal["district", "street", "community"], request.level)  # checked on entry
         return validate.validate_boundaries(
-            chunk_mapped, level, metric_crs=metric, city_bbox=box, seen_codes=seen, **city
+            chunk_mapped, level, metric_crs=metric, city_bbox=box, seen_codes=seen, parents=parents, **city
         )
     if request.layer == "stations":
         return validate.validate_stations(
@@ -1491,6 +1492,13 @@ def _validated(
     if request.layer == "net":
         return validate.validate_net_polygons(chunk_mapped, metric_crs=metric, city_bbox=box, seen_codes=seen)
     return validate.validate_roads(chunk_mapped, metric_crs=metric, city_bbox=box, seen_roads=seen_roads)
+
+
+def _parent_units(session: Session, request: ImportRequest) -> gpd.GeoDataFrame | None:
+    """The loaded units a street or community layer must lie in (districts, streets), else None."""
+    if request.layer == "boundaries" and request.level in PARENT_OF:
+        return repo.admin_units(session, PARENT_OF[request.level][0])
+    return None
 
 
 def _missing_parents(
@@ -1604,6 +1612,7 @@ def import_layer(
             _take_turn(session, request.layer, request, say)
             repo.create_layer_stage(session)
             seen, seen_roads = validate.SeenCodes(), validate.SeenRoads()
+            parents = _parent_units(session, request)
             for chunk in _chunks(info, request, settings):
                 mapped = fieldmap.map_layer_fields(_without_positions(chunk, info), request.layer, mapping)
                 unreadable: dict[int, tuple[str, str]] = {}
@@ -1614,7 +1623,7 @@ def import_layer(
                 mapped, oversized, refusals = _refused_before_validation(
                     mapped, chunk, settings.max_geometry_vertices, unreadable
                 )
-                result = _validated(mapped, request, settings, seen, seen_roads)
+                result = _validated(mapped, request, settings, seen, seen_roads, parents)
                 accepted, orphans = _missing_parents(result.accepted, request, session)
                 problems = [*result.problems, *orphans, *refusals]
                 read = _with_refused(mapped, oversized)

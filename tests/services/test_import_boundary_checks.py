@@ -114,3 +114,96 @@ def test_a_county_of_another_city_is_rejected_at_every_level(
             "city's county codes start with 3701",
         )
     ]
+
+
+def test_a_street_must_lie_in_the_district_its_code_names(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """The components' rule for streets: the code's county is the loaded district the street lies in, or
+    one it lies at most 50 m outside of (generalised boundaries); a district that is not loaded is reported
+    as missing, as before."""
+    added = _boundaries(
+        demo_sessions, test_settings, tmp_path / "d.gpkg", "district", [("370103", "市中区", SHIZHONG)]
+    )
+    assert added.new == 1
+    in_lixia = _point_of(demo_sessions, "street", "370102009")  # 营园街道
+    in_shizhong = shapely.Point(117.22, 36.62)
+    # 30 m east of 市中区's edge (0.000336° of longitude is 30 m at 36.6° N), in no loaded district.
+    just_outside = shapely.box(117.24 + 0.000336 - 1e-5, 36.62, 117.24 + 0.000336 + 1e-5, 36.62002)
+    report = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "s.gpkg",
+        "street",
+        [
+            ("370102090", "错区街道", _square(in_shizhong)),
+            ("370103001", "错放街道", _square(in_lixia)),
+            ("370103002", "市中街道", _square(shapely.Point(117.21, 36.61))),
+            ("370103003", "边上街道", just_outside),
+            ("370102091", "远处街道", _square(shapely.Point(117.5, 36.9))),
+            ("370104001", "无区街道", _square(in_lixia, 0.0005)),
+        ],
+    )
+    assert (report.new, report.rejected) == (2, 4)
+    problems = _reasons(report)
+    assert problems[:2] == [
+        (1, "code", "370102090", "code county 370102 but the street lies in 370103 市中区"),
+        (2, "code", "370103001", "code county 370103 but the street lies in 370102 历下区"),
+    ]
+    assert problems[2][:3] == (5, "code", "370102091")
+    assert problems[2][3].startswith(
+        "code county 370102 历下区 but the street lies at (117.500000 36.900000), "
+    )
+    assert problems[2][3].endswith(" m outside it and in no other loaded county")
+    assert problems[3] == (
+        6,
+        "code",
+        "370104",
+        "no district 370104 is loaded: import the district layer first",
+    )
+    codes = "SELECT string_agg(code, ',' ORDER BY code) FROM street WHERE code LIKE '370103%'"
+    assert _scalar(demo_sessions, codes) == "370103002,370103003"
+
+
+def test_a_community_must_lie_in_its_street(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A community more than 50 m outside the street its code names is rejected, naming the street it lies
+    in; one inside its street, or only just outside it, is taken."""
+    _boundaries(
+        demo_sessions, test_settings, tmp_path / "d.gpkg", "district", [("370103", "市中区", SHIZHONG)]
+    )
+    _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "s.gpkg",
+        "street",
+        [("370103001", "市中街道", shapely.box(117.20, 36.60, 117.21, 36.61))],
+    )
+    in_wenshui = _point_of(demo_sessions, "street", "370102001")  # 文水街道
+    report = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "c.gpkg",
+        "community",
+        [
+            ("370103001001", "甲社区", shapely.box(117.201, 36.601, 117.203, 36.603)),
+            # 20 m north of its street's edge (0.00018° of latitude), between it and the next street.
+            ("370103001002", "乙社区", shapely.box(117.204, 36.61, 117.205, 36.61 + 0.00036)),
+            ("370103001003", "丙社区", _square(in_wenshui, 0.0002)),
+            ("370103001004", "丁社区", shapely.box(117.204, 36.62, 117.205, 36.621)),
+        ],
+    )
+    assert (report.new, report.rejected) == (2, 2)
+    problems = _reasons(report)
+    assert [(row, field, value) for row, field, value, _ in problems] == [
+        (3, "code", "370103001003"),
+        (4, "code", "370103001004"),
+    ]
+    assert problems[0][3].startswith(
+        f"code street 370103001 市中街道 but the community lies at ({in_wenshui.x:.6f} "
+    )
+    assert problems[0][3].endswith(" m outside it, in street 370102001 文水街道")
+    assert problems[1][3] == (
+        "code street 370103001 市中街道 but the community lies at (117.204500 36.620500), 1,165 m outside it"
+    )
