@@ -207,3 +207,77 @@ def test_a_community_must_lie_in_its_street(
     assert problems[1][3] == (
         "code street 370103001 市中街道 but the community lies at (117.204500 36.620500), 1,165 m outside it"
     )
+
+
+def test_a_community_that_overlaps_another_is_rejected_naming_it_and_the_area(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """An overlap of more than 0.1 m² with a loaded community of another code, or with another row of the
+    file, rejects the community (both rows, in the file), naming the other and the area in EPSG:4548; a
+    sliver below it, as neighbours converted separately leave, is taken. Before, such a community was
+    stored and the next grid draw over it failed on the database's overlap rule."""
+    _boundaries(
+        demo_sessions, test_settings, tmp_path / "d.gpkg", "district", [("370103", "市中区", SHIZHONG)]
+    )
+    _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "s.gpkg",
+        "street",
+        [("370103001", "市中街道", shapely.box(117.20, 36.60, 117.21, 36.61))],
+    )
+    loaded = _point_of(demo_sessions, "community", "370102001001")
+    inside_loaded = _square(loaded, 0.0001)
+    with demo_sessions() as session:
+        wkb = session.execute(
+            text("SELECT ST_AsBinary(geom) FROM community WHERE code = '370102001001'")
+        ).scalar()
+    shared = shapely.intersection(inside_loaded, shapely.from_wkb(bytes(wkb)))
+    shared_m2 = gpd.GeoSeries([shared], crs="EPSG:4490").to_crs("EPSG:4548").area[0]
+    sliver = 2e-9  # of longitude: 0.2 mm along 222 m, 0.04 m²
+    report = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "c.gpkg",
+        "community",
+        [
+            ("370103001001", "甲社区", shapely.box(117.201, 36.601, 117.203, 36.603)),
+            ("370103001002", "乙社区", shapely.box(117.202, 36.602, 117.204, 36.604)),
+            ("370103001003", "丙社区", shapely.box(117.205 - sliver, 36.601, 117.207, 36.603)),
+            ("370103001004", "丁社区", shapely.box(117.203, 36.6045, 117.205, 36.6065)),
+            ("370102001099", "叠社区", inside_loaded),
+        ],
+    )
+    assert (report.new, report.rejected) == (2, 3)
+    rule = "communities may overlap by at most 0.1 m² (the grids drawn in both would overlap)"
+    between = gpd.GeoSeries([shapely.box(117.202, 36.602, 117.203, 36.603)], crs=4490).to_crs(4548).area[0]
+    problems = _reasons(report)
+    assert [(row, field) for row, field, _, _ in problems] == [
+        (1, "geometry"),
+        (2, "geometry"),
+        (5, "geometry"),
+    ]
+    assert problems[0][3].startswith(
+        f"the community overlaps community 370103001002 (row 2 of this file) by {between:,.2f} m² around "
+        "(117.20"
+    )
+    assert problems[0][3].endswith(rule)
+    assert problems[1][3].startswith(
+        f"the community overlaps community 370103001001 (row 1 of this file) by {between:,.2f} m²"
+    )
+    assert problems[2][3].startswith(
+        f"the community overlaps community 370102001001 (loaded) by {shared_m2:,.2f} m²"
+    )
+    stored = "SELECT string_agg(code, ',' ORDER BY code) FROM community WHERE code IN (:a, :b, :c, :d, :e)"
+    assert (
+        _scalar(
+            demo_sessions,
+            stored,
+            a="370103001001",
+            b="370103001002",
+            c="370103001003",
+            d="370103001004",
+            e="370102001099",
+        )
+        == "370103001003,370103001004"
+    )
