@@ -39,6 +39,7 @@ __all__ = [
     "validate_community_code",
     "validate_component_code",
     "validate_county_code",
+    "validate_county_of_city",
     "validate_request_code",
     "validate_responsibility_grid_code",
     "validate_street_code",
@@ -84,6 +85,47 @@ def validate_county_code(code: str) -> str:
     _digits(code, (6,), "county code")
     if code[2:4] == "00" or code[4:6] == "00":
         raise ValueError(f"county code must name a county-level unit, got {code!r}")
+    return code
+
+
+def validate_county_of_city(code: str, city_code: str, city_name: str = "") -> str:
+    """Check that the county a code starts with (its first 6 digits) is a county of the city.
+
+    A county's code starts with its prefecture's 4 digits (GB/T 2260): the counties of 济南市 (370100) are
+    3701xx, so 110101 (东城区, Beijing) is none of them, nor is a street, community or component code
+    that starts with it. A province-level municipality is named by its prefecture-level code (北京市辖区
+    110100), whose counties are 1101xx.
+
+    Parameters
+    ----------
+    code : str
+        A county code, or a longer code whose first 6 digits are a county (street, community, unit grid,
+        component), already checked for its format.
+    city_code : str
+        The city's 6-digit prefecture-level code, e.g. ``"370100"``.
+    city_name : str, optional
+        The city's name, for the message.
+
+    Returns
+    -------
+    str
+        ``code`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``city_code`` is not a prefecture-level code, or the code's county is not one of the city's.
+    """
+    _digits(city_code, (6,), "city code")
+    if city_code[2:4] == "00" or city_code[4:6] != "00":
+        raise ValueError(f"city code must be a prefecture-level code such as 370100, got {city_code!r}")
+    county = code[:6]
+    if county[:4] != city_code[:4]:
+        city = f"{city_name} ({city_code})" if city_name else city_code
+        lead = f"{county}" if len(code) == 6 else f"{code} starts with county {county}, which"
+        raise ValueError(
+            f"{lead} is not a county of {city}: the city's county codes start with {city_code[:4]}"
+        )
     return code
 
 

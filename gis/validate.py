@@ -761,8 +761,11 @@ def _check_location(
     code: pd.Series,
     code_ok: BoolArray,
     rules: ComponentRules,
+    *,
+    what: str = "component",
 ) -> None:
-    """Outside the city, and the code's county prefix against the county the component lies in."""
+    """Outside the city, and the code's county prefix against the county the component (or street:
+    ``what``) lies in."""
     positions = np.flatnonzero(usable)
     if positions.size == 0:
         return
@@ -794,7 +797,7 @@ def _check_location(
         "geometry",
         _wkt(geometries[positions[outside]]),
         [
-            f"the component lies at {_xy(x[i], y[i])}, outside the city: in none of its counties and "
+            f"the {what} lies at {_xy(x[i], y[i])}, outside the city: in none of its counties and "
             f"outside the city box ({box})"
             for i in outside
         ],
@@ -823,7 +826,7 @@ def _check_location(
             "code",
             list(shown[astray]),
             [
-                f"code county {prefix[i]}{_named(name_of[prefix[i]])} but the component lies at "
+                f"code county {prefix[i]}{_named(name_of[prefix[i]])} but the {what} lies at "
                 f"{_xy(x[i], y[i])}, {m:,.0f} m outside it and in no other loaded county"
                 for i, m in zip(astray, metres, strict=True)
             ],
@@ -841,7 +844,7 @@ def _check_location(
     first = pairs[wrong[hit]].sort_values(["at", "county"]).drop_duplicates("at")
     at = first["at"].to_numpy()
     reasons = [
-        f"code county {p} but the component lies in {c}{_named(name)}"
+        f"code county {p} but the {what} lies in {c}{_named(name)}"
         for p, c, name in zip(prefix[at], first["county"], first["name"], strict=True)
     ]
     findings.add(positions[at], "code", list(shown[at]), reasons)
@@ -1133,15 +1136,16 @@ def _check_in_city_box(
     usable: BoolArray,
     city_bbox: tuple[float, float, float, float] | None,
     what: str,
-) -> None:
+) -> BoolArray:
     """Reject features whose representative point lies outside the city box: a boundary, station, road or
     net cell moved 3° east, or another city's, would otherwise be stored without a word (a component is
-    checked against the counties too, see _check_location)."""
+    checked against the counties too, see _check_location). Returns the rows rejected for it."""
+    outside_rows = np.zeros(len(geometries), dtype=bool)
     if city_bbox is None:
-        return
+        return outside_rows
     positions = np.flatnonzero(usable & ~shapely.is_missing(geometries))
     if positions.size == 0:
-        return
+        return outside_rows
     points = representative_points(geometries[positions])
     x, y = shapely.get_x(points), shapely.get_y(points)
     minx, miny, maxx, maxy = city_bbox
@@ -1153,6 +1157,120 @@ def _check_in_city_box(
         _wkt(geometries[positions[outside]]),
         [f"the {what} lies at {_xy(x[i], y[i])}, outside the city box ({box})" for i in outside],
     )
+    outside_rows[positions[outside]] = True
+    return outside_rows
+
+
+def _check_county_of_city(
+    findings: _Findings,
+    values: pd.Series,
+    ok: BoolArray,
+    *,
+    field: str,
+    city_code: str | None,
+    city_name: str,
+) -> BoolArray:
+    """Reject well-formed codes whose county (the first 6 digits) is not one of the city's
+    (:func:`gis.codes.validate_county_of_city`); returns ``ok`` without them."""
+    if city_code is None:
+        return ok
+    codes.validate_county_of_city(city_code, city_code)  # a wrong setting fails once, not on every row
+    wrong = ok & np.asarray(_sliced(values, 0, 4) != city_code[:4], dtype=bool)
+    at = np.flatnonzero(wrong)
+    shown = values.to_numpy(dtype=object, na_value=None)[at]
+    reasons = []
+    for value in shown:
+        try:
+            codes.validate_county_of_city(value, city_code, city_name)
+        except ValueError as exc:
+            reasons.append(str(exc))
+    findings.add(at, field, list(shown), reasons)
+    return np.asarray(ok & ~wrong, dtype=bool)
+
+
+def _units(frame: gpd.GeoDataFrame) -> tuple[ObjectArray, ObjectArray, ObjectArray]:
+    """Codes, names (None where there is none) and geometries in EPSG:4490 of loaded admin units."""
+    if frame.crs is not None and resolve_crs(frame.crs).epsg != resolve_crs(STORAGE_CRS).epsg:
+        frame = frame.to_crs(STORAGE_CRS)
+    names = (
+        frame["name"].to_numpy(dtype=object, na_value=None)
+        if "name" in frame.columns
+        else np.full(len(frame), None, dtype=object)
+    )
+    return frame["code"].astype(str).to_numpy(dtype=object), names, _geometries(frame)
+
+
+def _check_street_in_district(
+    findings: _Findings,
+    geometries: ObjectArray,
+    usable: BoolArray,
+    code: pd.Series,
+    code_ok: BoolArray,
+    districts: gpd.GeoDataFrame,
+    metric: str,
+) -> None:
+    """A street's county prefix against the loaded district it lies in: the components' rule, with their
+    tolerance of COUNTY_EDGE_METRES for generalised boundaries (_check_location). A street of a district
+    that is not loaded is left to the import, which refuses it for its missing district."""
+    loaded = set(_units(districts)[0])
+    of_loaded = np.fromiter((p in loaded for p in _sliced(code, 0, 6)), dtype=bool, count=len(code))
+    # The whole world as the box: a street outside the city box has been rejected for it already.
+    rules = ComponentRules(
+        classes={}, counties=districts, city_bbox=(-180.0, -90.0, 180.0, 90.0), metric_crs=metric
+    )
+    _check_location(findings, geometries, usable, code, code_ok & of_loaded, rules, what="street")
+
+
+def _check_community_in_street(
+    findings: _Findings,
+    geometries: ObjectArray,
+    usable: BoolArray,
+    code: pd.Series,
+    code_ok: BoolArray,
+    streets: gpd.GeoDataFrame,
+    metric: str,
+) -> None:
+    """Reject a community that lies outside the loaded street its code names: its representative point
+    more than COUNTY_EDGE_METRES from the street (boundaries are generalised, and neighbouring layers
+    drawn apart meet only roughly). A community of a street that is not loaded is left to the import,
+    which refuses it for its missing street."""
+    street_codes, street_names, street_geometries = _units(streets)
+    index_of = {c: i for i, c in enumerate(street_codes)}
+    positions = np.flatnonzero(usable & code_ok)
+    street_of = _sliced(code.to_numpy(dtype=object, na_value=None)[positions], 0, 9)
+    have = np.fromiter((s in index_of for s in street_of), dtype=bool, count=street_of.size)
+    positions, street_of = positions[have], street_of[have]
+    if positions.size == 0:
+        return
+    points = representative_points(geometries[positions])
+    metres = np.empty(positions.size)
+    for street in pd.unique(street_of):
+        these = street_of == street
+        metres[these] = shapely.distance(
+            transform_geometry(points[these], STORAGE_CRS, metric),
+            transform_geometry(street_geometries[index_of[street]], STORAGE_CRS, metric),
+        )
+    far = np.flatnonzero(metres > COUNTY_EDGE_METRES)
+    if far.size == 0:
+        return
+    # Name the street it does lie in, when a loaded one holds it: usually the code's or the drawing's slip.
+    point, street = shapely.STRtree(street_geometries).query(points[far], predicate="intersects")
+    lies_in: dict[int, int] = {}
+    for p, t in zip(point.tolist(), street.tolist(), strict=True):
+        lies_in.setdefault(p, t)
+    x, y = shapely.get_x(points[far]), shapely.get_y(points[far])
+    reasons = []
+    for k, i in enumerate(far):
+        own = index_of[street_of[i]]
+        where = ""
+        if k in lies_in:
+            where = f", in street {street_codes[lies_in[k]]}{_named(street_names[lies_in[k]])}"
+        reasons.append(
+            f"code street {street_codes[own]}{_named(street_names[own])} but the community lies at "
+            f"{_xy(x[k], y[k])}, {metres[i]:,.0f} m outside it{where}"
+        )
+    shown = code.to_numpy(dtype=object, na_value=None)[positions[far]]
+    findings.add(positions[far], "code", list(shown), reasons)
 
 
 def _expected(kind: GeometryKind, n: int) -> ObjectArray:
@@ -1166,6 +1284,9 @@ def validate_boundaries(
     metric_crs: str = _DEFAULT_METRIC_CRS,
     city_bbox: tuple[float, float, float, float] | None = None,
     seen_codes: SeenCodes | None = None,
+    city_code: str | None = None,
+    city_name: str = "",
+    parents: gpd.GeoDataFrame | None = None,
 ) -> ValidationResult:
     """Validate mapped admin boundaries of one level (see ``map_layer_fields(frame, "boundaries")``).
 
@@ -1181,6 +1302,16 @@ def validate_boundaries(
         (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_codes : SeenCodes, optional
         Codes of earlier chunks, updated in place (see :func:`validate_components`).
+    city_code : str, optional
+        The city's prefecture-level code (``"370100"``): a code whose county is not one of the city's
+        (3701xx) is rejected (:func:`gis.codes.validate_county_of_city`).
+    city_name : str, optional
+        The city's name, for that message.
+    parents : geopandas.GeoDataFrame, optional
+        The loaded units one level up (``code``, optionally ``name``, polygons): districts for streets,
+        streets for communities. A street whose code's county is a loaded district but which lies in
+        another district, or more than COUNTY_EDGE_METRES outside its own, is rejected; so is a community
+        more than COUNTY_EDGE_METRES outside its loaded street.
 
     Returns
     -------
@@ -1201,12 +1332,21 @@ def validate_boundaries(
     geometries = _check_kind(
         findings, geometries, usable, _expected("polygon", len(mapped)), lambda _: f"a {level} boundary"
     )
-    _check_in_city_box(findings, geometries, usable, city_bbox, level)
+    outside = _check_in_city_box(findings, geometries, usable, city_bbox, level)
     code = clean_text(mapped["code"])
     what = f"{level} code"
-    _check_code(
+    code_ok = _check_code(
         findings, code, field="code", what=what, pattern=pattern, lengths=(digits,), validator=validator
     )
+    code_ok = _check_county_of_city(
+        findings, code, code_ok, field="code", city_code=city_code, city_name=city_name
+    )
+    if parents is not None and level == "street":
+        _check_street_in_district(findings, geometries, usable & ~outside, code, code_ok, parents, metric_crs)
+    elif parents is not None and level == "community":
+        _check_community_in_street(
+            findings, geometries, usable & ~outside, code, code_ok, parents, metric_crs
+        )
     _check_duplicates(findings, code, seen_codes, field="code", what=what)
     name = clean_text(mapped["name"])
     _check_required_text(findings, name, "name")
@@ -1232,6 +1372,8 @@ def validate_stations(
     metric_crs: str = _DEFAULT_METRIC_CRS,
     city_bbox: tuple[float, float, float, float] | None = None,
     seen_codes: SeenCodes | None = None,
+    city_code: str | None = None,
+    city_name: str = "",
 ) -> ValidationResult:
     """Validate mapped urban-management stations (see ``map_layer_fields(frame, "stations")``).
 
@@ -1246,6 +1388,9 @@ def validate_stations(
         (minx, miny, maxx, maxy) in degrees: a feature whose representative point lies outside is rejected.
     seen_codes : SeenCodes, optional
         Station codes of earlier chunks, updated in place.
+    city_code, city_name : str, optional
+        The city's code and name: a community code whose county is not one of the city's is rejected (see
+        :func:`validate_boundaries`).
 
     Returns
     -------
@@ -1267,7 +1412,7 @@ def validate_stations(
     name = clean_text(mapped["name"])
     _check_required_text(findings, name, "name")
     community = clean_text(mapped["community_code"])
-    _check_code(
+    community_ok = _check_code(
         findings,
         community,
         field="community_code",
@@ -1275,6 +1420,9 @@ def validate_stations(
         pattern=_COMMUNITY_RE,
         lengths=(12,),
         validator=codes.validate_community_code,
+    )
+    _check_county_of_city(
+        findings, community, community_ok, field="community_code", city_code=city_code, city_name=city_name
     )
     columns = {"name": name, "community_code": community}
     own = pd.Series(None, index=mapped.index, dtype=object)

@@ -812,6 +812,15 @@ def existing_codes(session: Session, table: str) -> set[str]:
     return {str(c) for c in session.execute(text(f'SELECT code FROM "{table}"')).scalars()}
 
 
+def admin_units(session: Session, table: str) -> gpd.GeoDataFrame:
+    """The loaded districts or streets (code, name, geometry), to check where their children lie."""
+    if table not in ("district", "street"):
+        raise ValueError(f"admin_units reads district or street, not {table!r}")
+    return gpd.read_postgis(
+        f'SELECT code, name, geom FROM "{table}" ORDER BY code', session.connection(), geom_col="geom"
+    )
+
+
 def create_layer_stage(session: Session) -> None:
     """A generic staging table for the small layers."""
     session.execute(text("DROP TABLE IF EXISTS layer_stage"))
@@ -853,6 +862,59 @@ def unstage_layer(session: Session, codes: Sequence[str]) -> gpd.GeoDataFrame:
 def stage_layer(session: Session, frame: pd.DataFrame) -> int:
     """COPY prepared rows into the layer stage."""
     return bulk.copy_frame(session, "layer_stage", frame)
+
+
+@dataclass(frozen=True)
+class CommunityOverlap:
+    """A staged community that overlaps another community: a loaded one or another staged one."""
+
+    code: str
+    other: str
+    other_staged: bool
+    area_m2: float
+    x: float  # a point inside the overlap, EPSG:4490
+    y: float
+
+
+def overlapping_communities(
+    session: Session, *, metric_srid: int, tolerance_m2: float
+) -> list[CommunityOverlap]:
+    """Staged communities that overlap, by more than ``tolerance_m2`` measured in ``metric_srid``, another
+    staged community or a loaded one of another code that the stage does not replace; each pair of staged
+    communities is reported from both sides. Indexes the stage (it holds every row of the file by now)."""
+    session.execute(text("CREATE INDEX ON layer_stage USING gist (geom)"))
+    session.execute(text("CREATE INDEX ON layer_stage (code)"))
+    session.execute(text("ANALYZE layer_stage"))
+    rows = session.execute(
+        text(
+            """
+            WITH touching AS (
+                SELECT s.code, o.code AS other, true AS other_staged, s.geom, o.geom AS other_geom
+                FROM layer_stage s JOIN layer_stage o ON o.geom && s.geom AND o.code <> s.code
+                UNION ALL
+                SELECT s.code, c.code, false, s.geom, c.geom
+                FROM layer_stage s JOIN community c ON c.geom && s.geom AND c.code <> s.code
+                WHERE NOT EXISTS (SELECT 1 FROM layer_stage x WHERE x.code = c.code)
+            ), shared AS (
+                -- Interiors that meet: neighbours share edges, and only an area can overlap.
+                SELECT code, other, other_staged,
+                       ST_CollectionExtract(ST_Intersection(geom, other_geom), 3) AS part
+                FROM touching WHERE ST_Relate(geom, other_geom, '2********')
+            ), measured AS (
+                SELECT code, other, other_staged, part, ST_Area(ST_Transform(part, :srid)) AS area_m2
+                FROM shared
+            )
+            SELECT code, other, other_staged, area_m2, ST_X(p) AS x, ST_Y(p) AS y
+            FROM (SELECT *, ST_PointOnSurface(part) AS p FROM measured WHERE area_m2 > :tolerance) big
+            ORDER BY code, other
+            """
+        ),
+        {"srid": metric_srid, "tolerance": tolerance_m2},
+    ).all()
+    return [
+        CommunityOverlap(str(r.code), str(r.other), bool(r.other_staged), float(r.area_m2), r.x, r.y)
+        for r in rows
+    ]
 
 
 def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:

@@ -1,0 +1,283 @@
+"""Boundaries and stations checked against the city and against where they lie (issue 3, item 5: "the
+6-digit county prefix must match the county the feature lies in"), from real files.
+
+The demo city has one district, 历下区 (370102), whose envelope ends at 117.175° E; its streets are
+370102001-370102014 and its communities cover them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import shapely
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.services.access import LOCAL_OPERATOR
+from gridsvc.services.imports import ImportReport, ImportRequest, import_layer
+from gridsvc.settings import Settings
+
+# A made-up 市中区 east of 历下区, in no loaded district: 117.20-117.24° E, 36.60-36.64° N.
+SHIZHONG = shapely.box(117.20, 36.60, 117.24, 36.64)
+
+
+def _run(sessions: sessionmaker[Session], settings: Settings, path: Path, **kwargs: object) -> ImportReport:
+    request = ImportRequest(path=path, **kwargs)  # type: ignore[arg-type]
+    return import_layer(sessions, request, settings=settings, actor=LOCAL_OPERATOR)
+
+
+def _scalar(sessions: sessionmaker[Session], sql: str, **params: object) -> object:
+    with sessions() as session:
+        return session.execute(text(sql), params).scalar()
+
+
+def _point_of(sessions: sessionmaker[Session], table: str, code: str) -> shapely.Point:
+    with sessions() as session:
+        x, y = session.execute(
+            text(
+                "SELECT ST_X(p), ST_Y(p) FROM"
+                f" (SELECT ST_PointOnSurface(geom) p FROM {table} WHERE code = :c) q"
+            ),
+            {"c": code},
+        ).one()
+    return shapely.Point(x, y)
+
+
+def _square(centre: shapely.Point, half: float = 0.001) -> shapely.Polygon:
+    return shapely.box(centre.x - half, centre.y - half, centre.x + half, centre.y + half)
+
+
+def _boundaries(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    path: Path,
+    level: str,
+    rows: list[tuple[str, str, shapely.Geometry]],
+) -> ImportReport:
+    gpd.GeoDataFrame(
+        {"代码": [c for c, _, _ in rows], "名称": [n for _, n, _ in rows]},
+        geometry=[g for _, _, g in rows],
+        crs="EPSG:4490",
+    ).to_file(path, driver="GPKG")
+    return _run(sessions, settings, path, layer="boundaries", level=level)
+
+
+def _reasons(report: ImportReport) -> list[tuple[int, str, str | None, str]]:
+    return [(p.source_row, p.field, p.value, p.reason) for p in report.problems]
+
+
+def test_a_county_of_another_city_is_rejected_at_every_level(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """东城区 (110101, Beijing) drawn inside Jinan's box is not one of 济南市's districts; nor are a street, a
+    community or a station's community whose code starts with it."""
+    other_city = "110101 is not a county of 济南市 (370100): the city's county codes start with 3701"
+    districts = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "dd.gpkg",
+        "district",
+        [("110101", "东城区", shapely.box(117.30, 36.60, 117.34, 36.64)), ("370199", "新区", SHIZHONG)],
+    )
+    assert (districts.new, districts.rejected) == (1, 1)
+    assert _reasons(districts) == [(1, "code", "110101", other_city)]
+    assert _scalar(demo_sessions, "SELECT count(*) FROM district WHERE code = '110101'") == 0
+
+    streets = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "streets.gpkg",
+        "street",
+        [("110101001", "东华门街道", shapely.box(117.30, 36.60, 117.31, 36.61))],
+    )
+    assert _reasons(streets) == [
+        (
+            1,
+            "code",
+            "110101001",
+            "110101001 starts with county 110101, which is not a county of 济南市 (370100): the city's "
+            "county codes start with 3701",
+        )
+    ]
+    community = _point_of(demo_sessions, "community", "370102001001")
+    stations = tmp_path / "stations.gpkg"
+    gpd.GeoDataFrame(
+        {"工作站名称": ["外市工作站"], "社区代码": ["110101001001"]}, geometry=[community], crs="EPSG:4490"
+    ).to_file(stations, driver="GPKG")
+    report = _run(demo_sessions, test_settings, stations, layer="stations", dry_run=True)
+    assert (report.accepted, report.rejected) == (0, 1)
+    assert [(p.field, p.reason) for p in report.problems] == [
+        (
+            "community_code",
+            "110101001001 starts with county 110101, which is not a county of 济南市 (370100): the "
+            "city's county codes start with 3701",
+        )
+    ]
+
+
+def test_a_street_must_lie_in_the_district_its_code_names(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """The components' rule for streets: the code's county is the loaded district the street lies in, or
+    one it lies at most 50 m outside of (generalised boundaries); a district that is not loaded is reported
+    as missing, as before."""
+    added = _boundaries(
+        demo_sessions, test_settings, tmp_path / "d.gpkg", "district", [("370103", "市中区", SHIZHONG)]
+    )
+    assert added.new == 1
+    in_lixia = _point_of(demo_sessions, "street", "370102009")  # 营园街道
+    in_shizhong = shapely.Point(117.22, 36.62)
+    # 30 m east of 市中区's edge (0.000336° of longitude is 30 m at 36.6° N), in no loaded district.
+    just_outside = shapely.box(117.24 + 0.000336 - 1e-5, 36.62, 117.24 + 0.000336 + 1e-5, 36.62002)
+    report = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "s.gpkg",
+        "street",
+        [
+            ("370102090", "错区街道", _square(in_shizhong)),
+            ("370103001", "错放街道", _square(in_lixia)),
+            ("370103002", "市中街道", _square(shapely.Point(117.21, 36.61))),
+            ("370103003", "边上街道", just_outside),
+            ("370102091", "远处街道", _square(shapely.Point(117.5, 36.9))),
+            ("370104001", "无区街道", _square(in_lixia, 0.0005)),
+        ],
+    )
+    assert (report.new, report.rejected) == (2, 4)
+    problems = _reasons(report)
+    assert problems[:2] == [
+        (1, "code", "370102090", "code county 370102 but the street lies in 370103 市中区"),
+        (2, "code", "370103001", "code county 370103 but the street lies in 370102 历下区"),
+    ]
+    assert problems[2][:3] == (5, "code", "370102091")
+    assert problems[2][3].startswith(
+        "code county 370102 历下区 but the street lies at (117.500000 36.900000), "
+    )
+    assert problems[2][3].endswith(" m outside it and in no other loaded county")
+    assert problems[3] == (
+        6,
+        "code",
+        "370104",
+        "no district 370104 is loaded: import the district layer first",
+    )
+    codes = "SELECT string_agg(code, ',' ORDER BY code) FROM street WHERE code LIKE '370103%'"
+    assert _scalar(demo_sessions, codes) == "370103002,370103003"
+
+
+def test_a_community_must_lie_in_its_street(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A community more than 50 m outside the street its code names is rejected, naming the street it lies
+    in; one inside its street, or only just outside it, is taken."""
+    _boundaries(
+        demo_sessions, test_settings, tmp_path / "d.gpkg", "district", [("370103", "市中区", SHIZHONG)]
+    )
+    _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "s.gpkg",
+        "street",
+        [("370103001", "市中街道", shapely.box(117.20, 36.60, 117.21, 36.61))],
+    )
+    in_wenshui = _point_of(demo_sessions, "street", "370102001")  # 文水街道
+    report = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "c.gpkg",
+        "community",
+        [
+            ("370103001001", "甲社区", shapely.box(117.201, 36.601, 117.203, 36.603)),
+            # 20 m north of its street's edge (0.00018° of latitude), between it and the next street.
+            ("370103001002", "乙社区", shapely.box(117.204, 36.61, 117.205, 36.61 + 0.00036)),
+            ("370103001003", "丙社区", _square(in_wenshui, 0.0002)),
+            ("370103001004", "丁社区", shapely.box(117.204, 36.62, 117.205, 36.621)),
+        ],
+    )
+    assert (report.new, report.rejected) == (2, 2)
+    problems = _reasons(report)
+    assert [(row, field, value) for row, field, value, _ in problems] == [
+        (3, "code", "370103001003"),
+        (4, "code", "370103001004"),
+    ]
+    assert problems[0][3].startswith(
+        f"code street 370103001 市中街道 but the community lies at ({in_wenshui.x:.6f} "
+    )
+    assert problems[0][3].endswith(" m outside it, in street 370102001 文水街道")
+    assert problems[1][3] == (
+        "code street 370103001 市中街道 but the community lies at (117.204500 36.620500), 1,165 m outside it"
+    )
+
+
+def test_a_community_that_overlaps_another_is_rejected_naming_it_and_the_area(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """An overlap of more than 0.1 m² with a loaded community of another code, or with another row of the
+    file, rejects the community (both rows, in the file), naming the other and the area in EPSG:4548; a
+    sliver below it, as neighbours converted separately leave, is taken. Before, such a community was
+    stored and the next grid draw over it failed on the database's overlap rule."""
+    _boundaries(
+        demo_sessions, test_settings, tmp_path / "d.gpkg", "district", [("370103", "市中区", SHIZHONG)]
+    )
+    _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "s.gpkg",
+        "street",
+        [("370103001", "市中街道", shapely.box(117.20, 36.60, 117.21, 36.61))],
+    )
+    loaded = _point_of(demo_sessions, "community", "370102001001")
+    inside_loaded = _square(loaded, 0.0001)
+    with demo_sessions() as session:
+        wkb = session.execute(
+            text("SELECT ST_AsBinary(geom) FROM community WHERE code = '370102001001'")
+        ).scalar()
+    shared = shapely.intersection(inside_loaded, shapely.from_wkb(bytes(wkb)))
+    shared_m2 = gpd.GeoSeries([shared], crs="EPSG:4490").to_crs("EPSG:4548").area[0]
+    sliver = 2e-9  # of longitude: 0.2 mm along 222 m, 0.04 m²
+    report = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "c.gpkg",
+        "community",
+        [
+            ("370103001001", "甲社区", shapely.box(117.201, 36.601, 117.203, 36.603)),
+            ("370103001002", "乙社区", shapely.box(117.202, 36.602, 117.204, 36.604)),
+            ("370103001003", "丙社区", shapely.box(117.205 - sliver, 36.601, 117.207, 36.603)),
+            ("370103001004", "丁社区", shapely.box(117.203, 36.6045, 117.205, 36.6065)),
+            ("370102001099", "叠社区", inside_loaded),
+        ],
+    )
+    assert (report.new, report.rejected) == (2, 3)
+    rule = "communities may overlap by at most 0.1 m² (the grids drawn in both would overlap)"
+    between = gpd.GeoSeries([shapely.box(117.202, 36.602, 117.203, 36.603)], crs=4490).to_crs(4548).area[0]
+    problems = _reasons(report)
+    assert [(row, field) for row, field, _, _ in problems] == [
+        (1, "geometry"),
+        (2, "geometry"),
+        (5, "geometry"),
+    ]
+    assert problems[0][3].startswith(
+        f"the community overlaps community 370103001002 (row 2 of this file) by {between:,.2f} m² around "
+        "(117.20"
+    )
+    assert problems[0][3].endswith(rule)
+    assert problems[1][3].startswith(
+        f"the community overlaps community 370103001001 (row 1 of this file) by {between:,.2f} m²"
+    )
+    assert problems[2][3].startswith(
+        f"the community overlaps community 370102001001 (loaded) by {shared_m2:,.2f} m²"
+    )
+    stored = "SELECT string_agg(code, ',' ORDER BY code) FROM community WHERE code IN (:a, :b, :c, :d, :e)"
+    assert (
+        _scalar(
+            demo_sessions,
+            stored,
+            a="370103001001",
+            b="370103001002",
+            c="370103001003",
+            d="370103001004",
+            e="370102001099",
+        )
+        == "370103001003,370103001004"
+    )
