@@ -336,9 +336,17 @@ def many_vertex_polygon(centre: shapely.Point, vertices: int) -> shapely.Polygon
 def test_a_community_of_a_million_vertices_is_rejected_row_by_row(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
-    centre = community_point(demo_sessions)
-    with demo_sessions() as session:
-        street = session.execute(text("SELECT code FROM street ORDER BY code LIMIT 1")).scalar_one()
+    # Where no community is yet (a community may not overlap a loaded one): a new street of a new district.
+    street = "370103001"
+    for level, code, square in [
+        ("district", "370103", shapely.box(117.20, 36.60, 117.24, 36.64)),
+        ("street", street, shapely.box(117.20, 36.60, 117.21, 36.61)),
+    ]:
+        gpd.GeoDataFrame({"代码": [code], "名称": ["市中"]}, geometry=[square], crs=4490).to_file(
+            tmp_path / f"{level}.gpkg"
+        )
+        run_import(demo_sessions, test_settings, tmp_path / f"{level}.gpkg", layer="boundaries", level=level)
+    centre = shapely.Point(117.205, 36.605)
     communities = gpd.GeoDataFrame(
         {"代码": [f"{street}981", f"{street}982"], "名称": ["千万点社区", "正常社区"]},
         geometry=[many_vertex_polygon(centre, 1_000_000), many_vertex_polygon(centre, 64)],

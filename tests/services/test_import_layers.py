@@ -468,10 +468,22 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
 def test_http_boundaries_upload(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
 ) -> None:
-    centre = _inside_lixia(demo_sessions, 1)[0]
+    # A new community where no community is yet: in a new street of a new district east of 历下区 (a
+    # community may not overlap a loaded one).
+    for level, code, name, square in [
+        ("district", "370103", "市中区", shapely.box(117.20, 36.60, 117.24, 36.64)),
+        ("street", "370103001", "市中街道", shapely.box(117.20, 36.60, 117.21, 36.61)),
+    ]:
+        gpd.GeoDataFrame({"代码": [code], "名称": [name]}, geometry=[square], crs=4490).to_file(
+            tmp_path / f"{level}.gpkg"
+        )
+        assert _run(
+            demo_sessions, test_settings, tmp_path / f"{level}.gpkg", layer="boundaries", level=level
+        ).new
+    centre = shapely.Point(117.205, 36.605)
     path = tmp_path / "c.geojson"
     gpd.GeoDataFrame(
-        {"代码": ["370102001999"], "名称": ["新社区"], "户数": [420]},
+        {"代码": ["370103001999"], "名称": ["新社区"], "户数": [420]},
         geometry=[centre.buffer(0.001)],
         crs=4490,
     ).to_crs(4326).to_file(path)
@@ -499,11 +511,11 @@ def test_http_boundaries_upload(
             ("retire_missing", "only for importing components, not boundaries"),
             ("replace", "only for importing roads, not boundaries"),
         ]
-    assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370102001999'") == 420
+    assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370103001999'") == 420
     # A later file without households (a renamed community) keeps the stored count: an upsert has no history.
     gpd.GeoDataFrame(
-        {"代码": ["370102001999"], "名称": ["新建社区"]}, geometry=[centre.buffer(0.001)], crs=4490
+        {"代码": ["370103001999"], "名称": ["新建社区"]}, geometry=[centre.buffer(0.001)], crs=4490
     ).to_file(path)
     renamed = _run(demo_sessions, test_settings, path, layer="boundaries", level="community")
     assert (renamed.changed, renamed.unchanged) == (1, 0)
-    assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370102001999'") == 420
+    assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370103001999'") == 420
