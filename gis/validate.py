@@ -162,6 +162,11 @@ class ComponentRules:
         A projected CRS in metres for metric checks, e.g. ``"EPSG:4548"``.
     code_digits : tuple of int
         Allowed component code lengths: 16 (2-digit minor class), 17 (3-digit) or both.
+    city_code : str or None
+        The city's prefecture-level code (370100): a code whose county is not one of its counties is
+        rejected, whether or not that county is loaded. None skips the check.
+    city_name : str
+        The city's name, for that message.
     """
 
     classes: Mapping[str, str]
@@ -169,6 +174,8 @@ class ComponentRules:
     city_bbox: tuple[float, float, float, float]
     metric_crs: str
     code_digits: tuple[int, ...] = (16, 17)
+    city_code: str | None = None
+    city_name: str = ""
 
     def __post_init__(self) -> None:
         bad_kinds = sorted({k for k in self.classes.values() if k not in _KINDS})
@@ -934,6 +941,9 @@ def validate_components(
         pattern=_component_code_pattern(digits),
         lengths=digits,
         validator=codes.validate_component_code,
+    )
+    code_ok = _check_county_of_city(
+        findings, code, code_ok, field="code", city_code=rules.city_code, city_name=rules.city_name
     )
     _check_duplicates(findings, code, seen_codes, field="code", what="code")
 

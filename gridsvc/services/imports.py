@@ -859,6 +859,8 @@ def import_components(
                 counties=repo.counties(session),
                 city_bbox=settings.city_bbox,
                 metric_crs=settings.metric_crs,
+                city_code=settings.city_code,
+                city_name=settings.city_name,
             )
             if rules.counties.empty:
                 raise InvalidInputError(

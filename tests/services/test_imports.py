@@ -2074,3 +2074,22 @@ def test_an_empty_layer_imports_nothing_and_says_so(
     assert report.warnings == [
         "the file's layer 路灯 has no rows, so nothing was imported: is it the right file and layer?"
     ]
+
+
+def test_a_component_coded_in_another_city_is_rejected_naming_the_city(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # 110101 is 东城区 of Beijing: no county of 济南市, loaded or not, whatever the point lies in.
+    lamps = _lamps(_grid_points(demo_sessions, 2, offset=460), first_seq=953_001)
+    lamps.loc[1, "标识码"] = "110101" + lamps.loc[1, "标识码"][6:]
+    lamps.to_file(tmp_path / "lamps.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "lamps.gpkg", dry_run=True)
+    assert (report.accepted, report.rejected) == (1, 1)
+    assert [(p.source_row, p.field, p.reason) for p in report.problems] == [
+        (
+            2,
+            "code",
+            f"{lamps.loc[1, '标识码']} starts with county 110101, which is not a county of 济南市 (370100): "
+            "the city's county codes start with 3701",
+        )
+    ]
