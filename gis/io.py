@@ -163,6 +163,9 @@ _GEOMETRY_NAMES: Final = {
 _SAMPLE_ROWS: Final = 10_000
 # Reading a shapefile "in" ISO-8859-1 passes every byte through as one character, to decode here.
 _BYTES: Final = "ISO-8859-1"
+# GDAL's integer field types; a float64 holds every integer below 2**53 exactly.
+_OGR_INTEGERS: Final = frozenset({"OFTInteger", "OFTInteger64"})
+_FLOAT_EXACT: Final = float(2**53)
 # Bytes per read when scanning a .dbf or CSV for its encoding, so huge files stay out of memory.
 _SCAN_BYTES: Final = 4 << 20
 # Eastings from 39 000 000 to 39 999 999 carry the zone number of Jinan's 3-degree zone (EPSG:4527).
@@ -268,6 +271,9 @@ class LayerInfo:
         As GDAL reports it, e.g. ``"Point"``; None for a table without geometry.
     warnings : tuple of str
         Things the user should know, e.g. that the encoding was guessed or ``--crs`` overrode the file.
+    integer_fields : tuple of str
+        The fields among ``fields`` the file types as integers (GDAL's OFTInteger and OFTInteger64); a
+        chunk holds them as pandas' nullable ``Int64`` when a null in them would make them floats.
     """
 
     path: Path
@@ -282,6 +288,7 @@ class LayerInfo:
     geometry_type: str | None
     warnings: tuple[str, ...]
     coordinate_fields: tuple[str, ...] = ()
+    integer_fields: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -1288,6 +1295,7 @@ def _inspect_gdal(
     notes.extend(crs_notes)
     geometry_type = meta["geometry_type"]
     fields = tuple(str(name) for name in meta["fields"])
+    integers = {name for name, kind in zip(fields, meta["ogr_types"], strict=True) if kind in _OGR_INTEGERS}
     if source.format == "KML":
         fields = _kml_data_fields(source, chosen, fields, where)
     info = LayerInfo(
@@ -1302,6 +1310,7 @@ def _inspect_gdal(
         fields=fields,
         geometry_type=None if geometry_type is None else str(geometry_type),
         warnings=tuple(notes),
+        integer_fields=tuple(name for name in fields if name in integers),
     )
     return info, _gdal_frames(source, info, _SAMPLE_ROWS, limit_chunks=1)
 
@@ -1340,11 +1349,65 @@ def _gdal_frames(
         frame = _gdal_read(source, layer, encoding, skip, chunk_rows, where, columns)
         if len(frame) == 0:
             return
+        _exact_integers(frame, info, source, skip, where)
         yield _split_frame(frame, skip + 1)
         chunks += 1
         if len(frame) < chunk_rows:
             return
         skip += len(frame)
+
+
+def _exact_integers(frame: Any, info: LayerInfo, source: _Source, skip: int, where: str) -> None:
+    """Give the chunk's integer fields that a null turned into floats as pandas' nullable Int64.
+
+    pyogrio turns an integer column into float64 at its first null: 150 comes back as 150.0 and an
+    Integer64 code such as 3701020118000123457 as 3701020118000123400 (a float64 holds 53 bits). A column
+    whose floats all stay below 2**53 is exact already; one with a larger value is read again as text.
+    Int64 rather than Python ints in an object column: gis.fieldmap writes an integer dtype's values as
+    they are, where it takes a column of mixed Python numbers through float64 again.
+    """
+    for name in info.integer_fields:
+        if name not in frame.columns or frame[name].dtype.kind != "f":
+            continue  # no null in this chunk: still int64, exact
+        numbers = frame[name].to_numpy()
+        if np.nanmax(np.abs(numbers), initial=0.0) < _FLOAT_EXACT:
+            exact = pd.array(numbers, dtype="Int64")  # NaN -> <NA>
+        else:
+            text = _integer_text(source, info, name, skip, len(frame), where)
+            exact = pd.array([None if v is None else int(v) for v in text], dtype="Int64")
+        frame[name] = pd.Series(exact, index=frame.index)
+
+
+def _integer_text(
+    source: _Source, info: LayerInfo, name: str, skip: int, limit: int, where: str
+) -> list[str | None]:
+    """One integer field of a chunk's features as the digits the file holds (None for a null)."""
+    layer, encoding = _layer_args(info)
+    table = layer if layer is not None else _gdal_layers(source)[0]
+    # OGR SQL (not the GeoPackage's own SQLite) reads the features in the layer's order, as
+    # skip_features/max_features count them for the chunk itself.
+    sql = f"SELECT CAST({_sql_name(name)} AS character(24)) AS digits FROM {_sql_name(table)}"
+    try:
+        values = pyogrio.read_dataframe(
+            source.gdal_path,
+            sql=sql,
+            sql_dialect="OGRSQL",
+            encoding=encoding,
+            read_geometry=False,
+            skip_features=skip,
+            max_features=limit,
+        )["digits"]
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
+        raise _gdal_error(
+            where, exc, f"failed reading {name} of features {skip + 1} to {skip + limit}"
+        ) from exc
+    if len(values) != limit:
+        raise LayerError(f"{where}: failed reading {name} of features {skip + 1} to {skip + limit}")
+    return [None if pd.isna(v) else str(v).strip() for v in values.tolist()]
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 # ------------------------------------------------------------------------------------------------- CSV
