@@ -1787,6 +1787,7 @@ def _convert(
         kept = _Coords(source.x[converted], source.y[converted], source.rows[converted])
         _check_city(kept, lon[converted], lat[converted], crs, info, where, box)
     unconvertible = _unconvertible(source, failed, crs)
+    dropped = np.isin(rows, list(unconvertible)) if unconvertible else np.zeros(rows.size, dtype=bool)
     if crs == resolve_crs(STORAGE_CRS):
         # Already in the storage CRS: the conversion above only checked the coordinates.
         out_geoms = geoms
@@ -1794,11 +1795,16 @@ def _convert(
         out = coords.copy()
         out[finite, 0] = lon
         out[finite, 1] = lat
+        # The unconvertible rows are left out before their coordinates go back: a polygon ring whose
+        # vertices were all NaN is "not closed" to GEOS, which would fail the whole import.
+        still = ~dropped[owner]
+        inputs = geoms.copy()
+        inputs[dropped] = None
         # NaN and infinite coordinates are left as they were, for the row validator to report.
-        out_geoms = np.asarray(shapely.set_coordinates(geoms.copy(), out), dtype=object)
+        out_geoms = np.asarray(shapely.set_coordinates(inputs, out[still]), dtype=object)
     if unconvertible:
         out_geoms = out_geoms.copy()
-        out_geoms[np.isin(rows, list(unconvertible))] = None
+        out_geoms[dropped] = None
     if shapely.has_z(out_geoms).any():
         # Positions are stored in 2D; KML (LIBKML) and many survey exports carry a height, often 0.
         out_geoms = np.asarray(shapely.force_2d(out_geoms), dtype=object)

@@ -10,8 +10,11 @@ import pandas as pd
 import shapely
 from sqlalchemy.orm import Session, sessionmaker
 
+from gridsvc.services.access import LOCAL_OPERATOR
+from gridsvc.services.imports import ImportRequest, import_layer
 from gridsvc.settings import Settings
-from tests.services.test_imports import LAMP, _current, _grid_points, _run
+from tests.services.test_import_layers import _inside_lixia
+from tests.services.test_imports import GREEN_BELT, LAMP, _count, _current, _grid_points, _run
 
 
 def test_integer_fields_with_a_null_keep_every_digit(
@@ -63,3 +66,59 @@ def test_an_integer64_code_column_with_a_null_keeps_its_17_digit_codes(
         (3, "class_code"): "03092",
         (4, "class_code"): "03092",
     }
+
+
+def _lost_zone_prefix(geometry: shapely.Geometry) -> shapely.Geometry:
+    """A zone 39 (EPSG:4527) geometry whose eastings lost their zone prefix 39."""
+    return shapely.transform(geometry, lambda c: c - [39_000_000, 0])
+
+
+def test_a_polygon_that_lost_its_zone_prefix_is_rejected_alone(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Its vertices cannot be converted; they once became NaN, and GEOS failed the whole import with
+    # "Points of LinearRing do not form a closed linestring".
+    points = _grid_points(demo_sessions, 4, offset=70)
+    belts = gpd.GeoDataFrame(
+        {
+            "标识码": [f"370102{GREEN_BELT}97{i:04d}" for i in range(1, 5)],
+            "名称": list("ABCD"),
+            "状态": ["完好"] * 4,
+        },
+        geometry=[
+            shapely.box(x, y, x + 1e-4, y + 5e-5) for x, y in zip(points["lon"], points["lat"], strict=True)
+        ],
+        crs="EPSG:4490",
+    ).to_crs("EPSG:4527")
+    belts.loc[2, "geometry"] = _lost_zone_prefix(belts.geometry[2])  # row 3
+    belts.loc[3, "geometry"] = shapely.MultiPolygon([belts.geometry[3]])  # row 4: a multipolygon, fine
+    path = tmp_path / "绿化带_混.gpkg"
+    belts.to_file(path, layer="绿化带")
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, path)
+    assert (report.accepted, report.rejected) == (3, 1)
+    (problem,) = report.problems
+    assert (problem.source_row, problem.field, problem.action) == (3, "geometry", "rejected")
+    assert "cannot be converted from EPSG:4527" in problem.reason and "no zone prefix" in problem.reason
+    assert _count(demo_sessions) == before + 3
+
+
+def test_a_boundary_multipolygon_that_lost_its_zone_prefix_is_rejected_alone(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    centre = _inside_lixia(demo_sessions, 1)[0]
+    square = shapely.MultiPolygon([shapely.box(centre.x - 0.002, centre.y - 0.002, centre.x, centre.y)])
+    streets = gpd.GeoDataFrame(
+        {"区划代码": ["370102097", "370102098"], "名称": ["甲街道", "乙街道"]},
+        geometry=[square, square],
+        crs="EPSG:4490",
+    ).to_crs("EPSG:4527")
+    streets.loc[1, "geometry"] = _lost_zone_prefix(streets.geometry[1])
+    path = tmp_path / "街道.gpkg"
+    streets.to_file(path)
+    request = ImportRequest(path=path, layer="boundaries", level="street")
+    report = import_layer(demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR)
+    assert (report.new, report.rejected) == (1, 1)
+    (problem,) = report.problems
+    assert (problem.source_row, problem.field, problem.action) == (2, "geometry", "rejected")
+    assert "cannot be converted from EPSG:4527" in problem.reason and "no zone prefix" in problem.reason
