@@ -104,6 +104,9 @@ _SUFFIX_FORMATS: Final = {
     ".kmz": "KML",
 }
 _SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".sbn", ".sbx", ".qix", ".xml")
+# Formats whose features keep a stored fid (a GeoPackage's primary key, a FileGDB's OBJECTID), which
+# QGIS's attribute table shows and which deleting rows leaves with gaps: their source row is the fid.
+_FID_FORMATS: Final = frozenset({"GPKG", "OpenFileGDB"})
 # Formats that hold several layers, so LayerInfo.layer names the one read.
 _MULTI_LAYER: Final = frozenset({"GPKG", "OpenFileGDB", "KML"})
 # RFC 7946 (GeoJSON) and OGC KML 2.3 both fix the CRS to WGS 84 lon/lat.
@@ -395,10 +398,11 @@ def iter_chunks(
 ) -> Iterator[gpd.GeoDataFrame]:
     """Stream a layer's features in chunks, converted to the storage CRS (EPSG:4490).
 
-    Each chunk holds every attribute field (decoded text or numbers), ``source_row`` (int64: the 1-based
-    feature number shown in QGIS's attribute table; for CSV the line number in the file, the header being
-    line 1) and the geometry. Features without geometry keep None; NaN or infinite coordinates stay as
-    they are. Only ``chunk_rows`` features are in memory at a time.
+    Each chunk holds every attribute field (decoded text or numbers), ``source_row`` (int64: the row as
+    QGIS's attribute table shows it: a GeoPackage's or FileGDB's fid, which rows deleted leave with gaps;
+    for Shapefile, GeoJSON and KML the 1-based feature number; for CSV the line number in the file, the
+    header being line 1) and the geometry. Features without geometry keep None; NaN or infinite
+    coordinates stay as they are. Only ``chunk_rows`` features are in memory at a time.
 
     Parameters
     ----------
@@ -1187,6 +1191,7 @@ def _gdal_read(
             on_invalid="fix",
             # Dates come as text, like every other attribute the validator parses.
             datetime_as_string=True,
+            fid_as_index=source.format in _FID_FORMATS,
         )
 
     try:
@@ -1219,9 +1224,14 @@ def _gdal_read(
         raise _gdal_error(where, exc, f"failed reading features {skip + 1} to {skip + limit}") from exc
 
 
-def _split_frame(frame: Any, first_row: int) -> tuple[pd.DataFrame, GeomArray, RowArray]:
+def _split_frame(frame: Any, first_row: int, by_fid: bool) -> tuple[pd.DataFrame, GeomArray, RowArray]:
+    """A chunk's attributes, geometries and source rows: its fids when ``by_fid``, else its positions
+    from ``first_row`` on."""
     count = len(frame)
-    rows = np.arange(first_row, first_row + count, dtype=np.int64)
+    if by_fid:
+        rows = frame.index.to_numpy(dtype=np.int64)
+    else:
+        rows = np.arange(first_row, first_row + count, dtype=np.int64)
     if isinstance(frame, gpd.GeoDataFrame):
         geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
         attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name))
@@ -1344,13 +1354,14 @@ def _gdal_frames(
     skip = 0
     chunks = 0
     # skip_features/max_features keep one chunk in memory; features come in the order QGIS lists them,
-    # so the 1-based position is the row number staff see.
+    # so the 1-based position is the row number staff see, except where the format has a fid column
+    # (_FID_FORMATS): QGIS shows that, and rows deleted in QGIS leave gaps in it.
     while limit_chunks is None or chunks < limit_chunks:
         frame = _gdal_read(source, layer, encoding, skip, chunk_rows, where, columns)
         if len(frame) == 0:
             return
         _exact_integers(frame, info, source, skip, where)
-        yield _split_frame(frame, skip + 1)
+        yield _split_frame(frame, skip + 1, info.format in _FID_FORMATS)
         chunks += 1
         if len(frame) < chunk_rows:
             return

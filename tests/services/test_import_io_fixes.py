@@ -122,3 +122,37 @@ def test_a_boundary_multipolygon_that_lost_its_zone_prefix_is_rejected_alone(
     (problem,) = report.problems
     assert (problem.source_row, problem.field, problem.action) == (2, "geometry", "rejected")
     assert "cannot be converted from EPSG:4527" in problem.reason and "no zone prefix" in problem.reason
+
+
+def test_a_geopackage_with_deleted_rows_reports_them_by_fid_and_its_report_imports_again(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Rows deleted in QGIS (or ogr2ogr -preserve_fid) leave the fids 3, 7, 9, 12: QGIS shows those, so
+    # the report says them, not the positions 1..4.
+    points = _grid_points(demo_sessions, 4, offset=80)
+    codes = [f"370102{LAMP}98{i:04d}" for i in range(1, 5)]
+    codes[3] = codes[1]  # fids 7 and 12: one code twice
+    census = gpd.GeoDataFrame(
+        {"fid": [3, 7, 9, 12], "标识码": codes, "状态": ["完好", "完好", "坏了", "完好"]},
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "删过.gpkg"
+    census.to_file(path, layer="路灯")
+    report_file = tmp_path / "问题.gpkg"
+    report = _run(demo_sessions, test_settings, path, report_path=report_file)
+    assert (report.accepted, report.rejected) == (1, 3)
+    reasons = {(p.source_row, p.field): p.reason for p in report.problems}
+    assert set(reasons) == {(7, "code"), (9, "status"), (12, "code")}
+    assert "also used by row 12 of this file" in reasons[7, "code"]
+    assert "also used by row 7 of this file" in reasons[12, "code"]
+    written = gpd.read_file(report_file)
+    assert written["source_row"].tolist() == [7, 9, 12]
+
+    # GIS staff correct the report in place and import it as it is.
+    written["status"] = "完好"
+    written.loc[written["source_row"] == 12, "code"] = f"370102{LAMP}980004"
+    written.to_file(report_file, layer="problems")
+    again = _run(demo_sessions, test_settings, report_file)
+    assert (again.accepted, again.rejected) == (3, 0), again.problems
+    assert _current(demo_sessions, [*codes[:3], f"370102{LAMP}980004"])["status"].tolist() == ["intact"] * 4
