@@ -1580,6 +1580,23 @@ def _not_numbers(frame: pd.DataFrame, columns: tuple[str, str], rows: RowArray) 
     return found
 
 
+def _blank_coordinates(
+    frame: pd.DataFrame, columns: tuple[str, str], rows: RowArray
+) -> dict[int, tuple[str, str]]:
+    """Rows whose coordinate cell is empty (or only spaces), named by the file's own column: the row's NaN
+    would otherwise be reported as "y is not a finite number"."""
+    blank = [frame[column].str.strip().fillna("").to_numpy(dtype=object) == "" for column in columns]
+    found: dict[int, tuple[str, str]] = {}
+    for at in np.flatnonzero(blank[0] | blank[1]):
+        missing = [column for column, empty in zip(columns, blank, strict=True) if empty[at]]
+        verb = "are" if len(missing) == 2 else "is"
+        found[int(rows[at])] = (
+            "",
+            f"{' and '.join(missing)} {verb} missing: this row has no position; fill in the coordinate",
+        )
+    return found
+
+
 def _csv_frames(path: Path, layout: _CsvLayout, label: str, chunk_rows: int) -> Frames:
     for frame, rows in _csv_raw(path, layout, label, chunk_rows):
         if layout.x is not None and layout.y is not None:
@@ -1587,7 +1604,11 @@ def _csv_frames(path: Path, layout: _CsvLayout, label: str, chunk_rows: int) -> 
                 shapely.points(_numbers(frame[layout.x]), _numbers(frame[layout.y])), dtype=object
             )
             attrs = frame.copy()
-            attrs.attrs[UNCONVERTIBLE] = _not_numbers(frame, (layout.x, layout.y), rows)
+            coordinates = (layout.x, layout.y)
+            attrs.attrs[UNCONVERTIBLE] = {
+                **_blank_coordinates(frame, coordinates, rows),
+                **_not_numbers(frame, coordinates, rows),
+            }
         else:
             assert layout.wkt is not None
             text = frame[layout.wkt].astype(object).where(frame[layout.wkt].notna(), None)

@@ -156,3 +156,37 @@ def test_a_geopackage_with_deleted_rows_reports_them_by_fid_and_its_report_impor
     again = _run(demo_sessions, test_settings, report_file)
     assert (again.accepted, again.rejected) == (3, 0), again.problems
     assert _current(demo_sessions, [*codes[:3], f"370102{LAMP}980004"])["status"].tolist() == ["intact"] * 4
+
+
+def _lamp_table(sessions: sessionmaker[Session], n: int, offset: int, first_seq: int) -> pd.DataFrame:
+    """A lamp census as a CSV table with 经度/纬度 columns, in EPSG:4490."""
+    points = _grid_points(sessions, n, offset=offset)
+    return pd.DataFrame(
+        {
+            "标识码": [f"370102{LAMP}{first_seq + i:06d}" for i in range(n)],
+            "状态": ["完好"] * n,
+            "经度": [repr(x) for x in points["lon"]],
+            "纬度": [repr(y) for y in points["lat"]],
+        }
+    )
+
+
+def test_a_csv_row_with_an_empty_coordinate_cell_says_which_column_is_missing(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    table = _lamp_table(demo_sessions, 4, offset=90, first_seq=990_001)
+    table.loc[1, "纬度"] = ""  # line 3
+    table.loc[2, "纬度"] = "   "  # line 4: spaces are empty too
+    table.loc[3, ["经度", "纬度"]] = ""  # line 5
+    path = tmp_path / "井盖.csv"
+    table.to_csv(path, index=False, encoding="utf-8-sig")
+    report = _run(demo_sessions, test_settings, path, crs="EPSG:4490")
+    assert (report.accepted, report.rejected) == (1, 3)
+    assert [(p.source_row, p.field, p.action) for p in report.problems] == [
+        (3, "geometry", "rejected"),
+        (4, "geometry", "rejected"),
+        (5, "geometry", "rejected"),
+    ]
+    reasons = [p.reason for p in report.problems]
+    assert reasons[0] == reasons[1] == "纬度 is missing: this row has no position; fill in the coordinate"
+    assert reasons[2] == "经度 and 纬度 are missing: this row has no position; fill in the coordinate"
