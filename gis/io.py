@@ -1443,6 +1443,9 @@ def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, li
     # Excel's "Unicode text" export is UTF-16 with a byte-order mark; it can be neither UTF-8 nor GB18030.
     if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "UTF-16", []
+    # Excel's "CSV UTF-8" starts with a byte-order mark: the file says its encoding, nothing was guessed.
+    if start.startswith(codecs.BOM_UTF8):
+        return "UTF-8", []
     encoding = "UTF-8" if _text_is_utf8(path) else "GB18030"
     return encoding, [_guessed_warning(label, encoding, "a CSV file does not say its encoding")]
 

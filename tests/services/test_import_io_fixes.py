@@ -190,3 +190,16 @@ def test_a_csv_row_with_an_empty_coordinate_cell_says_which_column_is_missing(
     reasons = [p.reason for p in report.problems]
     assert reasons[0] == reasons[1] == "纬度 is missing: this row has no position; fill in the coordinate"
     assert reasons[2] == "经度 and 纬度 are missing: this row has no position; fill in the coordinate"
+
+
+def test_a_csv_with_a_utf8_byte_order_mark_is_not_said_to_have_a_guessed_encoding(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    table = _lamp_table(demo_sessions, 2, offset=95, first_seq=995_001)
+    table.to_csv(tmp_path / "excel.csv", index=False, encoding="utf-8-sig")  # Excel's "CSV UTF-8"
+    table.to_csv(tmp_path / "plain.csv", index=False, encoding="utf-8")
+    with_bom = _run(demo_sessions, test_settings, tmp_path / "excel.csv", crs="EPSG:4490", dry_run=True)
+    assert with_bom.accepted == 2
+    assert not [w for w in with_bom.warnings if "encoding" in w], with_bom.warnings
+    without = _run(demo_sessions, test_settings, tmp_path / "plain.csv", crs="EPSG:4490", dry_run=True)
+    assert any("a CSV file does not say its encoding" in w for w in without.warnings)
