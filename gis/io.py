@@ -104,6 +104,9 @@ _SUFFIX_FORMATS: Final = {
     ".kmz": "KML",
 }
 _SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".sbn", ".sbx", ".qix", ".xml")
+# Formats whose features keep a stored fid (a GeoPackage's primary key, a FileGDB's OBJECTID), which
+# QGIS's attribute table shows and which deleting rows leaves with gaps: their source row is the fid.
+_FID_FORMATS: Final = frozenset({"GPKG", "OpenFileGDB"})
 # Formats that hold several layers, so LayerInfo.layer names the one read.
 _MULTI_LAYER: Final = frozenset({"GPKG", "OpenFileGDB", "KML"})
 # RFC 7946 (GeoJSON) and OGC KML 2.3 both fix the CRS to WGS 84 lon/lat.
@@ -163,6 +166,9 @@ _GEOMETRY_NAMES: Final = {
 _SAMPLE_ROWS: Final = 10_000
 # Reading a shapefile "in" ISO-8859-1 passes every byte through as one character, to decode here.
 _BYTES: Final = "ISO-8859-1"
+# GDAL's integer field types; a float64 holds every integer below 2**53 exactly.
+_OGR_INTEGERS: Final = frozenset({"OFTInteger", "OFTInteger64"})
+_FLOAT_EXACT: Final = float(2**53)
 # Bytes per read when scanning a .dbf or CSV for its encoding, so huge files stay out of memory.
 _SCAN_BYTES: Final = 4 << 20
 # Eastings from 39 000 000 to 39 999 999 carry the zone number of Jinan's 3-degree zone (EPSG:4527).
@@ -268,6 +274,9 @@ class LayerInfo:
         As GDAL reports it, e.g. ``"Point"``; None for a table without geometry.
     warnings : tuple of str
         Things the user should know, e.g. that the encoding was guessed or ``--crs`` overrode the file.
+    integer_fields : tuple of str
+        The fields among ``fields`` the file types as integers (GDAL's OFTInteger and OFTInteger64); a
+        chunk holds them as pandas' nullable ``Int64`` when a null in them would make them floats.
     """
 
     path: Path
@@ -282,6 +291,7 @@ class LayerInfo:
     geometry_type: str | None
     warnings: tuple[str, ...]
     coordinate_fields: tuple[str, ...] = ()
+    integer_fields: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -388,10 +398,11 @@ def iter_chunks(
 ) -> Iterator[gpd.GeoDataFrame]:
     """Stream a layer's features in chunks, converted to the storage CRS (EPSG:4490).
 
-    Each chunk holds every attribute field (decoded text or numbers), ``source_row`` (int64: the 1-based
-    feature number shown in QGIS's attribute table; for CSV the line number in the file, the header being
-    line 1) and the geometry. Features without geometry keep None; NaN or infinite coordinates stay as
-    they are. Only ``chunk_rows`` features are in memory at a time.
+    Each chunk holds every attribute field (decoded text or numbers), ``source_row`` (int64: the row as
+    QGIS's attribute table shows it: a GeoPackage's or FileGDB's fid, which rows deleted leave with gaps;
+    for Shapefile, GeoJSON and KML the 1-based feature number; for CSV the line number in the file, the
+    header being line 1) and the geometry. Features without geometry keep None; NaN or infinite
+    coordinates stay as they are. Only ``chunk_rows`` features are in memory at a time.
 
     Parameters
     ----------
@@ -1180,6 +1191,7 @@ def _gdal_read(
             on_invalid="fix",
             # Dates come as text, like every other attribute the validator parses.
             datetime_as_string=True,
+            fid_as_index=source.format in _FID_FORMATS,
         )
 
     try:
@@ -1212,9 +1224,14 @@ def _gdal_read(
         raise _gdal_error(where, exc, f"failed reading features {skip + 1} to {skip + limit}") from exc
 
 
-def _split_frame(frame: Any, first_row: int) -> tuple[pd.DataFrame, GeomArray, RowArray]:
+def _split_frame(frame: Any, first_row: int, by_fid: bool) -> tuple[pd.DataFrame, GeomArray, RowArray]:
+    """A chunk's attributes, geometries and source rows: its fids when ``by_fid``, else its positions
+    from ``first_row`` on."""
     count = len(frame)
-    rows = np.arange(first_row, first_row + count, dtype=np.int64)
+    if by_fid:
+        rows = frame.index.to_numpy(dtype=np.int64)
+    else:
+        rows = np.arange(first_row, first_row + count, dtype=np.int64)
     if isinstance(frame, gpd.GeoDataFrame):
         geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
         attrs = pd.DataFrame(frame.drop(columns=frame.geometry.name))
@@ -1288,6 +1305,7 @@ def _inspect_gdal(
     notes.extend(crs_notes)
     geometry_type = meta["geometry_type"]
     fields = tuple(str(name) for name in meta["fields"])
+    integers = {name for name, kind in zip(fields, meta["ogr_types"], strict=True) if kind in _OGR_INTEGERS}
     if source.format == "KML":
         fields = _kml_data_fields(source, chosen, fields, where)
     info = LayerInfo(
@@ -1302,6 +1320,7 @@ def _inspect_gdal(
         fields=fields,
         geometry_type=None if geometry_type is None else str(geometry_type),
         warnings=tuple(notes),
+        integer_fields=tuple(name for name in fields if name in integers),
     )
     return info, _gdal_frames(source, info, _SAMPLE_ROWS, limit_chunks=1)
 
@@ -1335,16 +1354,71 @@ def _gdal_frames(
     skip = 0
     chunks = 0
     # skip_features/max_features keep one chunk in memory; features come in the order QGIS lists them,
-    # so the 1-based position is the row number staff see.
+    # so the 1-based position is the row number staff see, except where the format has a fid column
+    # (_FID_FORMATS): QGIS shows that, and rows deleted in QGIS leave gaps in it.
     while limit_chunks is None or chunks < limit_chunks:
         frame = _gdal_read(source, layer, encoding, skip, chunk_rows, where, columns)
         if len(frame) == 0:
             return
-        yield _split_frame(frame, skip + 1)
+        _exact_integers(frame, info, source, skip, where)
+        yield _split_frame(frame, skip + 1, info.format in _FID_FORMATS)
         chunks += 1
         if len(frame) < chunk_rows:
             return
         skip += len(frame)
+
+
+def _exact_integers(frame: Any, info: LayerInfo, source: _Source, skip: int, where: str) -> None:
+    """Give the chunk's integer fields that a null turned into floats as pandas' nullable Int64.
+
+    pyogrio turns an integer column into float64 at its first null: 150 comes back as 150.0 and an
+    Integer64 code such as 3701020118000123457 as 3701020118000123400 (a float64 holds 53 bits). A column
+    whose floats all stay below 2**53 is exact already; one with a larger value is read again as text.
+    Int64 rather than Python ints in an object column: gis.fieldmap writes an integer dtype's values as
+    they are, where it takes a column of mixed Python numbers through float64 again.
+    """
+    for name in info.integer_fields:
+        if name not in frame.columns or frame[name].dtype.kind != "f":
+            continue  # no null in this chunk: still int64, exact
+        numbers = frame[name].to_numpy()
+        if np.nanmax(np.abs(numbers), initial=0.0) < _FLOAT_EXACT:
+            exact = pd.array(numbers, dtype="Int64")  # NaN -> <NA>
+        else:
+            text = _integer_text(source, info, name, skip, len(frame), where)
+            exact = pd.array([None if v is None else int(v) for v in text], dtype="Int64")
+        frame[name] = pd.Series(exact, index=frame.index)
+
+
+def _integer_text(
+    source: _Source, info: LayerInfo, name: str, skip: int, limit: int, where: str
+) -> list[str | None]:
+    """One integer field of a chunk's features as the digits the file holds (None for a null)."""
+    layer, encoding = _layer_args(info)
+    table = layer if layer is not None else _gdal_layers(source)[0]
+    # OGR SQL (not the GeoPackage's own SQLite) reads the features in the layer's order, as
+    # skip_features/max_features count them for the chunk itself.
+    sql = f"SELECT CAST({_sql_name(name)} AS character(24)) AS digits FROM {_sql_name(table)}"
+    try:
+        values = pyogrio.read_dataframe(
+            source.gdal_path,
+            sql=sql,
+            sql_dialect="OGRSQL",
+            encoding=encoding,
+            read_geometry=False,
+            skip_features=skip,
+            max_features=limit,
+        )["digits"]
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
+        raise _gdal_error(
+            where, exc, f"failed reading {name} of features {skip + 1} to {skip + limit}"
+        ) from exc
+    if len(values) != limit:
+        raise LayerError(f"{where}: failed reading {name} of features {skip + 1} to {skip + limit}")
+    return [None if pd.isna(v) else str(v).strip() for v in values.tolist()]
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 # ------------------------------------------------------------------------------------------------- CSV
@@ -1369,6 +1443,9 @@ def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, li
     # Excel's "Unicode text" export is UTF-16 with a byte-order mark; it can be neither UTF-8 nor GB18030.
     if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "UTF-16", []
+    # Excel's "CSV UTF-8" starts with a byte-order mark: the file says its encoding, nothing was guessed.
+    if start.startswith(codecs.BOM_UTF8):
+        return "UTF-8", []
     encoding = "UTF-8" if _text_is_utf8(path) else "GB18030"
     return encoding, [_guessed_warning(label, encoding, "a CSV file does not say its encoding")]
 
@@ -1506,6 +1583,23 @@ def _not_numbers(frame: pd.DataFrame, columns: tuple[str, str], rows: RowArray) 
     return found
 
 
+def _blank_coordinates(
+    frame: pd.DataFrame, columns: tuple[str, str], rows: RowArray
+) -> dict[int, tuple[str, str]]:
+    """Rows whose coordinate cell is empty (or only spaces), named by the file's own column: the row's NaN
+    would otherwise be reported as "y is not a finite number"."""
+    blank = [frame[column].str.strip().fillna("").to_numpy(dtype=object) == "" for column in columns]
+    found: dict[int, tuple[str, str]] = {}
+    for at in np.flatnonzero(blank[0] | blank[1]):
+        missing = [column for column, empty in zip(columns, blank, strict=True) if empty[at]]
+        verb = "are" if len(missing) == 2 else "is"
+        found[int(rows[at])] = (
+            "",
+            f"{' and '.join(missing)} {verb} missing: this row has no position; fill in the coordinate",
+        )
+    return found
+
+
 def _csv_frames(path: Path, layout: _CsvLayout, label: str, chunk_rows: int) -> Frames:
     for frame, rows in _csv_raw(path, layout, label, chunk_rows):
         if layout.x is not None and layout.y is not None:
@@ -1513,7 +1607,11 @@ def _csv_frames(path: Path, layout: _CsvLayout, label: str, chunk_rows: int) -> 
                 shapely.points(_numbers(frame[layout.x]), _numbers(frame[layout.y])), dtype=object
             )
             attrs = frame.copy()
-            attrs.attrs[UNCONVERTIBLE] = _not_numbers(frame, (layout.x, layout.y), rows)
+            coordinates = (layout.x, layout.y)
+            attrs.attrs[UNCONVERTIBLE] = {
+                **_blank_coordinates(frame, coordinates, rows),
+                **_not_numbers(frame, coordinates, rows),
+            }
         else:
             assert layout.wkt is not None
             text = frame[layout.wkt].astype(object).where(frame[layout.wkt].notna(), None)
@@ -1724,6 +1822,7 @@ def _convert(
         kept = _Coords(source.x[converted], source.y[converted], source.rows[converted])
         _check_city(kept, lon[converted], lat[converted], crs, info, where, box)
     unconvertible = _unconvertible(source, failed, crs)
+    dropped = np.isin(rows, list(unconvertible)) if unconvertible else np.zeros(rows.size, dtype=bool)
     if crs == resolve_crs(STORAGE_CRS):
         # Already in the storage CRS: the conversion above only checked the coordinates.
         out_geoms = geoms
@@ -1731,11 +1830,16 @@ def _convert(
         out = coords.copy()
         out[finite, 0] = lon
         out[finite, 1] = lat
+        # The unconvertible rows are left out before their coordinates go back: a polygon ring whose
+        # vertices were all NaN is "not closed" to GEOS, which would fail the whole import.
+        still = ~dropped[owner]
+        inputs = geoms.copy()
+        inputs[dropped] = None
         # NaN and infinite coordinates are left as they were, for the row validator to report.
-        out_geoms = np.asarray(shapely.set_coordinates(geoms.copy(), out), dtype=object)
+        out_geoms = np.asarray(shapely.set_coordinates(inputs, out[still]), dtype=object)
     if unconvertible:
         out_geoms = out_geoms.copy()
-        out_geoms[np.isin(rows, list(unconvertible))] = None
+        out_geoms[dropped] = None
     if shapely.has_z(out_geoms).any():
         # Positions are stored in 2D; KML (LIBKML) and many survey exports carry a height, often 0.
         out_geoms = np.asarray(shapely.force_2d(out_geoms), dtype=object)

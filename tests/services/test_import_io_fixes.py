@@ -1,0 +1,205 @@
+"""What a user sees importing files whose details the survey tools write but gis.io once misread: integer
+fields with a null, a polygon that lost its zone prefix, GeoPackage fids, CSV cells left empty, a BOM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+from sqlalchemy.orm import Session, sessionmaker
+
+from gridsvc.services.access import LOCAL_OPERATOR
+from gridsvc.services.imports import ImportRequest, import_layer
+from gridsvc.settings import Settings
+from tests.services.test_import_layers import _inside_lixia
+from tests.services.test_imports import GREEN_BELT, LAMP, _count, _current, _grid_points, _run
+
+
+def test_integer_fields_with_a_null_keep_every_digit(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # pyogrio hands an integer column with a null over as float64: 150.0, and 3701020118000123457 as
+    # 3701020118000123400.
+    points = _grid_points(demo_sessions, 3, offset=60)
+    codes = [f"370102{LAMP}96{i:04d}" for i in range(1, 4)]
+    census = gpd.GeoDataFrame(
+        {
+            "标识码": codes,
+            "原系统编号": pd.array([3701020118000123457, None, 9007199254740993], dtype="Int64"),
+            "灯头数": pd.array([150, None, 3], dtype="Int32"),
+        },
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "types.gpkg"
+    census.to_file(path, layer="t")
+    report = _run(demo_sessions, test_settings, path)
+    assert (report.accepted, report.rejected) == (3, 0), report.problems
+    attributes = _current(demo_sessions, codes)["attributes"].tolist()
+    assert [a.get("原系统编号") for a in attributes] == [3701020118000123457, None, 9007199254740993]
+    assert [a.get("灯头数") for a in attributes] == [150, None, 3]
+
+
+def test_an_integer64_code_column_with_a_null_keeps_its_17_digit_codes(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # A CJ/T 214 OBJCODE typed Integer64: one null row once made every code "3.7010203092e+16", rejected
+    # as not digits and all "duplicates" of one another. Now each is read as written: the demo city has no
+    # 5-digit class 03092, and that is all the report says about them.
+    points = _grid_points(demo_sessions, 4, offset=64)
+    codes = [37010203092000001, None, 37010203092000003, 37010203092000004]
+    census = gpd.GeoDataFrame(
+        {"OBJCODE": pd.array(codes, dtype="Int64"), "状态": ["完好"] * 4},
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "objcode.gpkg"
+    census.to_file(path, layer="部件")
+    report = _run(demo_sessions, test_settings, path)
+    assert (report.accepted, report.rejected) == (0, 4)
+    by_row = {(p.source_row, p.field): p.value for p in report.problems}
+    assert by_row == {
+        (1, "class_code"): "03092",
+        (2, "code"): None,
+        (3, "class_code"): "03092",
+        (4, "class_code"): "03092",
+    }
+
+
+def _lost_zone_prefix(geometry: shapely.Geometry) -> shapely.Geometry:
+    """A zone 39 (EPSG:4527) geometry whose eastings lost their zone prefix 39."""
+    return shapely.transform(geometry, lambda c: c - [39_000_000, 0])
+
+
+def test_a_polygon_that_lost_its_zone_prefix_is_rejected_alone(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Its vertices cannot be converted; they once became NaN, and GEOS failed the whole import with
+    # "Points of LinearRing do not form a closed linestring".
+    points = _grid_points(demo_sessions, 4, offset=70)
+    belts = gpd.GeoDataFrame(
+        {
+            "标识码": [f"370102{GREEN_BELT}97{i:04d}" for i in range(1, 5)],
+            "名称": list("ABCD"),
+            "状态": ["完好"] * 4,
+        },
+        geometry=[
+            shapely.box(x, y, x + 1e-4, y + 5e-5) for x, y in zip(points["lon"], points["lat"], strict=True)
+        ],
+        crs="EPSG:4490",
+    ).to_crs("EPSG:4527")
+    belts.loc[2, "geometry"] = _lost_zone_prefix(belts.geometry[2])  # row 3
+    belts.loc[3, "geometry"] = shapely.MultiPolygon([belts.geometry[3]])  # row 4: a multipolygon, fine
+    path = tmp_path / "绿化带_混.gpkg"
+    belts.to_file(path, layer="绿化带")
+    before = _count(demo_sessions)
+    report = _run(demo_sessions, test_settings, path)
+    assert (report.accepted, report.rejected) == (3, 1)
+    (problem,) = report.problems
+    assert (problem.source_row, problem.field, problem.action) == (3, "geometry", "rejected")
+    assert "cannot be converted from EPSG:4527" in problem.reason and "no zone prefix" in problem.reason
+    assert _count(demo_sessions) == before + 3
+
+
+def test_a_boundary_multipolygon_that_lost_its_zone_prefix_is_rejected_alone(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    centre = _inside_lixia(demo_sessions, 1)[0]
+    square = shapely.MultiPolygon([shapely.box(centre.x - 0.002, centre.y - 0.002, centre.x, centre.y)])
+    streets = gpd.GeoDataFrame(
+        {"区划代码": ["370102097", "370102098"], "名称": ["甲街道", "乙街道"]},
+        geometry=[square, square],
+        crs="EPSG:4490",
+    ).to_crs("EPSG:4527")
+    streets.loc[1, "geometry"] = _lost_zone_prefix(streets.geometry[1])
+    path = tmp_path / "街道.gpkg"
+    streets.to_file(path)
+    request = ImportRequest(path=path, layer="boundaries", level="street")
+    report = import_layer(demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR)
+    assert (report.new, report.rejected) == (1, 1)
+    (problem,) = report.problems
+    assert (problem.source_row, problem.field, problem.action) == (2, "geometry", "rejected")
+    assert "cannot be converted from EPSG:4527" in problem.reason and "no zone prefix" in problem.reason
+
+
+def test_a_geopackage_with_deleted_rows_reports_them_by_fid_and_its_report_imports_again(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Rows deleted in QGIS (or ogr2ogr -preserve_fid) leave the fids 3, 7, 9, 12: QGIS shows those, so
+    # the report says them, not the positions 1..4.
+    points = _grid_points(demo_sessions, 4, offset=80)
+    codes = [f"370102{LAMP}98{i:04d}" for i in range(1, 5)]
+    codes[3] = codes[1]  # fids 7 and 12: one code twice
+    census = gpd.GeoDataFrame(
+        {"fid": [3, 7, 9, 12], "标识码": codes, "状态": ["完好", "完好", "坏了", "完好"]},
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "删过.gpkg"
+    census.to_file(path, layer="路灯")
+    report_file = tmp_path / "问题.gpkg"
+    report = _run(demo_sessions, test_settings, path, report_path=report_file)
+    assert (report.accepted, report.rejected) == (1, 3)
+    reasons = {(p.source_row, p.field): p.reason for p in report.problems}
+    assert set(reasons) == {(7, "code"), (9, "status"), (12, "code")}
+    assert "also used by row 12 of this file" in reasons[7, "code"]
+    assert "also used by row 7 of this file" in reasons[12, "code"]
+    written = gpd.read_file(report_file)
+    assert written["source_row"].tolist() == [7, 9, 12]
+
+    # GIS staff correct the report in place and import it as it is.
+    written["status"] = "完好"
+    written.loc[written["source_row"] == 12, "code"] = f"370102{LAMP}980004"
+    written.to_file(report_file, layer="problems")
+    again = _run(demo_sessions, test_settings, report_file)
+    assert (again.accepted, again.rejected) == (3, 0), again.problems
+    assert _current(demo_sessions, [*codes[:3], f"370102{LAMP}980004"])["status"].tolist() == ["intact"] * 4
+
+
+def _lamp_table(sessions: sessionmaker[Session], n: int, offset: int, first_seq: int) -> pd.DataFrame:
+    """A lamp census as a CSV table with 经度/纬度 columns, in EPSG:4490."""
+    points = _grid_points(sessions, n, offset=offset)
+    return pd.DataFrame(
+        {
+            "标识码": [f"370102{LAMP}{first_seq + i:06d}" for i in range(n)],
+            "状态": ["完好"] * n,
+            "经度": [repr(x) for x in points["lon"]],
+            "纬度": [repr(y) for y in points["lat"]],
+        }
+    )
+
+
+def test_a_csv_row_with_an_empty_coordinate_cell_says_which_column_is_missing(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    table = _lamp_table(demo_sessions, 4, offset=90, first_seq=990_001)
+    table.loc[1, "纬度"] = ""  # line 3
+    table.loc[2, "纬度"] = "   "  # line 4: spaces are empty too
+    table.loc[3, ["经度", "纬度"]] = ""  # line 5
+    path = tmp_path / "井盖.csv"
+    table.to_csv(path, index=False, encoding="utf-8-sig")
+    report = _run(demo_sessions, test_settings, path, crs="EPSG:4490")
+    assert (report.accepted, report.rejected) == (1, 3)
+    assert [(p.source_row, p.field, p.action) for p in report.problems] == [
+        (3, "geometry", "rejected"),
+        (4, "geometry", "rejected"),
+        (5, "geometry", "rejected"),
+    ]
+    reasons = [p.reason for p in report.problems]
+    assert reasons[0] == reasons[1] == "纬度 is missing: this row has no position; fill in the coordinate"
+    assert reasons[2] == "经度 and 纬度 are missing: this row has no position; fill in the coordinate"
+
+
+def test_a_csv_with_a_utf8_byte_order_mark_is_not_said_to_have_a_guessed_encoding(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    table = _lamp_table(demo_sessions, 2, offset=95, first_seq=995_001)
+    table.to_csv(tmp_path / "excel.csv", index=False, encoding="utf-8-sig")  # Excel's "CSV UTF-8"
+    table.to_csv(tmp_path / "plain.csv", index=False, encoding="utf-8")
+    with_bom = _run(demo_sessions, test_settings, tmp_path / "excel.csv", crs="EPSG:4490", dry_run=True)
+    assert with_bom.accepted == 2
+    assert not [w for w in with_bom.warnings if "encoding" in w], with_bom.warnings
+    without = _run(demo_sessions, test_settings, tmp_path / "plain.csv", crs="EPSG:4490", dry_run=True)
+    assert any("a CSV file does not say its encoding" in w for w in without.warnings)
