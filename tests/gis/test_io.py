@@ -602,9 +602,12 @@ def test_csv_empty_or_bad_coordinate_becomes_nan_on_its_line(tmp_path: Path) -> 
     assert math.isnan(xy[1, 0]) and math.isnan(xy[2, 0])
     np.testing.assert_allclose(xy[[0, 3]], [[117.01, 36.65], [117.04, 36.68]], atol=1e-9)
     assert frame["Lon"].tolist() == ["117.01", "  ", "abc", "117.04"]
-    # Text that is no number is said as written, with its column; an empty cell is only missing.
-    ((row, (value, reason)),) = frame.attrs[io.UNCONVERTIBLE].items()
-    assert (row, value) == (6, "abc") and reason.startswith("Lon abc is not a number: write the coordinate")
+    # Text that is no number is said as written, with its column; an empty cell (or spaces) as missing.
+    found = frame.attrs[io.UNCONVERTIBLE]
+    assert sorted(found) == [3, 6]
+    assert found[3] == ("", "Lon is missing: this row has no position; fill in the coordinate")
+    (value, reason) = found[6]
+    assert value == "abc" and reason.startswith("Lon abc is not a number: write the coordinate")
 
 
 def test_utf16_csv_from_excel(tmp_path: Path) -> None:
