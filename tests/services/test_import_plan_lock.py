@@ -143,6 +143,19 @@ def _import(
     return import_components(city.sessions, request, settings=settings, actor=GIS, progress=progress)
 
 
+def _held_after_the_first_chunk() -> tuple[threading.Event, threading.Event, Callable[[int, int], None]]:
+    """A progress callback that stops an import after its first chunk until ``go_on`` is set, and the
+    event ``staged`` it sets when it does."""
+    staged, go_on = threading.Event(), threading.Event()
+
+    def hold(rows: int, total: int) -> None:
+        if not staged.is_set():
+            staged.set()
+            go_on.wait(WAIT_SECONDS)
+
+    return staged, go_on, hold
+
+
 def _activate(city: City) -> plans.Activation:
     return plans.activate_plan(city.sessions, city.draft_id, dt.date(2026, 12, 1), actor=GIS)
 
@@ -150,13 +163,7 @@ def _activate(city: City) -> plans.Activation:
 def test_an_activation_during_an_import_waits_and_then_regrids_its_components(
     city: City, test_settings: Settings
 ) -> None:
-    staged, go_on = threading.Event(), threading.Event()
-
-    def hold_after_the_first_chunk(rows: int, total: int) -> None:
-        if not staged.is_set():
-            staged.set()
-            go_on.wait(WAIT_SECONDS)
-
+    staged, go_on, hold_after_the_first_chunk = _held_after_the_first_chunk()
     importing, imported = _in_background(lambda: _import(city, test_settings, hold_after_the_first_chunk))
     assert staged.wait(WAIT_SECONDS)
     activating, activated = _in_background(lambda: _activate(city))
@@ -208,13 +215,7 @@ def test_a_second_import_of_the_same_lamps_waits_for_the_first_and_finds_them_un
 ) -> None:
     # Imports of one layer take turns (repositories/imports.IMPORT_LOCK): at once, the second would version
     # what the first is writing and fail on the one-current-version index when it commits.
-    staged, go_on = threading.Event(), threading.Event()
-
-    def hold_after_the_first_chunk(rows: int, total: int) -> None:
-        if not staged.is_set():
-            staged.set()
-            go_on.wait(WAIT_SECONDS)
-
+    staged, go_on, hold_after_the_first_chunk = _held_after_the_first_chunk()
     first, first_outcome = _in_background(lambda: _import(city, test_settings, hold_after_the_first_chunk))
     assert staged.wait(WAIT_SECONDS)
     phases: list[str] = []

@@ -67,16 +67,20 @@ def _run(sessions: sessionmaker[Session], settings: Settings, path: Path, **kwar
     return import_components(sessions, request, settings=settings, actor=LOCAL_OPERATOR)
 
 
+def _rows_to_rebuild(session: Session) -> int:
+    """The fewest new rows for which the size rule rebuilds: at least a third of what the table holds. The
+    rule reads the planner's estimate, which earlier tests' rolled-back imports can leave above the count:
+    the file is sized by what the rule will see."""
+    table_rows = imports_repo.component_rows_estimate(session)
+    return max(imports_service.REBUILD_MIN_ROWS, table_rows // imports_service.REBUILD_TABLE_FACTOR + 1)
+
+
 def test_a_large_first_census_rebuilds_and_the_schema_is_as_before(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
     with demo_sessions() as session:
         schema = _schema(session)
-        # The rule reads the planner's estimate, which earlier tests' rolled-back imports can leave above
-        # the count: size the file by what the rule will see.
-        table_rows = imports_repo.component_rows_estimate(session)
-        # Enough rows that the size rule chooses to rebuild: at least a third of what the table holds.
-        n = max(imports_service.REBUILD_MIN_ROWS, table_rows // imports_service.REBUILD_TABLE_FACTOR + 1)
+        n = _rows_to_rebuild(session)
         path = _census(session, n, tmp_path / "census.gpkg", first_seq=800_001)
     phases: list[str] = []
     report = import_components(
@@ -123,12 +127,8 @@ def test_a_census_written_as_read_takes_back_duplicates_and_versions_codes_surve
     # first row's code comes again in its last chunk, and two of its codes are components surveyed before.
     with demo_sessions() as session:
         schema = _schema(session)
-        table_rows = imports_repo.component_rows_estimate(session)
         # With a margin: the rule is met by the share of new codes in the first chunk times the rows.
-        n = (
-            max(imports_service.REBUILD_MIN_ROWS, table_rows // imports_service.REBUILD_TABLE_FACTOR + 1)
-            + 1_000
-        )
+        n = _rows_to_rebuild(session) + 1_000
         path = _census(session, n, tmp_path / "census.gpkg", first_seq=700_001)
         surveyed_before = session.execute(
             text(
