@@ -1794,11 +1794,11 @@ def test_a_background_import_cancelled_or_stopped_with_the_service_rolls_back(
     # over HTTP, and then a service stopped under a running job, each end it at once and roll it back.
     with demo_engine_shared.connect() as conn:
         before = tuple(conn.execute(_COMPONENT_STATE).one())
-    staff = {
-        "X-API-Key": create_key(
-            sessionmaker(bind=demo_engine_shared), name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR
-        ).secret
-    }
+    # Committed (the served process must see it), and deleted at the end: the shared demo city has no keys.
+    issued = create_key(
+        sessionmaker(bind=demo_engine_shared), name="测绘员", role="gis_staff", actor=LOCAL_OPERATOR
+    )
+    staff = {"X-API-Key": issued.secret}
     path, holder = _resurvey_held_up(demo_engine_shared, tmp_path)
     files = {"file": ("复查.gpkg", path.read_bytes(), "application/geopackage+sqlite3")}
     data_dir = tmp_path / "data"
@@ -1836,6 +1836,8 @@ def test_a_background_import_cancelled_or_stopped_with_the_service_rolls_back(
     finally:
         holder.rollback()
         holder.close()
+        with demo_engine_shared.begin() as conn:
+            conn.execute(text("DELETE FROM api_key WHERE id = :id"), {"id": issued.id})
     assert _component_state_returns_to(demo_engine_shared, before) == before
 
 
