@@ -738,15 +738,24 @@ class _Writer:
         self._pending.append(self._pool.submit(self._stage, chunk))
 
     def _stage(self, chunk: _EncodedChunk) -> None:
-        block = _chunk_block(chunk, self._grids)
-        if self.written is None:
+        block, with_grid = _chunk_block(chunk, self._grids)
+        written = self.written
+        if written is None:
             repo.stage_components(self._session, block, grids_of_plan=self._grids_of_plan)
             return
+        if written.all_new:
+            written.all_new = repo.copy_new_components(
+                self._session, block, batch_id=written.batch.id, now=written.now
+            )
+            if written.all_new:
+                written.new += len(chunk.geoms)
+                written.assigned_to_grid += with_grid
+                return
         inserted, with_grid = repo.write_new_components(
-            self._session, block, batch_id=self.written.batch.id, now=self.written.now
+            self._session, block, batch_id=written.batch.id, now=written.now
         )
-        self.written.new += inserted
-        self.written.assigned_to_grid += with_grid
+        written.new += inserted
+        written.assigned_to_grid += with_grid
 
     def finish(self) -> None:
         """Wait for every chunk to be staged (raising its error, if one failed)."""
@@ -820,14 +829,15 @@ def _encode_components(accepted: gpd.GeoDataFrame, departments: dict[str, str | 
     return _EncodedChunk(fields, geoms)
 
 
-def _chunk_block(chunk: _EncodedChunk, grids: gridindex.UnitGridIndex | None) -> bytes:
+def _chunk_block(chunk: _EncodedChunk, grids: gridindex.UnitGridIndex | None) -> tuple[bytes, int]:
     """COPY data of ``repo.CHUNK_COLUMNS``, with the unit and responsibility grids ``grids`` finds (NULL
-    without it: none, or found in SQL)."""
-    if grids is not None:
-        unit, responsibility = (_copy_ids(ids) for ids in grids.assign(chunk.geoms))
-    else:
+    without it: none, or found in SQL), and how many rows it gave a unit grid."""
+    if grids is None:
         unit = responsibility = ["\\N"] * len(chunk.geoms)
-    return repo.copy_block([*chunk.fields, unit, responsibility])
+        return repo.copy_block([*chunk.fields, unit, responsibility]), 0
+    unit_ids, responsibility_ids = grids.assign(chunk.geoms)
+    block = repo.copy_block([*chunk.fields, _copy_ids(unit_ids), _copy_ids(responsibility_ids)])
+    return block, int((unit_ids != gridindex.NO_GRID).sum())
 
 
 def import_components(
@@ -1029,6 +1039,9 @@ class _Written:
     rebuild: repo.SecondaryStructures
     new: int = 0
     assigned_to_grid: int = 0
+    # Whether every chunk so far was new throughout, and so COPYed straight into component: the first that
+    # is not, and every one after it, goes through repo.write_new_components instead.
+    all_new: bool = True
 
 
 def _may_write_while_reading(request: ImportRequest, grids_in_sql: bool) -> bool:

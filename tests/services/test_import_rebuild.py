@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -121,10 +122,14 @@ def test_a_large_first_census_rebuilds_and_the_schema_is_as_before(
 
 
 def test_a_census_written_as_read_takes_back_duplicates_and_versions_codes_surveyed_before(
-    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+    demo_sessions: sessionmaker[Session],
+    test_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Small chunks, so the census is written into component over several of them while it is read; its
-    # first row's code comes again in its last chunk, and two of its codes are components surveyed before.
+    # first row's code comes again in its last chunk, and two codes of its third chunk are components
+    # surveyed before: the first two chunks are COPYed straight into component, the rest set those aside.
     with demo_sessions() as session:
         schema = _schema(session)
         # With a margin: the rule is met by the share of new codes in the first chunk times the rows.
@@ -139,14 +144,23 @@ def test_a_census_written_as_read_takes_back_duplicates_and_versions_codes_surve
     census = gpd.read_file(path)
     duplicated = census.loc[0, "标识码"]
     census.loc[n - 1, "标识码"] = duplicated
-    census.loc[[1000, 1001], "标识码"] = [code for code, _ in surveyed_before]
+    census.loc[[25_000, 25_001], "标识码"] = [code for code, _ in surveyed_before]
     census.to_file(path, driver="GPKG")
+    copied_straight: list[bool] = []
+
+    def copy_new_components(*args: Any, **kwargs: Any) -> bool:
+        copied_straight.append(copy_new(*args, **kwargs))
+        return copied_straight[-1]
+
+    copy_new = imports_repo.copy_new_components
+    monkeypatch.setattr(imports_repo, "copy_new_components", copy_new_components)
     phases: list[str] = []
     request = ImportRequest(path=path, chunk_rows=10_000)
     report = import_components(
         demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR, phase=phases.append
     )
     assert report.indexes_rebuilt
+    assert copied_straight == [True, True, False]  # and never tried again after the third chunk
     # The new rows were written as the file was read; the two surveyed before are written after comparing.
     assert phases[1] == "writing 2 components surveyed before"
     assert (report.new, report.changed, report.unchanged, report.rejected) == (n - 4, 2, 0, 2)
@@ -158,6 +172,15 @@ def test_a_census_written_as_read_takes_back_duplicates_and_versions_codes_surve
             {"b": report.batch_id},
         ).one()
         assert tuple(stored) == (n - 2, report.assigned_to_grid)
+        # Rows COPYed straight in, rows inserted after the first surveyed-before code and the new versions
+        # all begin at the import's one time.
+        assert (
+            session.execute(
+                text("SELECT count(DISTINCT valid_from) FROM component WHERE survey_batch_id = :b"),
+                {"b": report.batch_id},
+            ).scalar_one()
+            == 1
+        )
         # The earlier row of the duplicated code was written, then taken back out: nothing of it is left.
         assert not session.execute(
             text("SELECT count(*) FROM component WHERE code = :c"), {"c": duplicated}
