@@ -169,6 +169,8 @@ _BYTES: Final = "ISO-8859-1"
 # GDAL's integer field types; a float64 holds every integer below 2**53 exactly.
 _OGR_INTEGERS: Final = frozenset({"OFTInteger", "OFTInteger64"})
 _FLOAT_EXACT: Final = float(2**53)
+# GDAL's subtype of an integer field that holds true (1) or false (0): GeoPackage's BOOLEAN, FileGDB's.
+_OGR_BOOLEAN: Final = "OFSTBoolean"
 # Bytes per read when scanning a .dbf or CSV for its encoding, so huge files stay out of memory.
 _SCAN_BYTES: Final = 4 << 20
 # Eastings from 39 000 000 to 39 999 999 carry the zone number of Jinan's 3-degree zone (EPSG:4527).
@@ -277,6 +279,9 @@ class LayerInfo:
     integer_fields : tuple of str
         The fields among ``fields`` the file types as integers (GDAL's OFTInteger and OFTInteger64); a
         chunk holds them as pandas' nullable ``Int64`` when a null in them would make them floats.
+    boolean_fields : tuple of str
+        The fields among ``fields`` the file types as booleans (GDAL's OFSTBoolean, an integer subtype); a
+        chunk holds them as pandas' nullable ``boolean`` when a null in them would make them floats.
     """
 
     path: Path
@@ -292,6 +297,7 @@ class LayerInfo:
     warnings: tuple[str, ...]
     coordinate_fields: tuple[str, ...] = ()
     integer_fields: tuple[str, ...] = ()
+    boolean_fields: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -1306,6 +1312,7 @@ def _inspect_gdal(
     geometry_type = meta["geometry_type"]
     fields = tuple(str(name) for name in meta["fields"])
     integers = {name for name, kind in zip(fields, meta["ogr_types"], strict=True) if kind in _OGR_INTEGERS}
+    booleans = {name for name, kind in zip(fields, meta["ogr_subtypes"], strict=True) if kind == _OGR_BOOLEAN}
     if source.format == "KML":
         fields = _kml_data_fields(source, chosen, fields, where)
     info = LayerInfo(
@@ -1320,7 +1327,8 @@ def _inspect_gdal(
         fields=fields,
         geometry_type=None if geometry_type is None else str(geometry_type),
         warnings=tuple(notes),
-        integer_fields=tuple(name for name in fields if name in integers),
+        integer_fields=tuple(name for name in fields if name in integers - booleans),
+        boolean_fields=tuple(name for name in fields if name in booleans),
     )
     return info, _gdal_frames(source, info, _SAMPLE_ROWS, limit_chunks=1)
 
@@ -1369,7 +1377,8 @@ def _gdal_frames(
 
 
 def _exact_integers(frame: Any, info: LayerInfo, source: _Source, skip: int, where: str) -> None:
-    """Give the chunk's integer fields that a null turned into floats as pandas' nullable Int64.
+    """Give the chunk's integer fields that a null turned into floats as pandas' nullable Int64, and its
+    boolean fields as pandas' nullable boolean (a lamp's 是否亮灯 true, not 1.0).
 
     pyogrio turns an integer column into float64 at its first null: 150 comes back as 150.0 and an
     Integer64 code such as 3701020118000123457 as 3701020118000123400 (a float64 holds 53 bits). A column
@@ -1387,6 +1396,12 @@ def _exact_integers(frame: Any, info: LayerInfo, source: _Source, skip: int, whe
             text = _integer_text(source, info, name, skip, len(frame), where)
             exact = pd.array([None if v is None else int(v) for v in text], dtype="Int64")
         frame[name] = pd.Series(exact, index=frame.index)
+    for name in info.boolean_fields:
+        if name in frame.columns and frame[name].dtype.kind == "f":
+            numbers = frame[name].to_numpy()
+            truth = pd.array(numbers != 0, dtype="boolean")
+            truth[np.isnan(numbers)] = pd.NA
+            frame[name] = pd.Series(truth, index=frame.index)
 
 
 def _integer_text(

@@ -3,6 +3,7 @@ fields with a null, a polygon that lost its zone prefix, GeoPackage fids, CSV ce
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import geopandas as gpd
@@ -40,6 +41,32 @@ def test_integer_fields_with_a_null_keep_every_digit(
     attributes = _current(demo_sessions, codes)["attributes"].tolist()
     assert [a.get("原系统编号") for a in attributes] == [3701020118000123457, None, 9007199254740993]
     assert [a.get("灯头数") for a in attributes] == [150, None, 3]
+
+
+def test_boolean_fields_with_a_null_stay_true_and_false(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # A GeoPackage BOOLEAN is an integer subtype to GDAL: pyogrio hands one with a null over as float64,
+    # which the free attributes once kept as 1.0 and 0.0.
+    points = _grid_points(demo_sessions, 3, offset=68)
+    codes = [f"370102{LAMP}97{i:04d}" for i in range(1, 4)]
+    census = gpd.GeoDataFrame(
+        {
+            "标识码": codes,
+            "是否亮灯": pd.array([True, None, False], dtype="boolean"),
+            "有编号牌": [True, False, True],
+        },
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "booleans.gpkg"
+    census.to_file(path, layer="t")
+    report = _run(demo_sessions, test_settings, path)
+    assert (report.accepted, report.rejected) == (3, 0), report.problems
+    attributes = _current(demo_sessions, codes)["attributes"].tolist()
+    # As JSON: 1 == True in Python, and the column once came back as 1, null, 0.
+    assert json.dumps([a.get("是否亮灯") for a in attributes]) == "[true, null, false]"
+    assert json.dumps([a.get("有编号牌") for a in attributes]) == "[true, false, true]"
 
 
 def test_an_integer64_code_column_with_a_null_keeps_its_17_digit_codes(
