@@ -890,8 +890,9 @@ def stage_layer(session: Session, frame: pd.DataFrame) -> int:
 
 
 @dataclass(frozen=True)
-class CommunityOverlap:
-    """A staged community that overlaps another community: a loaded one or another staged one."""
+class UnitOverlap:
+    """A staged admin unit (district, street or community) that overlaps another of its level: a loaded one
+    or another staged one."""
 
     code: str
     other: str
@@ -901,24 +902,27 @@ class CommunityOverlap:
     y: float
 
 
-def overlapping_communities(
-    session: Session, *, metric_srid: int, tolerance_m2: float
-) -> list[CommunityOverlap]:
-    """Staged communities that overlap, by more than ``tolerance_m2`` measured in ``metric_srid``, another
-    staged community or a loaded one of another code that the stage does not replace; each pair of staged
-    communities is reported from both sides. Indexes the stage (it holds every row of the file by now)."""
+def overlapping_units(
+    session: Session, table: str, *, metric_srid: int, tolerance_m2: float
+) -> list[UnitOverlap]:
+    """Staged units of ``table`` (district, street or community) that overlap, by more than ``tolerance_m2``
+    measured in ``metric_srid``, another staged unit or a loaded one of another code that the stage does not
+    replace; each pair of staged units is reported from both sides. Indexes the stage (it holds every row
+    of the file by now)."""
+    if table not in ("district", "street", "community"):
+        raise ValueError(f"not an admin level: {table}")
     session.execute(text("CREATE INDEX ON layer_stage USING gist (geom)"))
     session.execute(text("CREATE INDEX ON layer_stage (code)"))
     session.execute(text("ANALYZE layer_stage"))
     rows = session.execute(
         text(
-            """
+            f"""
             WITH touching AS (
                 SELECT s.code, o.code AS other, true AS other_staged, s.geom, o.geom AS other_geom
                 FROM layer_stage s JOIN layer_stage o ON o.geom && s.geom AND o.code <> s.code
                 UNION ALL
                 SELECT s.code, c.code, false, s.geom, c.geom
-                FROM layer_stage s JOIN community c ON c.geom && s.geom AND c.code <> s.code
+                FROM layer_stage s JOIN {table} c ON c.geom && s.geom AND c.code <> s.code
                 WHERE NOT EXISTS (SELECT 1 FROM layer_stage x WHERE x.code = c.code)
             ), shared AS (
                 -- Interiors that meet: neighbours share edges, and only an area can overlap.
@@ -937,8 +941,7 @@ def overlapping_communities(
         {"srid": metric_srid, "tolerance": tolerance_m2},
     ).all()
     return [
-        CommunityOverlap(str(r.code), str(r.other), bool(r.other_staged), float(r.area_m2), r.x, r.y)
-        for r in rows
+        UnitOverlap(str(r.code), str(r.other), bool(r.other_staged), float(r.area_m2), r.x, r.y) for r in rows
     ]
 
 

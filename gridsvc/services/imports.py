@@ -1453,12 +1453,19 @@ def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: P
 # --- boundaries, stations, nets, roads ---------------------------------------------------------------
 
 PARENT_OF = {"street": ("district", 6), "community": ("street", 9)}
-# Two communities may overlap by at most this (m², in Settings.metric_crs). The unit grids of a plan are cut
-# inside their communities and the database refuses two grids that overlap by more than 0.1 m² (migration
-# 0009), so a larger overlap between communities would be stored now and break the next grid draw later;
-# neighbours whose shared edges were converted separately cross by slivers far below it (the demo's largest
-# is 0.002 m²).
-COMMUNITY_OVERLAP_TOLERANCE_M2: Final = 0.1
+# Two districts, streets or communities may overlap by at most this (m², in Settings.metric_crs). The unit
+# grids of a plan are cut inside their communities and the database refuses two grids that overlap by more
+# than 0.1 m² (migration 0009), so a larger overlap between communities would be stored now and break the
+# next grid draw later; two streets or districts that overlap would each own the places between them (which
+# county a component's code must name, which street a case goes to). Neighbours whose shared edges were
+# converted separately cross by slivers far below it (the demo's largest is 0.002 m²).
+UNIT_OVERLAP_TOLERANCE_M2: Final = 0.1
+# What an overlap of two units of a level would break, as the rejection says it.
+_OVERLAP_BREAKS = {
+    "district": "a place would lie in both",
+    "street": "a place would lie in both",
+    "community": "the grids drawn in both would overlap",
+}
 NET_CODE = re.compile(r"[a-z][a-z0-9_]{1,31}")
 
 
@@ -1585,7 +1592,7 @@ def _layer_stage_frame(accepted: gpd.GeoDataFrame, request: ImportRequest) -> pd
     )
 
 
-def _take_out_overlapping_communities(
+def _take_out_overlapping_units(
     session: Session,
     settings: Settings,
     request: ImportRequest,
@@ -1593,15 +1600,18 @@ def _take_out_overlapping_communities(
     problem_rows: list[gpd.GeoDataFrame],
     staged_rows: Mapping[str, int],
 ) -> None:
-    """Take out of the stage, into the report, every community that overlaps a loaded community of another
-    code, or another row of the file, by more than COMMUNITY_OVERLAP_TOLERANCE_M2. Both rows of an overlapping
-    pair in the file are rejected: which one is drawn wrong is for GIS staff to say."""
+    """Take out of the stage, into the report, every district, street or community (the import's level)
+    that overlaps a loaded unit of its level and another code, or another row of the file, by more than
+    UNIT_OVERLAP_TOLERANCE_M2. Both rows of an overlapping pair in the file are rejected: which one is drawn
+    wrong is for GIS staff to say."""
+    level = str(request.level)
     srid = resolve_crs(settings.metric_crs).epsg
-    overlaps = repo.overlapping_communities(
-        session, metric_srid=srid, tolerance_m2=COMMUNITY_OVERLAP_TOLERANCE_M2
+    overlaps = repo.overlapping_units(
+        session, level, metric_srid=srid, tolerance_m2=UNIT_OVERLAP_TOLERANCE_M2
     )
     if not overlaps:
         return
+    levels = {"district": "districts", "street": "streets", "community": "communities"}[level]
     problems = []
     for o in overlaps:
         other = f"row {staged_rows[o.other]} of this file" if o.other_staged else "loaded"
@@ -1611,9 +1621,9 @@ def _take_out_overlapping_communities(
                 field="geometry",
                 value=f"POINT ({o.x:.6f} {o.y:.6f})",
                 reason=(
-                    f"the community overlaps community {o.other} ({other}) by {o.area_m2:,.2f} m² around "
-                    f"({o.x:.6f} {o.y:.6f}); communities may overlap by at most "
-                    f"{COMMUNITY_OVERLAP_TOLERANCE_M2:g} m² (the grids drawn in both would overlap)"
+                    f"the {level} overlaps {level} {o.other} ({other}) by {o.area_m2:,.2f} m² around "
+                    f"({o.x:.6f} {o.y:.6f}); {levels} may overlap by at most "
+                    f"{UNIT_OVERLAP_TOLERANCE_M2:g} m² ({_OVERLAP_BREAKS[level]})"
                 ),
                 action="rejected",
             )
@@ -1713,10 +1723,8 @@ def import_layer(
                 report.accepted -= len(removed)
                 report.problems.extend(seen.taken_back)
                 problem_rows.append(removed)
-            if request.layer == "boundaries" and request.level == "community":
-                _take_out_overlapping_communities(
-                    session, settings, request, report, problem_rows, staged_rows
-                )
+            if request.layer == "boundaries":
+                _take_out_overlapping_units(session, settings, request, report, problem_rows, staged_rows)
             _settle(report, request, problem_rows, settings)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":

@@ -281,3 +281,52 @@ def test_a_community_that_overlaps_another_is_rejected_naming_it_and_the_area(
         )
         == "370103001003,370103001004"
     )
+
+
+def test_streets_and_districts_that_overlap_are_rejected_as_communities_are(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """Two streets of the file that overlap are both rejected, and so is a district that overlaps a loaded
+    one: a place in both would belong to two streets (or counties). Before, only communities were
+    checked. Streets that only share an edge are taken."""
+    _boundaries(
+        demo_sessions, test_settings, tmp_path / "d.gpkg", "district", [("370103", "市中区", SHIZHONG)]
+    )
+    districts = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "d2.gpkg",
+        "district",
+        [("370104", "槐荫区", shapely.box(117.23, 36.60, 117.27, 36.64))],
+    )
+    in_both = gpd.GeoSeries([shapely.box(117.23, 36.60, 117.24, 36.64)], crs=4490).to_crs(4548).area[0]
+    assert (districts.new, districts.rejected) == (0, 1)
+    assert _reasons(districts)[0][:2] == (1, "geometry")
+    assert _reasons(districts)[0][3].startswith(
+        f"the district overlaps district 370103 (loaded) by {in_both:,.2f} m² around (117.23"
+    )
+    assert _reasons(districts)[0][3].endswith(
+        "; districts may overlap by at most 0.1 m² (a place would lie in both)"
+    )
+    streets = _boundaries(
+        demo_sessions,
+        test_settings,
+        tmp_path / "s.gpkg",
+        "street",
+        [
+            ("370103001", "甲街道", shapely.box(117.20, 36.60, 117.21, 36.61)),
+            ("370103002", "乙街道", shapely.box(117.205, 36.60, 117.215, 36.61)),
+            ("370103003", "丙街道", shapely.box(117.22, 36.60, 117.23, 36.61)),
+            ("370103004", "丁街道", shapely.box(117.23, 36.60, 117.24, 36.61)),
+        ],
+    )
+    between = gpd.GeoSeries([shapely.box(117.205, 36.60, 117.21, 36.61)], crs=4490).to_crs(4548).area[0]
+    assert (streets.new, streets.rejected) == (2, 2)
+    assert [(row, field) for row, field, _, _ in _reasons(streets)] == [(1, "geometry"), (2, "geometry")]
+    assert _reasons(streets)[0][3].startswith(
+        f"the street overlaps street 370103002 (row 2 of this file) by {between:,.2f} m² around "
+    )
+    assert _reasons(streets)[1][3].startswith("the street overlaps street 370103001 (row 1 of this file)")
+    stored = "SELECT string_agg(code, ',' ORDER BY code) FROM street WHERE code LIKE '370103%'"
+    assert _scalar(demo_sessions, stored) == "370103003,370103004"
+    assert _scalar(demo_sessions, "SELECT count(*) FROM district WHERE code = '370104'") == 0
