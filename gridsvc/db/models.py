@@ -34,7 +34,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STORAGE_SRID = 4490
@@ -296,7 +296,8 @@ class ImportProblem(Base):
     value: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(10))
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # json, not jsonb: the served report lists a row's fields in the file's order (migration 0015).
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, server_default=text("'{}'::json"))
     # The row's geometry as it came (it may be invalid: that is often why it is here), so no validity check.
     geom: Mapped[Any] = mapped_column(
         Geometry("GEOMETRY", srid=STORAGE_SRID, spatial_index=False), nullable=True

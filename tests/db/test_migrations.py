@@ -172,3 +172,32 @@ def test_0014_backfills_the_on_time_deadline_from_the_history(scratch_url: str) 
         columns = {c["name"] for c in inspect(conn).get_columns("case_record")}
     assert "on_time_deadline" not in columns and "handle_deadline" in columns
     engine.dispose()
+
+
+def test_0015_keeps_each_problem_row_and_then_its_field_order(scratch_url: str) -> None:
+    migrate.upgrade(scratch_url, "0014_on_time_deadline")
+    engine = create_engine(scratch_url)
+    insert = text(
+        "INSERT INTO survey_batch (layer, source_file, checksum_sha256, imported_by) "
+        "VALUES ('components', 'a.gpkg', repeat('0', 64), 'test') RETURNING id"
+    )
+    problem = text(
+        "INSERT INTO import_problem (survey_batch_id, source_row, field, value, reason, action, attributes) "
+        "VALUES (:b, 1, 'code', NULL, 'code is missing', 'rejected', "
+        """'{"施工单位名称": "甲", "灯型": "LED"}')"""
+    )
+    with engine.begin() as conn:
+        conn.execute(problem, {"b": conn.execute(insert).scalar_one()})
+    values = text("SELECT attributes::text FROM import_problem")
+    with engine.connect() as conn:
+        assert conn.execute(values).scalar_one() == '{"灯型": "LED", "施工单位名称": "甲"}'  # jsonb's order
+    migrate.upgrade(scratch_url, "0015_import_problem_json")
+    with engine.begin() as conn:
+        assert conn.execute(values).scalar_one() == '{"灯型": "LED", "施工单位名称": "甲"}'  # kept as it was
+        conn.execute(text("DELETE FROM import_problem"))
+        conn.execute(problem, {"b": conn.execute(text("SELECT id FROM survey_batch")).scalar_one()})
+        assert conn.execute(values).scalar_one() == '{"施工单位名称": "甲", "灯型": "LED"}'  # as written
+    migrate.downgrade(scratch_url, "0014_on_time_deadline")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM import_problem")).scalar_one() == 1
+    engine.dispose()

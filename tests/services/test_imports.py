@@ -324,6 +324,9 @@ def test_the_report_is_fixed_in_place_and_imported_again(
     lamps.loc[1, "状态"] = "坏了"  # row 2: one problem
     lamps.loc[2, "状态"] = "坏了"  # row 3: two problems, an unknown status and a code too short
     lamps.loc[2, "标识码"] = "37010201189"
+    # Free fields in an order the database's jsonb would change (it puts shorter keys first).
+    lamps["施工单位名称"] = "济南市政工程公司"
+    lamps["灯型"] = "LED"
     path = tmp_path / "普查.gpkg"
     lamps.to_file(path, driver="GPKG")
     report_file = tmp_path / "问题.csv"
@@ -331,6 +334,7 @@ def test_the_report_is_fixed_in_place_and_imported_again(
     assert (first.accepted, first.rejected, len(first.problems)) == (2, 2, 3)
     written_columns = list(pd.read_csv(report_file, encoding="utf-8-sig", nrows=0).columns)
     assert {"class_code", "remarks"} <= set(written_columns)  # standard fields, though empty in every row
+    assert written_columns.index("施工单位名称") < written_columns.index("灯型")  # as the file has them
     if kept_as == "stored with the import":  # what GET /v1/imports/{id}/problems.csv serves
         imports_service.import_problems_file(demo_sessions, int(first.batch_id or 0), report_file)
         assert list(pd.read_csv(report_file, encoding="utf-8-sig", nrows=0).columns) == written_columns
