@@ -345,6 +345,9 @@ class SeenRoads:
     def __init__(self) -> None:
         # 16-byte digests per road, not its line: a city's road file stays a few MB in memory.
         self.first_row: dict[bytes, tuple[int, bytes]] = {}  # name and line -> (first row, its values)
+        # line -> the name-and-line key of the first row that drew it: a row with no name whose line an
+        # earlier row drew is that road (a blank name says nothing, as a blank class keeps the stored one).
+        self.first_of_line: dict[bytes, bytes] = {}
 
 
 # The field of an exact copy's problem: the value is the row it copies.
@@ -355,12 +358,16 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def _road_key(name: str | None, line: shapely.Geometry) -> bytes:
+def _line_key(line: shapely.Geometry) -> bytes:
     # One part or many, a road is stored as a MultiLineString: a LineString and the MultiLineString of
     # that one line are the same road.
     if line.geom_type == "LineString":
         line = shapely.multilinestrings([line])
-    return _digest(shapely.to_wkb(line) + b"\x00" + (name or "").encode())
+    return _digest(shapely.to_wkb(line))
+
+
+def _road_key(name: str | None, line_key: bytes) -> bytes:
+    return _digest(line_key + b"\x00" + (name or "").encode())
 
 
 def _missing(value: object) -> bool:
@@ -378,6 +385,7 @@ def _check_road_copies(
     """Reject a row whose name and line an earlier row of the file has (``seen`` holds earlier chunks'):
     on :data:`COPY_FIELD` when its other values (``others``: class and free attributes) are the same too."""
     first_row = seen.first_row if seen is not None else {}
+    first_of_line = seen.first_of_line if seen is not None else {}
     copies: tuple[list[int], list[str | None], list[str]] = ([], [], [])
     conflicts: tuple[list[int], list[str | None], list[str]] = ([], [], [])
     for pos in np.flatnonzero(~findings.rejected):
@@ -386,18 +394,25 @@ def _check_road_copies(
         road = f"road {name or '(no name)'}"
         row = int(findings.source_row[pos])
         values = _digest(repr([None if _missing(v) else v for v in others.iloc[pos]]).encode())
-        first, first_values = first_row.setdefault(_road_key(name, geometries[pos]), (row, values))
+        line = _line_key(geometries[pos])
+        own_key = _road_key(name, line)
+        key = first_of_line.setdefault(line, own_key) if name is None else own_key
+        first_of_line.setdefault(line, own_key)
+        first, first_values = first_row.setdefault(key, (row, values))
         if first == row:
             continue
+        named = key == own_key  # else a row with no name, on the line of an earlier named row
         value: str | None
         if values == first_values:
             found, value = copies, str(first)
-            reason = f"{road} is a copy of row {first} of this file (same name, line, class and attributes)"
+            same = "same name, line," if named else "no name of its own, same line,"
+            reason = f"{road} is a copy of row {first} of this file ({same} class and attributes)"
         else:
             found, value = conflicts, name
+            same = "the same name and line" if named else "no name of its own and the same line"
             reason = (
-                f"{road} has the same name and line as row {first} of this file but another class or other "
-                f"attributes: row {first} is imported, not this one; correct or delete one of them"
+                f"{road} has {same} as row {first} of this file but another class or other attributes: "
+                f"row {first} is imported, not this one; correct or delete one of them"
             )
         found[0].append(int(pos))
         found[1].append(value)

@@ -1077,7 +1077,8 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
     roads loaded before. Roads have no code: a road already stored with the same name and the same line
     is that road, updated (its class, its free attributes) rather than added again, so importing a
     corrected file twice leaves one copy of each. A blank class keeps the stored one (a new road is a
-    branch road). Returns (added, updated, unchanged, deleted)."""
+    branch road), and so does a blank name: a row with no name is the stored road of its line, whatever
+    that road's name. Returns (added, updated, unchanged, deleted)."""
     deleted = 0
     if replace:
         deleted = int(
@@ -1086,7 +1087,8 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
             ).scalar_one()
         )
     same_road = (
-        f"r.geom && ST_Expand(s.geom, {SAME_SHAPE_DEGREES!r}) AND r.name IS NOT DISTINCT FROM s.name"
+        f"r.geom && ST_Expand(s.geom, {SAME_SHAPE_DEGREES!r})"
+        " AND (s.name IS NULL OR r.name IS NOT DISTINCT FROM s.name)"
         f" AND {same_shape('r.geom', 'ST_Multi(s.geom)')}"
     )
     updated = session.execute(

@@ -383,6 +383,12 @@ def test_roads_with_chinese_classes(
     assert (blank.new, blank.changed, blank.unchanged) == (0, 0, 2)
     kept = "SELECT road_class FROM road WHERE name = '经十路' AND survey_batch_id = :b"
     assert _scalar(demo_sessions, kept, b=report.batch_id) == "arterial"
+    # So does a blank name: the row is the stored road of its line, not a second, unnamed copy of it.
+    roads.assign(道路名称=[None, "文化东路"], 道路等级=[None, "支路"]).to_file(path, driver="GPKG")
+    unnamed = _run(demo_sessions, test_settings, path, layer="roads")
+    assert (unnamed.new, unnamed.changed, unnamed.unchanged) == (0, 0, 2)
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 2  # type: ignore[arg-type]
+    assert _scalar(demo_sessions, kept, b=report.batch_id) == "arterial"
 
     # Replacing every road with a file that has a rejected row (a polygon is no road) is refused whole.
     with_polygon = pd.concat(
@@ -408,19 +414,20 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     side = shapely.LineString([b, (b.x + 0.001, b.y)])
     roads = gpd.GeoDataFrame(
         {
-            "道路名称": ["经十路", "文化东路", "经十路", None, None, "文化西路", "文化东路"],
-            "道路等级": ["主干道", "次干道", "主干道", "支路", "支路", "次干道", "次干道"],
-            "车道数": [8, 4, 8, 2, 2, 4, 6],
+            "道路名称": ["经十路", "文化东路", "经十路", None, None, "文化西路", "文化东路", None],
+            "道路等级": ["主干道", "次干道", "主干道", "支路", "支路", "次干道", "次干道", "次干道"],
+            "车道数": [8, 4, 8, 2, 2, 4, 6, 4],
         },
         # Row 3 is row 1 again, as a one-part MultiLineString (how a road is stored); row 5 repeats the
         # unnamed row 4; row 6 shares row 2's line under another name, so it is another road; row 7 is
-        # row 2's road with other lanes: a conflict, not a copy.
+        # row 2's road with other lanes: a conflict, not a copy; row 8 is row 2 with its name left blank.
         geometry=[
             jingshi,
             side,
             shapely.MultiLineString([jingshi]),
             side.reverse(),
             side.reverse(),
+            side,
             side,
             side,
         ],
@@ -430,7 +437,7 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     roads.to_file(path, driver="GeoJSON")
     before = int(_scalar(demo_sessions, "SELECT count(*) FROM road"))  # type: ignore[arg-type]
     report = _run(demo_sessions, test_settings, path, layer="roads", chunk_rows=chunk_rows)
-    assert (report.accepted, report.rejected, report.new) == (4, 3, 4)
+    assert (report.accepted, report.rejected, report.new) == (4, 4, 4)
     assert [(p.source_row, p.field, p.value, p.reason) for p in report.problems] == [
         (
             3,
@@ -451,6 +458,13 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
             "road 文化东路 has the same name and line as row 2 of this file but another class or other "
             "attributes: row 2 is imported, not this one; correct or delete one of them",
         ),
+        (
+            8,
+            "copy_of_row",
+            "2",
+            "road (no name) is a copy of row 2 of this file (no name of its own, same line, class and "
+            "attributes)",
+        ),
     ]
     assert _scalar(demo_sessions, "SELECT attributes FROM road WHERE name = '文化东路'") == {"车道数": 4}
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 4  # type: ignore[arg-type]
@@ -461,7 +475,7 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     assert refused.value.detail.startswith("1 row was rejected and the file replaces every road")
     roads.drop(index=6).to_file(path, driver="GeoJSON")
     replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True, chunk_rows=chunk_rows)
-    assert (replaced.new, replaced.rejected, replaced.retired) == (4, 2, before + 4)
+    assert (replaced.new, replaced.rejected, replaced.retired) == (4, 3, before + 4)
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 4  # type: ignore[arg-type]
 
 
