@@ -512,7 +512,7 @@ def test_http_boundaries_upload(
         assert ok.status_code == 201, ok.text
         assert ok.json()["new"] == 1
         unknown = client.post("/v1/imports/lakes", files=files, headers={"X-API-Key": key})
-        assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "kind"
+        assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "path.kind"
         # A form field of another layer is refused, not ignored: boundaries keep no history to retire.
         misplaced = client.post(
             "/v1/imports/boundaries",

@@ -294,7 +294,7 @@ def import_file(
             f"nothing is imported as {kind!r}",
             problems=[
                 FieldProblem(
-                    "kind", f"the path names what to import: /v1/imports/{{{','.join(imports.LAYERS)}}}"
+                    "path.kind", f"the path names what to import: /v1/imports/{{{','.join(imports.LAYERS)}}}"
                 )
             ],
         )
