@@ -110,13 +110,27 @@ def same_shape(a: str, b: str) -> str:
     )
 
 
+# A free attribute's value as the text a CSV of it reads: a number as written without trailing zeros
+# (a GeoPackage Real 150.0 is the 150 a CSV, ogr2ogr's or Excel's, holds), true/false in lower case (pandas
+# writes True), an empty text as no value. Other text stays as it is: "0531" is not 531.
+_AS_CSV_TEXT = """
+    CASE jsonb_typeof(value)
+        WHEN 'number' THEN trim_scale((value #>> '{}')::numeric)::text
+        WHEN 'string' THEN CASE WHEN lower(value #>> '{}') IN ('true', 'false') THEN lower(value #>> '{}')
+                                ELSE nullif(value #>> '{}', '') END
+        ELSE value #>> '{}'
+    END
+"""
+
+
 def same_attributes(a: str, b: str) -> str:
     """SQL: whether jsonb objects ``a`` and ``b`` hold the same free attributes: equal, or equal once each
-    value is read as its text. A CSV has no types, so a census surveyed again as CSV reads 灯杆高度 12.5
-    as "12.5": the same value GIS staff wrote, not a change (nor is "0531" 531: texts must match). Nor is
-    an empty text against no value: a GeoPackage's "" is a CSV's blank cell, which reads as null."""
-    as_text = "(SELECT jsonb_object_agg(key, nullif(value, '')) FROM jsonb_each_text({}))"
-    return f"coalesce({a} = {b} OR {as_text.format(a)} IS NOT DISTINCT FROM {as_text.format(b)}, false)"
+    value is read as the text a CSV holds of it. A CSV has no types, so a census surveyed again as CSV
+    reads 灯杆高度 12.5 as "12.5", 功率 150.0 as "150" and 亮灯 true as "True": the same values GIS staff
+    wrote, not changes (nor is "0531" 531: texts must match). Nor is an empty text against no value: a
+    GeoPackage's "" is a CSV's blank cell, which reads as null."""
+    a_text, b_text = (f"(SELECT jsonb_object_agg(key, {_AS_CSV_TEXT}) FROM jsonb_each({o}))" for o in (a, b))
+    return f"coalesce({a} = {b} OR {a_text} IS NOT DISTINCT FROM {b_text}, false)"
 
 
 # The plan's unit grid containing a feature's representative point; ORDER BY makes a point on a shared

@@ -681,8 +681,13 @@ def test_a_census_surveyed_again_as_csv_keeps_its_numeric_attributes_unchanged(
     "12.5", the same value, and no component gets a new version for it; a different text is a change. An
     empty text in the GeoPackage is a blank cell in the CSV, read as no value: the same, too."""
     points = _grid_points(demo_sessions, 3, offset=440)
+    # 功率 a GeoPackage Real whose values are whole (150.0), which a CSV writes as 150; 亮灯 a boolean, which
+    # pandas writes as True/False (ogr2ogr as 1/0 is another text, and a change).
     lamps = _lamps(points, first_seq=951_001).assign(
-        灯杆数=np.array([1, 2, 3], dtype=np.int64), 备注说明=["", None, "x"]
+        灯杆数=np.array([1, 2, 3], dtype=np.int64),
+        备注说明=["", None, "x"],
+        功率=[150.0, 40.0, 12.5],
+        亮灯=[True, False, True],
     )
     lamps.to_file(tmp_path / "census.gpkg", driver="GPKG")
     assert _run(demo_sessions, test_settings, tmp_path / "census.gpkg").new == 3
@@ -699,6 +704,9 @@ def test_a_census_surveyed_again_as_csv_keeps_its_numeric_attributes_unchanged(
     after = _current(demo_sessions, list(lamps["标识码"]))["attributes"].tolist()
     assert after[:2] == stored[:2]  # not rewritten: the stored numbers stay numbers
     assert after[2]["灯杆数"] == "4"
+    # The GeoPackage again: only the lamp whose poles it counts otherwise is a change (back to 3).
+    again = _run(demo_sessions, test_settings, tmp_path / "census.gpkg")
+    assert (again.new, again.changed, again.unchanged) == (0, 1, 2)
 
 
 def test_duplicate_codes_are_rejected_alike_whatever_the_chunk_size(
