@@ -1222,8 +1222,7 @@ def _gdal_read(
         return frame
     except UnicodeDecodeError as exc:
         raise LayerError(
-            f"{where}: the attribute text is not {encoding} ({exc}): give the right encoding "
-            "(e.g. --encoding GB18030), or leave it out to detect it",
+            f"{where}: the attribute text {_not_in_encoding(str(encoding), exc)}",
             field="encoding",
         ) from exc
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
@@ -1292,8 +1291,7 @@ def _inspect_gdal(
                 meta["fields"] = [_decode_cut(str(name), text_encoding) for name in meta["fields"]]
     except UnicodeDecodeError as exc:
         raise LayerError(
-            f"{where}: the field names are not {text_encoding} ({exc}): give the right encoding "
-            "(e.g. --encoding GB18030), or leave it out to detect it",
+            f"{where}: the field names {_not_in_encoding(str(text_encoding), exc, plural=True)}",
             field="encoding",
         ) from exc
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
@@ -1465,6 +1463,22 @@ def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, li
     return encoding, [_guessed_warning(label, encoding, "a CSV file does not say its encoding")]
 
 
+# Chinese encodings: text refused in one of them is most likely UTF-8, and the other way round.
+_GB_CODECS: Final = frozenset({"gb18030", "gbk", "gb2312", "cp936", "936"})
+
+
+def _not_in_encoding(codec: str, exc: UnicodeDecodeError, *, plural: bool = False) -> str:
+    """The end of a message about text that ``codec`` cannot read: the encoding as GIS staff know it
+    (UTF-8, not Python's utf-8-sig) and the likely right one to give instead."""
+    name = codec.lower().replace("_", "-")
+    shown = "UTF-8" if name in ("utf-8-sig", "utf-8", "utf8") else codec.upper()
+    likely = "UTF-8" if name in _GB_CODECS else "GB18030"
+    return (
+        f"{'are' if plural else 'is'} not {shown} ({exc.reason}): give the right "
+        f"encoding (e.g. --encoding {likely}), or leave it out to detect it"
+    )
+
+
 def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
     try:
         with path.open(encoding=codec, newline="") as fh:
@@ -1474,8 +1488,7 @@ def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
         header = pd.read_csv(path, sep=sep, encoding=codec, nrows=0, dtype=str)
     except UnicodeDecodeError as exc:
         raise LayerError(
-            f"{label}: the text is not {codec} ({exc}): give the right encoding (e.g. --encoding GB18030), "
-            "or leave it out to detect it",
+            f"{label}: the text {_not_in_encoding(codec, exc)}",
             field="encoding",
         ) from exc
     except pd.errors.EmptyDataError as exc:
@@ -1545,8 +1558,7 @@ def _csv_raw(
                 return
             except UnicodeDecodeError as exc:
                 raise LayerError(
-                    f"{label}: the text after line {line} is not {layout.codec} ({exc}): give the right "
-                    "encoding (e.g. --encoding GB18030), or leave it out to detect it",
+                    f"{label}: the text after line {line} {_not_in_encoding(layout.codec, exc)}",
                     field="encoding",
                 ) from exc
             except (pd.errors.ParserError, ValueError) as exc:

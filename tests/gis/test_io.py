@@ -251,6 +251,23 @@ def test_explicit_encoding_overrides_detection(tmp_path: Path) -> None:
     assert info.fields == CHINESE_FIELDS and frame["主管部门"].tolist() == components()["主管部门"]
 
 
+@pytest.mark.parametrize(
+    ("written", "given", "refused_as", "advised"),
+    [("UTF-8", "GB18030", "GB18030", "UTF-8"), ("GBK", "utf-8", "UTF-8", "GB18030")],
+)
+def test_text_in_another_encoding_than_given_is_refused_naming_the_likely_one(
+    tmp_path: Path, written: str, given: str, refused_as: str, advised: str
+) -> None:
+    # Once "e.g. --encoding GB18030" whatever was refused, even GB18030 itself; and UTF-8 as "utf-8-sig".
+    path = tmp_path / "c.csv"
+    path.write_bytes("标识码,经度,纬度,名称\n3701020118000001,117.05,36.66,路灯甲\n".encode(written))
+    with pytest.raises(LayerError) as err:
+        read_layer(path, encoding=given, crs="EPSG:4490")
+    assert err.value.field == "encoding"
+    assert f"is not {refused_as} (" in str(err.value)
+    assert f"(e.g. --encoding {advised}), or leave it out to detect it" in str(err.value)
+
+
 def gbk_shapefile_with_cpg(tmp_path: Path, cpg: str) -> tuple[Path, dict[str, list[str]]]:
     """Three components written in GBK, beside a .cpg that says ``cpg``; returns the .shp and the data."""
     lon, lat = jinan_lonlat(3)
