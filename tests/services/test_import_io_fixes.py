@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridsvc.services.access import LOCAL_OPERATOR
 from gridsvc.services.imports import ImportRequest, import_layer
 from gridsvc.settings import Settings
-from tests.services.test_import_layers import _inside_lixia
+from tests.services.test_import_layers import _in_a_district_without_streets
 from tests.services.test_imports import GREEN_BELT, LAMP, _count, _current, _grid_points, _run
 
 
@@ -133,10 +133,10 @@ def test_a_polygon_that_lost_its_zone_prefix_is_rejected_alone(
 def test_a_boundary_multipolygon_that_lost_its_zone_prefix_is_rejected_alone(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
-    centre = _inside_lixia(demo_sessions, 1)[0]
+    centre = _in_a_district_without_streets(demo_sessions, test_settings, tmp_path)
     square = shapely.MultiPolygon([shapely.box(centre.x - 0.002, centre.y - 0.002, centre.x, centre.y)])
     streets = gpd.GeoDataFrame(
-        {"区划代码": ["370102097", "370102098"], "名称": ["甲街道", "乙街道"]},
+        {"区划代码": ["370103097", "370103098"], "名称": ["甲街道", "乙街道"]},
         geometry=[square, square],
         crs="EPSG:4490",
     ).to_crs("EPSG:4527")

@@ -37,6 +37,22 @@ def _inside_lixia(sessions: sessionmaker[Session], n: int) -> list[shapely.Point
     return [shapely.Point(x, y) for x, y in rows]
 
 
+def _in_a_district_without_streets(
+    sessions: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> shapely.Point:
+    """Load a made-up 市中区 (370103) east of 历下区, which has no streets yet, and return its centre: new
+    streets drawn inside 历下区 would overlap its streets, which the import refuses."""
+    district = gpd.GeoDataFrame(
+        {"区划代码": ["370103"], "名称": ["市中区"]},
+        geometry=[shapely.box(117.20, 36.60, 117.24, 36.64)],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "市中区.gpkg"
+    district.to_file(path, driver="GPKG")
+    assert _run(sessions, settings, path, layer="boundaries", level="district").new == 1
+    return shapely.Point(117.22, 36.62)
+
+
 def _scalar(sessions: sessionmaker[Session], sql: str, **params: object) -> object:
     with sessions() as session:
         return session.execute(text(sql), params).scalar()
@@ -45,10 +61,10 @@ def _scalar(sessions: sessionmaker[Session], sql: str, **params: object) -> obje
 def test_boundaries_upsert_by_code_and_need_their_parent(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
-    centre = _inside_lixia(demo_sessions, 1)[0]
+    centre = _in_a_district_without_streets(demo_sessions, test_settings, tmp_path)
     square = shapely.box(centre.x - 0.002, centre.y - 0.002, centre.x + 0.002, centre.y + 0.002)
     streets = gpd.GeoDataFrame(
-        {"区划代码": ["370102099", "370199001"], "名称": ["新建街道", "无主街道"], "人口": [52000, 800]},
+        {"区划代码": ["370103099", "370199001"], "名称": ["新建街道", "无主街道"], "人口": [52000, 800]},
         geometry=[square, square],
         crs="EPSG:4490",
     )
@@ -57,9 +73,9 @@ def test_boundaries_upsert_by_code_and_need_their_parent(
     report = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
     assert (report.new, report.changed, report.rejected) == (1, 0, 1)
     assert "no district 370199" in report.problems[0].reason and report.problems[0].source_row == 2
-    assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370102099'") == "新建街道"
+    assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370103099'") == "新建街道"
     # A field that maps to no column is kept in the free attributes, not dropped.
-    assert _scalar(demo_sessions, "SELECT attributes FROM street WHERE code = '370102099'") == {"人口": 52000}
+    assert _scalar(demo_sessions, "SELECT attributes FROM street WHERE code = '370103099'") == {"人口": 52000}
 
     again = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
     assert (again.new, again.changed, again.unchanged) == (0, 0, 1)
@@ -67,7 +83,7 @@ def test_boundaries_upsert_by_code_and_need_their_parent(
     renamed.to_crs("EPSG:4548").to_file(path, encoding="GBK")
     third = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
     assert (third.new, third.changed) == (0, 1)
-    assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370102099'") == "更名街道"
+    assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370103099'") == "更名街道"
 
 
 def test_a_layer_delivered_again_in_another_crs_is_the_same_layer(
@@ -75,9 +91,10 @@ def test_a_layer_delivered_again_in_another_crs_is_the_same_layer(
 ) -> None:
     """A street and two roads delivered in CGCS2000 degrees, then again in Gauss-Krüger zone 39: converting
     moves their vertices by nanometres, so the street is unchanged and no road is added twice."""
-    a, b = _inside_lixia(demo_sessions, 2)
+    a = _in_a_district_without_streets(demo_sessions, test_settings, tmp_path)
+    b = shapely.Point(a.x + 0.003, a.y + 0.001)
     street = gpd.GeoDataFrame(
-        {"区划代码": ["370102098"], "名称": ["换算街道"]},
+        {"区划代码": ["370103098"], "名称": ["换算街道"]},
         geometry=[shapely.Polygon([(a.x, a.y), (a.x + 0.0031, a.y + 0.0007), (a.x + 0.0017, a.y + 0.0029)])],
         crs="EPSG:4490",
     )
@@ -151,14 +168,14 @@ def test_a_boundaries_export_imported_again_untouched_changes_nothing(
 def test_a_boundary_code_used_twice_rejects_both_rows_with_their_values_whatever_the_chunk_size(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
-    centre = _inside_lixia(demo_sessions, 1)[0]
+    centre = _in_a_district_without_streets(demo_sessions, test_settings, tmp_path)
     squares = [
         shapely.box(centre.x + i * 0.001, centre.y, centre.x + (i + 1) * 0.001, centre.y + 0.001)
         for i in range(3)
     ]
     streets = gpd.GeoDataFrame(
         {
-            "区划代码": ["370102097", "370102098", "370102097"],
+            "区划代码": ["370103097", "370103098", "370103097"],
             "名称": ["甲街道", "乙街道", "丙街道"],
             "人口": [1, 2, 3],
         },
@@ -191,7 +208,7 @@ def test_a_boundary_code_used_twice_rejects_both_rows_with_their_values_whatever
                 written["人口"].tolist(),
             )
         )
-    assert answers[0] == answers[1] == (1, 2, ["1", "3"], ["370102097"] * 2, ["甲街道", "丙街道"], ["1", "3"])
+    assert answers[0] == answers[1] == (1, 2, ["1", "3"], ["370103097"] * 2, ["甲街道", "丙街道"], ["1", "3"])
 
 
 def test_boundary_level_is_required(
