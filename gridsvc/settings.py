@@ -91,7 +91,10 @@ class Settings(BaseSettings):
         default=100.0,
         ge=0,
         le=5000,
-        description="A point in no grid falls to the nearest grid within this distance, else its district.",
+        description=(
+            "A point in no grid falls to the nearest grid within this distance, else its district; so does"
+            " an imported component, and a component or open case when a plan is activated."
+        ),
     )
     locate_recheck_seconds: float = Field(
         default=2.0,

@@ -53,7 +53,10 @@ def plan_activate_command(
     from gridsvc.services.access import LOCAL_OPERATOR
     from gridsvc.services.plans import activate_plan
 
-    done = activate_plan(_sessions(_settings()), plan_id, effective_from.date(), actor=LOCAL_OPERATOR)
+    settings = _settings()
+    done = activate_plan(
+        _sessions(settings), plan_id, effective_from.date(), settings=settings, actor=LOCAL_OPERATOR
+    )
     console.print_json(json.dumps(done.to_dict()))
 
 

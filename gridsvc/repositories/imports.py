@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from gridsvc.db.models import STORAGE_SRID, SurveyBatch
 from gridsvc.repositories import bulk
+from gridsvc.repositories.grid_rule import GridRule, unit_grid_of
 
 STAGE = "import_stage"
 # One chunk of rows as COPY sends it, on its way into the stage when its grids are found in SQL.
@@ -131,20 +132,6 @@ def same_attributes(a: str, b: str) -> str:
     GeoPackage's "" is a CSV's blank cell, which reads as null."""
     a_text, b_text = (f"(SELECT jsonb_object_agg(key, {_AS_CSV_TEXT}) FROM jsonb_each({o}))" for o in (a, b))
     return f"coalesce({a} = {b} OR {a_text} IS NOT DISTINCT FROM {b_text}, false)"
-
-
-# The plan's unit grid containing a feature's representative point; ORDER BY makes a point on a shared
-# edge land in one grid deterministically (the smallest code). Plan activation (repositories/plans.py
-# _REGRID) uses the same rule.
-_GRID_OF = """
-LEFT JOIN LATERAL (
-    SELECT u.id AS unit_grid_id, u.responsibility_grid_id
-    FROM unit_grid u
-    WHERE u.plan_id = :plan AND ST_Intersects(u.geom, ST_PointOnSurface({geom}))
-    ORDER BY u.code
-    LIMIT 1
-) g ON true
-"""
 
 
 # Imports of one layer take turns: pg_advisory_xact_lock(IMPORT_LOCK, the layer's number) for each.
@@ -406,11 +393,11 @@ def _copy_in(session: Session, table: str, block: bytes, extra: Sequence[str] = 
         cursor.copy_expert(statement, data, size=_COPY_BLOCK)
 
 
-def stage_components(session: Session, block: bytes, *, grids_of_plan: int | None = None) -> int:
+def stage_components(session: Session, block: bytes, *, grids_of_plan: GridRule | None = None) -> int:
     """Add encoded rows (:data:`CHUNK_COLUMNS`, from :func:`copy_block`) to the stage.
 
-    With ``grids_of_plan``, each row's unit and responsibility grid are found here, in SQL: those of that
-    plan at its representative point (the grid columns sent are ignored). Without it the rows keep the
+    With ``grids_of_plan``, each row's unit and responsibility grid are found here, in SQL, by that rule
+    (:mod:`gridsvc.repositories.grid_rule`; the grid columns sent are ignored). Without it the rows keep the
     grids they were encoded with. Returns how many rows were staged.
     """
     if not block:
@@ -423,10 +410,10 @@ def stage_components(session: Session, block: bytes, *, grids_of_plan: int | Non
                 f"""
                 INSERT INTO {STAGE}
                 SELECT {columns}, g.unit_grid_id, g.responsibility_grid_id FROM {CHUNK} c
-                {_GRID_OF.format(geom="c.geom")}
+                {unit_grid_of("c.geom")}
                 """
             ),
-            {"plan": grids_of_plan},
+            grids_of_plan.params(),
         )
         session.execute(text(f"TRUNCATE {CHUNK}"))
     # A row per line: the fields' own line breaks are escaped.

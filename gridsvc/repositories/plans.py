@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gridsvc.repositories.grid_rule import GridRule, unit_grid_of
+
 # One number for "a plan is being activated": pg_try_advisory_xact_lock on it serialises activations.
 ACTIVATION_LOCK = 0x67726964  # "grid"
 
@@ -149,31 +151,33 @@ def make_active(session: Session, plan_id: int, start: dt.date) -> None:
     )
 
 
-# The owner at a feature's representative point, smallest code on a shared edge: the import's rule.
+# The owner by the import's rule (repositories/grid_rule.py).
 _REGRID = """
     UPDATE {table} AS t
-    SET {extra} unit_grid_id = u.id, responsibility_grid_id = u.responsibility_grid_id
+    SET {extra} unit_grid_id = g.unit_grid_id, responsibility_grid_id = g.responsibility_grid_id
     FROM {table} AS t2
-    LEFT JOIN LATERAL (
-        SELECT g.id, g.responsibility_grid_id FROM unit_grid g
-        WHERE g.plan_id = :plan AND ST_Intersects(g.geom, ST_PointOnSurface(t2.geom))
-        ORDER BY g.code LIMIT 1
-    ) AS u ON true
+    {grid_of}
     WHERE t.id = t2.id AND {where}
 """
 
 
-def regrid_components(session: Session, plan_id: int) -> int:
-    """Give every current component the unit and responsibility grid of the plan."""
-    sql = _REGRID.format(table="component", extra="", where="t2.valid_to IS NULL")
-    result = session.execute(text(sql), {"plan": plan_id})
+def regrid_components(session: Session, rule: GridRule) -> int:
+    """Give every current component the unit and responsibility grid of the rule's plan."""
+    sql = _REGRID.format(
+        table="component", extra="", grid_of=unit_grid_of("t2.geom"), where="t2.valid_to IS NULL"
+    )
+    result = session.execute(text(sql), rule.params())
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def regrid_open_cases(session: Session, plan_id: int) -> int:
-    """Give every open case the unit and responsibility grid of the plan; closed cases keep their history."""
+def regrid_open_cases(session: Session, rule: GridRule) -> int:
+    """Give every open case the unit and responsibility grid of the rule's plan; closed cases keep their
+    history."""
     sql = _REGRID.format(
-        table="case_record", extra="plan_id = :plan,", where="t2.status NOT IN ('closed', 'rejected')"
+        table="case_record",
+        extra="plan_id = :plan,",
+        grid_of=unit_grid_of("t2.geom"),
+        where="t2.status NOT IN ('closed', 'rejected')",
     )
-    result = session.execute(text(sql), {"plan": plan_id})
+    result = session.execute(text(sql), rule.params())
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

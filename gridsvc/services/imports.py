@@ -39,7 +39,7 @@ from gis import fieldmap, gridindex, io, validate
 from gis.crs import resolve_crs
 from gis.export import DERIVED_COMPONENT_COLUMNS, REPORT_COLUMNS, shapefile_field_names, write_problems
 from gridsvc.db import engine as db_engine
-from gridsvc.db.models import SurveyBatch
+from gridsvc.db.models import STORAGE_SRID, SurveyBatch
 from gridsvc.errors import (
     FieldProblem,
     GridsvcError,
@@ -50,6 +50,7 @@ from gridsvc.errors import (
 from gridsvc.repositories import access as audit
 from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as repo
+from gridsvc.repositories.grid_rule import GridRule
 from gridsvc.services import held_reports
 from gridsvc.services.access import Principal
 from gridsvc.services.uploads import UPLOAD_FOLDER_PREFIX, archive_limits
@@ -715,7 +716,7 @@ class _Writer:
     """
 
     def __init__(
-        self, session: Session, grids: gridindex.UnitGridIndex | None, grids_of_plan: int | None
+        self, session: Session, grids: gridindex.UnitGridIndex | None, grids_of_plan: GridRule | None
     ) -> None:
         self._session = session
         self._grids = grids
@@ -906,6 +907,7 @@ def import_components(
                     )
             if request.dry_run:
                 report.assigned_to_grid = repo.count_assignable(session, diff)
+                _warn_of_components_without_grid(report, plan, settings)
                 raise _DryRunDoneError
             if written is None:
                 # The wall clock after the whole file is staged, not the transaction start: two imports in
@@ -921,6 +923,7 @@ def import_components(
                 if diff["new"] + diff["changed"]:
                     say(f"writing {diff['new'] + diff['changed']:,} components surveyed before")
             report.assigned_to_grid += repo.apply_components(session, batch_id=batch.id, now=now, counts=diff)
+            _warn_of_components_without_grid(report, plan, settings)
             if rebuild is not None:
                 say("rebuilding the component table's indexes and checking its foreign keys")
                 repo.rebuild_component_secondary(session, rebuild)
@@ -1100,6 +1103,31 @@ def _note_rejected_codes(run: _Run, problems: list[validate.Problem], read: gpd.
     run.rejected_without_code += int(codes.isna().sum())
 
 
+def _warn_of_components_without_grid(
+    report: ImportReport, plan: tuple[int, int] | None, settings: Settings
+) -> None:
+    """Say how many components written lie in no unit grid of the active plan, nor near one."""
+    written = report.new + report.changed
+    if plan is None or report.assigned_to_grid >= written:
+        return
+    report.warnings.append(
+        f"{written - report.assigned_to_grid:,} of the {written:,} components written lie in no unit grid "
+        f"of the active plan {plan[0]} and more than {settings.locate_nearest_tolerance_m:g} m from every "
+        "one: they have no grid, and no one answers for them until a plan covers them"
+    )
+
+
+def grid_rule(plan_id: int, settings: Settings) -> GridRule:
+    """Which unit grid of plan ``plan_id`` holds a feature: the one at its representative point, else the
+    nearest within ``locate_nearest_tolerance_m`` (as a located point in a gap gets), for imports and
+    plan activations alike."""
+    return GridRule(
+        plan_id=plan_id,
+        nearest_m=settings.locate_nearest_tolerance_m,
+        metric_srid=resolve_crs(settings.metric_crs).epsg,
+    )
+
+
 def _grids_in_memory(rows: int, unit_grids: int) -> bool:
     """Whether a file of ``rows`` finds its grids in memory rather than in SQL (see _stage_components)."""
     return rows >= unit_grids
@@ -1120,12 +1148,18 @@ def _stage_components(
     (:class:`_Written`, set on ``run``).
     """
     grids = None
-    if plan_id is not None and _grids_in_memory(
-        run.info.feature_count, repo.unit_grid_count(session, plan_id)
+    rule = None if plan_id is None else grid_rule(plan_id, run.settings)
+    if rule is not None and _grids_in_memory(
+        run.info.feature_count, repo.unit_grid_count(session, rule.plan_id)
     ):
-        grids = gridindex.UnitGridIndex(*repo.unit_grids_by_code(session, plan_id))
-    grids_in_sql = plan_id is not None and grids is None
-    writer = _Writer(session, grids, grids_of_plan=plan_id if grids_in_sql else None)
+        grids = gridindex.UnitGridIndex(
+            *repo.unit_grids_by_code(session, rule.plan_id),
+            nearest_within_m=rule.nearest_m,
+            lon_lat_crs=STORAGE_SRID,
+            metric_crs=run.settings.metric_crs,
+        )
+    grids_in_sql = rule is not None and grids is None
+    writer = _Writer(session, grids, grids_of_plan=rule if grids_in_sql else None)
     undecided = _may_write_while_reading(run.request, grids_in_sql)
     failed = True
     departments: dict[str, str | None] = {}

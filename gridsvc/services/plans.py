@@ -2,7 +2,8 @@
 
 Activation (gis_staff) with an effective date retires the active plan from that date (it stays in the
 database and answers ``locate at=`` for the days it was in force), makes the draft active, and gives
-every current component and every open case its grids in the new plan — all in one transaction, so a
+every current component and every open case its grids in the new plan (by the import's rule:
+``services.imports.grid_rule``) — all in one transaction, so a
 crash leaves the old plan in force untouched. A plan that breaks nesting (a unit grid outside its
 community), contiguity (a responsibility grid in pieces), coverage (overlapping unit grids, a community
 not covered) or leaves a unit grid without a responsibility grid cannot be activated: the answer lists
@@ -22,6 +23,8 @@ from gridsvc.errors import ConflictError, FieldProblem, InvalidInputError, NotFo
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import plans as repo
 from gridsvc.services.access import Principal
+from gridsvc.services.imports import grid_rule
+from gridsvc.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,12 @@ def check_plan(sessions: sessionmaker[Session], plan_id: int) -> list[dict[str, 
 
 
 def activate_plan(
-    sessions: sessionmaker[Session], plan_id: int, effective_from: dt.date, *, actor: Principal
+    sessions: sessionmaker[Session],
+    plan_id: int,
+    effective_from: dt.date,
+    *,
+    settings: Settings,
+    actor: Principal,
 ) -> Activation:
     """Make a draft plan the active one from ``effective_from`` (see the module docstring)."""
     actor.require("gis_staff")
@@ -92,8 +100,9 @@ def activate_plan(
             # The one-active-plan index is checked per statement: retire first, then activate.
             session.flush()
         repo.make_active(session, plan_id, effective_from)
-        components = repo.regrid_components(session, plan_id)
-        open_cases = repo.regrid_open_cases(session, plan_id)
+        rule = grid_rule(plan_id, settings)
+        components = repo.regrid_components(session, rule)
+        open_cases = repo.regrid_open_cases(session, rule)
         activation = Activation(
             plan_id=plan_id,
             effective_from=effective_from,

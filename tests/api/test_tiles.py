@@ -335,7 +335,9 @@ def _unit_codes(client: TestClient, headers: dict[str, str], **params: Any) -> s
     return {f.properties["code"] for f in _features(answer, "unit_grids")}
 
 
-def test_activating_a_plan_changes_the_grid_tiles_at_once(city_api: Any, case_city: dict[str, Any]) -> None:
+def test_activating_a_plan_changes_the_grid_tiles_at_once(
+    city_api: Any, case_city: dict[str, Any], test_settings: Settings
+) -> None:
     client, keys, sessions = city_api
     assert _unit_codes(client, keys["field"]) == {f"37010200100100{i}" for i in range(1, 5)}
     x, y = tile_of(GRID_ORIGIN[0] + 0.001, GRID_ORIGIN[1] + 0.001, 13)
@@ -349,7 +351,11 @@ def test_activating_a_plan_changes_the_grid_tiles_at_once(city_api: Any, case_ci
     assert field_on_draft.status_code == 403  # drafts are for those who review plans
     assert _unit_codes(client, keys["field"]) == {f"37010200100100{i}" for i in range(1, 5)}
     plans.activate_plan(
-        sessions, draft, dt.date(2026, 12, 1), actor=Principal(name="规划员", role="gis_staff")
+        sessions,
+        draft,
+        dt.date(2026, 12, 1),
+        settings=test_settings,
+        actor=Principal(name="规划员", role="gis_staff"),
     )
     assert _unit_codes(client, keys["field"]) == {"370102001001101", "370102001001102"}
     stale = _get_tile(client, f"unit_grids/13/{x}/{y}", {**keys["field"], "If-None-Match": before})

@@ -33,3 +33,39 @@ def test_a_feature_goes_to_the_grid_at_its_representative_point_and_edges_to_the
 def test_arrays_of_different_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="one entry per grid"):
         UnitGridIndex([1, 2], [3], [shapely.box(0, 0, 1, 1)])
+
+
+def test_a_feature_in_no_grid_goes_to_the_nearest_within_the_distance_measured_in_metres() -> None:
+    # Two 0.001° grids near Jinan, either side of EPSG:4548's central meridian (117° E) with a 0.001° gap
+    # (about 89 m east-west) between them, in code order. The projection is symmetric about that meridian,
+    # so a point on it is exactly as far from both.
+    west, east = (
+        shapely.box(116.9985, 36.650, 116.9995, 36.651),
+        shapely.box(117.0005, 36.650, 117.0015, 36.651),
+    )
+    index = UnitGridIndex(
+        [21, 22], [5, 6], [west, east], nearest_within_m=50, lon_lat_crs="EPSG:4490", metric_crs="EPSG:4548"
+    )
+    metres_per_degree_east = 111_320 * np.cos(np.radians(36.6505))  # about 89,300 m
+    features = np.array(
+        [
+            shapely.Point(116.9995 + 20 / metres_per_degree_east, 36.6505),  # 20 m east of the west grid
+            shapely.Point(117.0005 - 30 / metres_per_degree_east, 36.6505),  # 30 m west of the east grid
+            shapely.Point(117.0, 36.6505),  # on the meridian: 44.7 m from both, the first code wins
+            shapely.Point(117.0, 36.6505 + 0.0009),  # north of the gap: 63 m from both, too far
+            shapely.Point(117.0015 + 45 / metres_per_degree_east, 36.6505),  # 45 m east of the east grid
+            shapely.Point(117.0015 + 60 / metres_per_degree_east, 36.6505),  # 60 m: too far
+        ],
+        dtype=object,
+    )
+    unit, responsibility = index.assign(features)
+    assert unit.tolist() == [21, 22, 21, NO_GRID, 22, NO_GRID]
+    assert responsibility.tolist() == [5, 6, 5, NO_GRID, 6, NO_GRID]
+    # Without the distance, the same points in the gap get no grid.
+    plain = UnitGridIndex([21, 22], [5, 6], [west, east])
+    assert plain.assign(features)[0].tolist() == [NO_GRID] * 6
+
+
+def test_the_nearest_grid_needs_both_crs() -> None:
+    with pytest.raises(ValueError, match="metric CRS"):
+        UnitGridIndex([1], [2], [shapely.box(0, 0, 1, 1)], nearest_within_m=10)

@@ -156,8 +156,10 @@ def _held_after_the_first_chunk() -> tuple[threading.Event, threading.Event, Cal
     return staged, go_on, hold
 
 
-def _activate(city: City) -> plans.Activation:
-    return plans.activate_plan(city.sessions, city.draft_id, dt.date(2026, 12, 1), actor=GIS)
+def _activate(city: City, settings: Settings) -> plans.Activation:
+    return plans.activate_plan(
+        city.sessions, city.draft_id, dt.date(2026, 12, 1), settings=settings, actor=GIS
+    )
 
 
 def test_an_activation_during_an_import_waits_and_then_regrids_its_components(
@@ -166,7 +168,7 @@ def test_an_activation_during_an_import_waits_and_then_regrids_its_components(
     staged, go_on, hold_after_the_first_chunk = _held_after_the_first_chunk()
     importing, imported = _in_background(lambda: _import(city, test_settings, hold_after_the_first_chunk))
     assert staged.wait(WAIT_SECONDS)
-    activating, activated = _in_background(lambda: _activate(city))
+    activating, activated = _in_background(lambda: _activate(city, test_settings))
     # The activation has checked the draft and now waits for the import's lock on the active plan.
     _wait_for("the activation to wait for the import", lambda: _waiting_for_a_lock(city, "SELECT id, name"))
     assert "result" not in activated
@@ -189,7 +191,7 @@ def test_an_import_during_an_activation_waits_and_takes_the_new_plans_grids(
     try:
         with audit.cursor() as cursor:
             cursor.execute("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
-        activating, activated = _in_background(lambda: _activate(city))
+        activating, activated = _in_background(lambda: _activate(city, test_settings))
         _wait_for(
             "the activation to reach its audit entry", lambda: _waiting_for_a_lock(city, "INSERT INTO audit")
         )

@@ -33,6 +33,7 @@ from gridsvc.api.app import create_app
 from gridsvc.errors import InvalidInputError
 from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as imports_repo
+from gridsvc.repositories import plans as plans_repo
 from gridsvc.services import import_jobs
 from gridsvc.services import imports as imports_service
 from gridsvc.services.access import LOCAL_OPERATOR, Principal, create_key
@@ -1898,7 +1899,7 @@ def test_line_and_polygon_components_where_the_class_says_so(
 
 
 @pytest.mark.parametrize("found", ["in SQL", "in memory"])
-def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
+def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_rules_answer(
     demo_sessions: sessionmaker[Session],
     test_settings: Settings,
     tmp_path: Path,
@@ -1906,7 +1907,9 @@ def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
     found: str,
 ) -> None:
     # A small file finds its grids in SQL; a file with as many rows as the plan has grids, in memory
-    # (gis.gridindex). Both must give every component the grid the plan activation's SQL gives it.
+    # (gis.gridindex). Both must give every component the grid of the rule, which plan activation's SQL
+    # gives it too: the grid at its representative point (smallest code on shared edges), else the nearest
+    # within locate_nearest_tolerance_m (100 m) in the metric CRS, else none.
     monkeypatch.setattr(imports_service, "_grids_in_memory", lambda rows, grids: found == "in memory")
     with demo_sessions() as session:
         # Grid vertices are shared by two to four grids: the smallest code must win, as in SQL.
@@ -1921,11 +1924,23 @@ def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
         )
     rng = np.random.default_rng(7)
     # Random points over the district's box: inside grids, in gaps between them, and outside the district
-    # but inside the city box (accepted, with no grid). Those outside are coded for 历城区, whose boundary
-    # the demo does not load: coded for 历下区, they would not be where their code says.
+    # but inside the city box (accepted: with the nearest grid when one is within 100 m, else none), and
+    # points around the district's edge some 45 m and 140 m outside it. Those outside are coded for 历城区,
+    # whose boundary the demo does not load: coded for 历下区, they would not be where their code says.
     minx, miny, maxx, maxy = district.bounds
-    lon = np.concatenate([[v[0] for v in vertices], rng.uniform(minx - 0.02, maxx + 0.02, 300)])
-    lat = np.concatenate([[v[1] for v in vertices], rng.uniform(miny - 0.02, maxy + 0.02, 300)])
+    around = [
+        shapely.line_interpolate_point(
+            district.buffer(degrees).exterior, np.linspace(0, 1, 30), normalized=True
+        )
+        for degrees in (0.0005, 0.0015)
+    ]
+    edge = np.concatenate(around)
+    lon = np.concatenate(
+        [[v[0] for v in vertices], rng.uniform(minx - 0.02, maxx + 0.02, 300), shapely.get_x(edge)]
+    )
+    lat = np.concatenate(
+        [[v[1] for v in vertices], rng.uniform(miny - 0.02, maxy + 0.02, 300), shapely.get_y(edge)]
+    )
     n = len(lon)
 
     def county(geometries: np.ndarray) -> np.ndarray:
@@ -1955,27 +1970,44 @@ def test_grids_at_shared_vertices_in_gaps_and_outside_are_the_sql_answer(
     frame.to_file(path, driver="GPKG")
     report = _run(demo_sessions, test_settings, path, chunk_rows=100)  # grids found chunk by chunk
     assert report.accepted == n
+    reference = """
+        SELECT c.unit_grid_id, c.responsibility_grid_id, coalesce(g.id, n.id),
+               CASE WHEN g.id IS NOT NULL THEN g.responsibility_grid_id ELSE n.responsibility_grid_id END,
+               g.owners, n.metres
+        FROM component c
+        LEFT JOIN LATERAL (
+            SELECT u.id, u.responsibility_grid_id, count(*) OVER () AS owners
+            FROM unit_grid u JOIN grid_plan p ON p.id = u.plan_id AND p.status = 'active'
+            WHERE ST_Intersects(u.geom, ST_PointOnSurface(c.geom)) ORDER BY u.code LIMIT 1
+        ) g ON true
+        LEFT JOIN LATERAL (  -- every grid of the plan measured, no index: the rule as written
+            SELECT u.id, u.responsibility_grid_id,
+                   ST_Distance(
+                       ST_Transform(u.geom, 4548), ST_Transform(ST_PointOnSurface(c.geom), 4548)
+                   ) AS metres
+            FROM unit_grid u JOIN grid_plan p ON p.id = u.plan_id AND p.status = 'active'
+            WHERE g.id IS NULL ORDER BY metres, u.code LIMIT 1
+        ) n ON n.metres <= :near
+        WHERE c.survey_batch_id = :b ORDER BY c.code
+    """
+    params = {"b": report.batch_id, "near": test_settings.locate_nearest_tolerance_m}
     with demo_sessions() as session:
-        rows = session.execute(
-            text(
-                """
-                SELECT c.unit_grid_id, c.responsibility_grid_id, g.id, g.responsibility_grid_id, g.owners
-                FROM component c
-                LEFT JOIN LATERAL (
-                    SELECT u.id, u.responsibility_grid_id, count(*) OVER () AS owners
-                    FROM unit_grid u JOIN grid_plan p ON p.id = u.plan_id AND p.status = 'active'
-                    WHERE ST_Intersects(u.geom, ST_PointOnSurface(c.geom)) ORDER BY u.code LIMIT 1
-                ) g ON true
-                WHERE c.survey_batch_id = :b
-                """
-            ),
-            {"b": report.batch_id},
-        ).all()
+        rows = session.execute(text(reference), params).all()
+        # Activating the plan again gives every component the same grid (rolled back).
+        plan_id = session.execute(text("SELECT id FROM grid_plan WHERE status = 'active'")).scalar_one()
+        plans_repo.regrid_components(session, imports_service.grid_rule(plan_id, test_settings))
+        regridded = session.execute(text(reference), params).all()
+        session.rollback()
     assert len(rows) == n
     assert [(r[0], r[1]) for r in rows] == [(r[2], r[3]) for r in rows]
+    assert [(r[0], r[1]) for r in regridded] == [(r[0], r[1]) for r in rows]
     owners = [r[4] or 0 for r in rows]
-    assert max(owners) >= 2 and owners.count(0) > 10  # shared vertices, and points in no grid, were tested
+    nearest = [r[5] for r in rows if r[5] is not None]
+    assert max(owners) >= 2  # shared vertices were tested
+    assert len(nearest) > 20 and max(nearest) > 30  # points near the district, given the nearest grid
+    assert sum(1 for r in rows if r[2] is None) > 30  # and points farther away, given none
     assert report.assigned_to_grid == sum(1 for r in rows if r[0] is not None)
+    assert any("no unit grid" in w for w in report.warnings)
 
 
 def test_text_that_copy_and_json_must_escape_is_stored_as_written(

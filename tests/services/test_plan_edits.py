@@ -593,7 +593,7 @@ def test_an_edited_draft_passes_the_rules_and_can_be_activated(
     assert_grids_are_unions_of_their_unit_grids(sessions, draft)
     assert stored_quality(sessions, draft)["communities"] == 1
     assert plans.check_plan(sessions, draft) == []
-    done = plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), actor=GIS)
+    done = plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
     assert done.plan_id == draft
     with pytest.raises(ConflictError, match="only a draft"):
         plan_edits.move_unit_grids(sessions, test_settings, draft, [unit], target, version=5, actor=GIS)

@@ -50,7 +50,7 @@ def test_draw_a_plan_that_passes_the_rules_and_keeps_codes_on_a_redraw(
     # 1,200 households on each side of the main road: the six grids follow it rather than straddle it.
     assert first.quality["per_community"][0]["net_boundary_followed_share"] == 1.0
     assert plans.check_plan(sessions, first.plan_id) == []
-    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), actor=GIS)
+    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
 
     again = planning.draw_plan(sessions, test_settings, params, actor=GIS)
     assert again.kept_unit_grid_codes == again.unit_grids  # same data, same grids, same codes
@@ -319,7 +319,7 @@ def test_compare_sees_grids_copied_forward_as_unchanged(
     first = planning.draw_plan(
         sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
     )
-    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), actor=GIS)
+    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
     again = planning.draw_plan(
         sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
     )
@@ -337,7 +337,7 @@ def test_keep_current_keeps_a_balanced_plan_as_it_is(
     first = planning.draw_plan(
         sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
     )
-    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), actor=GIS)
+    plans.activate_plan(sessions, first.plan_id, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
     # Other parameters (no main-road penalty) could group the units differently; keep_current keeps
     # today's grids because they are already balanced and in the household range.
     kept = planning.draw_plan(

@@ -74,7 +74,7 @@ def test_activation_moves_components_and_open_cases_and_keeps_the_old_plan_query
         actor=reporter,
     ).case["request_code"]
     assert plans.check_plan(sessions, draft) == []
-    done = plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), actor=GIS)
+    done = plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
     assert done.retired_plan_id == case_city["plan_id"]
     assert done.components_regridded == 2 and done.open_cases_regridded >= 1
     with sessions() as session:
@@ -109,11 +109,11 @@ def test_activation_moves_components_and_open_cases_and_keeps_the_old_plan_query
     assert now.row and now.row["unit_grid_code"] == "370102001001101"
     assert before.row and before.row["unit_grid_code"] == "370102001001003"
     with pytest.raises(ConflictError, match="active"):
-        plans.activate_plan(sessions, draft, dt.date(2027, 1, 1), actor=GIS)
+        plans.activate_plan(sessions, draft, dt.date(2027, 1, 1), settings=test_settings, actor=GIS)
 
 
 def test_a_plan_that_breaks_the_rules_cannot_be_activated(
-    case_city: dict[str, Any], sessions: sessionmaker[Session]
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
 ) -> None:
     with sessions.begin() as session:
         station_id = session.execute(text("SELECT id FROM station")).scalar_one()
@@ -133,7 +133,7 @@ def test_a_plan_that_breaks_the_rules_cannot_be_activated(
     rules = {b["rule"] for b in plans.check_plan(sessions, overlapping)}
     assert "overlap" in rules
     with pytest.raises(InvalidInputError, match="cannot be activated") as caught:
-        plans.activate_plan(sessions, overlapping, dt.date(2026, 12, 1), actor=GIS)
+        plans.activate_plan(sessions, overlapping, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
     assert any(p.field == "overlap" for p in caught.value.problems)
     assert {b["rule"] for b in plans.check_plan(sessions, gap)} == {"coverage"}
     with sessions() as session:
@@ -141,22 +141,28 @@ def test_a_plan_that_breaks_the_rules_cannot_be_activated(
             session.execute(text("SELECT count(*) FROM grid_plan WHERE status = 'active'")).scalar_one() == 1
         )
     with pytest.raises(PermissionDeniedError):
-        plans.activate_plan(sessions, gap, dt.date(2026, 12, 1), actor=Principal(name="d", role="dispatcher"))
+        plans.activate_plan(
+            sessions,
+            gap,
+            dt.date(2026, 12, 1),
+            settings=test_settings,
+            actor=Principal(name="d", role="dispatcher"),
+        )
     with pytest.raises(InvalidInputError, match="must start after"):
         with sessions.begin() as session:
             station_id = session.execute(text("SELECT id FROM station")).scalar_one()
             fine = add_draft(session, station_id, halves=WEST_EAST)
-        plans.activate_plan(sessions, fine, dt.date(2025, 1, 1), actor=GIS)
+        plans.activate_plan(sessions, fine, dt.date(2025, 1, 1), settings=test_settings, actor=GIS)
 
 
 def test_two_activations_at_once_one_gets_a_conflict(
-    draft: int, engine: Engine, sessions: sessionmaker[Session]
+    draft: int, engine: Engine, sessions: sessionmaker[Session], test_settings: Settings
 ) -> None:
     # Another gis_staff member's activation holds the lock in its own transaction right now.
     with engine.connect() as other, other.begin():
         other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ACTIVATION_LOCK})
         with pytest.raises(ConflictError, match="another plan is being activated"):
-            plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), actor=GIS)
+            plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
     with sessions() as session:
         assert (
             session.execute(text("SELECT status FROM grid_plan WHERE id = :id"), {"id": draft}).scalar_one()

@@ -135,7 +135,7 @@ def test_after_an_activation_or_an_import_stored_tiles_are_not_used_and_a_seed_r
     draft_tile = _answer(sessions, test_settings, "unit_grids", 13, GRIDS_13, plan=draft)
     assert _codes(draft_tile) == {"370102001001101", "370102001001102"}
     assert len({stamp for *_, stamp, _f in _stored(sessions, "unit_grids")}) == 1
-    plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), actor=PLANNER)
+    plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), settings=test_settings, actor=PLANNER)
     # The stored tiles were drawn for the plan before: the answer is the new plan, rendered and stored.
     assert _codes(_answer(sessions, test_settings, "unit_grids", 13, GRIDS_13)) == {
         "370102001001101",

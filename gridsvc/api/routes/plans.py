@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gridsvc.api.deps import Caller, Sessions
+from gridsvc.api.deps import AppSettings, Caller, Sessions
 from gridsvc.api.roles import RoleRoute, allow
 from gridsvc.services import plan_compare, planning, plans
 
@@ -64,12 +64,15 @@ def check(plan_id: int, sessions: Sessions) -> JSONResponse:
 def activate(
     plan_id: int,
     sessions: Sessions,
+    settings: AppSettings,
     caller: Caller,
     effective_from: Annotated[dt.date, Body(embed=True, examples=["2026-12-01"])],
 ) -> JSONResponse:
     """The active plan is retired from that date (and stays queryable with locate `at=`); components and
-    open cases get their grids in the new plan."""
-    return JSONResponse(plans.activate_plan(sessions, plan_id, effective_from, actor=caller).to_dict())
+    open cases get their grids in the new plan: the grid at their point, else the nearest within
+    `locate_nearest_tolerance_m`."""
+    done = plans.activate_plan(sessions, plan_id, effective_from, settings=settings, actor=caller)
+    return JSONResponse(done.to_dict())
 
 
 @router.get(

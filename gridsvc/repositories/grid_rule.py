@@ -1,0 +1,69 @@
+"""Which unit grid of a plan holds a feature, in SQL: the one rule of imports and plan activations.
+
+The grid its representative point (``ST_PointOnSurface``) intersects, the smallest code on a shared edge;
+a point in no grid goes to the grid nearest to it within ``nearest_m`` metres, measured in the city's
+metric CRS (equal distances: the smallest code). :class:`gis.gridindex.UnitGridIndex` applies the same
+rule in memory, with the same first filter (:func:`gis.gridindex.degree_margins`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gis.gridindex import METRES_PER_DEGREE
+
+
+@dataclass(frozen=True)
+class GridRule:
+    """The rule's parameters: the plan whose grids hold features, and how far the nearest grid may be."""
+
+    plan_id: int
+    nearest_m: float
+    metric_srid: int
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan_id,
+            "nearest_m": self.nearest_m,
+            "metric_srid": self.metric_srid,
+            "metres_per_degree": METRES_PER_DEGREE,
+        }
+
+
+def unit_grid_of(geom: str, alias: str = "g") -> str:
+    """SQL: ``LEFT JOIN LATERAL (...) alias`` giving ``alias.unit_grid_id`` and
+    ``alias.responsibility_grid_id`` of the feature ``geom`` (both NULL where no grid holds it), with the
+    bind parameters of :meth:`GridRule.params`.
+
+    The nearest-grid lookup runs only for a point in no grid; the box (``&&``, the gist index) comes first,
+    the metric distance only for the few grids it finds."""
+    return f"""
+LEFT JOIN LATERAL (
+    SELECT coalesce(inside.id, nearest.id) AS unit_grid_id,
+           CASE WHEN inside.id IS NOT NULL THEN inside.responsibility_grid_id
+                ELSE nearest.responsibility_grid_id END AS responsibility_grid_id
+    FROM (SELECT ST_PointOnSurface({geom}) AS p) AS rep
+    LEFT JOIN LATERAL (
+        SELECT u.id, u.responsibility_grid_id FROM unit_grid u
+        WHERE u.plan_id = :plan AND ST_Intersects(u.geom, rep.p)
+        ORDER BY u.code
+        LIMIT 1
+    ) AS inside ON true
+    LEFT JOIN LATERAL (
+        SELECT u.id, u.responsibility_grid_id FROM unit_grid u
+        CROSS JOIN LATERAL (
+            SELECT ST_Distance(ST_Transform(u.geom, :metric_srid), ST_Transform(rep.p, :metric_srid)) AS m
+        ) AS d
+        WHERE inside.id IS NULL AND :nearest_m > 0 AND u.plan_id = :plan
+          AND u.geom && ST_Expand(
+              rep.p,
+              :nearest_m / (:metres_per_degree * cos(radians(ST_Y(rep.p)))),
+              :nearest_m / :metres_per_degree
+          )
+          AND d.m <= :nearest_m
+        ORDER BY d.m, u.code
+        LIMIT 1
+    ) AS nearest ON true
+) AS {alias} ON true
+"""
