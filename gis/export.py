@@ -543,7 +543,8 @@ def _originals(
 
 
 def _drop_nonfinite(geometries: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
-    # GeoPackage readers differ on NaN coordinates; the value column still shows them.
+    # GeoPackage readers differ on NaN coordinates, and a CSV's POINT (NaN 4057000) is no position to
+    # correct: the value column still shows them.
     out = geometries.copy()
     coords, owner = shapely.get_coordinates(out, return_index=True)
     out[np.unique(owner[~np.isfinite(coords).all(axis=1)])] = None
@@ -551,7 +552,11 @@ def _drop_nonfinite(geometries: npt.NDArray[np.object_]) -> npt.NDArray[np.objec
 
 
 def write_problems(
-    problems: Sequence[Problem], rejected: gpd.GeoDataFrame, path: str | os.PathLike[str]
+    problems: Sequence[Problem],
+    rejected: gpd.GeoDataFrame,
+    path: str | os.PathLike[str],
+    *,
+    position_fields: Sequence[str] = (),
 ) -> Path:
     """Write the problems report: one row per source row with problems, with its geometry and values.
 
@@ -571,6 +576,11 @@ def write_problems(
         ``.gpkg`` (layer ``problems``, one geometry column, null where the row has no usable geometry; an
         attribute whose values are all numbers is a number column) or ``.csv`` (UTF-8 with BOM, the
         geometry as a ``wkt`` column).
+    position_fields : sequence of str
+        The source's coordinate columns (a CSV's 东坐标 and 北坐标), among the values. A CSV report keeps
+        them: they are where a position is corrected, and what the report is imported again by. A
+        GeoPackage leaves them out: its geometry is the position (a missing one is drawn in QGIS), and
+        columns beside it would come back as stale free attributes that no edit of the point changes.
 
     Returns
     -------
@@ -605,9 +615,13 @@ def write_problems(
     reserved = (*REPORT_COLUMNS, *(_GPKG_RESERVED if driver == "GPKG" else ("wkt",)))
     # A GeoPackage has column types, and its numbers must come back as numbers; CSV is text anyway.
     originals, geometries = _originals(rejected, source_rows, reserved, typed=driver == "GPKG")
+    if driver == "GPKG":
+        originals = originals.drop(columns=[c for c in position_fields if c in originals.columns])
     if driver == "CSV":
         wkt = pd.Series(
-            shapely.to_wkt(geometries, rounding_precision=_WKT_DECIMALS), dtype=object, name="wkt"
+            shapely.to_wkt(_drop_nonfinite(geometries), rounding_precision=_WKT_DECIMALS),
+            dtype=object,
+            name="wkt",
         )
         table = pd.concat([report, wkt, originals], axis=1)
         table.to_csv(out_path, index=False, encoding="utf-8-sig")

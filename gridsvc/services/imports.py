@@ -148,6 +148,8 @@ class ImportReport:
     crs_from: str
     encoding: str | None
     dry_run: bool
+    # A CSV's columns read as each row's position (东坐标, 北坐标): a problem row keeps them as written.
+    coordinate_fields: list[str] = field(default_factory=list)
     batch_id: int | None = None
     rows_read: int = 0
     accepted: int = 0
@@ -1212,6 +1214,7 @@ def _new_report(request: ImportRequest, info: io.LayerInfo, layer: str) -> Impor
         crs_from=info.crs_from,
         encoding=info.encoding,
         dry_run=request.dry_run,
+        coordinate_fields=list(info.coordinate_fields),
         warnings=[_as_sent(request, w) for w in info.warnings],
     )
 
@@ -1319,7 +1322,7 @@ def _new_batch(
         source_format=info.format,
         source_crs=info.crs,
         warnings=[_word(request, w) for w in report.warnings],  # a new list: _record may set another
-        parameters=_parameters(request),
+        parameters={**_parameters(request), "coordinate_fields": report.coordinate_fields},
     )
     report.batch_id = batch.id
     return batch
@@ -1403,9 +1406,12 @@ def _write_report(
 ) -> None:
     if not report.problems:
         return
+    positions = report.coordinate_fields
     if request.report_path and report.report_file is None:
         report.report_file = str(
-            write_problems(report.problems, _problem_frame(problem_rows), request.report_path)
+            write_problems(
+                report.problems, _problem_frame(problem_rows), request.report_path, position_fields=positions
+            )
         )
     if request.hold_report and report.batch_id is None and report.held_report is None:
         listed = _in_request_words(request, _capped(report, "held for download"))
@@ -1413,7 +1419,7 @@ def _write_report(
 
         def write(folder: Path) -> None:
             for fmt in held_reports.FORMATS:
-                write_problems(listed, frame, folder / f"problems.{fmt}")
+                write_problems(listed, frame, folder / f"problems.{fmt}", position_fields=positions)
 
         report.held_report = held_reports.hold(settings, write)
 
@@ -1481,7 +1487,8 @@ def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: P
     frame = gpd.GeoDataFrame(
         pd.concat([rows[["source_row"]], values], axis=1), geometry=rows.geometry, crs=4490
     )
-    return write_problems(problems, frame, path)
+    positions = (batch.parameters or {}).get("coordinate_fields") or []
+    return write_problems(problems, frame, path, position_fields=positions)
 
 
 # --- boundaries, stations, nets, roads ---------------------------------------------------------------

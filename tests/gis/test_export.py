@@ -400,7 +400,10 @@ def test_problems_report_in_csv(tmp_path: Path, rejected: gpd.GeoDataFrame) -> N
     assert back.columns.tolist() == [*REPORT_COLUMNS, "wkt", "code", "name", "灯杆材质", "value_2", "Code_2"]
     assert back["source_row"].tolist() == ["2", "3", "4", "5"]
     assert back["reason"].tolist() == [REPORT[0].reason, ROW_3_REASONS, *(p.reason for p in REPORT[3:])]
-    assert back["wkt"].tolist() == [BOWTIE_WKT, "", "", "POINT (NaN 36.6)"]
+    # A NaN coordinate is no position: it could not be converted, so its other number is still in the
+    # source's CRS (POINT (NaN 4057000) among CGCS2000 degrees). The value column shows it.
+    assert back["wkt"].tolist() == [BOWTIE_WKT, "", "", ""]
+    assert back["value"].tolist()[3] == "(nan 36.6)"
     assert texts(back["name"]) == ["绿化带", "路灯", "", ""]
     assert texts(back["灯杆材质"]) == ["钢", "铝", "", ""]
 

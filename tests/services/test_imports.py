@@ -259,6 +259,54 @@ def test_a_csv_position_is_its_geometry_not_an_attribute_but_a_broken_one_is_rep
     assert any("its wkt column is the same position written again" in w for w in again.warnings)
 
 
+def test_the_geopackage_report_of_a_csv_has_the_position_as_its_geometry_not_the_coordinate_columns(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """In a GeoPackage report the geometry is the position: the CSV's coordinate columns beside it would
+    come back as free attributes (stale once the point is moved in QGIS), and a coordinate typed there
+    would be ignored. The row without a usable position gets its point drawn, and imports by it. The CSV
+    report, and the served CSV report, keep the columns: they are how a CSV's position is corrected."""
+    points = _grid_points(demo_sessions, 3, offset=61)
+    lamps = _lamps(points, first_seq=961_001).drop(columns="灯杆高度")
+    table = pd.DataFrame(lamps.drop(columns="geometry")).assign(
+        东坐标=[repr(x) for x in points["lon"]], 北坐标=[repr(y) for y in points["lat"]]
+    )
+    table.loc[1, "东坐标"] = "117.0°"
+    table.loc[2, "状态"] = "坏了吗"  # rejected for its status, with a usable position
+    table.to_csv(tmp_path / "普查.csv", index=False, encoding="utf-8-sig")
+    report_file = tmp_path / "问题.gpkg"
+    report = _run(
+        demo_sessions, test_settings, tmp_path / "普查.csv", crs="EPSG:4490", report_path=report_file
+    )
+    assert (report.accepted, report.rejected) == (1, 2)
+    assert report.coordinate_fields == ["东坐标", "北坐标"]
+
+    fixed = gpd.read_file(report_file)
+    assert not {"东坐标", "北坐标"} & set(fixed.columns)
+    assert fixed["source_row"].tolist() == [3, 4]
+    assert fixed.geometry.iloc[0] is None and fixed.geometry.iloc[1] is not None
+    fixed.loc[0, "geometry"] = shapely.Point(points["lon"].iloc[1], points["lat"].iloc[1])  # drawn in QGIS
+    fixed.loc[1, "status"] = "完好"
+    fixed.to_file(report_file, driver="GPKG", layer="problems")
+    again = _run(demo_sessions, test_settings, report_file)
+    assert (again.accepted, again.rejected, again.new) == (2, 0, 2), again.problems
+    stored = _current(demo_sessions, list(lamps["标识码"]))
+    for attributes in stored["attributes"]:
+        assert not {"东坐标", "北坐标"} & attributes.keys()
+    assert stored.loc[1, "lon"] == pytest.approx(points["lon"].iloc[1], abs=1e-9)
+    assert stored.loc[1, "lat"] == pytest.approx(points["lat"].iloc[1], abs=1e-9)
+
+    # The recorded import serves both reports the same way.
+    assert report.batch_id is not None
+    served_gpkg = imports_service.import_problems_file(
+        demo_sessions, report.batch_id, tmp_path / "served.gpkg"
+    )
+    assert not {"东坐标", "北坐标"} & set(gpd.read_file(served_gpkg).columns)
+    served_csv = imports_service.import_problems_file(demo_sessions, report.batch_id, tmp_path / "served.csv")
+    written = pd.read_csv(served_csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert written["东坐标"].tolist() == ["117.0°", repr(float(points["lon"].iloc[2]))]
+
+
 @pytest.mark.parametrize(
     ("suffix", "driver"), [(".geojson", "GeoJSON"), (".kml", "KML"), (".gdb", "OpenFileGDB")]
 )
