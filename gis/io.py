@@ -150,6 +150,11 @@ _COORD_PAIRS: Final = (
     ("东坐标", "北坐标"),
     ("x坐标", "y坐标"),
 )
+# Pairs whose names say degrees: with a geographic CRS, a table that also has X/Y (a projected copy of the
+# same points, common in survey tables) is read by these; with a projected CRS, by the others.
+_DEGREE_PAIRS: Final = frozenset(
+    {("lon", "lat"), ("lng", "lat"), ("long", "lat"), ("longitude", "latitude"), ("经度", "纬度")}
+)
 _WKT_COLUMNS: Final = ("wkt", "geometry")
 _CSV_SEPARATORS: Final = (",", "\t", ";", "|")
 _GEOMETRY_NAMES: Final = {
@@ -436,7 +441,12 @@ def iter_chunks(
     # inspect_layer checked an archive already; inflating it once more would double the work.
     source = _locate(info.path, None)
     if info.format == "CSV":
-        layout = _csv_layout(info.path, _python_codec(info.encoding or "UTF-8", csv=True), source.label)
+        layout = _csv_layout(
+            info.path,
+            _python_codec(info.encoding or "UTF-8", csv=True),
+            source.label,
+            geographic=resolve_crs(info.crs).is_geographic,
+        )
         frames = _csv_frames(info.path, layout, source.label, chunk_rows)
     else:
         frames = _gdal_frames(source, info, chunk_rows)
@@ -1446,6 +1456,8 @@ class _CsvLayout:
     y: str | None
     wkt: str | None
     first_line: int
+    # Other coordinate column pairs the file has, not read (kept as free attributes).
+    unread_pairs: tuple[tuple[str, str], ...] = ()
 
 
 def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, list[str]]:
@@ -1479,7 +1491,10 @@ def _not_in_encoding(codec: str, exc: UnicodeDecodeError, *, plural: bool = Fals
     )
 
 
-def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
+def _csv_layout(path: Path, codec: str, label: str, geographic: bool | None) -> _CsvLayout:
+    """The CSV's separator, columns and coordinate columns. Of several coordinate pairs, those that say
+    degrees (经度/纬度) are read when the CRS (``geographic``) is in degrees, the others (X/Y, 东坐标/北坐标)
+    when it is in metres; else the first in :data:`_COORD_PAIRS`."""
     try:
         with path.open(encoding=codec, newline="") as fh:
             first = fh.readline()
@@ -1498,10 +1513,19 @@ def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
     columns = tuple(str(c) for c in header.columns)
     keys = {c.strip().casefold(): c for c in reversed(columns)}
     x = y = wkt = None
-    for x_name, y_name in _COORD_PAIRS:
-        if x_name in keys and y_name in keys:
-            x, y = keys[x_name], keys[y_name]
-            break
+    present = [pair for pair in _COORD_PAIRS if pair[0] in keys and pair[1] in keys]
+    # "lng/lat" and "lon/lat" share their lat: a pair whose columns another pair already uses is not another.
+    distinct: list[tuple[str, str]] = []
+    for pair in present:
+        if not any(set(pair) & set(other) for other in distinct):
+            distinct.append(pair)
+    unread: tuple[tuple[str, str], ...] = ()
+    if distinct:
+        chosen = distinct[0]
+        if geographic is not None:
+            chosen = next((p for p in distinct if (p in _DEGREE_PAIRS) == geographic), chosen)
+        x, y = keys[chosen[0]], keys[chosen[1]]
+        unread = tuple((keys[a], keys[b]) for a, b in distinct if (a, b) != chosen)
     else:
         wkt = next((keys[name] for name in _WKT_COLUMNS if name in keys), None)
         if wkt is None:
@@ -1512,7 +1536,7 @@ def _csv_layout(path: Path, codec: str, label: str) -> _CsvLayout:
             )
     # A quoted header cell that spans lines pushes every data line down.
     first_line = 2 + sum(c.count("\n") for c in columns)
-    return _CsvLayout(codec, sep, columns, x, y, wkt, first_line)
+    return _CsvLayout(codec, sep, columns, x, y, wkt, first_line, unread)
 
 
 _CSV_FIELD_COUNT_RE: Final = re.compile(r"Expected ([0-9]+) fields in line ([0-9]+), saw ([0-9]+)")
@@ -1658,7 +1682,8 @@ def _inspect_csv(
     if layer is not None and layer != given.stem:
         raise LayerError(f"{label} has no layer {layer!r}: a CSV has one layer, {given.stem}", field="layer")
     text_encoding, notes = _csv_encoding(given, label, encoding)
-    layout = _csv_layout(given, _python_codec(text_encoding, csv=True), label)
+    geographic = None if override is None else override.is_geographic
+    layout = _csv_layout(given, _python_codec(text_encoding, csv=True), label, geographic)
     if override is None:
         raise LayerError(
             f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}", field="crs"
@@ -1671,6 +1696,14 @@ def _inspect_csv(
             sample.extend(itertools.islice(frames, 1))
     geometry_type = "Point" if layout.x is not None else _sample_geometry_type(sample)
     coordinates = _csv_coordinate_fields(layout)
+    if layout.unread_pairs:
+        others = " and ".join(f"{a}/{b}" for a, b in layout.unread_pairs)
+        unit = "degrees" if geographic else "metres"
+        notes.append(
+            f"{label}: the positions are read from its {layout.x}/{layout.y} columns, as --crs "
+            f"{override.name} is in {unit}; its {others} columns are kept as free attributes, not read "
+            f"(give a --crs in {'metres' if geographic else 'degrees'} to read those instead)"
+        )
     if len(coordinates) > 2:
         notes.append(
             f"{label}: the positions are read from its {coordinates[0]}/{coordinates[1]} columns; its "
@@ -1770,10 +1803,21 @@ def _check_source_coords(
         metres = (np.abs(x) > 180.0) | (np.abs(y) > 90.0)
         if np.mean(metres) > 0.5:
             i = int(np.argmax(metres))
-            suggest = 4527 if _ZONE39_MIN <= x[i] < _ZONE39_MAX else 4548
+            if _northing_easting(x, y):
+                # Survey tables' X is the northing: say both mistakes at once, and the code for the
+                # coordinates once swapped back.
+                code = (_gk_code_in_city(y, x, box) if box is not None else None) or _guessed_gk_code(y[i])
+                raise LayerError(
+                    f"{where}: coordinates like {_pt(x[i], y[i])} are metres, not degrees ({_says(info)}), "
+                    f"and the easting and the northing are swapped: x holds a northing ({x[i]:,.0f} m) and "
+                    f"y an easting ({y[i]:,.0f} m). Chinese survey tables call the northing X: put the "
+                    "easting in x and the northing in y (in a CSV, name the columns 东坐标 and 北坐标), "
+                    f"then try --crs EPSG:{code}"
+                )
+            code = (_gk_code_in_city(x, y, box) if box is not None else None) or _guessed_gk_code(x[i])
             raise LayerError(
                 f"{where}: coordinates like {_pt(x[i], y[i])} are metres, not degrees: {_says(info)}; "
-                f"try --crs EPSG:{suggest}"
+                f"try --crs EPSG:{code}"
             )
         return
     degrees = (np.abs(x) <= 180.0) & (np.abs(y) <= 90.0)
@@ -1783,18 +1827,16 @@ def _check_source_coords(
             f"{where}: coordinates like {_pt(x[i], y[i])} are degrees, not metres: {_says(info)}; "
             "try --crs cgcs2000 (or --crs gcj02 for points from Amap or Tencent maps)"
         )
-    if gauss_kruger_zone(crs) is not None:
-        # Chinese surveying calls the northing X and the easting Y, the other way round from GIS: a table
-        # with X/Y columns often holds them so.
-        swapped = _gk_northing(x) & _gk_easting(y)
-        if np.mean(swapped) > 0.5 and np.mean(_gk_northing(y) & _gk_easting(x)) <= 0.5:
-            i = int(np.argmax(swapped))
-            raise LayerError(
-                f"{where}: the easting and the northing are swapped: coordinates like {_pt(x[i], y[i])} "
-                f"hold a northing ({x[i]:,.0f} m) in x and an easting ({y[i]:,.0f} m) in y. Chinese survey "
-                "tables call the northing X: put the easting in x and the northing in y (in a CSV, name "
-                "the columns 东坐标 and 北坐标), or swap them in the file"
-            )
+    # Chinese surveying calls the northing X and the easting Y, the other way round from GIS: a table with
+    # X/Y columns often holds them so.
+    if gauss_kruger_zone(crs) is not None and _northing_easting(x, y):
+        i = int(np.argmax(_gk_northing(x) & _gk_easting(y)))
+        raise LayerError(
+            f"{where}: the easting and the northing are swapped: coordinates like {_pt(x[i], y[i])} "
+            f"hold a northing ({x[i]:,.0f} m) in x and an easting ({y[i]:,.0f} m) in y. Chinese survey "
+            "tables call the northing X: put the easting in x and the northing in y (in a CSV, name "
+            "the columns 东坐标 and 北坐标), or swap them in the file"
+        )
     try:
         detect_gk_zone_prefix(x, crs)
     except ZonePrefixError as exc:
@@ -1972,6 +2014,13 @@ def _better_crs(coords: _Coords, crs: ResolvedCRS, box: BBox) -> ResolvedCRS | N
     """
     if crs.is_geographic:
         return None
+    code = _gk_code_in_city(coords.x, coords.y, box, not_code=crs.epsg)
+    return None if code is None else resolve_crs(code)
+
+
+def _gk_code_in_city(x: FloatArray, y: FloatArray, box: BBox, not_code: int | None = None) -> int | None:
+    """The EPSG code of a CGCS2000 Gauss-Kruger 3-degree zone near the city (with or without the zone
+    number in the eastings) under which most of the metres ``x``, ``y`` fall inside it, if one does."""
     centre = (box[0] + box[2]) / 2.0
     tried = set()
     for lon in (centre, centre - 3.0, centre + 3.0):
@@ -1980,16 +2029,28 @@ def _better_crs(coords: _Coords, crs: ResolvedCRS, box: BBox) -> ResolvedCRS | N
                 code = gk_zone_epsg(lon, zone_prefixed=prefixed)
             except CoordinateError:
                 continue
-            if code == crs.epsg or code in tried:
+            if code == not_code or code in tried:
                 continue
             tried.add(code)
             try:
-                lon2, lat2 = transform(coords.x, coords.y, code, STORAGE_CRS)
+                lon2, lat2 = transform(x, y, code, STORAGE_CRS)
             except CoordinateError:
                 continue
             if np.mean(_inside(lon2, lat2, box)) > 0.5:
-                return resolve_crs(code)
+                return code
     return None
+
+
+def _guessed_gk_code(easting: float) -> int:
+    """Jinan's zone: prefixed (EPSG:4527) for an easting that carries the zone number 39, else EPSG:4548.
+    Only when no code puts the coordinates in the city (or there is no city box) to say better."""
+    return 4527 if _ZONE39_MIN <= easting < _ZONE39_MAX else 4548
+
+
+def _northing_easting(x: FloatArray, y: FloatArray) -> bool:
+    """Whether most coordinates hold a Gauss-Kruger northing in x and an easting in y, not the other way."""
+    swapped = _gk_northing(x) & _gk_easting(y)
+    return bool(np.mean(swapped) > 0.5 and np.mean(_gk_northing(y) & _gk_easting(x)) <= 0.5)
 
 
 def _converted(

@@ -770,6 +770,58 @@ def test_a_survey_table_with_the_northing_in_x(tmp_path: Path, epsg: int) -> Non
     assert inspect_layer(good, crs=f"EPSG:{epsg}", city_bbox=JINAN_BBOX).feature_count == 3
 
 
+@pytest.mark.parametrize("epsg", [4527, 4548, 4528])  # the city's zone with and without its number; zone 40
+def test_metres_under_a_degree_crs_are_sent_to_the_code_that_puts_them_in_the_city(
+    tmp_path: Path, epsg: int
+) -> None:
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, epsg)
+    rows = "".join(f"{e:.3f},{n:.3f}\n" for e, n in zip(x, y, strict=True))
+    path = write_csv(tmp_path / "坐标.csv", "东坐标,北坐标\n" + rows)
+    with pytest.raises(LayerError, match="are metres, not degrees") as err:
+        inspect_layer(path, crs="cgcs2000", city_bbox=JINAN_BBOX)
+    assert str(err.value).endswith(f"try --crs EPSG:{epsg}")
+
+
+@pytest.mark.parametrize("epsg", [4527, 4548])
+def test_a_survey_table_with_the_northing_in_x_under_a_degree_crs_is_told_both_mistakes(
+    tmp_path: Path, epsg: int
+) -> None:
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, epsg)
+    rows = "".join(f"{n:.3f},{e:.3f}\n" for e, n in zip(x, y, strict=True))
+    path = write_csv(tmp_path / "测量成果.csv", "X,Y\n" + rows)
+    with pytest.raises(LayerError, match="are metres, not degrees") as err:
+        inspect_layer(path, crs="wgs84", city_bbox=JINAN_BBOX)
+    message = str(err.value)
+    assert "the easting and the northing are swapped" in message and "东坐标 and 北坐标" in message
+    assert message.endswith(f"then try --crs EPSG:{epsg}")
+    # Done as it says, the file reads.
+    fixed = write_csv(tmp_path / "测量成果_改.csv", "北坐标,东坐标\n" + rows)
+    assert inspect_layer(fixed, crs=f"EPSG:{epsg}", city_bbox=JINAN_BBOX).feature_count == 3
+
+
+def test_a_table_with_degrees_and_metres_is_read_by_the_pair_its_crs_is_in(tmp_path: Path) -> None:
+    # Survey tables often carry both: X/Y in the local Gauss-Kruger zone, 经度/纬度 in degrees. The 4527 X/Y
+    # here are moved 1 km east, so which pair was read shows in the positions.
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, 4527)
+    rows = "".join(
+        f"{float(a)!r},{float(b)!r},{e + 1000:.3f},{n:.3f},路灯\n"
+        for a, b, e, n in zip(lon, lat, x, y, strict=True)
+    )
+    path = write_csv(tmp_path / "两套坐标.csv", "经度,纬度,X,Y,名称\n" + rows)
+    in_degrees, frame = read_layer(path, crs="cgcs2000", city_bbox=JINAN_BBOX)
+    assert in_degrees.coordinate_fields == ("经度", "纬度")
+    assert any(
+        "read from its 经度/纬度 columns" in w and "X/Y columns are kept" in w for w in in_degrees.warnings
+    )
+    assert np.allclose(frame.geometry.x, lon, atol=1e-9) and {"X", "Y"} <= set(frame.columns)
+    in_metres, frame = read_layer(path, crs="EPSG:4527", city_bbox=JINAN_BBOX)
+    assert in_metres.coordinate_fields == ("X", "Y")
+    assert not np.allclose(frame.geometry.x, lon, atol=1e-5) and {"经度", "纬度"} <= set(frame.columns)
+
+
 def test_zone_prefix_under_epsg_4548(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(3)
     x, y = project(lon, lat, 4527)
