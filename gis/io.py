@@ -1377,11 +1377,28 @@ def _gdal_frames(
         if len(frame) == 0:
             return
         _exact_integers(frame, info, source, skip, where)
+        if info.format == "KML":
+            _kml_dates(frame)
         yield _split_frame(frame, skip + 1, info.format in _FID_FORMATS)
         chunks += 1
         if len(frame) < chunk_rows:
             return
         skip += len(frame)
+
+
+# A placemark's time elements, which GDAL reads as datetimes.
+_KML_TIME_FIELDS: Final = ("timestamp", "begin", "end")
+
+
+def _kml_dates(frame: Any) -> None:
+    """A KML date (``<when>2023-05-01</when>``) as the date it is: GDAL reads every time element as a
+    datetime, so a date comes back as ``2023-05-01T00:00:00``, which a GeoPackage of the same census does
+    not hold. A time of day, or midnight in a zone, is kept as written."""
+    for name in _KML_TIME_FIELDS:
+        if name in frame.columns:
+            frame[name] = frame[name].map(
+                lambda v: v.removesuffix("T00:00:00") if isinstance(v, str) else v, na_action="ignore"
+            )
 
 
 def _exact_integers(frame: Any, info: LayerInfo, source: _Source, skip: int, where: str) -> None:

@@ -532,6 +532,27 @@ def test_kml(tmp_path: Path) -> None:
     np.testing.assert_allclose(coords_of(read)[:, :2], np.column_stack([lon, lat]), atol=1e-9)
 
 
+def test_a_kml_date_is_read_as_the_date_it_is(tmp_path: Path) -> None:
+    # GDAL reads every <when> as a datetime: a date came back as 2023-05-01T00:00:00, which the GeoPackage
+    # of the same census does not hold. A time of day, or midnight in a zone, stays as written.
+    path = tmp_path / "巡查.kml"
+    whens = ("2023-05-01", "2023-05-02T08:30:00+08:00", "2023-05-03T00:00:00Z", None)
+    stamp = {when: "" if when is None else f"<TimeStamp><when>{when}</when></TimeStamp>" for when in whens}
+    placemarks = "".join(
+        f"<Placemark><name>路灯{n}</name>{stamp[when]}"
+        "<Point><coordinates>117.1228,36.7075</coordinates></Point></Placemark>"
+        for n, when in enumerate(whens)
+    )
+    path.write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        f"{placemarks}</Document></kml>",
+        encoding="utf-8",
+    )
+    _, read = read_layer(path, city_bbox=JINAN_BBOX)
+    stamps = [None if pd.isna(v) else v for v in read["timestamp"]]
+    assert stamps == ["2023-05-01", "2023-05-02T08:30:00+08:00", "2023-05-03T00:00:00Z", None]
+
+
 def test_kml_data_with_chinese_names_keeps_them(tmp_path: Path) -> None:
     # Google Earth and most Chinese survey apps write untyped <Data name="..."> (GDAL writes SchemaData, so
     # this file is written as they write it). 状态 and 编号 have the same UTF-8 length: laundered to
