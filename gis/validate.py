@@ -679,8 +679,19 @@ def _check_kind(
 # --------------------------------------------------------------------------------------------- codes
 
 
+# A long number as Excel shows and saves it once the cell is no longer text: 3.70102E+15 for
+# 3701020118000001. Its digits after the first six are gone.
+_EXCEL_NUMBER_RE: Final = re.compile(r"[0-9](?:\.[0-9]+)?[Ee]\+?[0-9]+")
+
+
 def _code_reason(value: str, what: str, lengths: Sequence[int], validator: Callable[[str], str]) -> str:
     want = " or ".join(str(n) for n in lengths)
+    if _EXCEL_NUMBER_RE.fullmatch(value.strip()):
+        return (
+            f"{what} {value} is a number as Excel writes it once a code column is not text: its digits are "
+            f"lost ({want} needed). Take the codes from the original file, or in Excel set the column to "
+            "Text before pasting them, and save again"
+        )
     if not (value.isascii() and value.isdigit()):
         return f"{what} {value} must contain only the digits 0-9 ({want} of them)"
     if len(value) not in lengths:

@@ -397,6 +397,12 @@ def test_code_missing(rules: ComponentRules) -> None:
         ("37010201180001", "code 37010201180001 has 14 digits; it must have 16 or 17"),
         ("37010201180001２３", "code 37010201180001２３ must contain only the digits 0-9 (16 or 17 of them)"),
         ("370102O118000123", "code 370102O118000123 must contain only the digits 0-9 (16 or 17 of them)"),
+        (
+            "3.70102E+15",  # the code column of a CSV saved by Excel once it was a number
+            "code 3.70102E+15 is a number as Excel writes it once a code column is not text: its digits are "
+            "lost (16 or 17 needed). Take the codes from the original file, or in Excel set the column to "
+            "Text before pasting them, and save again",
+        ),
         ("3701020118000000", "component sequence must not be zero, got '3701020118000000'"),
         ("3701000118000001", "county code must name a county-level unit, got '370100'"),
         ("3701020018000001", "component major class must not be 00, got '3701020018000001'"),
