@@ -519,6 +519,30 @@ def resolve_mapping(
     return {field: resolved[field] for field in fields if field in resolved}
 
 
+def unread_alternatives(
+    columns: Iterable[Hashable],
+    resolved: Mapping[str, str],
+    explicit: Mapping[str, str] | None = None,
+    *,
+    layer: str = "components",
+) -> dict[str, list[str]]:
+    """For each standard field :func:`resolve_mapping` found by its aliases, the file's other columns
+    named as that field too and left unmapped (标识码 read as the code, OBJCODE beside it): they go to the
+    free attributes, and staff should know which one was read. Fields the mapping gave are not listed."""
+    fields, aliases = _layer(layer)
+    used = set(resolved.values())
+    names = [str(c) for c in columns if str(c) not in ("source_row", "geometry") and str(c) not in used]
+    found: dict[str, list[str]] = {}
+    for field in fields:
+        if field not in resolved or field in (explicit or {}):
+            continue
+        keys = {_key(alias) for alias in (*aliases.get(field, ()), field)}
+        others = [name for name in names if _key(name) in keys]
+        if others:
+            found[field] = others
+    return found
+
+
 def _as_tuple(keys: str | tuple[str, ...]) -> tuple[str, ...]:
     return (keys,) if isinstance(keys, str) else keys
 

@@ -568,6 +568,25 @@ def _mapping(info: io.LayerInfo, request: ImportRequest) -> dict[str, str]:
     return mapping
 
 
+def _with_mapping_notes(info: io.LayerInfo, request: ImportRequest, mapping: dict[str, str]) -> io.LayerInfo:
+    """``info`` with a warning for each standard field that several of the file's fields are named as
+    (标识码 and OBJCODE): one is read, the others are kept as free attributes, and staff should know."""
+    left_out = {*_left_out_columns(info, request.layer), *info.coordinate_fields}
+    fields = [f for f in info.fields if f not in left_out]
+    alternatives = fieldmap.unread_alternatives(fields, mapping, request.mapping, layer=request.layer)
+    if not alternatives:
+        return info
+    how = 'mapping={{"{}": "{}"}}' if request.form_words else "--map {}={}"
+    notes = [
+        f"{request.display_name or request.path.name}: the {field} is read from its {mapping[field]} field; "
+        f"{' and '.join(others)} {'is' if len(others) == 1 else 'are'} named as the {field} too and kept as "
+        f"{'a free attribute' if len(others) == 1 else 'free attributes'} (to read {others[0]} instead, give "
+        f"{how.format(field, others[0])})"
+        for field, others in alternatives.items()
+    ]
+    return dataclasses.replace(info, warnings=(*info.warnings, *notes))
+
+
 def _without_positions(chunk: gpd.GeoDataFrame, info: io.LayerInfo) -> gpd.GeoDataFrame:
     """The chunk without the columns its positions were read from (a CSV's x and y): they are its geometry
     now, not free attributes as well, which would hold a GCJ-02 text beside the stored CGCS2000 point and
@@ -863,6 +882,7 @@ def import_components(
     try:
         info = _open(request, settings)
         mapping = _mapping(info, request)
+        info = _with_mapping_notes(info, request, mapping)
         report = _new_report(request, info, "components")
         problem_rows: list[gpd.GeoDataFrame] = []
         _freeze_older_objects()
@@ -1722,6 +1742,7 @@ def import_layer(
     try:
         info = _open(request, settings)
         mapping = _mapping(info, request)
+        info = _with_mapping_notes(info, request, mapping)
         report = _new_report(
             request, info, request.layer if request.layer != "boundaries" else f"boundaries:{request.level}"
         )

@@ -1657,6 +1657,29 @@ def test_a_mapping_names_the_fields_nothing_recognises(
     assert "LAMP_ID" not in attributes and "LAMP_TXT" not in attributes
 
 
+def test_a_file_with_two_fields_named_as_the_code_says_which_it_read(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # A census merged from two contractors' tables: 标识码 from one, OBJCODE (an older code) from the other.
+    points = _grid_points(demo_sessions, 2, offset=71)
+    lamps = _lamps(points, first_seq=997_001).assign(OBJCODE=["旧编号1", "旧编号2"])
+    path = tmp_path / "合并.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    report = _run(demo_sessions, test_settings, path)
+    assert report.accepted == 2
+    assert (
+        "合并.gpkg: the code is read from its 标识码 field; OBJCODE is named as the code too and kept as "
+        "a free attribute (to read OBJCODE instead, give --map code=OBJCODE)"
+    ) in report.warnings
+    assert [a["OBJCODE"] for a in _current(demo_sessions, list(lamps["标识码"]))["attributes"]] == [
+        "旧编号1",
+        "旧编号2",
+    ]
+    # Said once the mapping gives it: no warning.
+    again = _run(demo_sessions, test_settings, path, mapping={"code": "标识码"}, dry_run=True)
+    assert not any("named as the code" in w for w in again.warnings)
+
+
 def test_cli_mapping_profile(demo_url: str, demo_engine_shared: Engine, tmp_path: Path) -> None:
     lamps = _lamps(_unit_grid_points(demo_engine_shared, 3), first_seq=997_001)
     path = tmp_path / "contractor.gpkg"
