@@ -1500,10 +1500,18 @@ def import_problems_file(sessions: sessionmaker[Session], batch_id: int, path: P
         for r in rows.itertuples()
     ]
     # The layer's standard fields come first and all of them, empty or not, as in the report the import
-    # wrote: a row's stored values leave out the empty ones (_row_values).
-    values = pd.DataFrame(rows["attributes"].tolist(), index=rows.index)
+    # wrote: a row's stored values leave out the empty ones (_row_values). The rest are its free
+    # attributes, handed over as such, so a GeoPackage gets their numbers as number columns (a corrected
+    # 12.5 comes back as 12.5, not "12.5"), as the report the import wrote has them.
+    stored = [r if isinstance(r, dict) else {} for r in rows["attributes"].tolist()]
     standard = list(fieldmap.LAYER_FIELDS.get(batch.layer, ()))
-    values = values.reindex(columns=[*standard, *(c for c in values.columns if c not in standard)])
+    values = pd.DataFrame(
+        {f: pd.Series([r.get(f) for r in stored], index=rows.index, dtype=object) for f in standard},
+        index=rows.index,
+    )
+    values["attributes"] = pd.Series(
+        [{k: v for k, v in r.items() if k not in standard} for r in stored], index=rows.index, dtype=object
+    )
     frame = gpd.GeoDataFrame(
         pd.concat([rows[["source_row"]], values], axis=1), geometry=rows.geometry, crs=4490
     )

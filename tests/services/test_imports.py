@@ -22,6 +22,7 @@ import geopandas as gpd
 import httpx
 import numpy as np
 import pandas as pd
+import pyogrio
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -407,6 +408,34 @@ def test_the_report_is_fixed_in_place_and_imported_again(
         assert not {"source_row", "field", "value", "reason", "action"} & attributes.keys()
         assert any(k.startswith("灯杆高") for k in attributes)
     assert _metres_apart(got["lon"], got["lat"], points["lon"][1:3], points["lat"][1:3]).max() < 1.0
+
+
+def test_the_served_geopackage_report_keeps_numbers_as_numbers_as_the_written_one_does(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """GET /v1/imports/{id}/problems.gpkg is the report --report wrote: a free attribute of numbers is a
+    number column, so a corrected row comes back with 12.5 and 150, not "12.5" and "150"."""
+    points = _grid_points(demo_sessions, 3, offset=22)
+    lamps = _lamps(points, first_seq=982_001).assign(功率=pd.array([100, 150, None], dtype="Int64"))
+    lamps.loc[1, "状态"] = "坏了"
+    path = tmp_path / "普查.gpkg"
+    lamps.to_file(path, driver="GPKG")
+    first = _run(demo_sessions, test_settings, path, report_path=tmp_path / "written.gpkg")
+    assert (first.accepted, first.rejected) == (2, 1)
+    served = imports_service.import_problems_file(
+        demo_sessions, int(first.batch_id or 0), tmp_path / "s.gpkg"
+    )
+    for report in (tmp_path / "written.gpkg", served):
+        info = pyogrio.read_info(report)
+        kinds = dict(zip(info["fields"], info["dtypes"], strict=True))
+        assert (kinds["灯杆高度"], kinds["功率"]) == ("float64", "int64"), report
+    fixed = gpd.read_file(served)
+    fixed.loc[0, "status"] = "完好"
+    fixed.to_file(served, driver="GPKG", layer="problems")
+    again = _run(demo_sessions, test_settings, served)
+    assert (again.accepted, again.new) == (1, 1), again.problems
+    attributes = _current(demo_sessions, [lamps.loc[1, "标识码"]])["attributes"].iloc[0]
+    assert (attributes["灯杆高度"], attributes["功率"]) == (12.5, 150)
 
 
 def test_a_row_whose_coordinate_cannot_be_converted_is_rejected_alone(
