@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gis import fieldmap, gridindex, io, validate
 from gis.crs import resolve_crs
 from gis.export import DERIVED_COMPONENT_COLUMNS, REPORT_COLUMNS, shapefile_field_names, write_problems
+from gis.geometry import representative_points
 from gridsvc.db import engine as db_engine
 from gridsvc.db.models import STORAGE_SRID, SurveyBatch
 from gridsvc.errors import (
@@ -1606,10 +1607,14 @@ def _parent_units(session: Session, request: ImportRequest) -> gpd.GeoDataFrame 
 
 
 def _missing_parents(
-    accepted: gpd.GeoDataFrame, request: ImportRequest, session: Session
+    accepted: gpd.GeoDataFrame,
+    request: ImportRequest,
+    session: Session,
+    parent_units: gpd.GeoDataFrame | None = None,
 ) -> tuple[gpd.GeoDataFrame, list[validate.Problem]]:
     """Drop rows whose parent (district of a street, street of a community, community of a station) is not
-    loaded, with a problem naming it."""
+    loaded, with a problem naming it. A street or community that lies in a loaded parent (``parent_units``)
+    of another code has a wrong code, not a parent to load first: the problem says where it lies."""
     if request.layer == "boundaries" and request.level in PARENT_OF:
         table, digits = PARENT_OF[request.level]
         parents = accepted["code"].str[:digits]
@@ -1619,17 +1624,45 @@ def _missing_parents(
         return accepted, []
     known = repo.existing_codes(session, table)
     missing = ~parents.isin(known)
-    problems = [
-        validate.Problem(
-            source_row=int(row),
-            field="code" if table != "community" else "community_code",
-            value=str(parent),
-            reason=f"no {table} {parent} is loaded: import the {table} layer first",
-            action="rejected",
-        )
-        for row, parent in zip(accepted.loc[missing, "source_row"], parents[missing], strict=True)
-    ]
+    if not missing.any():
+        return accepted, []
+    lies_in = _loaded_parent_at(accepted.geometry[missing], parent_units) if table != "community" else None
+    problems = []
+    for i, (row, parent) in enumerate(
+        zip(accepted.loc[missing, "source_row"], parents[missing], strict=True)
+    ):
+        if table == "community":
+            field, value = "community_code", str(parent)
+            reason = f"no community {parent} is loaded: import the community layer first"
+        else:
+            field, value = "code", str(accepted.loc[missing, "code"].iloc[i])
+            where = None if lies_in is None else lies_in[i]
+            if where is None:
+                reason = f"no {table} {parent} is loaded: import the {table} layer first"
+            else:
+                reason = (
+                    f"code {table} {parent} is not loaded, but the {request.level} lies in {where}: "
+                    f"its code should start with {where.split()[0]}"
+                )
+        problems.append(validate.Problem(int(row), field, value, reason, "rejected"))
     return accepted[~missing], problems
+
+
+def _loaded_parent_at(geometries: gpd.GeoSeries, units: gpd.GeoDataFrame | None) -> list[str | None]:
+    """For each street or community, the loaded district or street (code and name) its representative
+    point lies in, the smallest code on a shared edge; None where none is loaded there."""
+    found: list[str | None] = [None] * len(geometries)
+    if units is None or units.empty:
+        return found
+    points = representative_points(np.asarray(geometries.to_numpy(), dtype=object))
+    row_at, unit_at = shapely.STRtree(np.asarray(units.geometry.to_numpy(), dtype=object)).query(
+        points, predicate="intersects"
+    )
+    codes, names = units["code"].astype(str).tolist(), units["name"].tolist()
+    for row, unit in sorted(zip(row_at.tolist(), unit_at.tolist(), strict=True)):  # units in code order
+        if found[row] is None:
+            found[row] = f"{codes[unit]} {names[unit]}" if isinstance(names[unit], str) else codes[unit]
+    return found
 
 
 def _layer_stage_frame(accepted: gpd.GeoDataFrame, request: ImportRequest) -> pd.DataFrame:
@@ -1773,7 +1806,7 @@ def import_layer(
                     mapped, chunk, settings.max_geometry_vertices, unreadable
                 )
                 result = _validated(mapped, request, settings, seen, seen_roads, parents)
-                accepted, orphans = _missing_parents(result.accepted, request, session)
+                accepted, orphans = _missing_parents(result.accepted, request, session, parents)
                 problems = [*result.problems, *orphans, *refusals]
                 read = _with_refused(mapped, oversized)
                 _collect(report, problems, read, problem_rows, chunk, info.coordinate_fields)

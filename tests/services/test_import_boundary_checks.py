@@ -155,11 +155,13 @@ def test_a_street_must_lie_in_the_district_its_code_names(
         "code county 370102 历下区 but the street lies at (117.500000 36.900000), "
     )
     assert problems[2][3].endswith(" m outside it and in no other loaded county")
+    # In loaded 历下区, coded for 370104, which is not loaded: the code is wrong, not a district missing.
     assert problems[3] == (
         6,
         "code",
-        "370104",
-        "no district 370104 is loaded: import the district layer first",
+        "370104001",
+        "code district 370104 is not loaded, but the street lies in 370102 历下区: its code should start "
+        "with 370102",
     )
     codes = "SELECT string_agg(code, ',' ORDER BY code) FROM street WHERE code LIKE '370103%'"
     assert _scalar(demo_sessions, codes) == "370103002,370103003"
@@ -192,14 +194,20 @@ def test_a_community_must_lie_in_its_street(
             ("370103001002", "乙社区", shapely.box(117.204, 36.61, 117.205, 36.61 + 0.00036)),
             ("370103001003", "丙社区", _square(in_wenshui, 0.0002)),
             ("370103001004", "丁社区", shapely.box(117.204, 36.62, 117.205, 36.621)),
+            ("370103099001", "戊社区", _square(in_wenshui, 0.0002)),  # its street is not loaded
         ],
     )
-    assert (report.new, report.rejected) == (2, 2)
+    assert (report.new, report.rejected) == (2, 3)
     problems = _reasons(report)
     assert [(row, field, value) for row, field, value, _ in problems] == [
         (3, "code", "370103001003"),
         (4, "code", "370103001004"),
+        (5, "code", "370103099001"),
     ]
+    assert problems[2][3] == (
+        "code street 370103099 is not loaded, but the community lies in 370102001 文水街道: its code should "
+        "start with 370102001"
+    )
     assert problems[0][3].startswith(
         f"code street 370103001 市中街道 but the community lies at ({in_wenshui.x:.6f} "
     )
