@@ -1355,7 +1355,9 @@ def _kml_data_fields(
             )
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
             raise _gdal_error(where, exc) from exc
-        unused = {f for f in elements if values[f].isna().all()}
+        # A time GDAL could not read (<when>2023</when>) is still a time the placemark has.
+        partial = {f for times in _kml_partial_times(source).values() for f in times}
+        unused = {f for f in elements if values[f].isna().all() and f not in partial}
     return tuple(f for f in fields if f not in unused and f not in _KML_DISPLAY_FIELDS)
 
 
@@ -1367,6 +1369,7 @@ def _gdal_frames(
     # A KML layer is read without the fields _kml_data_fields left out; other formats whole (a
     # Shapefile's field names may be cut mid-character, so its decoded names cannot be asked for).
     columns = list(info.fields) if info.format == "KML" else None
+    partial_times = _kml_partial_times(source) if info.format == "KML" else {}
     skip = 0
     chunks = 0
     # skip_features/max_features keep one chunk in memory; features come in the order QGIS lists them,
@@ -1378,7 +1381,7 @@ def _gdal_frames(
             return
         _exact_integers(frame, info, source, skip, where)
         if info.format == "KML":
-            _kml_dates(frame)
+            _kml_dates(frame, partial_times, skip)
         yield _split_frame(frame, skip + 1, info.format in _FID_FORMATS)
         chunks += 1
         if len(frame) < chunk_rows:
@@ -1386,19 +1389,51 @@ def _gdal_frames(
         skip += len(frame)
 
 
-# A placemark's time elements, which GDAL reads as datetimes.
-_KML_TIME_FIELDS: Final = ("timestamp", "begin", "end")
+# A placemark's time elements as GDAL names its fields, which it reads as datetimes.
+_KML_TIME_FIELDS: Final = {"when": "timestamp", "begin": "begin", "end": "end"}
+_KML_PLACEMARK_RE: Final = re.compile(rb"<(?:\w+:)?Placemark\b.*?</(?:\w+:)?Placemark\s*>", re.S)
+_KML_TIME_RE: Final = re.compile(rb"<(?:\w+:)?(when|begin|end)\s*>\s*([^<]*?)\s*</")
+# A KML time of a year or a month alone (xsd:gYear, xsd:gYearMonth): GDAL reads 2023-05 as 2023-05-01
+# and loses 2023.
+_PARTIAL_DATE_RE: Final = re.compile(r"[0-9]{4}(?:-[0-9]{2})?")
 
 
-def _kml_dates(frame: Any) -> None:
-    """A KML date (``<when>2023-05-01</when>``) as the date it is: GDAL reads every time element as a
-    datetime, so a date comes back as ``2023-05-01T00:00:00``, which a GeoPackage of the same census does
-    not hold. A time of day, or midnight in a zone, is kept as written."""
-    for name in _KML_TIME_FIELDS:
+def _kml_partial_times(source: _Source) -> dict[int, dict[str, str]]:
+    """The times of a year or a month alone that a one-layer .kml file's placemarks give, as written:
+    ``{placemark position: {GDAL field: text}}``. Empty for a file of several layers (whose features
+    GDAL orders by layer, not as the file has them) or a .kmz."""
+    path = Path(source.gdal_path)
+    if path.suffix.lower() != ".kml" or not path.is_file() or len(_gdal_layers(source)) != 1:
+        return {}
+    found: dict[int, dict[str, str]] = {}
+    data = path.read_bytes()
+    if b"<when" not in data and b"<begin" not in data and b"<end" not in data and b":when" not in data:
+        return found
+    for position, placemark in enumerate(_KML_PLACEMARK_RE.finditer(data)):
+        for element, value in _KML_TIME_RE.findall(placemark.group(0)):
+            text = value.decode("utf-8", errors="replace")
+            if _PARTIAL_DATE_RE.fullmatch(text):
+                found.setdefault(position, {})[_KML_TIME_FIELDS[element.decode()]] = text
+    return found
+
+
+def _kml_dates(frame: Any, partial_times: dict[int, dict[str, str]], skip: int) -> None:
+    """A KML date as the date it is: GDAL reads every time element as a datetime, so
+    ``<when>2023-05-01</when>`` came back as ``2023-05-01T00:00:00``, which a GeoPackage of the same
+    census does not hold, ``2023-05`` as ``2023-05-01`` and ``2023`` not at all; those two are taken as
+    the file writes them (``partial_times``, by placemark, ``skip`` placemarks before this chunk). A time
+    of day, or midnight in a zone, is kept as written."""
+    for name in _KML_TIME_FIELDS.values():
         if name in frame.columns:
-            frame[name] = frame[name].map(
-                lambda v: v.removesuffix("T00:00:00") if isinstance(v, str) else v, na_action="ignore"
+            frame[name] = (
+                frame[name]
+                .map(lambda v: v.removesuffix("T00:00:00") if isinstance(v, str) else v, na_action="ignore")
+                .astype(object)
             )
+    for position in range(skip, skip + len(frame)):
+        for name, text in partial_times.get(position, {}).items():
+            if name in frame.columns:
+                frame.iloc[position - skip, frame.columns.get_loc(name)] = text
 
 
 def _exact_integers(frame: Any, info: LayerInfo, source: _Source, skip: int, where: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -532,25 +533,41 @@ def test_kml(tmp_path: Path) -> None:
     np.testing.assert_allclose(coords_of(read)[:, :2], np.column_stack([lon, lat]), atol=1e-9)
 
 
-def test_a_kml_date_is_read_as_the_date_it_is(tmp_path: Path) -> None:
-    # GDAL reads every <when> as a datetime: a date came back as 2023-05-01T00:00:00, which the GeoPackage
-    # of the same census does not hold. A time of day, or midnight in a zone, stays as written.
-    path = tmp_path / "巡查.kml"
-    whens = ("2023-05-01", "2023-05-02T08:30:00+08:00", "2023-05-03T00:00:00Z", None)
-    stamp = {when: "" if when is None else f"<TimeStamp><when>{when}</when></TimeStamp>" for when in whens}
+def _kml_with_times(path: Path, times: Sequence[tuple[str, str] | None]) -> Path:
+    """A KML of placemarks, each with a <TimeStamp><when> or <TimeSpan><begin> (element, text), or none."""
+    stamp = {
+        None: "",
+        "when": "<TimeStamp><when>{}</when></TimeStamp>",
+        "begin": "<TimeSpan><begin>{}</begin></TimeSpan>",
+    }
     placemarks = "".join(
-        f"<Placemark><name>路灯{n}</name>{stamp[when]}"
+        f"<Placemark><name>路灯{n}</name>{stamp[None] if t is None else stamp[t[0]].format(t[1])}"
         "<Point><coordinates>117.1228,36.7075</coordinates></Point></Placemark>"
-        for n, when in enumerate(whens)
+        for n, t in enumerate(times)
     )
     path.write_text(
         f'<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
         f"{placemarks}</Document></kml>",
         encoding="utf-8",
     )
+    return path
+
+
+def test_a_kml_date_is_read_as_the_date_it_is(tmp_path: Path) -> None:
+    # GDAL reads every <when> as a datetime: a date came back as 2023-05-01T00:00:00, a month (2023-05) as
+    # 2023-05-01, a year (2023) not at all. A time of day, or midnight in a zone, stays as written.
+    whens = ["2023-05-01", "2023-05-02T08:30:00+08:00", "2023-05-03T00:00:00Z", None, "2023-05", "2019"]
+    path = _kml_with_times(tmp_path / "巡查.kml", [None if w is None else ("when", w) for w in whens])
     _, read = read_layer(path, city_bbox=JINAN_BBOX)
-    stamps = [None if pd.isna(v) else v for v in read["timestamp"]]
-    assert stamps == ["2023-05-01", "2023-05-02T08:30:00+08:00", "2023-05-03T00:00:00Z", None]
+    assert [None if pd.isna(v) else v for v in read["timestamp"]] == whens
+    # Read in chunks, each placemark keeps its own.
+    info = inspect_layer(path, city_bbox=JINAN_BBOX)
+    chunks = list(iter_chunks(info, chunk_rows=4, city_bbox=JINAN_BBOX))
+    assert [None if pd.isna(v) else v for c in chunks for v in c["timestamp"]] == whens
+    # Years alone, which GDAL loses in every placemark, are still a field.
+    years = _kml_with_times(tmp_path / "年份.kml", [("begin", "2019"), ("begin", "2020")])
+    _, read = read_layer(years, city_bbox=JINAN_BBOX)
+    assert read["begin"].tolist() == ["2019", "2020"]
 
 
 def test_kml_data_with_chinese_names_keeps_them(tmp_path: Path) -> None:
