@@ -72,7 +72,11 @@ def test_boundaries_upsert_by_code_and_need_their_parent(
     streets.to_crs("EPSG:4548").to_file(path, encoding="GBK")
     report = _run(demo_sessions, test_settings, path, layer="boundaries", level="street")
     assert (report.new, report.changed, report.rejected) == (1, 0, 1)
-    assert "no district 370199" in report.problems[0].reason and report.problems[0].source_row == 2
+    # 370199 is no loaded district, and the street lies in 市中区: its code is wrong, not a district missing.
+    assert report.problems[0].reason.startswith(
+        "code district 370199 is not loaded, but the street lies in 370103"
+    )
+    assert report.problems[0].source_row == 2
     assert _scalar(demo_sessions, "SELECT name FROM street WHERE code = '370103099'") == "新建街道"
     # A field that maps to no column is kept in the free attributes, not dropped.
     assert _scalar(demo_sessions, "SELECT attributes FROM street WHERE code = '370103099'") == {"人口": 52000}
