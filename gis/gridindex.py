@@ -6,8 +6,8 @@ shared by several grids goes to the one with the smallest code. A point in no gr
 nearest to it within ``nearest_within_m`` metres, measured in the city's metric CRS (equal distances:
 the smallest code): a lamp on the city's edge road lies a few metres outside the generalised district
 boundary the grids are drawn to, and still needs an owner. PostGIS applies the same rule in SQL
-(gridsvc/repositories/plans.py ``_REGRID``, and a small import). In memory, a million points take about a
-second against the city's 347,207 unit grids; the SQL lookup takes 12-18 s for them.
+(gridsvc/repositories/grid_rule.py, for plan activations and small imports). In memory, a million
+points take about a second against the city's 347,207 unit grids; the SQL lookup takes 12-18 s for them.
 """
 
 from __future__ import annotations
