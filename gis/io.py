@@ -21,6 +21,8 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import html
+import io
 import itertools
 import re
 import stat
@@ -31,6 +33,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeAlias
+from xml.etree import ElementTree
 
 import geopandas as gpd
 import numpy as np
@@ -1322,7 +1325,15 @@ def _inspect_gdal(
     integers = {name for name, kind in zip(fields, meta["ogr_types"], strict=True) if kind in _OGR_INTEGERS}
     booleans = {name for name, kind in zip(fields, meta["ogr_subtypes"], strict=True) if kind == _OGR_BOOLEAN}
     if source.format == "KML":
-        fields = _kml_data_fields(source, chosen, fields, where)
+        kml_times = _kml_partial_times(source, chosen)
+        fields = _kml_data_fields(source, chosen, fields, where, kml_times)
+        if kml_times.unmatched:
+            notes.append(
+                f"{where}: the file gives {kml_times.unmatched} time(s) of a year or a month alone (such as"
+                " <when>2023</when>) that gridsvc could not match to this layer's features, so they are read"
+                " as GDAL reads them: 2023-05 as 2023-05-01, 2023 as empty. Write them as whole dates"
+                " (2023-05-01), or in a <Data> field, to keep them as written"
+            )
     info = LayerInfo(
         path=given,
         format=source.format,
@@ -1342,7 +1353,7 @@ def _inspect_gdal(
 
 
 def _kml_data_fields(
-    source: _Source, layer: str | None, fields: tuple[str, ...], where: str
+    source: _Source, layer: str | None, fields: tuple[str, ...], where: str, times: _KmlTimes
 ) -> tuple[str, ...]:
     """A KML layer's fields without the placemark elements no placemark has and without the display
     fields (see _KML_ELEMENT_FIELDS)."""
@@ -1356,7 +1367,7 @@ def _kml_data_fields(
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError) as exc:
             raise _gdal_error(where, exc) from exc
         # A time GDAL could not read (<when>2023</when>) is still a time the placemark has.
-        partial = {f for times in _kml_partial_times(source).values() for f in times}
+        partial = {f for placemark in times.matched.values() for f in placemark}
         unused = {f for f in elements if values[f].isna().all() and f not in partial}
     return tuple(f for f in fields if f not in unused and f not in _KML_DISPLAY_FIELDS)
 
@@ -1369,7 +1380,7 @@ def _gdal_frames(
     # A KML layer is read without the fields _kml_data_fields left out; other formats whole (a
     # Shapefile's field names may be cut mid-character, so its decoded names cannot be asked for).
     columns = list(info.fields) if info.format == "KML" else None
-    partial_times = _kml_partial_times(source) if info.format == "KML" else {}
+    partial_times = _kml_partial_times(source, layer).matched if info.format == "KML" else {}
     skip = 0
     chunks = 0
     # skip_features/max_features keep one chunk in memory; features come in the order QGIS lists them,
@@ -1391,30 +1402,143 @@ def _gdal_frames(
 
 # A placemark's time elements as GDAL names its fields, which it reads as datetimes.
 _KML_TIME_FIELDS: Final = {"when": "timestamp", "begin": "begin", "end": "end"}
-_KML_PLACEMARK_RE: Final = re.compile(rb"<(?:\w+:)?Placemark\b.*?</(?:\w+:)?Placemark\s*>", re.S)
-_KML_TIME_RE: Final = re.compile(rb"<(?:\w+:)?(when|begin|end)\s*>\s*([^<]*?)\s*</")
 # A KML time of a year or a month alone (xsd:gYear, xsd:gYearMonth): GDAL reads 2023-05 as 2023-05-01
 # and loses 2023.
 _PARTIAL_DATE_RE: Final = re.compile(r"[0-9]{4}(?:-[0-9]{2})?")
+_KML_PARTIAL_TIME_RE: Final = re.compile(rb"<(?:\w+:)?(?:when|begin|end)\s*>\s*[0-9]{4}(?:-[0-9]{2})?\s*<")
 
 
-def _kml_partial_times(source: _Source) -> dict[int, dict[str, str]]:
-    """The times of a year or a month alone that a one-layer .kml file's placemarks give, as written:
-    ``{placemark position: {GDAL field: text}}``. Empty for a file of several layers (whose features
-    GDAL orders by layer, not as the file has them) or a .kmz."""
+@dataclass
+class _KmlContainer:
+    """A <Document> or <Folder> (or the file's root), with its own placemarks in the file's order: the
+    <name> of each and the times of a year or a month alone, by position."""
+
+    kind: str
+    names: list[str | None]
+    partial_times: dict[int, dict[str, str]]
+    children: list[_KmlContainer]
+
+    def layers(self) -> list[_KmlContainer]:
+        """The containers GDAL's LIBKML driver makes layers of, in its order: every folder, and a document
+        or the root only when placemarks of their own are in it; a container before those it holds."""
+        own = [self] if self.kind == "Folder" or self.names else []
+        return own + [layer for child in self.children for layer in child.layers()]
+
+
+@dataclass(frozen=True)
+class _KmlTimes:
+    """The times of a year or a month alone of one KML layer's placemarks: ``matched`` by feature
+    position (``{position: {GDAL field: text}}``), and how many there were that could not be matched to
+    GDAL's features (``unmatched``)."""
+
+    matched: dict[int, dict[str, str]]
+    unmatched: int = 0
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _kml_document(source: _Source) -> bytes | None:
+    """The KML text GDAL reads: the .kml file, or in a .kmz its doc.kml (else its first .kml, as libkml
+    takes it); None when there is none to read."""
     path = Path(source.gdal_path)
-    if path.suffix.lower() != ".kml" or not path.is_file() or len(_gdal_layers(source)) != 1:
-        return {}
-    found: dict[int, dict[str, str]] = {}
-    data = path.read_bytes()
-    if b"<when" not in data and b"<begin" not in data and b"<end" not in data and b":when" not in data:
-        return found
-    for position, placemark in enumerate(_KML_PLACEMARK_RE.finditer(data)):
-        for element, value in _KML_TIME_RE.findall(placemark.group(0)):
+    suffix = path.suffix.lower()
+    if suffix == ".kml" and path.is_file():
+        return path.read_bytes()
+    if suffix == ".kmz" and path.is_file():
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.lower().endswith(".kml")]
+            chosen = "doc.kml" if "doc.kml" in names else (names[0] if names else None)
+            return None if chosen is None else archive.read(chosen)
+    return None
+
+
+def _kml_containers(data: bytes) -> _KmlContainer:
+    """The file's containers and their placemarks (see _KmlContainer)."""
+    root = _KmlContainer("kml", [], {}, [])
+    stack = [root]
+    for event, element in ElementTree.iterparse(io.BytesIO(data), events=("start", "end")):
+        tag = _local(element.tag)
+        if tag in ("Document", "Folder"):
+            if event == "start":
+                container = _KmlContainer(tag, [], {}, [])
+                stack[-1].children.append(container)
+                stack.append(container)
+            else:
+                stack.pop()
+        elif tag == "Placemark" and event == "end":
+            owner = stack[-1]
+            position = len(owner.names)
+            name = next((child.text for child in element if _local(child.tag) == "name"), None)
+            owner.names.append(None if name is None else name.strip())
+            for child in element:
+                if _local(child.tag) not in ("TimeStamp", "TimeSpan"):
+                    continue
+                for time in child:
+                    field = _KML_TIME_FIELDS.get(_local(time.tag))
+                    text = (time.text or "").strip()
+                    if field is not None and _PARTIAL_DATE_RE.fullmatch(text):
+                        owner.partial_times.setdefault(position, {})[field] = text
+            element.clear()
+    return root
+
+
+_KML_PLACEMARK_RE: Final = re.compile(rb"<(?:\w+:)?Placemark\b.*?</(?:\w+:)?Placemark\s*>", re.S)
+_KML_NAME_RE: Final = re.compile(rb"<(?:\w+:)?name\s*>\s*([^<]*?)\s*</")
+_KML_TIME_RE: Final = re.compile(rb"<(?:\w+:)?(when|begin|end)\s*>\s*([^<]*?)\s*</")
+
+
+def _kml_scanned_placemarks(data: bytes) -> _KmlContainer:
+    """Every placemark of the file, in order, found by a scan of its bytes rather than parsed."""
+    found = _KmlContainer("kml", [], {}, [])
+    for position, match in enumerate(_KML_PLACEMARK_RE.finditer(data)):
+        name = _KML_NAME_RE.search(match.group(0))
+        found.names.append(None if name is None else html.unescape(name.group(1).decode("utf-8", "replace")))
+        for element, value in _KML_TIME_RE.findall(match.group(0)):
             text = value.decode("utf-8", errors="replace")
             if _PARTIAL_DATE_RE.fullmatch(text):
-                found.setdefault(position, {})[_KML_TIME_FIELDS[element.decode()]] = text
+                found.partial_times.setdefault(position, {})[_KML_TIME_FIELDS[element.decode()]] = text
     return found
+
+
+def _kml_partial_times(source: _Source, layer: str | None) -> _KmlTimes:
+    """The times of a year or a month alone that one KML layer's placemarks give, as written (GDAL reads
+    ``2023-05`` as ``2023-05-01`` and loses ``2023``).
+
+    GDAL's features of a layer are the placemarks of one container in the file's order; the container is
+    found by the order of the layers (_KmlContainer.layers) and taken only when its placemarks are as
+    many as GDAL's features and have the same names, else the times are counted as ``unmatched``.
+    """
+    data = _kml_document(source)
+    if data is None or _KML_PARTIAL_TIME_RE.search(data) is None:
+        return _KmlTimes({})
+    layers = _gdal_layers(source)
+    try:
+        containers = _kml_containers(data).layers()
+    except ElementTree.ParseError:
+        # libkml reads some files an XML parser refuses (a gx: element whose namespace is not declared):
+        # the placemarks of a file of one layer are still found in order.
+        containers = [_kml_scanned_placemarks(data)] if len(layers) == 1 else []
+    position = layers.index(layer) if layer in layers else 0 if len(layers) == 1 else None
+    if len(containers) != len(layers) or position is None:
+        return _KmlTimes({}, unmatched=len(_KML_PARTIAL_TIME_RE.findall(data)))
+    container = containers[position]
+    if not container.partial_times:
+        return _KmlTimes({})
+    try:
+        meta = pyogrio.read_info(source.gdal_path, layer=layer)
+        gdal_names: list[str | None] = [None] * int(meta["features"])
+        if "Name" in meta["fields"]:
+            read = pyogrio.read_dataframe(
+                source.gdal_path, layer=layer, columns=["Name"], read_geometry=False
+            )
+            gdal_names = [None if pd.isna(v) else str(v).strip() or None for v in read["Name"]]
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, RuntimeError, OSError):
+        return _KmlTimes({}, unmatched=sum(map(len, container.partial_times.values())))
+    if gdal_names != [name or None for name in container.names]:
+        return _KmlTimes({}, unmatched=sum(map(len, container.partial_times.values())))
+    return _KmlTimes(container.partial_times)
 
 
 def _kml_dates(frame: Any, partial_times: dict[int, dict[str, str]], skip: int) -> None:

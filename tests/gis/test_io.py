@@ -570,6 +570,68 @@ def test_a_kml_date_is_read_as_the_date_it_is(tmp_path: Path) -> None:
     assert read["begin"].tolist() == ["2019", "2020"]
 
 
+def _placemark(name: str, when: str | None = None) -> str:
+    stamp = "" if when is None else f"<TimeStamp><when>{when}</when></TimeStamp>"
+    point = "<Point><coordinates>117.1228,36.7075</coordinates></Point>"
+    return f"<Placemark><name>{name}</name>{stamp}{point}</Placemark>"
+
+
+def test_kml_months_and_years_in_a_file_of_several_layers(tmp_path: Path) -> None:
+    # Google Earth saves a survey as folders, even nested ones and two of one name; GDAL's libkml makes a
+    # layer of each (and of the document, for its own placemarks), and reads 2023-05 as 2023-05-01 and
+    # 2023 as nothing in every one of them.
+    document = (
+        '<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        f"<name>普查</name>{_placemark('总1', '2021')}"
+        f"<Folder><name>路灯</name>{_placemark('灯1', '2023-05')}{_placemark('灯2', '2023')}"
+        f"<Folder><name>灯杆</name>{_placemark('杆1', '2019')}</Folder>"
+        f"{_placemark('灯3', '2023-06-02')}{_placemark('灯4')}</Folder>"
+        f"<Folder><name>路灯</name>{_placemark('灯5', '2018-11')}</Folder>"
+        "</Document></kml>"
+    )
+    kml = tmp_path / "普查.kml"
+    kml.write_text(document, encoding="utf-8")
+    kmz = tmp_path / "普查.kmz"
+    with zipfile.ZipFile(kmz, "w") as archive:
+        archive.writestr("doc.kml", document)
+    expected = {
+        "普查": ["2021"],
+        "路灯": ["2023-05", "2023", "2023-06-02", None],
+        "灯杆": ["2019"],
+        "路灯 (#2)": ["2018-11"],
+    }
+    for path in (kml, kmz):
+        assert list_layers(path) == tuple(expected)
+        for layer, whens in expected.items():
+            info, read = read_layer(path, layer=layer, city_bbox=JINAN_BBOX)
+            assert [None if pd.isna(v) else v for v in read["timestamp"]] == whens, (path.name, layer)
+            assert info.warnings == ()
+
+    # A file an XML parser refuses (a gx: element with no namespace declared), which libkml reads: its
+    # months and years cannot be matched to a layer's features, and the import says so.
+    broken = tmp_path / "断.kml"
+    broken.write_text(
+        document.replace(
+            "<name>路灯</name>", "<name>路灯</name><gx:balloonVisibility>1</gx:balloonVisibility>", 1
+        ),
+        encoding="utf-8",
+    )
+    info, read = read_layer(broken, layer="路灯", city_bbox=JINAN_BBOX)
+    assert [None if pd.isna(v) else v for v in read["timestamp"]] == ["2023-05-01", None, "2023-06-02", None]
+    assert len(info.warnings) == 1 and "5 time(s) of a year or a month alone" in info.warnings[0]
+    # With one layer, its placemarks are still found in order.
+    single = tmp_path / "单.kml"
+    single.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        "<gx:balloonVisibility>1</gx:balloonVisibility>"
+        f"{_placemark('甲 &amp; 乙', '2023')}{_placemark('丙', '2023-05')}"
+        "</Document></kml>",
+        encoding="utf-8",
+    )
+    info, read = read_layer(single, city_bbox=JINAN_BBOX)
+    assert read["timestamp"].tolist() == ["2023", "2023-05"] and info.warnings == ()
+
+
 def test_kml_data_with_chinese_names_keeps_them(tmp_path: Path) -> None:
     # Google Earth and most Chinese survey apps write untyped <Data name="..."> (GDAL writes SchemaData, so
     # this file is written as they write it). 状态 and 编号 have the same UTF-8 length: laundered to
