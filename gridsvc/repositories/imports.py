@@ -985,6 +985,38 @@ def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
     return new, changed, total - new - changed
 
 
+@dataclass(frozen=True)
+class StationAway:
+    """A staged station that lies outside the community it is coded for, by ``metres``; ``lies_in`` is the
+    loaded community (code and name) its point lies in, if any."""
+
+    code: str
+    name: str
+    community: str
+    metres: float
+    lies_in: str | None
+
+
+def stations_away_from_community(session: Session, *, metric_srid: int, beyond_m: float) -> list[StationAway]:
+    """The staged stations farther than ``beyond_m`` metres outside their community, farthest first."""
+    rows = session.execute(
+        text(
+            """
+            SELECT s.code, s.name, concat_ws(' ', c.code, c.name) AS community,
+                   ST_Distance(ST_Transform(s.geom, :srid), ST_Transform(c.geom, :srid)) AS metres,
+                   (SELECT concat_ws(' ', o.code, o.name) FROM community o
+                    WHERE ST_Intersects(o.geom, s.geom) ORDER BY o.code LIMIT 1) AS lies_in
+            FROM layer_stage s JOIN community c ON c.code = s.parent_code
+            WHERE NOT ST_Intersects(c.geom, s.geom)
+              AND NOT ST_DWithin(ST_Transform(s.geom, :srid), ST_Transform(c.geom, :srid), :beyond)
+            ORDER BY metres DESC, s.code
+            """
+        ),
+        {"srid": metric_srid, "beyond": beyond_m},
+    ).all()
+    return [StationAway(str(r[0]), str(r[1] or ""), str(r[2]), float(r[3]), r[4]) for r in rows]
+
+
 def upsert_stations(session: Session) -> tuple[int, int, int]:
     """Insert or update stations by code (staff lists are kept)."""
     total = int(session.execute(text("SELECT count(*) FROM layer_stage")).scalar_one())

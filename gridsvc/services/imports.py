@@ -1648,6 +1648,35 @@ def _missing_parents(
     return accepted[~missing], problems
 
 
+# How many stations a warning names before it only counts the rest.
+_STATIONS_NAMED: Final = 5
+
+
+def _warn_of_stations_away(
+    session: Session, report: ImportReport, settings: Settings, staged_rows: dict[str, int]
+) -> None:
+    """Warn of stations that lie outside the community they are coded for, beyond the distance a point
+    near a boundary is given (``locate_boundary_tolerance_m``): a point put on the wrong street, or a code
+    of the wrong community. They are imported: a station may serve its community from next door."""
+    beyond = settings.locate_boundary_tolerance_m
+    away = repo.stations_away_from_community(
+        session, metric_srid=resolve_crs(settings.metric_crs).epsg, beyond_m=beyond
+    )
+    if not away:
+        return
+    named = [
+        f"row {staged_rows.get(s.code, '?')}, {s.code} {s.name}: {s.metres:,.0f} m outside {s.community}"
+        + ("" if s.lies_in is None else f", in {s.lies_in}")
+        for s in away[:_STATIONS_NAMED]
+    ]
+    more = len(away) - len(named)
+    report.warnings.append(
+        f"{len(away):,} station(s) lie more than {beyond:g} m outside the community they are coded for"
+        f" (check the point, or the community code): {'; '.join(named)}"
+        + (f"; and {more:,} more" if more else "")
+    )
+
+
 def _loaded_parent_at(geometries: gpd.GeoSeries, units: gpd.GeoDataFrame | None) -> list[str | None]:
     """For each street or community, the loaded district or street (code and name) its representative
     point lies in, the smallest code on a shared edge; None where none is loaded there."""
@@ -1828,6 +1857,8 @@ def import_layer(
                 problem_rows.append(removed)
             if request.layer == "boundaries":
                 _take_out_overlapping_units(session, settings, request, report, problem_rows, staged_rows)
+            if request.layer == "stations":
+                _warn_of_stations_away(session, report, settings, staged_rows)
             _settle(report, request, problem_rows, settings)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":

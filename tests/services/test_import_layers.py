@@ -291,6 +291,39 @@ def test_a_station_outside_the_city_is_rejected_not_stored(
     assert problem.reason.startswith("the station lies at (116.000000 36.000000), outside the city")
 
 
+def test_a_station_outside_its_community_is_imported_with_a_warning(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # A station put in the next community (a point on the wrong street, or the wrong community code) is
+    # still a station: the import takes it, and says which row lies where, and how far from its own.
+    with demo_sessions() as session:
+        first, second = session.execute(text("SELECT code FROM community ORDER BY code LIMIT 2")).scalars()
+    at_home, next_door = _inside_lixia(demo_sessions, 2)
+    stations = gpd.GeoDataFrame(
+        {"工作站名称": ["本社区站", "隔壁站"], "社区代码": [first, first], "编码": ["HOME1", "AWAY1"]},
+        geometry=[at_home, next_door],
+        crs="EPSG:4490",
+    )
+    stations.to_file(tmp_path / "工作站.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "工作站.gpkg", layer="stations")
+    assert (report.new, report.rejected) == (2, 0)
+    metres = _scalar(
+        demo_sessions,
+        "SELECT ST_Distance(ST_Transform(s.geom, 4548), ST_Transform(c.geom, 4548)) FROM station s"
+        " JOIN community c ON c.code = :first WHERE s.code = 'AWAY1'",
+        first=first,
+    )
+    assert isinstance(metres, float) and metres > test_settings.locate_boundary_tolerance_m
+    second_name = _scalar(demo_sessions, "SELECT name FROM community WHERE code = :c", c=second)
+    first_name = _scalar(demo_sessions, "SELECT name FROM community WHERE code = :c", c=first)
+    [warning] = [w for w in report.warnings if "station" in w]
+    assert warning == (
+        "1 station(s) lie more than 30 m outside the community they are coded for (check the point, or the"
+        f" community code): row 2, AWAY1 隔壁站: {metres:,.0f} m outside {first} {first_name},"
+        f" in {second} {second_name}"
+    )
+
+
 def test_net_is_replaced_whole(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
