@@ -946,8 +946,9 @@ def overlapping_units(
     ]
 
 
-def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
-    """Insert or update districts, streets or communities by code; returns (new, changed, unchanged)."""
+def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int, list[str]]:
+    """Insert or update districts, streets or communities by code; returns (new, changed, unchanged) and
+    the codes of the new and changed units."""
     parent_column = {"district": None, "street": "district_code", "community": "street_code"}[level]
     columns = ["code", "name", "attributes", "geom"] + ([parent_column] if parent_column else [])
     values = ["s.code", "s.name", "s.attributes", "ST_Multi(s.geom)"] + (
@@ -975,14 +976,53 @@ def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
                 INSERT INTO {level} AS t ({", ".join(columns)})
                 SELECT {", ".join(values)} FROM layer_stage s
                 ON CONFLICT (code) DO UPDATE SET {updates} WHERE {compare}
-                RETURNING (xmax = 0) AS inserted
+                RETURNING t.code, (xmax = 0) AS inserted
             )
-            {_UPSERT_COUNTS}
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                   coalesce(array_agg(code ORDER BY code), '{{}}') FROM upserted
             """
         )
     ).one()
     new, changed = int(row[0]), int(row[1])
-    return new, changed, total - new - changed
+    return new, changed, total - new - changed, [str(c) for c in row[2]]
+
+
+@dataclass(frozen=True)
+class UnitAway:
+    """A stored street or community whose representative point lies ``metres`` outside the unit its code
+    names (``parent``: code and name)."""
+
+    code: str
+    name: str
+    parent: str
+    metres: float
+
+
+def children_away_from_parent(
+    session: Session, level: str, parent_codes: Sequence[str], *, metric_srid: int, beyond_m: float
+) -> list[UnitAway]:
+    """The stored streets of the given districts (``level`` district) or communities of the given streets
+    (``level`` street) whose representative point lies more than ``beyond_m`` metres outside them,
+    farthest first: what the import of the children would now refuse."""
+    child, parent_column = {"district": ("street", "district_code"), "street": ("community", "street_code")}[
+        level
+    ]
+    rows = session.execute(
+        text(
+            f"""
+            SELECT u.code, u.name, concat_ws(' ', p.code, p.name),
+                   ST_Distance(ST_Transform(u.point, :srid), ST_Transform(p.geom, :srid)) AS metres
+            FROM (SELECT code, name, {parent_column} AS parent_code, ST_PointOnSurface(geom) AS point
+                  FROM {child} WHERE {parent_column} = ANY(CAST(:parents AS text[]))) u
+            JOIN {level} p ON p.code = u.parent_code
+            WHERE NOT ST_Intersects(p.geom, u.point)
+              AND NOT ST_DWithin(ST_Transform(u.point, :srid), ST_Transform(p.geom, :srid), :beyond)
+            ORDER BY metres DESC, u.code
+            """
+        ),
+        {"srid": metric_srid, "beyond": beyond_m, "parents": list(parent_codes)},
+    ).all()
+    return [UnitAway(str(r[0]), str(r[1] or ""), str(r[2]), float(r[3])) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from gridsvc.errors import (
 from gridsvc.repositories import access as audit
 from gridsvc.repositories import bulk
 from gridsvc.repositories import imports as repo
+from gridsvc.repositories import plans as plans_repo
 from gridsvc.repositories.grid_rule import GridRule
 from gridsvc.services import held_reports
 from gridsvc.services.access import Principal
@@ -1648,8 +1649,54 @@ def _missing_parents(
     return accepted[~missing], problems
 
 
-# How many stations a warning names before it only counts the rest.
-_STATIONS_NAMED: Final = 5
+# How many stations, units or rule breaks a warning names before it only counts the rest.
+_NAMED: Final = 5
+
+
+def _named_and_more(named: list[str], total: int) -> str:
+    more = total - len(named)
+    return "; ".join(named) + (f"; and {more:,} more" if more else "")
+
+
+def _warn_of_what_the_redraw_breaks(
+    session: Session, report: ImportReport, settings: Settings, level: str, touched: list[str]
+) -> None:
+    """Warn of what the new and changed units no longer hold. A redrawn district or street can leave its
+    stored streets or communities outside it (which their next import, checked against it, refuses:
+    import the redrawn children next); redrawn communities can leave the active plan's unit grids sticking
+    out of them or their area uncovered (redraw the grids there). Neither is refused: the children and the
+    plan can only follow the boundaries once these are in."""
+    if not touched:
+        return
+    if level in ("district", "street"):
+        child = {"district": "street", "street": "community"}[level]
+        away = repo.children_away_from_parent(
+            session,
+            level,
+            touched,
+            metric_srid=resolve_crs(settings.metric_crs).epsg,
+            beyond_m=validate.COUNTY_EDGE_METRES,
+        )
+        if away:
+            named = [f"{u.code} {u.name}: {u.metres:,.0f} m outside {u.parent}" for u in away[:_NAMED]]
+            report.warnings.append(
+                f"{len(away):,} stored {child}(s) now lie more than {validate.COUNTY_EDGE_METRES:g} m outside"
+                f" the {level} they are coded for: {_named_and_more(named, len(away))}. Import the redrawn"
+                f" {child} layer next: an import of them as they are would now refuse them"
+            )
+        return
+    plan = repo.active_plan(session)
+    if plan is None:
+        return
+    breaks = plans_repo.rule_breaks(session, plan[0], communities=touched)
+    if breaks:
+        named = [f"{b['code']}: {b['problem']}" for b in breaks[:_NAMED]]
+        report.warnings.append(
+            f"the active plan no longer fits the new and redrawn communities: {len(breaks):,} break(s) of"
+            f" the rules an activation checks ({_named_and_more(named, len(breaks))}). Redraw the grids of"
+            " the communities named (`gridsvc plan redraw --community CODE`) and activate the draft; until"
+            " then, the active plan's grids answer for these places"
+        )
 
 
 def _warn_of_stations_away(
@@ -1667,13 +1714,11 @@ def _warn_of_stations_away(
     named = [
         f"row {staged_rows.get(s.code, '?')}, {s.code} {s.name}: {s.metres:,.0f} m outside {s.community}"
         + ("" if s.lies_in is None else f", in {s.lies_in}")
-        for s in away[:_STATIONS_NAMED]
+        for s in away[:_NAMED]
     ]
-    more = len(away) - len(named)
     report.warnings.append(
         f"{len(away):,} station(s) lie more than {beyond:g} m outside the community they are coded for"
-        f" (check the point, or the community code): {'; '.join(named)}"
-        + (f"; and {more:,} more" if more else "")
+        f" (check the point, or the community code): {_named_and_more(named, len(away))}"
     )
 
 
@@ -1862,9 +1907,10 @@ def import_layer(
             _settle(report, request, problem_rows, settings)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":
-                report.new, report.changed, report.unchanged = repo.upsert_boundaries(
+                report.new, report.changed, report.unchanged, touched = repo.upsert_boundaries(
                     session, str(request.level)
                 )
+                _warn_of_what_the_redraw_breaks(session, report, settings, str(request.level), touched)
             elif request.layer == "stations":
                 report.new, report.changed, report.unchanged = repo.upsert_stations(session)
             elif request.layer == "net":

@@ -14,6 +14,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from gridsvc.repositories.plans import rule_breaks
 from gridsvc.services.access import LOCAL_OPERATOR
 from gridsvc.services.imports import ImportReport, ImportRequest, import_layer
 from gridsvc.settings import Settings
@@ -338,3 +339,66 @@ def test_streets_and_districts_that_overlap_are_rejected_as_communities_are(
     stored = "SELECT string_agg(code, ',' ORDER BY code) FROM street WHERE code LIKE '370103%'"
     assert _scalar(demo_sessions, stored) == "370103003,370103004"
     assert _scalar(demo_sessions, "SELECT count(*) FROM district WHERE code = '370104'") == 0
+
+
+def _units_of(sessions: sessionmaker[Session], table: str, codes: list[str]) -> gpd.GeoDataFrame:
+    with sessions() as session:
+        rows = session.execute(
+            text(f"SELECT code, name, ST_AsBinary(geom) FROM {table} WHERE code = ANY(:c) ORDER BY code"),
+            {"c": codes},
+        ).all()
+    return gpd.GeoDataFrame(
+        {"代码": [r[0] for r in rows], "名称": [r[1] for r in rows]},
+        geometry=shapely.from_wkb([bytes(r[2]) for r in rows]),
+        crs="EPSG:4490",
+    )
+
+
+def test_a_redrawn_street_or_community_warns_of_what_no_longer_fits_it(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """A redrawn street that leaves a stored community outside it, or redrawn communities that leave the
+    active plan's unit grids sticking out of them, are taken (the communities and the plan can only follow
+    once the new boundaries are in), with a warning that names what no longer fits."""
+    # 100 m along their shared edge moves from 370102001001 to 370102001002.
+    pair = _units_of(demo_sessions, "community", ["370102001001", "370102001002"])
+    first, second = pair.geometry
+    edge = gpd.GeoSeries([first.intersection(second)], crs=4490).to_crs(4548).buffer(100).to_crs(4490)
+    strip = edge.iloc[0].intersection(first)
+    pair.geometry = [first.difference(strip), second.union(strip)]
+    pair.to_file(tmp_path / "社区.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "社区.gpkg", layer="boundaries", level="community")
+    assert (report.changed, report.rejected) == (2, 0), report.problems
+    with demo_sessions() as session:
+        plan = session.execute(text("SELECT id FROM grid_plan WHERE status = 'active'")).scalar_one()
+        breaks = rule_breaks(session, plan, communities=["370102001001", "370102001002"])
+    assert {b["rule"] for b in breaks} == {"nesting", "coverage"}
+    [warning] = report.warnings
+    assert warning.startswith(
+        f"the active plan no longer fits the new and redrawn communities: {len(breaks)} break(s) of the"
+        f" rules an activation checks ({breaks[0]['code']}: {breaks[0]['problem']}; "
+    )
+    assert warning.endswith(
+        "Redraw the grids of the communities named (`gridsvc plan redraw --community CODE`) and activate"
+        " the draft; until then, the active plan's grids answer for these places"
+    )
+
+    # The street of 370102001001 redrawn without it.
+    street = _units_of(demo_sessions, "street", ["370102001"])
+    community = _units_of(demo_sessions, "community", ["370102001001"]).geometry.iloc[0]
+    street.geometry = street.geometry.difference(community.buffer(0.00001))
+    street.to_file(tmp_path / "街道.gpkg", driver="GPKG")
+    report = _run(demo_sessions, test_settings, tmp_path / "街道.gpkg", layer="boundaries", level="street")
+    assert (report.changed, report.rejected) == (1, 0)
+    metres = _scalar(
+        demo_sessions,
+        "SELECT ST_Distance(ST_Transform(ST_PointOnSurface(c.geom), 4548), ST_Transform(s.geom, 4548))"
+        " FROM community c JOIN street s ON s.code = c.street_code WHERE c.code = '370102001001'",
+    )
+    assert isinstance(metres, float) and metres > 50
+    name = _scalar(demo_sessions, "SELECT name FROM community WHERE code = '370102001001'")
+    assert report.warnings == [
+        f"1 stored community(s) now lie more than 50 m outside the street they are coded for: 370102001001"
+        f" {name}: {metres:,.0f} m outside 370102001 {street['名称'].iloc[0]}. Import the redrawn community"
+        " layer next: an import of them as they are would now refuse them"
+    ]
