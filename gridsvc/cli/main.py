@@ -826,7 +826,9 @@ def import_net_command(
 @friendly
 def import_roads_command(
     file: FileArg,
-    replace: Annotated[bool, typer.Option(help="Delete the roads loaded before.")] = False,
+    replace: Annotated[
+        bool, typer.Option(help="The file is every road: delete the stored roads it does not have.")
+    ] = False,
     layer: LayerOpt = None,
     crs: CrsOpt = None,
     encoding: EncodingOpt = None,

@@ -1147,23 +1147,27 @@ def replace_net(
 
 def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int, int, int]:
     """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
-    roads loaded before. Roads have no code: a road already stored with the same name and the same line
-    is that road, updated (its class, its free attributes) rather than added again, so importing a
-    corrected file twice leaves one copy of each. A blank class keeps the stored one (a new road is a
-    branch road), and so does a blank name: a row with no name is the stored road of its line, whatever
-    that road's name. Returns (added, updated, unchanged, deleted)."""
-    deleted = 0
-    if replace:
-        deleted = int(
-            session.execute(
-                text("WITH gone AS (DELETE FROM road RETURNING 1) SELECT count(*) FROM gone")
-            ).scalar_one()
-        )
+    stored roads the file does not have. Roads have no code: a road already stored with the same name and
+    the same line is that road, updated (its class, its free attributes) rather than added again, so
+    importing a corrected file twice leaves one copy of each, and replacing the roads with it rewrites
+    none that it has unchanged. A blank class keeps the stored one (a new road is a branch road), and so
+    does a blank name: a row with no name is the stored road of its line, whatever that road's name.
+    Returns (added, updated, unchanged, deleted)."""
     same_road = (
         f"r.geom && ST_Expand(s.geom, {SAME_SHAPE_DEGREES!r})"
         " AND (s.name IS NULL OR r.name IS NOT DISTINCT FROM s.name)"
         f" AND {same_shape('r.geom', 'ST_Multi(s.geom)')}"
     )
+    deleted = 0
+    if replace:
+        deleted = int(
+            session.execute(
+                text(
+                    "WITH gone AS (DELETE FROM road r WHERE NOT EXISTS"
+                    f" (SELECT 1 FROM layer_stage s WHERE {same_road}) RETURNING 1) SELECT count(*) FROM gone"
+                )
+            ).scalar_one()
+        )
     updated = session.execute(
         text(
             f"""

@@ -131,7 +131,7 @@ class ImportRequest:
     net_code: str | None = None  # net: which department's net this file is
     net_name: str | None = None
     net_department: str | None = None
-    replace: bool = False  # roads: delete the roads loaded before
+    replace: bool = False  # roads: the file is every road; delete the stored roads it does not have
     # components: rebuild component's secondary indexes and foreign keys around the insert (True), insert
     # with them in place (False), or choose by size (None, see _rebuild_or_not)
     rebuild_indexes: bool | None = None

@@ -455,8 +455,19 @@ def test_roads_with_chinese_classes(
     assert "the file replaces every road" in refused.value.detail
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 2  # type: ignore[arg-type]
 
+    # Replacing every road with the file deletes the roads it does not have and rewrites none it has
+    # unchanged: they keep their batch.
     replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True)
-    assert replaced.retired == before + 2 and int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 2  # type: ignore[arg-type]
+    assert (replaced.new, replaced.changed, replaced.unchanged, replaced.retired) == (0, 0, 2, before)
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 2  # type: ignore[arg-type]
+    assert _scalar(demo_sessions, kept, b=report.batch_id) == "arterial"
+    # A road renamed is another road: the file's is added and the stored one, which it no longer has, goes.
+    roads.assign(道路名称=["经十东路", "文化东路"], 道路等级=[None, "支路"]).to_file(path, driver="GPKG")
+    renamed = _run(demo_sessions, test_settings, path, layer="roads", replace=True)
+    assert (renamed.new, renamed.changed, renamed.unchanged, renamed.retired) == (1, 0, 1, 1)
+    assert (
+        _scalar(demo_sessions, "SELECT string_agg(name, ',' ORDER BY name) FROM road") == "文化东路,经十东路"
+    )
 
 
 @pytest.mark.parametrize("chunk_rows", [2, 100])
@@ -529,7 +540,8 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     assert refused.value.detail.startswith("1 row was rejected and the file replaces every road")
     roads.drop(index=6).to_file(path, driver="GeoJSON")
     replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True, chunk_rows=chunk_rows)
-    assert (replaced.new, replaced.rejected, replaced.retired) == (4, 3, before + 4)
+    # The file's roads are the ones stored: they stay, and the roads loaded before them go.
+    assert (replaced.new, replaced.unchanged, replaced.rejected, replaced.retired) == (0, 4, 3, before)
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 4  # type: ignore[arg-type]
 
 

@@ -272,7 +272,9 @@ def import_file(
         str | None,
         Form(description="net: the department keeping it", examples=["综合治理"], max_length=_NAME_MAX),
     ] = None,
-    replace: Annotated[bool, Form(description="roads: delete the roads loaded before")] = False,
+    replace: Annotated[
+        bool, Form(description="roads: the file is every road; delete the stored roads it does not have")
+    ] = False,
     background: Annotated[
         bool,
         Form(
