@@ -259,3 +259,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             log.exception("database error")
         body = exception_problem(exc, str(request.url.path))  # 409 for the rule, else 500
         return JSONResponse(jsonable_encoder(body), status_code=body["status"], media_type=PROBLEM_JSON)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        # A fault no handler above knows (a bug): still problem+json, never Starlette's plain text, and
+        # never the exception's words, which may name server paths. Starlette raises it on after this
+        # answer, so its traceback goes to the server's log.
+        body = exception_problem(exc, str(request.url.path))
+        return JSONResponse(jsonable_encoder(body), status_code=body["status"], media_type=PROBLEM_JSON)

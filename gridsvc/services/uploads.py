@@ -73,7 +73,25 @@ def upload_name(filename: str, disposition: str | None = None) -> str:
         except UnicodeDecodeError:
             with suppress(UnicodeDecodeError):
                 name = raw.decode("gb18030")
-    return PurePosixPath(name.replace("\\", "/")).name
+    # A control character (a NUL, a tab) is no part of a name anyone reads, and PostgreSQL's text, which
+    # records the name, cannot hold a NUL.
+    return _CONTROL.sub(" ", PurePosixPath(name.replace("\\", "/")).name).strip()
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Linux allows 255 bytes per name, 85 Chinese characters in UTF-8: a contractor's long name is cut to
+# save it, keeping its suffix (the messages and the report name it as it was sent).
+_SAVED_NAME_BYTES = 200
+
+
+def _saved_name(name: str) -> str:
+    """The name an upload is saved under: its own, cut to _SAVED_NAME_BYTES of UTF-8 before its suffix."""
+    if len(name.encode("utf-8")) <= _SAVED_NAME_BYTES:
+        return name
+    suffix = PurePosixPath(name).suffix
+    room = _SAVED_NAME_BYTES - len(suffix.encode("utf-8"))
+    stem = name[: len(name) - len(suffix)].encode("utf-8")[:room].decode("utf-8", errors="ignore")
+    return stem + suffix
 
 
 @contextmanager
@@ -96,7 +114,7 @@ def saved_upload(filename: str, stream: BinaryIO, settings: Settings) -> Iterato
         )
     folder = Path(tempfile.mkdtemp(prefix=UPLOAD_FOLDER_PREFIX))
     try:
-        target = folder / name
+        target = folder / _saved_name(name)
         written = 0
         with target.open("wb") as out:
             for block in iter(lambda: stream.read(BLOCK_BYTES), b""):

@@ -1246,13 +1246,21 @@ def test_http_zip_refusals_name_the_upload_as_sent(
     assert "两种.zip holds a shapefile (lamps.shp) and a FileGDB (survey.gdb)" in answers["两种.zip"].text
 
     # Names as their senders read them: GBK bytes (which the form parser reads as Latin-1), a UTF-8 name
-    # of Latin letters (to be left alone), a path (dropped).
+    # of Latin letters (to be left alone), a path (dropped); a contractor's name of 101 Chinese characters
+    # (303 bytes, more than Linux takes for one name), and names with a tab or a NUL in them.
     _lamps(points, first_seq=981_201).to_file(tmp_path / "lamps.gpkg", driver="GPKG")
     data = (tmp_path / "lamps.gpkg").read_bytes()
     boundary = b"gridsvc-test-boundary"
     named = {}
     with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
-        for sent in ("../../路灯普查.gpkg".encode("gbk"), "Müller.gpkg".encode()):
+        long_name = "济南市历下区城市管理部件普查成果" * 6 + "路灯普查.gpkg"
+        for sent in (
+            "../../路灯普查.gpkg".encode("gbk"),
+            "Müller.gpkg".encode(),
+            long_name.encode(),
+            "路灯\t普查.gpkg".encode(),
+            "路灯\x00普查.gpkg".encode(),
+        ):
             body = (
                 b"--" + boundary + b'\r\nContent-Disposition: form-data; name="dry_run"\r\n\r\ntrue\r\n'
                 b"--"
@@ -1275,7 +1283,13 @@ def test_http_zip_refusals_name_the_upload_as_sent(
             )
             assert answer.status_code == 200, answer.text
             named[sent] = answer.json()["file"]
-    assert list(named.values()) == ["路灯普查.gpkg", "Müller.gpkg"]
+    assert list(named.values()) == [
+        "路灯普查.gpkg",
+        "Müller.gpkg",
+        long_name,
+        "路灯 普查.gpkg",
+        "路灯 普查.gpkg",
+    ]
 
 
 def test_http_dry_run_and_refusal_hold_their_report_for_download(
