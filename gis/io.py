@@ -580,7 +580,8 @@ def _shapefile_in_zip(archive: Path) -> _Source:
     label = str(archive)
     try:
         with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
+            shown = {m.filename: _member_label(m) for m in zf.infolist()}
+            names = list(shown)
     except (zipfile.BadZipFile, OSError) as exc:
         raise LayerError(
             f"{label} is not a readable .zip ({exc}): it may be truncated; copy it again"
@@ -589,16 +590,18 @@ def _shapefile_in_zip(archive: Path) -> _Source:
     names = [n for n in names if not n.startswith("__MACOSX/") and "/._" not in f"/{n}"]
     shps = sorted(n for n in names if n.lower().endswith(".shp"))
     gdbs = sorted({part for n in names for part in n.split("/")[:-1] if part.lower().endswith(".gdb")})
+    shown_gdbs = ", ".join(
+        sorted({part for n in names for part in shown[n].split("/")[:-1] if part.lower().endswith(".gdb")})
+    )
     vsi = f"/vsizip/{archive.resolve()}"
     if len(shps) > 1:
-        raise LayerError(
-            f"{label} holds {len(shps)} shapefiles ({', '.join(shps)}): zip only the one to import"
-        )
+        listed = ", ".join(sorted(shown[n] for n in shps))
+        raise LayerError(f"{label} holds {len(shps)} shapefiles ({listed}): zip only the one to import")
     if shps and gdbs:
         # Reading the shapefile would pass over the FileGDB without a word; which one is meant is unknown.
         raise LayerError(
-            f"{label} holds a shapefile ({shps[0]}) and a FileGDB ({', '.join(gdbs)}): zip only the one to "
-            "import"
+            f"{label} holds a shapefile ({shown[shps[0]]}) and a FileGDB ({shown_gdbs}): zip only the"
+            " one to import"
         )
     if len(shps) == 1:
         shp = shps[0]
@@ -606,15 +609,26 @@ def _shapefile_in_zip(archive: Path) -> _Source:
         _check_shapefile_parts(f"{label} ({shp})", lambda ext: (shp[:-4] + ext).lower() in lowered)
         return _Source("ESRI Shapefile", f"{vsi}/{shp}", label, shp=shp, archive=archive)
     if len(gdbs) > 1:
-        raise LayerError(
-            f"{label} holds {len(gdbs)} FileGDBs ({', '.join(gdbs)}): zip only the one to import"
-        )
+        raise LayerError(f"{label} holds {len(gdbs)} FileGDBs ({shown_gdbs}): zip only the one to import")
     if len(gdbs) == 1:
         prefix = next(n for n in names if f"{gdbs[0]}/" in n).split(f"{gdbs[0]}/")[0]
         return _Source("OpenFileGDB", f"{vsi}/{prefix}{gdbs[0]}", label)
     raise LayerError(
         f"{label} holds no shapefile (.shp) or FileGDB (.gdb): zip the files of the layer to import"
     )
+
+
+def _member_label(member: zipfile.ZipInfo) -> str:
+    """A member's name as its archiver wrote it, for messages. zipfile reads a name not flagged UTF-8 as
+    CP437, where Windows' Explorer writes GBK and Linux's zip UTF-8 (路灯.shp would read ┬╖╡╞.shp); GDAL
+    reads it as zipfile does, so the name zipfile gives stays the one to open."""
+    if member.flag_bits & 0x800:
+        return member.filename
+    raw = member.filename.encode("cp437")
+    for encoding in ("utf-8", "gb18030"):
+        with contextlib.suppress(UnicodeDecodeError):
+            return raw.decode(encoding)
+    return member.filename
 
 
 # ------------------------------------------------------------------------------------------- archives
@@ -709,27 +723,27 @@ def _check_members(label: str, members: list[zipfile.ZipInfo], limits: ArchiveLi
         )
     declared = 0
     for member in members:
-        name = member.filename
+        name, shown = member.filename, _member_label(member)
         why = _unsafe_name(member)
         if why is not None:
-            raise LayerError(f"{label}: member {name!r} is {why}; refused, nothing was unpacked")
+            raise LayerError(f"{label}: member {shown!r} is {why}; refused, nothing was unpacked")
         if name.lower().endswith(_ARCHIVE_SUFFIXES):
             raise LayerError(
-                f"{label}: member {name!r} is an archive inside the archive; unpack it and zip the layer's "
+                f"{label}: member {shown!r} is an archive inside the archive; unpack it and zip the layer's "
                 "files themselves"
             )
         if member.flag_bits & 0x1:
-            raise LayerError(f"{label}: member {name!r} is encrypted; zip the layer without a password")
+            raise LayerError(f"{label}: member {shown!r} is encrypted; zip the layer without a password")
         if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise LayerError(
-                f"{label}: member {name!r} uses compression method {member.compress_type}; zip it with the "
+                f"{label}: member {shown!r} uses compression method {member.compress_type}; zip it with the "
                 "usual Deflate (or no compression)"
             )
         declared += member.file_size
         ratio = member.file_size / max(member.compress_size, 1)
         if member.file_size >= _RATIO_FLOOR_BYTES and ratio > limits.max_ratio:
             raise LayerError(
-                f"{label}: member {name!r} would unpack {ratio:,.0f} times larger ({member.file_size:,} "
+                f"{label}: member {shown!r} would unpack {ratio:,.0f} times larger ({member.file_size:,} "
                 f"bytes from {member.compress_size:,}), more than the {limits.max_ratio:,.0f} allowed: this "
                 "is not a survey file (a zip bomb?)"
             )
@@ -751,10 +765,12 @@ def _inflated_size(
     raw.seek(member.header_offset)
     header = raw.read(_LOCAL_HEADER.size)
     if len(header) < _LOCAL_HEADER.size:
-        raise LayerError(f"{label}: member {member.filename!r} lies past the end of the file; copy it again")
+        raise LayerError(
+            f"{label}: member {_member_label(member)!r} lies past the end of the file; copy it again"
+        )
     signature, name_length, extra_length = _LOCAL_HEADER.unpack(header)
     if signature != _LOCAL_SIGNATURE:
-        raise LayerError(f"{label}: member {member.filename!r} has no local header; the zip is corrupt")
+        raise LayerError(f"{label}: member {_member_label(member)!r} has no local header; the zip is corrupt")
     raw.seek(member.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
     inflate = zlib.decompressobj(-zlib.MAX_WBITS) if member.compress_type == zipfile.ZIP_DEFLATED else None
     budget = max_bytes - already
@@ -782,13 +798,13 @@ def _inflated_size(
         size += len(inflate.flush())  # what zlib still holds: less than its 32 KiB window
     if size > budget:
         raise LayerError(
-            f"{label} unpacks to more than the {max_bytes:,} bytes allowed (member {member.filename!r} gives "
-            f"over {size:,}): this is not a survey file (a zip bomb?)"
+            f"{label} unpacks to more than the {max_bytes:,} bytes allowed (member"
+            f" {_member_label(member)!r} gives over {size:,}): this is not a survey file (a zip bomb?)"
         )
     if size > member.file_size:
         raise LayerError(
-            f"{label}: member {member.filename!r} declares {member.file_size:,} bytes but unpacks to more; "
-            "the archive lies about its sizes (a zip bomb?)"
+            f"{label}: member {_member_label(member)!r} declares {member.file_size:,} bytes but unpacks to"
+            " more; the archive lies about its sizes (a zip bomb?)"
         )
     return size
 

@@ -243,6 +243,33 @@ def test_gbk_shapefile_zipped_or_as_a_folder(tmp_path: Path, given_as: str) -> N
     assert_gbk_components(info, frame, lon, lat)
 
 
+@pytest.mark.parametrize("names_in", ["gbk", "utf-8"])
+def test_a_zip_of_two_shapefiles_names_them_as_they_were_zipped(tmp_path: Path, names_in: str) -> None:
+    # Windows' Explorer writes member names in GBK and Linux's zip in UTF-8, neither flagged as UTF-8, which
+    # zipfile then reads as CP437 (路灯.shp as ┬╖╡╞.shp). Written here under ASCII stand-ins of the same
+    # length, whose bytes are then swapped for the names' own, unflagged.
+    shp, _, _ = write_gbk_shapefile(tmp_path / "survey")
+    names = {
+        "路灯": "Q1Z9" if names_in == "gbk" else "Q1Z9Q1",
+        "井盖": "K7W3" if names_in == "gbk" else "K7W3K7",
+    }
+    path = tmp_path / "两个.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for stand_in in names.values():
+            for part in sorted(shp.parent.iterdir()):
+                zf.write(part, f"{stand_in}{part.suffix}")
+    data = path.read_bytes()
+    for name, stand_in in names.items():
+        assert len(name.encode(names_in)) == len(stand_in)
+        data = data.replace(stand_in.encode(), name.encode(names_in))
+    path.write_bytes(data)
+    assert not any(m.flag_bits & 0x800 for m in zipfile.ZipFile(path).infolist())
+
+    with pytest.raises(LayerError) as refused:
+        inspect_layer(path)
+    assert f"{path} holds 2 shapefiles (井盖.shp, 路灯.shp): zip only the one to import" in str(refused.value)
+
+
 def test_explicit_encoding_overrides_detection(tmp_path: Path) -> None:
     shp, _, _ = write_gbk_shapefile(tmp_path)
 
