@@ -938,7 +938,7 @@ def import_components(
                 # one transaction still order, and a version another import committed meanwhile ends after
                 # it began. (A census written as it is read took it with component to itself.)
                 now = repo.clock(session)
-                batch = _new_batch(session, report, request, info, actor)
+                batch = _new_batch(session, report, request, info, actor, imported_at=now)
                 rebuild = _rebuild_or_not(session, request, report.new + report.changed)
                 say(f"writing {report.new + report.changed:,} components")
             else:
@@ -1091,8 +1091,9 @@ def _begin_writing(session: Session, run: _Run, first: gpd.GeoDataFrame) -> _Wri
     rebuild = _drop_for_rebuild(session, inserting)
     if rebuild is None:
         return None
-    batch = _new_batch(session, run.report, run.request, run.info, run.actor)
-    return _Written(batch=batch, now=repo.clock(session), rebuild=rebuild)
+    now = repo.clock(session)
+    batch = _new_batch(session, run.report, run.request, run.info, run.actor, imported_at=now)
+    return _Written(batch=batch, now=now, rebuild=rebuild)
 
 
 def _take_back_earlier_duplicates(run: _Run, session: Session) -> None:
@@ -1333,10 +1334,19 @@ def _replaced_whole(request: ImportRequest) -> str | None:
 
 
 def _new_batch(
-    session: Session, report: ImportReport, request: ImportRequest, info: io.LayerInfo, actor: Principal
+    session: Session,
+    report: ImportReport,
+    request: ImportRequest,
+    info: io.LayerInfo,
+    actor: Principal,
+    imported_at: dt.datetime | None = None,
 ) -> SurveyBatch:
+    """The import's survey batch; ``imported_at`` is the time its versions start (so a component's
+    valid_from is its batch's imported_at), else the transaction's start."""
+    stamp = {} if imported_at is None else {"imported_at": imported_at}
     batch = repo.add_batch(
         session,
+        **stamp,
         layer=request.layer,
         source_file=report.file,
         checksum_sha256=report.checksum_sha256,

@@ -1059,10 +1059,14 @@ def test_one_import_starts_all_its_versions_at_one_instant(
             ),
             {"b": report.batch_id, "codes": list(lamps["标识码"])},
         ).all()
-    # The changed lamp's old version ends exactly when the batch's versions (changed and new) begin.
+        imported_at = session.execute(
+            text("SELECT imported_at FROM survey_batch WHERE id = :b"), {"b": report.batch_id}
+        ).scalar_one()
+    # The changed lamp's old version ends exactly when the batch's versions (changed and new) begin, and
+    # that is when the batch says it was imported.
     (_, _, old_from, old_to), (_, ours0, new_from, _), (_, ours1, _, _), (_, ours2, newest_from, _) = rows
     assert (ours0, ours1, ours2) == (True, False, True)
-    assert old_from < old_to == new_from == newest_from
+    assert old_from < old_to == new_from == newest_from == imported_at
 
 
 def test_dry_run_writes_nothing(
