@@ -827,7 +827,11 @@ def import_net_command(
 def import_roads_command(
     file: FileArg,
     replace: Annotated[
-        bool, typer.Option(help="The file is every road: delete the stored roads it does not have.")
+        bool,
+        typer.Option(
+            help="The file is every road: delete the stored roads it does not have (so a renamed road"
+            " loses its old name; without it, the new name is added beside the old, with a warning)."
+        ),
     ] = False,
     layer: LayerOpt = None,
     crs: CrsOpt = None,

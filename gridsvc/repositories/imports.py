@@ -854,7 +854,7 @@ def create_layer_stage(session: Session) -> None:
         text(
             """
             CREATE TEMP TABLE layer_stage (
-                code text, name text, parent_code text, households integer, phone text,
+                source_row integer, code text, name text, parent_code text, households integer, phone text,
                 road_class text, attributes jsonb NOT NULL DEFAULT '{}',
                 geom geometry(Geometry, 4490) NOT NULL
             ) ON COMMIT DROP
@@ -1145,6 +1145,43 @@ def replace_net(
     return int(new), int(changed), int(unchanged), int(gone)
 
 
+@dataclass(frozen=True)
+class RoadUnderAnotherName:
+    """A staged named road that is no stored road but has a stored road's line, under another name."""
+
+    source_row: int
+    name: str
+    stored_name: str | None
+
+
+def _same_road(road: str, staged: str) -> str:
+    """SQL: the stored ``road`` is the road of the staged row ``staged`` (see :func:`insert_roads`)."""
+    return (
+        f"{road}.geom && ST_Expand({staged}.geom, {SAME_SHAPE_DEGREES!r})"
+        f" AND ({staged}.name IS NULL OR {road}.name IS NOT DISTINCT FROM {staged}.name)"
+        f" AND {same_shape(f'{road}.geom', f'ST_Multi({staged}.geom)')}"
+    )
+
+
+def roads_under_another_name(session: Session) -> list[RoadUnderAnotherName]:
+    """Staged named roads that no stored road is (so they would be added) though a stored road of another
+    name has their line: a renamed road, which added beside the old one is the same street twice."""
+    rows = session.execute(
+        text(
+            f"""
+            SELECT DISTINCT ON (s.source_row) s.source_row, s.name, r.name AS stored_name
+            FROM layer_stage s
+            JOIN road r ON r.geom && ST_Expand(s.geom, {SAME_SHAPE_DEGREES!r})
+                AND {same_shape("r.geom", "ST_Multi(s.geom)")}
+            WHERE s.name IS NOT NULL AND r.name IS DISTINCT FROM s.name
+              AND NOT EXISTS (SELECT 1 FROM road o WHERE {_same_road("o", "s")})
+            ORDER BY s.source_row, r.name
+            """
+        )
+    ).all()
+    return [RoadUnderAnotherName(int(r.source_row), r.name, r.stored_name) for r in rows]
+
+
 def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int, int, int]:
     """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
     stored roads the file does not have. Roads have no code: a road already stored with the same name and
@@ -1153,11 +1190,7 @@ def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int
     none that it has unchanged. A blank class keeps the stored one (a new road is a branch road), and so
     does a blank name: a row with no name is the stored road of its line, whatever that road's name.
     Returns (added, updated, unchanged, deleted)."""
-    same_road = (
-        f"r.geom && ST_Expand(s.geom, {SAME_SHAPE_DEGREES!r})"
-        " AND (s.name IS NULL OR r.name IS NOT DISTINCT FROM s.name)"
-        f" AND {same_shape('r.geom', 'ST_Multi(s.geom)')}"
-    )
+    same_road = _same_road("r", "s")
     deleted = 0
     if replace:
         deleted = int(

@@ -1732,6 +1732,24 @@ def _warn_of_stations_away(
     )
 
 
+def _warn_of_roads_under_another_name(session: Session, report: ImportReport) -> None:
+    """Warn of named rows that will be added as new roads though a stored road of another name has their
+    line: most often a renamed road, which then stands twice. They are added as the file asks (two roads
+    may share a line: an elevated road over a street); ``--replace`` with the whole road layer renames."""
+    renamed = repo.roads_under_another_name(session)
+    if not renamed:
+        return
+    named = [
+        f"row {r.source_row}, {r.name}: the line of stored road {r.stored_name or '(no name)'}"
+        for r in renamed[:_NAMED]
+    ]
+    report.warnings.append(
+        f"{len(renamed):,} road(s) are added beside a stored road of the same line and another name"
+        f" ({_named_and_more(named, len(renamed))}). If they are renamed roads, the old names stay too:"
+        " import the whole road layer with --replace to rename them."
+    )
+
+
 def _loaded_parent_at(geometries: gpd.GeoSeries, units: gpd.GeoDataFrame | None) -> list[str | None]:
     """For each street or community, the loaded district or street (code and name) its representative
     point lies in, the smallest code on a shared edge; None where none is loaded there."""
@@ -1764,6 +1782,7 @@ def _layer_stage_frame(accepted: gpd.GeoDataFrame, request: ImportRequest) -> pd
     households = pd.array(accepted["households"], dtype="Int64") if "households" in accepted else None
     return pd.DataFrame(
         {
+            "source_row": accepted["source_row"].astype(np.int64).to_numpy(),
             "code": code,
             "name": column("name"),
             "parent_code": parent,
@@ -1932,6 +1951,8 @@ def import_layer(
                     batch_id=batch.id,
                 )
             else:
+                if not request.replace:
+                    _warn_of_roads_under_another_name(session, report)
                 report.new, report.changed, report.unchanged, report.retired = repo.insert_roads(
                     session, batch_id=batch.id, replace=request.replace
                 )

@@ -468,6 +468,19 @@ def test_roads_with_chinese_classes(
     assert (
         _scalar(demo_sessions, "SELECT string_agg(name, ',' ORDER BY name) FROM road") == "文化东路,经十东路"
     )
+    assert not renamed.warnings
+    # Renamed without --replace, the road is added beside the old one, as asked, with a warning that says
+    # so and how to rename; the file's unchanged road draws none.
+    roads.assign(道路名称=["经十西路", "文化东路"], 道路等级=[None, "支路"]).to_file(path, driver="GPKG")
+    beside = _run(demo_sessions, test_settings, path, layer="roads")
+    assert (beside.new, beside.changed, beside.unchanged, beside.retired) == (1, 0, 1, 0)
+    assert beside.warnings == [
+        "1 road(s) are added beside a stored road of the same line and another name (row 1, 经十西路: the"
+        " line of stored road 经十东路). If they are renamed roads, the old names stay too: import the"
+        " whole road layer with --replace to rename them."
+    ]
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 3  # type: ignore[arg-type]
+    assert not _run(demo_sessions, test_settings, path, layer="roads").warnings  # now both are stored
 
 
 @pytest.mark.parametrize("chunk_rows", [2, 100])
