@@ -31,7 +31,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final, Literal, TypeAlias
 from xml.etree import ElementTree
 
@@ -106,6 +106,8 @@ _SUFFIX_FORMATS: Final = {
     ".kml": "KML",
     ".kmz": "KML",
 }
+# Formats of one file, read as they are (never from a zip).
+ONE_FILE_SUFFIXES: Final = (".gpkg", ".geojson", ".json", ".csv", ".kml")
 _SHAPEFILE_PARTS: Final = (".shx", ".dbf", ".prj", ".cpg", ".sbn", ".sbx", ".qix", ".xml")
 # Formats whose features keep a stored fid (a GeoPackage's primary key, a FileGDB's OBJECTID), which
 # QGIS's attribute table shows and which deleting rows leaves with gaps: their source row is the fid.
@@ -613,6 +615,15 @@ def _shapefile_in_zip(archive: Path) -> _Source:
     if len(gdbs) == 1:
         prefix = next(n for n in names if f"{gdbs[0]}/" in n).split(f"{gdbs[0]}/")[0]
         return _Source("OpenFileGDB", f"{vsi}/{prefix}{gdbs[0]}", label)
+    # A GeoPackage, GeoJSON, CSV or KML is zipped to mail it; read from a zip, its own checks (a CSV's
+    # encoding, a KML's times) would read the archive instead of it.
+    layer_files = sorted(shown[n] for n in names if PurePosixPath(n).suffix.lower() in ONE_FILE_SUFFIXES)
+    if layer_files:
+        which = layer_files[0] if len(layer_files) == 1 else "the one you mean"
+        raise LayerError(
+            f"{label} holds {', '.join(layer_files)} and no shapefile (.shp) or FileGDB (.gdb), which are"
+            f" what a zip is read for: import {which} itself, unzipped"
+        )
     raise LayerError(
         f"{label} holds no shapefile (.shp) or FileGDB (.gdb): zip the files of the layer to import"
     )

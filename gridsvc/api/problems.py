@@ -178,7 +178,10 @@ def _request_error(err: Mapping[str, Any]) -> dict[str, str]:
         if where == ["body", "file"]:
             message = "missing: send the layer's file as the multipart form part named file"
     elif "Expected UploadFile" in message:
-        message = "must be a file: a multipart form part with a filename, not a text value"
+        message = (
+            'must be a file: a multipart form part with a filename="…", not a text value (a part named'
+            " only by filename*= is read as text)"
+        )
     return {"field": field, "message": message}
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.types import Message
@@ -36,9 +37,10 @@ def declared_length(request: Request) -> int | None:
         return None
 
 
-def bounded(request: Request, limit: int, detail: str) -> Request:
+def bounded(request: Request, limit: int, detail: str, tail: bytearray | None = None) -> Request:
     """The same request, whose body raises :class:`BodyTooLargeError` when it is read: at once when
-    Content-Length is over ``limit``, else as soon as more than ``limit`` bytes have arrived."""
+    Content-Length is over ``limit``, else as soon as more than ``limit`` bytes have arrived. ``tail``, if
+    given, keeps the last :data:`TAIL_BYTES` of what was read."""
     declared_too_large = (declared_length(request) or 0) > limit
     upstream = request.receive
     received = 0
@@ -49,12 +51,43 @@ def bounded(request: Request, limit: int, detail: str) -> Request:
             raise BodyTooLargeError(detail)
         message = await upstream()
         if message["type"] == "http.request":
-            received += len(message.get("body", b""))
+            body = message.get("body", b"")
+            received += len(body)
             if received > limit:
                 raise BodyTooLargeError(detail)
+            if tail is not None:
+                tail.extend(body[-TAIL_BYTES:])
+                del tail[:-TAIL_BYTES]
         return message
 
     return Request(request.scope, receive)
+
+
+# Enough of a body's end to hold a multipart form's closing delimiter (a boundary is at most 70 bytes).
+TAIL_BYTES = 256
+
+
+def multipart_cut_off(request: Request, tail: bytes) -> str | None:
+    """What to say of a multipart form whose body ends before its closing delimiter (``--boundary--``),
+    given the body's last bytes; None for any other body. The form parser takes such a body for the
+    parts it completed, so an upload cut off in its file part would read as a form with no file."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        return None
+    boundary = next(
+        (
+            value.strip().strip('"')
+            for name, _, value in (p.partition("=") for p in content_type.split(";")[1:])
+            if name.strip().lower() == "boundary"
+        ),
+        "",
+    )
+    if not boundary or f"--{boundary}--".encode("latin-1", "replace") in tail:
+        return None
+    return (
+        f"the multipart body ends before its closing boundary (--{boundary}--): the upload was cut off on "
+        "the way; nothing was imported, send it again"
+    )
 
 
 class BoundedBodyRoute(APIRoute):
@@ -90,11 +123,19 @@ class UploadLimitRoute(APIRoute):
 
         async def limited(request: Request) -> Response:
             limit = int(request.app.state.settings.max_upload_bytes)
+            tail = bytearray()
             try:
                 if (declared_length(request) or 0) > limit:
                     raise BodyTooLargeError(too_large(limit))  # before the key is even looked at
-                return await handler(bounded(request, limit, too_large(limit)))
+                return await handler(bounded(request, limit, too_large(limit), tail))
             except BodyTooLargeError as exc:
                 return problem(request, 413, "Content too large", str(exc.detail), kind="too-large")
+            except RequestValidationError:
+                # A form cut off reads as one missing what it lost (the file, most often): say what is
+                # wrong with the request itself, not with the fields it seems to lack.
+                cut_off = multipart_cut_off(request, bytes(tail))
+                if cut_off is None:
+                    raise
+                return problem(request, 400, "Bad request", cut_off, kind="bad-request")
 
         return limited

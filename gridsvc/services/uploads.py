@@ -98,8 +98,9 @@ def _saved_name(name: str) -> str:
 def saved_upload(filename: str, stream: BinaryIO, settings: Settings) -> Iterator[Path]:
     """Save an upload under its own name in a temporary folder (removed afterwards); yield the path to read.
 
-    A .zip is checked whole first. One holding a FileGDB (a folder ending in .gdb) is unpacked and the .gdb
-    folder is yielded; any other .zip is yielded as it is (shapefiles are read straight from the zip).
+    A .zip is checked whole first. One holding a FileGDB (a folder ending in .gdb), or nothing but one file
+    of a one-file format (a GeoPackage zipped to send it), is unpacked and the .gdb folder or the file is
+    yielded; any other .zip is yielded as it is (shapefiles are read straight from the zip).
     """
     name = upload_name(filename)
     if not name or not name.lower().endswith(ACCEPTED_SUFFIXES):
@@ -126,7 +127,7 @@ def saved_upload(filename: str, stream: BinaryIO, settings: Settings) -> Iterato
         if target.suffix.lower() == ".zip":
             limits = archive_limits(settings)
             _check_zip(target, limits)
-            yield _unpack_gdb(target, limits)
+            yield _unpacked(target, limits)
         else:
             yield target
     finally:
@@ -145,13 +146,19 @@ def _check_zip(archive: Path, limits: io.ArchiveLimits) -> None:
         raise _refused(str(exc).replace(str(archive), archive.name)) from exc
 
 
-def _unpack_gdb(archive: Path, limits: io.ArchiveLimits) -> Path:
-    """Unpack a zipped FileGDB under the archive's folder and return the .gdb; another zip as it is."""
+def _unpacked(archive: Path, limits: io.ArchiveLimits) -> Path:
+    """Unpack a zipped FileGDB under the archive's folder and return the .gdb, or a zip of one GeoPackage,
+    GeoJSON, CSV or KML and return that file; another zip as it is (gis.io reads it or says why not)."""
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
             names = [m.filename for m in members]
             gdb_roots = sorted({n.split(".gdb/")[0] + ".gdb" for n in names if ".gdb/" in n})
+            files = [m for m in members if not m.is_dir() and not _is_resource_fork(m.filename)]
+            if len(files) == 1 and files[0].filename.lower().endswith(io.ONE_FILE_SUFFIXES):
+                unpack_to = (archive.parent / "unzipped").resolve()
+                _unpack_member(zipped, files[0], unpack_to, archive, already=0, limit=limits.max_bytes)
+                return unpack_to / files[0].filename
             if not gdb_roots or any(n.lower().endswith(".shp") for n in names):
                 # A zipped Shapefile is read in place, as `gridsvc import` reads it; gis.io says what is
                 # wrong with a zip holding a Shapefile and a FileGDB, or several of either.
@@ -170,6 +177,11 @@ def _unpack_gdb(archive: Path, limits: io.ArchiveLimits) -> Path:
     except zipfile.BadZipFile as exc:
         raise _refused(f"{archive.name} is not a valid zip file ({exc})") from exc
     return unpack_to / gdb_roots[0]
+
+
+def _is_resource_fork(name: str) -> bool:
+    """macOS archivers add __MACOSX/._name entries beside the files zipped: no part of the layer."""
+    return name.startswith("__MACOSX/") or "/._" in f"/{name}"
 
 
 def _unpack_member(

@@ -270,6 +270,21 @@ def test_a_zip_of_two_shapefiles_names_them_as_they_were_zipped(tmp_path: Path, 
     assert f"{path} holds 2 shapefiles (井盖.shp, 路灯.shp): zip only the one to import" in str(refused.value)
 
 
+def test_a_zip_of_a_geopackage_says_to_import_the_geopackage_itself(tmp_path: Path) -> None:
+    # A zip is read for a shapefile or a FileGDB; a GeoPackage zipped to mail it is named, with what to do.
+    gpkg = tmp_path / "路灯.gpkg"
+    gpd.GeoDataFrame({"名称": ["路灯"]}, geometry=[shapely.Point(117.0, 36.6)], crs="EPSG:4490").to_file(gpkg)
+    path = tmp_path / "成果.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(gpkg, "成果/路灯.gpkg")
+    with pytest.raises(LayerError) as refused:
+        inspect_layer(path)
+    assert str(refused.value) == (
+        f"{path} holds 成果/路灯.gpkg and no shapefile (.shp) or FileGDB (.gdb), which are what a zip is"
+        " read for: import 成果/路灯.gpkg itself, unzipped"
+    )
+
+
 def test_explicit_encoding_overrides_detection(tmp_path: Path) -> None:
     shp, _, _ = write_gbk_shapefile(tmp_path)
 

@@ -1142,12 +1142,45 @@ def test_http_upload_returns_the_import_and_its_report(
         # No file part, or a text value in its place: said in the client's words, not the framework's.
         for data, said in (
             ({"dry_run": "true"}, "missing: send the layer's file as the multipart form part named file"),
-            ({"file": "a.gpkg"}, "must be a file: a multipart form part with a filename, not a text value"),
+            (
+                {"file": "a.gpkg"},
+                'must be a file: a multipart form part with a filename="…", not a text value (a part named'
+                " only by filename*= is read as text)",
+            ),
         ):
             no_file = client.post("/v1/imports/components", data=data, headers={"X-API-Key": staff})
             assert no_file.status_code == 422
             assert no_file.json()["errors"] == [{"field": "file", "message": said}]
             assert no_file.json()["detail"] == f"the request is not valid: file: {said}"
+        # A file part named only by RFC 5987's filename*= (the form parser reads it as a text value), and
+        # an upload cut off in its file part, before the form's closing boundary (the parser keeps the parts
+        # it completed, so the form would seem to have no file): each said as what it is.
+        head = b'--cut\r\nContent-Disposition: form-data; name="dry_run"\r\n\r\ntrue\r\n--cut\r\n'
+        gpkg = path.read_bytes()
+        for disposition, body, status, said in (
+            (
+                "filename*=UTF-8''%E8%B7%AF%E7%81%AF.gpkg",
+                gpkg + b"\r\n--cut--\r\n",
+                422,
+                "the request is not valid: file: must be a file",
+            ),
+            (
+                'filename="路灯.gpkg"',
+                gpkg[: len(gpkg) // 2],
+                400,
+                "the multipart body ends before its closing boundary (--cut--): the upload was cut off on"
+                " the way; nothing was imported, send it again",
+            ),
+        ):
+            part = f'Content-Disposition: form-data; name="file"; {disposition}\r\n\r\n'.encode()
+            answer = client.post(
+                "/v1/imports/components",
+                content=head + part + body,
+                headers={"Content-Type": "multipart/form-data; boundary=cut", "X-API-Key": staff},
+            )
+            assert answer.status_code == status, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.json()["detail"].startswith(said)
         # A form value far past any real one is refused, not echoed back at its length.
         long_encoding = client.post(
             "/v1/imports/components",
@@ -1293,6 +1326,36 @@ def test_http_zip_refusals_name_the_upload_as_sent(
         long_name,
         "路灯 普查.gpkg",
         "路灯 普查.gpkg",
+    ]
+
+    # A GeoPackage zipped to send it (with a macOS resource fork beside it) is read; a zip of two is
+    # refused, naming them.
+    one_gpkg, two_gpkgs = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(one_gpkg, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("成果/路灯.gpkg", data)
+        zipped.writestr("__MACOSX/成果/._路灯.gpkg", b"\0" * 64)
+    with zipfile.ZipFile(two_gpkgs, "w") as zipped:
+        zipped.writestr("路灯.gpkg", data)
+        zipped.writestr("井盖.gpkg", data)
+    with TestClient(create_app(test_settings, demo_url, sessions=demo_sessions)) as client:
+        zipped_answers = [
+            client.post(
+                "/v1/imports/components",
+                files={"file": ("路灯.zip", sent.getvalue(), "application/zip")},
+                data={"dry_run": "true"},
+                headers={"X-API-Key": staff},
+            )
+            for sent in (one_gpkg, two_gpkgs)
+        ]
+    assert zipped_answers[0].status_code == 200, zipped_answers[0].text
+    assert (zipped_answers[0].json()["format"], zipped_answers[0].json()["new"]) == ("GPKG", 2)
+    assert zipped_answers[1].status_code == 422
+    assert zipped_answers[1].json()["errors"] == [
+        {
+            "field": "file",
+            "message": "路灯.zip holds 井盖.gpkg, 路灯.gpkg and no shapefile (.shp) or FileGDB (.gdb), which"
+            " are what a zip is read for: import the one you mean itself, unzipped",
+        }
     ]
 
 

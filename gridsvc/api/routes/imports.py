@@ -196,7 +196,9 @@ def _unknown_field_message(name: str) -> str:
             "description": "background=true while this process runs GRIDSVC_MAX_IMPORT_JOBS imports: see "
             "Retry-After"
         },
-        400: {"description": "the body cannot be read as a multipart form"},
+        400: {
+            "description": "the body cannot be read as a multipart form, or ends before its closing boundary"
+        },
         401: {"description": "no or unknown API key"},
         403: {"description": "role is not gis_staff"},
         413: {"description": "the upload is larger than GRIDSVC_MAX_UPLOAD_BYTES; refused before it is read"},
