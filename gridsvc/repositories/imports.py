@@ -23,7 +23,7 @@ import pandas as pd
 import psycopg2.errors
 import psycopg2.extensions
 import shapely
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -814,6 +814,26 @@ def add_problems(session: Session, frame: pd.DataFrame) -> int:
 def get_batch(session: Session, batch_id: int) -> SurveyBatch | None:
     """One survey batch."""
     return session.get(SurveyBatch, batch_id)
+
+
+def batches(
+    session: Session,
+    *,
+    layer: str | None = None,
+    file: str | None = None,
+    checksum_sha256: str | None = None,
+    limit: int,
+) -> list[SurveyBatch]:
+    """The latest survey batches first, at most ``limit``: of one layer, one file name, or one file's
+    checksum, when given."""
+    query = select(SurveyBatch)
+    if layer is not None:
+        query = query.where(SurveyBatch.layer == layer)
+    if file is not None:
+        query = query.where(SurveyBatch.source_file == file)
+    if checksum_sha256 is not None:
+        query = query.where(SurveyBatch.checksum_sha256 == checksum_sha256.lower())
+    return list(session.scalars(query.order_by(SurveyBatch.id.desc()).limit(limit)))
 
 
 def problems(session: Session, batch_id: int, limit: int | None = None) -> gpd.GeoDataFrame:

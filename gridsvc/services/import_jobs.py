@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from gridsvc.errors import ConflictError, GridsvcError, NotFoundError
 from gridsvc.services import held_reports
@@ -48,7 +49,7 @@ PROGRESS_EVERY_SECONDS = 1.0
 DIED = (
     "the service process running this import stopped before the job ended. Its transaction was rolled back "
     "with it, so nothing of the file was imported, unless it stopped in the instant after committing: "
-    "check the survey batches for this file (GET /v1/imports/{id}) before uploading it again"
+    "check the recorded imports of this file (GET /v1/imports?file={file}) before uploading it again"
 )
 
 
@@ -290,7 +291,13 @@ def job(settings: Settings, job_id: str) -> dict[str, Any]:
         state["cancel_requested"] = asked
     if state["status"] == "running" and not _alive(state["process"]):
         state.update(
-            status="failed", phase=None, error={"title": "Import stopped", "status": 503, "detail": DIED}
+            status="failed",
+            phase=None,
+            error={
+                "title": "Import stopped",
+                "status": 503,
+                "detail": DIED.format(file=quote(str(state.get("file") or ""))),
+            },
         )
     return state
 

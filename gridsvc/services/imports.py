@@ -1477,6 +1477,25 @@ def get_import(sessions: sessionmaker[Session], batch_id: int) -> dict[str, Any]
         if batch is None:
             raise NotFoundError(f"no import {batch_id}")
         problems = repo.problems(session, batch_id, limit=1000)
+    return {**_batch_record(batch), "problems": _json_records(problems.drop(columns="geom"))}
+
+
+def list_imports(
+    sessions: sessionmaker[Session],
+    *,
+    layer: str | None = None,
+    file: str | None = None,
+    checksum_sha256: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """The recorded imports (survey batches), the latest first, without their problems: was this file
+    imported (by its name or its checksum), and what did the last imports of a layer do."""
+    with sessions() as session:
+        found = repo.batches(session, layer=layer, file=file, checksum_sha256=checksum_sha256, limit=limit)
+        return [{**_batch_record(batch), "links": {"self": f"/v1/imports/{batch.id}"}} for batch in found]
+
+
+def _batch_record(batch: SurveyBatch) -> dict[str, Any]:
     return {
         "id": batch.id,
         "layer": batch.layer,
@@ -1488,7 +1507,6 @@ def get_import(sessions: sessionmaker[Session], batch_id: int) -> dict[str, Any]
         "crs": batch.source_crs,
         "counts": batch.counts,
         "warnings": batch.warnings,
-        "problems": _json_records(problems.drop(columns="geom")),
     }
 
 

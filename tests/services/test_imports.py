@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
 import json
 import os
@@ -1590,6 +1591,21 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         state_file.write_text(json.dumps(state), encoding="utf-8")
         died = client.get(link, headers=staff).json()
         assert died["status"] == "failed" and "nothing of the file was imported" in died["error"]["detail"]
+        # Its advice is a link that answers: this job had in fact committed, and its batch is listed.
+        advised = died["error"]["detail"].split("(GET ")[1].split(")")[0]
+        assert advised == "/v1/imports?file=%E8%B7%AF%E7%81%AF.gpkg"
+        latest = client.get(advised, headers=staff).json()["imports"][0]  # the latest first
+        assert (latest["file"], latest["links"]["self"]) == ("路灯.gpkg", result["links"]["self"])
+        assert latest["counts"] == batch["counts"] and "problems" not in latest
+        by_checksum = client.get(
+            "/v1/imports",
+            params={"checksum_sha256": hashlib.sha256(path.read_bytes()).hexdigest().upper(), "limit": 1},
+            headers=staff,
+        ).json()
+        assert by_checksum["count"] == 1 and by_checksum["imports"][0]["id"] == latest["id"]
+        assert client.get("/v1/imports?layer=roads&file=路灯.gpkg", headers=staff).json()["count"] == 0
+        assert client.get("/v1/imports", headers={"X-API-Key": field_key}).status_code == 403
+        assert client.get("/v1/imports?checksum_sha256=abc", headers=staff).status_code == 422
         # A live process with that pid is the job's only if it started when the job's did (pid reuse).
         for started, status in (("1", "failed"), (state["process"]["started"], "running")):
             state.update(process={**state["process"], "pid": os.getpid(), "started": started})

@@ -541,6 +541,43 @@ def _chunks_of(handle: BinaryIO) -> Iterator[bytes]:
 
 
 @router.get(
+    "",
+    dependencies=[allow("gis_staff")],
+    summary="The recorded imports (survey batches), the latest first: was this file imported?",
+)
+def list_imports(
+    sessions: Sessions,
+    layer: Annotated[
+        Literal["components", "boundaries", "stations", "net", "roads"] | None,
+        Query(description="only the imports of this layer"),
+    ] = None,
+    file: Annotated[
+        str | None,
+        Query(
+            max_length=_NAME_MAX * 4,
+            pattern=r"^[^\x00-\x1f\x7f]*$",  # names are stored with control characters as spaces
+            description="only the imports of the file of this name, as sent",
+        ),
+    ] = None,
+    checksum_sha256: Annotated[
+        str | None,
+        Query(
+            pattern="^[0-9a-fA-F]{64}$",
+            description="only the imports of the file with this SHA-256 (`sha256sum 路灯普查.gpkg`)",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 50,
+) -> JSONResponse:
+    """Each import as `GET /v1/imports/{id}` answers it (file, checksum, who, when, counts, warnings),
+    without its problems, with a link to it. After a background job that failed because its service
+    stopped, `?file=` (or `?checksum_sha256=`) says whether the file was imported all the same."""
+    found = imports.list_imports(
+        sessions, layer=layer, file=file, checksum_sha256=checksum_sha256, limit=limit
+    )
+    return JSONResponse({"imports": found, "count": len(found)})
+
+
+@router.get(
     "/{batch_id}",
     dependencies=[allow("gis_staff")],
     summary="One import: file, checksum, who, when, counts, problems",
