@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,7 +24,7 @@ from gridsvc.errors import GridsvcError
 from gridsvc.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from gridsvc.services.imports import Cancellation
+    from gridsvc.services.imports import Cancellation, ImportReport
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -529,9 +529,36 @@ ReportOpt = Annotated[
 ChunkOpt = Annotated[int, typer.Option("--chunk-rows", help="Rows read at a time (memory stays bounded).")]
 
 
+class _CtrlC:
+    """Ctrl+C as the import command sees it, from its first line: remembered, and passed on to the import's
+    :class:`Cancellation` once there is one. A Ctrl+C while the command loads its libraries (pandas, a
+    quarter of a second) can be lost inside their loading code; remembered here, it still cancels."""
+
+    def __init__(self) -> None:
+        self.seen = threading.Event()
+        self._cancellation: Cancellation | None = None
+
+    def __call__(self) -> None:
+        self.seen.set()
+        if self._cancellation is not None:
+            self._cancellation.cancel("interrupted (Ctrl+C)")
+
+    @property
+    def committing(self) -> bool:
+        """The import is committing or has committed: a Ctrl+C no longer cancels it."""
+        return self._cancellation is not None and self._cancellation.committing
+
+    def passed_to(self, cancellation: Cancellation) -> Cancellation:
+        """``cancellation``, cancelled already if Ctrl+C came before it."""
+        self._cancellation = cancellation
+        if self.seen.is_set():
+            cancellation.cancel("interrupted (Ctrl+C)")
+        return cancellation
+
+
 @contextlib.contextmanager
-def _ctrl_c_cancels(cancellation: Cancellation) -> Iterator[None]:
-    """While an import runs, Ctrl+C also cancels the statement it waits on.
+def _ctrl_c_watched(ctrl_c: _CtrlC) -> Iterator[None]:
+    """While an import runs, Ctrl+C also calls ``ctrl_c``, which cancels the statement it waits on.
 
     Python runs its SIGINT handler only between two steps of the main thread, and the main thread may be
     inside one long statement (an index build, a wait for a lock): the cancel would wait for it to end.
@@ -548,7 +575,7 @@ def _ctrl_c_cancels(cancellation: Cancellation) -> Iterator[None]:
     def watch() -> None:
         while data := reader.recv(64):  # b"" once the writer is closed
             if signal.SIGINT in data:
-                cancellation.cancel("interrupted (Ctrl+C)")
+                ctrl_c()
 
     watcher = threading.Thread(target=watch, name="ctrl-c-cancels", daemon=True)
     watcher.start()
@@ -559,6 +586,17 @@ def _ctrl_c_cancels(cancellation: Cancellation) -> Iterator[None]:
         writer.close()
         watcher.join(timeout=5)
         reader.close()
+
+
+def _say_cancelled(file: Path) -> NoReturn:
+    # Stopped before its commit, and rolled back by now, so the line can say so (a Ctrl+C during or after
+    # the commit is a plain KeyboardInterrupt). 130 is what shells expect after Ctrl+C.
+    err_console.print(
+        f"[bold yellow]cancelled:[/] nothing of {file.name} was imported; the database is as it was "
+        "before (the import is one transaction, and it was rolled back)",
+        highlight=False,
+    )
+    raise typer.Exit(130)
 
 
 def _run_import(
@@ -575,6 +613,51 @@ def _run_import(
     chunk_rows: int,
     **extra: Any,
 ) -> None:
+    ctrl_c = _CtrlC()
+    with _ctrl_c_watched(ctrl_c):
+        try:
+            result = _import_watched(
+                file,
+                ctrl_c,
+                layer_name=layer_name,
+                crs=crs,
+                encoding=encoding,
+                mapping=mapping,
+                map_=map_,
+                dry_run=dry_run,
+                strict=strict,
+                report=report,
+                chunk_rows=chunk_rows,
+                **extra,
+            )
+        except KeyboardInterrupt:
+            if not ctrl_c.committing:  # rolled back, or not begun
+                _say_cancelled(file)
+            err_console.print(
+                f"[bold yellow]interrupted while committing:[/] {file.name} may have been imported; look for"
+                " its survey batch (GET /v1/imports?file=NAME, or the survey_batch table) before importing"
+                " it again",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
+    _print_import(result)
+
+
+def _import_watched(
+    file: Path,
+    ctrl_c: _CtrlC,
+    *,
+    layer_name: str | None,
+    crs: str | None,
+    encoding: str | None,
+    mapping: Path | None,
+    map_: list[str] | None,
+    dry_run: bool,
+    strict: bool,
+    report: Path | None,
+    chunk_rows: int,
+    **extra: Any,
+) -> ImportReport:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from gis.fieldmap import MappingError, load_mapping
@@ -602,19 +685,16 @@ def _run_import(
         report_path=report,
         **extra,
     )
-    cancellation = Cancellation()
+    cancellation = ctrl_c.passed_to(Cancellation())
     try:
-        with (
-            _ctrl_c_cancels(cancellation),
-            Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed:>10,} rows"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=err_console,
-            ) as bar,
-        ):
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:>10,} rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        ) as bar:
             task = bar.add_task(f"importing {file.name}", total=None)
 
             def rows_read(rows: int, total: int) -> None:
@@ -624,7 +704,7 @@ def _run_import(
                 # The file is read; the last steps run in the database, and the line says which.
                 bar.update(task, description=f"{file.name}: {what}")
 
-            result = import_layer(
+            return import_layer(
                 _sessions(settings),
                 request,
                 settings=settings,
@@ -634,22 +714,7 @@ def _run_import(
                 cancellation=cancellation,
             )
     except ImportCancelled:
-        # Stopped before its commit, and rolled back by now, so the line can say so (a Ctrl+C during or
-        # after the commit is a plain KeyboardInterrupt, below). 130 is what shells expect after Ctrl+C.
-        err_console.print(
-            f"[bold yellow]cancelled:[/] nothing of {file.name} was imported; the database is as it was "
-            "before (the import is one transaction, and it was rolled back)",
-            highlight=False,
-        )
-        raise typer.Exit(130) from None
-    except KeyboardInterrupt:
-        err_console.print(
-            f"[bold yellow]interrupted while committing:[/] {file.name} may have been imported; look for its "
-            "survey batch (GET /v1/imports/{id}, or the survey_batch table) before importing it again",
-            highlight=False,
-        )
-        raise typer.Exit(130) from None
-    _print_import(result)
+        _say_cancelled(file)
 
 
 @import_app.command("components")

@@ -1890,6 +1890,52 @@ def test_an_import_killed_or_cancelled_while_staging_leaves_the_database_unchang
     assert tuple(after) == tuple(before)
 
 
+# The CLI, with Ctrl+C pressed while `gridsvc import` loads its libraries (pandas): the interrupt raised
+# there, or lost there (as pandas' loading code can lose it), must cancel all the same.
+_CTRL_C_WHILE_LOADING = """
+import builtins, os, signal, sys, time
+from gridsvc.cli.main import app
+real_import = builtins.__import__
+def loading(name, *args, **kwargs):
+    if name == "gis.fieldmap" and not loading.done:
+        loading.done = True
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the KeyboardInterrupt comes here
+        except KeyboardInterrupt:
+            if sys.argv[1] == "lost":
+                pass
+            else:
+                raise
+    return real_import(name, *args, **kwargs)
+loading.done = False
+builtins.__import__ = loading
+app(sys.argv[2:], prog_name="gridsvc")
+"""
+
+
+@pytest.mark.parametrize("interrupt", ["raised", "lost"])
+def test_ctrl_c_while_the_cli_loads_its_libraries_cancels_the_import(
+    interrupt: str, demo_url: str, demo_sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    path = tmp_path / "早按.gpkg"
+    _lamps(_grid_points(demo_sessions, 3, offset=300), first_seq=982_001).to_file(path, driver="GPKG")
+    before = (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=demo_url)
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_WHILE_LOADING, interrupt, "import", "components", str(path)],
+        env=env,
+        cwd=NEUTRAL_CWD,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 130, done.stderr
+    assert "cancelled: nothing of 早按.gpkg was imported; the database is as it was before" in done.stderr
+    assert (_count(demo_sessions), _count(demo_sessions, "SELECT count(*) FROM survey_batch")) == before
+
+
 # Rows, the newest id, current versions and survey batches: what an import that was stopped must leave.
 _COMPONENT_STATE = text(
     "SELECT count(*), max(id), count(*) FILTER (WHERE valid_to IS NULL),"
