@@ -615,6 +615,12 @@ def _shapefile_in_zip(archive: Path) -> _Source:
     if len(gdbs) == 1:
         prefix = next(n for n in names if f"{gdbs[0]}/" in n).split(f"{gdbs[0]}/")[0]
         return _Source("OpenFileGDB", f"{vsi}/{prefix}{gdbs[0]}", label)
+    # The files of a .gdb folder zipped without the folder (zip -r ../x.zip . inside it): GDAL reads the
+    # folder they are in as the FileGDB.
+    tables = {n.rpartition("/")[0] for n in names if n.lower().endswith(".gdbtable")}
+    if len(tables) == 1:
+        folder = tables.pop()
+        return _Source("OpenFileGDB", f"{vsi}/{folder}" if folder else vsi, label)
     # A GeoPackage, GeoJSON, CSV or KML is zipped to mail it; read from a zip, its own checks (a CSV's
     # encoding, a KML's times) would read the archive instead of it.
     layer_files = sorted(shown[n] for n in names if PurePosixPath(n).suffix.lower() in ONE_FILE_SUFFIXES)

@@ -721,6 +721,20 @@ def test_filegdb(tmp_path: Path) -> None:
     with pytest.raises(LayerError, match="holds 2 layers"):
         inspect_layer(path)
 
+    # The folder's files zipped without the folder (zip -r ../城管.zip . inside it), at the zip's root or in
+    # a folder of another name, are the same FileGDB.
+    for inside in ("", "成果/"):
+        zipped = tmp_path / f"城管{len(inside)}.zip"
+        with zipfile.ZipFile(zipped, "w") as zf:
+            for part in sorted(path.iterdir()):
+                zf.write(part, f"{inside}{part.name}")
+        info, frame = read_layer(zipped, layer="grids", city_bbox=JINAN_BBOX)
+        assert (info.format, set(info.layers), frame["名称"].tolist()) == (
+            "OpenFileGDB",
+            {"roads", "grids"},
+            ["甲", "乙"],
+        )
+
 
 # ------------------------------------------------------------------------------------------------- CSV
 
