@@ -25,6 +25,7 @@ import html
 import io
 import itertools
 import re
+import sqlite3
 import stat
 import struct
 import zipfile
@@ -292,6 +293,10 @@ class LayerInfo:
     boolean_fields : tuple of str
         The fields among ``fields`` the file types as booleans (GDAL's OFSTBoolean, an integer subtype); a
         chunk holds them as pandas' nullable ``boolean`` when a null in them would make them floats.
+    coded_values : tuple of (field, ((code, name), ...))
+        The fields of a FileGDB or GeoPackage whose values are the codes of a coded-value domain (状态 1 for
+        完好), with the domain's codes as text and their names; a chunk holds the names, as ArcGIS and QGIS
+        show them (a code the domain does not list stays as it is).
     """
 
     path: Path
@@ -308,6 +313,7 @@ class LayerInfo:
     coordinate_fields: tuple[str, ...] = ()
     integer_fields: tuple[str, ...] = ()
     boolean_fields: tuple[str, ...] = ()
+    coded_values: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ public API
@@ -1367,6 +1373,14 @@ def _inspect_gdal(
                 " as GDAL reads them: 2023-05 as 2023-05-01, 2023 as empty. Write them as whole dates"
                 " (2023-05-01), or in a <Data> field, to keep them as written"
             )
+    coded = {name: found for name, found in _coded_value_domains(source, chosen).items() if name in fields}
+    for name, (domain, codes) in coded.items():
+        shown = ", ".join(f"{code} {label}" for code, label in list(codes.items())[:_CODES_SHOWN])
+        more = f" and {len(codes) - _CODES_SHOWN} more" if len(codes) > _CODES_SHOWN else ""
+        notes.append(
+            f"{where}: field {name} holds the codes of its coded-value domain {domain} ({shown}{more});"
+            " they are read as their names, as ArcGIS and QGIS show them"
+        )
     info = LayerInfo(
         path=given,
         format=source.format,
@@ -1381,6 +1395,7 @@ def _inspect_gdal(
         warnings=tuple(notes),
         integer_fields=tuple(name for name in fields if name in integers - booleans),
         boolean_fields=tuple(name for name in fields if name in booleans),
+        coded_values=tuple((name, tuple(codes.items())) for name, (_, codes) in coded.items()),
     )
     return info, _gdal_frames(source, info, _SAMPLE_ROWS, limit_chunks=1)
 
@@ -1424,6 +1439,7 @@ def _gdal_frames(
         if len(frame) == 0:
             return
         _exact_integers(frame, info, source, skip, where)
+        _coded_values_named(frame, info)
         if info.format == "KML":
             _kml_dates(frame, partial_times, skip)
         yield _split_frame(frame, skip + 1, info.format in _FID_FORMATS)
@@ -1619,6 +1635,105 @@ def _exact_integers(frame: Any, info: LayerInfo, source: _Source, skip: int, whe
             truth = pd.array(numbers != 0, dtype="boolean")
             truth[np.isnan(numbers)] = pd.NA
             frame[name] = pd.Series(truth, index=frame.index)
+
+
+# A coded-value domain's codes named in the note that says its field is read by it.
+_CODES_SHOWN: Final = 6
+# A domain in a FileGDB's GDB_Items, and the field infos of a feature class or table naming theirs.
+_CODED_DOMAIN_TAG: Final = "GPCodedValueDomain2"
+_CLASS_INFO_TAGS: Final = frozenset({"DEFeatureClassInfo", "DETableInfo"})
+
+
+def _coded_value_domains(source: _Source, layer: str | None) -> dict[str, tuple[str, dict[str, str]]]:
+    """The layer's fields that a coded-value domain describes: field -> (domain, {code as text: name}).
+
+    pyogrio does not read GDAL's field domains, so they are read where the formats keep them: a FileGDB's
+    GDB_Items table (the domains' and the classes' XML definitions), a GeoPackage's
+    gpkg_data_column_constraints of type enum (value and description, as GDAL writes a domain). A file
+    without them, or whose metadata cannot be read, has none: its values are read as they are."""
+    try:
+        if source.format == "OpenFileGDB":
+            return _filegdb_coded_values(source.gdal_path, layer)
+        if source.format == "GPKG" and not source.gdal_path.startswith("/vsi"):
+            return _gpkg_coded_values(Path(source.gdal_path), layer)
+    except (
+        pyogrio.errors.DataSourceError,
+        pyogrio.errors.DataLayerError,
+        RuntimeError,
+        OSError,
+        ElementTree.ParseError,
+        sqlite3.Error,
+    ):
+        return {}  # no GDB_Items (a FileGDB of ArcGIS 9), no data columns tables, or unreadable ones
+    return {}
+
+
+def _filegdb_coded_values(path: str, layer: str | None) -> dict[str, tuple[str, dict[str, str]]]:
+    items = pyogrio.read_dataframe(path, layer="GDB_Items", columns=["Definition"], read_geometry=False)
+    domains: dict[str, dict[str, str]] = {}
+    field_domains: dict[str, str] = {}
+    for definition in items["Definition"].dropna():
+        root = ElementTree.fromstring(str(definition))
+        kind = _local(root.get("{http://www.w3.org/2001/XMLSchema-instance}type", root.tag).split(":")[-1])
+        if kind == _CODED_DOMAIN_TAG:
+            codes = {
+                (_child_text(value, "Code") or ""): (_child_text(value, "Name") or "")
+                for value in root.iter()
+                if _local(value.tag) == "CodedValue"
+            }
+            domains[_child_text(root, "DomainName") or ""] = codes
+        elif kind in _CLASS_INFO_TAGS and _child_text(root, "Name") == layer:
+            for info in root.iter():
+                if _local(info.tag) == "GPFieldInfoEx" and _child_text(info, "DomainName"):
+                    field_domains[_child_text(info, "Name") or ""] = _child_text(info, "DomainName") or ""
+    return {name: (domain, domains[domain]) for name, domain in field_domains.items() if domains.get(domain)}
+
+
+def _child_text(element: ElementTree.Element, name: str) -> str | None:
+    for child in element:
+        if _local(child.tag) == name:
+            return (child.text or "").strip()
+    return None
+
+
+def _gpkg_coded_values(path: Path, layer: str | None) -> dict[str, tuple[str, dict[str, str]]]:
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT d.column_name, c.constraint_name, c.value, c.description FROM gpkg_data_columns d"
+            " JOIN gpkg_data_column_constraints c ON c.constraint_name = d.constraint_name"
+            " WHERE c.constraint_type = 'enum' AND d.table_name = ? ORDER BY c.rowid",
+            (layer,),
+        ).fetchall()
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for column, domain, value, description in rows:
+        # An enum without descriptions lists the values themselves: nothing to name.
+        if value is not None and description not in (None, "", value):
+            found.setdefault(str(column), (str(domain), {}))[1][str(value)] = str(description)
+    return found
+
+
+def _coded_values_named(frame: Any, info: LayerInfo) -> None:
+    """Replace the chunk's codes of coded-value domains by their names (see LayerInfo.coded_values)."""
+    for name, codes in info.coded_values:
+        if name not in frame.columns:
+            continue
+        names = dict(codes)
+        frame[name] = pd.Series(
+            [v if _is_missing(v) else names.get(_code_text(v), v) for v in frame[name].tolist()],
+            index=frame.index,
+            dtype=object,
+        )
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _code_text(value: Any) -> str:
+    """A code as a domain's XML or table writes it: 1, not 1.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _integer_text(

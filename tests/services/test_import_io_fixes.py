@@ -3,7 +3,10 @@ fields with a null, a polygon that lost its zone prefix, GeoPackage fids, CSV ce
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+import subprocess
 from pathlib import Path
 
 import geopandas as gpd
@@ -67,6 +70,69 @@ def test_boolean_fields_with_a_null_stay_true_and_false(
     # As JSON: 1 == True in Python, and the column once came back as 1, null, 0.
     assert json.dumps([a.get("是否亮灯") for a in attributes]) == "[true, null, false]"
     assert json.dumps([a.get("有编号牌") for a in attributes]) == "[true, false, true]"
+
+
+def _with_coded_value_domains(gpkg: Path, layer: str, domains: dict[str, dict[int, str]]) -> None:
+    """Give fields of a GeoPackage layer coded-value domains (field -> {code: name}), as GDAL and ArcGIS
+    write them: a gpkg_data_column_constraints enum per domain, named 域_FIELD."""
+    with contextlib.closing(sqlite3.connect(gpkg)) as db, db:
+        db.executescript(
+            "CREATE TABLE gpkg_data_columns (table_name TEXT NOT NULL, column_name TEXT NOT NULL, name TEXT,"
+            " title TEXT, description TEXT, mime_type TEXT, constraint_name TEXT,"
+            " PRIMARY KEY (table_name, column_name));"
+            "CREATE TABLE gpkg_data_column_constraints (constraint_name TEXT NOT NULL, constraint_type TEXT"
+            " NOT NULL, value TEXT, min NUMERIC, min_is_inclusive BOOLEAN, max NUMERIC, max_is_inclusive"
+            " BOOLEAN, description TEXT);"
+        )
+        for field, codes in domains.items():
+            db.execute(
+                "INSERT INTO gpkg_data_columns VALUES (?, ?, NULL, NULL, NULL, NULL, ?)",
+                (layer, field, f"域_{field}"),
+            )
+            db.executemany(
+                "INSERT INTO gpkg_data_column_constraints VALUES (?, 'enum', ?, NULL, NULL, NULL, NULL, ?)",
+                [(f"域_{field}", str(code), name) for code, name in codes.items()],
+            )
+
+
+def test_codes_of_a_coded_value_domain_are_read_as_their_names(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # ArcGIS keeps 状态 as an integer with a coded-value domain (1 完好, 2 破损, ...) and shows the names;
+    # read as the bare numbers, every row was rejected for an unknown status 1, 2 or 3.
+    points = _grid_points(demo_sessions, 4, offset=72)
+    codes = [f"370102{LAMP}98{i:04d}" for i in range(1, 5)]
+    census = gpd.GeoDataFrame(
+        {
+            "标识码": codes,
+            "状态": pd.array([1, 2, 3, 7], dtype="Int32"),  # ArcGIS integers are 32-bit
+            "灯型": pd.array([1, None, 2, 1], dtype="Int32"),
+        },
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+    gpkg = tmp_path / "有域.gpkg"
+    census.to_file(gpkg, layer="路灯")
+    _with_coded_value_domains(
+        gpkg, "路灯", {"状态": {1: "完好", 2: "破损", 3: "丢失"}, "灯型": {1: "LED", 2: "高压钠灯"}}
+    )
+    # ogr2ogr carries the domains over to the FileGDB, into its GDB_Items, as ArcGIS keeps them.
+    gdb = tmp_path / "有域.gdb"
+    subprocess.run(["ogr2ogr", "-f", "OpenFileGDB", str(gdb), str(gpkg)], check=True, capture_output=True)
+    for path, dry_run in ((gdb, True), (gpkg, False)):
+        report = _run(demo_sessions, test_settings, path, dry_run=dry_run)
+        assert (report.accepted, report.rejected) == (3, 1), report.problems
+        # A code the domain does not list stays as it is, and is refused as such.
+        assert [(p.source_row, p.field, p.value) for p in report.problems] == [(4, "status", "7")]
+        assert [w for w in report.warnings if "coded-value domain" in w] == [
+            f"{path} (layer 路灯): field 状态 holds the codes of its coded-value domain 域_状态 (1 完好,"
+            " 2 破损, 3 丢失); they are read as their names, as ArcGIS and QGIS show them",
+            f"{path} (layer 路灯): field 灯型 holds the codes of its coded-value domain 域_灯型 (1 LED,"
+            " 2 高压钠灯); they are read as their names, as ArcGIS and QGIS show them",
+        ]
+    stored = _current(demo_sessions, codes[:3])
+    assert stored["status"].tolist() == ["intact", "damaged", "missing"]
+    assert [a.get("灯型") for a in stored["attributes"]] == ["LED", None, "高压钠灯"]
 
 
 def test_an_integer64_code_column_with_a_null_keeps_its_17_digit_codes(
