@@ -129,9 +129,15 @@ def same_attributes(a: str, b: str) -> str:
     value is read as the text a CSV holds of it. A CSV has no types, so a census surveyed again as CSV
     reads 灯杆高度 12.5 as "12.5", 功率 150.0 as "150" and 亮灯 true as "True": the same values GIS staff
     wrote, not changes (nor is "0531" 531: texts must match). Nor is an empty text against no value: a
-    GeoPackage's "" is a CSV's blank cell, which reads as null."""
-    a_text, b_text = (f"(SELECT jsonb_object_agg(key, {_AS_CSV_TEXT}) FROM jsonb_each({o}))" for o in (a, b))
-    return f"coalesce({a} = {b} OR {a_text} IS NOT DISTINCT FROM {b_text}, false)"
+    GeoPackage's "" is a CSV's blank cell, which reads as null. And a null is no value, as much as a key
+    that is not there: a column added to an export and filled in on a few rows (QGIS fills the rest with
+    NULL) changes those rows only."""
+    a_text, b_text = (
+        f"(SELECT coalesce(jsonb_object_agg(key, csv_text), '{{}}') FROM jsonb_each({o}),"
+        f" LATERAL (SELECT {_AS_CSV_TEXT} AS csv_text) v WHERE csv_text IS NOT NULL)"
+        for o in (a, b)
+    )
+    return f"coalesce({a} = {b} OR {a_text} = {b_text}, false)"
 
 
 # Imports of one layer take turns: pg_advisory_xact_lock(IMPORT_LOCK, the layer's number) for each.

@@ -572,6 +572,15 @@ def test_an_export_imported_again_untouched_changes_nothing(
         gpd.read_file(exported).drop(columns=["valid_from", "unit_grid_code"]).to_file(trimmed, driver="GPKG")
         report = _run(demo_sessions, test_settings, trimmed)
         assert (report.rejected, report.changed, report.unchanged) == (0, 0, count)
+        # A column added in QGIS and filled in on one row (QGIS fills the others with NULL): that row
+        # changed, the others did not, though their NULL is a key their stored attributes lack.
+        added = tmp_path / "导出-加列.gpkg"
+        edited = gpd.read_file(exported)
+        edited["养护等级"] = pd.Series([None] * len(edited), dtype=object)
+        edited.loc[0, "养护等级"] = "一级"
+        edited.to_file(added, driver="GPKG")
+        report = _run(demo_sessions, test_settings, added)
+        assert (report.rejected, report.changed, report.unchanged) == (0, 1, count - 1)
 
     # Three centimetres north is a move GIS staff made: a new version.
     moved = lamps.iloc[[0]].set_geometry(shapely.points([lon[0]], [lat[0] + 3e-7]), crs="EPSG:4490")
