@@ -972,9 +972,20 @@ def overlapping_units(
     ]
 
 
-def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int, list[str]]:
-    """Insert or update districts, streets or communities by code; returns (new, changed, unchanged) and
-    the codes of the new and changed units."""
+def redrawn_units(session: Session, level: str) -> list[str]:
+    """The codes of the staged districts, streets or communities (``level``) that are new or drawn other
+    than stored: those whose change can move what lies in them (a new name or new attributes cannot)."""
+    rows = session.execute(
+        text(
+            f"SELECT s.code FROM layer_stage s LEFT JOIN {level} t ON t.code = s.code"
+            f" WHERE t.code IS NULL OR NOT {same_shape('t.geom', 'ST_Multi(s.geom)')} ORDER BY s.code"
+        )
+    ).scalars()
+    return [str(code) for code in rows]
+
+
+def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int]:
+    """Insert or update districts, streets or communities by code; returns (new, changed, unchanged)."""
     parent_column = {"district": None, "street": "district_code", "community": "street_code"}[level]
     columns = ["code", "name", "attributes", "geom"] + ([parent_column] if parent_column else [])
     values = ["s.code", "s.name", "s.attributes", "ST_Multi(s.geom)"] + (
@@ -1002,15 +1013,14 @@ def upsert_boundaries(session: Session, level: str) -> tuple[int, int, int, list
                 INSERT INTO {level} AS t ({", ".join(columns)})
                 SELECT {", ".join(values)} FROM layer_stage s
                 ON CONFLICT (code) DO UPDATE SET {updates} WHERE {compare}
-                RETURNING t.code, (xmax = 0) AS inserted
+                RETURNING (xmax = 0) AS inserted
             )
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-                   coalesce(array_agg(code ORDER BY code), '{{}}') FROM upserted
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
             """
         )
     ).one()
     new, changed = int(row[0]), int(row[1])
-    return new, changed, total - new - changed, [str(c) for c in row[2]]
+    return new, changed, total - new - changed
 
 
 @dataclass(frozen=True)

@@ -1686,22 +1686,30 @@ def _named_and_more(named: list[str], total: int) -> str:
     return "; ".join(named) + (f"; and {more:,} more" if more else "")
 
 
-def _warn_of_what_the_redraw_breaks(
-    session: Session, report: ImportReport, settings: Settings, level: str, touched: list[str]
-) -> None:
-    """Warn of what the new and changed units no longer hold. A redrawn district or street can leave its
-    stored streets or communities outside it (which their next import, checked against it, refuses:
-    import the redrawn children next); redrawn communities can leave the active plan's unit grids sticking
-    out of them or their area uncovered (redraw the grids there). Neither is refused: the children and the
-    plan can only follow the boundaries once these are in."""
-    if not touched:
+def _upsert_boundaries(session: Session, report: ImportReport, settings: Settings, level: str) -> None:
+    """Write the staged units of ``level`` and warn of what the redrawn ones no longer hold. A redrawn
+    district or street can leave its stored streets or communities outside it (which their next import,
+    checked against it, refuses: import the redrawn children next); redrawn communities can leave the
+    active plan's unit grids sticking out of them or their area uncovered (redraw the grids there): the
+    breaks of its rules the redraw made, not those the plan had already. Neither is refused: the children
+    and the plan can only follow the boundaries once these are in. A unit renamed, or given other
+    attributes, is redrawn in nothing."""
+    redrawn = repo.redrawn_units(session, level)
+    plan = repo.active_plan(session) if level == "community" and redrawn else None
+    had = (
+        set()
+        if plan is None
+        else {_break(b) for b in plans_repo.rule_breaks(session, plan[0], communities=redrawn)}
+    )
+    report.new, report.changed, report.unchanged = repo.upsert_boundaries(session, level)
+    if not redrawn:
         return
     if level in ("district", "street"):
         child = {"district": "street", "street": "community"}[level]
         away = repo.children_away_from_parent(
             session,
             level,
-            touched,
+            redrawn,
             metric_srid=resolve_crs(settings.metric_crs).epsg,
             beyond_m=validate.COUNTY_EDGE_METRES,
         )
@@ -1713,10 +1721,11 @@ def _warn_of_what_the_redraw_breaks(
                 f" {child} layer next: an import of them as they are would now refuse them"
             )
         return
-    plan = repo.active_plan(session)
     if plan is None:
         return
-    breaks = plans_repo.rule_breaks(session, plan[0], communities=touched)
+    breaks = [
+        b for b in plans_repo.rule_breaks(session, plan[0], communities=redrawn) if _break(b) not in had
+    ]
     if breaks:
         named = [f"{b['code']}: {b['problem']}" for b in breaks[:_NAMED]]
         report.warnings.append(
@@ -1725,6 +1734,10 @@ def _warn_of_what_the_redraw_breaks(
             " the communities named (`gridsvc plan redraw --community CODE`) and activate the draft; until"
             " then, the active plan's grids answer for these places"
         )
+
+
+def _break(rule_break: Mapping[str, Any]) -> tuple[str, str]:
+    return str(rule_break["code"]), str(rule_break["problem"])
 
 
 def _warn_of_stations_away(
@@ -1954,10 +1967,7 @@ def import_layer(
             _settle(report, request, problem_rows, settings)
             batch = _new_batch(session, report, request, info, actor)
             if request.layer == "boundaries":
-                report.new, report.changed, report.unchanged, touched = repo.upsert_boundaries(
-                    session, str(request.level)
-                )
-                _warn_of_what_the_redraw_breaks(session, report, settings, str(request.level), touched)
+                _upsert_boundaries(session, report, settings, str(request.level))
             elif request.layer == "stations":
                 report.new, report.changed, report.unchanged = repo.upsert_stations(session)
             elif request.layer == "net":

@@ -382,6 +382,14 @@ def test_a_redrawn_street_or_community_warns_of_what_no_longer_fits_it(
         "Redraw the grids of the communities named (`gridsvc plan redraw --community CODE`) and activate"
         " the draft; until then, the active plan's grids answer for these places"
     )
+    # Renamed, as drawn now: the breaks are still there, but a new name redraws nothing, so no warning.
+    renamed = _units_of(demo_sessions, "community", ["370102001001", "370102001002"])
+    renamed.loc[0, "名称"] = "改名社区"
+    renamed.to_file(tmp_path / "社区改名.gpkg", driver="GPKG")
+    report = _run(
+        demo_sessions, test_settings, tmp_path / "社区改名.gpkg", layer="boundaries", level="community"
+    )
+    assert (report.changed, report.unchanged, report.warnings) == (1, 1, [])
 
     # The street of 370102001001 redrawn without it.
     street = _units_of(demo_sessions, "street", ["370102001"])
