@@ -476,6 +476,41 @@ def _with_exported_attributes(
     return out, unreadable
 
 
+def _with_dates_of_attributes(rows: gpd.GeoDataFrame, *, skip: Mapping[int, Any]) -> gpd.GeoDataFrame:
+    """Take the standard dates (``validate.DATE_FIELDS``) an export writes inside its attributes JSON out
+    into their columns, where a row has none of its own, so that a date edited there is checked and
+    written as ISO 8601 as a date column's is (2023/5/8 is 2023-05-08; 2023-02-29 is refused), not stored
+    as typed. They go back into the free attributes with the other standard fields without a column. The
+    source rows in ``skip`` (attributes that are no JSON object, rejected) are left as they are."""
+    out = rows.copy()
+    attributes = out["attributes"].to_numpy(dtype=object, na_value=None).tolist()
+    source_rows = out["source_row"].to_numpy(dtype=np.int64).tolist()
+    for date_field in validate.DATE_FIELDS:
+        column = (
+            out[date_field].to_numpy(dtype=object, na_value=None).tolist()
+            if date_field in out.columns
+            else [None] * len(out)
+        )
+        lifted = False
+        for i, value in enumerate(attributes):
+            if column[i] is not None or value is None or source_rows[i] in skip:
+                continue
+            as_text = isinstance(value, str)
+            if as_text and f'"{date_field}"' not in value:
+                continue  # most rows: no need to parse them
+            members = json.loads(value) if as_text else value
+            if not isinstance(members, dict) or members.get(date_field) is None:
+                continue
+            members = dict(members)
+            column[i] = str(members.pop(date_field))
+            attributes[i] = json.dumps(members, ensure_ascii=False) if as_text else members
+            lifted = True
+        if lifted:
+            out[date_field] = pd.Series(column, index=out.index, dtype=object)
+    out["attributes"] = pd.Series(attributes, index=out.index, dtype=object)
+    return out
+
+
 def _open(request: ImportRequest, settings: Settings) -> io.LayerInfo:
     info = _inspect(request, settings)
     left_out = _left_out_columns(info, request.layer)
@@ -1197,6 +1232,7 @@ def _stage_components(
                 mapped, unreadable = _with_exported_attributes(
                     mapped, exported=bool(_left_out_columns(run.info, "components"))
                 )
+                mapped = _with_dates_of_attributes(mapped, skip=unreadable)
             mapped, oversized, refusals = _refused_before_validation(
                 mapped, chunk, run.settings.max_geometry_vertices, unreadable
             )

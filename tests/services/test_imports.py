@@ -589,6 +589,43 @@ def test_an_export_imported_again_untouched_changes_nothing(
     assert (report.changed, report.unchanged) == (1, 0)
 
 
+def test_dates_edited_inside_an_exports_attributes_are_checked_as_date_columns_are(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """An export writes a component's dates inside its attributes JSON, where GIS staff edit them: there
+    they are read as a date column is (ISO 8601; a day the month lacks refused), not stored as typed."""
+    from gridsvc.services.export import export_layer
+
+    lamps = _lamps(_grid_points(demo_sessions, 4, offset=560), first_seq=956_001)
+    lamps["设立日期"] = ["2023-05-01", "2023-05-02", "2023-05-03", "2023-05-04"]
+    lamps.to_file(tmp_path / "census.gpkg", driver="GPKG")
+    assert _run(demo_sessions, test_settings, tmp_path / "census.gpkg").new == 4
+    codes = list(lamps["标识码"])
+    exported, _ = export_layer(
+        demo_sessions, "components", tmp_path / "导出.geojson", class_codes=(LAMP,)
+    )
+    edited = gpd.read_file(exported)
+    edited = edited[edited["code"].isin(codes)].sort_values("code").reset_index(drop=True)
+    typed = {codes[0]: "2023/5/8", codes[1]: "2023-02-29", codes[2]: "2023年5月3日"}
+    members = [a if isinstance(a, dict) else json.loads(a) for a in edited["attributes"]]
+    edited["attributes"] = [
+        json.dumps({**m, "initial_date": typed.get(c, m["initial_date"])}, ensure_ascii=False)
+        for c, m in zip(edited["code"], members, strict=True)
+    ]
+    edited.to_file(tmp_path / "改日期.geojson", driver="GeoJSON")
+    report = _run(demo_sessions, test_settings, tmp_path / "改日期.geojson")
+    # 2023/5/8 is a new date; 2023年5月3日 is the stored 2023-05-03 written otherwise; 2023-02-29 is no day.
+    assert (report.changed, report.unchanged, report.rejected) == (1, 2, 1)
+    assert [(p.source_row, p.field, p.value) for p in report.problems] == [(2, "initial_date", "2023-02-29")]
+    stored = _current(demo_sessions, codes)
+    assert [a["initial_date"] for a in stored["attributes"]] == [
+        "2023-05-08",
+        "2023-05-02",
+        "2023-05-03",
+        "2023-05-04",
+    ]
+
+
 def test_a_shapefile_export_whose_attributes_were_cut_rejects_those_rows(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
