@@ -220,11 +220,12 @@ def test_a_kml_brings_its_placemark_data_not_how_google_earth_draws_it(
     described = lamps.assign(Description=["杆体倾斜", None, None]).to_crs("EPSG:4326")
     described.to_file(tmp_path / "复查.kml", driver="KML")
     report = _run(demo_sessions, test_settings, tmp_path / "复查.kml")
-    # The file now has a description field, null where a placemark has none: as a new column would.
-    assert (report.unchanged, report.changed) == (0, 3)
+    # The file now has a description field, null where a placemark has none: as a new column filled in
+    # on one row would, it changes that row only (a null is no value, as a field not there is).
+    assert (report.unchanged, report.changed) == (2, 1)
     got = _current(demo_sessions, list(lamps["标识码"]))
     assert got["attributes"].iloc[0] == {"description": "杆体倾斜", "maintainer": "济南市路灯养护中心"}
-    assert got["attributes"].iloc[1] == {"description": None, "maintainer": "济南市路灯养护中心"}
+    assert got["attributes"].iloc[1] == {"maintainer": "济南市路灯养护中心"}
 
 
 def test_a_csv_position_is_its_geometry_not_an_attribute_but_a_broken_one_is_reported_as_written(
@@ -601,9 +602,7 @@ def test_dates_edited_inside_an_exports_attributes_are_checked_as_date_columns_a
     lamps.to_file(tmp_path / "census.gpkg", driver="GPKG")
     assert _run(demo_sessions, test_settings, tmp_path / "census.gpkg").new == 4
     codes = list(lamps["标识码"])
-    exported, _ = export_layer(
-        demo_sessions, "components", tmp_path / "导出.geojson", class_codes=(LAMP,)
-    )
+    exported, _ = export_layer(demo_sessions, "components", tmp_path / "导出.geojson", class_codes=(LAMP,))
     edited = gpd.read_file(exported)
     edited = edited[edited["code"].isin(codes)].sort_values("code").reset_index(drop=True)
     typed = {codes[0]: "2023/5/8", codes[1]: "2023-02-29", codes[2]: "2023年5月3日"}
