@@ -594,8 +594,7 @@ def _shapefile_in_zip(archive: Path) -> _Source:
         raise LayerError(
             f"{label} is not a readable .zip ({exc}): it may be truncated; copy it again"
         ) from exc
-    # macOS archivers add __MACOSX/._name resource forks that look like shapefiles but are not.
-    names = [n for n in names if not n.startswith("__MACOSX/") and "/._" not in f"/{n}"]
+    names = [n for n in names if not is_resource_fork(n)]
     shps = sorted(n for n in names if n.lower().endswith(".shp"))
     gdbs = sorted({part for n in names for part in n.split("/")[:-1] if part.lower().endswith(".gdb")})
     shown_gdbs = ", ".join(
@@ -639,6 +638,12 @@ def _shapefile_in_zip(archive: Path) -> _Source:
     raise LayerError(
         f"{label} holds no shapefile (.shp) or FileGDB (.gdb): zip the files of the layer to import"
     )
+
+
+def is_resource_fork(name: str) -> bool:
+    """Whether a zip member is one of the __MACOSX/._name resource forks macOS archivers add beside the files
+    zipped: they look like shapefiles (._路灯.shp) but are no part of any layer."""
+    return name.startswith("__MACOSX/") or "/._" in f"/{name}"
 
 
 def _member_label(member: zipfile.ZipInfo) -> str:

@@ -154,7 +154,7 @@ def _unpacked(archive: Path, limits: io.ArchiveLimits) -> Path:
             members = zipped.infolist()
             names = [m.filename for m in members]
             gdb_roots = sorted({n.split(".gdb/")[0] + ".gdb" for n in names if ".gdb/" in n})
-            files = [m for m in members if not m.is_dir() and not _is_resource_fork(m.filename)]
+            files = [m for m in members if not m.is_dir() and not io.is_resource_fork(m.filename)]
             if len(files) == 1 and files[0].filename.lower().endswith(io.ONE_FILE_SUFFIXES):
                 unpack_to = (archive.parent / "unzipped").resolve()
                 _unpack_member(zipped, files[0], unpack_to, archive, already=0, limit=limits.max_bytes)
@@ -177,11 +177,6 @@ def _unpacked(archive: Path, limits: io.ArchiveLimits) -> Path:
     except zipfile.BadZipFile as exc:
         raise _refused(f"{archive.name} is not a valid zip file ({exc})") from exc
     return unpack_to / gdb_roots[0]
-
-
-def _is_resource_fork(name: str) -> bool:
-    """macOS archivers add __MACOSX/._name entries beside the files zipped: no part of the layer."""
-    return name.startswith("__MACOSX/") or "/._" in f"/{name}"
 
 
 def _unpack_member(
