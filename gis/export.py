@@ -160,13 +160,17 @@ def _check_encodable(frame: pd.DataFrame, codec: str, label: str, path: Path) ->
         if not _is_text(values):
             continue
         # One encode of the joined column is far faster than one per value; per value only on failure.
-        texts = [str(t) for t in values.to_numpy(dtype=object, na_value=None).tolist() if t is not None]
-        if _can_encode("\n".join(texts), codec):
+        cells = values.to_numpy(dtype=object, na_value=None).tolist()
+        if _can_encode("\n".join(str(t) for t in cells if t is not None), codec):
             continue
-        bad = next(t for t in texts if not _can_encode(t, codec))
+        row = next(i for i, t in enumerate(cells) if t is not None and not _can_encode(str(t), codec))
+        # Named by its code where the layer has one (what GIS staff search for in QGIS), else by its row.
+        where = f"code {frame['code'].iloc[row]}" if "code" in frame.columns else f"feature {row + 1}"
+        # GB18030 holds every Unicode character and old desktop GIS read it as GBK for the GBK part.
+        instead = "GB18030 or UTF-8" if codec == "gbk" else "UTF-8"
         raise ValueError(
-            f"cannot write {path.name} in {label}: column {column} holds {bad!r}, which {label} cannot "
-            "represent; write the file in UTF-8"
+            f"cannot write {path.name} in {label}: column {column} of {where} holds {cells[row]!r}, which "
+            f"{label} cannot represent; write the file in {instead}"
         )
 
 

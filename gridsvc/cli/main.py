@@ -971,19 +971,40 @@ def export_command(
     what: Annotated[str, typer.Argument(help="components, grids or boundaries.")],
     file: Annotated[Path, typer.Argument(help="Output: .gpkg, .geojson, .shp or .csv.")],
     class_: Annotated[
-        list[str] | None, typer.Option("--class", help="Component class codes to export (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--class", help="Components only: class codes to export (repeatable); all when not given."
+        ),
     ] = None,
-    plan: Annotated[str, typer.Option(help="Grids: plan id or 'active'.")] = "active",
-    kind: Annotated[str, typer.Option(help="Grids: unit or responsibility.")] = "unit",
-    level: Annotated[str, typer.Option(help="Boundaries: district, street or community.")] = "community",
+    plan: Annotated[
+        str | None,
+        typer.Option(help="Grids only: plan id or 'active'.  [default: active]", show_default=False),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="Grids only: unit or responsibility.  [default: unit]", show_default=False),
+    ] = None,
+    level: Annotated[
+        str | None,
+        typer.Option(help="Boundaries only: district, street or community.  [default: community]"),
+    ] = None,
     crs: Annotated[
         str, typer.Option(help="Output CRS: EPSG:4490 (default), EPSG:4527, wgs84, gcj02, ...")
     ] = "EPSG:4490",
-    encoding: Annotated[str, typer.Option(help="Shapefile attribute encoding: UTF-8 or GBK.")] = "UTF-8",
+    encoding: Annotated[
+        str, typer.Option(help="Shapefile attribute encoding: UTF-8, GBK or GB18030 (other formats: UTF-8).")
+    ] = "UTF-8",
 ) -> None:
     """Export a layer to a file GIS staff open in QGIS.
 
     Example: `gridsvc export components 路灯.shp --class 0118 --crs EPSG:4527 --encoding GBK`.
+
+    Components are the current version of each one in use (void ones are left out); grids are a plan's
+    (`--plan`, `--kind`); boundaries one level's (`--level`). An option for another layer is refused. A
+    GeoPackage's layer is named after the file and replaced if the file has it already; a Shapefile or
+    GeoJSON is written anew. GCJ-02 and BD-09 have no EPSG code: import such a file again with `--crs
+    gcj02` (or `bd09`). Edit the file and `gridsvc import` it again: only what you changed gets a new
+    version.
     """
     from gridsvc.services.export import export_layer
 

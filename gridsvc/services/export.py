@@ -40,6 +40,31 @@ def check_target(path: Path, crs: str, encoding: str) -> None:
         raise InvalidInputError("cannot export like that", problems=problems)
 
 
+# The options that choose the features of each layer: any other is refused for it.
+_OPTIONS_OF_LAYER = {"components": ("class",), "grids": ("plan", "kind"), "boundaries": ("level",)}
+_LAYER_OF_OPTION = {"class": "components", "plan": "grids", "kind": "grids", "level": "boundaries"}
+
+
+def _check_options_fit(
+    what: str, *, class_codes: tuple[str, ...], plan: str | None, kind: str | None, level: str | None
+) -> None:
+    if what not in _OPTIONS_OF_LAYER:
+        return  # refused as an unknown layer below
+    given = {"class": bool(class_codes), "plan": plan is not None, "kind": kind is not None}
+    given["level"] = level is not None
+    problems = [
+        FieldProblem(
+            option,
+            f"--{option} chooses {_LAYER_OF_OPTION[option]}, not {what}: leave it out"
+            + (f" (choose {what} with {', '.join('--' + o for o in _OPTIONS_OF_LAYER[what])})"),
+        )
+        for option, is_given in given.items()
+        if is_given and option not in _OPTIONS_OF_LAYER[what]
+    ]
+    if problems:
+        raise InvalidInputError(f"options that do not choose {what}", problems=problems)
+
+
 def export_layer(
     sessions: sessionmaker[Session],
     what: str,
@@ -48,12 +73,22 @@ def export_layer(
     crs: str = "EPSG:4490",
     encoding: str = "UTF-8",
     class_codes: tuple[str, ...] = (),
-    plan: str = "active",
-    kind: str = "unit",
-    level: str = "community",
+    plan: str | None = None,
+    kind: str | None = None,
+    level: str | None = None,
 ) -> tuple[Path, int]:
-    """Write components, grids or boundaries to ``path``; returns the path and the feature count."""
+    """Write components, grids or boundaries to ``path``; returns the path and the feature count.
+
+    ``plan`` and ``kind`` choose grids (the active plan's unit grids when not given), ``level`` chooses
+    boundaries (communities), ``class_codes`` chooses components (all classes). An option given for a
+    layer it does not choose is refused rather than ignored: `export components --plan 3` would otherwise
+    write every component and let the user believe it was plan 3's.
+    """
     check_target(path, crs, encoding)
+    _check_options_fit(what, class_codes=class_codes, plan=plan, kind=kind, level=level)
+    plan = plan or "active"
+    kind = kind or "unit"
+    level = level or "community"
     if what == "grids" and plan != "active" and not plan.isdigit():
         raise InvalidInputError(
             "unknown plan", problems=[FieldProblem("plan", f"{plan!r}: a plan id (a number) or 'active'")]

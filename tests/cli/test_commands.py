@@ -158,6 +158,10 @@ def test_export_writes_the_file_and_refuses_bad_options_in_one_line(demo_url: st
     refused = gridsvc(["export", "grids", str(tmp_path / "g.gpkg"), "--plan", "abc"], demo_url)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "plan: 'abc': a plan id (a number) or 'active'" in refused.stderr
+    # An option of another layer is refused, not ignored (this once wrote every component).
+    misplaced = gridsvc(["export", "components", str(tmp_path / "c.gpkg"), "--plan", "99"], demo_url)
+    assert misplaced.returncode == 1 and not (tmp_path / "c.gpkg").exists()
+    assert "plan: --plan chooses grids, not components: leave it out" in misplaced.stderr
 
 
 def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_path: Path) -> None:

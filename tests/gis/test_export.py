@@ -296,11 +296,17 @@ def test_bad_layer_requests(
 
 
 def test_text_gbk_cannot_hold(tmp_path: Path, lamps: gpd.GeoDataFrame) -> None:
-    frame = lamps.assign(名称=["路灯😀", "b", "c"])
-    with pytest.raises(
-        ValueError, match="column 名称 holds '路灯😀', which GBK cannot represent; write the file in UTF-8"
-    ):
+    frame = lamps.assign(名称=["b", "路灯😀", "c"])
+    with pytest.raises(ValueError) as info:
         write_layer(frame, tmp_path / "lamps.shp", encoding="GBK")
+    assert str(info.value) == (
+        "cannot write lamps.shp in GBK: column 名称 of code 3701020305000002 holds '路灯😀', which GBK"
+        " cannot represent; write the file in GB18030 or UTF-8"
+    )
+    # As the message says: GB18030 holds every character, and reads back as written.
+    written = write_layer(frame, tmp_path / "lamps.shp", encoding="GB18030")
+    assert written.with_suffix(".cpg").read_text().strip().upper() == "GB18030"
+    assert pyogrio.read_dataframe(written)["名称"].tolist() == ["b", "路灯😀", "c"]
 
 
 def test_layer_without_crs(tmp_path: Path, lamps: gpd.GeoDataFrame) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -100,6 +101,52 @@ def test_unknown_plan(demo_sessions: sessionmaker[Session], tmp_path: Path) -> N
         export_layer(demo_sessions, "grids", tmp_path / "g.gpkg", plan="999")
 
 
+@pytest.mark.parametrize(
+    ("what", "options", "refused"),
+    [
+        (
+            "components",
+            {"plan": "99"},
+            {"plan": "--plan chooses grids, not components: leave it out (choose components with --class)"},
+        ),
+        (
+            "components",
+            {"kind": "unit", "level": "street"},
+            {
+                "kind": "--kind chooses grids, not components: leave it out (choose components with --class)",
+                "level": "--level chooses boundaries, not components: leave it out"
+                " (choose components with --class)",
+            },
+        ),
+        (
+            "grids",
+            {"class_codes": ("0118",)},
+            {
+                "class": "--class chooses components, not grids: leave it out"
+                " (choose grids with --plan, --kind)"
+            },
+        ),
+        (
+            "boundaries",
+            {"plan": "active"},
+            {"plan": "--plan chooses grids, not boundaries: leave it out (choose boundaries with --level)"},
+        ),
+    ],
+)
+def test_an_option_for_another_layer_is_refused_not_ignored(
+    demo_sessions: sessionmaker[Session],
+    tmp_path: Path,
+    what: str,
+    options: dict[str, Any],
+    refused: dict[str, str],
+) -> None:
+    target = tmp_path / "out.gpkg"
+    with pytest.raises(InvalidInputError) as info:
+        export_layer(demo_sessions, what, target, **options)
+    assert {p.field: p.message for p in info.value.problems} == refused
+    assert not target.exists()
+
+
 def test_a_plan_that_is_not_a_number_is_refused(demo_sessions: sessionmaker[Session], tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError) as info:
         export_layer(demo_sessions, "grids", tmp_path / "g.gpkg", plan="abc")
@@ -121,7 +168,9 @@ def test_what_the_layer_holds_and_the_file_cannot_is_said_plainly(
         export_layer(
             demo_sessions, "components", tmp_path / "covers.shp", encoding="GBK", class_codes=("0113",)
         )
-    assert "GBK cannot represent" in info.value.problems[0].message
-    assert "write the file in UTF-8" in info.value.problems[0].message
+    assert info.value.problems[0].message == (
+        "cannot write covers.shp in GBK: column name of code 3701020113000001 holds '井盖🙂', which GBK"
+        " cannot represent; write the file in GB18030 or UTF-8"
+    )
     path, count = export_layer(demo_sessions, "components", tmp_path / "covers.shp", class_codes=("0113",))
     assert count == 1 and gpd.read_file(path)["name"].tolist() == ["井盖🙂"]
