@@ -1124,7 +1124,7 @@ def upsert_stations(session: Session) -> tuple[int, int, int]:
 
 
 def replace_net(
-    session: Session, *, code: str, name: str, department: str, batch_id: int
+    session: Session, *, code: str, name: str, department: str, batch_id: int | None
 ) -> tuple[int, int, int, int]:
     """Create or replace one net's polygons. Returns, by polygon code against the polygons it replaces,
     (new, changed, unchanged, gone). An empty ``department`` (not given) keeps the one stored."""
@@ -1218,7 +1218,7 @@ def roads_under_another_name(session: Session) -> list[RoadUnderAnotherName]:
     return [RoadUnderAnotherName(int(r.source_row), r.name, r.stored_name) for r in rows]
 
 
-def insert_roads(session: Session, *, batch_id: int, replace: bool) -> tuple[int, int, int, int]:
+def insert_roads(session: Session, *, batch_id: int | None, replace: bool) -> tuple[int, int, int, int]:
     """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
     stored roads the file does not have. Roads have no code: a road already stored with the same name and
     the same line is that road, updated (its class, its free attributes) rather than added again, so

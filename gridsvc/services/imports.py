@@ -2001,7 +2001,9 @@ def import_layer(
             if request.layer == "stations":
                 _warn_of_stations_away(session, report, settings, staged_rows)
             _settle(report, request, problem_rows, settings)
-            batch = _new_batch(session, report, request, info, actor)
+            # A dry run records no batch: a batch id taken and rolled back would leave a gap in the numbers.
+            batch = None if request.dry_run else _new_batch(session, report, request, info, actor)
+            batch_id = batch.id if batch is not None else None
             if request.layer == "boundaries":
                 _upsert_boundaries(session, report, settings, str(request.level))
             elif request.layer == "stations":
@@ -2012,15 +2014,15 @@ def import_layer(
                     code=str(request.net_code),
                     name=str(request.net_name),
                     department=request.net_department or "",
-                    batch_id=batch.id,
+                    batch_id=batch_id,
                 )
             else:
                 if not request.replace:
                     _warn_of_roads_under_another_name(session, report)
                 report.new, report.changed, report.unchanged, report.retired = repo.insert_roads(
-                    session, batch_id=batch.id, replace=request.replace
+                    session, batch_id=batch_id, replace=request.replace
                 )
-            if request.dry_run:
+            if batch is None:  # a dry run
                 raise _DryRunDoneError
             _record(session, batch, report, request, actor, problem_rows)
             stop.commit_now()  # what is left is the commit

@@ -117,9 +117,19 @@ def test_a_layer_delivered_again_in_another_crs_is_the_same_layer(
         demo_sessions, test_settings, tmp_path / "街道_4527.gpkg", layer="boundaries", level="street"
     )
     assert (first.new, again.new, again.changed, again.unchanged) == (1, 0, 0, 1)
+    last_batch = _scalar(demo_sessions, "SELECT max(id) FROM survey_batch")
+    preview = _run(demo_sessions, test_settings, tmp_path / "道路_4490.gpkg", layer="roads", dry_run=True)
     first = _run(demo_sessions, test_settings, tmp_path / "道路_4490.gpkg", layer="roads")
     again = _run(demo_sessions, test_settings, tmp_path / "道路_4527.gpkg", layer="roads")
-    assert (first.new, again.new, again.changed, again.unchanged) == (2, 0, 0, 2)
+    assert (preview.new, preview.batch_id, first.new, again.new, again.changed, again.unchanged) == (
+        2,
+        None,
+        2,
+        0,
+        0,
+        2,
+    )
+    assert first.batch_id == last_batch + 1  # the dry run took no batch id
     assert _scalar(demo_sessions, "SELECT count(*) FROM road WHERE name LIKE '换算%'") == 2
     # One corner 5 cm further east is a redrawn boundary, and a road moved 5 cm is another line.
     moved = shapely.Polygon([(a.x, a.y), (a.x + 0.0031 + 5e-7, a.y + 0.0007), (a.x + 0.0017, a.y + 0.0029)])
@@ -347,7 +357,19 @@ def test_net_is_replaced_whole(
     )
     assert first.new == 3
     net.head(2).to_crs(4326).to_file(path)
+    preview = _run(
+        demo_sessions,
+        test_settings,
+        path,
+        layer="net",
+        net_code="dangjian",
+        net_name="党建网格",
+        dry_run=True,
+    )
+    assert (preview.unchanged, preview.retired, preview.batch_id) == (2, 1, None)
     second = _run(demo_sessions, test_settings, path, layer="net", net_code="dangjian", net_name="党建网格")
+    # The dry run took no batch id: the numbers have no gap GIS staff would wonder about.
+    assert second.batch_id == first.batch_id + 1
     # Counted by cell code against the cells replaced: two as they were, one gone.
     assert (second.new, second.changed, second.unchanged, second.retired) == (0, 0, 2, 1)
     net.head(2).assign(网格名称=["党建一区", "党建二"]).to_crs(4326).to_file(path)
