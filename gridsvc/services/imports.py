@@ -1727,7 +1727,8 @@ def _upsert_boundaries(session: Session, report: ImportReport, settings: Setting
     district or street can leave its stored streets or communities outside it (which their next import,
     checked against it, refuses: import the redrawn children next); redrawn communities can leave the
     active plan's unit grids sticking out of them or their area uncovered (redraw the grids there): the
-    breaks of its rules the redraw made, not those the plan had already. Neither is refused: the children
+    breaks of its rules the redraw made, not those the plan had already (and children it put outside, not
+    those already out). Neither is refused: the children
     and the plan can only follow the boundaries once these are in. A unit renamed, or given other
     attributes, is redrawn in nothing."""
     redrawn = repo.redrawn_units(session, level)
@@ -1737,18 +1738,24 @@ def _upsert_boundaries(session: Session, report: ImportReport, settings: Setting
         if plan is None
         else {_break(b) for b in plans_repo.rule_breaks(session, plan[0], communities=redrawn)}
     )
-    report.new, report.changed, report.unchanged = repo.upsert_boundaries(session, level)
-    if not redrawn:
-        return
-    if level in ("district", "street"):
-        child = {"district": "street", "street": "community"}[level]
-        away = repo.children_away_from_parent(
+
+    def children_away() -> list[repo.UnitAway]:
+        return repo.children_away_from_parent(
             session,
             level,
             redrawn,
             metric_srid=resolve_crs(settings.metric_crs).epsg,
             beyond_m=validate.COUNTY_EDGE_METRES,
         )
+
+    # Children already outside their parent as stored are no news of this redraw (as the plan's old breaks).
+    away_before = {u.code for u in children_away()} if level != "community" and redrawn else set()
+    report.new, report.changed, report.unchanged = repo.upsert_boundaries(session, level)
+    if not redrawn:
+        return
+    if level in ("district", "street"):
+        child = {"district": "street", "street": "community"}[level]
+        away = [u for u in children_away() if u.code not in away_before]
         if away:
             named = [f"{u.code} {u.name}: {u.metres:,.0f} m outside {u.parent}" for u in away[:_NAMED]]
             report.warnings.append(
