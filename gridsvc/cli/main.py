@@ -925,6 +925,151 @@ def import_roads_command(
     )
 
 
+@import_app.command("list")
+@friendly
+def import_list_command(
+    layer: Annotated[
+        str | None, typer.Option(help="Only this layer: components, boundaries, stations, net or roads.")
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option(help="Only imports of a file of this name, as imported (e.g. 路灯.gpkg).")
+    ] = None,
+    same_as: Annotated[
+        Path | None,
+        typer.Option(
+            "--same-as",
+            help="Only imports of exactly this file's content (by its SHA-256): was it imported already?",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, the latest first (1-1000).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """The recorded imports (survey batches), the latest first: file, checksum, who, when, counts.
+
+    Examples: `gridsvc import list --layer components`, `gridsvc import list --same-as 路灯.zip`
+    (has this very file been imported?). `gridsvc import show ID` gives one with its warnings and problems.
+    """
+    from gridsvc.services.imports import file_checksum, list_imports
+
+    checksum = None
+    if same_as is not None:
+        if not same_as.exists():
+            raise typer.BadParameter(f"{same_as}: no such file", param_hint="--same-as")
+        checksum = file_checksum(same_as)
+    settings = _settings()
+    found = list_imports(_sessions(settings), layer=layer, file=file, checksum_sha256=checksum, limit=limit)
+    if as_json:
+        console.print_json(json.dumps(found, ensure_ascii=False))
+        return
+    if not found:
+        console.print("no import matches" if layer or file or same_as else "nothing has been imported yet")
+        return
+    table = Table(title="imports, the latest first")
+    table.add_column("id", justify="right")
+    for column in ("layer", "file", "by"):
+        table.add_column(column, overflow="fold")
+    table.add_column("when (city time)", no_wrap=True)
+    table.add_column("rows")
+    for record in found:
+        counts = record["counts"] or {}
+        rows = [
+            f"{counts[k]:,} {k}"
+            for k in ("new", "changed", "unchanged", "retired", "rejected")
+            if counts.get(k)
+        ]
+        table.add_row(
+            str(record["id"]),
+            record["layer"],
+            record["file"],
+            record["imported_by"],
+            _city_time(record["imported_at"], settings)[:16],
+            ", ".join(rows) or "-",
+        )
+    console.print(table)
+
+
+@import_app.command("show")
+@friendly
+def import_show_command(
+    batch_id: Annotated[int, typer.Argument(help="The import's id (see `gridsvc import list`).")],
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write the import's problem report here (.gpkg or .csv) to fix in QGIS."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """One recorded import: its file, checksum, who and when, its counts, warnings and problems.
+
+    Example: `gridsvc import show 12 --report 问题.gpkg`
+    """
+    from gridsvc.services.imports import get_import, import_problems_file
+
+    settings = _settings()
+    sessions = _sessions(settings)
+    record = get_import(sessions, batch_id)
+    if report is not None:
+        import_problems_file(sessions, batch_id, report)
+    if as_json:
+        console.print_json(json.dumps(record, ensure_ascii=False, default=str))
+        return
+    table = Table(title=f"import {record['id']} ({record['layer']})", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")  # a SHA-256 whole, to compare with another file's
+    table.add_row("file", record["file"])
+    table.add_row("SHA-256", record["checksum_sha256"])
+    table.add_row("format / CRS", f"{record['format'] or '-'} / {record['crs'] or '-'}")
+    table.add_row("by", record["imported_by"])
+    table.add_row("at (city time)", _city_time(record["imported_at"], settings))
+    counts = record["counts"] or {}
+    for key in sorted(
+        counts, key=lambda k: _COUNT_ORDER.index(k) if k in _COUNT_ORDER else len(_COUNT_ORDER)
+    ):
+        table.add_row(key.replace("_", " "), f"{counts[key]:,}")
+    console.print(table)
+    for warning in record["warnings"] or []:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    problems = record["problems"]
+    if problems:
+        shown = Table(
+            "row",
+            "field",
+            "value",
+            "reason",
+            "action",
+            title="problems" + ("" if len(problems) <= 20 else " (the first 20)"),
+        )
+        for p in problems[:20]:
+            shown.add_row(str(p["source_row"]), p["field"], (p["value"] or "")[:40], p["reason"], p["action"])
+        console.print(shown)
+    if report is not None:
+        console.print(f"report written to {report}")
+    elif len(problems) > 20:
+        console.print(f"more problems: `gridsvc import show {batch_id} --report FILE.gpkg`")
+
+
+# A stored batch's counts in the order an import's summary gives them (JSONB keeps its own order).
+_COUNT_ORDER = (
+    "rows_read",
+    "accepted",
+    "rejected",
+    "repaired",
+    "new",
+    "changed",
+    "unchanged",
+    "retired",
+    "assigned_to_grid",
+)
+
+
+def _city_time(iso: str, settings: Settings) -> str:
+    """An ISO 8601 instant as the city's clock shows it, to the second."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    moment = dt.datetime.fromisoformat(iso).astimezone(ZoneInfo(settings.timezone))
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _print_import(result: Any) -> None:
     title = (
         "dry run: nothing written"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
+import glob
 import hashlib
 import json
 import logging
@@ -318,13 +319,27 @@ def _freeze_older_objects() -> None:
     gc.freeze()
 
 
+# The parts of a Shapefile that hold its content (its indexes and metadata do not): its attributes are in
+# the .dbf, so a corrected file with the same points must not have the first one's checksum.
+_SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+
+
 def file_checksum(path: Path) -> str:
-    """SHA-256 of a file, or of every file in a folder (a FileGDB or an unzipped shapefile)."""
+    """SHA-256 of a file, of a Shapefile's parts when ``path`` is its ``.shp``, or of every file in a
+    folder (a FileGDB or an unzipped shapefile)."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.suffix.lower() == ".shp":
+        parts = {p.suffix.lower(): p for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if p.is_file()}
+        files = [parts[suffix] for suffix in _SHAPEFILE_PARTS if suffix in parts]
+    else:
+        files = [path]
     for file in files:
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode())
+        elif file != path:  # a .shp's sidecar, named by its part
+            digest.update(file.suffix.lower().encode())
         with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -1526,6 +1541,15 @@ def list_imports(
 ) -> list[dict[str, Any]]:
     """The recorded imports (survey batches), the latest first, without their problems: was this file
     imported (by its name or its checksum), and what did the last imports of a layer do."""
+    problems = []
+    if layer is not None and layer not in LAYERS:
+        problems.append(FieldProblem("layer", f"{layer!r}: one of {', '.join(LAYERS)}"))
+    if checksum_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", checksum_sha256):
+        problems.append(FieldProblem("checksum_sha256", "64 hexadecimal digits (a file's SHA-256)"))
+    if not 1 <= limit <= 1000:
+        problems.append(FieldProblem("limit", f"{limit}: from 1 to 1000"))
+    if problems:
+        raise InvalidInputError("cannot list imports like that", problems=problems)
     with sessions() as session:
         found = repo.batches(session, layer=layer, file=file, checksum_sha256=checksum_sha256, limit=limit)
         return [{**_batch_record(batch), "links": {"self": f"/v1/imports/{batch.id}"}} for batch in found]

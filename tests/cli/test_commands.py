@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import geopandas as gpd
 import httpx
 import pytest
+import shapely
 import sqlalchemy
 
 from tests.conftest import NEUTRAL_CWD, free_port
@@ -208,6 +212,66 @@ def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_pa
                 sqlalchemy.text("SELECT imported_by FROM survey_batch WHERE source_file = '井盖.csv'")
             ).scalar_one()
         assert by == f"cli:{getpass.getuser()}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DELETE FROM import_problem WHERE survey_batch_id IN ({batches})"))
+            conn.execute(sqlalchemy.text(f"DELETE FROM component WHERE survey_batch_id IN ({batches})"))
+            conn.execute(sqlalchemy.text(f"DELETE FROM survey_batch WHERE id IN ({batches})"))
+        engine.dispose()
+
+
+def test_import_list_and_show_find_an_import_by_its_file_and_its_content(
+    demo_url: str, tmp_path: Path
+) -> None:
+    """GIS staff ask whether a file they were sent again was imported already, and what that import did.
+    A Shapefile's checksum covers its attributes too: the same points with a corrected .dbf are another file.
+    """
+    shapefile = tmp_path / "井盖.shp"
+    covers = gpd.GeoDataFrame(
+        {
+            "标识码": ["3701020118900101", "3701020118900102"],
+            "名称": ["井盖甲", "井盖乙"],
+            "状态": ["完好"] * 2,
+        },
+        geometry=[shapely.Point(117.05, 36.65), shapely.Point(117.0505, 36.6505)],
+        crs="EPSG:4490",
+    )
+    engine = sqlalchemy.create_engine(demo_url)
+    batches = "SELECT id FROM survey_batch WHERE source_file = '井盖.shp'"
+    try:
+        covers.to_file(shapefile, encoding="GBK")
+        points = shapefile.read_bytes()
+        first = gridsvc(["import", "components", str(shapefile)], demo_url)
+        assert first.returncode == 0, first.stderr
+        covers.assign(名称=["井盖甲", "井盖丙"]).to_file(shapefile, encoding="GBK")
+        assert shapefile.read_bytes() == points  # only the .dbf differs
+        unseen = gridsvc(["import", "list", "--same-as", str(shapefile)], demo_url)
+        assert unseen.returncode == 0 and unseen.stdout.strip() == "no import matches"
+        second = gridsvc(["import", "components", str(shapefile)], demo_url)
+        assert second.returncode == 0, second.stderr
+
+        def listed(*options: str) -> list[dict[str, Any]]:
+            done = gridsvc(["import", "list", *options, "--json"], demo_url)
+            assert done.returncode == 0, done.stderr
+            return list(json.loads(done.stdout))
+
+        by_content = listed("--same-as", str(shapefile))
+        by_name = listed("--file", "井盖.shp", "--layer", "components")
+        assert [b["id"] for b in by_name] == [by_content[0]["id"], by_content[0]["id"] - 1]
+        assert len(by_content) == 1 and by_content[0]["counts"]["changed"] == 1
+        assert by_content[0]["imported_by"] == f"cli:{getpass.getuser()}"
+        table = gridsvc(["import", "list", "--file", "井盖.shp"], demo_url)
+        assert "1 changed, 1 unchanged" in table.stdout and "2 new" in table.stdout
+
+        report = tmp_path / "问题.csv"
+        shown = gridsvc(["import", "show", str(by_content[0]["id"]), "--report", str(report)], demo_url)
+        assert shown.returncode == 0, shown.stderr
+        assert by_content[0]["checksum_sha256"] in shown.stdout.replace("│", "").replace("\n", "")
+        assert "井盖.shp" in shown.stdout and report.exists()
+        missing = gridsvc(["import", "show", "999999"], demo_url)
+        assert missing.returncode == 1 and "no import 999999" in missing.stderr
+        wrong = gridsvc(["import", "list", "--layer", "lamps"], demo_url)
+        assert wrong.returncode == 1 and "layer: 'lamps': one of components, boundaries" in wrong.stderr
     finally:
         with engine.begin() as conn:
             conn.execute(sqlalchemy.text(f"DELETE FROM import_problem WHERE survey_batch_id IN ({batches})"))
