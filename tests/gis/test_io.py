@@ -792,6 +792,40 @@ def test_utf16_csv_from_excel(tmp_path: Path) -> None:
     assert frame["名称"].tolist() == ["公厕"] and coords_of(frame).tolist() == [[117.02, 36.66]]
 
 
+def test_a_csv_pieced_together_from_two_encodings_is_refused_naming_the_lines(tmp_path: Path) -> None:
+    """20 rows saved as UTF-8 and one appended from a GBK file: read as GB18030 (the file is not all UTF-8)
+    the 20 names came in garbled (路灯0 as 璺伅0) with no error. Refused, saying where each encoding is."""
+    lines = ["code,name,lon,lat"] + [f"37010201187{i:05d},路灯{i},117.05,36.65" for i in range(20)]
+    path = tmp_path / "拼接.csv"
+    path.write_bytes(
+        ("\r\n".join(lines) + "\r\n").encode("utf-8")
+        + "3701020118799999,东路灯,117.05,36.65\r\n".encode("gbk")
+    )
+    with pytest.raises(LayerError) as info:
+        inspect_layer(path, crs="cgcs2000")
+    assert str(info.value) == (
+        f"{path} is in two encodings: line 2 has Chinese text in UTF-8, but 1 line(s) are not UTF-8, the"
+        " first line 22 (GBK?). Read in either encoding, the other lines would come in garbled: save the"
+        " whole file in one encoding (Excel: 另存为 CSV UTF-8) and import it again"
+    )
+    assert info.value.field == "encoding"
+    # A file all in GBK is still detected, and one the user says is GB18030 is read as told.
+    path.write_bytes("\r\n".join(lines).encode("gbk"))
+    assert inspect_layer(path, crs="cgcs2000").encoding == "GB18030"
+
+
+@pytest.mark.parametrize("magic", [b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"])
+def test_an_excel_workbook_named_csv_is_said_to_be_one(tmp_path: Path, magic: bytes) -> None:
+    path = tmp_path / "普查表.csv"
+    path.write_bytes(magic + bytes(range(256)) * 4)
+    with pytest.raises(LayerError) as info:
+        inspect_layer(path, crs="cgcs2000")
+    assert str(info.value) == (
+        f"{path} is an Excel workbook (or another binary file), not CSV text: open it in Excel and save it"
+        " as CSV (文件 > 另存为 > CSV UTF-8)"
+    )
+
+
 def test_csv_metres_in_a_gauss_kruger_crs_across_chunks(tmp_path: Path) -> None:
     lon, lat = jinan_lonlat(7)
     x, y = project(lon, lat, 4527)
