@@ -1093,6 +1093,8 @@ def _file_crs(raw: str | None, where: str) -> ResolvedCRS | None:
     # .prj files written by ArcGIS carry ESRI names that PROJ matches to an EPSG code only loosely.
     code = crs.to_epsg(min_confidence=70)
     if code is None:
+        code = _code_of_same_definition(crs)
+    if code is None:
         raise LayerError(
             f"{where}: its coordinate reference system {crs.name!r} has no EPSG code: reproject the file "
             f"(e.g. to EPSG:4490 or EPSG:4548 in QGIS) or say which it is with --crs {_CRS_EXAMPLES}"
@@ -1101,6 +1103,40 @@ def _file_crs(raw: str | None, where: str) -> ResolvedCRS | None:
         return resolve_crs(code)
     except CoordinateError as exc:
         raise LayerError(f"{where}: {exc}") from exc
+
+
+def _code_of_same_definition(crs: pyproj.CRS) -> int | None:
+    """The EPSG code of a CRS defined as the file's CRS is, under a name of its own.
+
+    Survey software writes a Gauss-Krüger zone as its own PROJCS ("Gauss_Kruger_117", "Zone39") with
+    CGCS2000's ellipsoid and the zone's parameters. PROJ then matches EPSG codes at a lower confidence, and
+    sometimes two at once: a transverse Mercator at 117°E with no prefix is EPSG:4548 (3-degree zone 39) and
+    EPSG:4509 (6-degree zone 20) alike. A candidate is taken only if it places points across its area of
+    use where the file's definition does (to a millimetre); of several that all do, which are then one
+    projection under two codes, the 3-degree zone's, which city surveys use.
+    """
+    candidates = [
+        pyproj.CRS.from_epsg(int(match.code))
+        for match in crs.list_authority(min_confidence=50)
+        if match.auth_name == "EPSG"
+    ][:4]
+    same = [candidate for candidate in candidates if _places_points_alike(crs, candidate)]
+    if not same:
+        return None
+    same.sort(key=lambda c: ("3-degree" not in c.name, c.to_epsg() or 0))
+    return same[0].to_epsg()
+
+
+def _places_points_alike(crs: pyproj.CRS, candidate: pyproj.CRS) -> bool:
+    if candidate.is_projected != crs.is_projected or candidate.area_of_use is None:
+        return False
+    west, south, east, north = candidate.area_of_use.bounds
+    lon, lat = np.meshgrid(np.linspace(west, east, 3), np.linspace(south, north, 3))
+    geodetic = candidate.geodetic_crs or pyproj.CRS.from_epsg(4490)
+    theirs = pyproj.Transformer.from_crs(geodetic, candidate, always_xy=True).transform(lon, lat)
+    ours = pyproj.Transformer.from_crs(geodetic, crs, always_xy=True).transform(lon, lat)
+    tolerance = 1e-3 if crs.is_projected else 1e-8  # a millimetre, in metres or in degrees
+    return bool(np.all(np.abs(np.subtract(theirs, ours)) < tolerance))
 
 
 def _decide_crs(

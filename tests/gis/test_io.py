@@ -458,6 +458,37 @@ def test_arcgis_prj_is_matched_to_its_epsg_code(tmp_path: Path) -> None:
     np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-8)
 
 
+@pytest.mark.parametrize(
+    ("name", "false_easting", "epsg"), [("Gauss_Kruger_117", 500_000, 4548), ("Zone39", 39_500_000, 4527)]
+)
+def test_a_prj_of_a_gauss_kruger_zone_under_a_name_of_its_own_is_that_zone(
+    tmp_path: Path, name: str, false_easting: int, epsg: int
+) -> None:
+    """Survey software names the zone as it likes ("Gauss_Kruger_117"); PROJ then matches its EPSG codes at
+    a lower confidence, and two at once without the prefix (4548 and 4509, the 6-degree CM 117E). Both
+    place points alike, so the file is in that zone, as QGIS reads it; it was refused as having no code."""
+    lon, lat = jinan_lonlat(3)
+    x, y = project(lon, lat, epsg)
+    shp = tmp_path / "custom.shp"
+    pyogrio.write_dataframe(
+        gpd.GeoDataFrame({"n": [1, 2, 3]}, geometry=gpd.points_from_xy(x, y), crs=epsg), shp
+    )
+    shp.with_suffix(".prj").write_text(
+        ESRI_PRJ_4548.replace("CGCS2000_3_Degree_GK_CM_117E", name)
+        .replace("Gauss_Kruger", "Transverse_Mercator")
+        .replace("500000.0", f"{false_easting:.1f}")
+    )
+
+    info, frame = read_layer(shp, city_bbox=JINAN_BBOX)
+
+    assert (info.crs, info.crs_from) == (f"EPSG:{epsg}", "file")
+    np.testing.assert_allclose(coords_of(frame), np.column_stack([lon, lat]), atol=1e-8)
+    # Another false easting is no zone of CGCS2000's: still refused, and said why.
+    shp.with_suffix(".prj").write_text(ESRI_PRJ_4548.replace("500000.0", "400000.0"))
+    with pytest.raises(LayerError, match="has no EPSG code"):
+        inspect_layer(shp)
+
+
 def test_crs_without_epsg_code(tmp_path: Path) -> None:
     local = "+proj=tmerc +lat_0=0 +lon_0=117.1 +k=1 +x_0=50000 +y_0=-4000000 +ellps=GRS80 +units=m +no_defs"
     path = tmp_path / "local_grid.gpkg"
