@@ -2296,6 +2296,8 @@ def _convert(
         kept = _Coords(source.x[converted], source.y[converted], source.rows[converted])
         _check_city(kept, lon[converted], lat[converted], crs, info, where, box)
     unconvertible = _unconvertible(source, failed, crs)
+    if box is not None:
+        unconvertible.update(_swapped(source, lon, lat, failed, crs, box))
     dropped = np.isin(rows, list(unconvertible)) if unconvertible else np.zeros(rows.size, dtype=bool)
     if crs == resolve_crs(STORAGE_CRS):
         # Already in the storage CRS: the conversion above only checked the coordinates.
@@ -2381,6 +2383,44 @@ def _unconvertible(coords: _Coords, failed: BoolArray, crs: ResolvedCRS) -> dict
             _pt(x, y),
             f"coordinate {_pt(x, y)} cannot be converted from {crs.name} ({why}); the file's other rows "
             "convert, so this row's coordinates are probably wrong",
+        )
+    return found
+
+
+def _swapped(
+    coords: _Coords, lon: FloatArray, lat: FloatArray, failed: BoolArray, crs: ResolvedCRS, box: BBox
+) -> dict[int, tuple[str, str]]:
+    """Rows with a coordinate far from the city (or that cannot be converted) that lies in the city once
+    its x and y are swapped: a row whose northing went into the x column. Said so, with the coordinate as
+    written; the city check would have named only where the swapped numbers happen to land (147.5°E 3.9°N
+    for a zone-39 easting and northing the other way round), which is in no file. The whole file swapped is
+    caught before (the first chunk's checks); this is the one row among right ones."""
+    far = failed | ~_inside(lon, lat, box)
+    if not far.any():
+        return {}
+    at = np.flatnonzero(far)
+    swapped = _Coords(coords.y[at], coords.x[at], coords.rows[at])
+
+    def convert(xs: FloatArray, ys: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return transform(xs, ys, crs, STORAGE_CRS)
+
+    refused = _failing(swapped, convert)
+    swapped_lon = np.full(at.size, np.nan)
+    swapped_lat = np.full(at.size, np.nan)
+    if (~refused).any():
+        swapped_lon[~refused], swapped_lat[~refused] = convert(swapped.x[~refused], swapped.y[~refused])
+    found: dict[int, tuple[str, str]] = {}
+    for i in np.flatnonzero(_inside(swapped_lon, swapped_lat, box)):
+        row = int(swapped.rows[i])
+        if row in found:
+            continue
+        x, y = float(coords.x[at[i]]), float(coords.y[at[i]])
+        axes = "longitude and latitude" if crs.is_geographic else "easting and northing"
+        found[row] = (
+            _pt(x, y),
+            f"coordinate {_pt(x, y)} in {crs.name} is not in the city, but it is with x and y the other way"
+            f" round, at lon/lat ({swapped_lon[i]:.6f}, {swapped_lat[i]:.6f}): this row has its {axes}"
+            " the wrong way round; swap them back",
         )
     return found
 

@@ -1141,6 +1141,31 @@ def test_one_easting_without_its_zone_prefix_is_that_rows_problem(tmp_path: Path
     assert "has no zone prefix" in chunk.attrs[io.UNCONVERTIBLE][3][1]
 
 
+@pytest.mark.parametrize("epsg", [4548, 4527, 4490])
+def test_one_row_with_its_x_and_y_swapped_is_said_to_be_swapped(tmp_path: Path, epsg: int) -> None:
+    """Under EPSG:4548 a zone-39 row written northing first converts to 147.5°E 3.9°N, and was rejected as
+    lying there, a place in no file; under 4527 it "cannot be converted". Either way: swapped, as written."""
+    lon, lat = jinan_lonlat(4)
+    x, y = (a.tolist() for a in (project(lon, lat, epsg) if epsg != 4490 else (lon, lat)))
+    x[2], y[2] = y[2], x[2]  # row 4 (line 4 of the CSV) written the other way round
+    lines = ["名称,X,Y"] + [f"灯{i},{a!r},{b!r}" for i, (a, b) in enumerate(zip(x, y, strict=True))]
+    path = write_csv(tmp_path / "one_swapped.csv", "\n".join(lines) + "\n")
+    (chunk,) = iter_chunks(
+        inspect_layer(path, crs=f"EPSG:{epsg}", city_bbox=JINAN_BBOX), city_bbox=JINAN_BBOX
+    )
+    assert chunk.geometry.isna().tolist() == [False, False, True, False]
+    value, reason = chunk.attrs[io.UNCONVERTIBLE][4]
+    axes, name = (
+        ("longitude and latitude", "cgcs2000") if epsg == 4490 else ("easting and northing", f"EPSG:{epsg}")
+    )
+    assert value == f"({x[2]!r}, {y[2]!r})"
+    assert reason == (
+        f"coordinate ({x[2]!r}, {y[2]!r}) in {name} is not in the city, but it is with x and y the other"
+        f" way round, at lon/lat ({lon[2]:.6f}, {lat[2]:.6f}): this row has its {axes} the wrong way round;"
+        " swap them back"
+    )
+
+
 def test_unknown_crs_override(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "points.csv", "lng,lat\n117.0,36.6\n")
     with pytest.raises(LayerError, match="--crs mars"):
