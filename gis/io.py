@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import dataclasses
 import html
 import io
 import itertools
@@ -458,6 +459,8 @@ def iter_chunks(
             source.label,
             geographic=resolve_crs(info.crs).is_geographic,
         )
+        # The columns without name or value, found when the file was inspected, are not among its fields.
+        layout = dataclasses.replace(layout, dropped=frozenset(set(layout.blank) - set(info.fields)))
         frames = _csv_frames(info.path, layout, source.label, chunk_rows)
     else:
         frames = _gdal_frames(source, info, chunk_rows)
@@ -1823,6 +1826,12 @@ class _CsvLayout:
     first_line: int
     # Other coordinate column pairs the file has, not read (kept as free attributes).
     unread_pairs: tuple[tuple[str, str], ...] = ()
+    # Columns with a blank header cell, named column_<n> (pandas would say "Unnamed: <n-1>"), and those of
+    # them with no value in any row (Excel's trailing separators), which are left out.
+    blank: tuple[str, ...] = ()
+    dropped: frozenset[str] = frozenset()
+    # What the header's own names became: a blank cell, or a name given again (备注 twice: 备注, 备注_2).
+    renamed: tuple[str, ...] = ()
 
 
 def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, list[str]]:
@@ -1905,7 +1914,9 @@ def _csv_layout(path: Path, codec: str, label: str, geographic: bool | None) -> 
             first = fh.readline()
         counts = {sep: first.count(sep) for sep in _CSV_SEPARATORS}
         sep = max(counts, key=lambda s: counts[s]) if max(counts.values()) > 0 else ","
-        header = pd.read_csv(path, sep=sep, encoding=codec, nrows=0, dtype=str)
+        header = pd.read_csv(
+            path, sep=sep, encoding=codec, nrows=1, header=None, dtype=str, keep_default_na=False
+        )
     except UnicodeDecodeError as exc:
         raise LayerError(
             f"{label}: the text {_not_in_encoding(codec, exc)}",
@@ -1915,7 +1926,8 @@ def _csv_layout(path: Path, codec: str, label: str, geographic: bool | None) -> 
         raise LayerError(f"{label} is empty: a CSV needs a header line and data rows") from exc
     except (pd.errors.ParserError, OSError, ValueError) as exc:
         raise LayerError(f"{label} cannot be read as CSV ({exc}): check it opens in a spreadsheet") from exc
-    columns = tuple(str(c) for c in header.columns)
+    cells = [str(c) for c in header.iloc[0].tolist()] if len(header) else []
+    columns, blank, renamed = _csv_column_names(cells)
     keys = {c.strip().casefold(): c for c in reversed(columns)}
     x = y = wkt = None
     present = [pair for pair in _COORD_PAIRS if pair[0] in keys and pair[1] in keys]
@@ -1934,14 +1946,44 @@ def _csv_layout(path: Path, codec: str, label: str, geographic: bool | None) -> 
     else:
         wkt = next((keys[name] for name in _WKT_COLUMNS if name in keys), None)
         if wkt is None:
+            named = [c for c in cells if c.strip()]
+            if len(named) == 1 and len(cells) > 2:
+                # A spreadsheet's title row (济南市城市部件普查成果表) above the header.
+                raise LayerError(
+                    f"{label}: line 1 holds only {named[0]!r}, a title, not the column names: delete the"
+                    " lines above the header so that it comes first"
+                )
             pairs = ", ".join(f"{a}/{b}" for a, b in _COORD_PAIRS)
             raise LayerError(
                 f"{label} has no coordinate columns: found {', '.join(columns) or 'no columns'}; name them "
                 f"as one of {pairs} (or give a WKT column called wkt or geometry)"
             )
     # A quoted header cell that spans lines pushes every data line down.
-    first_line = 2 + sum(c.count("\n") for c in columns)
-    return _CsvLayout(codec, sep, columns, x, y, wkt, first_line, unread)
+    first_line = 2 + sum(c.count("\n") for c in cells)
+    return _CsvLayout(codec, sep, columns, x, y, wkt, first_line, unread, blank=blank, renamed=renamed)
+
+
+def _csv_column_names(cells: list[str]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The CSV's column names from its header cells: a blank cell is column_<n> (its 1-based position), a
+    name given again gets _2, _3 ... as a Shapefile export names a cut field, so no value is lost and each
+    column can be mapped. Returns the names, the blank ones, and a note for each renamed one."""
+    names: list[str] = []
+    blank: list[str] = []
+    notes: list[str] = []
+    used: set[str] = set()
+    for position, cell in enumerate(cells, start=1):
+        base = cell if cell.strip() else f"column_{position}"
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names.append(name)
+        if not cell.strip():
+            blank.append(name)
+        elif name != cell:
+            notes.append(f"column {position} is {cell!r} again, kept as {name}")
+    return tuple(names), tuple(blank), tuple(notes)
 
 
 _CSV_FIELD_COUNT_RE: Final = re.compile(r"Expected ([0-9]+) fields in line ([0-9]+), saw ([0-9]+)")
@@ -1974,6 +2016,9 @@ def _csv_raw(
             # Blank lines are kept here, then dropped below, so line numbers stay right.
             skip_blank_lines=False,
             chunksize=chunk_rows,
+            # The header's names as _csv_column_names made them (pandas's own would be "Unnamed: 4").
+            header=0,
+            names=list(layout.columns),
         )
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise LayerError(f"{label} cannot be read as CSV ({exc})") from exc
@@ -2012,6 +2057,8 @@ def _csv_raw(
             starts = line + np.arange(count, dtype=np.int64) + np.cumsum(breaks) - breaks
             line += count + int(breaks.sum())
             keep = ~frame.isna().all(axis=1).to_numpy(dtype=bool)
+            if layout.dropped:
+                frame = frame.drop(columns=list(layout.dropped))
             yield frame.loc[keep].reset_index(drop=True), starts[keep]
 
 
@@ -2093,8 +2140,25 @@ def _inspect_csv(
         raise LayerError(
             f"{label} has no coordinate reference system: say which with --crs {_CRS_EXAMPLES}", field="crs"
         )
-    count = sum(len(frame) for frame, _ in _csv_raw(given, layout, label, 100_000))
-    fields = tuple(c for c in layout.columns if c != layout.wkt)
+    count = 0
+    filled: set[str] = set()  # columns without a name that hold a value somewhere
+    for frame, _ in _csv_raw(given, layout, label, 100_000):
+        count += len(frame)
+        filled.update(c for c in layout.blank if c not in filled and frame[c].notna().any())
+    # Columns with neither a name nor a value (a row of Excel's ends with ",,") hold nothing to keep.
+    layout = dataclasses.replace(layout, dropped=frozenset(layout.blank) - filled)
+    if filled:
+        notes.append(
+            f"{label}: {', '.join(sorted(filled, key=layout.columns.index))} ha"
+            f"{'s' if len(filled) == 1 else 've'} no name in the header but values in some rows: kept as"
+            " free attributes under that name (name the column in the header to name the attribute)"
+        )
+    if layout.renamed:
+        notes.append(
+            f"{label}: the header names a column twice: {'; '.join(layout.renamed)} (rename it in the header"
+            " to name the attribute)"
+        )
+    fields = tuple(c for c in layout.columns if c != layout.wkt and c not in layout.dropped)
     sample: list[Frame] = []
     if count:
         with contextlib.closing(_csv_frames(given, layout, label, _SAMPLE_ROWS)) as frames:

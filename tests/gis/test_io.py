@@ -814,6 +814,61 @@ def test_csv_empty_or_bad_coordinate_becomes_nan_on_its_line(tmp_path: Path) -> 
     assert value == "abc" and reason.startswith("Lon abc is not a number: write the coordinate")
 
 
+def test_csv_header_cells_blank_or_given_twice_name_their_columns_plainly(tmp_path: Path) -> None:
+    """Excel ends rows with ",," for columns once used, and a header may name 备注 twice or leave a cell
+    blank. pandas named them "Unnamed: 7" and "备注.1", stored as attributes without a word."""
+    text = (
+        "标识码,名称,备注,备注,,经度,纬度,,\r\n"
+        "3701020118900301,甲,a,b,c,117.05,36.65,,\r\n"
+        "3701020118900302,乙,a2,,,117.051,36.651,,\r\n"
+    )
+    path = write_csv(tmp_path / "excel.csv", text)
+
+    info, frame = read_layer(path, crs="cgcs2000")
+
+    assert info.fields == ("标识码", "名称", "备注", "备注_2", "column_5", "经度", "纬度")
+    assert frame.drop(columns=["geometry", "source_row"]).to_dict("records") == [
+        {
+            "标识码": "3701020118900301",
+            "名称": "甲",
+            "备注": "a",
+            "备注_2": "b",
+            "column_5": "c",
+            "经度": "117.05",
+            "纬度": "36.65",
+        },
+        {
+            "标识码": "3701020118900302",
+            "名称": "乙",
+            "备注": "a2",
+            "备注_2": None,
+            "column_5": None,
+            "经度": "117.051",
+            "纬度": "36.651",
+        },
+    ]
+    assert info.warnings[1:] == (
+        f"{path}: column_5 has no name in the header but values in some rows: kept as free attributes under"
+        " that name (name the column in the header to name the attribute)",
+        f"{path}: the header names a column twice: column 4 is '备注' again, kept as 备注_2 (rename it in"
+        " the header to name the attribute)",
+    )
+    # Read in chunks, as an import reads it: the same columns, the empty ones left out again.
+    chunks = list(iter_chunks(inspect_layer(path, crs="cgcs2000"), chunk_rows=1))
+    assert [tuple(c.columns) for c in chunks] == [(*info.fields, "source_row", "geometry")] * 2
+
+
+def test_a_csv_with_a_title_line_above_its_header_says_so(tmp_path: Path) -> None:
+    text = "济南市城市部件普查成果表,,,,\n标识码,名称,状态,经度,纬度\n3701020118900301,甲,完好,117.05,36.65\n"
+    path = write_csv(tmp_path / "成果表.csv", text)
+    with pytest.raises(LayerError) as info:
+        inspect_layer(path, crs="cgcs2000")
+    assert str(info.value) == (
+        f"{path}: line 1 holds only '济南市城市部件普查成果表', a title, not the column names: delete"
+        " the lines above the header so that it comes first"
+    )
+
+
 def test_utf16_csv_from_excel(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "unicode.csv", "名称\tX坐标\tY坐标\n公厕\t117.02\t36.66\n", "utf-16")
 
