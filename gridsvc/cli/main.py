@@ -1121,6 +1121,13 @@ def export_command(
             "--class", help="Components only: class codes to export (repeatable); all when not given."
         ),
     ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Components only: as they were at the end of this day (2025-06-01) or at this time"
+            " (2025-06-01T14:30), city time; today's when not given."
+        ),
+    ] = None,
     plan: Annotated[
         str | None,
         typer.Option(help="Grids only: plan id or 'active'.  [default: active]", show_default=False),
@@ -1144,7 +1151,8 @@ def export_command(
 
     Example: `gridsvc export components 路灯.shp --class 0118 --crs EPSG:4527 --encoding GBK`.
 
-    Components are the current version of each one in use (void ones are left out); grids are a plan's
+    Components are the current version of each one in use (void ones are left out), or with `--at` the
+    versions in force then (an import of that file restores them, each as a new version); grids are a plan's
     (`--plan`, `--kind`); boundaries one level's (`--level`). An option for another layer is refused. A
     GeoPackage's layer is named after the file and replaced if the file has it already; a Shapefile or
     GeoJSON is written anew. GCJ-02 and BD-09 have no EPSG code: import such a file again with `--crs
@@ -1153,18 +1161,42 @@ def export_command(
     """
     from gridsvc.services.export import export_layer
 
+    settings = _settings()
     path, count = export_layer(
-        _sessions(_settings()),
+        _sessions(settings),
         what,
         file,
         crs=crs,
         encoding=encoding,
         class_codes=tuple(class_ or ()),
+        at=None if at is None else _instant(at, settings),
         plan=plan,
         kind=kind,
         level=level,
     )
-    console.print(f"wrote {count:,} {what} to {path} ({crs}, {encoding})")
+    as_of = "" if at is None else f", as at {at}"
+    console.print(f"wrote {count:,} {what} to {path} ({crs}, {encoding}{as_of})")
+
+
+def _instant(value: str, settings: Settings) -> Any:
+    """``--at``: a day means its end (what stood when the day was over), a time that instant; both in the
+    city's time zone unless the time carries its own offset."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    city = ZoneInfo(settings.timezone)
+    try:
+        if len(value.strip()) == 10:
+            day = dt.date.fromisoformat(value.strip())
+            return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), city) - dt.timedelta(
+                microseconds=1
+            )
+        moment = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r}: a day (2025-06-01) or a time (2025-06-01T14:30)", param_hint="--at"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=city)
 
 
 # --- crs -------------------------------------------------------------------------------------------

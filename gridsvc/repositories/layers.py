@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import geopandas as gpd
@@ -10,12 +11,20 @@ from sqlalchemy.orm import Session
 
 
 def components(
-    session: Session, class_codes: Sequence[str] = (), include_void: bool = False
+    session: Session,
+    class_codes: Sequence[str] = (),
+    include_void: bool = False,
+    at: dt.datetime | None = None,
 ) -> gpd.GeoDataFrame:
     """Current components (optionally of some classes) with their grid codes; the standard fields are named
     as an import reads them (supervisor and maintainer are department codes), the free attributes are one
-    JSON text column."""
-    where = ["c.valid_to IS NULL"]
+    JSON text column. With ``at``, the versions in force at that instant instead (valid_from <= at <
+    valid_to), with the grids they had then."""
+    where = (
+        ["c.valid_to IS NULL"]
+        if at is None
+        else ["c.valid_from <= :at", "(c.valid_to IS NULL OR c.valid_to > :at)"]
+    )
     if not include_void:
         where.append("c.in_use")
     if class_codes:
@@ -33,7 +42,7 @@ def components(
         ORDER BY c.code
     """
     return gpd.read_postgis(
-        text(sql), session.connection(), geom_col="geom", params={"classes": list(class_codes)}
+        text(sql), session.connection(), geom_col="geom", params={"classes": list(class_codes), "at": at}
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,17 +42,24 @@ def check_target(path: Path, crs: str, encoding: str) -> None:
 
 
 # The options that choose the features of each layer: any other is refused for it.
-_OPTIONS_OF_LAYER = {"components": ("class",), "grids": ("plan", "kind"), "boundaries": ("level",)}
-_LAYER_OF_OPTION = {"class": "components", "plan": "grids", "kind": "grids", "level": "boundaries"}
+_OPTIONS_OF_LAYER = {"components": ("class", "at"), "grids": ("plan", "kind"), "boundaries": ("level",)}
+_LAYER_OF_OPTION = {"class": "components", "at": "components", "plan": "grids", "kind": "grids"}
+_LAYER_OF_OPTION["level"] = "boundaries"
 
 
 def _check_options_fit(
-    what: str, *, class_codes: tuple[str, ...], plan: str | None, kind: str | None, level: str | None
+    what: str,
+    *,
+    class_codes: tuple[str, ...],
+    at: dt.datetime | None,
+    plan: str | None,
+    kind: str | None,
+    level: str | None,
 ) -> None:
     if what not in _OPTIONS_OF_LAYER:
         return  # refused as an unknown layer below
-    given = {"class": bool(class_codes), "plan": plan is not None, "kind": kind is not None}
-    given["level"] = level is not None
+    given = {"class": bool(class_codes), "at": at is not None, "plan": plan is not None}
+    given |= {"kind": kind is not None, "level": level is not None}
     problems = [
         FieldProblem(
             option,
@@ -73,6 +81,7 @@ def export_layer(
     crs: str = "EPSG:4490",
     encoding: str = "UTF-8",
     class_codes: tuple[str, ...] = (),
+    at: dt.datetime | None = None,
     plan: str | None = None,
     kind: str | None = None,
     level: str | None = None,
@@ -80,12 +89,13 @@ def export_layer(
     """Write components, grids or boundaries to ``path``; returns the path and the feature count.
 
     ``plan`` and ``kind`` choose grids (the active plan's unit grids when not given), ``level`` chooses
-    boundaries (communities), ``class_codes`` chooses components (all classes). An option given for a
+    boundaries (communities), ``class_codes`` chooses components (all classes), ``at`` (aware) the
+    components' versions in force at that instant (today's when not given). An option given for a
     layer it does not choose is refused rather than ignored: `export components --plan 3` would otherwise
     write every component and let the user believe it was plan 3's.
     """
     check_target(path, crs, encoding)
-    _check_options_fit(what, class_codes=class_codes, plan=plan, kind=kind, level=level)
+    _check_options_fit(what, class_codes=class_codes, at=at, plan=plan, kind=kind, level=level)
     plan = plan or "active"
     kind = kind or "unit"
     level = level or "community"
@@ -106,7 +116,7 @@ def export_layer(
                         for c in unknown
                     ],
                 )
-            frame = layers.components(session, class_codes)
+            frame = layers.components(session, class_codes, at=at)
         elif what == "grids":
             if kind not in ("unit", "responsibility"):
                 raise InvalidInputError(
@@ -123,7 +133,8 @@ def export_layer(
         else:
             raise InvalidInputError(f"cannot export {what!r}: components, grids or boundaries")
     if frame.empty:
-        raise NotFoundError(f"nothing to export: no {what} match")
+        when = "" if at is None else f" at {at.isoformat(timespec='seconds')}"
+        raise NotFoundError(f"nothing to export: no {what} match{when}")
     frame = frame.set_crs(4490, allow_override=True)
     try:
         written = write_layer(frame, path, crs=crs, encoding=encoding)

@@ -166,6 +166,11 @@ def test_export_writes_the_file_and_refuses_bad_options_in_one_line(demo_url: st
     misplaced = gridsvc(["export", "components", str(tmp_path / "c.gpkg"), "--plan", "99"], demo_url)
     assert misplaced.returncode == 1 and not (tmp_path / "c.gpkg").exists()
     assert "plan: --plan chooses grids, not components: leave it out" in misplaced.stderr
+    # --at: a day is its end, in the city's time; before the demo's census nothing stood.
+    early = gridsvc(["export", "components", str(tmp_path / "c.gpkg"), "--at", "2000-01-01"], demo_url)
+    assert early.returncode == 1 and "no components match at 2000-01-01T23:59:59+08:00" in early.stderr
+    no_day = gridsvc(["export", "components", str(tmp_path / "c.gpkg"), "--at", "2025-13-01"], demo_url)
+    assert no_day.returncode == 2 and "a day (2025-06-01) or a time (2025-06-01T14:30)" in no_day.stderr
 
 
 def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_path: Path) -> None:

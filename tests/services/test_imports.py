@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import hashlib
 import io
@@ -622,6 +623,57 @@ def test_dates_edited_inside_an_exports_attributes_are_checked_as_date_columns_a
         "2023-05-02",
         "2023-05-03",
         "2023-05-04",
+    ]
+
+
+def test_an_export_at_a_past_time_holds_the_versions_of_then_and_imported_restores_them(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """`export --at`: the census as it stood before a re-survey, each component in the version then in
+    force, with its valid_from; imported again, the components the re-survey changed get those values back
+    (as new versions: history is never rewritten), the others are unchanged."""
+    from gridsvc.services.export import export_layer
+
+    lamps = _lamps(_grid_points(demo_sessions, 3, offset=590), first_seq=957_001)
+    lamps.to_file(tmp_path / "census.gpkg", driver="GPKG")
+    first = _run(demo_sessions, test_settings, tmp_path / "census.gpkg")
+    lamps.loc[1, "名称"] = "改名路灯"
+    lamps.to_file(tmp_path / "复测.gpkg", driver="GPKG")
+    second = _run(demo_sessions, test_settings, tmp_path / "复测.gpkg")
+    assert (first.new, second.changed, second.unchanged) == (3, 1, 2)
+    with demo_sessions() as session:
+        stamps = dict(
+            session.execute(
+                text("SELECT id, imported_at FROM survey_batch WHERE id IN (:a, :b)"),
+                {"a": first.batch_id, "b": second.batch_id},
+            ).all()
+        )
+    codes = list(lamps["标识码"])
+
+    def exported(at: dt.datetime | None, name: str) -> gpd.GeoDataFrame:
+        path, _ = export_layer(demo_sessions, "components", tmp_path / name, class_codes=(LAMP,), at=at)
+        frame = gpd.read_file(path)
+        return frame[frame["code"].isin(codes)].sort_values("code").reset_index(drop=True)
+
+    between = stamps[second.batch_id] - dt.timedelta(microseconds=1)
+    before = exported(between, "之前.gpkg")
+    now = exported(None, "现在.gpkg")
+    assert before["name"].tolist() == ["经十路路灯1号", "经十路路灯2号", "经十路路灯3号"]
+    assert now["name"].tolist() == ["经十路路灯1号", "改名路灯", "经十路路灯3号"]
+    # (A GeoPackage keeps a date-time to the millisecond.)
+    assert all(
+        abs(t.to_pydatetime() - stamps[first.batch_id]) < dt.timedelta(milliseconds=1)
+        for t in before["valid_from"]
+    )
+    # Before the first import, none of them stood yet.
+    assert exported(stamps[first.batch_id] - dt.timedelta(microseconds=1), "更早.gpkg").empty
+
+    restored = _run(demo_sessions, test_settings, tmp_path / "之前.gpkg")
+    assert (restored.changed, restored.new) == (1, 0)
+    assert _current(demo_sessions, codes)["name"].tolist() == [
+        "经十路路灯1号",
+        "经十路路灯2号",
+        "经十路路灯3号",
     ]
 
 
