@@ -217,7 +217,7 @@ def plan_compare_command(
 
     settings = _settings()
     sessions = _sessions(settings)
-    comparison = compare_plan(sessions, plan_id, against, actor=LOCAL_OPERATOR)
+    comparison = compare_plan(sessions, plan_id, against, actor=LOCAL_OPERATOR, settings=settings)
     if csv is not None:
         csv.write_bytes(comparison.to_csv())
     if map_file is not None:

@@ -11,7 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
 from gis.gridindex import METRES_PER_DEGREE
+
+
+def analyze_grids(session: Session) -> None:
+    """Refresh the planner's statistics of the grid tables, in the caller's transaction (ANALYZE counts the
+    rows it has written). A plan the statistics have not seen is estimated at one grid, and the lookup
+    below then walks the plan's grids in code order (the (plan_id, code) index, for its ORDER BY ... LIMIT
+    1) testing each against the point, not the spatial index: measured on the small demo, 7.3 s instead of
+    0.08 s for 3,063 components, an activation of 6 minutes instead of 6 seconds."""
+    session.execute(text("ANALYZE unit_grid"))
+    session.execute(text("ANALYZE responsibility_grid"))
 
 
 @dataclass(frozen=True)
@@ -31,10 +44,11 @@ class GridRule:
         }
 
 
-def unit_grid_of(geom: str, alias: str = "g") -> str:
+def unit_grid_of(geom: str, alias: str = "g", plan_param: str = "plan") -> str:
     """SQL: ``LEFT JOIN LATERAL (...) alias`` giving ``alias.unit_grid_id`` and
     ``alias.responsibility_grid_id`` of the feature ``geom`` (both NULL where no grid holds it), with the
-    bind parameters of :meth:`GridRule.params`.
+    bind parameters of :meth:`GridRule.params` (the plan's named ``plan_param``: a statement that asks two
+    plans names them apart).
 
     The nearest-grid lookup runs only for a point in no grid; the box (``&&``, the gist index) comes first,
     the metric distance only for the few grids it finds."""
@@ -46,7 +60,7 @@ LEFT JOIN LATERAL (
     FROM (SELECT ST_PointOnSurface({geom}) AS p) AS rep
     LEFT JOIN LATERAL (
         SELECT u.id, u.responsibility_grid_id FROM unit_grid u
-        WHERE u.plan_id = :plan AND ST_Intersects(u.geom, rep.p)
+        WHERE u.plan_id = :{plan_param} AND ST_Intersects(u.geom, rep.p)
         ORDER BY u.code
         LIMIT 1
     ) AS inside ON true
@@ -55,7 +69,7 @@ LEFT JOIN LATERAL (
         CROSS JOIN LATERAL (
             SELECT ST_Distance(ST_Transform(u.geom, :metric_srid), ST_Transform(rep.p, :metric_srid)) AS m
         ) AS d
-        WHERE inside.id IS NULL AND :nearest_m > 0 AND u.plan_id = :plan
+        WHERE inside.id IS NULL AND :nearest_m > 0 AND u.plan_id = :{plan_param}
           AND u.geom && ST_Expand(
               rep.p,
               :nearest_m / (:metres_per_degree * cos(radians(ST_Y(rep.p)))),

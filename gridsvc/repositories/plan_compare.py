@@ -8,6 +8,8 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from gridsvc.repositories.grid_rule import GridRule, unit_grid_of
+
 # A grid whose symmetric difference with its namesake is above this share of its area was reshaped; the
 # same tolerance as code survival in gis/plancodes (1 %).
 RESHAPED_SHARE = 0.01
@@ -66,19 +68,23 @@ def unit_grid_change_counts(session: Session, *, base: int, draft: int) -> dict[
     return counts
 
 
-# Owners are compared only in communities whose grids changed (a community whose grids are all kept
-# keeps every point in it). The owner at a point is the responsibility grid of the unit grid there,
-# smallest unit grid code on a shared edge: the rule of locate and import. The joins run from the unit
-# grids to the points (by the points' spatial index), so PostGIS prepares each polygon once for all the
-# points inside it, instead of testing every point against a fresh polygon.
-_OWNER = """
-    SELECT DISTINCT ON (t.id) t.id, r.code
+# The owner of a point in either plan is found by the rule activation applies (repositories/grid_rule):
+# the unit grid at its representative point, the smallest code on a shared edge, else the nearest within
+# nearest_m; its responsibility grid owns it. Only items within nearest_m of a unit grid of a community
+# whose grids changed are asked: grids elsewhere are copied forward whole (same code, shape and owner), so
+# an item farther from every changed grid gets the same answer from both plans. The box test is wider than
+# nearest_m (the longitude margin is taken at the grid's latitude farthest from the equator): a superset.
+_CANDIDATES = """
+    SELECT DISTINCT t.id
     FROM unit_grid u
-    JOIN responsibility_grid r ON r.id = u.responsibility_grid_id
-    JOIN {table} t ON ST_Intersects(u.geom, t.geom)
-    WHERE u.plan_id = :{plan} AND u.community_code IN (SELECT code FROM changed_communities) AND {where}
-      AND (GeometryType(t.geom) = 'POINT' OR ST_Intersects(u.geom, ST_PointOnSurface(t.geom)))
-    ORDER BY t.id, u.code
+    JOIN {table} t ON t.geom && ST_Expand(
+        u.geom,
+        :nearest_m / (:metres_per_degree * cos(radians(least(89, greatest(abs(ST_YMin(u.geom)),
+                                                                          abs(ST_YMax(u.geom))))))),
+        :nearest_m / :metres_per_degree
+    )
+    WHERE u.plan_id IN (:base, :draft) AND u.community_code IN (SELECT code FROM changed_communities)
+      AND {where}
 """
 _OWNER_CHANGES = """
     WITH changed_communities AS (
@@ -87,37 +93,47 @@ _OWNER_CHANGES = """
         FULL JOIN (SELECT * FROM responsibility_grid WHERE plan_id = :draft) AS d ON d.code = b.code
         WHERE b.id IS NULL OR d.id IS NULL OR NOT b.geom = d.geom
     ),
-    owner_before AS ({before}),
-    owner_after AS ({after})
-    SELECT t.id, {columns}, b.code AS before, a.code AS after
-    FROM owner_before b
-    FULL JOIN owner_after a ON a.id = b.id
-    JOIN {table} t ON t.id = coalesce(a.id, b.id)
-    WHERE b.code IS DISTINCT FROM a.code
+    candidates AS ({candidates})
+    SELECT t.id, {columns}, rb.code AS before, ra.code AS after
+    FROM candidates c
+    JOIN {table} t ON t.id = c.id
+    {before}
+    LEFT JOIN responsibility_grid rb ON rb.id = gb.responsibility_grid_id
+    {after}
+    LEFT JOIN responsibility_grid ra ON ra.id = ga.responsibility_grid_id
+    WHERE rb.code IS DISTINCT FROM ra.code
     ORDER BY t.id
 """
 
 
 def _owner_changes_sql(table: str, where: str, columns: str) -> str:
     return _OWNER_CHANGES.format(
-        before=_OWNER.format(table=table, plan="base", where=where),
-        after=_OWNER.format(table=table, plan="draft", where=where),
+        candidates=_CANDIDATES.format(table=table, where=where),
+        before=unit_grid_of("t.geom", alias="gb", plan_param="base"),
+        after=unit_grid_of("t.geom", alias="ga", plan_param="draft"),
         table=table,
         columns=columns,
     )
 
 
-def component_owner_changes(session: Session, *, base: int, draft: int) -> pd.DataFrame:
-    """Current components whose responsibility grid differs between the plans."""
+def _rule_params(rule: GridRule, base: int, draft: int) -> dict[str, Any]:
+    params = rule.params()
+    del params["plan"]
+    return {**params, "base": base, "draft": draft}
+
+
+def component_owner_changes(session: Session, rule: GridRule, *, base: int, draft: int) -> pd.DataFrame:
+    """Current components (void ones too: activation gives them their grids as well) whose responsibility
+    grid differs between the plans."""
     sql = _owner_changes_sql(
         table="component",
-        where="t.valid_to IS NULL AND t.in_use",
+        where="t.valid_to IS NULL",
         columns="t.code, t.class_code, t.name",
     )
-    return _frame(session, sql, {"base": base, "draft": draft})
+    return _frame(session, sql, _rule_params(rule, base, draft))
 
 
-def open_case_owner_changes(session: Session, *, base: int, draft: int) -> pd.DataFrame:
+def open_case_owner_changes(session: Session, rule: GridRule, *, base: int, draft: int) -> pd.DataFrame:
     """Open cases (not closed, not rejected) whose responsibility grid differs between the plans."""
     sql = _owner_changes_sql(
         table="case_record",
@@ -127,17 +143,17 @@ def open_case_owner_changes(session: Session, *, base: int, draft: int) -> pd.Da
             " coalesce(t.component_class_code, t.event_class_code) AS class_code"
         ),
     )
-    return _frame(session, sql, {"base": base, "draft": draft})
+    return _frame(session, sql, _rule_params(rule, base, draft))
 
 
-def household_owner_changes(session: Session, *, base: int, draft: int) -> pd.DataFrame:
+def household_owner_changes(session: Session, rule: GridRule, *, base: int, draft: int) -> pd.DataFrame:
     """Residential buildings whose responsibility grid differs between the plans, with their households."""
     sql = _owner_changes_sql(
         table="residential_building",
         where="true",
         columns="t.community_code, t.households",
     )
-    return _frame(session, sql, {"base": base, "draft": draft})
+    return _frame(session, sql, _rule_params(rule, base, draft))
 
 
 def station_grids(session: Session, *, plan: int) -> pd.DataFrame:

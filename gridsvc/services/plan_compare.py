@@ -3,9 +3,10 @@
 Responsibility grids are matched by code (a grid that survived a redraw kept its code, gis/plancodes):
 a code only in the draft was *added*, only in the base plan *removed*; a code in both is *reshaped* when
 the two shapes differ by more than 1 % of the area. Components, open cases and residential buildings
-(households) are looked up in both plans, only inside grids that are new or changed (a grid kept as it
-was keeps everything in it), by the owner rule of locate and import. Stations change when the set of
-grids they answer for changes.
+(households) are looked up in both plans by the rule activation then applies to them (the grid at the
+point, the smallest code on a shared edge, else the nearest within the locate tolerance), only near grids
+that are new or changed (a grid kept as it was keeps everything in and around it), so the list is what
+activating the draft would change. Stations change when the set of grids they answer for changes.
 
 The comparison is read-only and can be asked any time, by GIS staff and dispatchers; as JSON (counts and
 the changed items), as CSV (one row per change, for a spreadsheet) and as a map (gis/planmap).
@@ -28,6 +29,8 @@ from gridsvc.errors import FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import locate as locate_repo
 from gridsvc.repositories import plan_compare as repo
 from gridsvc.services.access import Principal
+from gridsvc.services.imports import grid_rule
+from gridsvc.settings import Settings, get_settings
 
 CSV_COLUMNS = ["kind", "code", "community_code", "detail", "before", "after", "change", "households"]
 
@@ -179,21 +182,28 @@ class PlanComparison:
 
 
 def compare_plan(
-    sessions: sessionmaker[Session], plan_id: int, against: int | None = None, *, actor: Principal
+    sessions: sessionmaker[Session],
+    plan_id: int,
+    against: int | None = None,
+    *,
+    actor: Principal,
+    settings: Settings | None = None,
 ) -> PlanComparison:
-    """Compare ``plan_id`` with ``against`` (default: the active plan); see the module docstring."""
+    """Compare ``plan_id`` with ``against`` (default: the active plan); see the module docstring. Who owns
+    what in each plan is found by the rule activation applies (``settings``' nearest-grid distance)."""
     actor.require("gis_staff", "dispatcher")
     with sessions() as session:
         base = _base_plan(session, plan_id, against)
+        rule = grid_rule(plan_id, settings or get_settings())
         grids = repo.responsibility_grid_changes(session, base=base, draft=plan_id)
         comparison = PlanComparison(
             plan_id=plan_id,
             against_plan_id=base,
             grids=grids,
             unit_grid_counts=repo.unit_grid_change_counts(session, base=base, draft=plan_id),
-            components=repo.component_owner_changes(session, base=base, draft=plan_id),
-            open_cases=repo.open_case_owner_changes(session, base=base, draft=plan_id),
-            households=repo.household_owner_changes(session, base=base, draft=plan_id),
+            components=repo.component_owner_changes(session, rule, base=base, draft=plan_id),
+            open_cases=repo.open_case_owner_changes(session, rule, base=base, draft=plan_id),
+            households=repo.household_owner_changes(session, rule, base=base, draft=plan_id),
             stations=_station_changes(
                 repo.station_grids(session, plan=base), repo.station_grids(session, plan=plan_id)
             ),

@@ -40,6 +40,7 @@ from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import bulk
 from gridsvc.repositories import locate as locate_repo
 from gridsvc.repositories import planning as repo
+from gridsvc.repositories.grid_rule import analyze_grids
 from gridsvc.services.access import Principal
 from gridsvc.settings import Settings
 
@@ -222,6 +223,7 @@ def draw_plan(
             copied = repo.copy_communities_forward(
                 session, from_plan=active.id, to_plan=plan_id, drawn=list(inputs.communities["code"])
             )
+        analyze_grids(session)  # the whole draft, for compare and check to look grids up by the index
         access_repo.record_audit(
             session,
             actor=actor.name,

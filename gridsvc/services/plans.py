@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gridsvc.errors import ConflictError, FieldProblem, InvalidInputError, NotFoundError
 from gridsvc.repositories import access as access_repo
 from gridsvc.repositories import plans as repo
+from gridsvc.repositories.grid_rule import analyze_grids
 from gridsvc.services.access import Principal
 from gridsvc.services.imports import grid_rule
 from gridsvc.settings import Settings
@@ -86,7 +87,10 @@ def activate_plan(
             raise InvalidInputError(
                 f"plan {plan_id} breaks {len(breaks)} rule(s) and cannot be activated "
                 f"(first: {breaks[0]['code']}: {breaks[0]['problem']})",
-                problems=[FieldProblem(b["rule"], b["problem"], {"code": b["code"]}) for b in breaks],
+                problems=[
+                    FieldProblem(b["rule"], f"{b['code']}: {b['problem']}", {"code": b["code"]})
+                    for b in breaks
+                ],
             )
         current = repo.active_plan_for_update(session)
         if current is not None:
@@ -101,6 +105,7 @@ def activate_plan(
             session.flush()
         repo.make_active(session, plan_id, effective_from)
         rule = grid_rule(plan_id, settings)
+        analyze_grids(session)  # hand edits since the draft was drawn may have added grids unseen
         components = repo.regrid_components(session, rule)
         open_cases = repo.regrid_open_cases(session, rule)
         activation = Activation(

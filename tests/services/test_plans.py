@@ -135,6 +135,9 @@ def test_a_plan_that_breaks_the_rules_cannot_be_activated(
     with pytest.raises(InvalidInputError, match="cannot be activated") as caught:
         plans.activate_plan(sessions, overlapping, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
     assert any(p.field == "overlap" for p in caught.value.problems)
+    # Each break names its grid, as `plan check` does: ten "responsibility grid is 2 pieces" said nothing.
+    breaks = plans.check_plan(sessions, overlapping)
+    assert [p.message for p in caught.value.problems] == [f"{b['code']}: {b['problem']}" for b in breaks]
     assert {b["rule"] for b in plans.check_plan(sessions, gap)} == {"coverage"}
     with sessions() as session:
         assert (

@@ -92,6 +92,7 @@ def compare(
     plan_id: int,
     sessions: Sessions,
     caller: Caller,
+    settings: AppSettings,
     against: Annotated[int | None, Query(description="Plan to compare with; default the active one.")] = None,
     format: Annotated[str, Query(pattern="^(json|csv|html)$", examples=["json"])] = "json",
     limit: Annotated[
@@ -101,7 +102,7 @@ def compare(
     """Components, open cases, households (residential buildings) and stations that would change grid if
     this plan were activated. Grids are matched by code; a kept code with a shape differing by more than
     1 % of its area is *reshaped*."""
-    comparison = plan_compare.compare_plan(sessions, plan_id, against, actor=caller)
+    comparison = plan_compare.compare_plan(sessions, plan_id, against, actor=caller, settings=settings)
     if format == "csv":
         return Response(
             comparison.to_csv(),
