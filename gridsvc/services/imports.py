@@ -1181,14 +1181,17 @@ def _note_rejected_codes(run: _Run, problems: list[validate.Problem], read: gpd.
 def _warn_of_components_without_grid(
     report: ImportReport, plan: tuple[int, int] | None, settings: Settings
 ) -> None:
-    """Say how many components written lie in no unit grid of the active plan, nor near one."""
+    """Say how many components written (by a dry run: that would be) lie in no unit grid of the active
+    plan, nor near one."""
     written = report.new + report.changed
     if plan is None or report.assigned_to_grid >= written:
         return
+    would = "would be written" if report.dry_run else "written"
+    consequence = "would have" if report.dry_run else "have"
     report.warnings.append(
-        f"{written - report.assigned_to_grid:,} of the {written:,} components written lie in no unit grid "
+        f"{written - report.assigned_to_grid:,} of the {written:,} components {would} lie in no unit grid "
         f"of the active plan {plan[0]} and more than {settings.locate_nearest_tolerance_m:g} m from every "
-        "one: they have no grid, and no one answers for them until a plan covers them"
+        f"one: they {consequence} no grid, and no one answers for them until a plan covers them"
     )
 
 

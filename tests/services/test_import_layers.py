@@ -634,3 +634,27 @@ def test_http_boundaries_upload(
     renamed = _run(demo_sessions, test_settings, path, layer="boundaries", level="community")
     assert (renamed.changed, renamed.unchanged) == (1, 0)
     assert _scalar(demo_sessions, "SELECT households FROM community WHERE code = '370103001999'") == 420
+
+
+def test_components_in_no_grid_are_counted_in_a_warning_a_dry_run_words_as_to_come(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """Lamps in a district the active plan has no grids in: imported without a grid, and said so. A dry run
+    said they were "written" under its "nothing written"."""
+    centre = _in_a_district_without_streets(demo_sessions, test_settings, tmp_path)
+    lamps = gpd.GeoDataFrame(
+        {"标识码": ["3701030118000001", "3701030118000002"], "状态": ["完好", "完好"]},
+        geometry=[centre, shapely.Point(centre.x + 0.001, centre.y)],
+        crs="EPSG:4490",
+    )
+    lamps.to_file(tmp_path / "市中区路灯.gpkg", driver="GPKG")
+    plan = _scalar(demo_sessions, "SELECT id FROM grid_plan WHERE status = 'active'")
+    tail = (
+        f"lie in no unit grid of the active plan {plan} and more than 100 m from every one: they {{}} no"
+        " grid, and no one answers for them until a plan covers them"
+    )
+    preview = _run(demo_sessions, test_settings, tmp_path / "市中区路灯.gpkg", dry_run=True)
+    assert preview.warnings == ["2 of the 2 components would be written " + tail.format("would have")]
+    done = _run(demo_sessions, test_settings, tmp_path / "市中区路灯.gpkg")
+    assert (done.new, done.assigned_to_grid) == (2, 0)
+    assert done.warnings == ["2 of the 2 components written " + tail.format("have")]
