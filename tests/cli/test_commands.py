@@ -218,11 +218,17 @@ def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_pa
             ).scalar_one()
         assert by == f"cli:{getpass.getuser()}"
     finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DELETE FROM import_problem WHERE survey_batch_id IN ({batches})"))
-            conn.execute(sqlalchemy.text(f"DELETE FROM component WHERE survey_batch_id IN ({batches})"))
-            conn.execute(sqlalchemy.text(f"DELETE FROM survey_batch WHERE id IN ({batches})"))
+        _take_out_imports(engine, batches)
         engine.dispose()
+
+
+def _take_out_imports(engine: sqlalchemy.Engine, batches: str) -> None:
+    """Delete what the imports of the ``batches`` query wrote: the demo database is shared, and other tests
+    import the same codes and read the latest batch."""
+    with engine.begin() as conn:
+        for table, column in (("import_problem", "survey_batch_id"), ("component", "survey_batch_id")):
+            conn.execute(sqlalchemy.text(f"DELETE FROM {table} WHERE {column} IN ({batches})"))
+        conn.execute(sqlalchemy.text(f"DELETE FROM survey_batch WHERE id IN ({batches})"))
 
 
 def test_import_list_and_show_find_an_import_by_its_file_and_its_content(
@@ -278,8 +284,5 @@ def test_import_list_and_show_find_an_import_by_its_file_and_its_content(
         wrong = gridsvc(["import", "list", "--layer", "lamps"], demo_url)
         assert wrong.returncode == 1 and "layer: 'lamps': one of components, boundaries" in wrong.stderr
     finally:
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f"DELETE FROM import_problem WHERE survey_batch_id IN ({batches})"))
-            conn.execute(sqlalchemy.text(f"DELETE FROM component WHERE survey_batch_id IN ({batches})"))
-            conn.execute(sqlalchemy.text(f"DELETE FROM survey_batch WHERE id IN ({batches})"))
+        _take_out_imports(engine, batches)
         engine.dispose()
