@@ -107,15 +107,19 @@ def test_unknown_plan(demo_sessions: sessionmaker[Session], tmp_path: Path) -> N
         (
             "components",
             {"plan": "99"},
-            {"plan": "--plan chooses grids, not components: leave it out (choose components with --class)"},
+            {
+                "plan": "--plan chooses grids, not components: leave it out"
+                " (choose components with --class, --at)"
+            },
         ),
         (
             "components",
             {"kind": "unit", "level": "street"},
             {
-                "kind": "--kind chooses grids, not components: leave it out (choose components with --class)",
+                "kind": "--kind chooses grids, not components: leave it out"
+                " (choose components with --class, --at)",
                 "level": "--level chooses boundaries, not components: leave it out"
-                " (choose components with --class)",
+                " (choose components with --class, --at)",
             },
         ),
         (
