@@ -1218,6 +1218,45 @@ def roads_under_another_name(session: Session) -> list[RoadUnderAnotherName]:
     return [RoadUnderAnotherName(int(r.source_row), r.name, r.stored_name) for r in rows]
 
 
+@dataclass(frozen=True)
+class RoadMoved:
+    """A staged named road that no stored road is, near a stored road of its name the file does not have."""
+
+    source_row: int
+    name: str
+    metres: float  # the Hausdorff distance between the two lines: every point of each is this near the other
+
+
+def roads_moved_under_their_name(session: Session, *, metric_srid: int, within_m: float) -> list[RoadMoved]:
+    """Staged named roads that no stored road is (so they would be added) though a stored road of the same
+    name, which no staged row is, runs within ``within_m`` metres of their whole line: most often a road
+    moved or redrawn, which added beside the old line is the same street twice. Measured by the Hausdorff
+    distance, so a road's extension (which runs on beyond the stored line) and a parallel carriageway the
+    file also has are not counted."""
+    # A box in degrees a little larger than ``within_m`` anywhere in China, to find the candidates fast.
+    expand = within_m / 80_000
+    rows = session.execute(
+        text(
+            f"""
+            SELECT DISTINCT ON (s.source_row) s.source_row, s.name, h.metres
+            FROM layer_stage s
+            JOIN road r ON r.name = s.name AND r.geom && ST_Expand(s.geom, :expand)
+            CROSS JOIN LATERAL (
+                SELECT ST_HausdorffDistance(
+                    ST_Transform(r.geom, :srid), ST_Transform(ST_Multi(s.geom), :srid)
+                ) AS metres
+            ) h
+            WHERE s.name IS NOT NULL AND h.metres <= :within
+              AND NOT EXISTS (SELECT 1 FROM road o WHERE {_same_road("o", "s")})
+              AND NOT EXISTS (SELECT 1 FROM layer_stage t WHERE {_same_road("r", "t")})
+            ORDER BY s.source_row, h.metres
+            """
+        ),
+        {"expand": expand, "srid": metric_srid, "within": within_m},
+    ).all()
+    return [RoadMoved(int(r.source_row), r.name, float(r.metres)) for r in rows]
+
+
 def insert_roads(session: Session, *, batch_id: int | None, replace: bool) -> tuple[int, int, int, int]:
     """Add road centre lines (each given the district it mostly lies in); with ``replace``, delete the
     stored roads the file does not have. Roads have no code: a road already stored with the same name and

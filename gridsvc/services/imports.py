@@ -1851,6 +1851,29 @@ def _warn_of_roads_under_another_name(session: Session, report: ImportReport) ->
     )
 
 
+# A moved or redrawn road lies within this of its old line; farther, it is more likely another road.
+_ROAD_MOVED_WITHIN_M = 50.0
+
+
+def _warn_of_roads_moved_under_their_name(session: Session, report: ImportReport, settings: Settings) -> None:
+    """Warn of named rows that will be added as new roads beside a stored road of the same name that the
+    file does not have and whose line theirs follows: most often a road moved or redrawn, which then
+    stands twice. They are added as the file asks (a delivery may hold only the new roads);
+    ``--replace`` with the whole road layer moves them."""
+    moved = repo.roads_moved_under_their_name(
+        session, metric_srid=resolve_crs(settings.metric_crs).epsg, within_m=_ROAD_MOVED_WITHIN_M
+    )
+    if not moved:
+        return
+    named = [f"row {r.source_row}, {r.name}: {r.metres:.0f} m from its stored line" for r in moved[:_NAMED]]
+    report.warnings.append(
+        f"{len(moved):,} road(s) are added beside a stored road of the same name that this file does not"
+        f" have, within {_ROAD_MOVED_WITHIN_M:g} m of its line ({_named_and_more(named, len(moved))})."
+        " If they are moved or redrawn roads, the old lines stay too: import the whole road layer with"
+        " --replace to move them."
+    )
+
+
 def _loaded_parent_at(geometries: gpd.GeoSeries, units: gpd.GeoDataFrame | None) -> list[str | None]:
     """For each street or community, the loaded district or street (code and name) its representative
     point lies in, the smallest code on a shared edge; None where none is loaded there."""
@@ -2053,6 +2076,7 @@ def import_layer(
             else:
                 if not request.replace:
                     _warn_of_roads_under_another_name(session, report)
+                    _warn_of_roads_moved_under_their_name(session, report, settings)
                 report.new, report.changed, report.unchanged, report.retired = repo.insert_roads(
                     session, batch_id=batch_id, replace=request.replace
                 )

@@ -505,6 +505,49 @@ def test_roads_with_chinese_classes(
     assert not _run(demo_sessions, test_settings, path, layer="roads").warnings  # now both are stored
 
 
+def test_a_road_moved_under_its_name_is_added_with_a_warning_unless_the_file_replaces_the_roads(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    a, b = _inside_lixia(demo_sessions, 2)
+    jingshi = shapely.LineString([a, b])
+    side = shapely.LineString([b, (b.x + 0.001, b.y)])
+    path = tmp_path / "道路.gpkg"
+
+    def write(names: list[str], lines: list[shapely.LineString]) -> Path:
+        gpd.GeoDataFrame({"道路名称": names}, geometry=lines, crs="EPSG:4490").to_file(path, driver="GPKG")
+        return path
+
+    assert (
+        _run(demo_sessions, test_settings, write(["经十路", "文化东路"], [jingshi, side]), layer="roads").new
+        == 2
+    )
+    moved = shapely.affinity.translate(jingshi, yoff=0.00018)  # about 20 m north
+    # A second carriageway beside a stored road the file also has is no move; nor is a road's extension,
+    # which runs on beyond the stored line.
+    carriageways = write(["经十路", "经十路", "文化东路"], [jingshi, moved, side])
+    assert not _run(demo_sessions, test_settings, carriageways, layer="roads", dry_run=True).warnings
+    extension = shapely.LineString([b, (b.x + 0.01, b.y + 0.01)])
+    extended = write(["经十路", "文化东路"], [extension, side])
+    assert not _run(demo_sessions, test_settings, extended, layer="roads", dry_run=True).warnings
+
+    # Moved without --replace, the road is added beside its old line, as asked, with a warning that says
+    # so and how to move it.
+    before = int(_scalar(demo_sessions, "SELECT count(*) FROM road WHERE name = '经十路'"))  # type: ignore[arg-type]
+    beside = _run(demo_sessions, test_settings, write(["经十路", "文化东路"], [moved, side]), layer="roads")
+    assert (beside.new, beside.unchanged) == (1, 1)
+    assert beside.warnings == [
+        "1 road(s) are added beside a stored road of the same name that this file does not have, within 50 m"
+        " of its line (row 1, 经十路: 20 m from its stored line). If they are moved or redrawn roads, the old"
+        " lines stay too: import the whole road layer with --replace to move them."
+    ]
+    after = int(_scalar(demo_sessions, "SELECT count(*) FROM road WHERE name = '经十路'"))  # type: ignore[arg-type]
+    assert after == before + 1
+    # With --replace the old line goes and nothing is warned of.
+    replaced = _run(demo_sessions, test_settings, path, layer="roads", replace=True)
+    assert not replaced.warnings
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road WHERE name = '经十路'")) == 1  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("chunk_rows", [2, 100])
 def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, chunk_rows: int
