@@ -179,8 +179,8 @@ def _request_error(err: Mapping[str, Any]) -> dict[str, str]:
             message = "missing: send the layer's file as the multipart form part named file"
     elif "Expected UploadFile" in message:
         message = (
-            'must be a file: a multipart form part with a filename="…", not a text value (a part named'
-            " only by filename*= is read as text)"
+            'must be a file: a multipart form part with a filename="…", not a text value (RFC 7578 has a'
+            ' part named only by filename*= read as text: give filename="…", UTF-8 for a Chinese name)'
         )
     return {"field": field, "message": message}
 

@@ -1242,8 +1242,8 @@ def test_http_upload_returns_the_import_and_its_report(
             ({"dry_run": "true"}, "missing: send the layer's file as the multipart form part named file"),
             (
                 {"file": "a.gpkg"},
-                'must be a file: a multipart form part with a filename="…", not a text value (a part named'
-                " only by filename*= is read as text)",
+                'must be a file: a multipart form part with a filename="…", not a text value (RFC 7578 has a'
+                ' part named only by filename*= read as text: give filename="…", UTF-8 for a Chinese name)',
             ),
         ):
             no_file = client.post("/v1/imports/components", data=data, headers={"X-API-Key": staff})
