@@ -174,9 +174,11 @@ def start(
     file: str,
     cleanup: Callable[[], None],
     started_by: str | None = None,
+    rows_in_file: int | None = None,
 ) -> dict[str, Any]:
     """Start ``work`` on a thread of this process; return the job's first state. ``cleanup`` (removing
-    the saved upload) runs when the work ends, however it ends; ``started_by`` names the key that asked."""
+    the saved upload) runs when the work ends, however it ends; ``started_by`` names the key that asked;
+    ``rows_in_file`` is the file's count where the caller has it (the job's progress shows it at once)."""
     global _running
     with _running_lock:
         if _running >= settings.max_import_jobs:
@@ -202,7 +204,7 @@ def start(
         "finished_at": None,
         "phase": "reading the file",
         "rows_read": 0,
-        "rows_in_file": None,
+        "rows_in_file": rows_in_file,
         "process": _this_process(),
     }
     progress = JobProgress(settings, job_id, dict(state))

@@ -1639,19 +1639,20 @@ def check_request(request: ImportRequest) -> None:
         _check_layer_request(request)
 
 
-def check_before_start(
-    sessions: sessionmaker[Session], request: ImportRequest, *, settings: Settings
-) -> None:
+def check_before_start(sessions: sessionmaker[Session], request: ImportRequest, *, settings: Settings) -> int:
     """Refuse what the import would refuse before reading its rows: the options (:func:`check_request`),
     the file as a whole (its format, layer, encoding, CRS and the classic datum mistakes, from its first
     features), the field mapping and the survey area. For a caller that answers before the import runs, as
     a background job's 202 does: a job that could only fail is not started. It costs the file's inspection
-    (a CSV, GeoJSON or KML is read through once to count its rows), which the job repeats."""
+    (a CSV, GeoJSON or KML is read through once to count its rows), which the job repeats. Returns the
+    number of rows in the file, for the job's progress from its start."""
     check_request(request)
-    _mapping(_open(request, settings), request)
+    info = _open(request, settings)
+    _mapping(info, request)
     if request.area_codes:
         with sessions() as session:
             _check_area(session, request.area_codes)
+    return info.feature_count
 
 
 def _check_layer_request(request: ImportRequest) -> None:

@@ -1602,6 +1602,7 @@ def test_http_upload_in_the_background_is_a_job_to_poll(
         link = started.json()["links"]["self"]
         assert started.headers["location"] == link and started.json()["file"] == "路灯.gpkg"
         assert "process" not in started.json()
+        assert started.json()["rows_in_file"] == 6  # counted by the check before the 202, not left null
         _wait_for_job(settings, link)
         assert client.get(link).status_code == 401
         assert client.get(link, headers={"X-API-Key": field_key}).status_code == 403

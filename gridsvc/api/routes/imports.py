@@ -330,8 +330,10 @@ def import_file(
             form_words=True,
         )
         if background:
-            _explained(settings, imports.check_before_start, sessions, request, settings=settings)
-            return _started(sessions, request, settings, caller, upload)
+            rows_in_file = _explained(
+                settings, imports.check_before_start, sessions, request, settings=settings
+            )
+            return _started(sessions, request, settings, caller, upload, rows_in_file)
     except BaseException:
         upload.close()
         raise
@@ -389,6 +391,7 @@ def _started(
     settings: Settings,
     caller: Principal,
     upload: ExitStack,
+    rows_in_file: int,
 ) -> JSONResponse:
     """Start the import as a job and answer 202 with it."""
     instance = f"/v1/imports/{request.layer}"
@@ -426,6 +429,7 @@ def _started(
             file=request.display_name or "",
             cleanup=upload.close,
             started_by=caller.name,
+            rows_in_file=rows_in_file,
         )
     except import_jobs.JobsFullError:
         return _jobs_full(instance)
