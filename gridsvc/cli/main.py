@@ -7,6 +7,7 @@ import functools
 import getpass
 import json
 import logging
+import shlex
 import signal
 import socket
 import sys
@@ -635,7 +636,7 @@ def _run_import(
                 _say_cancelled(file)
             err_console.print(
                 f"[bold yellow]interrupted while committing:[/] {file.name} may have been imported; look for"
-                " its survey batch (GET /v1/imports?file=NAME, or the survey_batch table) before importing"
+                f" its survey batch (gridsvc import list --same-as {shlex.quote(str(file))}) before importing"
                 " it again",
                 highlight=False,
             )

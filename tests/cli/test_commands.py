@@ -86,6 +86,31 @@ def test_help_teaches() -> None:
     assert "GRIDSVC_DATABASE_URL" in gridsvc(["db", "up", "--help"]).stdout
 
 
+def test_a_ctrl_c_while_the_commands_load_is_one_line_and_exit_130() -> None:
+    # A real SIGINT, sent as the installed command (gridsvc.console:main) starts loading the command line:
+    # from an import hook, so that it lands inside the imports every time, not by a race with a timer.
+    script = (
+        "import builtins, os, signal\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'gridsvc.cli':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        "from gridsvc.console import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "keys", "list"],
+        cwd=NEUTRAL_CWD,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 130
+    assert result.stderr == "interrupted (Ctrl+C) while starting: nothing was done\n"
+
+
 def test_serve_without_database_says_what_to_do() -> None:
     env_dir = f"/tmp/gridsvc-nothing-{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}

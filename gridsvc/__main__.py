@@ -1,0 +1,5 @@
+"""``python -m gridsvc``: the same as the ``gridsvc`` command."""
+
+from gridsvc.console import main
+
+main()
