@@ -7,6 +7,7 @@ import functools
 import getpass
 import json
 import logging
+import re
 import shlex
 import signal
 import socket
@@ -1125,8 +1126,9 @@ def export_command(
     at: Annotated[
         str | None,
         typer.Option(
-            help="Components only: as they were at the end of this day (2025-06-01) or at this time"
-            " (2025-06-01T14:30), city time; today's when not given."
+            help="Components only: as they were at the end of this day (2025-06-01, 20250601 or 2025/6/1)"
+            " or at this time (2025-06-01T14:30), city time unless an offset is given (+08:00, Z);"
+            " today's when not given."
         ),
     ] = None,
     plan: Annotated[
@@ -1179,6 +1181,13 @@ def export_command(
     console.print(f"wrote {count:,} {what} to {path} ({crs}, {encoding}{as_of})")
 
 
+# The forms ``--at`` takes. A day as people write it (2025-06-01, 20250601, 2025/6/1); a time in ISO 8601
+# with the day written out. Python would read more (20250601 as that day's midnight, 2025-W22-7 as a week
+# day), silently not the end of a day: anything else is refused.
+_AT_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})|(\d{4})(\d{2})(\d{2})|(\d{4})/(\d{1,2})/(\d{1,2})")
+_AT_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
+
+
 def _instant(value: str, settings: Settings) -> Any:
     """``--at``: a day means its end (what stood when the day was over), a time that instant; both in the
     city's time zone unless the time carries its own offset."""
@@ -1186,16 +1195,20 @@ def _instant(value: str, settings: Settings) -> Any:
     from zoneinfo import ZoneInfo
 
     city = ZoneInfo(settings.timezone)
+    text = value.strip()
     try:
-        if len(value.strip()) == 10:
-            day = dt.date.fromisoformat(value.strip())
-            return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), city) - dt.timedelta(
-                microseconds=1
-            )
-        moment = dt.datetime.fromisoformat(value.strip())
+        if day_parts := _AT_DAY.fullmatch(text):
+            year, month, day = (int(part) for part in day_parts.groups() if part is not None)
+            end = dt.datetime.combine(dt.date(year, month, day) + dt.timedelta(days=1), dt.time(), city)
+            return end - dt.timedelta(microseconds=1)
+        if not _AT_TIME.fullmatch(text):
+            raise ValueError(text)
+        moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r}: a day (2025-06-01) or a time (2025-06-01T14:30)", param_hint="--at"
+            f"{value!r}: a day (2025-06-01, 20250601 or 2025/6/1: its end) or a time (2025-06-01T14:30,"
+            " or with an offset: 2025-06-01T14:30+08:00)",
+            param_hint="--at",
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=city)
 

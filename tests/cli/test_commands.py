@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import shapely
 import sqlalchemy
+import typer
 
 from tests.conftest import NEUTRAL_CWD, free_port
 
@@ -195,7 +197,45 @@ def test_export_writes_the_file_and_refuses_bad_options_in_one_line(demo_url: st
     early = gridsvc(["export", "components", str(tmp_path / "c.gpkg"), "--at", "2000-01-01"], demo_url)
     assert early.returncode == 1 and "no components match at 2000-01-01T23:59:59+08:00" in early.stderr
     no_day = gridsvc(["export", "components", str(tmp_path / "c.gpkg"), "--at", "2025-13-01"], demo_url)
-    assert no_day.returncode == 2 and "a day (2025-06-01) or a time (2025-06-01T14:30)" in no_day.stderr
+    assert no_day.returncode == 2 and "a day (2025-06-01, 20250601 or 2025/6/1: its end)" in no_day.stderr
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        # A day, however it is written, means its end in the city's time.
+        ("2026-11-25", "2026-11-25T23:59:59.999999+08:00"),
+        ("20261125", "2026-11-25T23:59:59.999999+08:00"),
+        ("2026/11/25", "2026-11-25T23:59:59.999999+08:00"),
+        ("2026/1/5", "2026-01-05T23:59:59.999999+08:00"),
+        # A time is that instant: in the city's time unless it carries an offset.
+        ("2026-11-25T14:30", "2026-11-25T14:30:00+08:00"),
+        ("2026-11-25 14:30:15", "2026-11-25T14:30:15+08:00"),
+        ("2026-11-25T06:30Z", "2026-11-25T06:30:00+00:00"),
+        ("2026-11-25T14:30+09:00", "2026-11-25T14:30:00+09:00"),
+        # Forms Python would read as something else than their end of day, or that are no day: refused.
+        ("2026-W48-3", None),
+        ("2026-329", None),
+        ("20261125T1430", None),
+        ("2026-11-31", None),
+        ("2026/13/1", None),
+        ("", None),
+    ],
+)
+def test_export_at_reads_a_day_as_its_end_in_every_form_people_write_it(
+    written: str, meant: str | None
+) -> None:
+    from gridsvc.cli.main import _instant
+    from gridsvc.settings import Settings
+
+    settings = Settings(timezone="Asia/Shanghai")
+    if meant is None:
+        with pytest.raises(
+            typer.BadParameter, match=re.escape("a day (2025-06-01, 20250601 or 2025/6/1: its end)")
+        ):
+            _instant(written, settings)
+    else:
+        assert _instant(written, settings).isoformat() == meant
 
 
 def test_a_refused_import_says_which_rows_and_says_it_once(demo_url: str, tmp_path: Path) -> None:
