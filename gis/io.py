@@ -1844,6 +1844,8 @@ def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, li
         return "UTF-16", []
     # Excel's "CSV UTF-8" starts with a byte-order mark: the file says its encoding, nothing was guessed.
     if start.startswith(codecs.BOM_UTF8):
+        if not _text_is_utf8(path):
+            _refuse_lines_not_utf8(path, label)
         return "UTF-8", []
     if start.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         # A zip (.xlsx) or an OLE compound file (.xls) renamed to .csv: no encoding reads it as text.
@@ -1860,11 +1862,9 @@ def _csv_encoding(path: Path, label: str, explicit: str | None) -> tuple[str, li
     return encoding, [_guessed_warning(label, encoding, "a CSV file does not say its encoding")]
 
 
-def _refuse_two_encodings(path: Path, label: str) -> None:
-    """Refuse a CSV that is not all UTF-8 yet has lines of Chinese in UTF-8: files saved in two encodings
-    and pieced together (a row appended from a GBK file). Read as GB18030 every UTF-8 line would come in
-    garbled, with no error; read as UTF-8 the others are refused. GBK text almost never decodes as UTF-8
-    into Chinese characters (none of 200,000 random GBK lines did), so one such line is evidence enough."""
+def _lines_in_and_not_in_utf8(path: Path) -> tuple[int, int, int]:
+    """The first line with Chinese text in UTF-8, the number of lines that are not UTF-8 and the first of
+    them (0 where there is none)."""
     utf8_line = other_line = 0
     others = 0
     with path.open("rb") as fh:
@@ -1879,14 +1879,38 @@ def _refuse_two_encodings(path: Path, label: str) -> None:
                 continue
             if not utf8_line and _CJK_RE.search(text):
                 utf8_line = number
+    return utf8_line, others, other_line
+
+
+_SAVE_IN_ONE_ENCODING = "save the whole file in one encoding (Excel: 另存为 CSV UTF-8) and import it again"
+
+
+def _refuse_two_encodings(path: Path, label: str) -> None:
+    """Refuse a CSV that is not all UTF-8 yet has lines of Chinese in UTF-8: files saved in two encodings
+    and pieced together (a row appended from a GBK file). Read as GB18030 every UTF-8 line would come in
+    garbled, with no error; read as UTF-8 the others are refused. GBK text almost never decodes as UTF-8
+    into Chinese characters (none of 200,000 random GBK lines did), so one such line is evidence enough."""
+    utf8_line, others, other_line = _lines_in_and_not_in_utf8(path)
     if utf8_line and other_line:
         raise LayerError(
             f"{label} is in two encodings: line {utf8_line} has Chinese text in UTF-8, but {others:,} line(s)"
             f" are not UTF-8, the first line {other_line} (GBK?). Read in either encoding, the other lines"
-            " would come in garbled: save the whole file in one encoding (Excel: 另存为 CSV UTF-8) and import"
-            " it again",
+            f" would come in garbled: {_SAVE_IN_ONE_ENCODING}",
             field="encoding",
         )
+
+
+def _refuse_lines_not_utf8(path: Path, label: str) -> None:
+    """Refuse a CSV that says it is UTF-8 (it starts with UTF-8's byte-order mark, as Excel's "CSV UTF-8"
+    does) but has lines that are not: most often rows appended from a GBK file."""
+    _, others, other_line = _lines_in_and_not_in_utf8(path)
+    raise LayerError(
+        f"{label} starts with UTF-8's byte-order mark (as Excel's CSV UTF-8 does), but {others:,} line(s)"
+        f" are not UTF-8, the first line {other_line} (GBK?): pieced together from two encodings? Read as"
+        " UTF-8 those lines cannot be read, and as GBK the others would come in garbled: "
+        + _SAVE_IN_ONE_ENCODING,
+        field="encoding",
+    )
 
 
 # Chinese encodings: text refused in one of them is most likely UTF-8, and the other way round.

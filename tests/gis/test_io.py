@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import zipfile
@@ -893,6 +894,22 @@ def test_a_csv_pieced_together_from_two_encodings_is_refused_naming_the_lines(tm
         f"{path} is in two encodings: line 2 has Chinese text in UTF-8, but 1 line(s) are not UTF-8, the"
         " first line 22 (GBK?). Read in either encoding, the other lines would come in garbled: save the"
         " whole file in one encoding (Excel: 另存为 CSV UTF-8) and import it again"
+    )
+    assert info.value.field == "encoding"
+    # Saved by Excel as "CSV UTF-8" (a byte-order mark), then a GBK row appended: the file says it is UTF-8,
+    # so the refusal names the lines that are not, rather than a bare decode error.
+    path.write_bytes(
+        codecs.BOM_UTF8
+        + ("\r\n".join(lines) + "\r\n").encode("utf-8")
+        + "3701020118799999,东路灯,117.05,36.65\r\n".encode("gbk")
+    )
+    with pytest.raises(LayerError) as info:
+        inspect_layer(path, crs="cgcs2000")
+    assert str(info.value) == (
+        f"{path} starts with UTF-8's byte-order mark (as Excel's CSV UTF-8 does), but 1 line(s) are not"
+        " UTF-8, the first line 22 (GBK?): pieced together from two encodings? Read as UTF-8 those lines"
+        " cannot be read, and as GBK the others would come in garbled: save the whole file in one encoding"
+        " (Excel: 另存为 CSV UTF-8) and import it again"
     )
     assert info.value.field == "encoding"
     # A file all in GBK is still detected, and one the user says is GB18030 is read as told.
