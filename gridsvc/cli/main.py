@@ -940,7 +940,8 @@ def import_list_command(
         Path | None,
         typer.Option(
             "--same-as",
-            help="Only imports of exactly this file's content (by its SHA-256): was it imported already?",
+            help="Only imports of exactly this file's content (by its SHA-256): was it imported already?"
+            " A Shapefile is the same content as its .shp, its folder or a .zip of it.",
         ),
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, the latest first (1-1000).")] = 20,

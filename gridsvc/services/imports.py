@@ -13,20 +13,20 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
-import glob
 import hashlib
 import json
 import logging
 import re
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import IO, Any, Final, Literal, TypeVar, cast
 
 import geopandas as gpd
 import numpy as np
@@ -324,25 +324,59 @@ def _freeze_older_objects() -> None:
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 
 
+def _parts_of(stem: str, names: Sequence[str]) -> dict[str, str]:
+    """The names among ``names`` that are parts of the Shapefile ``stem`` (路灯 or shp/路灯), by suffix."""
+    return {
+        name[len(stem) :].lower(): name
+        for name in names
+        if name.startswith(stem) and name[len(stem) :].lower() in _SHAPEFILE_PARTS
+    }
+
+
+def _shapefile_parts(names: Sequence[str]) -> dict[str, str] | None:
+    """Of the file names (paths) in a folder or a zip, the parts of its one Shapefile by suffix (.shp,
+    .dbf, ...); None unless it holds exactly one."""
+    shps = [name for name in names if name.lower().endswith(".shp")]
+    return _parts_of(shps[0][: -len(".shp")], names) if len(shps) == 1 else None
+
+
 def file_checksum(path: Path) -> str:
-    """SHA-256 of a file, of a Shapefile's parts when ``path`` is its ``.shp``, or of every file in a
-    folder (a FileGDB or an unzipped shapefile)."""
+    """SHA-256 of what a file holds. A Shapefile's is of its content parts, however it comes: its ``.shp``,
+    a folder or a ``.zip`` holding it (a contractor sends it zipped; staff import the unzipped folder), so
+    that the same content has one checksum. Any other folder (a FileGDB) is hashed whole, by relative path;
+    any other file as it is."""
     digest = hashlib.sha256()
+
+    def add(label: str, handle: IO[bytes]) -> None:
+        digest.update(label.encode())
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+    if path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            parts = _shapefile_parts([m.filename for m in archive.infolist() if not m.is_dir()])
+            if parts is not None:
+                for suffix in _SHAPEFILE_PARTS:
+                    if suffix in parts:
+                        with archive.open(parts[suffix]) as handle:
+                            add("" if suffix == ".shp" else suffix, handle)
+                return digest.hexdigest()
+    files: list[tuple[str, Path]]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        inside = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+        parts = None if path.suffix.lower() == ".gdb" else _shapefile_parts(inside)
+        if parts is None:
+            files = [(name, path / name) for name in inside]
+        else:
+            files = [("" if s == ".shp" else s, path / parts[s]) for s in _SHAPEFILE_PARTS if s in parts]
     elif path.suffix.lower() == ".shp":
-        parts = {p.suffix.lower(): p for p in path.parent.glob(f"{glob.escape(path.stem)}.*") if p.is_file()}
-        files = [parts[suffix] for suffix in _SHAPEFILE_PARTS if suffix in parts]
+        parts = _parts_of(path.stem, [p.name for p in path.parent.iterdir() if p.is_file()])
+        files = [("" if s == ".shp" else s, path.parent / parts[s]) for s in _SHAPEFILE_PARTS if s in parts]
     else:
-        files = [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        elif file != path:  # a .shp's sidecar, named by its part
-            digest.update(file.suffix.lower().encode())
+        files = [("", path)]
+    for label, file in files:
         with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            add(label, handle)
     return digest.hexdigest()
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -335,6 +336,13 @@ def test_import_list_and_show_find_an_import_by_its_file_and_its_content(
         by_name = listed("--file", "井盖.shp", "--layer", "components")
         assert [b["id"] for b in by_name] == [by_content[0]["id"], by_content[0]["id"] - 1]
         assert len(by_content) == 1 and by_content[0]["counts"]["changed"] == 1
+        # Sent again zipped (in a folder, as Windows zips one), it is the same content: the same import.
+        zipped = tmp_path / "井盖.zip"
+        with zipfile.ZipFile(zipped, "w") as archive:
+            for part in sorted(tmp_path.glob("井盖.*")):
+                if part != zipped:
+                    archive.write(part, f"井盖/{part.name}")
+        assert [b["id"] for b in listed("--same-as", str(zipped))] == [by_content[0]["id"]]
         assert by_content[0]["imported_by"] == f"cli:{getpass.getuser()}"
         table = gridsvc(["import", "list", "--file", "井盖.shp"], demo_url)
         assert "1 changed, 1 unchanged" in table.stdout and "2 new" in table.stdout

@@ -2480,3 +2480,29 @@ def test_a_component_coded_in_another_city_is_rejected_naming_the_city(
             "the city's county codes start with 3701",
         )
     ]
+
+
+def test_a_shapefile_has_one_checksum_however_it_comes(tmp_path: Path) -> None:
+    """Its .shp, its folder, a zip of it (flat or in a folder, with upper-case names) are the same
+    content; a corrected .dbf, or a changed .cpg, is another. Index and metadata files do not count."""
+    from gridsvc.services.imports import file_checksum
+
+    folder = tmp_path / "路灯"
+    folder.mkdir()
+    points = pd.DataFrame({"lon": [117.05, 117.051], "lat": [36.65, 36.651]})
+    lamps = _lamps(points, first_seq=990_001).to_crs("EPSG:4527")
+    lamps.to_file(folder / "路灯.shp", encoding="GBK")
+    (folder / "路灯.shp.xml").write_text("<metadata/>")  # ArcGIS's metadata: not content
+    shp = folder / "路灯.shp"
+    flat, nested = tmp_path / "flat.zip", tmp_path / "nested.zip"
+    with zipfile.ZipFile(flat, "w") as a, zipfile.ZipFile(nested, "w") as b:
+        for part in sorted(folder.iterdir()):
+            a.write(part, part.name)
+            b.write(part, f"普查/{part.stem}{part.suffix.upper()}")
+    same = {file_checksum(path) for path in (shp, folder, flat, nested)}
+    assert len(same) == 1
+    assert (folder / "路灯.cpg").read_text() == "GBK"  # pyogrio wrote it
+    (folder / "路灯.cpg").write_text("936")  # the same code page, said otherwise: another file
+    assert file_checksum(shp) not in same and file_checksum(folder) == file_checksum(shp)
+    lamps.assign(名称="改过").to_file(shp, encoding="GBK")
+    assert file_checksum(shp) not in same | {file_checksum(flat)}
