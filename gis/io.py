@@ -1935,7 +1935,7 @@ def _csv_layout(path: Path, codec: str, label: str, geographic: bool | None) -> 
     when it is in metres; else the first in :data:`_COORD_PAIRS`."""
     try:
         with path.open(encoding=codec, newline="") as fh:
-            first = fh.readline()
+            first, second = fh.readline(), fh.readline()
         counts = {sep: first.count(sep) for sep in _CSV_SEPARATORS}
         sep = max(counts, key=lambda s: counts[s]) if max(counts.values()) > 0 else ","
         header = pd.read_csv(
@@ -1971,8 +1971,10 @@ def _csv_layout(path: Path, codec: str, label: str, geographic: bool | None) -> 
         wkt = next((keys[name] for name in _WKT_COLUMNS if name in keys), None)
         if wkt is None:
             named = [c for c in cells if c.strip()]
-            if len(named) == 1 and len(cells) > 2:
-                # A spreadsheet's title row (济南市城市部件普查成果表) above the header.
+            # A spreadsheet's title row (济南市城市部件普查成果表) above the header: one cell, with the
+            # separators Excel writes after it (标题,,,,) or none, over a line of several columns.
+            several_below = any(second.count(sep) >= 2 for sep in _CSV_SEPARATORS)
+            if len(named) == 1 and (len(cells) > 2 or (len(cells) == 1 and several_below)):
                 raise LayerError(
                     f"{label}: line 1 holds only {named[0]!r}, a title, not the column names: delete the"
                     " lines above the header so that it comes first"
