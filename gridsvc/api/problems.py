@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import psycopg2
 from fastapi import FastAPI, Request
@@ -185,6 +185,21 @@ def _request_error(err: Mapping[str, Any]) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
+# The form parser's limits (Starlette's Request.form defaults), as it words them, and what to tell a client.
+_FORM_LIMITS: Final = {
+    "Part exceeded maximum size": (
+        "a form field other than the file is larger than 1 MiB: send the layer as the part named file, with"
+        ' a filename="…", and the other fields (mapping, crs, layer, …) as short text'
+    ),
+    "Too many fields": "the form has more than 1,000 fields: send the file and the options the route lists",
+    "Too many files": "the form has more than 1,000 files: send one file, as the part named file",
+}
+
+
+def _form_limit_message(detail: str) -> str | None:
+    return next((said for start, said in _FORM_LIMITS.items() if detail.startswith(start)), None)
+
+
 def _request_detail(errors: list[dict[str, str]]) -> str:
     said = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:3])
     more = f" (and {len(errors) - 3} more, see errors)" if len(errors) > 3 else ""
@@ -212,11 +227,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed"}
+        detail = str(exc.detail)
+        form_limit = _form_limit_message(detail) if exc.status_code == 400 else None
+        if form_limit is not None:
+            errors = [{"field": "body", "message": form_limit}]
+            return problem(
+                request, 400, "Bad request", f"{form_limit} ({detail})", kind="http-400", errors=errors
+            )
         return problem(
             request,
             exc.status_code,
             titles.get(exc.status_code, "HTTP error"),
-            str(exc.detail),
+            detail,
             kind=f"http-{exc.status_code}",
         )
 

@@ -1288,6 +1288,23 @@ def test_http_upload_returns_the_import_and_its_report(
         )
         assert long_encoding.status_code == 422 and len(long_encoding.content) < 1_000
         assert long_encoding.json()["errors"][0]["field"] == "encoding"
+        # One past the form parser's 1 MiB for a field (a mapping pasted from the wrong file) is said to be
+        # that, with what to send instead, in the problem's errors like any other refusal.
+        huge_mapping = client.post(
+            "/v1/imports/components",
+            files={"file": ("notes.csv", b"lon,lat\n117,36\n", "text/csv")},
+            data={"mapping": "{" + " " * (2 << 20) + "}"},
+            headers={"X-API-Key": staff},
+        )
+        assert huge_mapping.status_code == 400, huge_mapping.text
+        assert huge_mapping.json()["errors"] == [
+            {
+                "field": "body",
+                "message": "a form field other than the file is larger than 1 MiB: send the layer as the"
+                ' part named file, with a filename="…", and the other fields (mapping, crs, layer, …) as'
+                " short text",
+            }
+        ]
         # A mistyped option is refused, not ignored: dry-run (the CLI's spelling) would import for real.
         before = _count(demo_sessions, "SELECT count(*) FROM survey_batch")
         typo = client.post(
