@@ -170,14 +170,83 @@ def regrid_components(session: Session, rule: GridRule) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def regrid_open_cases(session: Session, rule: GridRule) -> int:
-    """Give every open case the unit and responsibility grid of the rule's plan; closed cases keep their
-    history."""
-    sql = _REGRID.format(
-        table="case_record",
-        extra="plan_id = :plan,",
-        grid_of=unit_grid_of("t2.geom"),
-        where="t2.status NOT IN ('closed', 'rejected')",
-    )
-    result = session.execute(text(sql), rule.params())
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+def regrid_open_cases(session: Session, rule: GridRule, *, actor: str, note: str) -> tuple[int, int]:
+    """Give every open case the unit and responsibility grid of the rule's plan, and the owner that comes
+    with them (community, street, district, station, as intake routes a case: the responsibility grid's
+    station, else the community's first), in its columns and its ``routing.owner``. A case whose owner
+    changes (another unit grid code, community or station) gets a ``reassign`` event by ``actor`` with
+    ``note``, keeping what it replaced (``before``, ``previous_routing``) as a dispatcher's reassignment
+    does. Closed cases keep their history. A case the rule finds no grid for keeps its community, station
+    and routing. Returns (cases re-gridded, cases whose owner changed)."""
+    sql = f"""
+        WITH owner AS (
+            SELECT t2.id, g.unit_grid_id, g.responsibility_grid_id, u.code AS unit_grid_code,
+                   r.code AS responsibility_grid_code, c.code AS community_code, s.code AS street_code,
+                   s.district_code, st.id AS station_id
+            FROM case_record t2
+            {unit_grid_of("t2.geom")}
+            LEFT JOIN unit_grid u ON u.id = g.unit_grid_id
+            LEFT JOIN community c ON c.code = u.community_code
+            LEFT JOIN street s ON s.code = c.street_code
+            LEFT JOIN responsibility_grid r ON r.id = g.responsibility_grid_id
+            LEFT JOIN LATERAL (
+                SELECT id FROM station
+                WHERE id = r.station_id OR (r.station_id IS NULL AND community_code = u.community_code)
+                ORDER BY (id = r.station_id) DESC NULLS LAST, id LIMIT 1
+            ) st ON true
+            WHERE t2.status NOT IN ('closed', 'rejected')
+        ),
+        regridded AS (
+            UPDATE case_record AS t
+            SET plan_id = :plan, unit_grid_id = o.unit_grid_id,
+                responsibility_grid_id = o.responsibility_grid_id,
+                community_code = coalesce(o.community_code, t.community_code),
+                street_code = coalesce(o.street_code, t.street_code),
+                district_code = coalesce(o.district_code, t.district_code),
+                station_id = CASE WHEN o.unit_grid_id IS NULL THEN t.station_id ELSE o.station_id END,
+                routing = CASE WHEN o.unit_grid_id IS NULL THEN t.routing ELSE jsonb_set(
+                    t.routing, '{{owner}}',
+                    coalesce(t.routing -> 'owner', '{{}}'::jsonb) || jsonb_build_object(
+                        'unit_grid_code', o.unit_grid_code,
+                        'responsibility_grid_code', o.responsibility_grid_code,
+                        'plan_id', CAST(:plan AS integer),
+                        'regridded', :note
+                    )
+                ) END
+            FROM owner o, case_record AS old
+            WHERE t.id = o.id AND old.id = t.id
+            RETURNING t.id, t.status, old.routing AS old_routing,
+                      old.routing -> 'owner' ->> 'unit_grid_code' AS old_unit_grid_code,
+                      o.unit_grid_code, old.community_code AS old_community_code,
+                      t.community_code, old.station_id AS old_station_id, t.station_id,
+                      old.unit_grid_id AS old_unit_grid_id,
+                      old.responsibility_grid_id AS old_responsibility_grid_id,
+                      old.street_code AS old_street_code, old.district_code AS old_district_code,
+                      old.plan_id AS old_plan_id
+        ),
+        reassigned AS (
+            INSERT INTO case_event (case_id, seq, at, action, from_status, to_status, actor, note, details)
+            SELECT x.id, coalesce((SELECT max(e.seq) FROM case_event e WHERE e.case_id = x.id), 0) + 1,
+                   now(), 'reassign', x.status, x.status, :actor, :note,
+                   jsonb_build_object(
+                       'before', jsonb_build_object(
+                           'unit_grid_id', x.old_unit_grid_id,
+                           'responsibility_grid_id', x.old_responsibility_grid_id,
+                           'community_code', x.old_community_code, 'street_code', x.old_street_code,
+                           'district_code', x.old_district_code, 'station_id', x.old_station_id,
+                           'plan_id', x.old_plan_id
+                       ),
+                       'previous_routing', x.old_routing
+                   )
+            FROM regridded x
+            WHERE x.unit_grid_code IS NOT NULL AND (
+                x.old_unit_grid_code IS DISTINCT FROM x.unit_grid_code
+                OR x.old_community_code IS DISTINCT FROM x.community_code
+                OR x.old_station_id IS DISTINCT FROM x.station_id
+            )
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM regridded) AS regridded, (SELECT count(*) FROM reassigned) AS reassigned
+    """
+    row = session.execute(text(sql), {**rule.params(), "actor": actor, "note": note}).one()
+    return int(row.regridded), int(row.reassigned)

@@ -37,6 +37,9 @@ class Activation:
     retired_plan_id: int | None
     components_regridded: int
     open_cases_regridded: int
+    # Of those, the cases the new plan gave another owner (unit grid code, community or station): each has a
+    # reassign event in its history.
+    open_cases_reassigned: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON for the API and the CLI."""
@@ -46,6 +49,7 @@ class Activation:
             "retired_plan_id": self.retired_plan_id,
             "components_regridded": self.components_regridded,
             "open_cases_regridded": self.open_cases_regridded,
+            "open_cases_reassigned": self.open_cases_reassigned,
         }
 
 
@@ -107,13 +111,19 @@ def activate_plan(
         rule = grid_rule(plan_id, settings)
         analyze_grids(session)  # hand edits since the draft was drawn may have added grids unseen
         components = repo.regrid_components(session, rule)
-        open_cases = repo.regrid_open_cases(session, rule)
+        open_cases, reassigned = repo.regrid_open_cases(
+            session,
+            rule,
+            actor=actor.name,
+            note=f"plan {plan_id} in force from {effective_from.isoformat()}: owned by its grids",
+        )
         activation = Activation(
             plan_id=plan_id,
             effective_from=effective_from,
             retired_plan_id=current["id"] if current else None,
             components_regridded=components,
             open_cases_regridded=open_cases,
+            open_cases_reassigned=reassigned,
         )
         access_repo.record_audit(
             session,

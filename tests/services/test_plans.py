@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridsvc.db.models import ResponsibilityGrid, UnitGrid
+from gridsvc.db.models import ResponsibilityGrid, Station, UnitGrid
 from gridsvc.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from gridsvc.repositories.plans import ACTIVATION_LOCK
 from gridsvc.services import cases, locate, plans
@@ -25,15 +25,22 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> str:
     return ewkt(f"MULTIPOLYGON((({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0})))")
 
 
-def add_draft(session: Session, station_id: int, *, halves: list[tuple[float, float, float, float]]) -> int:
-    """A draft plan: one responsibility grid and one unit grid per box of the community."""
+def add_draft(
+    session: Session,
+    station_id: int,
+    *,
+    halves: list[tuple[float, float, float, float]],
+    stations: list[int] | None = None,
+) -> int:
+    """A draft plan: one responsibility grid and one unit grid per box of the community, each answered by
+    ``station_id``, or by its own of ``stations``."""
     plan = add_plan(session, name="新方案")
     for number, (x0, y0, x1, y1) in enumerate(halves, start=1):
         owner = ResponsibilityGrid(
             plan_id=plan.id,
             code=f"370102001001R1{number}",
             community_code="370102001001",
-            station_id=station_id,
+            station_id=stations[number - 1] if stations else station_id,
             worker_name=f"新网格员{number}",
             geom=_box(x0, y0, x1, y1),
         )
@@ -110,6 +117,65 @@ def test_activation_moves_components_and_open_cases_and_keeps_the_old_plan_query
     assert before.row and before.row["unit_grid_code"] == "370102001001003"
     with pytest.raises(ConflictError, match="active"):
         plans.activate_plan(sessions, draft, dt.date(2027, 1, 1), settings=test_settings, actor=GIS)
+
+
+def test_an_open_case_that_activation_gives_another_owner_follows_it_with_a_reassign_event(
+    case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    """The new plan gives the case's place a grid answered by another station: the case's grids, station
+    and routing follow, and its history says why and keeps what it replaced, as a reassignment does."""
+    with sessions.begin() as session:
+        first = session.execute(text("SELECT id FROM station")).scalar_one()
+        second = Station(
+            code="S370102001001B",
+            community_code="370102001001",
+            name="甲社区第二工作站",
+            phone="0531-86005678",
+            geom=ewkt(f"POINT({X0 + 0.002} {Y0 + 0.002})"),
+        )
+        session.add(second)
+        session.flush()
+        draft = add_draft(session, first, halves=WEST_EAST, stations=[second.id, first])
+    code = cases.intake_case(
+        sessions,
+        test_settings,
+        cases.CaseIntake(kind="event", class_code="0101", x=LAMP[0], y=LAMP[1], crs="cgcs2000"),
+        actor=Principal(name="app", role="reporter"),
+    ).case["request_code"]
+    before = cases.get_case(sessions, code, personal=False)
+    assert before["station_id"] == first and before["routing"]["owner"]["unit_grid_code"] == "370102001001003"
+
+    done = plans.activate_plan(sessions, draft, dt.date(2026, 12, 1), settings=test_settings, actor=GIS)
+    assert done.open_cases_reassigned == 1 and done.to_dict()["open_cases_reassigned"] == 1
+
+    after = cases.get_case(sessions, code, personal=False)
+    assert after["station_id"] == second.id and after["station"]["name"] == "甲社区第二工作站"
+    assert after["community_code"] == "370102001001" and after["status"] == before["status"]
+    owner = after["routing"]["owner"]
+    assert (owner["unit_grid_code"], owner["responsibility_grid_code"], owner["plan_id"]) == (
+        "370102001001101",
+        "370102001001R11",
+        draft,
+    )
+    assert owner["regridded"] == "plan " + str(draft) + " in force from 2026-12-01: owned by its grids"
+    event = after["history"][-1]
+    assert (event["action"], event["actor"], event["from_status"], event["to_status"]) == (
+        "reassign",
+        GIS.name,
+        before["status"],
+        before["status"],
+    )
+    with sessions() as session:
+        details = session.execute(
+            text(
+                "SELECT e.details FROM case_event e JOIN case_record c ON c.id = e.case_id"
+                " WHERE c.request_code = :c AND e.seq = :seq"
+            ),
+            {"c": code, "seq": event["seq"]},
+        ).scalar_one()
+    assert details["before"]["station_id"] == first
+    assert details["previous_routing"]["owner"]["unit_grid_code"] == "370102001001003"
+    assert len(after["history"]) == len(before["history"]) + 1
 
 
 def test_a_plan_that_breaks_the_rules_cannot_be_activated(
