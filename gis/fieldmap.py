@@ -174,8 +174,8 @@ LAYER_ALIASES: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = MappingProxy
         ),
         "stations": MappingProxyType(
             {
-                "code": ("编码", "工作站编码", "代码", "CODE"),
-                "name": ("名称", "工作站名称", "NAME"),
+                "code": ("编码", "工作站编码", "站点编码", "工作站代码", "站点代码", "代码", "CODE"),
+                "name": ("名称", "工作站名称", "站点名称", "NAME"),
                 "community_code": ("社区代码", "社区编码", "所属社区代码", "COMMUNITY_CODE", "SQDM"),
                 "phone": ("电话", "联系电话", "值班电话", "PHONE", "TEL"),
             }

@@ -1402,6 +1402,36 @@ def validate_boundaries(
     return _result(mapped, findings, geometries, columns)
 
 
+_STATION_CODE_LIKE: Final = re.compile(r"\d{13,16}")
+
+
+def _reject_station_codes_not_read(
+    findings: _Findings, attributes: pd.Series, community: pd.Series, derived: pd.Series
+) -> None:
+    """Reject rows that would be taken for their community's first station (no code read; ``derived`` is
+    missing where a row has its own) though a column of theirs holds another station code of that
+    community: a code column under a name not recognised (站点编号), whose rows would otherwise overwrite
+    the first station."""
+    rows, values, reasons = [], [], []
+    for position, (held, community_code, first) in enumerate(
+        zip(attributes, community, derived, strict=True)
+    ):
+        if not isinstance(held, dict) or not isinstance(first, str):  # a code of its own, or no community
+            continue
+        for column, value in held.items():
+            text = str(value).strip() if value is not None else ""
+            if _STATION_CODE_LIKE.fullmatch(text) and text.startswith(str(community_code)) and text != first:
+                rows.append(position)
+                values.append(text)
+                reasons.append(
+                    f"column {column} holds {text}, a station code of community {community_code}, but no"
+                    f" column is read as the station code, so this row would be taken for the community's"
+                    f" first station {first}: give --map code={column}"
+                )
+                break
+    findings.add(np.asarray(rows, dtype=np.intp), "code", values, reasons)
+
+
 def validate_stations(
     mapped: gpd.GeoDataFrame,
     *,
@@ -1476,6 +1506,8 @@ def validate_stations(
     # A station without a code of its own is its community's first station: community code + 01. Two
     # such rows of one community are one station twice, so the duplicate check sees these codes too.
     derived = (community.astype(str) + "01").where(community.notna(), None)
+    if "attributes" in mapped.columns:
+        _reject_station_codes_not_read(findings, mapped["attributes"], community, derived.where(own.isna()))
     code = own.where(own.notna(), derived)
     _check_duplicates(findings, code, seen_codes, field="code", what="station code")
     columns["code"] = code

@@ -807,6 +807,39 @@ def test_stations_without_codes_are_their_communitys_first_and_one_community_has
     ]
 
 
+def test_a_station_code_in_a_column_not_read_as_the_code_is_not_taken_for_the_first_station() -> None:
+    """站点编号 is no name the import knows: without it the second station would overwrite the first."""
+    mapped = layer(
+        "stations",
+        {
+            "名称": ["甲社区第二工作站", "乙社区工作站"],
+            "社区代码": ["370102001001", "370102001002"],
+            "站点编号": ["37010200100102", "37010200100201"],
+        },
+        [LAMP_AT, LAMP_AT],
+    )
+    result = validate_stations(mapped)
+    assert result.accepted["code"].tolist() == ["37010200100201"]  # the first's own code: no harm
+    assert result.problems == [
+        Problem(
+            2,
+            "code",
+            "37010200100102",
+            "column 站点编号 holds 37010200100102, a station code of community 370102001001, but no column is"
+            " read as the station code, so this row would be taken for the community's first station"
+            " 37010200100101: give --map code=站点编号",
+            "rejected",
+        )
+    ]
+    # Under a name it knows (站点编码), the column is the code.
+    known = layer(
+        "stations",
+        {"名称": ["甲社区第二工作站"], "社区代码": ["370102001001"], "站点编码": ["37010200100102"]},
+        [LAMP_AT],
+    )
+    assert validate_stations(known).accepted["code"].tolist() == ["37010200100102"]
+
+
 def test_validate_net_polygons() -> None:
     mapped = layer(
         "net",
