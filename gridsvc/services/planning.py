@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,38 @@ def _metric_points(settings: Settings, xy: npt.NDArray[np.float64]) -> Any:
         return np.zeros(0, dtype=object)
     x, y = transformer.transform(xy[:, 0], xy[:, 1])
     return shapely.points(np.asarray(x), np.asarray(y))
+
+
+# A community the turn into metres leaves invalid is repaired when the repair changes its area by no more
+# than this; beyond it, the boundary itself needs correcting.
+_COMMUNITY_REPAIR_M2 = 1.0
+
+
+def _metric_communities(communities: pd.DataFrame, settings: Settings) -> Any:
+    """The communities in metres, valid. A boundary valid in lon/lat may cross itself once densified and
+    turned into metres: a zero-width spike (a line drawn out and back, which a GEOS difference can leave
+    in an imported boundary) turns into a sliver that touches itself. Such a ring is repaired (its area
+    changes by a sliver); one whose repair would change its area by more than :data:`_COMMUNITY_REPAIR_M2`
+    is refused, naming the community and where, rather than failing inside the cutting."""
+    metric = transformer(settings)(communities["geometry"].to_numpy())
+    repaired = repair_polygonal(metric)
+    for index in np.flatnonzero(~shapely.is_valid(metric)):
+        change = abs(shapely.area(repaired[index]) - shapely.area(metric[index]))
+        if change > _COMMUNITY_REPAIR_M2:
+            code = str(communities["code"].iloc[index])
+            reason = shapely.is_valid_reason(metric[index])
+            at = re.search(r"\[(\S+) (\S+)\]", reason)
+            where = ""
+            if at is not None:
+                point = transformer(settings, inverse=True)(shapely.Point(float(at[1]), float(at[2])))
+                where = f" at lon/lat ({point.x:.6f} {point.y:.6f})"
+            raise InvalidInputError(
+                f"community {code}'s boundary crosses itself in metres{where}"
+                f" ({reason.split('[')[0].lower()}), and a repair would change its area by {change:.1f} m²:"
+                " correct the boundary there and import it again (import boundaries --level community)",
+                problems=[FieldProblem("community", f"{code}: {reason.split('[')[0]}{where}")],
+            )
+    return repaired
 
 
 def _by_community(frame: pd.DataFrame, column: str = "community_code") -> dict[str, pd.DataFrame]:
@@ -357,7 +390,7 @@ def _read_inputs(
         settings=settings,
         digits=digits,
         communities=communities,
-        community_geoms=to_metric(communities["geometry"].to_numpy()),
+        community_geoms=_metric_communities(communities, settings),
         cutter_geoms=cutter_geoms,
         cutter_tree=shapely.STRtree(cutter_geoms),
         is_net=(cutters["kind"] == "net").to_numpy(dtype=bool),

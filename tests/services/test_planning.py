@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pandas as pd
 import pytest
+import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -427,3 +429,30 @@ def test_compare_lists_exactly_the_owner_changes_activation_then_makes(
     assert listed == changed
     ring = [code for code, (_, new) in changed.items() if new is not None and not new.startswith(community)]
     assert ring, "the ring's components go to a neighbour's grid"
+
+
+def test_a_community_that_crosses_itself_in_metres_is_repaired_before_cutting(
+    test_settings: Settings,
+) -> None:
+    """A boundary valid in lon/lat may cross itself once densified and turned into metres: here the edge
+    runs 11 m past a corner and back (vertices as a GEOS difference left them in an imported community,
+    found by a tester), which in metres is a sliver touching itself. The redraw failed with a traceback;
+    the sliver is now repaired before cutting, the area kept."""
+    spike = shapely.Polygon(
+        [
+            (117.10959032692305, 36.70767857692308),
+            (117.11008419230771, 36.70770569230768),
+            (117.11033112495726, 36.70771925025617),  # 11 m past the corner...
+            (117.11020288816567, 36.70771220935729),  # ...and back
+            (117.11018513815938, 36.70753983720251),
+            (117.11011653696548, 36.706873636041486),
+            (117.10959032692305, 36.706873636041486),
+        ]
+    )
+    assert shapely.is_valid(spike)
+    in_metres = planning.transformer(test_settings)(spike)
+    assert shapely.is_valid_reason(in_metres).startswith("Self-intersection")
+    communities = pd.DataFrame({"code": ["370102001001"], "geometry": [spike]})
+    repaired = planning._metric_communities(communities, test_settings)
+    assert shapely.is_valid(repaired).all()
+    assert abs(shapely.area(repaired[0]) - shapely.area(in_metres)) < 0.01
