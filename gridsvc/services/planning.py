@@ -22,7 +22,8 @@ import multiprocessing as mp
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyproj
 import shapely
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gis import plancodes, redraw, unitgrids
@@ -137,6 +139,33 @@ def _metric_points(settings: Settings, xy: npt.NDArray[np.float64]) -> Any:
         return np.zeros(0, dtype=object)
     x, y = transformer.transform(xy[:, 0], xy[:, 1])
     return shapely.points(np.asarray(x), np.asarray(y))
+
+
+_OVERLAP_DETAIL = re.compile(r"(\S+) and (\S+) of plan \d+ overlap by (\S+) m²")
+
+
+@contextmanager
+def _overlaps_explained() -> Iterator[None]:
+    """Say what a draft's overlapping grids mean. The database refuses them (migration 0009); most often a
+    drawn community's grids overlap the grids a neighbour keeps from the active plan, because a community
+    boundary imported since that plan was drawn no longer meets the neighbour's edge to edge."""
+    try:
+        yield
+    except IntegrityError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        found = _OVERLAP_DETAIL.search(getattr(diag, "message_detail", None) or "")
+        if found is None or not str(getattr(diag, "constraint_name", "")).endswith("_no_overlap"):
+            raise
+        first, second, area = found.groups()
+        communities = sorted({first[:12], second[:12]})
+        raise InvalidInputError(
+            f"the draft's grids {first} and {second} would overlap by {area} m² (tolerance 0.1 m²):"
+            f" the boundaries of {' and '.join(communities)} do not meet edge to edge there (a boundary"
+            " imported since the active plan was drawn, simplified or moved?). Redraw them in one draft ("
+            + " ".join(f"--community {code}" for code in communities)
+            + "); if they were, compare their shared edge. Nothing was stored",
+            problems=[FieldProblem("overlap", f"{first} and {second}: {area} m²")],
+        ) from exc
 
 
 # A community the turn into metres leaves invalid is repaired when the repair changes its area by no more
@@ -248,7 +277,7 @@ def draw_plan(
     unit_rows = [row for d in drawn for row in d.unit_rows]
     owner_rows = [row for d in drawn for row in d.owner_rows]
     summary = json_safe(quality_summary([d.quality for d in drawn]))
-    with sessions.begin() as session:
+    with sessions.begin() as session, _overlaps_explained():
         plan_id = _store(session, params, inputs.digits, actor, unit_rows, owner_rows, summary)
         copied = 0
         active = locate_repo.active_plan(session)

@@ -4,6 +4,7 @@ survive a second redraw, a draft that passes the activation rules."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pandas as pd
@@ -12,7 +13,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from gridsvc.errors import NotFoundError, PermissionDeniedError
+from gridsvc.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from gridsvc.services import plan_compare, planning, plans
 from gridsvc.services.access import Principal
 from gridsvc.settings import Settings
@@ -77,9 +78,8 @@ def test_draw_needs_gis_staff_and_communities(
         )
 
 
-def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_refused(
-    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
-) -> None:
+def _add_eastern_neighbour(sessions: sessionmaker[Session], plan_id: int) -> str:
+    """Community 370102001002 east of the case city's, with one grid in the plan; returns its WKT."""
     from gridsvc.db.models import Community, ResponsibilityGrid, UnitGrid
 
     east = f"MULTIPOLYGON((({X0 + 0.010} {Y0}, {X0 + 0.012} {Y0}, {X0 + 0.012} {Y0 + 0.006}, "
@@ -95,7 +95,7 @@ def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_r
         session.add(Community(code="370102001002", street_code="370102001", name="乙社区", geom=ewkt(east)))
         session.flush()
         owner = ResponsibilityGrid(
-            plan_id=drawable["plan_id"],
+            plan_id=plan_id,
             code="370102001002R01",
             community_code="370102001002",
             worker_name="乙网格员",
@@ -105,7 +105,7 @@ def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_r
         session.flush()
         session.add(
             UnitGrid(
-                plan_id=drawable["plan_id"],
+                plan_id=plan_id,
                 code="370102001002001",
                 community_code="370102001002",
                 responsibility_grid_id=owner.id,
@@ -113,7 +113,13 @@ def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_r
                 geom=ewkt(east),
             )
         )
-        session.flush()
+    return east
+
+
+def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_refused(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    _add_eastern_neighbour(sessions, drawable["plan_id"])
     drawn = planning.draw_plan(
         sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
     )
@@ -138,6 +144,37 @@ def test_a_partial_draw_copies_the_other_communities_and_a_plan_missing_one_is_r
     assert {b["rule"] for b in plans.check_plan(sessions, drawn.plan_id)} == {"missing"}
 
 
+def test_a_drawn_community_that_no_longer_meets_its_neighbour_is_refused_naming_both(
+    drawable: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
+) -> None:
+    """Its boundary, imported since the plan was drawn, reaches 2 m into the neighbour's grid: the drawn
+    grids would overlap the grid copied forward. The database refuses that; the refusal says why and
+    what to do, and no draft is stored."""
+    _add_eastern_neighbour(sessions, drawable["plan_id"])
+    with sessions.begin() as session:
+        session.execute(
+            text(
+                "UPDATE community SET geom = ST_Multi(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490))"
+                " WHERE code = '370102001001'"
+            ),
+            {"x0": X0, "y0": Y0, "x1": X0 + 0.01002, "y1": Y0 + 0.006},
+        )
+        plans_before = session.execute(text("SELECT count(*) FROM grid_plan")).scalar_one()
+    with pytest.raises(InvalidInputError) as refused:
+        planning.draw_plan(
+            sessions, test_settings, planning.DrawParams(communities=["370102001001"]), actor=GIS
+        )
+    message = str(refused.value)
+    assert re.match(
+        r"the draft's grids 370102001002R01 and 370102001001R\d\d would overlap by [\d.]+ m²", message
+    )
+    assert "the boundaries of 370102001001 and 370102001002 do not meet edge to edge there" in message
+    assert "(--community 370102001001 --community 370102001002)" in message
+    assert message.endswith("Nothing was stored")
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM grid_plan")).scalar_one() == plans_before
+
+
 @pytest.mark.parametrize(
     "params",
     [
@@ -151,8 +188,6 @@ def test_impossible_parameters_are_refused_before_anything_is_drawn(
     sessions: sessionmaker[Session],
     test_settings: Settings,
 ) -> None:
-    from gridsvc.errors import InvalidInputError
-
     with sessions() as session:
         before = session.execute(text("SELECT count(*) FROM grid_plan")).scalar_one()
     with pytest.raises(InvalidInputError, match="cannot draw"):
@@ -231,8 +266,6 @@ def test_weights_and_a_target_workload_set_the_number_of_grids(
         actor=GIS,
     )
     assert with_components.responsibility_grids >= 1
-    from gridsvc.errors import InvalidInputError
-
     with pytest.raises(InvalidInputError, match="unknown load"):
         planning.draw_plan(sessions, test_settings, planning.DrawParams(weights={"people": 1.0}), actor=GIS)
 
@@ -303,8 +336,6 @@ def test_compare_a_draft_with_the_active_plan(
     assert "370102001001R01" in page  # today's removed grid, dashed under the new ones
 
     # The active plan against itself is refused; so is a plan that does not exist.
-    from gridsvc.errors import InvalidInputError
-
     with pytest.raises(InvalidInputError, match="itself"):
         plan_compare.compare_plan(sessions, drawable["plan_id"], actor=GIS)
     with pytest.raises(NotFoundError):
