@@ -180,8 +180,11 @@ def _metric_communities(communities: pd.DataFrame, settings: Settings) -> Any:
     changes by a sliver); one whose repair would change its area by more than :data:`_COMMUNITY_REPAIR_M2`
     is refused, naming the community and where, rather than failing inside the cutting."""
     metric = transformer(settings)(communities["geometry"].to_numpy())
+    invalid = np.flatnonzero(~shapely.is_valid(metric))
+    if invalid.size == 0:  # nearly always: the validity test is the only cost
+        return metric
     repaired = repair_polygonal(metric)
-    for index in np.flatnonzero(~shapely.is_valid(metric)):
+    for index in invalid:
         change = abs(shapely.area(repaired[index]) - shapely.area(metric[index]))
         if change > _COMMUNITY_REPAIR_M2:
             code = str(communities["code"].iloc[index])
