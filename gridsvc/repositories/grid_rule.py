@@ -44,14 +44,34 @@ class GridRule:
         }
 
 
+def nearest_unit_grid(point: str, plan_param: str = "plan", when: str = "true") -> str:
+    """SQL: a subquery giving ``id`` and ``responsibility_grid_id`` of the unit grid nearest to the point
+    ``point`` within ``:nearest_m`` metres (equal distances: the smallest code), asked only ``when`` holds:
+    the second half of the rule, for a point in no grid.
+
+    The box (``&&``, the gist index) comes first, the metric distance only for the few grids it finds."""
+    return f"""
+        SELECT u.id, u.responsibility_grid_id FROM unit_grid u
+        CROSS JOIN LATERAL (
+            SELECT ST_Distance(ST_Transform(u.geom, :metric_srid), ST_Transform({point}, :metric_srid)) AS m
+        ) AS d
+        WHERE {when} AND :nearest_m > 0 AND u.plan_id = :{plan_param}
+          AND u.geom && ST_Expand(
+              {point},
+              :nearest_m / (:metres_per_degree * cos(radians(ST_Y({point})))),
+              :nearest_m / :metres_per_degree
+          )
+          AND d.m <= :nearest_m
+        ORDER BY d.m, u.code
+        LIMIT 1
+    """
+
+
 def unit_grid_of(geom: str, alias: str = "g", plan_param: str = "plan") -> str:
     """SQL: ``LEFT JOIN LATERAL (...) alias`` giving ``alias.unit_grid_id`` and
     ``alias.responsibility_grid_id`` of the feature ``geom`` (both NULL where no grid holds it), with the
     bind parameters of :meth:`GridRule.params` (the plan's named ``plan_param``: a statement that asks two
-    plans names them apart).
-
-    The nearest-grid lookup runs only for a point in no grid; the box (``&&``, the gist index) comes first,
-    the metric distance only for the few grids it finds."""
+    plans names them apart). The nearest-grid lookup runs only for a point in no grid."""
     return f"""
 LEFT JOIN LATERAL (
     SELECT coalesce(inside.id, nearest.id) AS unit_grid_id,
@@ -64,20 +84,6 @@ LEFT JOIN LATERAL (
         ORDER BY u.code
         LIMIT 1
     ) AS inside ON true
-    LEFT JOIN LATERAL (
-        SELECT u.id, u.responsibility_grid_id FROM unit_grid u
-        CROSS JOIN LATERAL (
-            SELECT ST_Distance(ST_Transform(u.geom, :metric_srid), ST_Transform(rep.p, :metric_srid)) AS m
-        ) AS d
-        WHERE inside.id IS NULL AND :nearest_m > 0 AND u.plan_id = :{plan_param}
-          AND u.geom && ST_Expand(
-              rep.p,
-              :nearest_m / (:metres_per_degree * cos(radians(ST_Y(rep.p)))),
-              :nearest_m / :metres_per_degree
-          )
-          AND d.m <= :nearest_m
-        ORDER BY d.m, u.code
-        LIMIT 1
-    ) AS nearest ON true
+    LEFT JOIN LATERAL ({nearest_unit_grid("rep.p", plan_param, when="inside.id IS NULL")}) AS nearest ON true
 ) AS {alias} ON true
 """

@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gridsvc.repositories.grid_rule import GridRule, unit_grid_of
+from gridsvc.repositories.grid_rule import GridRule, nearest_unit_grid
 
 # A grid whose symmetric difference with its namesake is above this share of its area was reshaped; the
 # same tolerance as code survival in gis/plancodes (1 %).
@@ -68,23 +68,40 @@ def unit_grid_change_counts(session: Session, *, base: int, draft: int) -> dict[
     return counts
 
 
-# The owner of a point in either plan is found by the rule activation applies (repositories/grid_rule):
+# The owner of an item in either plan is found by the rule activation applies (repositories/grid_rule):
 # the unit grid at its representative point, the smallest code on a shared edge, else the nearest within
-# nearest_m; its responsibility grid owns it. Only items within nearest_m of a unit grid of a community
-# whose grids changed are asked: grids elsewhere are copied forward whole (same code, shape and owner), so
-# an item farther from every changed grid gets the same answer from both plans. The box test is wider than
-# nearest_m (the longitude margin is taken at the grid's latitude farthest from the equator): a superset.
-_CANDIDATES = """
-    SELECT DISTINCT t.id
+# nearest_m; its responsibility grid owns it. Only items near a community whose grids changed are asked:
+# grids elsewhere are copied forward whole (same code, shape and owner), so an item farther than nearest_m
+# from every changed grid gets the same answer from both plans.
+#
+# The candidates are the items whose representative point lies in the *changed area*: each changed
+# community's box (its grids in both plans) widened by nearest_m, a little more (the longitude margin is
+# taken at the box's latitude farthest from the equator, and 1e-7 degrees, about a centimetre, covers the
+# union's rounding): a superset. Every grid holding a candidate meets that area, so "the grid at the point"
+# is asked only of those grids, and set-based: from each grid to the items in it, by the items' spatial
+# index, so PostGIS prepares each polygon once for all the points inside it. Asked the other way round,
+# one lookup per item and plan (the lateral join of grid_rule.unit_grid_of), a whole-city redraw's 3.5
+# million components did not finish in 24 minutes. Only an item in no grid asks for the nearest one.
+_CHANGED_AREA = """
+    SELECT ST_Union(ST_SetSRID(ST_Expand(
+        ext,
+        1e-7 + :nearest_m / (:metres_per_degree * cos(radians(least(89, greatest(abs(ST_YMin(ext)),
+                                                                               abs(ST_YMax(ext))))))),
+        1e-7 + :nearest_m / :metres_per_degree
+    )::geometry, srid)) AS area
+    FROM (
+        SELECT ST_Extent(u.geom)::box2d AS ext, min(ST_SRID(u.geom)) AS srid FROM unit_grid u
+        WHERE u.plan_id IN (:base, :draft) AND u.community_code IN (SELECT code FROM changed_communities)
+        GROUP BY u.community_code
+    ) AS boxes
+"""
+_GRID_AT_POINT = """
+    SELECT DISTINCT ON (t.id) t.id, u.responsibility_grid_id
     FROM unit_grid u
-    JOIN {table} t ON t.geom && ST_Expand(
-        u.geom,
-        :nearest_m / (:metres_per_degree * cos(radians(least(89, greatest(abs(ST_YMin(u.geom)),
-                                                                          abs(ST_YMax(u.geom))))))),
-        :nearest_m / :metres_per_degree
-    )
-    WHERE u.plan_id IN (:base, :draft) AND u.community_code IN (SELECT code FROM changed_communities)
-      AND {where}
+    JOIN {table} t ON ST_Intersects(u.geom, t.geom)
+    WHERE u.plan_id = :{plan} AND ST_Intersects(u.geom, (SELECT area FROM changed_area)) AND {where}
+      AND (GeometryType(t.geom) = 'POINT' OR ST_Intersects(u.geom, ST_PointOnSurface(t.geom)))
+    ORDER BY t.id, u.code
 """
 _OWNER_CHANGES = """
     WITH changed_communities AS (
@@ -93,14 +110,29 @@ _OWNER_CHANGES = """
         FULL JOIN (SELECT * FROM responsibility_grid WHERE plan_id = :draft) AS d ON d.code = b.code
         WHERE b.id IS NULL OR d.id IS NULL OR NOT b.geom = d.geom
     ),
-    candidates AS ({candidates})
+    changed_area AS ({changed_area}),
+    inside_before AS ({inside_before}),
+    inside_after AS ({inside_after}),
+    candidates AS (
+        SELECT t.id, rep.p
+        FROM {table} t
+        CROSS JOIN LATERAL (SELECT ST_PointOnSurface(t.geom) AS p) AS rep
+        WHERE t.geom && (SELECT area FROM changed_area) AND {where}
+          AND ST_Intersects((SELECT area FROM changed_area), rep.p)
+    )
     SELECT t.id, {columns}, rb.code AS before, ra.code AS after
     FROM candidates c
     JOIN {table} t ON t.id = c.id
-    {before}
-    LEFT JOIN responsibility_grid rb ON rb.id = gb.responsibility_grid_id
-    {after}
-    LEFT JOIN responsibility_grid ra ON ra.id = ga.responsibility_grid_id
+    LEFT JOIN inside_before ib ON ib.id = c.id
+    LEFT JOIN LATERAL ({nearest_before}) AS nb ON true
+    LEFT JOIN responsibility_grid rb
+        ON rb.id = CASE WHEN ib.id IS NOT NULL THEN ib.responsibility_grid_id
+                        ELSE nb.responsibility_grid_id END
+    LEFT JOIN inside_after ia ON ia.id = c.id
+    LEFT JOIN LATERAL ({nearest_after}) AS na ON true
+    LEFT JOIN responsibility_grid ra
+        ON ra.id = CASE WHEN ia.id IS NOT NULL THEN ia.responsibility_grid_id
+                        ELSE na.responsibility_grid_id END
     WHERE rb.code IS DISTINCT FROM ra.code
     ORDER BY t.id
 """
@@ -108,10 +140,13 @@ _OWNER_CHANGES = """
 
 def _owner_changes_sql(table: str, where: str, columns: str) -> str:
     return _OWNER_CHANGES.format(
-        candidates=_CANDIDATES.format(table=table, where=where),
-        before=unit_grid_of("t.geom", alias="gb", plan_param="base"),
-        after=unit_grid_of("t.geom", alias="ga", plan_param="draft"),
+        changed_area=_CHANGED_AREA,
+        inside_before=_GRID_AT_POINT.format(table=table, plan="base", where=where),
+        inside_after=_GRID_AT_POINT.format(table=table, plan="draft", where=where),
+        nearest_before=nearest_unit_grid("c.p", "base", when="ib.id IS NULL"),
+        nearest_after=nearest_unit_grid("c.p", "draft", when="ia.id IS NULL"),
         table=table,
+        where=where,
         columns=columns,
     )
 
