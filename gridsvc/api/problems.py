@@ -22,6 +22,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gridsvc.db.failures import server_failure
 from gridsvc.errors import (
     AuthenticationError,
     ConflictError,
@@ -50,6 +51,9 @@ BUSY_DETAIL = f"the service is at its load limit; retry after {RETRY_AFTER_SECON
 DATABASE_RETRY_AFTER_SECONDS = 5
 DATABASE_DOWN_TITLE = "Database unavailable"
 DATABASE_DOWN_DETAIL = "the database cannot be reached"
+# The server took the statement and could not finish it (cancelled, out of disk, a lock timeout):
+# still 503 + Retry-After, but said as it is (gridsvc/db/failures.py).
+DATABASE_FAILED_TITLE = "Database could not finish the request"
 DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
@@ -57,6 +61,14 @@ DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
     psycopg2.OperationalError,
     psycopg2.InterfaceError,
 )
+
+
+def database_unavailable_text(exc: BaseException) -> tuple[str, str]:
+    """Title and detail of the 503 for ``exc``: unreachable, or what the server could not finish."""
+    failure = server_failure(exc)
+    return (
+        (DATABASE_DOWN_TITLE, DATABASE_DOWN_DETAIL) if failure is None else (DATABASE_FAILED_TITLE, failure)
+    )
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -120,9 +132,8 @@ def exception_problem(exc: Exception, instance: str) -> dict[str, Any]:
     if isinstance(exc, PoolTimeoutError):
         return problem_body(503, BUSY_TITLE, BUSY_DETAIL, kind="busy", instance=instance)
     if is_database_unavailable(exc):
-        return problem_body(
-            503, DATABASE_DOWN_TITLE, DATABASE_DOWN_DETAIL, kind="unavailable", instance=instance
-        )
+        title, detail = database_unavailable_text(exc)
+        return problem_body(503, title, detail, kind="unavailable", instance=instance)
     if isinstance(exc, IntegrityError):
         rule = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "a database rule"
         return problem_body(
@@ -246,11 +257,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         # One line, no traceback: while the database is down every request ends here.
         # (Open311 routes catch it themselves and answer in GeoReport v2's format: routes/open311.py.)
         log.warning("database unavailable for %s %s: %s", request.method, request.url.path, exc)
+        title, detail = database_unavailable_text(exc)
         return problem(
             request,
             503,
-            DATABASE_DOWN_TITLE,
-            DATABASE_DOWN_DETAIL,
+            title,
+            detail,
             kind="unavailable",
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
         )

@@ -74,6 +74,8 @@ def _explain(exc: Exception) -> tuple[str, list[str]] | None:
     from pydantic import ValidationError
     from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
+    from gridsvc.db.failures import server_failure
+
     if isinstance(exc, GridsvcError):
         # Where each problem is (the row of a refused file), and not the message of the line above again.
         return exc.detail, [
@@ -84,6 +86,9 @@ def _explain(exc: Exception) -> tuple[str, list[str]] | None:
             if p.message != exc.detail
         ]
     if isinstance(exc, OperationalError):
+        failure = server_failure(exc)  # the server began the statement and could not finish it
+        if failure is not None:
+            return failure, []
         return (
             "cannot reach the database: is it running? Start the embedded one with `gridsvc db up`, "
             "or check GRIDSVC_DATABASE_URL",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.api.app import create_app
@@ -148,6 +151,46 @@ def test_health_is_503_when_the_database_is_down(test_settings: Settings) -> Non
         departments = offline.get("/v1/departments")
         assert departments.status_code == 503
         assert departments.json()["detail"] == "the database cannot be reached"
+
+
+def test_a_statement_the_database_cancels_is_a_503_that_says_so(
+    client: TestClient, database_url: str
+) -> None:
+    """A statement cancelled by an administrator (or a statement timeout) was answered "the database cannot
+    be reached": psycopg2 raises one OperationalError for both. Still 503 + Retry-After (the service is
+    fine, the request may be retried), but said as it is. The request waits on a table held locked here,
+    so the cancel lands on its statement."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+            holder.execute(text("LOCK TABLE department IN ACCESS EXCLUSIVE MODE"))
+            answer = pool.submit(client.get, "/v1/departments")
+            waiting = None
+            for _ in range(300):
+                holder.execute(text("SELECT pg_stat_clear_snapshot()"))  # else one snapshot per transaction
+                waiting = holder.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query ILIKE '%department%' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar()
+                if waiting is not None or answer.done():
+                    break
+                time.sleep(0.1)
+            assert waiting is not None
+            holder.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": waiting})
+            response = answer.result(timeout=60)
+            holder.rollback()
+    finally:
+        engine.dispose()
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    body = response.json()
+    assert body["title"] == "Database could not finish the request"
+    assert (
+        body["detail"].startswith("the database cancelled the statement")
+        and "nothing was changed" in body["detail"]
+    )
+    assert client.get("/v1/departments").status_code == 200  # and the next request is answered
 
 
 def test_code_with_trailing_newline_is_422_not_500(client: TestClient, keys: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,54 @@ def test_bad_settings_and_a_stopped_database_are_one_clear_line(
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_statement_the_database_cancels_is_said_as_such_not_as_a_stopped_database(
+    database_url: str,
+) -> None:
+    """An administrator cancels the statement of a running command (pg_cancel_backend, as one does with a
+    query running for too long): it said "cannot reach the database: is it running?", since psycopg2
+    raises the same OperationalError for both. The command waits on a table this test holds locked, so
+    the cancel lands on its statement every time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDSVC_")}
+    env.update(GRIDSVC_DATABASE_URL=database_url, COLUMNS="300")
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as holder:
+            holder.execute(sqlalchemy.text("LOCK TABLE api_key IN ACCESS EXCLUSIVE MODE"))
+            command = subprocess.Popen(
+                [sys.executable, "-m", "gridsvc.cli", "keys", "list"],
+                env=env,
+                cwd=NEUTRAL_CWD,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                waiting = None
+                for _ in range(600):  # up to 60 s for the command to start and reach the lock
+                    # (pg_stat_activity is read once per transaction unless its snapshot is cleared)
+                    holder.execute(sqlalchemy.text("SELECT pg_stat_clear_snapshot()"))
+                    waiting = holder.execute(
+                        sqlalchemy.text(
+                            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                            " AND query ILIKE '%api_key%' AND pid <> pg_backend_pid()"
+                        )
+                    ).scalar()
+                    if waiting is not None or command.poll() is not None:
+                        break
+                    time.sleep(0.1)
+                assert waiting is not None, command.communicate(timeout=10)
+                holder.execute(sqlalchemy.text("SELECT pg_cancel_backend(:pid)"), {"pid": waiting})
+                _, stderr = command.communicate(timeout=60)
+            finally:
+                command.kill()
+            holder.rollback()
+    finally:
+        engine.dispose()
+    assert command.returncode == 1
+    assert "the database cancelled the statement" in stderr and "nothing was changed" in stderr, stderr
+    assert "cannot reach" not in stderr and "Traceback" not in stderr
 
 
 def test_crs_convert_in_city_refuses_beijing() -> None:

@@ -33,9 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gridsvc.api.deps import AppSettings, Sessions
 from gridsvc.api.problems import (
     BUSY_DETAIL,
-    DATABASE_DOWN_DETAIL,
     DATABASE_RETRY_AFTER_SECONDS,
     RETRY_AFTER_SECONDS,
+    database_unavailable_text,
     is_database_unavailable,
 )
 from gridsvc.api.request_body import BoundedBodyRoute
@@ -165,9 +165,8 @@ def _failure(fmt: str, exc: Exception) -> Response:
         return errors(fmt, 503, [BUSY_DETAIL], headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if is_database_unavailable(exc):  # down, restarting or the connection broke: retry later (issue 7)
         log.warning("open311: database unavailable: %s", exc)
-        return errors(
-            fmt, 503, [DATABASE_DOWN_DETAIL], headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
-        )
+        _, detail = database_unavailable_text(exc)
+        return errors(fmt, 503, [detail], headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)})
     log.exception("open311 request failed", exc_info=exc)
     return errors(fmt, 500, ["the request failed inside the service; it has been logged"])
 
