@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gridsvc.repositories.grid_rule import GridRule, nearest_unit_grid
+from gridsvc.repositories.grid_rule import GridRule, nearest_unit_grid, unit_grids_at
 
 # A grid whose symmetric difference with its namesake is above this share of its area was reshaped; the
 # same tolerance as code survival in gis/plancodes (1 %).
@@ -78,10 +78,10 @@ def unit_grid_change_counts(session: Session, *, base: int, draft: int) -> dict[
 # community's box (its grids in both plans) widened by nearest_m, a little more (the longitude margin is
 # taken at the box's latitude farthest from the equator, and 1e-7 degrees, about a centimetre, covers the
 # union's rounding): a superset. Every grid holding a candidate meets that area, so "the grid at the point"
-# is asked only of those grids, and set-based: from each grid to the items in it, by the items' spatial
-# index, so PostGIS prepares each polygon once for all the points inside it. Asked the other way round,
-# one lookup per item and plan (the lateral join of grid_rule.unit_grid_of), a whole-city redraw's 3.5
-# million components did not finish in 24 minutes. Only an item in no grid asks for the nearest one.
+# is asked only of those grids, set-based (grid_rule.unit_grids_at). Asked one item and plan at a time
+# (grid_rule.unit_grid_of), after a join of every changed grid's widened box with the items, a whole-city
+# redraw's 3.5 million components did not finish in 24 minutes. Only an item in no grid asks for the
+# nearest one.
 _CHANGED_AREA = """
     SELECT ST_Union(ST_SetSRID(ST_Expand(
         ext,
@@ -95,14 +95,7 @@ _CHANGED_AREA = """
         GROUP BY u.community_code
     ) AS boxes
 """
-_GRID_AT_POINT = """
-    SELECT DISTINCT ON (t.id) t.id, u.responsibility_grid_id
-    FROM unit_grid u
-    JOIN {table} t ON ST_Intersects(u.geom, t.geom)
-    WHERE u.plan_id = :{plan} AND ST_Intersects(u.geom, (SELECT area FROM changed_area)) AND {where}
-      AND (GeometryType(t.geom) = 'POINT' OR ST_Intersects(u.geom, ST_PointOnSurface(t.geom)))
-    ORDER BY t.id, u.code
-"""
+_MEETS_CHANGED_AREA = "ST_Intersects(u.geom, (SELECT area FROM changed_area))"
 _OWNER_CHANGES = """
     WITH changed_communities AS (
         SELECT DISTINCT coalesce(d.community_code, b.community_code) AS code
@@ -141,8 +134,8 @@ _OWNER_CHANGES = """
 def _owner_changes_sql(table: str, where: str, columns: str) -> str:
     return _OWNER_CHANGES.format(
         changed_area=_CHANGED_AREA,
-        inside_before=_GRID_AT_POINT.format(table=table, plan="base", where=where),
-        inside_after=_GRID_AT_POINT.format(table=table, plan="draft", where=where),
+        inside_before=unit_grids_at(table, where, "base", grids_where=_MEETS_CHANGED_AREA),
+        inside_after=unit_grids_at(table, where, "draft", grids_where=_MEETS_CHANGED_AREA),
         nearest_before=nearest_unit_grid("c.p", "base", when="ib.id IS NULL"),
         nearest_after=nearest_unit_grid("c.p", "draft", when="ia.id IS NULL"),
         table=table,

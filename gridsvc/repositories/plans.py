@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gridsvc.repositories.grid_rule import GridRule, unit_grid_of
+from gridsvc.repositories.grid_rule import GridRule, nearest_unit_grid, unit_grid_of, unit_grids_at
 
 # One number for "a plan is being activated": pg_try_advisory_xact_lock on it serialises activations.
 ACTIVATION_LOCK = 0x67726964  # "grid"
@@ -151,22 +151,25 @@ def make_active(session: Session, plan_id: int, start: dt.date) -> None:
     )
 
 
-# The owner by the import's rule (repositories/grid_rule.py).
-_REGRID = """
-    UPDATE {table} AS t
-    SET {extra} unit_grid_id = g.unit_grid_id, responsibility_grid_id = g.responsibility_grid_id
-    FROM {table} AS t2
-    {grid_of}
-    WHERE t.id = t2.id AND {where}
+# The owner by the import's rule (repositories/grid_rule.py): the grid at each component's point, found
+# from the grids' side for all of them at once; the nearest grid only for a component in none.
+_REGRID_COMPONENTS = f"""
+    WITH inside AS ({unit_grids_at("component", "t.valid_to IS NULL")})
+    UPDATE component AS t
+    SET unit_grid_id = CASE WHEN i.id IS NOT NULL THEN i.unit_grid_id ELSE nearest.id END,
+        responsibility_grid_id = CASE WHEN i.id IS NOT NULL THEN i.responsibility_grid_id
+                                      ELSE nearest.responsibility_grid_id END
+    FROM component AS t2
+    LEFT JOIN inside i ON i.id = t2.id
+    LEFT JOIN LATERAL ({nearest_unit_grid("ST_PointOnSurface(t2.geom)", when="i.id IS NULL")}) AS nearest
+        ON true
+    WHERE t.id = t2.id AND t2.valid_to IS NULL
 """
 
 
 def regrid_components(session: Session, rule: GridRule) -> int:
     """Give every current component the unit and responsibility grid of the rule's plan."""
-    sql = _REGRID.format(
-        table="component", extra="", grid_of=unit_grid_of("t2.geom"), where="t2.valid_to IS NULL"
-    )
-    result = session.execute(text(sql), rule.params())
+    result = session.execute(text(_REGRID_COMPONENTS), rule.params())
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -413,6 +413,7 @@ def test_compare_lists_exactly_the_owner_changes_activation_then_makes(
     them the nearest grid (often the next community's), and a component on an edge the smallest code. The
     comparison looked only inside the changed community's grids, so it said such components would lose
     their grid, named wrong "before" grids on edges, and missed void ones. It now asks the same rule."""
+    from gridsvc.repositories.grid_rule import unit_grid_of
     from gridsvc.repositories.plans import regrid_components
     from gridsvc.services.imports import grid_rule
 
@@ -451,10 +452,23 @@ def test_compare_lists_exactly_the_owner_changes_activation_then_makes(
         before = dict(session.execute(text(owners)).all())
     # What activation then does to the components: its statement, rolled back. (The demo's own plan breaks
     # rules the draft copies forward, so activating it is refused; see test_plans for activation itself.)
+    rule = grid_rule(drawn.plan_id, test_settings)
     with demo_sessions() as session:
-        regrid_components(session, grid_rule(drawn.plan_id, test_settings))
+        regrid_components(session, rule)
         after = dict(session.execute(text(owners)).all())
         session.rollback()
+    # Activation asks the rule from the grids' side (unit_grids_at); one lookup per component
+    # (unit_grid_of, what imports and the case loop ask) must give every component the same grid.
+    with demo_sessions() as session:
+        one_by_one = session.execute(
+            text(
+                "SELECT c.code, r.code FROM component c"
+                f" {unit_grid_of('c.geom')}"
+                " LEFT JOIN responsibility_grid r ON r.id = g.responsibility_grid_id WHERE c.valid_to IS NULL"
+            ),
+            rule.params(),
+        ).all()
+    assert dict(one_by_one) == after
     changed = {code: (before[code], after[code]) for code in after if before[code] != after[code]}
     listed = {row.code: (row.before, row.after) for row in comparison.components.itertuples()}
     assert listed == changed
