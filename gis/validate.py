@@ -75,6 +75,10 @@ MAX_REPAIR_AREA_CHANGE: Final = 0.005
 # A repair that multiplies the area by ten or more undid a bow-tie, whose two lobes cancel in the area of
 # the outline as drawn: said so, rather than as a change of millions of per cent.
 _CANCELLED_AREA_CHANGE: Final = 10.0
+# A polygon whose repair leaves one real part and crumbs smaller than this (in all) is that one part: a ring
+# that touches itself after reprojection between two CRSs leaves a crumb of square millimetres, far below
+# what a survey draws. The same 0.1 m² the store tolerates as overlap between grids (migration 0009).
+CRUMB_M2: Final = 0.1
 # Jinan's metric CRS (DOMAIN.md §5), the default for the lighter validators; components take it from rules.
 _DEFAULT_METRIC_CRS: Final = "EPSG:4548"
 _WKT_CHARS: Final = 100
@@ -526,6 +530,23 @@ def _repair_reason(what: str, change: float | None) -> str:
     return what + "; repaired" + ("" if change is None else f" (area change {100 * change:.2f} %)")
 
 
+def _drop_crumbs(repaired: ObjectArray, split: IntArray, metric: str) -> npt.NDArray[np.float64]:
+    """Where the repair of a single polygon (at ``split``) left one part and crumbs under
+    :data:`CRUMB_M2` in all, keep that part alone (in place). Returns the crumbs' area per geometry."""
+    crumbs_m2 = np.zeros(len(repaired))
+    for i in split:
+        pieces = shapely.get_parts(repaired[i])
+        areas = _metric_areas(pieces, metric)
+        if np.isnan(areas).any():
+            continue
+        largest = int(np.argmax(areas))
+        rest = float(areas.sum() - areas[largest])
+        if rest < CRUMB_M2:
+            repaired[i] = pieces[largest]
+            crumbs_m2[i] = rest
+    return crumbs_m2
+
+
 def _check_validity(
     findings: _Findings, geometries: ObjectArray, positions: IntArray, metric: str
 ) -> tuple[ObjectArray, BoolArray]:
@@ -544,8 +565,12 @@ def _check_validity(
     repaired = shapely.make_valid(original, method="structure", keep_collapsed=False)
     t0 = shapely.get_type_id(original)
     t1 = shapely.get_type_id(repaired)
-    parts = shapely.get_num_geometries(repaired)
     is_polygon = _FAMILY[t0] == "polygon"
+    crumbs_m2 = _drop_crumbs(
+        repaired, np.flatnonzero(np.isin(t0, _SINGLE_TYPES) & (t1 != t0) & is_polygon), metric
+    )
+    t1 = shapely.get_type_id(repaired)
+    parts = shapely.get_num_geometries(repaired)
     change = np.full(invalid.size, np.nan)
     area_before = np.full(invalid.size, np.nan)
     area_after = np.full(invalid.size, np.nan)
@@ -591,7 +616,10 @@ def _check_validity(
         else:
             ok_rows.append(invalid[i])
             ok_values.append(wkts[i])
-            ok_reasons.append(_repair_reason(where, float(change[i]) if is_polygon[i] else None))
+            reason = _repair_reason(where, float(change[i]) if is_polygon[i] else None)
+            if crumbs_m2[i] > 0:
+                reason += f"; a crumb of {crumbs_m2[i]:.2g} m² it left beside the polygon was dropped"
+            ok_reasons.append(reason)
             fixed[invalid[i]] = repaired[i]
             continue
         bad_rows.append(invalid[i])

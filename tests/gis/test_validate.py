@@ -278,6 +278,30 @@ def test_spike_is_repaired(rules: ComponentRules) -> None:
     assert result.repaired.geometry.tolist() == [SPIKE]
 
 
+def test_a_polygon_whose_repair_leaves_a_crumb_beside_it_is_that_polygon(rules: ComponentRules) -> None:
+    """A ring that crosses itself by 2e-7 degrees at a corner (as a polygon valid in its Gauss-Krüger
+    zone can, once turned into lon/lat) repairs into the square and a crumb of 0.0002 m²: it was refused
+    as "the repair splits it into 2 parts". The crumb is dropped, and said so; a real second lobe (the
+    bow-tie) is still refused."""
+    e = 2e-7
+    twisted = Polygon(
+        [(117.05, 36.65), (117.051, 36.65), (117.051, 36.651), (117.05, 36.651), (117.05 + e, 36.65 - e)]
+    )
+    result = validate_components(chunk([{"code": code(1, cls="0490"), "geometry": twisted}]), rules)
+    problem = only(result)
+    assert problem.action == "repaired", problem
+    assert problem.reason.startswith(
+        "self-intersection at (117.050000 36.650000); repaired (area change 0.00 %)"
+    )
+    assert problem.reason.endswith("a crumb of 0.0002 m² it left beside the polygon was dropped")
+    kept = result.accepted.geometry.iloc[0]
+    assert kept.geom_type == "Polygon" and kept.is_valid
+    # The outline as drawn, less the crumb (2e-14 square degrees, the 0.0002 m²)
+    assert abs(kept.area - twisted.area) < 1e-13 and kept.within(SQUARE.buffer(1e-9))
+    bowtie = only(validate_components(chunk([{"code": code(1, cls="0490"), "geometry": BOWTIE}]), rules))
+    assert bowtie.action == "rejected"
+
+
 def test_repair_that_changes_the_area_is_rejected(rules: ComponentRules) -> None:
     problem = only(validate_components(chunk([{"code": code(1, cls="0490"), "geometry": LOOP}]), rules))
     assert problem.action == "rejected"
