@@ -177,7 +177,8 @@ def regrid_open_cases(session: Session, rule: GridRule, *, actor: str, note: str
     """Give every open case the unit and responsibility grid of the rule's plan, and the owner that comes
     with them (community, street, district, station, as intake routes a case: the responsibility grid's
     station, else the community's first), in its columns and its ``routing.owner``. A case whose owner
-    changes (another unit grid code, community or station) gets a ``reassign`` event by ``actor`` with
+    changes (another unit grid code, community or station; the code of the grid it was in, or its
+    routing's for a case kept in none) gets a ``reassign`` event by ``actor`` with
     ``note``, keeping what it replaced (``before``, ``previous_routing``) as a dispatcher's reassignment
     does. Closed cases keep their history. A case the rule finds no grid for keeps its community, station
     and routing. Returns (cases re-gridded, cases whose owner changed)."""
@@ -219,7 +220,8 @@ def regrid_open_cases(session: Session, rule: GridRule, *, actor: str, note: str
             FROM owner o, case_record AS old
             WHERE t.id = o.id AND old.id = t.id
             RETURNING t.id, t.status, old.routing AS old_routing,
-                      old.routing -> 'owner' ->> 'unit_grid_code' AS old_unit_grid_code,
+                      coalesce((SELECT ou.code FROM unit_grid ou WHERE ou.id = old.unit_grid_id),
+                               old.routing -> 'owner' ->> 'unit_grid_code') AS old_unit_grid_code,
                       o.unit_grid_code, old.community_code AS old_community_code,
                       t.community_code, old.station_id AS old_station_id, t.station_id,
                       old.unit_grid_id AS old_unit_grid_id,

@@ -177,6 +177,21 @@ def test_an_open_case_that_activation_gives_another_owner_follows_it_with_a_reas
     assert details["previous_routing"]["owner"]["unit_grid_code"] == "370102001001003"
     assert len(after["history"]) == len(before["history"]) + 1
 
+    # The same grids drawn again: nothing changes owner, so no event, even for a case whose routing never
+    # named its unit grid (the demo's cases, opened before routing did): the code of the grid it is in
+    # counts, not the routing's (a tester saw 37 "reassigned" where 18 changed owner).
+    with sessions.begin() as session:
+        session.execute(
+            text(
+                "UPDATE case_record SET routing = routing #- '{owner,unit_grid_code}' WHERE request_code = :c"
+            ),
+            {"c": code},
+        )
+        again = add_draft(session, first, halves=WEST_EAST, stations=[second.id, first])
+    redone = plans.activate_plan(sessions, again, dt.date(2026, 12, 2), settings=test_settings, actor=GIS)
+    assert redone.open_cases_reassigned == 0
+    assert len(cases.get_case(sessions, code, personal=False)["history"]) == len(after["history"])
+
 
 def test_a_plan_that_breaks_the_rules_cannot_be_activated(
     case_city: dict[str, Any], sessions: sessionmaker[Session], test_settings: Settings
