@@ -33,12 +33,34 @@ def sqlstate(exc: BaseException) -> str | None:
     return code if isinstance(code, str) else None
 
 
+# libpq's words for a connection that was open and broke (the server sends no SQLSTATE a client sees
+# when it ends a session: it closes the socket).
+_LOST_CONNECTION_WORDS = (
+    "server closed the connection unexpectedly",
+    "terminating connection",
+    "connection already closed",
+    "could not receive data from server",
+    "ssl connection has been closed unexpectedly",
+)
+LOST_CONNECTION = (
+    "the database closed the connection during the operation (the server was stopped or restarted, or an"
+    " administrator ended the session): whatever it had not committed was rolled back"
+)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is an open connection breaking, not a connection that could not be made."""
+    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy saw a disconnect on a live connection
+        return True
+    words = str(getattr(exc, "orig", None) or exc).lower()
+    return any(phrase in words for phrase in _LOST_CONNECTION_WORDS)
+
+
 def server_failure(exc: BaseException) -> str | None:
     """What went wrong when the server took the statement and could not finish it (ending "...: nothing
-    was changed"), or None when it has no SQLSTATE: the server could not be reached or the connection
-    broke."""
+    was changed"), or broke the connection while it worked; None when the server could not be reached."""
     code = sqlstate(exc)
     if code is None:
-        return None
+        return LOST_CONNECTION if connection_lost(exc) else None
     sentence = _SENTENCE_OF_SQLSTATE.get(code, f"the database server failed the statement (SQLSTATE {code})")
     return f"{sentence}; {ROLLED_BACK}"
