@@ -352,6 +352,40 @@ class SeenRoads:
         # line -> the name-and-line key of the first row that drew it: a row with no name whose line an
         # earlier row drew is that road (a blank name says nothing, as a blank class keeps the stored one).
         self.first_of_line: dict[bytes, bytes] = {}
+        self.lines = _LineKeys()
+
+
+# Two lines are the same when their vertices, part by part and in order, lie this close in degrees (1e-7° is
+# about a centimetre): the tolerance a stored road is matched by (gridsvc/repositories/imports.py). One road
+# from two map sheets, one at full precision and one rounded to the millimetre in its Gauss-Krüger zone,
+# differs by about 1e-8°; compared byte for byte it was imported twice.
+SAME_SHAPE_DEGREES: Final = 1e-7
+# The cell, in degrees, lines are filed under by their first vertex: a line's match lies in its cell or a
+# neighbouring one.
+_LINE_CELL_DEGREES: Final = 1e-4
+
+
+class _LineKeys:
+    """Each line's key: the exact digest of the first line of the file within :data:`SAME_SHAPE_DEGREES`
+    of it (the same vertex count per part), else its own. Keeps the vertices of every line it has seen:
+    a city's road file is a few thousand lines."""
+
+    def __init__(self) -> None:
+        self._filed: dict[tuple[tuple[int, ...], int, int], list[tuple[npt.NDArray[np.float64], bytes]]] = {}
+
+    def key(self, line: shapely.Geometry) -> bytes:
+        own = _line_key(line)
+        parts = shapely.get_parts(line)
+        shape = tuple(int(n) for n in shapely.get_num_coordinates(parts))
+        xy = shapely.get_coordinates(line)
+        cx, cy = (int(np.floor(v / _LINE_CELL_DEGREES)) for v in xy[0])
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                for vertices, key in self._filed.get((shape, cx + dx, cy + dy), ()):
+                    if np.abs(vertices - xy).max() <= SAME_SHAPE_DEGREES:
+                        return key
+        self._filed.setdefault((shape, cx, cy), []).append((xy, own))
+        return own
 
 
 # The field of an exact copy's problem: the value is the row it copies.
@@ -390,6 +424,7 @@ def _check_road_copies(
     on :data:`COPY_FIELD` when its other values (``others``: class and free attributes) are the same too."""
     first_row = seen.first_row if seen is not None else {}
     first_of_line = seen.first_of_line if seen is not None else {}
+    lines = seen.lines if seen is not None else _LineKeys()
     copies: tuple[list[int], list[str | None], list[str]] = ([], [], [])
     conflicts: tuple[list[int], list[str | None], list[str]] = ([], [], [])
     for pos in np.flatnonzero(~findings.rejected):
@@ -398,7 +433,7 @@ def _check_road_copies(
         road = f"road {name or '(no name)'}"
         row = int(findings.source_row[pos])
         values = _digest(repr([None if _missing(v) else v for v in others.iloc[pos]]).encode())
-        line = _line_key(geometries[pos])
+        line = lines.key(geometries[pos])
         own_key = _road_key(name, line)
         key = first_of_line.setdefault(line, own_key) if name is None else own_key
         first_of_line.setdefault(line, own_key)

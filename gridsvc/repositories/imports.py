@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import geopandas as gpd
 import numpy as np
@@ -27,6 +27,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from gis import validate
 from gridsvc.db.models import STORAGE_SRID, SurveyBatch
 from gridsvc.repositories import bulk
 from gridsvc.repositories.grid_rule import GridRule, unit_grid_of
@@ -67,8 +68,9 @@ _HEX = np.array([f"{i:02X}".encode() for i in range(256)], dtype="S2")
 # exported in a Gauss-Krüger zone or GCJ-02 and imported again moves each vertex by under 1e-9°, FileGDB's
 # coordinate grid by up to 5e-10°, GeoJSON written to 7 decimals by up to 5e-8°; the best survey accuracy
 # class (A, ±0.5 m) is fifty times coarser. Compared byte for byte instead, a census exported in zone 39,
-# checked in QGIS and imported unchanged gave nine in ten of its components a new version.
-SAME_SHAPE_DEGREES = 1e-7
+# checked in QGIS and imported unchanged gave nine in ten of its components a new version. The file's own
+# rows are matched with the same tolerance (gis/validate: roads drawn twice in one file).
+SAME_SHAPE_DEGREES: Final = validate.SAME_SHAPE_DEGREES
 
 
 def same_shape(a: str, b: str) -> str:

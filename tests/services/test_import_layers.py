@@ -623,6 +623,34 @@ def test_a_road_twice_in_one_file_is_imported_once_and_the_copy_reported(
     assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == 4  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 100])  # the copy in the same chunk, then in the next
+def test_one_road_from_two_map_sheets_a_millimetre_apart_is_imported_once(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, chunk_rows: int
+) -> None:
+    """One road as two sheets delivered it, one at full precision and one rounded to the millimetre in
+    its Gauss-Krüger zone (a GBK Shapefile in EPSG:4527): the copy check compared bytes, so both were
+    stored, and the next import of the road counted "changed 2, unchanged -1". Lines are the same within
+    1e-7° (a centimetre), as stored roads are matched."""
+    full = [(39503456.78912, 4062345.12345), (39503956.45678, 4062398.98765)]
+    rounded = [(round(x, 3), round(y, 3)) for x, y in full]
+    sheets = gpd.GeoDataFrame(
+        {"道路名称": ["图幅路", "图幅路"], "道路等级": ["支路", "支路"]},
+        geometry=[shapely.LineString(full), shapely.LineString(rounded)],
+        crs="EPSG:4527",
+    )
+    path = tmp_path / "图幅路.shp"
+    sheets.to_file(path, encoding="GBK")
+    before = int(_scalar(demo_sessions, "SELECT count(*) FROM road"))  # type: ignore[arg-type]
+    report = _run(demo_sessions, test_settings, path, layer="roads", chunk_rows=chunk_rows)
+    assert (report.new, report.rejected) == (1, 1)
+    assert [(p.source_row, p.field, p.value) for p in report.problems] == [(2, "copy_of_row", "1")]
+    assert int(_scalar(demo_sessions, "SELECT count(*) FROM road")) == before + 1  # type: ignore[arg-type]
+    # The road again with another class: one road changed.
+    sheets.iloc[:1].assign(道路等级="次干道").to_file(path, encoding="GBK")
+    again = _run(demo_sessions, test_settings, path, layer="roads", chunk_rows=chunk_rows)
+    assert (again.changed, again.unchanged, again.new) == (1, 0, 0)
+
+
 def test_http_boundaries_upload(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
 ) -> None:
