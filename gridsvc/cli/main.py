@@ -1121,7 +1121,7 @@ def _print_import(result: Any) -> None:
 @app.command("export")
 @friendly
 def export_command(
-    what: Annotated[str, typer.Argument(help="components, grids or boundaries.")],
+    what: Annotated[str, typer.Argument(help="components, grids, boundaries or roads.")],
     file: Annotated[Path, typer.Argument(help="Output: .gpkg, .geojson, .shp or .csv.")],
     class_: Annotated[
         list[str] | None,

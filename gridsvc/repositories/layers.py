@@ -73,6 +73,13 @@ def boundaries(session: Session, level: str) -> gpd.GeoDataFrame:
     return gpd.read_postgis(text(sql), session.connection(), geom_col="geom")
 
 
+def roads(session: Session) -> gpd.GeoDataFrame:
+    """Every road, in the fields an import of roads reads (name, road_class, and the free attributes), in
+    the order they were stored: the layer GIS staff edit and give back with ``import roads --replace``."""
+    sql = "SELECT name, road_class, attributes, geom FROM road ORDER BY id"
+    return gpd.read_postgis(text(sql), session.connection(), geom_col="geom")
+
+
 def plan_id(session: Session, plan: str) -> int | None:
     """A plan's id from its id or 'active'."""
     if plan == "active":

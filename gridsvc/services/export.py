@@ -42,7 +42,12 @@ def check_target(path: Path, crs: str, encoding: str) -> None:
 
 
 # The options that choose the features of each layer: any other is refused for it.
-_OPTIONS_OF_LAYER = {"components": ("class", "at"), "grids": ("plan", "kind"), "boundaries": ("level",)}
+_OPTIONS_OF_LAYER = {
+    "components": ("class", "at"),
+    "grids": ("plan", "kind"),
+    "boundaries": ("level",),
+    "roads": (),
+}
 _LAYER_OF_OPTION = {"class": "components", "at": "components", "plan": "grids", "kind": "grids"}
 _LAYER_OF_OPTION["level"] = "boundaries"
 
@@ -64,7 +69,11 @@ def _check_options_fit(
         FieldProblem(
             option,
             f"--{option} chooses {_LAYER_OF_OPTION[option]}, not {what}: leave it out"
-            + (f" (choose {what} with {', '.join('--' + o for o in _OPTIONS_OF_LAYER[what])})"),
+            + (
+                f" (choose {what} with {', '.join('--' + o for o in _OPTIONS_OF_LAYER[what])})"
+                if _OPTIONS_OF_LAYER[what]
+                else f" ({what} are exported whole)"
+            ),
         )
         for option, is_given in given.items()
         if is_given and option not in _OPTIONS_OF_LAYER[what]
@@ -86,7 +95,7 @@ def export_layer(
     kind: str | None = None,
     level: str | None = None,
 ) -> tuple[Path, int]:
-    """Write components, grids or boundaries to ``path``; returns the path and the feature count.
+    """Write components, grids, boundaries or roads to ``path``; returns the path and the feature count.
 
     ``plan`` and ``kind`` choose grids (the active plan's unit grids when not given), ``level`` chooses
     boundaries (communities), ``class_codes`` chooses components (all classes), ``at`` (aware) the
@@ -130,8 +139,10 @@ def export_layer(
             if level not in LEVELS:
                 raise InvalidInputError("unknown level", problems=[FieldProblem("level", ", ".join(LEVELS))])
             frame = layers.boundaries(session, level)
+        elif what == "roads":
+            frame = layers.roads(session)
         else:
-            raise InvalidInputError(f"cannot export {what!r}: components, grids or boundaries")
+            raise InvalidInputError(f"cannot export {what!r}: components, grids, boundaries or roads")
     if frame.empty:
         when = "" if at is None else f" at {at.isoformat(timespec='seconds')}"
         raise NotFoundError(f"nothing to export: no {what} match{when}")

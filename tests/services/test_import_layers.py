@@ -651,6 +651,48 @@ def test_one_road_from_two_map_sheets_a_millimetre_apart_is_imported_once(
     assert (again.changed, again.unchanged, again.new) == (1, 0, 0)
 
 
+def test_roads_export_in_every_format_and_come_back_unchanged(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    """`import roads --replace` takes a file as every road, so staff need today's whole road layer to edit:
+    it could not be exported (a tester's finding). Exported as GeoPackage, a GBK Shapefile in a
+    Gauss-Krüger zone, GeoJSON and CSV, each file imported again with --replace changes nothing."""
+    from gridsvc.services.export import export_layer
+
+    a, b = _inside_lixia(demo_sessions, 2)
+    gpd.GeoDataFrame(
+        {"道路名称": ["经十路", None], "道路等级": ["主干道", "支路"], "车道数": [8, 2]},
+        geometry=[shapely.LineString([a, b]), shapely.LineString([b, (b.x + 0.001, b.y + 0.0005)])],
+        crs="EPSG:4490",
+    ).to_file(tmp_path / "道路.gpkg")
+    _run(demo_sessions, test_settings, tmp_path / "道路.gpkg", layer="roads", replace=True)
+    stored = (
+        "SELECT count(*), md5(string_agg(coalesce(name, '') || road_class || attributes::text, ','"
+        " ORDER BY id)) FROM road"
+    )
+    with demo_sessions() as session:
+        before = tuple(session.execute(text(stored)).one())
+    assert before[0] == 2
+    for name, crs, encoding in [
+        ("导出.gpkg", "EPSG:4490", "UTF-8"),
+        ("导出.shp", "EPSG:4527", "GBK"),
+        ("导出.geojson", "EPSG:4326", "UTF-8"),
+        ("导出.csv", "EPSG:4490", "UTF-8"),
+    ]:
+        written, count = export_layer(demo_sessions, "roads", tmp_path / name, crs=crs, encoding=encoding)
+        assert count == 2
+        report = _run(demo_sessions, test_settings, written, layer="roads", replace=True, crs=crs)
+        assert (report.unchanged, report.new, report.changed, report.retired) == (2, 0, 0, 0), name
+        with demo_sessions() as session:
+            assert tuple(session.execute(text(stored)).one()) == before, name
+    with pytest.raises(InvalidInputError) as refused:
+        export_layer(demo_sessions, "roads", tmp_path / "x.gpkg", level="street")
+    assert (
+        refused.value.problems[0].message
+        == "--level chooses boundaries, not roads: leave it out (roads are exported whole)"
+    )
+
+
 def test_http_boundaries_upload(
     demo_sessions: sessionmaker[Session], test_settings: Settings, demo_url: str, tmp_path: Path
 ) -> None:
