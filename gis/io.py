@@ -19,6 +19,7 @@ members that unpack (really, not only as declared) to more than the limits allow
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -31,7 +32,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final, Literal, TypeAlias
@@ -65,6 +66,7 @@ from gis.crs import (
 __all__ = [
     "DEFAULT_ARCHIVE_LIMITS",
     "FORMATS",
+    "REPORT_GEOMETRIES",
     "UNCONVERTIBLE",
     "ArchiveLimits",
     "LayerError",
@@ -80,6 +82,10 @@ FORMATS: Final = ("GPKG", "ESRI Shapefile", "GeoJSON", "CSV", "KML", "OpenFileGD
 # The key in a chunk's ``attrs`` of its rows whose coordinates cannot be converted from the file's CRS
 # while most rows' can: {source_row: (the coordinate as written, why)}. Those rows' geometry is None.
 UNCONVERTIBLE: Final = "unconvertible"
+# The key in a chunk's ``attrs`` of the geometry (EPSG:4490) the problems report shows for rows in
+# UNCONVERTIBLE: {source_row: geometry}, for those whose every vertex converts, or converts once the
+# plain mistake is put right (x and y swapped, a zone prefix lost). The rest have none.
+REPORT_GEOMETRIES: Final = "report_geometries"
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 RowArray: TypeAlias = npt.NDArray[np.int64]
@@ -2365,11 +2371,12 @@ def _convert(
     where: str,
     box: BBox | None,
     first: bool,
-) -> tuple[GeomArray, bool, dict[int, tuple[str, str]]]:
+) -> tuple[GeomArray, bool, dict[int, tuple[str, str]], dict[int, shapely.Geometry]]:
     """Convert a chunk's geometries to EPSG:4490; with ``first``, check the file for CRS mistakes first.
 
-    Returns the geometries, whether the checks ran (they need at least one finite coordinate), and the
-    rows whose coordinates cannot be converted (see :data:`UNCONVERTIBLE`), whose geometry is None.
+    Returns the geometries, whether the checks ran (they need at least one finite coordinate), the rows
+    whose coordinates cannot be converted (see :data:`UNCONVERTIBLE`), whose geometry is None, and the
+    geometries the problems report shows for them (see :data:`REPORT_GEOMETRIES`).
     """
     found, index = shapely.get_coordinates(geoms, include_z=True, return_index=True)
     coords = np.asarray(found, dtype=np.float64)
@@ -2385,9 +2392,23 @@ def _convert(
         converted = ~failed
         kept = _Coords(source.x[converted], source.y[converted], source.rows[converted])
         _check_city(kept, lon[converted], lat[converted], crs, info, where, box)
-    unconvertible = _unconvertible(source, failed, crs)
+    vertex = _vertex_numbers(owner, len(geoms))
+    source_vertex = _Vertices(vertex.number[finite], vertex.count[finite])
+    # Where the report shows each vertex (EPSG:4490): as converted, or put right where the mistake is
+    # plain (below); NaN where it cannot be placed.
+    placed_lon, placed_lat = lon.copy(), lat.copy()
+    unconvertible = _unconvertible(source, failed, crs, source_vertex)
+    put_right: dict[int, str] = {}
     if box is not None:
-        unconvertible.update(_swapped(source, lon, lat, failed, crs, box))
+        swapped = _swapped(source, lon, lat, failed, crs, box, source_vertex)
+        unconvertible.update({row: found[:2] for row, found in swapped.items()})
+        for row, (_, _, at, fixed_lon, fixed_lat) in swapped.items():
+            placed_lon[at], placed_lat[at] = fixed_lon, fixed_lat
+            put_right[row] = "with x and y swapped back"
+        for row, (at, fixed_lon, fixed_lat) in _zone_prefix_put_right(source, failed, crs, box).items():
+            if row in unconvertible and row not in put_right:
+                placed_lon[at], placed_lat[at] = fixed_lon, fixed_lat
+                put_right[row] = "with the zone prefix put right"
     dropped = np.isin(rows, list(unconvertible)) if unconvertible else np.zeros(rows.size, dtype=bool)
     if crs == resolve_crs(STORAGE_CRS):
         # Already in the storage CRS: the conversion above only checked the coordinates.
@@ -2409,7 +2430,68 @@ def _convert(
     if shapely.has_z(out_geoms).any():
         # Positions are stored in 2D; KML (LIBKML) and many survey exports carry a height, often 0.
         out_geoms = np.asarray(shapely.force_2d(out_geoms), dtype=object)
-    return out_geoms, checked, unconvertible
+    report_geometries: dict[int, shapely.Geometry] = {}
+    if unconvertible and not info.coordinate_fields:
+        # A CSV's coordinate columns go into the report as written, and are where the row is corrected.
+        placed = coords.copy()
+        placed[finite, 0], placed[finite, 1] = placed_lon, placed_lat
+        report_geometries = _report_geometries(geoms, rows, owner, placed, unconvertible)
+        for row, (value, reason) in list(unconvertible.items()):
+            if row in report_geometries:
+                if row in put_right:
+                    unconvertible[row] = (
+                        value,
+                        f"{reason}; the problems report has this row {put_right[row]}: check it there, "
+                        "then import the report again",
+                    )
+                continue
+            (g,) = np.flatnonzero(rows == row)
+            if shapely.get_num_coordinates(geoms[g]) > 1:
+                # Nothing is lost: the report cannot draw it, so the value holds the whole geometry.
+                unconvertible[row] = (
+                    shapely.to_wkt(geoms[g], rounding_precision=-1),
+                    f"{reason}; the problems report cannot draw this row, so its value is the row's "
+                    f"geometry as written, in {crs.name}",
+                )
+    return out_geoms, checked, unconvertible, report_geometries
+
+
+@dataclass(frozen=True)
+class _Vertices:
+    """Each coordinate's place in its geometry: its number there (from 1) and the geometry's vertex count."""
+
+    number: RowArray
+    count: RowArray
+
+    def said(self, at: int) -> str:
+        """``vertex 3 of 12: `` for a geometry of several vertices, else nothing."""
+        return f"vertex {int(self.number[at])} of {int(self.count[at])}: " if self.count[at] > 1 else ""
+
+
+def _vertex_numbers(owner: npt.NDArray[np.intp], geometry_count: int) -> _Vertices:
+    counts = np.bincount(owner, minlength=geometry_count)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))  # owner is sorted: shapely lists in order
+    return _Vertices(np.arange(owner.size) - starts[owner] + 1, counts[owner])
+
+
+def _report_geometries(
+    geoms: GeomArray,
+    rows: RowArray,
+    owner: npt.NDArray[np.intp],
+    placed: FloatArray,
+    unconvertible: Mapping[int, tuple[str, str]],
+) -> dict[int, shapely.Geometry]:
+    """The geometry, in EPSG:4490, the problems report shows for each row in ``unconvertible`` whose every
+    vertex could be placed (``placed``: NaN where not), so GIS staff correct the row instead of drawing it
+    again. A row with a vertex that cannot be placed has none: its value says the coordinate as written."""
+    found: dict[int, shapely.Geometry] = {}
+    for g in np.flatnonzero(np.isin(rows, list(unconvertible))):
+        mine = placed[owner == g]
+        if mine.size and np.isfinite(mine[:, :2]).all():
+            # set_coordinates fills the array it is given with new geometries: one of its own.
+            geometry = shapely.set_coordinates(np.array([geoms[g]], dtype=object), mine)[0]
+            found[int(rows[g])] = shapely.force_2d(geometry)
+    return found
 
 
 def _to_storage(coords: _Coords, crs: ResolvedCRS, where: str) -> tuple[FloatArray, FloatArray, BoolArray]:
@@ -2456,10 +2538,14 @@ def _failing(coords: _Coords, convert: Callable[[FloatArray, FloatArray], object
     return failed
 
 
-def _unconvertible(coords: _Coords, failed: BoolArray, crs: ResolvedCRS) -> dict[int, tuple[str, str]]:
+def _unconvertible(
+    coords: _Coords, failed: BoolArray, crs: ResolvedCRS, vertices: _Vertices
+) -> dict[int, tuple[str, str]]:
     """For each row with a coordinate that cannot be converted: its first such coordinate, and why."""
     found: dict[int, tuple[str, str]] = {}
-    for at in np.flatnonzero(failed):
+    bad_at = np.flatnonzero(failed)
+    bad_in_row = collections.Counter(int(r) for r in coords.rows[bad_at])
+    for at in bad_at:
         row = int(coords.rows[at])
         if row in found:
             continue
@@ -2469,17 +2555,48 @@ def _unconvertible(coords: _Coords, failed: BoolArray, crs: ResolvedCRS) -> dict
             why = "it cannot be converted"
         except CoordinateError as exc:
             why = str(exc)
+        others = bad_in_row[row] - 1
         found[row] = (
             _pt(x, y),
-            f"coordinate {_pt(x, y)} cannot be converted from {crs.name} ({why}); the file's other rows "
-            "convert, so this row's coordinates are probably wrong",
+            f"{vertices.said(int(at))}coordinate {_pt(x, y)} cannot be converted from {crs.name} ({why})"
+            + (f", nor can {_count_of(others, 'other vertex', 'other vertices')}" if others else "")
+            + "; the file's other rows convert, so this row's coordinates are probably wrong",
         )
     return found
 
 
+def _count_of(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _where_converted(coords: _Coords, crs: ResolvedCRS) -> tuple[FloatArray, FloatArray]:
+    """The coordinates in EPSG:4490, NaN for those ``crs`` cannot convert."""
+
+    def convert(xs: FloatArray, ys: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return transform(xs, ys, crs, STORAGE_CRS)
+
+    refused = _failing(coords, convert)
+    lon = np.full(coords.x.size, np.nan)
+    lat = np.full(coords.x.size, np.nan)
+    if (~refused).any():
+        lon[~refused], lat[~refused] = convert(coords.x[~refused], coords.y[~refused])
+    return lon, lat
+
+
+# A row whose x and y are the other way round: (the coordinate as written, why, which coordinates of
+# the chunk, and where they lie swapped back).
+_Swap: TypeAlias = tuple[str, str, npt.NDArray[np.intp], FloatArray, FloatArray]
+
+
 def _swapped(
-    coords: _Coords, lon: FloatArray, lat: FloatArray, failed: BoolArray, crs: ResolvedCRS, box: BBox
-) -> dict[int, tuple[str, str]]:
+    coords: _Coords,
+    lon: FloatArray,
+    lat: FloatArray,
+    failed: BoolArray,
+    crs: ResolvedCRS,
+    box: BBox,
+    vertices: _Vertices,
+) -> dict[int, _Swap]:
     """Rows with a coordinate far from the city (or that cannot be converted) that lies in the city once
     its x and y are swapped: a row whose northing went into the x column. Said so, with the coordinate as
     written; the city check would have named only where the swapped numbers happen to land (147.5°E 3.9°N
@@ -2490,28 +2607,46 @@ def _swapped(
         return {}
     at = np.flatnonzero(far)
     swapped = _Coords(coords.y[at], coords.x[at], coords.rows[at])
-
-    def convert(xs: FloatArray, ys: FloatArray) -> tuple[FloatArray, FloatArray]:
-        return transform(xs, ys, crs, STORAGE_CRS)
-
-    refused = _failing(swapped, convert)
-    swapped_lon = np.full(at.size, np.nan)
-    swapped_lat = np.full(at.size, np.nan)
-    if (~refused).any():
-        swapped_lon[~refused], swapped_lat[~refused] = convert(swapped.x[~refused], swapped.y[~refused])
-    found: dict[int, tuple[str, str]] = {}
-    for i in np.flatnonzero(_inside(swapped_lon, swapped_lat, box)):
+    swapped_lon, swapped_lat = _where_converted(swapped, crs)
+    back = np.flatnonzero(_inside(swapped_lon, swapped_lat, box))
+    found: dict[int, _Swap] = {}
+    for i in back:
         row = int(swapped.rows[i])
         if row in found:
             continue
         x, y = float(coords.x[at[i]]), float(coords.y[at[i]])
         axes = "longitude and latitude" if crs.is_geographic else "easting and northing"
+        mine = back[swapped.rows[back] == row]
         found[row] = (
             _pt(x, y),
-            f"coordinate {_pt(x, y)} in {crs.name} is not in the city, but it is with x and y the other way"
-            f" round, at lon/lat ({swapped_lon[i]:.6f}, {swapped_lat[i]:.6f}): this row has its {axes}"
-            " the wrong way round; swap them back",
+            f"{vertices.said(int(at[i]))}coordinate {_pt(x, y)} in {crs.name} is not in the city, but it is "
+            f"with x and y the other way round, at lon/lat ({swapped_lon[i]:.6f}, {swapped_lat[i]:.6f}): "
+            f"this row has its {axes} the wrong way round; swap them back",
+            at[mine],
+            swapped_lon[mine],
+            swapped_lat[mine],
         )
+    return found
+
+
+def _zone_prefix_put_right(
+    coords: _Coords, failed: BoolArray, crs: ResolvedCRS, box: BBox
+) -> dict[int, tuple[npt.NDArray[np.intp], FloatArray, FloatArray]]:
+    """Where the coordinates that cannot be converted under a Gauss-Kruger code lie under the same zone's
+    other code (with the zone prefix, or without it), for the rows they put in the city: an easting that
+    lost its prefix 39 among eastings that have it. By row: which coordinates, and their lon/lat."""
+    zone = gauss_kruger_zone(crs)
+    if zone is None or not failed.any():
+        return {}
+    sibling = resolve_crs(zone.cm_epsg if zone.zone_prefixed else zone.zoned_epsg)
+    at = np.flatnonzero(failed)
+    tried = _Coords(coords.x[at], coords.y[at], coords.rows[at])
+    fixed_lon, fixed_lat = _where_converted(tried, sibling)
+    inside = np.flatnonzero(_inside(fixed_lon, fixed_lat, box))
+    found: dict[int, tuple[npt.NDArray[np.intp], FloatArray, FloatArray]] = {}
+    for row in np.unique(tried.rows[inside]):
+        mine = inside[tried.rows[inside] == row]
+        found[int(row)] = (at[mine], fixed_lon[mine], fixed_lat[mine])
     return found
 
 
@@ -2596,11 +2731,14 @@ def _converted(
     unchecked = True
     for attrs, geoms, rows in frames:
         # The checks run on the first chunk that has coordinates at all.
-        converted, checked, unconvertible = _convert(geoms, rows, crs, info, where, box, unchecked)
+        converted, checked, unconvertible, report_geometries = _convert(
+            geoms, rows, crs, info, where, box, unchecked
+        )
         unchecked = unchecked and not checked
         # A CSV's coordinate text that is no number, said as written (the reader found it).
         unconvertible = {**attrs.attrs.get(UNCONVERTIBLE, {}), **unconvertible}
         attrs["source_row"] = rows
         frame = gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(converted, crs=STORAGE_CRS), crs=STORAGE_CRS)
         frame.attrs[UNCONVERTIBLE] = unconvertible
+        frame.attrs[REPORT_GEOMETRIES] = report_geometries
         yield frame

@@ -700,13 +700,31 @@ def _refused_before_validation(
         if not found:
             continue
         bad = mapped["source_row"].isin(list(found)).to_numpy()
-        refused.append(mapped[bad])
+        refused.append(
+            _placed_for_report(mapped[bad], chunk.attrs.get(io.REPORT_GEOMETRIES, {}))
+            if column == "geometry"
+            else mapped[bad]
+        )
         mapped = mapped[~bad].reset_index(drop=True)
         for row in refused[-1]["source_row"]:
             value, reason = found[int(row)]
             problems.append(validate.Problem(int(row), column, value, reason, action="rejected"))
     mapped, oversized, too_many_vertices = _without_oversized(mapped, max_vertices)
     return mapped, pd.concat([*refused, oversized]), [*problems, *too_many_vertices]
+
+
+def _placed_for_report(
+    refused: gpd.GeoDataFrame, geometries: Mapping[int, shapely.Geometry]
+) -> gpd.GeoDataFrame:
+    """The rows the reader could not convert, with the geometry it placed for the report where it could
+    (see ``gis.io.REPORT_GEOMETRIES``): a line with one vertex swapped is corrected there, not drawn again."""
+    if not geometries:
+        return refused
+    placed = refused.copy()
+    placed[placed.geometry.name] = gpd.GeoSeries(
+        [geometries.get(int(row)) for row in placed["source_row"]], index=placed.index, crs=placed.crs
+    )
+    return placed
 
 
 def _without_oversized(

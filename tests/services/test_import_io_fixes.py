@@ -7,11 +7,15 @@ import contextlib
 import json
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pytest
 import shapely
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gridsvc.services.access import LOCAL_OPERATOR
@@ -183,17 +187,108 @@ def test_a_polygon_that_lost_its_zone_prefix_is_rejected_alone(
         ],
         crs="EPSG:4490",
     ).to_crs("EPSG:4527")
+    drawn = belts.to_crs("EPSG:4490").geometry[2]
     belts.loc[2, "geometry"] = _lost_zone_prefix(belts.geometry[2])  # row 3
     belts.loc[3, "geometry"] = shapely.MultiPolygon([belts.geometry[3]])  # row 4: a multipolygon, fine
     path = tmp_path / "绿化带_混.gpkg"
     belts.to_file(path, layer="绿化带")
     before = _count(demo_sessions)
-    report = _run(demo_sessions, test_settings, path)
+    report = _run(demo_sessions, test_settings, path, report_path=tmp_path / "问题.gpkg")
     assert (report.accepted, report.rejected) == (3, 1)
     (problem,) = report.problems
     assert (problem.source_row, problem.field, problem.action) == (3, "geometry", "rejected")
     assert "cannot be converted from EPSG:4527" in problem.reason and "no zone prefix" in problem.reason
+    assert problem.reason.startswith("vertex 1 of 5: ") and ", nor can 4 other vertices;" in problem.reason
     assert _count(demo_sessions) == before + 3
+    # The report draws the polygon with its prefix put back, for staff to check, not to draw again.
+    (written,) = gpd.read_file(tmp_path / "问题.gpkg").geometry
+    assert shapely.hausdorff_distance(written, drawn) < 1e-8  # ~1 mm
+
+
+FENCE = "0290"  # 道路护栏, a line class
+
+
+def _vertex_changed(
+    line: shapely.Geometry, index: int, change: Callable[[np.ndarray], np.ndarray]
+) -> shapely.Geometry:
+    coords = shapely.get_coordinates(line)
+    coords[index] = change(coords[index])
+    return shapely.LineString(coords)
+
+
+@pytest.mark.parametrize("epsg", [4527, 4490])
+def test_a_line_rejected_for_its_coordinates_is_in_the_report_put_right_where_the_mistake_is_plain(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, epsg: int
+) -> None:
+    # Once the report had no geometry for such a row and its value held one vertex: staff drew it again.
+    points = _grid_points(demo_sessions, 5, offset=90 + epsg % 7)
+    codes = [f"370102{FENCE}9{epsg % 10}{i:04d}" for i in range(1, 6)]
+    drawn = [
+        shapely.LineString([(x, y), (x + 2e-4, y + 1e-4), (x + 4e-4, y)])
+        for x, y in zip(points["lon"], points["lat"], strict=True)
+    ]
+    fences = gpd.GeoDataFrame(
+        {"标识码": codes, "名称": [f"护栏{i}" for i in range(1, 6)], "状态": ["完好"] * 5},
+        geometry=drawn,
+        crs="EPSG:4490",
+    ).to_crs(f"EPSG:{epsg}")
+    if epsg == 4527:
+        fences.loc[1, "geometry"] = _vertex_changed(fences.geometry[1], 1, lambda c: c - [39_000_000, 0])
+    fences.loc[2, "geometry"] = shapely.LineString(shapely.get_coordinates(fences.geometry[2])[:, ::-1])
+    fences.loc[3, "geometry"] = _vertex_changed(fences.geometry[3], 2, lambda c: c + 1e12)
+    as_written = fences.geometry.copy()
+    path = tmp_path / "护栏.gpkg"
+    fences.to_file(path, layer="护栏")
+    report_file = tmp_path / "问题.gpkg"
+    before = _count(demo_sessions)
+
+    report = _run(demo_sessions, test_settings, path, report_path=report_file)
+
+    bad_rows = [2, 3, 4] if epsg == 4527 else [3, 4]
+    assert (report.accepted, report.rejected) == (5 - len(bad_rows), len(bad_rows)), report.problems
+    assert _count(demo_sessions) == before + 5 - len(bad_rows)
+    problems = {p.source_row: p for p in report.problems}
+    assert sorted(problems) == bad_rows
+    assert {p.field for p in problems.values()} == {"geometry"}
+    if epsg == 4527:
+        assert problems[2].reason.startswith("vertex 2 of 3: coordinate (") and "has no zone prefix" in (
+            problems[2].reason
+        )
+        assert problems[2].reason.endswith(
+            "the problems report has this row with the zone prefix put right: check it there, then import "
+            "the report again"
+        )
+    assert problems[3].reason.startswith("vertex 1 of 3: coordinate (")
+    assert "the wrong way round; swap them back; the problems report has this row with x and y swapped " in (
+        problems[3].reason
+    )
+    # A vertex nothing places: the report cannot draw the row, so the value is the whole line as written.
+    assert problems[4].reason.startswith("vertex 3 of 3: coordinate (")
+    assert problems[4].reason.endswith(f"its value is the row's geometry as written, in {report.crs}")
+    assert shapely.equals_exact(shapely.from_wkt(problems[4].value), as_written[3], tolerance=1e-6)
+
+    written = gpd.read_file(report_file).set_index("source_row")
+    assert written.crs.to_epsg() == 4490
+    for row in bad_rows[:-1]:
+        assert shapely.equals_exact(written.geometry[row], drawn[row - 1], tolerance=1e-8), row  # ~1 mm
+    assert written.geometry[4] is None
+
+    # GIS staff check the rows put right, draw the last vertex of row 4 again, and import the report.
+    written = written.reset_index()
+    written.loc[written["source_row"] == 4, "geometry"] = drawn[3]
+    written.to_file(report_file, layer="problems")
+    again = _run(demo_sessions, test_settings, report_file)
+    assert (again.accepted, again.rejected) == (len(bad_rows), 0), again.problems
+    with demo_sessions() as session:
+        stored = dict(
+            session.execute(
+                text("SELECT code, ST_AsText(geom) FROM component WHERE valid_to IS NULL AND code = ANY(:c)"),
+                {"c": codes},
+            ).all()
+        )
+    assert sorted(stored) == codes
+    for code, line in zip(codes, drawn, strict=True):
+        assert shapely.hausdorff_distance(shapely.from_wkt(stored[code]), line) < 1e-8, code
 
 
 def test_a_boundary_multipolygon_that_lost_its_zone_prefix_is_rejected_alone(
