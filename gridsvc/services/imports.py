@@ -689,28 +689,56 @@ def _refused_before_validation(
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, list[validate.Problem]]:
     """Split off, with their problems, the rows the reader could not convert from the file's CRS (it
     left them without geometry, see ``gis.io.UNCONVERTIBLE``), those whose exported attributes cannot be
-    read back (see :func:`_with_exported_attributes`) and those with too many vertices."""
-    refused = []
-    problems: list[validate.Problem] = []
-    found: Mapping[int, tuple[str, str]]
-    for column, found in (
-        ("geometry", chunk.attrs.get(io.UNCONVERTIBLE, {})),
+    read back (see :func:`_with_exported_attributes`), those with an infinite number (see
+    :func:`_infinite_numbers`) and those with too many vertices."""
+    unconvertible: Mapping[int, tuple[str, str]] = chunk.attrs.get(io.UNCONVERTIBLE, {})
+    found: dict[int, list[tuple[str, str | None, str]]] = {}
+    for field_name, of_rows in (
+        ("geometry", unconvertible),
         ("attributes", unreadable_attributes or {}),
     ):
-        if not found:
-            continue
+        for row, (value, reason) in of_rows.items():
+            found.setdefault(int(row), []).append((field_name, value, reason))
+    for row, problem in _infinite_numbers(chunk).items():
+        found.setdefault(row, []).append(problem)
+    problems: list[validate.Problem] = []
+    refused = mapped.iloc[:0]
+    if found:
         bad = mapped["source_row"].isin(list(found)).to_numpy()
-        refused.append(
-            _placed_for_report(mapped[bad], chunk.attrs.get(io.REPORT_GEOMETRIES, {}))
-            if column == "geometry"
-            else mapped[bad]
-        )
+        refused = mapped[bad]
+        if unconvertible:
+            refused = _placed_for_report(refused, chunk.attrs.get(io.REPORT_GEOMETRIES, {}))
         mapped = mapped[~bad].reset_index(drop=True)
-        for row in refused[-1]["source_row"]:
-            value, reason = found[int(row)]
-            problems.append(validate.Problem(int(row), column, value, reason, action="rejected"))
+        for row in refused["source_row"]:
+            for where, shown, why in found[int(row)]:
+                problems.append(validate.Problem(int(row), where, shown, why, action="rejected"))
     mapped, oversized, too_many_vertices = _without_oversized(mapped, max_vertices)
-    return mapped, pd.concat([*refused, oversized]), [*problems, *too_many_vertices]
+    return mapped, pd.concat([refused, oversized]), [*problems, *too_many_vertices]
+
+
+def _infinite_numbers(chunk: gpd.GeoDataFrame) -> dict[int, tuple[str, str, str]]:
+    """The rows with an infinite number (a GeoPackage or FileGDB REAL holding inf, typically a division by
+    zero in the contractor's spreadsheet) in any field: no field can hold one (JSON has no infinity), and
+    storing it as empty would lose that the survey gave something there. By row: its first such field."""
+    found: dict[int, tuple[str, str, str]] = {}
+    rows = chunk["source_row"].to_numpy()
+    for column in chunk.columns:
+        values = chunk[column]
+        if column == chunk.geometry.name or not pd.api.types.is_float_dtype(values.dtype):
+            continue
+        array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        for at in np.flatnonzero(np.isinf(array)):
+            shown = "inf" if array[at] > 0 else "-inf"
+            found.setdefault(
+                int(rows[at]),
+                (
+                    str(column),
+                    shown,
+                    f"{column} is {shown}, an infinite number, which no field can keep: write the value "
+                    "measured, or leave the field empty",
+                ),
+            )
+    return found
 
 
 def _placed_for_report(

@@ -50,6 +50,34 @@ def test_integer_fields_with_a_null_keep_every_digit(
     assert [a.get("灯头数") for a in attributes] == [150, None, 3]
 
 
+def test_an_infinite_number_rejects_its_row_naming_the_field(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # It was stored as an empty attribute with no word: JSON has no infinity.
+    points = _grid_points(demo_sessions, 4, offset=64)
+    codes = [f"370102{LAMP}95{i:04d}" for i in range(1, 5)]
+    census = gpd.GeoDataFrame(
+        {"标识码": codes, "灯杆高度": [12.5, np.inf, -np.inf, np.nan]},
+        geometry=shapely.points(points["lon"], points["lat"]),
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "高度.gpkg"
+    census.to_file(path, layer="路灯")
+    report = _run(demo_sessions, test_settings, path, report_path=tmp_path / "问题.gpkg")
+    assert (report.accepted, report.rejected) == (2, 2)
+    assert [(p.source_row, p.field, p.value) for p in report.problems] == [
+        (2, "灯杆高度", "inf"),
+        (3, "灯杆高度", "-inf"),
+    ]
+    assert report.problems[0].reason == (
+        "灯杆高度 is inf, an infinite number, which no field can keep: write the value measured, or leave "
+        "the field empty"
+    )
+    assert [a.get("灯杆高度") for a in _current(demo_sessions, codes)["attributes"]] == [12.5, None]
+    written = gpd.read_file(tmp_path / "问题.gpkg")
+    assert written["source_row"].tolist() == [2, 3] and written.geometry.notna().all()
+
+
 def test_boolean_fields_with_a_null_stay_true_and_false(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
