@@ -56,6 +56,7 @@ __all__ = [
     "SeenCodes",
     "SeenRoads",
     "ValidationResult",
+    "level_of_code_length",
     "validate_boundaries",
     "validate_components",
     "validate_net_polygons",
@@ -193,6 +194,12 @@ class ComponentRules:
         if "code" not in self.counties.columns:
             raise ValueError("counties must have a code column (6-digit county codes)")
         metric_crs(self.metric_crs)
+
+
+def level_of_code_length(length: int) -> str | None:
+    """The boundary level whose codes have ``length`` digits (district 6, street 9, community 12), or
+    None: what a layer whose codes are all one wrong length was probably meant as."""
+    return next((level for level, (digits, _, _) in _LEVELS.items() if length == digits), None)
 
 
 def _empty_frame() -> gpd.GeoDataFrame:

@@ -1406,6 +1406,54 @@ def _collect(
         problem_rows.append(rows)
 
 
+# How validate says a geometry of the wrong kind: "... needs a line, but the geometry is a Polygon".
+_WRONG_KIND_RE: Final = re.compile(r"needs an? (\w+), but the geometry is an? (\w+)")
+
+
+def _every_row_rejected(report: ImportReport, request: ImportRequest) -> str | None:
+    """A word when every row of the file was rejected, with what they share: most often the file is
+    another layer than the one asked for (streets given as communities, grid polygons given as roads),
+    which the rows' problems one by one do not say."""
+    if not report.rows_read or report.rejected < report.rows_read:
+        return None
+    rejected = [p for p in report.problems if p.action == "rejected"]
+    would = "would be" if request.dry_run else "was"
+    text = f"every row of the file was rejected ({report.rejected:,}), so nothing {would} imported"
+    lengths = {len(p.value) for p in rejected if p.field == "code" and p.value}
+    coded = {p.source_row for p in rejected if p.field == "code"}
+    meant = validate.level_of_code_length(lengths.pop()) if len(lengths) == 1 else None
+    if len(coded) == report.rejected and meant is not None and meant != request.level:
+        if request.layer == "boundaries":
+            return (
+                f"{text}: their codes are {meant} codes, not {request.level} ones: was --level {meant} meant?"
+            )
+        return (
+            f"{text}: their codes are {meant} codes: is it a boundary layer (import boundaries "
+            f"--level {meant})?"
+        )
+    kinds = {p.source_row: m.groups() for p in rejected if (m := _WRONG_KIND_RE.search(p.reason))}
+    given = {g for _, g in kinds.values()}
+    if len(kinds) == report.rejected and len(given) == 1:
+        needed = " or ".join(sorted({n for n, _ in kinds.values()}))
+        return (
+            f"{text}: the file holds {given.pop()} geometries where {request.layer} need a {needed}: is it "
+            "the right file, and the right layer?"
+        )
+    if report.rows_read < 2:
+        return None  # its problem says it all
+    rows_of_field: dict[str, set[int]] = {}
+    for p in rejected:
+        rows_of_field.setdefault(p.field, set()).add(p.source_row)
+    shared = next((f for f, rows in rows_of_field.items() if len(rows) == report.rejected), None)
+    if shared is None:
+        return f"{text}: is it the right file, and the right layer?"
+    first = next(p for p in rejected if p.field == shared)
+    return (
+        f"{text}, every one for its {shared} (row {first.source_row}: {first.reason}): is it the right "
+        "file, and the right layer?"
+    )
+
+
 def _settle(
     report: ImportReport, request: ImportRequest, problem_rows: list[gpd.GeoDataFrame], settings: Settings
 ) -> None:
@@ -1427,6 +1475,9 @@ def _settle(
         report.warnings.append(
             f"{what} has no rows, so nothing was imported: is it the right file and layer?"
         )
+    every_row = _every_row_rejected(report, request)
+    if every_row:
+        report.warnings.append(every_row)
     # An exact copy of an earlier row (a road digitised twice) loses nothing: the first row is imported.
     lost = {
         p.source_row for p in report.problems if p.action == "rejected" and p.field != validate.COPY_FIELD

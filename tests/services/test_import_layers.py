@@ -771,3 +771,45 @@ def test_components_in_no_grid_are_counted_in_a_warning_a_dry_run_words_as_to_co
     done = _run(demo_sessions, test_settings, tmp_path / "市中区路灯.gpkg")
     assert (done.new, done.assigned_to_grid) == (2, 0)
     assert done.warnings == ["2 of the 2 components written " + tail.format("have")]
+
+
+def test_a_file_of_another_layer_says_which_when_every_row_is_rejected(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Each row's problem alone ("has 9 digits; it must have 12") did not say the file was streets.
+    centre = _in_a_district_without_streets(demo_sessions, test_settings, tmp_path)
+    squares = [
+        shapely.box(centre.x + i / 200, centre.y, centre.x + (i + 0.5) / 200, centre.y + 0.0025)
+        for i in range(3)
+    ]
+    streets = gpd.GeoDataFrame(
+        {"区划代码": [f"370103{i:03d}" for i in range(1, 4)], "名称": ["甲街道", "乙街道", "丙街道"]},
+        geometry=squares,
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "街道.gpkg"
+    streets.to_file(path)
+
+    as_communities = _run(demo_sessions, test_settings, path, layer="boundaries", level="community")
+    assert (as_communities.rejected, as_communities.new) == (3, 0)
+    assert as_communities.warnings[-1] == (
+        "every row of the file was rejected (3), so nothing was imported: their codes are street codes, not "
+        "community ones: was --level street meant?"
+    )
+    as_roads = _run(demo_sessions, test_settings, path, layer="roads", dry_run=True)
+    assert as_roads.warnings[-1] == (
+        "every row of the file was rejected (3), so nothing would be imported: the file holds Polygon "
+        "geometries where roads need a line: is it the right file, and the right layer?"
+    )
+    as_components = _run(
+        demo_sessions, test_settings, path, layer="components", mapping={"code": "区划代码"}, dry_run=True
+    )
+    assert as_components.warnings[-1] == (
+        "every row of the file was rejected (3), so nothing would be imported: their codes are street codes: "
+        "is it a boundary layer (import boundaries --level street)?"
+    )
+    # One row of three rejected is the rows' business alone.
+    streets.loc[2, "区划代码"] = "3701030030"
+    streets.to_file(path)
+    some = _run(demo_sessions, test_settings, path, layer="boundaries", level="street", dry_run=True)
+    assert (some.new, some.rejected) == (2, 1) and not any(w.startswith("every row") for w in some.warnings)
