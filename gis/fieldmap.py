@@ -40,6 +40,7 @@ __all__ = [
     "LAYERS",
     "LAYER_ALIASES",
     "LAYER_FIELDS",
+    "LEVEL_CODE_FIELDS",
     "ROAD_CLASSES",
     "ROAD_CLASS_ALIASES",
     "ROAD_CLASS_LABELS",
@@ -194,6 +195,10 @@ LAYER_ALIASES: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = MappingProxy
         ),
     }
 )
+
+# The code fields of one boundary level each, with the digits of that level's codes. A file's finest is its
+# own code; the others name the units above each row, which its code's first digits already name.
+LEVEL_CODE_FIELDS: Final[Mapping[str, int]] = MappingProxyType({"社区代码": 12, "街道代码": 9, "区县代码": 6})
 
 # Mirrors gridsvc.db.models.COMPONENT_STATUSES (gis may not import gridsvc).
 COMPONENT_STATUSES: Final = ("intact", "damaged", "missing", "occupied", "abandoned", "removed")

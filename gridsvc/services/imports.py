@@ -686,11 +686,13 @@ def _refused_before_validation(
     chunk: gpd.GeoDataFrame,
     max_vertices: int,
     unreadable_attributes: Mapping[int, tuple[str, str]] | None = None,
+    contradictions: Mapping[int, tuple[str, str, str]] | None = None,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, list[validate.Problem]]:
     """Split off, with their problems, the rows the reader could not convert from the file's CRS (it
     left them without geometry, see ``gis.io.UNCONVERTIBLE``), those whose exported attributes cannot be
     read back (see :func:`_with_exported_attributes`), those with an infinite number (see
-    :func:`_infinite_numbers`) and those with too many vertices."""
+    :func:`_infinite_numbers`), those with a field that contradicts their code (``contradictions``: by
+    row, the field, its value and why) and those with too many vertices."""
     unconvertible: Mapping[int, tuple[str, str]] = chunk.attrs.get(io.UNCONVERTIBLE, {})
     found: dict[int, list[tuple[str, str | None, str]]] = {}
     for field_name, of_rows in (
@@ -699,7 +701,7 @@ def _refused_before_validation(
     ):
         for row, (value, reason) in of_rows.items():
             found.setdefault(int(row), []).append((field_name, value, reason))
-    for row, problem in _infinite_numbers(chunk).items():
+    for row, problem in [*_infinite_numbers(chunk).items(), *(contradictions or {}).items()]:
         found.setdefault(row, []).append(problem)
     problems: list[validate.Problem] = []
     refused = mapped.iloc[:0]
@@ -714,6 +716,38 @@ def _refused_before_validation(
                 problems.append(validate.Problem(int(row), where, shown, why, action="rejected"))
     mapped, oversized, too_many_vertices = _without_oversized(mapped, max_vertices)
     return mapped, pd.concat([refused, oversized]), [*problems, *too_many_vertices]
+
+
+def _contradicting_parent_codes(
+    chunk: gpd.GeoDataFrame, code_field: str | None
+) -> dict[int, tuple[str, str, str]]:
+    """The boundary rows whose 街道代码 or 区县代码 is not the start of their code (a community 370102001001
+    with 街道代码 370102002): one of the two is wrong, and the import cannot tell which, so the row is
+    rejected rather than stored under its code with the other kept as an attribute. By row: the field, its
+    value and why."""
+    if code_field is None or code_field not in chunk.columns:
+        return {}
+    codes = fieldmap.clean_text(chunk[code_field]).to_numpy(dtype=object)
+    rows = chunk["source_row"].to_numpy()
+    found: dict[int, tuple[str, str, str]] = {}
+    for field_name, digits in fieldmap.LEVEL_CODE_FIELDS.items():
+        if field_name == code_field or field_name not in chunk.columns:
+            continue
+        level = validate.level_of_code_length(digits)
+        parents = fieldmap.clean_text(chunk[field_name]).to_numpy(dtype=object)
+        for row, code, parent in zip(rows, codes, parents, strict=True):
+            if code is None or parent is None or len(code) <= digits or code[:digits] == parent:
+                continue
+            found.setdefault(
+                int(row),
+                (
+                    field_name,
+                    parent,
+                    f"{field_name} {parent} contradicts the code {code}, whose first {digits} digits name "
+                    f"its {level} {code[:digits]}: correct one of them",
+                ),
+            )
+    return found
 
 
 def _infinite_numbers(chunk: gpd.GeoDataFrame) -> dict[int, tuple[str, str, str]]:
@@ -2161,8 +2195,13 @@ def import_layer(
                     mapped, unreadable = _with_exported_attributes(
                         mapped, exported=bool(_left_out_columns(info, request.layer))
                     )
+                contradictions = (
+                    _contradicting_parent_codes(chunk, mapping.get("code"))
+                    if request.layer == "boundaries"
+                    else None
+                )
                 mapped, oversized, refusals = _refused_before_validation(
-                    mapped, chunk, settings.max_geometry_vertices, unreadable
+                    mapped, chunk, settings.max_geometry_vertices, unreadable, contradictions
                 )
                 result = _validated(mapped, request, settings, seen, seen_roads, parents)
                 accepted, orphans = _missing_parents(result.accepted, request, session, parents)

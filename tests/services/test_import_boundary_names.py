@@ -61,3 +61,40 @@ def test_a_file_with_no_code_is_told_every_name_a_code_is_known_by(
         "XZQHDM, ADCODE, CODE, 社区代码, 街道代码, 区县代码); the file's fields are: 编号, 街道名称; say "
         "which with --map code=FIELD"
     ]
+
+
+def test_a_community_whose_street_code_contradicts_its_own_code_is_rejected(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # Once it was stored, its contradicting 街道代码 kept as an attribute without a word.
+    with demo_sessions() as session:
+        rows = session.execute(
+            text("SELECT code, name, ST_AsBinary(geom) FROM community ORDER BY code LIMIT 2")
+        ).all()
+    codes = [code for code, _, _ in rows]
+    communities = gpd.GeoDataFrame(
+        {
+            "社区代码": codes,
+            "社区名称": [f"{name}新" for _, name, _ in rows],
+            "街道代码": [codes[0][:9], "370102099"],
+            "区县代码": ["370102", "370102"],
+        },
+        geometry=[shapely.from_wkb(bytes(wkb)) for _, _, wkb in rows],
+        crs="EPSG:4490",
+    )
+    path = tmp_path / "社区.gpkg"
+    communities.to_file(path, driver="GPKG")
+    request = ImportRequest(path=path, layer="boundaries", level="community")
+    report = import_layer(demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR)
+    assert (report.changed, report.rejected) == (1, 1), report.problems
+    (problem,) = report.problems
+    assert (problem.source_row, problem.field, problem.value) == (2, "街道代码", "370102099")
+    assert problem.reason == (
+        f"街道代码 370102099 contradicts the code {codes[1]}, whose first 9 digits name its street "
+        f"{codes[1][:9]}: correct one of them"
+    )
+    with demo_sessions() as session:
+        names = session.execute(
+            text("SELECT name FROM community WHERE code = ANY(:c) ORDER BY code"), {"c": codes}
+        )
+        assert [n for (n,) in names] == [f"{rows[0][1]}新", rows[1][1]]
