@@ -56,6 +56,7 @@ __all__ = [
     "SeenCodes",
     "SeenRoads",
     "ValidationResult",
+    "check_duplicates_of_refused",
     "level_of_code_length",
     "validate_boundaries",
     "validate_components",
@@ -1502,6 +1503,49 @@ def _reject_station_codes_not_read(
     findings.add(np.asarray(rows, dtype=np.intp), "code", values, reasons)
 
 
+def _station_codes(own: pd.Series, community: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The code each station row derives from its community, and the code it has (its own, else that).
+
+    A station without a code of its own is its community's first station: community code + 01. Two such
+    rows of one community are one station twice, so the duplicate check sees these codes too."""
+    derived = (community.astype(str) + "01").where(community.notna(), None)
+    return derived, own.where(own.notna(), derived)
+
+
+def check_duplicates_of_refused(
+    refused: pd.DataFrame, seen: SeenCodes, *, layer: str, level: str | None = None
+) -> list[Problem]:
+    """The duplicate check for rows rejected before validation (a coordinate that cannot be converted, an
+    infinite number): every copy of a duplicated code is rejected, also when one copy is rejected for
+    something else, or the other copy would be imported alone and a corrected report would later
+    overwrite it. ``seen`` holds the file's codes validated so far, this chunk's included; the earlier row
+    of a code met again goes to its ``taken_back``, as for any later row. Returns the refused rows' own
+    duplicate problems. Roads have no code: none."""
+    if layer == "stations":
+        own = (
+            clean_text(refused["code"]) if "code" in refused.columns else pd.Series(None, index=refused.index)
+        )
+        _, codes = _station_codes(own, clean_text(refused["community_code"]))
+    elif "code" in refused.columns:
+        codes = clean_text(refused["code"])
+    else:
+        return []
+    what = {"components": "code", "stations": "station code", "net": "net polygon code"}.get(
+        layer, f"{level} code"
+    )
+    problems = []
+    for code, row in zip(codes, refused["source_row"], strict=True):
+        if code is None:
+            continue
+        one_code, one_row = np.array([code], dtype=object), np.array([int(row)], dtype=np.int64)
+        if code in seen:
+            (reason,) = seen._met_again(one_code, one_row, field="code", what=what)
+            problems.append(Problem(int(row), "code", code, reason, "rejected"))
+        else:
+            seen._add(one_code, one_row)
+    return problems
+
+
 def validate_stations(
     mapped: gpd.GeoDataFrame,
     *,
@@ -1573,12 +1617,9 @@ def validate_stations(
             max_chars=_STATION_CODE_CHARS,
             required=False,
         )
-    # A station without a code of its own is its community's first station: community code + 01. Two
-    # such rows of one community are one station twice, so the duplicate check sees these codes too.
-    derived = (community.astype(str) + "01").where(community.notna(), None)
+    derived, code = _station_codes(own, community)
     if "attributes" in mapped.columns:
         _reject_station_codes_not_read(findings, mapped["attributes"], community, derived.where(own.isna()))
-    code = own.where(own.notna(), derived)
     _check_duplicates(findings, code, seen_codes, field="code", what="station code")
     columns["code"] = code
     if "phone" in mapped.columns:

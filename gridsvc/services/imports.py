@@ -1369,7 +1369,8 @@ def _stage_components(
                 mapped, chunk, run.settings.max_geometry_vertices, unreadable
             )
             result = validate.validate_components(mapped, rules, seen_codes=run.seen)
-            problems = [*result.problems, *refusals]
+            copies = validate.check_duplicates_of_refused(oversized, run.seen, layer="components")
+            problems = [*result.problems, *refusals, *copies]
             read = _with_refused(mapped, oversized)
             _collect(run.report, problems, read, run.problem_rows, chunk, run.info.coordinate_fields)
             _note_rejected_codes(run, problems, read)
@@ -2204,8 +2205,11 @@ def import_layer(
                     mapped, chunk, settings.max_geometry_vertices, unreadable, contradictions
                 )
                 result = _validated(mapped, request, settings, seen, seen_roads, parents)
+                copies = validate.check_duplicates_of_refused(
+                    oversized, seen, layer=request.layer, level=request.level
+                )
                 accepted, orphans = _missing_parents(result.accepted, request, session, parents)
-                problems = [*result.problems, *orphans, *refusals]
+                problems = [*result.problems, *orphans, *refusals, *copies]
                 read = _with_refused(mapped, oversized)
                 _collect(report, problems, read, problem_rows, chunk, info.coordinate_fields)
                 if len(accepted):

@@ -408,6 +408,38 @@ def test_a_csv_row_with_an_empty_coordinate_cell_says_which_column_is_missing(
     assert reasons[2] == "经度 and 纬度 are missing: this row has no position; fill in the coordinate"
 
 
+@pytest.mark.parametrize("layer", ["components", "stations"])
+def test_a_duplicated_code_rejects_every_copy_also_when_one_has_no_position(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, layer: str
+) -> None:
+    # The copy without a position was rejected before the duplicate check saw its code, so the other
+    # copy was imported alone, and the corrected report later overwrote it.
+    table = _lamp_table(demo_sessions, 3, offset=98, first_seq=998_001)
+    if layer == "stations":
+        with demo_sessions() as session:
+            community = session.execute(text("SELECT code FROM community ORDER BY code LIMIT 1")).scalar_one()
+        table = table.rename(columns={"标识码": "编码"}).drop(columns="状态")
+        table["名称"], table["社区代码"] = ["丙站", "丁站", "戊站"], community
+    code = table.iloc[0, 0]
+    table.iloc[1, 0] = code  # line 3 uses line 2's code
+    table.loc[0, "经度"] = ""  # line 2 has no position
+    path = tmp_path / "重复.csv"
+    table.to_csv(path, index=False, encoding="utf-8-sig")
+    what = "code" if layer == "components" else "station code"
+
+    request = ImportRequest(path=path, crs="EPSG:4490", layer=layer, dry_run=True)  # type: ignore[arg-type]
+    report = import_layer(demo_sessions, request, settings=test_settings, actor=LOCAL_OPERATOR)
+
+    assert report.rejected == 2, report.problems
+    assert [(p.source_row, p.field) for p in report.problems] == [(2, "code"), (2, "geometry"), (3, "code")]
+    assert report.problems[0].reason == (
+        f"{what} {code} is also used by row 3 of this file; every row with a duplicated code is rejected"
+    )
+    assert report.problems[2].reason == (
+        f"{what} {code} is also used by row 2 of this file; every row with a duplicated code is rejected"
+    )
+
+
 def test_a_csv_with_a_utf8_byte_order_mark_is_not_said_to_have_a_guessed_encoding(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
