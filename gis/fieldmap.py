@@ -478,9 +478,10 @@ def resolve_mapping(
     Returns
     -------
     dict of str to str
-        ``{standard_field: file_column}`` for every field found, in standard-field order. When several
-        columns match one field through aliases, the one whose alias comes first wins (then file order);
-        the others are left unmapped, so they end up in ``attributes``.
+        ``{standard_field: file_column}`` for every field found, in standard-field order. A column named
+        exactly as the field (``code``) wins; when several columns match one field through aliases, the
+        one whose alias comes first wins (then file order); the others are left unmapped, so they end up
+        in ``attributes``.
 
     Raises
     ------
@@ -506,11 +507,19 @@ def resolve_mapping(
             raise MappingError(f"the mapping gives both {other} and {field} from field {column!r}")
         resolved[field] = column
         used.add(column)
+    # A column named exactly as the standard field comes first: gridsvc's own exports and problem reports
+    # write the field read as `code` beside the file's other code fields (OBJCODE beside 标识码 read as
+    # the code), and importing them again must read the same one.
+    for field in fields:
+        if field not in resolved and field in names and field not in used:
+            resolved[field] = field
+            used.add(field)
     by_key: dict[str, list[str]] = {}
     for name in names:
         by_key.setdefault(_key(name), []).append(name)
-    # Exact names first; then names a Shapefile cut at its 10-byte limit (主管部门 is 12 bytes in UTF-8,
-    # so a GDAL-written .dbf holds 主管部), so a cut name never takes a field an exact name would match.
+    # Then the aliases: exact names first; then names a Shapefile cut at its 10-byte limit (主管部门 is
+    # 12 bytes in UTF-8, so a GDAL-written .dbf holds 主管部), so a cut name never takes a field an exact
+    # name would match.
     for match in (_key, _cut_keys):
         for field in fields:
             if field in resolved:

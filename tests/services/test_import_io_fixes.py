@@ -440,6 +440,48 @@ def test_a_duplicated_code_rejects_every_copy_also_when_one_has_no_position(
     )
 
 
+def test_a_corrected_report_of_a_file_with_two_code_fields_reads_the_one_the_import_read(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # The report writes the field read as the code as `code`, and OBJCODE beside it; OBJCODE once came
+    # first again, and the corrected row became a new version of another lamp.
+    table = _lamp_table(demo_sessions, 2, offset=100, first_seq=999_101)
+    other = f"370102{LAMP}999109"
+    table.insert(1, "OBJCODE", [other, other])
+    table.loc[1, "状态"] = "坏了"  # line 3
+    path = tmp_path / "两个编码.csv"
+    table.to_csv(path, index=False, encoding="utf-8-sig")
+    first = _run(demo_sessions, test_settings, path, crs="EPSG:4490", report_path=tmp_path / "问题.csv")
+    assert (first.accepted, first.rejected) == (1, 1)
+    corrected = pd.read_csv(tmp_path / "问题.csv", dtype=str, encoding="utf-8-sig")
+    assert corrected[["code", "OBJCODE"]].values.tolist() == [[table.loc[1, "标识码"], other]]
+    corrected["status"] = "破损"
+    corrected.to_csv(tmp_path / "问题.csv", index=False, encoding="utf-8-sig")
+
+    again = _run(demo_sessions, test_settings, tmp_path / "问题.csv", crs="EPSG:4490")
+
+    assert (again.new, again.changed, again.rejected) == (1, 0, 0), again.problems
+    stored = _current(demo_sessions, [*table["标识码"], other])
+    assert stored["code"].tolist() == table["标识码"].tolist()
+    assert stored["status"].tolist() == ["intact", "damaged"]
+    assert [a.get("OBJCODE") for a in stored["attributes"]] == [other, other]
+
+
+def test_a_field_named_as_a_standard_field_is_read_as_it_and_its_alias_kept(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # 备注 (an alias of remarks) and remarks both wrote the remarks: one of the two was lost.
+    table = _lamp_table(demo_sessions, 1, offset=102, first_seq=999_201)
+    table["备注"], table["remarks"] = "现场备注", "contractor note"
+    path = tmp_path / "备注.csv"
+    table.to_csv(path, index=False, encoding="utf-8-sig")
+    report = _run(demo_sessions, test_settings, path, crs="EPSG:4490")
+    assert report.accepted == 1
+    assert any("the remarks is read from its remarks field; 备注 is named as" in w for w in report.warnings)
+    (attributes,) = _current(demo_sessions, table["标识码"].tolist())["attributes"]
+    assert (attributes.get("remarks"), attributes.get("备注")) == ("contractor note", "现场备注")
+
+
 def test_a_csv_with_a_utf8_byte_order_mark_is_not_said_to_have_a_guessed_encoding(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
