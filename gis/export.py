@@ -456,6 +456,10 @@ def _report_text(value: object) -> str:
         return value
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float | np.floating) and float(value).is_integer() and abs(float(value)) < 2.0**53:
+        # A FileGDB Double 150.0 is written 150, as the CSV export writes it and as the import reads a
+        # number as text: "150.0" imported again would be a change of every such row.
+        return str(int(value))
     return str(value)
 
 

@@ -412,6 +412,8 @@ def test_problems_report_in_csv(tmp_path: Path, rejected: gpd.GeoDataFrame) -> N
     assert back["value"].tolist()[3] == "(nan 36.6)"
     assert texts(back["name"]) == ["绿化带", "路灯", "", ""]
     assert texts(back["灯杆材质"]) == ["钢", "铝", "", ""]
+    # A whole real number as the CSV export and the import write it as text: 1.0 would come back a change.
+    assert back["value_2"].tolist() == ["1", "", "", ""]
 
 
 def test_repaired_rows_get_their_geometry_when_given(tmp_path: Path, rejected: gpd.GeoDataFrame) -> None:
