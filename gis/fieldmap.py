@@ -604,6 +604,9 @@ def _json_scalar(value: Any) -> Any:
         return None
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, np.ndarray):
+        # A GeoJSON array (GDAL's StringList, IntegerList, RealList): kept as the JSON array it was.
+        return [_json_scalar(v) for v in value.tolist()]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str | bool | int):

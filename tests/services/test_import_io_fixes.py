@@ -78,6 +78,34 @@ def test_an_infinite_number_rejects_its_row_naming_the_field(
     assert written["source_row"].tolist() == [2, 3] and written.geometry.notna().all()
 
 
+def test_geojson_arrays_are_kept_as_json_arrays(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
+) -> None:
+    # GDAL reads them as string, integer and real lists; they were stored as numpy's printout "[101 102]".
+    (lon, lat) = _grid_points(demo_sessions, 1, offset=66)[["lon", "lat"]].iloc[0]
+    code = f"370102{LAMP}950001"
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+        "properties": {
+            "OBJCODE": code,
+            "照片文件": ["p1.jpg", "p2.jpg"],
+            "杆号": [101, 102],
+            "读数": [1.5, 2.25],
+        },
+    }
+    path = tmp_path / "数组.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}, ensure_ascii=False))
+    assert _run(demo_sessions, test_settings, path).accepted == 1
+    (attributes,) = _current(demo_sessions, [code])["attributes"]
+    assert (attributes["照片文件"], attributes["杆号"], attributes["读数"]) == (
+        ["p1.jpg", "p2.jpg"],
+        [101, 102],
+        [1.5, 2.25],
+    )
+    assert _run(demo_sessions, test_settings, path, dry_run=True).unchanged == 1
+
+
 def test_boolean_fields_with_a_null_stay_true_and_false(
     demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path
 ) -> None:
