@@ -16,6 +16,7 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -394,8 +395,24 @@ def _check_request(request: ImportRequest) -> None:
     if request.area_codes and not request.retire_missing:
         problems.append(FieldProblem("area", "an area only matters with --retire-missing"))
     problems.extend(_options_of_other_layers(request))
+    problems.extend(_report_path_problems(request.report_path))
     if problems:
         raise InvalidInputError("the import request is not valid", problems=problems)
+
+
+def _report_path_problems(path: Path | None) -> list[FieldProblem]:
+    """A report file that could not be written, found before the import: written after the commit, it
+    would fail an import that had in fact been committed."""
+    if path is None:
+        return []
+    if path.suffix.lower() not in (".gpkg", ".csv"):
+        return [FieldProblem("report", f"{path}: a report is a .gpkg or a .csv file")]
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return [FieldProblem("report", f"{path}: the folder {folder} does not exist; create it first")]
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return [FieldProblem("report", f"{path}: cannot write there (permission denied)")]
+    return []
 
 
 def _options_of_other_layers(request: ImportRequest) -> list[FieldProblem]:

@@ -18,6 +18,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from gridsvc.errors import InvalidInputError
 from gridsvc.services.access import LOCAL_OPERATOR
 from gridsvc.services.imports import ImportRequest, import_layer
 from gridsvc.settings import Settings
@@ -508,6 +509,30 @@ def test_a_field_named_as_a_standard_field_is_read_as_it_and_its_alias_kept(
     assert any("the remarks is read from its remarks field; 备注 is named as" in w for w in report.warnings)
     (attributes,) = _current(demo_sessions, table["标识码"].tolist())["attributes"]
     assert (attributes.get("remarks"), attributes.get("备注")) == ("contractor note", "现场备注")
+
+
+@pytest.mark.parametrize(
+    ("report_name", "said"),
+    [
+        ("没有的文件夹/问题.gpkg", "the folder {folder} does not exist; create it first"),
+        ("问题.txt", "a report is a .gpkg or a .csv file"),
+    ],
+)
+def test_a_report_that_cannot_be_written_refuses_the_import_before_it_starts(
+    demo_sessions: sessionmaker[Session], test_settings: Settings, tmp_path: Path, report_name: str, said: str
+) -> None:
+    # Written after the commit, it failed with a traceback an import that had been committed.
+    table = _lamp_table(demo_sessions, 1, offset=104, first_seq=999_301)
+    path = tmp_path / "路灯.csv"
+    table.to_csv(path, index=False, encoding="utf-8-sig")
+    report_path = tmp_path / report_name
+    before = _count(demo_sessions, "SELECT count(*) FROM survey_batch")
+    with pytest.raises(InvalidInputError) as refused:
+        _run(demo_sessions, test_settings, path, crs="EPSG:4490", report_path=report_path)
+    assert [(p.field, p.message) for p in refused.value.problems] == [
+        ("report", f"{report_path}: {said.format(folder=report_path.parent)}")
+    ]
+    assert _count(demo_sessions, "SELECT count(*) FROM survey_batch") == before
 
 
 def test_a_csv_with_a_utf8_byte_order_mark_is_not_said_to_have_a_guessed_encoding(
