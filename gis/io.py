@@ -2431,18 +2431,25 @@ def _convert(
         # Positions are stored in 2D; KML (LIBKML) and many survey exports carry a height, often 0.
         out_geoms = np.asarray(shapely.force_2d(out_geoms), dtype=object)
     report_geometries: dict[int, shapely.Geometry] = {}
-    if unconvertible and not info.coordinate_fields:
-        # A CSV's coordinate columns go into the report as written, and are where the row is corrected.
+    if unconvertible:
         placed = coords.copy()
         placed[finite, 0], placed[finite, 1] = placed_lon, placed_lat
         report_geometries = _report_geometries(geoms, rows, owner, placed, unconvertible)
+        # A CSV report keeps a CSV's coordinate columns as written (they are where it is corrected, and
+        # what it is imported again by); a GeoPackage report has the geometry only.
+        which = (
+            f"a GeoPackage problems report (a CSV one keeps {' and '.join(info.coordinate_fields[:2])} as "
+            "written)"
+            if info.coordinate_fields
+            else "the problems report"
+        )
         for row, (value, reason) in list(unconvertible.items()):
             if row in report_geometries:
                 if row in put_right:
                     unconvertible[row] = (
                         value,
-                        f"{reason}; the problems report has this row {put_right[row]}: check it there, "
-                        "then import the report again",
+                        f"{reason}; {which} has this row {put_right[row]}: check it there, then import "
+                        "the report again",
                     )
                 continue
             (g,) = np.flatnonzero(rows == row)

@@ -1239,8 +1239,11 @@ def test_one_row_with_its_x_and_y_swapped_is_said_to_be_swapped(tmp_path: Path, 
     assert reason == (
         f"coordinate ({x[2]!r}, {y[2]!r}) in {name} is not in the city, but it is with x and y the other"
         f" way round, at lon/lat ({lon[2]:.6f}, {lat[2]:.6f}): this row has its {axes} the wrong way round;"
-        " swap them back"
+        " swap them back; a GeoPackage problems report (a CSV one keeps X and Y as written) has this row"
+        " with x and y swapped back: check it there, then import the report again"
     )
+    # That report's geometry: the row swapped back.
+    assert chunk.attrs[io.REPORT_GEOMETRIES][4].equals_exact(shapely.Point(lon[2], lat[2]), 1e-7)
 
 
 def test_unknown_crs_override(tmp_path: Path) -> None:
