@@ -497,6 +497,12 @@ def resolve_mapping(
         if field not in fields:
             raise MappingError(f"{field!r} is not a standard field; use one of {', '.join(fields)}")
         column = _find_column(names, str(wanted))
+        alike = [c for c in names if _key(c) == _key(str(wanted))]
+        if column is None and len(alike) > 1:
+            raise MappingError(
+                f"the mapping gives {field} from field {wanted!r}, and the file has {len(alike)} fields of "
+                f"that name in other letter cases ({', '.join(alike)}): give the one meant as written"
+            )
         if column is None:
             raise MappingError(
                 f"the mapping gives {field} from field {wanted!r}, which the file does not have; "

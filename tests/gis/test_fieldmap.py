@@ -101,6 +101,16 @@ def test_explicit_entry_matches_case_insensitively_when_unambiguous() -> None:
     assert resolve_mapping(["ObjCode"], {"code": "OBJCODE"}) == {"code": "ObjCode"}
 
 
+def test_explicit_entry_of_two_fields_in_other_cases_asks_for_the_one_meant() -> None:
+    # Once "which the file does not have", of a file that has two.
+    with pytest.raises(MappingError) as info:
+        resolve_mapping(["Note", "NOTE", "名称"], {"remarks": "note"})
+    assert str(info.value) == (
+        "the mapping gives remarks from field 'note', and the file has 2 fields of that name in other letter "
+        "cases (Note, NOTE): give the one meant as written"
+    )
+
+
 def test_explicit_field_missing_from_the_file_lists_the_file_fields() -> None:
     with pytest.raises(MappingError) as info:
         resolve_mapping(["部件编码", "名称", "source_row", "geometry"], {"code": "标识码"})
